@@ -1,0 +1,46 @@
+# CallBridge developer commands. Everything installs itself into .venv (project) and
+# .tools/sam (AWS SAM CLI, kept apart because it pins its own boto3/pydantic/click).
+PY ?= python3
+VENV := .venv
+SAMVENV := .tools/sam
+export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)/functions:$(CURDIR)/tools
+
+.PHONY: run test lint bench build validate clean
+
+$(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(SAMVENV)/.installed: requirements-sam.txt
+	$(PY) -m venv $(SAMVENV)
+	$(SAMVENV)/bin/python -m pip install -q --upgrade pip
+	$(SAMVENV)/bin/python -m pip install -q -r requirements-sam.txt
+	touch $@
+
+## run: start CallBridge locally (embedded AWS emulation + HTTP gateway). ARGS="--port 3000 --accounts DIR"
+run: $(VENV)/.installed
+	$(VENV)/bin/python -m callbridge_local $(ARGS)
+
+## test: lint, types, unit + integration + e2e tests, sam validate --lint, sam build
+test: $(VENV)/.installed $(SAMVENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAMVENV)/bin:$$PATH" bash tools/test.sh
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+validate: $(SAMVENV)/.installed
+	$(SAMVENV)/bin/sam validate --lint
+
+build: $(SAMVENV)/.installed
+	PATH="$(CURDIR)/$(SAMVENV)/bin:$$PATH" $(SAMVENV)/bin/sam build
+
+## bench: cold start, warm and gateway latency figures (prints a table, writes bench/results/*.json)
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/benchmark.py $(ARGS)
+
+clean:
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

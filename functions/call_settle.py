@@ -1,0 +1,25 @@
+"""SQS worker: records a call nobody answered as missed once all its phones stopped ringing."""
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from callbridge.ingest import settle_call
+from callbridge.observability import logger
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def _settle(record: SQSRecord) -> None:
+    message = json.loads(record.body)
+    result = settle_call(str(message["account"]), str(message["call_id"]))
+    logger().info(
+        "settled",
+        extra={"account": message["account"], "call_id": message["call_id"], "result": result.status},
+    )
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return dict(process_partial_response(event=event, record_handler=_settle, processor=processor, context=context))

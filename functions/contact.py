@@ -1,0 +1,9 @@
+"""POST /v1/{account}/cloudpbx/contact - the Cloud PBX `contact` command at its own address."""
+
+from typing import Any
+
+from callbridge.cloudpbx.webhook import handle
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event, command="contact")

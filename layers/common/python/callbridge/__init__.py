@@ -1,0 +1,1 @@
+"""CallBridge core: canonical model, store, adapters. Knows nothing of API Gateway."""

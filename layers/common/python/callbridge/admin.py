@@ -1,0 +1,114 @@
+"""Operator actions shared by the local runtime and the CLI: applying account config files."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from callbridge import aws, clock, secrets
+from callbridge.accounts import account_key, clear_account_cache
+from callbridge.config import AccountConfig, load_account_file
+from callbridge.dynamo import to_item
+from callbridge.phones import normalize
+from callbridge.settings import get_settings
+from callbridge.store.contacts import put_contact
+
+ACCOUNT_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class ApplyReport:
+    account: str
+    contacts_stored: int = 0
+    contact_phones_rejected: list[str] = field(default_factory=list)
+
+
+def _put_secret(name: str, value: str | None) -> None:
+    client = aws.ssm()
+    if value is None:
+        with contextlib.suppress(client.exceptions.ParameterNotFound):
+            client.delete_parameter(Name=name)
+        return
+    client.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+
+def apply_account(config: AccountConfig) -> ApplyReport:
+    settings = get_settings()
+    now = clock.iso(clock.now())
+    item = to_item(
+        {
+            "account": config.account,
+            "name": config.name,
+            "phone_region": config.phone_region,
+            "timezone": config.timezone,
+            "pbx_kind": config.pbx.kind,
+            "config": config.public(),
+            "updated_at": now,
+        }
+    )
+    client = aws.dynamodb()
+    client.put_item(TableName=settings.accounts_table, Item={**item, **account_key(config.account)})
+    for user in config.users:
+        client.put_item(
+            TableName=settings.accounts_table,
+            Item=to_item(
+                {
+                    "pk": f"ACCOUNT#{config.account}",
+                    "sk": f"USER#{user.pbx_user}",
+                    "pbx_user": user.pbx_user,
+                    "name": user.name,
+                    "extension": user.extension,
+                    "updated_at": now,
+                }
+            ),
+        )
+
+    path = secrets.account_path(config.account)
+    tokens = [t.get_secret_value() for t in config.pbx.crm_tokens]
+    _put_secret(f"{path}/{secrets.CRM_TOKEN}", tokens[0])
+    _put_secret(f"{path}/{secrets.CRM_TOKEN_PREVIOUS}", tokens[1] if len(tokens) > 1 else None)
+    _put_secret(f"{path}/{secrets.PBX_TOKEN}", config.pbx.token.get_secret_value() if config.pbx.token else None)
+
+    report = ApplyReport(account=config.account)
+    for entry in config.contacts:
+        phones = []
+        for raw in entry.phones:
+            phone = normalize(raw, config.phone_region)
+            if phone.e164 is None:
+                report.contact_phones_rejected.append(raw)
+            else:
+                phones.append(phone.e164)
+        if phones:
+            contact_id = entry.id or hashlib.sha256(("|".join(sorted(phones))).encode()).hexdigest()[:16]
+            put_contact(config.account, contact_id, entry.name, phones, entry.responsible)
+            report.contacts_stored += 1
+    clear_account_cache()
+    return report
+
+
+def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
+    """What the operator pastes into the PBX web cabinet. Printed to their terminal on purpose;
+    never logged."""
+    base = base_url.rstrip("/")
+    return [
+        f"account {config.account}: Cloud PBX → CRM address: {base}/v1/{config.account}/cloudpbx",
+        f"account {config.account}: Cloud PBX → CRM key (crm_token): {config.pbx.crm_tokens[0].get_secret_value()}",
+    ]
+
+
+def apply_accounts_dir(directory: Path, base_url: str) -> list[str]:
+    """Apply every account file in `directory`; return the lines to show the operator."""
+    lines: list[str] = []
+    files = sorted(p for p in directory.iterdir() if p.suffix in ACCOUNT_FILE_SUFFIXES)
+    for path in files:
+        config = load_account_file(path)
+        report = apply_account(config)
+        lines.extend(cabinet_lines(config, base_url))
+        lines.append(f"account {config.account}: {report.contacts_stored} contacts stored")
+        if report.contact_phones_rejected:
+            lines.append(
+                f"account {config.account}: phones not understood, skipped: {', '.join(report.contact_phones_rejected)}"
+            )
+    return lines

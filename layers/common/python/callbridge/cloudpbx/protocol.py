@@ -1,0 +1,250 @@
+"""Cloud PBX wire format, receiving side (specs/cloudpbx.md): body decoding, field validation and
+the exact error bodies the PBX expects. Pure functions; no I/O."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+MAX_FIELDS = 100
+MAX_VALUE = 2048
+MAX_DURATION = 10 * 24 * 3600
+EVENT_TYPES = frozenset({"INCOMING", "ACCEPTED", "COMPLETED", "CANCELLED", "OUTGOING", "TRANSFERRED"})
+
+
+class CloudPbxError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": message}
+
+
+def invalid_parameters() -> CloudPbxError:
+    return CloudPbxError(400, "Invalid parameters")
+
+
+def invalid_token() -> CloudPbxError:
+    return CloudPbxError(401, "Invalid token")
+
+
+def decode_body(body: str | None, is_base64: bool, content_type: str) -> dict[str, str]:
+    """Form-encoded (the seed's format) or JSON with the same fields. Scalars become strings, the
+    first value of a repeated form field wins, anything else is a 400."""
+    if not body:
+        return {}
+    raw: str | bytes = body
+    if is_base64:
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid_parameters() from None
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid_parameters() from None
+    text = raw.strip()
+    ctype = content_type.lower()
+    if "json" in ctype or (not ctype.startswith("application/x-www-form-urlencoded") and text.startswith("{")):
+        return _from_json(text)
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
+    except (ValueError, UnicodeDecodeError):
+        raise invalid_parameters() from None
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        fields.setdefault(key.strip(), value)
+    return fields
+
+
+def _from_json(text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise invalid_parameters() from None
+    if not isinstance(data, dict) or len(data) > MAX_FIELDS:
+        raise invalid_parameters()
+    fields: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, bool):
+            fields[key] = "1" if value else "0"
+        elif isinstance(value, str | int | float):
+            fields[key] = str(value)
+        elif value is not None:
+            raise invalid_parameters()
+    return fields
+
+
+def _text(fields: dict[str, str], name: str, *, required: bool, limit: int = MAX_VALUE) -> str | None:
+    value = fields.get(name)
+    value = value.strip() if value is not None else ""
+    if not value:
+        if required:
+            raise invalid_parameters()
+        return None
+    if len(value) > limit or "\x00" in value:
+        raise invalid_parameters()
+    return value
+
+
+def _duration(fields: dict[str, str], name: str, *, required: bool) -> int | None:
+    raw = _text(fields, name, required=required, limit=32)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise invalid_parameters() from None
+    if not math.isfinite(value) or value < 0 or value > MAX_DURATION:
+        raise invalid_parameters()
+    return int(value)
+
+
+def parse_start(raw: str | None) -> datetime | None:
+    """`start` as real PBXs send it: compact UTC `20170703T121110Z`, or ISO-8601 with an offset.
+    Unparseable → None (the caller flags the call and derives the start another way)."""
+    if not raw:
+        return None
+    for fmt in ("%Y%m%dT%H%M%SZ", "%Y%m%dT%H%M%S%z"):
+        try:
+            return (
+                datetime.strptime(raw, fmt).replace(tzinfo=UTC)
+                if fmt.endswith("Z")
+                else (datetime.strptime(raw, fmt).astimezone(UTC))
+            )
+        except ValueError:
+            continue
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryIn:
+    direction: str  # "in" | "out"
+    user: str
+    phone: str
+    callid: str
+    status: str
+    duration: int
+    diversion: str | None = None
+    link: str | None = None
+    start_raw: str | None = None
+    ext: str | None = None
+    telnum: str | None = None
+    department: str | None = None
+    rating: str | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    type: str  # upper case; may be a type we don't know (kept, not acted on)
+    user: str
+    phone: str
+    callid: str
+    diversion: str | None = None
+    direction: str | None = None
+    ext: str | None = None
+    telnum: str | None = None
+    department: str | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactIn:
+    phone: str
+    callid: str
+    diversion: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RatingIn:
+    callid: str
+    rating: str
+    user: str | None = None
+    phone: str | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+
+
+def _direction(raw: str | None, *, required: bool) -> str | None:
+    if raw is None:
+        if required:
+            raise invalid_parameters()
+        return None
+    value = raw.lower()
+    if value not in ("in", "out"):
+        raise invalid_parameters()
+    return value
+
+
+def parse_history(fields: dict[str, str], raw: dict[str, str]) -> HistoryIn:
+    direction = _direction(_text(fields, "type", required=True), required=True)
+    assert direction is not None
+    return HistoryIn(
+        direction=direction,
+        user=_str(fields, "user"),
+        phone=_str(fields, "phone", limit=64),
+        callid=_str(fields, "callid", limit=256),
+        status=_str(fields, "status", limit=64),
+        duration=_duration(fields, "duration", required=True) or 0,
+        diversion=_text(fields, "diversion", required=False, limit=64),
+        link=_text(fields, "link", required=False),
+        start_raw=_text(fields, "start", required=False, limit=64),
+        ext=_text(fields, "ext", required=False, limit=64),
+        telnum=_text(fields, "telnum", required=False, limit=64),
+        department=_text(fields, "groupRealName", required=False, limit=256),
+        rating=_text(fields, "rating", required=False, limit=16),
+        raw=raw,
+    )
+
+
+def parse_event(fields: dict[str, str], raw: dict[str, str]) -> EventIn:
+    return EventIn(
+        type=_str(fields, "type", limit=32).upper(),
+        user=_str(fields, "user"),
+        phone=_str(fields, "phone", limit=64),
+        callid=_str(fields, "callid", limit=256),
+        diversion=_text(fields, "diversion", required=False, limit=64),
+        direction=_direction(_text(fields, "direction", required=False), required=False),
+        ext=_text(fields, "ext", required=False, limit=64),
+        telnum=_text(fields, "telnum", required=False, limit=64),
+        department=_text(fields, "groupRealName", required=False, limit=256),
+        raw=raw,
+    )
+
+
+def parse_contact(fields: dict[str, str]) -> ContactIn:
+    return ContactIn(
+        phone=_str(fields, "phone", limit=64),
+        callid=_str(fields, "callid", limit=256),
+        diversion=_text(fields, "diversion", required=False, limit=64),
+    )
+
+
+def parse_rating(fields: dict[str, str], raw: dict[str, str]) -> RatingIn:
+    return RatingIn(
+        callid=_str(fields, "callid", limit=256),
+        rating=_str(fields, "rating", limit=16),
+        user=_text(fields, "user", required=False),
+        phone=_text(fields, "phone", required=False, limit=64),
+        raw=raw,
+    )
+
+
+def _str(fields: dict[str, str], name: str, limit: int = 256) -> str:
+    value = _text(fields, name, required=True, limit=limit)
+    assert value is not None
+    return value
+
+
+def json_safe(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,120 @@
+"""The Cloud PBX webhook over HTTP: one function for the single address (dispatch on `cmd`) and for
+the per-command addresses. It takes the API Gateway HTTP API (v2) event only to read the path
+parameter, headers and body, and hands plain values to the core.
+
+Why not Powertools' event handler here: the contact path is latency critical and its cold start is
+measured against a bare boto3 handler (bench/benchmark.py) - the resolver's import alone costs about
+a third of that floor. The protocol also needs what its validation can't express: form or JSON
+bodies with the same fields, dispatch on a body field, and 401 before 400 with fixed bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from callbridge.accounts import Account, UnknownAccount, get_account
+from callbridge.cloudpbx.protocol import (
+    CloudPbxError,
+    decode_body,
+    invalid_parameters,
+    invalid_token,
+    parse_contact,
+)
+from callbridge.phones import normalize
+from callbridge.secrets import verify_crm_token
+from callbridge.store.contacts import find_by_phone
+
+COMMANDS = ("history", "event", "contact", "rating")
+_JSON = {"content-type": "application/json"}
+
+
+def _response(status: int, body: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": _JSON,
+        "body": json.dumps(body, ensure_ascii=False) if body is not None else "",
+    }
+
+
+def handle(event: dict[str, Any], command: str | None) -> dict[str, Any]:
+    """`command` is fixed by the route (/cloudpbx/history) or None for the single address."""
+    try:
+        return _handle(event, command)
+    except CloudPbxError as error:
+        return _response(error.status, error.body)
+    except Exception:
+        from callbridge.observability import logger
+
+        # Our fault (a store or SSM outage), never the client's: the ringing phone still gets a
+        # valid answer; a history or event gets 503 so that the PBX sends it again later.
+        logger().exception("Cloud PBX webhook failed")
+        if _wants_contact(event, command):
+            return _response(200, {})
+        return _response(503, {"error": "Temporarily unavailable"})
+
+
+def _wants_contact(event: dict[str, Any], command: str | None) -> bool:
+    if command is not None:
+        return command == "contact"
+    body = event.get("body")
+    return isinstance(body, str) and "contact" in body
+
+
+def _handle(event: dict[str, Any], route_command: str | None) -> dict[str, Any]:
+    headers = event.get("headers") or {}
+    content_type = str(headers.get("content-type", "")) if isinstance(headers, dict) else ""
+    fields = decode_body(event.get("body"), bool(event.get("isBase64Encoded")), content_type)
+    account_id = str((event.get("pathParameters") or {}).get("account", ""))
+    cmd = fields.get("cmd", "").strip()
+    fast = (route_command or cmd) == "contact"
+
+    account = _authenticate(account_id, fields.get("crm_token", ""), fast=fast)
+    if route_command is not None:
+        if cmd and cmd != route_command:
+            raise invalid_parameters()
+        cmd = route_command
+    if not cmd:
+        raise invalid_parameters()
+    if cmd == "contact":
+        return _response(200, _contact(account, fields))
+    if cmd in COMMANDS:
+        # history/event/rating write the call; their modules (pydantic, logger) load only here.
+        from callbridge.cloudpbx.commands import dispatch
+
+        return _response(*dispatch(account, cmd, fields))
+    from callbridge.observability import logger
+
+    # An unknown command gets 200 so that the PBX does not retry it forever.
+    logger().warning("unknown Cloud PBX command ignored", extra={"account": account.id, "cmd": cmd[:64]})
+    return _response(200, None)
+
+
+def _authenticate(account_id: str, token: str, *, fast: bool) -> Account:
+    if not token:
+        raise invalid_token()
+    try:
+        account = get_account(account_id, fast=fast)
+    except UnknownAccount:
+        raise invalid_token() from None
+    if account.pbx_kind != "cloudpbx" or not verify_crm_token(account.id, token):
+        raise invalid_token()
+    return account
+
+
+def _contact(account: Account, fields: dict[str, str]) -> dict[str, str]:
+    request = parse_contact(fields)
+    phone = normalize(request.phone, account.phone_region)
+    if phone.e164 is None:
+        return {}
+    try:
+        contact = find_by_phone(account.id, phone.e164, fast=True)
+    except Exception:  # the ringing phone gets a valid answer whatever happened to the directory
+        from callbridge.observability import logger
+
+        logger().exception("contact lookup failed; answering without a contact", extra={"account": account.id})
+        return {}
+    if not contact:
+        return {}
+    answer = {"contact_name": contact.get("name"), "responsible": contact.get("responsible")}
+    return {k: str(v) for k, v in answer.items() if v}

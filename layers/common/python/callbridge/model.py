@@ -1,0 +1,72 @@
+"""The canonical call, whatever PBX it came from. Adapters in map to it; adapters out map from it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    MISSED = "missed"  # incoming, nobody answered
+    NO_ANSWER = "no_answer"  # outgoing, the client did not answer
+    BUSY = "busy"
+    NOT_AVAILABLE = "not_available"
+    NOT_ALLOWED = "not_allowed"
+    NOT_FOUND = "not_found"
+    UNKNOWN = "unknown"
+
+
+class StartSource(StrEnum):
+    """Where a call's start time came from: PBXs differ in what they tell us."""
+
+    PBX = "pbx"  # the PBX sent it
+    FIRST_EVENT = "first_event"  # receipt time of the first event (INCOMING/OUTGOING) we saw
+    RECEIPT_MINUS_DURATION = "receipt_minus_duration"  # history receipt time minus the duration
+
+
+class Flag(StrEnum):
+    PHONE_UNPARSED = "phone_unparsed"  # the client number is not a valid number; kept as sent
+    START_UNPARSED = "start_unparsed"  # the PBX's start time was junk; derived another way
+    BAD_RECORDING_LINK = "bad_recording_link"
+    GROUP_USER = "group_user"  # `user` is a department: the call rang a group
+
+
+class Call(BaseModel):
+    """A call as stored (the CALL item of the calls table)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    account: str
+    call_id: str
+    source: str
+    direction: Direction | None = None
+    outcome: Outcome | None = None
+    final: bool = False
+    phone: str | None = None  # E.164 when it could be understood, else as sent
+    phone_raw: str | None = None
+    our_number: str | None = None  # the account's number the call came through (diversion)
+    user: str | None = None  # PBX user who took or made the call
+    extension: str | None = None
+    department: str | None = None
+    duration: int = 0
+    started_at: datetime | None = None
+    start_source: StartSource | None = None
+    recording_url: str | None = None
+    rating: str | None = None
+    pbx_status: str | None = None
+    users_rang: set[str] = Field(default_factory=set)
+    accepted_by: str | None = None
+    flags: set[str] = Field(default_factory=set)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Call:
+        return cls.model_validate(item)

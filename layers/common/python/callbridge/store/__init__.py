@@ -1,0 +1,1 @@
+"""DynamoDB repositories. Key layout is documented in template.yaml next to each table."""

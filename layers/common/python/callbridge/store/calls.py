@@ -1,0 +1,146 @@
+"""Calls table: the canonical call, its timeline of received webhooks, and (later) deliveries.
+
+pk = CALL#{account}#{call id}
+  sk = CALL                         the canonical call (one item whatever path created it)
+  sk = EVT#{cmd}#{type}#{user}      one per distinct webhook: the timeline and the idempotency record
+Every webhook is applied with its EVT item in one transaction, so a PBX retry changes nothing and a
+crash can't leave the marker without its effect (or the effect without its marker).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from callbridge import aws
+from callbridge.dynamo import from_item, to_item
+from callbridge.settings import get_settings
+from callbridge.store.updates import Update
+
+CALL_SK = "CALL"
+
+
+def call_pk(account: str, call_id: str) -> str:
+    return f"CALL#{account}#{call_id}"
+
+
+def call_key(account: str, call_id: str) -> dict[str, Any]:
+    return {"pk": {"S": call_pk(account, call_id)}, "sk": {"S": CALL_SK}}
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """Identity of one webhook: the Cloud PBX shares a callid across all events and the history
+    of a call, so de-duplication is per (callid, command, type, user)."""
+
+    cmd: str
+    type: str
+    user: str
+
+    @property
+    def sk(self) -> str:
+        return f"EVT#{self.cmd}#{self.type}#{self.user}"
+
+
+def _table() -> str:
+    return get_settings().calls_table
+
+
+def apply_once(
+    account: str, call_id: str, marker: Marker, received_at: str, raw: dict[str, Any], update: Update
+) -> bool:
+    """Apply `update` to the call and record `marker`, atomically. False when this exact webhook was
+    already applied (a retry): nothing is changed then."""
+    marker_item = to_item(
+        {
+            "pk": call_pk(account, call_id),
+            "sk": marker.sk,
+            "cmd": marker.cmd,
+            "type": marker.type,
+            "user": marker.user,
+            "received_at": received_at,
+            "raw": json.dumps(raw, ensure_ascii=False, sort_keys=True),
+        }
+    )
+    client = aws.dynamodb()
+    try:
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": _table(),
+                        "Item": marker_item,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {"Update": {"TableName": _table(), "Key": call_key(account, call_id), **update.request()}},  # type: ignore[typeddict-item]
+            ]
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            raise
+        # Cancelled: either the marker exists (a retry, or a twin racing us) or a transient
+        # conflict. Only the first is a duplicate; anything else must surface so the PBX retries.
+        existing = client.get_item(
+            TableName=_table(),
+            Key={"pk": {"S": call_pk(account, call_id)}, "sk": {"S": marker.sk}},
+            ConsistentRead=True,
+        )
+        if "Item" in existing:
+            return False
+        raise
+    return True
+
+
+def get_call(account: str, call_id: str) -> dict[str, Any] | None:
+    response = aws.dynamodb().get_item(TableName=_table(), Key=call_key(account, call_id), ConsistentRead=True)
+    item = response.get("Item")
+    return from_item(item) if item else None
+
+
+def update_call(account: str, call_id: str, update: Update, condition: str | None = None) -> bool:
+    """Conditional update of the call item; False when the condition did not hold."""
+    request = update.request()
+    if condition:
+        request["ConditionExpression"] = condition
+    try:
+        aws.dynamodb().update_item(TableName=_table(), Key=call_key(account, call_id), **request)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def timeline(account: str, call_id: str) -> list[dict[str, Any]]:
+    """Every webhook received for a call, oldest first."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :evt)",
+        "ExpressionAttributeValues": {":pk": {"S": call_pk(account, call_id)}, ":evt": {"S": "EVT#"}},
+        "ConsistentRead": True,
+    }
+    while True:
+        response = aws.dynamodb().query(**kwargs)
+        items.extend(from_item(i) for i in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            break
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return sorted(items, key=lambda i: (i.get("received_at", ""), i.get("sk", "")))
+
+
+def list_calls(account: str, limit: int = 50) -> list[dict[str, Any]]:
+    """An account's calls, newest first (those with a known start time)."""
+    response = aws.dynamodb().query(
+        TableName=_table(),
+        IndexName="ByAccount",
+        KeyConditionExpression="gsi1pk = :a",
+        ExpressionAttributeValues={":a": {"S": account}},
+        ScanIndexForward=False,
+        Limit=limit,
+    )
+    return [from_item(i) for i in response.get("Items", [])]

@@ -1,0 +1,74 @@
+"""Builds DynamoDB update expressions from plain dicts, so callers say what to set, not how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from callbridge.dynamo import to_value
+
+
+@dataclass
+class Update:
+    """SET / ADD / DELETE clauses with generated placeholders (every name is aliased, which keeps
+    DynamoDB's long list of reserved words - `user`, `source`, `duration` - out of the way)."""
+
+    _set: list[str] = field(default_factory=list)
+    _add: list[str] = field(default_factory=list)
+    _delete: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def _name(self, attr: str) -> str:
+        alias = f"#n{len(self.names)}"
+        self.names[alias] = attr
+        return alias
+
+    def _value(self, value: Any) -> str:
+        alias = f":v{len(self.values)}"
+        self.values[alias] = to_value(value)
+        return alias
+
+    def set(self, **attrs: Any) -> Update:
+        for attr, value in attrs.items():
+            if value is not None:
+                self._set.append(f"{self._name(attr)} = {self._value(value)}")
+        return self
+
+    def set_if_absent(self, **attrs: Any) -> Update:
+        for attr, value in attrs.items():
+            if value is not None:
+                n = self._name(attr)
+                self._set.append(f"{n} = if_not_exists({n}, {self._value(value)})")
+        return self
+
+    def add_to_set(self, attr: str, *members: str) -> Update:
+        self._add.append(f"{self._name(attr)} {self._value(set(members))}")
+        return self
+
+    def remove_from_set(self, attr: str, *members: str) -> Update:
+        self._delete.append(f"{self._name(attr)} {self._value(set(members))}")
+        return self
+
+    def increment(self, attr: str, by: int = 1) -> Update:
+        self._add.append(f"{self._name(attr)} {self._value(by)}")
+        return self
+
+    def expression(self) -> str:
+        parts = []
+        if self._set:
+            parts.append("SET " + ", ".join(self._set))
+        if self._add:
+            parts.append("ADD " + ", ".join(self._add))
+        if self._delete:
+            parts.append("DELETE " + ", ".join(self._delete))
+        return " ".join(parts)
+
+    def request(self) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "UpdateExpression": self.expression(),
+            "ExpressionAttributeNames": self.names,
+        }
+        if self.values:
+            request["ExpressionAttributeValues"] = self.values
+        return request
