@@ -1,0 +1,52 @@
+"""Integration fixtures: one moto server (HTTP, as boto3 talks to AWS) per session, reset and
+re-provisioned from template.yaml before every test, with the demo account applied."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from callbridge import accounts, aws, secrets, settings
+from callbridge.admin import apply_account
+from callbridge.config import load_account_file
+from callbridge_local.testing import moto_server, provisioned
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _reset_caches() -> None:
+    settings.reset_settings()
+    aws.reset_clients()
+    accounts.clear_account_cache()
+    secrets.reset_secret_cache()
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def cloud(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A freshly provisioned emulated AWS with the demo account; yields the functions' env."""
+    request = urllib.request.Request(f"{aws_endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+    for name, value in {
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    env = provisioned(aws_endpoint, ROOT / "template.yaml", params={"MissedCallSettleSeconds": "0"})
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    _reset_caches()
+    apply_account(load_account_file(ROOT / "accounts" / "demo.yaml"))
+    yield env
+    _reset_caches()

@@ -1,0 +1,245 @@
+"""Cloud PBX webhooks through their handlers against DynamoDB, SSM and SQS in moto server mode."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import call_settle
+import cloudpbx
+import contact
+import event as event_fn
+import history as history_fn
+import pytest
+
+from callbridge import clock, settings
+from callbridge.store import calls
+from tests.support import DEMO_TOKEN, form, http_event, seed_contact, seed_event, seed_history
+
+CALL_ID = "B10D0EB124F4E64AF4EA-1511"
+SINGLE = "/v1/demo/cloudpbx"
+
+
+def post(fields: dict[str, Any], path: str = SINGLE, handler: Any = cloudpbx.handler, **kwargs: Any) -> tuple[int, Any]:
+    response = handler(http_event(path, form(**fields), **kwargs), None)
+    body = response["body"]
+    return response["statusCode"], json.loads(body) if body else None
+
+
+def drain_settle_queue(env: dict[str, str]) -> int:
+    """Plays Lambda's SQS event source for the settle worker."""
+    sqs = boto3.client("sqs")
+    handled = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=env["SETTLE_QUEUE_URL"], MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return handled
+        records = [
+            {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "attributes": {},
+             "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
+             "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:settle", "awsRegion": "us-east-1"}
+            for m in messages
+        ]
+        result = call_settle.handler({"Records": records}, None)
+        assert result == {"batchItemFailures": []}
+        for m in messages:
+            sqs.delete_message(QueueUrl=env["SETTLE_QUEUE_URL"], ReceiptHandle=m["ReceiptHandle"])
+        handled += len(messages)
+
+
+def test_seed_history_is_stored_as_a_canonical_call(cloud):
+    before = datetime.now(UTC)
+    assert post(seed_history()) == (200, None)
+    call = calls.get_call("demo", CALL_ID)
+    assert call is not None
+    assert call["phone"] == "+79101234567"
+    assert (call["direction"], call["outcome"], call["user"], call["duration"]) == ("in", "answered", "andy", 124)
+    assert call["recording_url"] == "https://link/file.mp3"
+    assert call["final"] is True
+    # The seed sends no start time: receipt time minus the duration, and we say so.
+    assert call["start_source"] == "receipt_minus_duration"
+    started = clock.parse_iso(call["started_at"])
+    assert before - timedelta(seconds=125) <= started <= datetime.now(UTC) - timedelta(seconds=123)
+    assert call["started_at"].endswith("Z")
+
+
+def test_a_repeated_history_changes_nothing(cloud):
+    assert post(seed_history())[0] == 200
+    first = calls.get_call("demo", CALL_ID)
+    assert post(seed_history(duration="999"))[0] == 200
+    assert calls.get_call("demo", CALL_ID) == first
+    assert [e["cmd"] for e in calls.timeline("demo", CALL_ID)] == ["history"]
+
+
+def test_history_start_field_wins_and_secrets_are_not_kept(cloud):
+    assert post(seed_history(start="20170703T121110Z", ext="101", groupRealName="Sales"))[0] == 200
+    call = calls.get_call("demo", CALL_ID)
+    assert (call["started_at"], call["start_source"]) == ("2017-07-03T12:11:10Z", "pbx")
+    assert (call["extension"], call["department"]) == ("101", "Sales")
+    raw = calls.timeline("demo", CALL_ID)[0]["raw"]
+    assert DEMO_TOKEN not in raw and DEMO_TOKEN not in call["history_raw"]
+
+
+def test_evented_call_takes_its_start_from_the_first_event(cloud):
+    t0 = datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
+    moments = iter([t0, t0 + timedelta(seconds=5), t0 + timedelta(seconds=65), t0 + timedelta(seconds=70)])
+    clock.set_clock(lambda: next(moments))
+    try:
+        for kind in ("INCOMING", "ACCEPTED", "COMPLETED"):
+            assert post(seed_event(kind))[0] == 200
+        assert post(seed_history(duration="65"))[0] == 200
+    finally:
+        clock.set_clock(None)
+    call = calls.get_call("demo", CALL_ID)
+    assert (call["started_at"], call["start_source"], call["outcome"]) == ("2024-05-01T09:00:00Z", "first_event", "answered")
+    assert [(e["cmd"], e["type"]) for e in calls.timeline("demo", CALL_ID)] == [
+        ("event", "INCOMING"), ("event", "ACCEPTED"), ("event", "COMPLETED"), ("history", "in"),
+    ]
+
+
+def test_group_call_nobody_answered_is_one_missed_call(cloud):
+    for fields in (seed_event("INCOMING", "andy"), seed_event("INCOMING", "daria"),
+                   seed_event("CANCELLED", "andy"), seed_event("CANCELLED", "daria")):
+        assert post(fields)[0] == 200
+    assert drain_settle_queue(cloud) == 1
+    call = calls.get_call("demo", CALL_ID)
+    assert (call["outcome"], call["final"], call["direction"], call["duration"]) == ("missed", True, "in", 0)
+    assert call["users_rang"] == {"andy", "daria"}
+    assert call["start_source"] == "first_event"
+    # A newer PBX also sends history with status=Missed: still the same single call.
+    assert post(seed_history(status="Missed", duration="0", user="andy", link=None))[0] == 200
+    listed = calls.list_calls("demo")
+    assert [c["call_id"] for c in listed] == [CALL_ID]
+    assert listed[0]["outcome"] == "missed"
+
+
+def test_group_call_someone_answered_is_not_missed(cloud):
+    for fields in (seed_event("INCOMING", "andy"), seed_event("INCOMING", "daria"), seed_event("ACCEPTED", "daria"),
+                   seed_event("CANCELLED", "andy"), seed_event("COMPLETED", "daria")):
+        assert post(fields)[0] == 200
+    drain_settle_queue(cloud)
+    call = calls.get_call("demo", CALL_ID)
+    assert call.get("outcome") is None and not call.get("final")
+    assert call["accepted_by"] == "daria"
+
+
+def test_repeated_cancel_after_a_new_ring_does_not_end_the_call(cloud):
+    # A PBX retry of INCOMING after CANCELLED must not put the phone back to ringing forever.
+    for fields in (seed_event("INCOMING"), seed_event("CANCELLED"), seed_event("INCOMING")):
+        assert post(fields)[0] == 200
+    assert calls.get_call("demo", CALL_ID).get("ringing") is None
+
+
+def test_hunting_gap_waits_for_the_settle_time(cloud, monkeypatch):
+    monkeypatch.setenv("MISSED_CALL_SETTLE_SECONDS", "30")
+    settings.reset_settings()
+    from callbridge.ingest import settle_call
+
+    t0 = datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
+    now = [t0]
+    clock.set_clock(lambda: now[0])
+    try:
+        post(seed_event("INCOMING", "andy"))
+        post(seed_event("CANCELLED", "andy"))
+        now[0] = t0 + timedelta(seconds=10)
+        assert settle_call("demo", CALL_ID).status == "waiting"  # the next phone may be about to ring
+        post(seed_event("INCOMING", "daria"))
+        assert settle_call("demo", CALL_ID).status == "ringing"
+        post(seed_event("CANCELLED", "daria"))
+        now[0] = t0 + timedelta(seconds=41)
+        assert settle_call("demo", CALL_ID).status == "missed"
+        assert settle_call("demo", CALL_ID).status == "final"
+    finally:
+        clock.set_clock(None)
+
+
+def test_newer_pbx_missed_history_without_events_is_missed(cloud):
+    assert post(seed_history(status="missed", duration="0", link=None))[0] == 200
+    call = calls.get_call("demo", CALL_ID)
+    assert (call["outcome"], call["final"]) == ("missed", True)
+
+
+def test_outgoing_busy_history(cloud):
+    assert post(seed_history(type="out", status="Busy", duration="0", phone="+7 (916) 123-45-67", link=None))[0] == 200
+    call = calls.get_call("demo", CALL_ID)
+    assert (call["direction"], call["outcome"], call["phone"]) == ("out", "busy", "+79161234567")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        seed_history(crm_token="wrong-token"),
+        seed_history(crm_token=None),
+        seed_contact(crm_token="demo-crm-token-000"),
+        seed_event("INCOMING", crm_token=DEMO_TOKEN + "x"),
+    ],
+)
+def test_wrong_token_is_401_with_the_exact_body(cloud, fields):
+    assert post(fields) == (401, {"error": "Invalid token"})
+    assert calls.get_call("demo", CALL_ID) is None
+
+
+def test_unknown_account_looks_like_a_wrong_token(cloud):
+    assert post(seed_history(), path="/v1/nobody/cloudpbx", account="nobody") == (401, {"error": "Invalid token"})
+    assert post(seed_history(), path="/v1/BAD!/cloudpbx", account="BAD!") == (401, {"error": "Invalid token"})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        seed_history(callid=None),
+        seed_history(duration="soon"),
+        seed_history(type="both"),
+        seed_event("INCOMING", user=""),
+        seed_contact(phone=None),
+        {"crm_token": DEMO_TOKEN},  # no cmd at the single address
+    ],
+)
+def test_missing_or_malformed_fields_are_400_with_the_exact_body(cloud, fields):
+    assert post(fields) == (400, {"error": "Invalid parameters"})
+
+
+def test_unknown_command_gets_200(cloud):
+    assert post({"cmd": "teleport", "crm_token": DEMO_TOKEN}) == (200, None)
+
+
+def test_per_command_addresses_dispatch_to_the_same_code(cloud):
+    assert post(seed_event("INCOMING"), path="/v1/demo/cloudpbx/event", handler=event_fn.handler) == (200, None)
+    assert post(seed_history(), path="/v1/demo/cloudpbx/history", handler=history_fn.handler) == (200, None)
+    # A body whose cmd disagrees with the address is refused.
+    assert post(seed_history(), path="/v1/demo/cloudpbx/contact", handler=contact.handler) == (400, {"error": "Invalid parameters"})
+    # cmd may be left out at a per-command address.
+    assert post(seed_contact(cmd=None), path="/v1/demo/cloudpbx/contact", handler=contact.handler)[0] == 200
+
+
+@pytest.mark.parametrize("phone", ["79101234567", "89101234567", "+7 (910) 123-45-67", "9101234567"])
+def test_contact_is_found_whatever_the_phone_format(cloud, phone):
+    assert post(seed_contact(phone=phone)) == (
+        200,
+        {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"},
+    )
+
+
+def test_contact_unknown_number_is_an_empty_object(cloud):
+    assert post(seed_contact(phone="79990000000")) == (200, {})
+    assert post(seed_contact(phone="anonymous")) == (200, {})
+
+
+def test_contact_accepts_json(cloud):
+    response = contact.handler(
+        http_event("/v1/demo/cloudpbx/contact", json.dumps(seed_contact(phone="+74951234567")), content_type="application/json"), None
+    )
+    assert (response["statusCode"], json.loads(response["body"])) == (200, {"contact_name": "Semen Semenov", "responsible": "daria"})
+
+
+def test_token_rotation_accepts_old_and_new_and_sees_a_new_token_at_once(cloud):
+    assert post(seed_contact())[0] == 200  # warms the secrets cache with the old token
+    ssm = boto3.client("ssm")
+    prefix = cloud["SSM_PREFIX"]
+    ssm.put_parameter(Name=f"{prefix}/accounts/demo/crm_token", Value="rotated-token-0002", Type="SecureString", Overwrite=True)
+    ssm.put_parameter(Name=f"{prefix}/accounts/demo/crm_token_previous", Value=DEMO_TOKEN, Type="SecureString", Overwrite=True)
+    assert post(seed_contact(crm_token="rotated-token-0002"))[0] == 200
+    assert post(seed_contact())[0] == 200
+    assert post(seed_contact(crm_token="never-valid-token"))[0] == 401

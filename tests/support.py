@@ -1,0 +1,72 @@
+"""Shared test helpers: Cloud PBX request bodies and API Gateway HTTP API events."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+DEMO_ACCOUNT = "demo"
+DEMO_TOKEN = "demo-crm-token-0001"
+
+
+def form(**fields: Any) -> str:
+    return urlencode({k: v for k, v in fields.items() if v is not None})
+
+
+def http_event(path: str, body: str, *, content_type: str = "application/x-www-form-urlencoded", account: str = DEMO_ACCOUNT) -> dict[str, Any]:
+    """A minimal HTTP API (payload 2.0) event, as API Gateway hands it to the handler."""
+    return {
+        "version": "2.0",
+        "routeKey": f"POST {path.replace(account, '{account}', 1)}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": content_type, "host": "api.example.com"},
+        "pathParameters": {"account": account},
+        "requestContext": {
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "pbx"},
+            "requestId": "req",
+            "stage": "$default",
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def seed_history(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "cmd": "history",
+        "type": "in",
+        "status": "Success",
+        "phone": "79101234567",
+        "user": "andy",
+        "duration": "124",
+        "link": "https://link/file.mp3",
+        "crm_token": DEMO_TOKEN,
+        "callid": "B10D0EB124F4E64AF4EA-1511",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def seed_event(type_: str, user: str = "andy", **overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "cmd": "event",
+        "type": type_,
+        "phone": "79101234567",
+        "user": user,
+        "crm_token": DEMO_TOKEN,
+        "callid": "B10D0EB124F4E64AF4EA-1511",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def seed_contact(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "cmd": "contact",
+        "phone": "79101234567",
+        "crm_token": DEMO_TOKEN,
+        "callid": "B10D0EB124F4E64AF4EA-1511",
+    }
+    fields.update(overrides)
+    return fields

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole gate, in the order that fails fastest. Run through `make test`, which installs the tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== ruff"
+ruff check .
+ruff format --check .
+
+echo "== mypy"
+mypy
+
+echo "== sam validate --lint"
+sam validate --lint
+
+echo "== sam build"
+sam build --build-dir .aws-sam/build >/tmp/callbridge-sam-build.log 2>&1 || { cat /tmp/callbridge-sam-build.log; exit 1; }
+echo "Build Succeeded"
+
+echo "== pytest"
+pytest -q "$@"
