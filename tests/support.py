@@ -13,7 +13,9 @@ def form(**fields: Any) -> str:
     return urlencode({k: v for k, v in fields.items() if v is not None})
 
 
-def http_event(path: str, body: str, *, content_type: str = "application/x-www-form-urlencoded", account: str = DEMO_ACCOUNT) -> dict[str, Any]:
+def http_event(
+    path: str, body: str, *, content_type: str = "application/x-www-form-urlencoded", account: str = DEMO_ACCOUNT
+) -> dict[str, Any]:
     """A minimal HTTP API (payload 2.0) event, as API Gateway hands it to the handler."""
     return {
         "version": "2.0",
@@ -23,7 +25,13 @@ def http_event(path: str, body: str, *, content_type: str = "application/x-www-f
         "headers": {"content-type": content_type, "host": "api.example.com"},
         "pathParameters": {"account": account},
         "requestContext": {
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "pbx"},
+            "http": {
+                "method": "POST",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.10",
+                "userAgent": "pbx",
+            },
             "requestId": "req",
             "stage": "$default",
         },

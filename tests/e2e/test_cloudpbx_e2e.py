@@ -40,7 +40,9 @@ def get_call(bridge: Any, dynamodb: Any, call_id: str) -> dict[str, Any] | None:
     from boto3.dynamodb.types import TypeDeserializer
 
     item = dynamodb.get_item(
-        TableName=bridge.env["CALLS_TABLE"], Key={"pk": {"S": f"CALL#demo#{call_id}"}, "sk": {"S": "CALL"}}, ConsistentRead=True
+        TableName=bridge.env["CALLS_TABLE"],
+        Key={"pk": {"S": f"CALL#demo#{call_id}"}, "sk": {"S": "CALL"}},
+        ConsistentRead=True,
     ).get("Item")
     return {k: TypeDeserializer().deserialize(v) for k, v in item.items()} if item else None
 
@@ -53,14 +55,20 @@ def test_health(client):
 
 def test_seed_requests_to_the_single_address_get_the_seed_answers(bridge, client, dynamodb):
     call_id = "E2E-SEED-1"
-    for fields in (seed_event("INCOMING", callid=call_id), seed_contact(callid=call_id),
-                   seed_event("ACCEPTED", callid=call_id), seed_event("COMPLETED", callid=call_id)):
+    for fields in (
+        seed_event("INCOMING", callid=call_id),
+        seed_contact(callid=call_id),
+        seed_event("ACCEPTED", callid=call_id),
+        seed_event("COMPLETED", callid=call_id),
+    ):
         response = client.post("/v1/demo/cloudpbx", content=form(**fields), headers=FORM)
         assert response.status_code == 200, response.text
         if fields["cmd"] == "contact":
             assert response.headers["content-type"].startswith("application/json")
             assert response.json() == {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"}
-    response = client.post("/v1/demo/cloudpbx", content=form(**seed_history(callid=call_id, phone="89101234567")), headers=FORM)
+    response = client.post(
+        "/v1/demo/cloudpbx", content=form(**seed_history(callid=call_id, phone="89101234567")), headers=FORM
+    )
     assert response.status_code == 200
     call = get_call(bridge, dynamodb, call_id)
     assert call is not None
@@ -77,8 +85,12 @@ def test_json_body_works_like_a_form(bridge, client, dynamodb):
 
 def test_missed_call_is_stored_as_missed(bridge, client, dynamodb):
     call_id = "E2E-MISSED-1"
-    for fields in (seed_event("INCOMING", "andy", callid=call_id), seed_event("INCOMING", "daria", callid=call_id),
-                   seed_event("CANCELLED", "andy", callid=call_id), seed_event("CANCELLED", "daria", callid=call_id)):
+    for fields in (
+        seed_event("INCOMING", "andy", callid=call_id),
+        seed_event("INCOMING", "daria", callid=call_id),
+        seed_event("CANCELLED", "andy", callid=call_id),
+        seed_event("CANCELLED", "daria", callid=call_id),
+    ):
         assert client.post("/v1/demo/cloudpbx", content=form(**fields), headers=FORM).status_code == 200
     deadline = time.monotonic() + 20
     call = None
@@ -107,19 +119,52 @@ def _random_text(rng: random.Random, n: int) -> str:
 
 
 def _random_request(rng: random.Random) -> tuple[str, bytes, dict[str, str]]:
-    path = rng.choice(["/v1/demo/cloudpbx", "/v1/demo/cloudpbx/history", "/v1/demo/cloudpbx/event",
-                       "/v1/demo/cloudpbx/contact", "/v1/nobody/cloudpbx", "/v1/%00/cloudpbx"])
+    path = rng.choice(
+        [
+            "/v1/demo/cloudpbx",
+            "/v1/demo/cloudpbx/history",
+            "/v1/demo/cloudpbx/event",
+            "/v1/demo/cloudpbx/contact",
+            "/v1/nobody/cloudpbx",
+            "/v1/%00/cloudpbx",
+        ]
+    )
     fields: dict[str, Any] = rng.choice([seed_history(), seed_event("INCOMING"), seed_contact(), {}])
     fields = dict(fields)
     for _ in range(rng.randint(0, 4)):
-        key = rng.choice([*list(fields) or ["cmd"], "start", "link", "type", "status", "duration", _random_text(rng, 3)])
-        fields[key] = rng.choice(["", _random_text(rng, rng.randint(1, 40)), str(rng.randint(-10**12, 10**12)),
-                                  "1e309", "NaN", "history", "event", "contact", "IN", DEMO_TOKEN, "20170703T121110Z"])
+        key = rng.choice(
+            [*(list(fields) or ["cmd"]), "start", "link", "type", "status", "duration", _random_text(rng, 3)]
+        )
+        fields[key] = rng.choice(
+            [
+                "",
+                _random_text(rng, rng.randint(1, 40)),
+                str(rng.randint(-(10**12), 10**12)),
+                "1e309",
+                "NaN",
+                "history",
+                "event",
+                "contact",
+                "IN",
+                DEMO_TOKEN,
+                "20170703T121110Z",
+            ]
+        )
     if rng.random() < 0.2:
         fields.pop(rng.choice(list(fields) or ["cmd"]), None)
     shape = rng.randint(0, 5)
-    headers = {"content-type": rng.choice(["application/x-www-form-urlencoded", "application/json", "text/plain",
-                                           "application/octet-stream", "multipart/form-data; boundary=x", ""])}
+    headers = {
+        "content-type": rng.choice(
+            [
+                "application/x-www-form-urlencoded",
+                "application/json",
+                "text/plain",
+                "application/octet-stream",
+                "multipart/form-data; boundary=x",
+                "",
+            ]
+        )
+    }
     if shape == 0:
         body = form(**fields).encode()
     elif shape == 1:

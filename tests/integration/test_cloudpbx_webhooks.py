@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import pytest
+
 import call_settle
 import cloudpbx
 import contact
 import event as event_fn
 import history as history_fn
-import pytest
-
 from callbridge import clock, settings
 from callbridge.store import calls
 from tests.support import DEMO_TOKEN, form, http_event, seed_contact, seed_event, seed_history
@@ -37,9 +37,17 @@ def drain_settle_queue(env: dict[str, str]) -> int:
         if not messages:
             return handled
         records = [
-            {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "attributes": {},
-             "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
-             "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:settle", "awsRegion": "us-east-1"}
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:settle",
+                "awsRegion": "us-east-1",
+            }
             for m in messages
         ]
         result = call_settle.handler({"Records": records}, None)
@@ -93,15 +101,26 @@ def test_evented_call_takes_its_start_from_the_first_event(cloud):
     finally:
         clock.set_clock(None)
     call = calls.get_call("demo", CALL_ID)
-    assert (call["started_at"], call["start_source"], call["outcome"]) == ("2024-05-01T09:00:00Z", "first_event", "answered")
+    assert (call["started_at"], call["start_source"], call["outcome"]) == (
+        "2024-05-01T09:00:00Z",
+        "first_event",
+        "answered",
+    )
     assert [(e["cmd"], e["type"]) for e in calls.timeline("demo", CALL_ID)] == [
-        ("event", "INCOMING"), ("event", "ACCEPTED"), ("event", "COMPLETED"), ("history", "in"),
+        ("event", "INCOMING"),
+        ("event", "ACCEPTED"),
+        ("event", "COMPLETED"),
+        ("history", "in"),
     ]
 
 
 def test_group_call_nobody_answered_is_one_missed_call(cloud):
-    for fields in (seed_event("INCOMING", "andy"), seed_event("INCOMING", "daria"),
-                   seed_event("CANCELLED", "andy"), seed_event("CANCELLED", "daria")):
+    for fields in (
+        seed_event("INCOMING", "andy"),
+        seed_event("INCOMING", "daria"),
+        seed_event("CANCELLED", "andy"),
+        seed_event("CANCELLED", "daria"),
+    ):
         assert post(fields)[0] == 200
     assert drain_settle_queue(cloud) == 1
     call = calls.get_call("demo", CALL_ID)
@@ -116,8 +135,13 @@ def test_group_call_nobody_answered_is_one_missed_call(cloud):
 
 
 def test_group_call_someone_answered_is_not_missed(cloud):
-    for fields in (seed_event("INCOMING", "andy"), seed_event("INCOMING", "daria"), seed_event("ACCEPTED", "daria"),
-                   seed_event("CANCELLED", "andy"), seed_event("COMPLETED", "daria")):
+    for fields in (
+        seed_event("INCOMING", "andy"),
+        seed_event("INCOMING", "daria"),
+        seed_event("ACCEPTED", "daria"),
+        seed_event("CANCELLED", "andy"),
+        seed_event("COMPLETED", "daria"),
+    ):
         assert post(fields)[0] == 200
     drain_settle_queue(cloud)
     call = calls.get_call("demo", CALL_ID)
@@ -209,7 +233,10 @@ def test_per_command_addresses_dispatch_to_the_same_code(cloud):
     assert post(seed_event("INCOMING"), path="/v1/demo/cloudpbx/event", handler=event_fn.handler) == (200, None)
     assert post(seed_history(), path="/v1/demo/cloudpbx/history", handler=history_fn.handler) == (200, None)
     # A body whose cmd disagrees with the address is refused.
-    assert post(seed_history(), path="/v1/demo/cloudpbx/contact", handler=contact.handler) == (400, {"error": "Invalid parameters"})
+    assert post(seed_history(), path="/v1/demo/cloudpbx/contact", handler=contact.handler) == (
+        400,
+        {"error": "Invalid parameters"},
+    )
     # cmd may be left out at a per-command address.
     assert post(seed_contact(cmd=None), path="/v1/demo/cloudpbx/contact", handler=contact.handler)[0] == 200
 
@@ -229,17 +256,39 @@ def test_contact_unknown_number_is_an_empty_object(cloud):
 
 def test_contact_accepts_json(cloud):
     response = contact.handler(
-        http_event("/v1/demo/cloudpbx/contact", json.dumps(seed_contact(phone="+74951234567")), content_type="application/json"), None
+        http_event(
+            "/v1/demo/cloudpbx/contact", json.dumps(seed_contact(phone="+74951234567")), content_type="application/json"
+        ),
+        None,
     )
-    assert (response["statusCode"], json.loads(response["body"])) == (200, {"contact_name": "Semen Semenov", "responsible": "daria"})
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        200,
+        {"contact_name": "Semen Semenov", "responsible": "daria"},
+    )
 
 
 def test_token_rotation_accepts_old_and_new_and_sees_a_new_token_at_once(cloud):
     assert post(seed_contact())[0] == 200  # warms the secrets cache with the old token
     ssm = boto3.client("ssm")
     prefix = cloud["SSM_PREFIX"]
-    ssm.put_parameter(Name=f"{prefix}/accounts/demo/crm_token", Value="rotated-token-0002", Type="SecureString", Overwrite=True)
-    ssm.put_parameter(Name=f"{prefix}/accounts/demo/crm_token_previous", Value=DEMO_TOKEN, Type="SecureString", Overwrite=True)
+    ssm.put_parameter(
+        Name=f"{prefix}/accounts/demo/crm_token", Value="rotated-token-0002", Type="SecureString", Overwrite=True
+    )
+    ssm.put_parameter(
+        Name=f"{prefix}/accounts/demo/crm_token_previous", Value=DEMO_TOKEN, Type="SecureString", Overwrite=True
+    )
     assert post(seed_contact(crm_token="rotated-token-0002"))[0] == 200
     assert post(seed_contact())[0] == 200
     assert post(seed_contact(crm_token="never-valid-token"))[0] == 401
+
+
+def test_directory_outage_still_answers_the_ringing_phone(cloud, monkeypatch):
+    monkeypatch.setenv("CONTACTS_TABLE", "no-such-table")
+    settings.reset_settings()
+    assert post(seed_contact()) == (200, {})
+
+
+def test_store_outage_asks_the_pbx_to_retry_history(cloud, monkeypatch):
+    monkeypatch.setenv("CALLS_TABLE", "no-such-table")
+    settings.reset_settings()
+    assert post(seed_history()) == (503, {"error": "Temporarily unavailable"})

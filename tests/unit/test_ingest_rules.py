@@ -31,5 +31,10 @@ def test_update_aliases_every_name_and_skips_none():
     update = Update().set(user="andy", duration=5, link=None).set_if_absent(created_at="t").add_to_set("ringing", "a")
     request = update.request()
     assert request["UpdateExpression"] == "SET #n0 = :v0, #n1 = :v1, #n2 = if_not_exists(#n2, :v2) ADD #n3 :v3"
-    assert request["ExpressionAttributeNames"] == {"#n0": "user", "#n1": "duration", "#n2": "created_at", "#n3": "ringing"}
+    assert request["ExpressionAttributeNames"] == {
+        "#n0": "user",
+        "#n1": "duration",
+        "#n2": "created_at",
+        "#n3": "ringing",
+    }
     assert request["ExpressionAttributeValues"][":v3"] == {"SS": ["a"]}

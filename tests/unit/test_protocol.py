@@ -92,7 +92,9 @@ def test_missing_or_malformed_history_fields_are_400(overrides):
 
 def test_history_accepts_the_fields_real_pbxs_add():
     history = parse_history(
-        _history(type="OUT", ext="101", telnum="+74950000000", groupRealName="Sales", start="20170703T121110Z", rating="5"),
+        _history(
+            type="OUT", ext="101", telnum="+74950000000", groupRealName="Sales", start="20170703T121110Z", rating="5"
+        ),
         {},
     )
     assert history.direction == "out"

@@ -25,9 +25,12 @@ def _client(service: str, fast: bool) -> Any:
     from botocore.config import Config
 
     if fast:
-        # The contact path answers a ringing phone: fail fast and let the caller degrade gracefully
-        # instead of waiting through botocore's default 60 s timeouts and retries.
-        config = Config(connect_timeout=0.5, read_timeout=0.7, retries={"max_attempts": 2, "mode": "standard"})
+        # The contact path answers a ringing phone: fail within its budget and let the caller answer
+        # without a contact, instead of waiting through botocore's default 60 s timeouts and retries.
+        from callbridge.settings import get_settings
+
+        share = get_settings().contact_budget_ms / 1000 / 3
+        config = Config(connect_timeout=share, read_timeout=share, retries={"max_attempts": 1, "mode": "standard"})
     else:
         config = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
     return _session().client(service, config=config)

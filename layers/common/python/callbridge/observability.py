@@ -27,5 +27,8 @@ def redact(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def bind(**keys: Any) -> None:
-    """Attach keys (account, call_id) to every following log line of this invocation."""
-    logger().append_keys(**{k: v for k, v in keys.items() if v is not None})
+    """Attach keys (account, call_id) to every following log line of this invocation. The keys of
+    the previous invocation are dropped first: a warm Lambda must not tag one call with another's id."""
+    log = logger()
+    log.clear_state()
+    log.append_keys(**{k: v for k, v in keys.items() if v is not None})

@@ -11,6 +11,7 @@ bodies with the same fields, dispatch on a body field, and 401 before 400 with f
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from callbridge.accounts import Account, UnknownAccount, get_account
@@ -26,6 +27,7 @@ from callbridge.secrets import verify_crm_token
 from callbridge.store.contacts import find_by_phone
 
 COMMANDS = ("history", "event", "contact", "rating")
+_COMMAND_NAME = re.compile(r"^[A-Za-z][A-Za-z_]{0,31}$")
 _JSON = {"content-type": "application/json"}
 
 
@@ -85,8 +87,10 @@ def _handle(event: dict[str, Any], route_command: str | None) -> dict[str, Any]:
         return _response(*dispatch(account, cmd, fields))
     from callbridge.observability import logger
 
-    # An unknown command gets 200 so that the PBX does not retry it forever.
-    logger().warning("unknown Cloud PBX command ignored", extra={"account": account.id, "cmd": cmd[:64]})
+    # An unknown command gets 200 so that the PBX does not retry it forever. Its name is logged only
+    # when it looks like a command name: a body field may carry anything, a secret included.
+    shown = cmd if _COMMAND_NAME.match(cmd) else "<not a command name>"
+    logger().warning("unknown Cloud PBX command ignored", extra={"account": account.id, "cmd": shown})
     return _response(200, None)
 
 

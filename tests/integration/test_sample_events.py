@@ -1,0 +1,63 @@
+"""Every file in events/ is invoked through its function's handler, so the samples that
+`sam local invoke -e` would use stay true."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callbridge.store import calls
+from callbridge_local.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template(ROOT / "template.yaml")
+
+# What each sample must produce: (status code, JSON body) for HTTP functions, the result for others.
+EXPECTED: dict[str, Any] = {
+    "HealthFunction.json": (200, {"status": "ok"}),
+    "CloudPbxFunction.history.json": (200, None),
+    "CloudPbxFunction.event-incoming.json": (200, None),
+    "CloudPbxFunction.contact.json": (200, {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"}),
+    "CloudPbxFunction.wrong-token.json": (401, {"error": "Invalid token"}),
+    "HistoryFunction.outgoing-busy.json": (200, None),
+    "EventFunction.cancelled.json": (200, None),
+    "ContactFunction.known-caller.json": (
+        200,
+        {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"},
+    ),
+    "CallSettleFunction.json": {"batchItemFailures": []},
+}
+SAMPLES = sorted(p.name for p in (ROOT / "events").glob("*.json"))
+
+
+def test_every_sample_has_an_expectation_and_a_function():
+    assert set(SAMPLES) == set(EXPECTED)
+    for name in SAMPLES:
+        assert name.split(".")[0] in TEMPLATE.functions, name
+
+
+def invoke(name: str) -> Any:
+    spec = TEMPLATE.functions[name.split(".")[0]]
+    handler = getattr(importlib.import_module(spec.module_name), spec.function_name)
+    return handler(json.loads((ROOT / "events" / name).read_text()), None)
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_sample_event_through_its_handler(cloud, name):
+    result = invoke(name)
+    expected = EXPECTED[name]
+    if isinstance(expected, tuple):
+        body = result.get("body") or ""
+        assert (result["statusCode"], json.loads(body) if body else None) == expected
+    else:
+        assert result == expected
+
+
+def test_history_sample_stores_the_seed_call(cloud):
+    invoke("CloudPbxFunction.history.json")
+    call = calls.get_call("demo", "B10D0EB124F4E64AF4EA-1511")
+    assert (call["phone"], call["outcome"], call["duration"]) == ("+79101234567", "answered", 124)
