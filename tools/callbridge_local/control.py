@@ -1,0 +1,98 @@
+"""Local-only control endpoints under /_local/, which exist in no template and on no AWS.
+
+They let tests and developers trigger what AWS would trigger on its own time:
+
+- ``POST /_local/schedules/{FunctionLogicalId}[?event=EventName]`` invokes the function once with
+  its scheduled event and answers the handler's result as JSON (500 with errorType/errorMessage if
+  the handler raised);
+- ``POST /_local/queues/drain[?timeout=30]`` processes every queue-driven function's queue until
+  all are empty and answers counts (200 when drained, 504 when the timeout passed first);
+- ``GET /_local/env`` answers the AWS endpoint and the functions' merged environment;
+- ``GET /_local/routes`` answers the HTTP routes and the functions behind them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from callbridge_local.drivers import QueueDriver, ScheduleSource
+from callbridge_local.handlers import FunctionRegistry
+from callbridge_local.httpapi import HttpResponse, json_response
+from callbridge_local.routing import RouteTable
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/_local/"
+DEFAULT_DRAIN_TIMEOUT = 30.0
+MAX_DRAIN_TIMEOUT = 300.0
+
+
+class ControlApi:
+    def __init__(
+        self,
+        *,
+        functions: FunctionRegistry,
+        routes: RouteTable,
+        queues: QueueDriver,
+        schedule_event: Callable[[ScheduleSource], Any],
+        info: Mapping[str, Any],
+    ) -> None:
+        self.functions = functions
+        self.routes = routes
+        self.queues = queues
+        self.schedule_event = schedule_event
+        self.info = dict(info)
+
+    def handle(self, method: str, raw_path: str, raw_query: str) -> HttpResponse:
+        query = {k: v[-1] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+        parts = [unquote(p) for p in raw_path[len(PREFIX) :].strip("/").split("/")]
+        if parts[:1] == ["schedules"] and len(parts) == 2:
+            return self._only(method, "POST") or self._run_schedule(parts[1], query.get("event"))
+        if parts == ["queues", "drain"]:
+            return self._only(method, "POST") or self._drain(query.get("timeout"))
+        if parts == ["env"]:
+            return self._only(method, "GET") or json_response(200, self.info)
+        if parts == ["routes"]:
+            return self._only(method, "GET") or json_response(
+                200, [{"routeKey": r.route_key, "function": r.function_id} for r in self.routes.routes]
+            )
+        return json_response(404, {"message": "Not Found"})
+
+    @staticmethod
+    def _only(method: str, allowed: str) -> HttpResponse | None:
+        if method == allowed:
+            return None
+        return json_response(405, {"message": f"use {allowed}"}, [("allow", allowed)])
+
+    def _run_schedule(self, function_id: str, event_name: str | None) -> HttpResponse:
+        if function_id not in self.functions:
+            return json_response(404, {"message": f"no function {function_id} in the template"})
+        function = self.functions[function_id]
+        schedules = function.spec.schedule_events
+        if event_name is not None:
+            schedules = tuple(s for s in schedules if s.name == event_name)
+        if not schedules:
+            return json_response(404, {"message": f"{function_id} has no schedule event {event_name or ''}".strip()})
+        if len(schedules) > 1:
+            names = ", ".join(s.name for s in schedules)
+            return json_response(400, {"message": f"{function_id} has several schedules; add ?event= one of {names}"})
+        source = ScheduleSource(function, schedules[0])
+        try:
+            result = function.invoke(self.schedule_event(source))
+        except Exception as exc:
+            log.exception("%s failed", source.label)
+            return json_response(500, {"errorType": type(exc).__name__, "errorMessage": str(exc)})
+        return json_response(200, result)
+
+    def _drain(self, raw_timeout: str | None) -> HttpResponse:
+        try:
+            timeout = DEFAULT_DRAIN_TIMEOUT if raw_timeout is None else float(raw_timeout)
+        except ValueError:
+            return json_response(400, {"message": f"timeout must be a number of seconds, got {raw_timeout!r}"})
+        if not 0 <= timeout <= MAX_DRAIN_TIMEOUT:
+            return json_response(400, {"message": f"timeout must be within 0..{MAX_DRAIN_TIMEOUT:g} s"})
+        report = self.queues.drain(timeout)
+        return json_response(200 if report.drained else 504, report.as_json())

@@ -1,0 +1,302 @@
+"""The local API Gateway: an HTTP/1.1 server that routes by the template's HttpApi events and
+invokes the handlers with payload format 2.0 events.
+
+A malformed request costs its sender a 4xx and, at worst, the connection; never the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from callbridge_local.control import PREFIX as CONTROL_PREFIX
+from callbridge_local.control import ControlApi
+from callbridge_local.handlers import FunctionRegistry
+from callbridge_local.httpapi import (
+    HttpRequest,
+    HttpResponse,
+    InvalidLambdaResponse,
+    build_event,
+    json_response,
+    new_request_id,
+    to_http_response,
+)
+from callbridge_local.routing import RouteMatch, RouteTable
+
+log = logging.getLogger(__name__)
+
+# API Gateway's payload limit.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# How long an idle keep-alive connection may hold a thread.
+IDLE_TIMEOUT_SECONDS = 30
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_idle_connections(self) -> None:
+        # Wakes threads blocked reading from kept-alive connections, so shutdown is prompt.
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s failed", client_address, exc_info=True)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_SECONDS
+    # Headers and body go out in separate writes; with Nagle's algorithm on, a keep-alive client's
+    # delayed ACK would hold the body back ~40 ms on every response.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def version_string(self) -> str:
+        return "CallBridgeLocal"
+
+    def handle_one_request(self) -> None:
+        # Like BaseHTTPRequestHandler's, but every method goes to one dispatcher instead of do_<METHOD>.
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            self._dispatch()
+            self.wfile.flush()
+        except (TimeoutError, ConnectionError, OSError):
+            self.close_connection = True
+
+    def handle_expect_100(self) -> bool:
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            self._write(self._too_large(), head_only=False)
+            self.close_connection = True
+            return False
+        return super().handle_expect_100()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server answers requests it cannot parse HTTP/0.9-style, a bare HTML body no client
+        # expects; answer with a status line and a JSON message like API Gateway's instead.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        self._write(json_response(code, {"message": phrase}), head_only=self.command == "HEAD")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def _too_large(self) -> HttpResponse:
+        return json_response(413, {"message": "Request Entity Too Large"})
+
+    def _read_body(self) -> bytes:
+        encoding = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in encoding:
+            return self._read_chunked()
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return b""
+        if not raw_length.strip().isdigit():
+            raise BadRequest(400, "Bad Request")
+        length = int(raw_length)
+        if length > MAX_BODY_BYTES:
+            raise BadRequest(413, "Request Entity Too Large")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise BadRequest(400, "Bad Request")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise BadRequest(400, "Bad Request") from None
+            if size == 0:
+                # Trailer section, up to the empty line.
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise BadRequest(413, "Request Entity Too Large")
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise BadRequest(400, "Bad Request")
+            chunks.append(chunk)
+
+    def _dispatch(self) -> None:
+        started = time.monotonic()
+        gateway = self.server.gateway
+        method = self.command.upper()
+        target = self.path
+        if target.startswith(("http://", "https://")):
+            parts = urlsplit(target)
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+        raw_path, _, raw_query = target.partition("?")
+        raw_path = raw_path or "/"
+        request_id = new_request_id()
+        function_id = "-"
+        try:
+            body = self._read_body()
+        except BadRequest as exc:
+            self.close_connection = True
+            response = json_response(exc.status, {"message": exc.message})
+        else:
+            try:
+                if raw_path.startswith(CONTROL_PREFIX) and gateway.control is not None:
+                    response = gateway.control.handle(method, raw_path, raw_query)
+                else:
+                    event_method = method
+                    match = gateway.routes.match(method, raw_path)
+                    if match is None and method == "HEAD":
+                        # HEAD is GET without the body, as in most HTTP servers: the handler sees a
+                        # GET (its own router knows no HEAD) and only the headers are sent.
+                        match = gateway.routes.match("GET", raw_path)
+                        event_method = "GET"
+                    if match is None:
+                        response = json_response(404, {"message": "Not Found"})
+                    else:
+                        function_id = match.route.function_id
+                        request = HttpRequest(
+                            method=event_method,
+                            raw_path=raw_path,
+                            raw_query=raw_query,
+                            headers=list(self.headers.items()),
+                            body=body,
+                            source_ip=self.client_address[0],
+                            server_port=self.server.server_address[1],
+                            protocol=self.request_version,
+                        )
+                        response = gateway.invoke(request, match, request_id)
+            except Exception:
+                log.exception("%s %s failed", method, raw_path)
+                response = json_response(500, {"message": "Internal Server Error"})
+        response.headers.append(("apigw-requestid", request_id))
+        self._write(response, head_only=method == "HEAD")
+        log.info(
+            "%s %s -> %s %d (%.0f ms)",
+            method,
+            raw_path,
+            function_id,
+            response.status,
+            (time.monotonic() - started) * 1000,
+        )
+
+    def _write(self, response: HttpResponse, *, head_only: bool) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(response.body)
+
+
+class Gateway:
+    def __init__(
+        self,
+        routes: RouteTable,
+        functions: FunctionRegistry,
+        *,
+        account_id: str,
+        control: ControlApi | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.routes = routes
+        self.functions = functions
+        self.account_id = account_id
+        self.control = control
+        self.host = host
+        self.requested_port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the gateway is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        try:
+            self._server = _Server((self.host, self.requested_port), self)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror}") from exc
+        self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_idle_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def invoke(self, request: HttpRequest, match: RouteMatch, request_id: str) -> HttpResponse:
+        function = self.functions[match.route.function_id]
+        try:
+            event = build_event(request, match, account_id=self.account_id, request_id=request_id)
+            return to_http_response(function.invoke(event))
+        except InvalidLambdaResponse as exc:
+            log.error("%s returned a response API Gateway rejects: %s", function.logical_id, exc)
+        except Exception:
+            log.exception("%s failed on %s %s", function.logical_id, request.method, request.raw_path)
+        return json_response(500, {"message": "Internal Server Error"})

@@ -1,0 +1,350 @@
+"""Assembles the local cloud (moto, provisioning, gateway, drivers) and the command line around it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from callbridge_local import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME
+from callbridge_local.cfn_yaml import TemplateSyntaxError
+from callbridge_local.control import ControlApi
+from callbridge_local.drivers import (
+    QueueDriver,
+    QueuePoller,
+    QueueSource,
+    ScheduleDriver,
+    ScheduleSource,
+    scheduled_event,
+)
+from callbridge_local.emulator import EmulatorError, MotoServer, aws_env, point_environ_at
+from callbridge_local.gateway import Gateway
+from callbridge_local.handlers import FunctionRegistry, prepare_sys_path
+from callbridge_local.intrinsics import IntrinsicError
+from callbridge_local.provision import AwsTarget, ProvisionedStack, ProvisionError, provision
+from callbridge_local.routing import Route, RouteError, RouteTable
+from callbridge_local.template import TemplateError, load_template
+
+log = logging.getLogger("callbridge_local")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
+READY_MESSAGE = "CallBridge local is ready on"
+AWS_ENDPOINT_MESSAGE = "AWS endpoint:"
+
+
+class AccountsError(RuntimeError):
+    """The account configuration files could not be applied."""
+
+
+# Expected, explainable startup failures: reported in one line, without a traceback.
+STARTUP_ERRORS: tuple[type[Exception], ...] = (
+    TemplateSyntaxError,
+    TemplateError,
+    IntrinsicError,
+    ProvisionError,
+    EmulatorError,
+    RouteError,
+    AccountsError,
+    OSError,
+)
+
+
+class StartupInterrupted(Exception):
+    """A stop was requested while the runtime was starting."""
+
+
+@dataclass
+class RuntimeConfig:
+    template_path: Path = DEFAULT_TEMPLATE
+    host: str = "127.0.0.1"
+    port: int = 3000
+    aws_port: int = 0
+    # None: do not apply account files.
+    accounts_dir: Path | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    schedules: bool = True
+    stack_name: str = DEFAULT_STACK_NAME
+    region: str = DEFAULT_REGION
+    log_level: str = "INFO"
+
+
+def apply_accounts(directory: Path, base_url: str) -> list[str]:
+    """Run callbridge.admin.apply_accounts_dir; its lines are what to paste into the PBX cabinet."""
+    try:
+        # Imported only now: it reads settings from the environment the runtime has just set.
+        admin = importlib.import_module("callbridge.admin")
+    except ImportError as exc:
+        if exc.name in ("callbridge", "callbridge.admin"):
+            raise AccountsError("callbridge.admin is not available, so account files cannot be applied") from exc
+        raise
+    apply_accounts_dir = getattr(admin, "apply_accounts_dir", None)
+    if apply_accounts_dir is None:
+        raise AccountsError("callbridge.admin has no apply_accounts_dir")
+    return [str(line) for line in apply_accounts_dir(directory, base_url)]
+
+
+class LocalRuntime:
+    """The whole local cloud in this process. ``start()`` then ``stop()``; stop is always safe."""
+
+    def __init__(self, config: RuntimeConfig, *, out: TextIO | None = None) -> None:
+        self.config = config
+        self.out = out or sys.stdout
+        self.moto = MotoServer(config.host, config.aws_port)
+        self.stack: ProvisionedStack | None = None
+        self.gateway: Gateway | None = None
+        self.queue_driver: QueueDriver | None = None
+        self.schedule_driver: ScheduleDriver | None = None
+        self.account_lines: list[str] = []
+
+    @property
+    def base_url(self) -> str:
+        if self.gateway is None:
+            raise RuntimeError("the runtime is not started")
+        return self.gateway.url
+
+    @property
+    def aws_endpoint(self) -> str:
+        return self.moto.endpoint_url
+
+    def start(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        try:
+            self._start(should_stop)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _checkpoint(self, should_stop: Callable[[], bool]) -> None:
+        if should_stop():
+            raise StartupInterrupted
+
+    def _start(self, should_stop: Callable[[], bool]) -> None:
+        config = self.config
+        template = load_template(config.template_path)
+        endpoint = self.moto.start()
+        # Before anything imports handler or layer code: they read these at import or first use.
+        point_environ_at(endpoint, config.region)
+        self._checkpoint(should_stop)
+        stack = provision(
+            template, AwsTarget(endpoint, config.region), stack_name=config.stack_name, params=config.params
+        )
+        self.stack = stack
+        os.environ.update(stack.environment)
+        prepare_sys_path(template)
+        self._checkpoint(should_stop)
+
+        included = [f.logical_id for f in stack.functions]
+        functions = FunctionRegistry.build(
+            template,
+            names={fid: stack.physical_name(fid) for fid in included},
+            arns={fid: str(stack.resources[fid].attributes["Arn"]) for fid in included},
+            region=config.region,
+            only=included,
+        )
+        routes = RouteTable(
+            Route.create(event.method, event.path, function.logical_id, stack.http_api_id(event.api_id))
+            for function in stack.functions
+            for event in function.http_events
+        )
+        sqs_target = AwsTarget(endpoint, config.region)
+        pollers = []
+        for function in stack.functions:
+            for sqs in function.sqs_events:
+                queue = stack.queue_for_arn(str(stack.resolver.resolve(sqs.queue)))
+                source = QueueSource(functions[function.logical_id], sqs, str(queue.ref), str(queue.attributes["Arn"]))
+                pollers.append(QueuePoller(source, sqs_target.client("sqs"), config.region))
+        self.queue_driver = QueueDriver(pollers)
+        self.schedule_driver = ScheduleDriver(
+            (
+                ScheduleSource(functions[f.logical_id], schedule)
+                for f in stack.functions
+                for schedule in f.schedule_events
+            ),
+            self._schedule_event,
+        )
+        for function in stack.functions:
+            for name, kind in function.unsupported_events:
+                log.warning("%s.%s: %s events are not emulated locally", function.logical_id, name, kind)
+
+        control = ControlApi(
+            functions=functions,
+            routes=routes,
+            queues=self.queue_driver,
+            schedule_event=self._schedule_event,
+            info={
+                "awsEndpoint": endpoint,
+                "region": config.region,
+                "stackName": config.stack_name,
+                "aws": aws_env(endpoint, config.region),
+                "environment": stack.environment,
+            },
+        )
+        self.gateway = Gateway(
+            routes, functions, account_id=DEFAULT_ACCOUNT_ID, control=control, host=config.host, port=config.port
+        )
+        self.gateway.start()
+        for route in routes.routes:
+            log.info("route %-40s -> %s", route.route_key, route.function_id)
+        self._checkpoint(should_stop)
+
+        if config.accounts_dir is not None:
+            self._apply_accounts(config.accounts_dir)
+        self._checkpoint(should_stop)
+        self.queue_driver.start()
+        if config.schedules:
+            self.schedule_driver.start()
+        else:
+            log.info("scheduled runs are off (--no-schedules); use POST /_local/schedules/<Function>")
+
+    def _apply_accounts(self, directory: Path) -> None:
+        if not directory.is_dir():
+            raise AccountsError(f"accounts directory {directory} does not exist")
+        try:
+            self.account_lines = apply_accounts(directory, self.base_url)
+        except AccountsError as exc:
+            if isinstance(exc.__cause__, ImportError):
+                log.warning("%s; skipping %s", exc, directory)
+                return
+            raise
+        for line in self.account_lines:
+            print(line, file=self.out, flush=True)
+
+    def _schedule_event(self, source: ScheduleSource) -> object:
+        return scheduled_event(
+            source.function,
+            source.schedule,
+            region=self.config.region,
+            account_id=DEFAULT_ACCOUNT_ID,
+            stack_name=self.config.stack_name,
+        )
+
+    def stop(self) -> None:
+        """Stop everything that was started, in reverse order; safe to call more than once."""
+        for driver in (self.schedule_driver, self.queue_driver):
+            if driver is not None:
+                driver.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.moto.stop()
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name} must be a port number, got {raw!r}") from None
+
+
+def _param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected Key=Value, got {text!r}")
+    return key, value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> RuntimeConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m callbridge_local",
+        description="Run CallBridge locally: AWS emulated by moto, HTTP API on 127.0.0.1.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address of the HTTP API (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=_int_env("CALLBRIDGE_PORT", 3000), help="HTTP API port (env CALLBRIDGE_PORT)"
+    )
+    parser.add_argument(
+        "--aws-port",
+        type=int,
+        default=_int_env("CALLBRIDGE_AWS_PORT", 0),
+        help="port of the emulated AWS endpoint; 0 picks a free one (env CALLBRIDGE_AWS_PORT)",
+    )
+    parser.add_argument(
+        "--accounts",
+        default=os.environ.get("CALLBRIDGE_ACCOUNTS_DIR"),
+        help="directory of account files to apply; '' applies none "
+        "(env CALLBRIDGE_ACCOUNTS_DIR, default accounts/ beside the template)",
+    )
+    parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help="SAM template (default: the repo's)")
+    parser.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="Key=Value",
+        help="template parameter override, repeatable",
+    )
+    parser.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help="stack name (default %(default)s)")
+    parser.add_argument("--no-schedules", action="store_true", help="do not run rate() schedules on their own")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    template_path = Path(args.template).resolve()
+    if args.accounts is None:
+        default_accounts = template_path.parent / "accounts"
+        accounts_dir = default_accounts if default_accounts.is_dir() else None
+    else:
+        accounts_dir = Path(args.accounts).resolve() if args.accounts.strip() else None
+    return RuntimeConfig(
+        template_path=template_path,
+        host=args.host,
+        port=args.port,
+        aws_port=args.aws_port,
+        accounts_dir=accounts_dir,
+        params=dict(args.param),
+        schedules=not args.no_schedules,
+        stack_name=args.stack_name,
+        log_level=args.log_level,
+    )
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _configure_logging()
+    config = parse_args(argv)
+    logging.getLogger().setLevel(config.log_level)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Handlers only set a flag: no KeyboardInterrupt can tear through moto or a handler mid-call.
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    runtime = LocalRuntime(config)
+    try:
+        runtime.start(should_stop=stop.is_set)
+        print(f"{AWS_ENDPOINT_MESSAGE} {runtime.aws_endpoint}", flush=True)
+        print(f"{READY_MESSAGE} {runtime.base_url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+        log.info("stopping")
+    except StartupInterrupted:
+        log.info("stopped during startup")
+    except STARTUP_ERRORS as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        runtime.stop()
+    return 0
