@@ -162,6 +162,14 @@ class Seen:
     headers: dict[str, str]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up early (TooLarge, timeouts, TLS refusals) are what many tests provoke.
+        pass
+
+
 class RecordingServer:
     """A threaded HTTP/1.1 server on 127.0.0.1 whose routes answer with scripted replies: the n-th
     request to a path gets its n-th reply (the last one repeats)."""
@@ -172,8 +180,7 @@ class RecordingServer:
         self.seen: list[Seen] = []
         self.sni: list[str | None] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         if tls is not None:
             tls.sni_callback = self._on_sni
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)

@@ -281,8 +281,9 @@ def test_fifty_megabytes_stream_through_in_bounded_memory(
         f"{time.monotonic() - started:.1f} s"
     )
     assert (report["size"], report["sha256"]) == (size, sha)
-    assert report["traced_peak"] < 40 * MiB
-    assert report["rss_growth"] < 40 * MiB
+    # One part being filled, one being sent, and slack: 3 parts, whatever the size of the recording.
+    assert report["traced_peak"] < 3 * PART_SIZE
+    assert report["rss_growth"] < 3 * PART_SIZE
     assert s3.head_object(Bucket=bucket, Key="fifty")["ContentLength"] == size
 
 

@@ -109,7 +109,8 @@ def open_download(
 ) -> Iterator[Download]:
     """Open `url` (following redirects) and yield the response, ready to be streamed.
 
-    `allow_hosts`: exact hostnames / IP literals the account allows (private addresses, plain http).
+    `allow_hosts`: exact hostnames / IP literals the account allows (private addresses, plain http);
+    a malformed entry raises ValueError (a configuration error, not the URL's fault).
     `ssl_context`: for a private CA (and tests); certifi's bundle by default."""
     if max_bytes <= 0 or timeout_s <= 0:
         raise ValueError("max_bytes and timeout_s must be positive")

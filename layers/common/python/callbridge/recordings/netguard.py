@@ -7,7 +7,7 @@ Policy
     - The host is resolved once, here, with `socket.getaddrinfo`. Every address it resolves to must be
       globally reachable: loopback, private, link-local (169.254.169.254, the instance metadata),
       multicast, CGNAT (100.64.0.0/10), unspecified, reserved and the other special-purpose ranges are
-      refused, also when embedded in IPv6 (IPv4-mapped, NAT64, 6to4; Teredo is refused outright).
+      refused, also when embedded in IPv6 (IPv4-mapped, NAT64); 6to4 and Teredo are refused outright.
       One bad address refuses the host: which address a connection ends up on must not matter.
     - The socket is then connected to one of exactly those checked addresses (never to a name that a
       second, rebinding DNS answer could point elsewhere); TLS SNI, certificate verification and the
@@ -105,6 +105,10 @@ _BLOCKED_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, st
     (ipaddress.IPv6Network("100::/64"), "discard-only"),
     (ipaddress.IPv6Network("2001::/32"), "Teredo tunnel"),
     (ipaddress.IPv6Network("2001:db8::/32"), "documentation"),
+    # 6to4 is deprecated (RFC 7526) and newer Pythons call all of it private: refused outright so that
+    # the verdict is the same on every runtime.
+    (ipaddress.IPv6Network("2002::/16"), "6to4 tunnel"),
+    (ipaddress.IPv6Network("3fff::/20"), "documentation"),
     (ipaddress.IPv6Network("fc00::/7"), "unique local (private)"),
     (ipaddress.IPv6Network("fe80::/10"), "link-local"),
     (ipaddress.IPv6Network("fec0::/10"), "site-local"),
@@ -123,9 +127,7 @@ def blocked_reason(ip: IPAddress) -> str | None:
         if ip in _NAT64:
             return _embedded("NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
         if ip.sixtofour is not None:
-            reason = _embedded("6to4", ip.sixtofour)
-            if reason is not None:
-                return reason
+            return _embedded("6to4", ip.sixtofour) or "6to4 tunnel"
     for network, name in _BLOCKED_NETWORKS:
         if ip.version == network.version and ip in network:
             return name
