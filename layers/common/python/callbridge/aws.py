@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
 
@@ -48,6 +49,11 @@ def ssm(fast: bool = False) -> SSMClient:
 
 def sqs() -> SQSClient:
     client: SQSClient = _client("sqs", False)
+    return client
+
+
+def s3() -> S3Client:
+    client: S3Client = _client("s3", False)
     return client
 
 

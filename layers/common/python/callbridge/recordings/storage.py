@@ -99,12 +99,9 @@ def fetch_to_s3(
 
 
 def _default_s3() -> S3Client:
-    # The shared, cached client factory of callbridge.aws (AWS_ENDPOINT_URL, reset_clients() in tests);
-    # aws.py has no public s3() accessor yet.
     from callbridge import aws
 
-    client: S3Client = aws._client("s3", False)
-    return client
+    return aws.s3()
 
 
 def _object_args(content_type: str, kms_key_id: str | None) -> dict[str, Any]:
