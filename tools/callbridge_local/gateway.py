@@ -107,9 +107,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def handle_expect_100(self) -> bool:
+        # Refuse an oversized body before the client sends it, not after.
         length = self.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            self._write(self._too_large(), head_only=False)
+            self._write(json_response(413, {"message": "Request Entity Too Large"}), head_only=False)
             self.close_connection = True
             return False
         return super().handle_expect_100()
@@ -128,9 +129,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
-
-    def _too_large(self) -> HttpResponse:
-        return json_response(413, {"message": "Request Entity Too Large"})
 
     def _read_body(self) -> bytes:
         encoding = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -173,7 +171,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         started = time.monotonic()
-        gateway = self.server.gateway
         method = self.command.upper()
         target = self.path
         if target.startswith(("http://", "https://")):
@@ -190,44 +187,43 @@ class _RequestHandler(BaseHTTPRequestHandler):
             response = json_response(exc.status, {"message": exc.message})
         else:
             try:
-                if raw_path.startswith(CONTROL_PREFIX) and gateway.control is not None:
-                    response = gateway.control.handle(method, raw_path, raw_query)
-                else:
-                    event_method = method
-                    match = gateway.routes.match(method, raw_path)
-                    if match is None and method == "HEAD":
-                        # HEAD is GET without the body, as in most HTTP servers: the handler sees a
-                        # GET (its own router knows no HEAD) and only the headers are sent.
-                        match = gateway.routes.match("GET", raw_path)
-                        event_method = "GET"
-                    if match is None:
-                        response = json_response(404, {"message": "Not Found"})
-                    else:
-                        function_id = match.route.function_id
-                        request = HttpRequest(
-                            method=event_method,
-                            raw_path=raw_path,
-                            raw_query=raw_query,
-                            headers=list(self.headers.items()),
-                            body=body,
-                            source_ip=self.client_address[0],
-                            server_port=self.server.server_address[1],
-                            protocol=self.request_version,
-                        )
-                        response = gateway.invoke(request, match, request_id)
+                response, function_id = self._respond(method, raw_path, raw_query, body, request_id)
             except Exception:
                 log.exception("%s %s failed", method, raw_path)
                 response = json_response(500, {"message": "Internal Server Error"})
         response.headers.append(("apigw-requestid", request_id))
         self._write(response, head_only=method == "HEAD")
-        log.info(
-            "%s %s -> %s %d (%.0f ms)",
-            method,
-            raw_path,
-            function_id,
-            response.status,
-            (time.monotonic() - started) * 1000,
+        # The path only: query strings and bodies may carry tokens.
+        elapsed_ms = (time.monotonic() - started) * 1000
+        log.info("%s %s -> %s %d (%.0f ms)", method, raw_path, function_id, response.status, elapsed_ms)
+
+    def _respond(
+        self, method: str, raw_path: str, raw_query: str, body: bytes, request_id: str
+    ) -> tuple[HttpResponse, str]:
+        """The response, and the logical id of the function that produced it ("-" for none)."""
+        gateway = self.server.gateway
+        if raw_path.startswith(CONTROL_PREFIX) and gateway.control is not None:
+            return gateway.control.handle(method, raw_path, raw_query), "-"
+        event_method = method
+        match = gateway.routes.match(method, raw_path)
+        if match is None and method == "HEAD":
+            # HEAD is GET without the body, as in most HTTP servers: the handler sees a GET (its
+            # own router knows no HEAD) and only the headers are sent.
+            match = gateway.routes.match("GET", raw_path)
+            event_method = "GET"
+        if match is None:
+            return json_response(404, {"message": "Not Found"}), "-"
+        request = HttpRequest(
+            method=event_method,
+            raw_path=raw_path,
+            raw_query=raw_query,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+            server_port=self.server.server_address[1],
+            protocol=self.request_version,
         )
+        return gateway.invoke(request, match, request_id), match.route.function_id
 
     def _write(self, response: HttpResponse, *, head_only: bool) -> None:
         self.send_response(response.status)

@@ -32,7 +32,7 @@ from callbridge_local.handlers import FunctionRegistry, prepare_sys_path
 from callbridge_local.intrinsics import IntrinsicError
 from callbridge_local.provision import AwsTarget, ProvisionedStack, ProvisionError, provision
 from callbridge_local.routing import Route, RouteError, RouteTable
-from callbridge_local.template import TemplateError, load_template
+from callbridge_local.template import Template, TemplateError, load_template
 
 log = logging.getLogger("callbridge_local")
 
@@ -130,6 +130,8 @@ class LocalRuntime:
     def _start(self, should_stop: Callable[[], bool]) -> None:
         config = self.config
         template = load_template(config.template_path)
+        if config.accounts_dir is not None and not config.accounts_dir.is_dir():
+            raise AccountsError(f"accounts directory {config.accounts_dir} does not exist")
         endpoint = self.moto.start()
         # Before anything imports handler or layer code: they read these at import or first use.
         point_environ_at(endpoint, config.region)
@@ -142,39 +144,20 @@ class LocalRuntime:
         prepare_sys_path(template)
         self._checkpoint(should_stop)
 
-        included = [f.logical_id for f in stack.functions]
-        functions = FunctionRegistry.build(
-            template,
-            names={fid: stack.physical_name(fid) for fid in included},
-            arns={fid: str(stack.resources[fid].attributes["Arn"]) for fid in included},
-            region=config.region,
-            only=included,
-        )
+        functions = self._functions(template, stack)
         routes = RouteTable(
             Route.create(event.method, event.path, function.logical_id, stack.http_api_id(event.api_id))
             for function in stack.functions
             for event in function.http_events
         )
-        sqs_target = AwsTarget(endpoint, config.region)
-        pollers = []
-        for function in stack.functions:
-            for sqs in function.sqs_events:
-                queue = stack.queue_for_arn(str(stack.resolver.resolve(sqs.queue)))
-                source = QueueSource(functions[function.logical_id], sqs, str(queue.ref), str(queue.attributes["Arn"]))
-                pollers.append(QueuePoller(source, sqs_target.client("sqs"), config.region))
-        self.queue_driver = QueueDriver(pollers)
+        self.queue_driver = QueueDriver(self._queue_pollers(stack, functions))
         self.schedule_driver = ScheduleDriver(
-            (
-                ScheduleSource(functions[f.logical_id], schedule)
-                for f in stack.functions
-                for schedule in f.schedule_events
-            ),
+            (ScheduleSource(functions[f.logical_id], s) for f in stack.functions for s in f.schedule_events),
             self._schedule_event,
         )
         for function in stack.functions:
             for name, kind in function.unsupported_events:
                 log.warning("%s.%s: %s events are not emulated locally", function.logical_id, name, kind)
-
         control = ControlApi(
             functions=functions,
             routes=routes,
@@ -205,9 +188,27 @@ class LocalRuntime:
         else:
             log.info("scheduled runs are off (--no-schedules); use POST /_local/schedules/<Function>")
 
+    def _functions(self, template: Template, stack: ProvisionedStack) -> FunctionRegistry:
+        included = [f.logical_id for f in stack.functions]
+        return FunctionRegistry.build(
+            template,
+            names={fid: stack.physical_name(fid) for fid in included},
+            arns={fid: str(stack.resources[fid].attributes["Arn"]) for fid in included},
+            region=self.config.region,
+            only=included,
+        )
+
+    def _queue_pollers(self, stack: ProvisionedStack, functions: FunctionRegistry) -> list[QueuePoller]:
+        pollers = []
+        for function in stack.functions:
+            for sqs in function.sqs_events:
+                queue = stack.queue_for_arn(str(stack.resolver.resolve(sqs.queue)))
+                source = QueueSource(functions[function.logical_id], sqs, str(queue.ref), str(queue.attributes["Arn"]))
+                # A client per poller: each thread long-polls on its own connection.
+                pollers.append(QueuePoller(source, stack.target.client("sqs"), self.config.region))
+        return pollers
+
     def _apply_accounts(self, directory: Path) -> None:
-        if not directory.is_dir():
-            raise AccountsError(f"accounts directory {directory} does not exist")
         try:
             self.account_lines = apply_accounts(directory, self.base_url)
         except AccountsError as exc:
@@ -215,6 +216,9 @@ class LocalRuntime:
                 log.warning("%s; skipping %s", exc, directory)
                 return
             raise
+        except Exception as exc:
+            # Usually a mistake in an account file: say which, in one line (details at DEBUG).
+            raise AccountsError(f"could not apply the account files in {directory}: {exc}") from exc
         for line in self.account_lines:
             print(line, file=self.out, flush=True)
 
@@ -344,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("stopped during startup")
     except STARTUP_ERRORS as exc:
         log.error("%s", exc)
+        log.debug("startup failed", exc_info=exc)
         return 1
     finally:
         runtime.stop()
