@@ -1,0 +1,1 @@
+"""Benchmark of CallBridge against a bare-handler floor: `make bench` runs bench/benchmark.py."""
