@@ -268,13 +268,24 @@ class Gateway:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> None:
+    def bind(self) -> None:
+        """Listen, without serving yet: the port is known (for the URLs printed at start) while
+        early requests wait in the backlog instead of meeting a half-configured bridge."""
         try:
             self._server = _Server((self.host, self.requested_port), self)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror}") from exc
+
+    def serve(self) -> None:
+        if self._server is None:
+            self.bind()
+        assert self._server is not None
         self._thread = threading.Thread(target=self._server.serve_forever, name="gateway", daemon=True)
         self._thread.start()
+
+    def start(self) -> None:
+        self.bind()
+        self.serve()
 
     def stop(self) -> None:
         server, self._server = self._server, None

@@ -174,7 +174,7 @@ class LocalRuntime:
         self.gateway = Gateway(
             routes, functions, account_id=DEFAULT_ACCOUNT_ID, control=control, host=config.host, port=config.port
         )
-        self.gateway.start()
+        self.gateway.bind()
         for route in routes.routes:
             log.info("route %-40s -> %s", route.route_key, route.function_id)
         self._checkpoint(should_stop)
@@ -182,6 +182,7 @@ class LocalRuntime:
         if config.accounts_dir is not None:
             self._apply_accounts(config.accounts_dir)
         self._checkpoint(should_stop)
+        self.gateway.serve()
         self.queue_driver.start()
         if config.schedules:
             self.schedule_driver.start()
