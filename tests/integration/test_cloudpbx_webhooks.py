@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from pydantic import SecretStr
 
 import call_settle
 import cloudpbx
 import contact
 import event as event_fn
 import history as history_fn
-from callbridge import clock, settings
+from callbridge import accounts, clock, settings
+from callbridge.admin import apply_account
+from callbridge.config import load_account_file
 from callbridge.store import calls
 from tests.support import DEMO_TOKEN, form, http_event, seed_contact, seed_event, seed_history
 
+ROOT = Path(__file__).resolve().parents[2]
 CALL_ID = "B10D0EB124F4E64AF4EA-1511"
 SINGLE = "/v1/demo/cloudpbx"
 
@@ -268,18 +273,34 @@ def test_contact_accepts_json(cloud):
 
 
 def test_token_rotation_accepts_old_and_new_and_sees_a_new_token_at_once(cloud):
-    assert post(seed_contact())[0] == 200  # warms the secrets cache with the old token
-    ssm = boto3.client("ssm")
-    prefix = cloud["SSM_PREFIX"]
-    ssm.put_parameter(
-        Name=f"{prefix}/accounts/demo/crm_token", Value="rotated-token-0002", Type="SecureString", Overwrite=True
+    assert post(seed_contact())[0] == 200  # warms this Lambda's account cache with the old token
+    config = load_account_file(ROOT / "accounts" / "demo.yaml")
+    rotated = config.model_copy(
+        update={
+            "pbx": config.pbx.model_copy(
+                update={"crm_tokens": [SecretStr("rotated-token-0002"), SecretStr(DEMO_TOKEN)]}
+            )
+        }
     )
-    ssm.put_parameter(
-        Name=f"{prefix}/accounts/demo/crm_token_previous", Value=DEMO_TOKEN, Type="SecureString", Overwrite=True
+    apply_account(rotated)
+    accounts.clear_account_cache()  # as a different Lambda instance would see it: warm, but not this one's cache
+    assert post(seed_contact())[0] == 200  # caches the rotated account
+    apply_account(
+        rotated.model_copy(
+            update={"pbx": rotated.pbx.model_copy(update={"crm_tokens": [SecretStr("rotated-token-0003")]})}
+        )
     )
-    assert post(seed_contact(crm_token="rotated-token-0002"))[0] == 200
-    assert post(seed_contact())[0] == 200
+    # A warm Lambda that still has the old account cached accepts the newest token at once...
+    assert post(seed_contact(crm_token="rotated-token-0003"))[0] == 200
+    # ...and, having re-read the account, no longer accepts the retired ones.
+    assert post(seed_contact())[0] == 401
     assert post(seed_contact(crm_token="never-valid-token"))[0] == 401
+
+
+def test_no_token_is_stored_in_dynamodb(cloud):
+    assert post(seed_history())[0] == 200
+    for table in (cloud["ACCOUNTS_TABLE"], cloud["CALLS_TABLE"], cloud["CONTACTS_TABLE"]):
+        assert DEMO_TOKEN not in json.dumps(boto3.client("dynamodb").scan(TableName=table)["Items"])
 
 
 def test_directory_outage_still_answers_the_ringing_phone(cloud, monkeypatch):

@@ -1,8 +1,15 @@
 """The runtime view of an account: the few fields every webhook needs, read with one GetItem and
-cached per warm Lambda. The full, validated configuration lives in `callbridge.config`."""
+cached per warm Lambda. The full, validated configuration lives in `callbridge.config`.
+
+Webhook tokens are checked against SHA-256 digests kept on the account item, so that the contact
+path (a ringing phone) needs neither SSM nor a second AWS client. The tokens themselves live only in
+SSM Parameter Store; they are 16+ characters of random text, for which a digest reveals nothing.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import time
 from dataclasses import dataclass
@@ -14,6 +21,10 @@ from callbridge.settings import get_settings
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CACHE_SECONDS = 60.0
+# A token that does not match may be a freshly rotated one this warm Lambda has not seen yet: re-read
+# the account then, but at most this often per account, so wrong tokens cannot hammer DynamoDB.
+_REFRESH_INTERVAL = 30.0
+_last_refresh: dict[str, float] = {}
 
 
 class UnknownAccount(LookupError):
@@ -28,6 +39,20 @@ class Account:
     timezone: str
     pbx_kind: str
     config: dict[str, Any]
+    crm_token_digests: tuple[str, ...] = ()
+
+    def accepts(self, presented: str) -> bool:
+        """Constant-time check of a presented webhook token against every valid one (the current
+        and, during a rotation, the previous), with no early exit on the first match."""
+        given = token_digest(presented).encode()
+        result = False
+        for digest in self.crm_token_digests:
+            result |= hmac.compare_digest(given, digest.encode())
+        return result and bool(presented)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def account_key(account_id: str) -> dict[str, Any]:
@@ -37,12 +62,12 @@ def account_key(account_id: str) -> dict[str, Any]:
 _cache: dict[str, tuple[float, Account]] = {}
 
 
-def get_account(account_id: str, *, fast: bool = False) -> Account:
+def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -> Account:
     if not ACCOUNT_ID.match(account_id):
         raise UnknownAccount(account_id)
     hit = _cache.get(account_id)
     now = time.monotonic()
-    if hit and hit[0] > now:
+    if hit and hit[0] > now and not refresh:
         return hit[1]
     response = aws.dynamodb(fast).get_item(TableName=get_settings().accounts_table, Key=account_key(account_id))
     if "Item" not in response:
@@ -54,10 +79,26 @@ def get_account(account_id: str, *, fast: bool = False) -> Account:
         timezone=str(data.get("timezone") or "UTC"),
         pbx_kind=str(data.get("pbx_kind") or ""),
         config=data.get("config") or {},
+        crm_token_digests=tuple(str(d) for d in data.get("crm_token_digests") or ()),
     )
     _cache[account_id] = (now + _CACHE_SECONDS, account)
     return account
 
 
+def authenticate(account_id: str, presented: str, *, fast: bool = False) -> Account:
+    """The account whose webhook token `presented` is; UnknownAccount for a wrong token too."""
+    account = get_account(account_id, fast=fast)
+    if account.accepts(presented):
+        return account
+    now = time.monotonic()
+    if now - _last_refresh.get(account_id, -_REFRESH_INTERVAL) >= _REFRESH_INTERVAL:
+        _last_refresh[account_id] = now
+        account = get_account(account_id, fast=fast, refresh=True)
+        if account.accepts(presented):
+            return account
+    raise UnknownAccount(account_id)
+
+
 def clear_account_cache() -> None:
     _cache.clear()
+    _last_refresh.clear()

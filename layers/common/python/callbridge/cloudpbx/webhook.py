@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from callbridge.accounts import Account, UnknownAccount, get_account
+from callbridge.accounts import Account, UnknownAccount, authenticate
 from callbridge.cloudpbx.protocol import (
     CloudPbxError,
     decode_body,
@@ -23,7 +23,6 @@ from callbridge.cloudpbx.protocol import (
     parse_contact,
 )
 from callbridge.phones import normalize
-from callbridge.secrets import verify_crm_token
 from callbridge.store.contacts import find_by_phone
 
 COMMANDS = ("history", "event", "contact", "rating")
@@ -98,10 +97,10 @@ def _authenticate(account_id: str, token: str, *, fast: bool) -> Account:
     if not token:
         raise invalid_token()
     try:
-        account = get_account(account_id, fast=fast)
+        account = authenticate(account_id, token, fast=fast)
     except UnknownAccount:
         raise invalid_token() from None
-    if account.pbx_kind != "cloudpbx" or not verify_crm_token(account.id, token):
+    if account.pbx_kind != "cloudpbx":
         raise invalid_token()
     return account
 
