@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import secrets as token_source
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from callbridge import aws, clock, secrets
-from callbridge.accounts import account_key, clear_account_cache
+from callbridge.accounts import account_key, clear_account_cache, token_digest
 from callbridge.config import AccountConfig, load_account_file
 from callbridge.dynamo import to_item
 from callbridge.phones import normalize
@@ -34,6 +35,19 @@ def _put_secret(name: str, value: str | None) -> None:
     client.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
 
 
+def _ensure_signing_key(name: str) -> None:
+    """Create the account's recording-URL signing key once; an existing key is kept, so that URLs
+    already given to a CRM stay valid. Rotate by deleting the parameter and applying again."""
+    client = aws.ssm()
+    try:
+        client.get_parameter(Name=name, WithDecryption=False)
+        return
+    except client.exceptions.ParameterNotFound:
+        pass
+    with contextlib.suppress(client.exceptions.ParameterAlreadyExists):
+        client.put_parameter(Name=name, Value=token_source.token_hex(32), Type="SecureString", Overwrite=False)
+
+
 def apply_account(config: AccountConfig) -> ApplyReport:
     settings = get_settings()
     now = clock.iso(clock.now())
@@ -45,6 +59,7 @@ def apply_account(config: AccountConfig) -> ApplyReport:
             "timezone": config.timezone,
             "pbx_kind": config.pbx.kind,
             "config": config.public(),
+            "crm_token_digests": [token_digest(t.get_secret_value()) for t in config.pbx.crm_tokens],
             "updated_at": now,
         }
     )
@@ -70,6 +85,10 @@ def apply_account(config: AccountConfig) -> ApplyReport:
     _put_secret(f"{path}/{secrets.CRM_TOKEN}", tokens[0])
     _put_secret(f"{path}/{secrets.CRM_TOKEN_PREVIOUS}", tokens[1] if len(tokens) > 1 else None)
     _put_secret(f"{path}/{secrets.PBX_TOKEN}", config.pbx.token.get_secret_value() if config.pbx.token else None)
+    basic = config.recordings.basic_auth
+    _put_secret(f"{path}/{secrets.RECORDINGS_USER}", basic.username if basic else None)
+    _put_secret(f"{path}/{secrets.RECORDINGS_PASSWORD}", basic.password.get_secret_value() if basic else None)
+    _ensure_signing_key(f"{path}/{secrets.RECORDINGS_SIGNING_KEY}")
 
     report = ApplyReport(account=config.account)
     for entry in config.contacts:
@@ -95,6 +114,13 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
     return [
         f"account {config.account}: Cloud PBX → CRM address: {base}/v1/{config.account}/cloudpbx",
         f"account {config.account}: Cloud PBX → CRM key (crm_token): {config.pbx.crm_tokens[0].get_secret_value()}",
+        *(
+            [
+                f"account {config.account}: MiniCRM recording URL template: {base}/v1/{config.account}/recordings?Rec={{%RefereceId%}}"
+            ]
+            if config.recordings.basic_auth
+            else []
+        ),
     ]
 
 

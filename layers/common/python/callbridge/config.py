@@ -6,6 +6,7 @@ Parameter Store when the file is applied, never to DynamoDB or a log.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -36,6 +37,9 @@ class _Model(BaseModel):
 
 
 Secret = Annotated[SecretStr, Field(min_length=8, max_length=256)]
+# Webhook tokens are verified against SHA-256 digests (callbridge.accounts): they must be long random
+# strings, not passwords a person picks.
+WebhookToken = Annotated[SecretStr, Field(min_length=16, max_length=256)]
 
 
 class CloudPbxSettings(_Model):
@@ -44,7 +48,7 @@ class CloudPbxSettings(_Model):
         default=None, description="The PBX's CRM API address, e.g. https://domain/sys/crm_api.wcgp"
     )
     token: Secret | None = Field(default=None, description="The PBX key from its web cabinet (our requests to it)")
-    crm_tokens: list[Secret] = Field(
+    crm_tokens: list[WebhookToken] = Field(
         min_length=1,
         max_length=2,
         description="Keys the PBX presents to us. The first is current; a second stays valid during a rotation.",
@@ -74,6 +78,56 @@ class ContactEntry(_Model):
     id: str | None = None
 
 
+MINICRM_IPS = ("195.228.75.210", "195.228.75.211")  # MiniCRM's documented downloader IPs (specs/minicrm.md)
+
+
+class BasicAuth(_Model):
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[^:\s]+$")
+    password: Secret
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return _expand(value)
+
+
+class RecordingsSettings(_Model):
+    basic_auth: BasicAuth | None = Field(
+        default=None,
+        description="Credentials of the MiniCRM-style URL (…/recordings?Rec=…); without them it answers 401",
+    )
+    allowed_ips: list[str] = Field(
+        default_factory=list,
+        description="Source IPs or CIDRs allowed on the basic-auth URL; empty: any. MiniCRM: " + ", ".join(MINICRM_IPS),
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Recording hosts trusted even on private addresses or plain http (exact names or IPs)",
+    )
+    serve_direct: bool = Field(
+        default=False,
+        description="Answer small recordings (≤ 4 MiB) with the audio itself instead of a redirect",
+    )
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR: {entry!r}") from None
+        return value
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        from callbridge.recordings.netguard import normalize_hosts
+
+        normalize_hosts(value)  # raises ValueError on a malformed host
+        return value
+
+
 class AccountConfig(_Model):
     account: str
     name: str | None = None
@@ -82,6 +136,7 @@ class AccountConfig(_Model):
     pbx: CloudPbxSettings
     users: list[UserMapping] = Field(default_factory=list)
     contacts: list[ContactEntry] = Field(default_factory=list)
+    recordings: RecordingsSettings = Field(default_factory=RecordingsSettings)
 
     @field_validator("account")
     @classmethod
@@ -109,7 +164,10 @@ class AccountConfig(_Model):
 
     def public(self) -> dict[str, Any]:
         """The config without secrets, as stored in DynamoDB."""
-        data = self.model_dump(mode="json", exclude={"contacts": True, "pbx": {"token", "crm_tokens"}})
+        data = self.model_dump(
+            mode="json",
+            exclude={"contacts": True, "pbx": {"token", "crm_tokens"}, "recordings": {"basic_auth"}},
+        )
         return data
 
 
