@@ -30,6 +30,12 @@ EXPECTED: dict[str, Any] = {
         {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"},
     ),
     "CallSettleFunction.json": {"batchItemFailures": []},
+    # The sample call has no stored recording: the same 404 as an unknown call.
+    "RecordingsFunction.minicrm-not-fetched.json": (404, {"error": "Recording not found"}),
+    "RecordingsFunction.wrong-password.json": (401, {"error": "Invalid credentials"}),
+    "RecordingsFunction.signed-expired.json": (401, {"error": "Invalid or expired signature"}),
+    # An unknown call: nothing to fetch, the message is done with.
+    "RecordingFetchFunction.json": {"batchItemFailures": []},
 }
 SAMPLES = sorted(p.name for p in (ROOT / "events").glob("*.json"))
 

@@ -75,7 +75,13 @@ def test_malformed_getatt_and_yaml_are_reported():
 def test_the_real_template_as_a_typed_view():
     template = load_template(TEMPLATE)
     assert {t.logical_id for t in template.tables} == {"AccountsTable", "ContactsTable", "CallsTable"}
-    assert {q.logical_id for q in template.queues} == {"CallSettleQueue", "CallSettleDLQ"}
+    assert {q.logical_id for q in template.queues} == {
+        "CallSettleQueue",
+        "CallSettleDLQ",
+        "RecordingFetchQueue",
+        "RecordingFetchDLQ",
+    }
+    assert {b.logical_id for b in template.buckets} == {"RecordingsBucket"}
     assert template.parameters["MissedCallSettleSeconds"].default == 30
     assert template.layer_python_dirs() == [ROOT / "layers" / "common" / "python"]
 

@@ -71,7 +71,8 @@ def record_history(account: Account, history: HistoryIn) -> bool:
         flags.add(Flag.PHONE_UNPARSED)
     our_number = normalize(history.diversion, account.phone_region).key if history.diversion else None
     link = history.link
-    if link is not None and not link.lower().startswith(("https://", "http://")):
+    fetchable = link is not None and link.lower().startswith(("https://", "http://"))
+    if link is not None and not fetchable:
         flags.add(Flag.BAD_RECORDING_LINK)
     if _is_department(history.user):
         flags.add(Flag.GROUP_USER)
@@ -112,7 +113,18 @@ def record_history(account: Account, history: HistoryIn) -> bool:
         "history stored" if applied else "history repeated, ignored",
         extra={"outcome": outcome.value, "start_source": start_source.value, "flags": sorted(flags)},
     )
+    if applied and fetchable:
+        _queue_recording_fetch(account.id, history.callid)
     return applied
+
+
+def _queue_recording_fetch(account: str, call_id: str) -> None:
+    """Hand the download to the recordings worker: the webhook never waits for it."""
+    queue_url = get_settings().recording_queue_url
+    if not queue_url:
+        logger().error("RECORDING_QUEUE_URL is not set: the recording of this call is not fetched")
+        return
+    aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps({"account": account, "call_id": call_id}))
 
 
 def record_event(account: Account, event: EventIn) -> bool:

@@ -24,6 +24,13 @@ class Settings:
     settle_queue_url: str
     missed_call_settle_seconds: int
     contact_budget_ms: int
+    # Recordings (issue 3). Optional, so functions that do not touch recordings start without them.
+    recording_queue_url: str = ""
+    recordings_bucket: str = ""
+    recording_max_bytes: int = 500 * 1024 * 1024
+    recording_fetch_timeout_s: int = 90
+    recording_max_attempts: int = 5
+    recording_retry_base_s: int = 30
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -55,6 +62,12 @@ class Settings:
             settle_queue_url=src.get("SETTLE_QUEUE_URL", "").strip(),
             missed_call_settle_seconds=integer("MISSED_CALL_SETTLE_SECONDS", 30, 0, 900),
             contact_budget_ms=integer("CONTACT_BUDGET_MS", 1000, 100, 5000),
+            recording_queue_url=src.get("RECORDING_QUEUE_URL", "").strip(),
+            recordings_bucket=src.get("RECORDINGS_BUCKET", "").strip(),
+            recording_max_bytes=integer("RECORDING_MAX_BYTES", 500 * 1024 * 1024, 1024, 5 * 1024**3),
+            recording_fetch_timeout_s=integer("RECORDING_FETCH_TIMEOUT_SECONDS", 90, 1, 900),
+            recording_max_attempts=integer("RECORDING_MAX_ATTEMPTS", 5, 1, 1000),
+            recording_retry_base_s=integer("RECORDING_RETRY_BASE_SECONDS", 30, 0, 3600),
         )
 
 
