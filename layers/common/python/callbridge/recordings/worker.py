@@ -58,7 +58,8 @@ class FetchResult:
 def recording_key(account: str, call_id: str, link: str) -> str:
     """`{account}/{call_id}/recording.{ext}`: the extension of the link's path when it is a known
     audio type (the stored Content-Type is what playback serves), `bin` otherwise."""
-    extension = urlsplit(link).path.rsplit(".", 1)[-1].lower() if "." in urlsplit(link).path else ""
+    path = urlsplit(link).path
+    extension = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
     if extension not in EXTENSION_TYPES:
         extension = "bin"
     return f"{account}/{quote(call_id, safe='')}/recording.{extension}"
