@@ -9,8 +9,6 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from callbridge.ingest import settle_call
 from callbridge.observability import logger
 
-processor = BatchProcessor(event_type=EventType.SQS)
-
 
 def _settle(record: SQSRecord) -> None:
     message = json.loads(record.body)
@@ -22,4 +20,7 @@ def _settle(record: SQSRecord) -> None:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # A processor per invocation: it keeps per-batch state, and the local runtime may run two batches
+    # at once in one process.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return dict(process_partial_response(event=event, record_handler=_settle, processor=processor, context=context))

@@ -39,14 +39,14 @@ class Account:
     timezone: str
     pbx_kind: str
     config: dict[str, Any]
-    crm_token_digests: tuple[str, ...] = ()
+    webhook_token_digests: tuple[str, ...] = ()
 
     def accepts(self, presented: str) -> bool:
         """Constant-time check of a presented webhook token against every valid one (the current
         and, during a rotation, the previous), with no early exit on the first match."""
         given = token_digest(presented).encode()
         result = False
-        for digest in self.crm_token_digests:
+        for digest in self.webhook_token_digests:
             result |= hmac.compare_digest(given, digest.encode())
         return result and bool(presented)
 
@@ -79,7 +79,7 @@ def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -
         timezone=str(data.get("timezone") or "UTC"),
         pbx_kind=str(data.get("pbx_kind") or ""),
         config=data.get("config") or {},
-        crm_token_digests=tuple(str(d) for d in data.get("crm_token_digests") or ()),
+        webhook_token_digests=tuple(str(d) for d in data.get("webhook_token_digests") or ()),
     )
     _cache[account_id] = (now + _CACHE_SECONDS, account)
     return account

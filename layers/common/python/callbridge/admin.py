@@ -8,9 +8,11 @@ import secrets as token_source
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, SecretStr
+
 from callbridge import aws, clock, secrets
 from callbridge.accounts import account_key, clear_account_cache, token_digest
-from callbridge.config import AccountConfig, load_account_file
+from callbridge.config import AccountConfig, CloudPbxSettings, TelediscountSettings, load_account_file
 from callbridge.dynamo import to_item
 from callbridge.phones import normalize
 from callbridge.settings import get_settings
@@ -48,6 +50,25 @@ def _ensure_signing_key(name: str) -> None:
         client.put_parameter(Name=name, Value=token_source.token_hex(32), Type="SecureString", Overwrite=False)
 
 
+def secret_fields(model: BaseModel) -> dict[str, str]:
+    """Every secret of a settings model, by field name: what goes to SSM and never to DynamoDB."""
+    found: dict[str, str] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            found[name] = value.get_secret_value()
+    return found
+
+
+def webhook_tokens(config: AccountConfig) -> list[str]:
+    """The secrets a PBX presents on our webhooks, checked by digest (callbridge.accounts)."""
+    if isinstance(config.pbx, CloudPbxSettings):
+        return [t.get_secret_value() for t in config.pbx.crm_tokens]
+    if isinstance(config.pbx, TelediscountSettings):
+        return [config.pbx.webhook_secret.get_secret_value()]
+    return []
+
+
 def apply_account(config: AccountConfig) -> ApplyReport:
     settings = get_settings()
     now = clock.iso(clock.now())
@@ -59,7 +80,7 @@ def apply_account(config: AccountConfig) -> ApplyReport:
             "timezone": config.timezone,
             "pbx_kind": config.pbx.kind,
             "config": config.public(),
-            "crm_token_digests": [token_digest(t.get_secret_value()) for t in config.pbx.crm_tokens],
+            "webhook_token_digests": [token_digest(t) for t in webhook_tokens(config)],
             "updated_at": now,
         }
     )
@@ -72,19 +93,24 @@ def apply_account(config: AccountConfig) -> ApplyReport:
                 {
                     "pk": f"ACCOUNT#{config.account}",
                     "sk": f"USER#{user.pbx_user}",
-                    "pbx_user": user.pbx_user,
-                    "name": user.name,
-                    "extension": user.extension,
+                    **user.model_dump(mode="json"),
                     "updated_at": now,
                 }
             ),
         )
 
     path = secrets.account_path(config.account)
-    tokens = [t.get_secret_value() for t in config.pbx.crm_tokens]
-    _put_secret(f"{path}/{secrets.CRM_TOKEN}", tokens[0])
-    _put_secret(f"{path}/{secrets.CRM_TOKEN_PREVIOUS}", tokens[1] if len(tokens) > 1 else None)
-    _put_secret(f"{path}/{secrets.PBX_TOKEN}", config.pbx.token.get_secret_value() if config.pbx.token else None)
+    if isinstance(config.pbx, CloudPbxSettings):
+        tokens = [t.get_secret_value() for t in config.pbx.crm_tokens]
+        _put_secret(f"{path}/{secrets.CRM_TOKEN}", tokens[0])
+        _put_secret(f"{path}/{secrets.CRM_TOKEN_PREVIOUS}", tokens[1] if len(tokens) > 1 else None)
+        _put_secret(f"{path}/{secrets.PBX_TOKEN}", config.pbx.token.get_secret_value() if config.pbx.token else None)
+    else:
+        for field, value in secret_fields(config.pbx).items():
+            _put_secret(f"{path}/{secrets.pbx_secret_name(field)}", value)
+    for crm in config.crms:
+        for field, value in secret_fields(crm).items():
+            _put_secret(f"{path}/{secrets.crm_secret_name(crm.name, field)}", value)
     basic = config.recordings.basic_auth
     _put_secret(f"{path}/{secrets.RECORDINGS_USER}", basic.username if basic else None)
     _put_secret(f"{path}/{secrets.RECORDINGS_PASSWORD}", basic.password.get_secret_value() if basic else None)
@@ -111,17 +137,24 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
     """What the operator pastes into the PBX web cabinet. Printed to their terminal on purpose;
     never logged."""
     base = base_url.rstrip("/")
-    return [
-        f"account {config.account}: Cloud PBX → CRM address: {base}/v1/{config.account}/cloudpbx",
-        f"account {config.account}: Cloud PBX → CRM key (crm_token): {config.pbx.crm_tokens[0].get_secret_value()}",
-        *(
-            [
-                f"account {config.account}: MiniCRM recording URL template: {base}/v1/{config.account}/recordings?Rec={{%RefereceId%}}"
-            ]
-            if config.recordings.basic_auth
-            else []
-        ),
-    ]
+    account = config.account
+    lines: list[str] = []
+    if isinstance(config.pbx, CloudPbxSettings):
+        lines += [
+            f"account {account}: Cloud PBX → CRM address: {base}/v1/{account}/cloudpbx",
+            f"account {account}: Cloud PBX → CRM key (crm_token): {config.pbx.crm_tokens[0].get_secret_value()}",
+        ]
+    elif isinstance(config.pbx, TelediscountSettings):
+        secret = config.pbx.webhook_secret.get_secret_value()
+        lines += [
+            f"account {account}: telediscount webhook 'start of incoming call': {base}/v1/{account}/telediscount/{secret}/incoming",
+            f"account {account}: telediscount webhook 'call completed': {base}/v1/{account}/telediscount/{secret}/finished",
+        ]
+    if config.recordings.basic_auth:
+        lines.append(
+            f"account {account}: MiniCRM recording URL template: {base}/v1/{account}/recordings?Rec={{%RefereceId%}}"
+        )
+    return lines
 
 
 def apply_accounts_dir(directory: Path, base_url: str) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from callbridge.accounts import ACCOUNT_ID
 
@@ -65,10 +65,102 @@ class CloudPbxSettings(_Model):
         return [_expand(v) for v in value] if isinstance(value, list) else value
 
 
+class TelediscountSettings(_Model):
+    """telediscount (specs/telediscount.md): it GETs our webhook URLs; we GET its API."""
+
+    kind: Literal["telediscount"] = "telediscount"
+    api_url: str = Field(
+        default="https://my.telediscount.ru/api.php/telephony",
+        description="Base of the PBX API (outcome, get_calls, get_record)",
+    )
+    api_key: Secret = Field(description="abonent_api_key from the PBX cabinet")
+    webhook_secret: WebhookToken = Field(description="Secret path segment of our webhook URLs")
+
+    @field_validator("api_key", "webhook_secret", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return _expand(value)
+
+
+class CcrmSettings(_Model):
+    """ccrm.pl (specs/ccrm.md): a read-only API we poll."""
+
+    kind: Literal["ccrm"] = "ccrm"
+    base_url: str = Field(description="https://{name}.ccrm.pl")
+    api_key: Secret = Field(description="Bearer API key")
+    import_sms: bool = Field(default=False, description="Store SMS records (never as calls)")
+    import_fax: bool = Field(default=False, description="Store FAX records (never as calls)")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return _expand(value)
+
+
+PbxSettings = Annotated[CloudPbxSettings | TelediscountSettings | CcrmSettings, Field(discriminator="kind")]
+
+DeliveryMode = Literal["realtime", "batch"]
+
+
+class MiniCrmSettings(_Model):
+    """MiniCRM call log (specs/minicrm.md)."""
+
+    kind: Literal["minicrm"] = "minicrm"
+    name: str = Field(default="minicrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
+    base_url: str = Field(default="https://r3.minicrm.io", description="Without /Api/CallLog")
+    api_key: Secret = Field(description="The VOIP ApiKey (MiniCRM / Settings / System)")
+    mode: DeliveryMode = Field(default="batch", description="realtime: right after each call; batch: by schedule")
+    number_format: Literal["e164", "national"] = "e164"
+    default_user_extension: str | None = Field(
+        default=None, description="UserExtension for calls of PBX users without a MiniCRM mapping"
+    )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return _expand(value)
+
+
+class ExternalPhone(_Model):
+    site_code: str
+    external_phone: str
+
+
+class RetailCrmSettings(_Model):
+    """retailCRM telephony module (specs/retailcrm.md)."""
+
+    kind: Literal["retailcrm"] = "retailcrm"
+    name: str = Field(default="retailcrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
+    base_url: str = Field(description="https://{account}.retailcrm.ru")
+    api_key: Secret = Field(description="API key with the telephony and integration scopes")
+    client_id: WebhookToken = Field(description="clientId we register; retailCRM presents it on makeCallUrl")
+    module_code: str = Field(default="callbridge", pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    site: str | None = Field(default=None, description="Shop code for uploaded calls")
+    mode: DeliveryMode = "realtime"
+    call_events: bool = Field(default=True, description="Send call cards (in) and hangups as they happen")
+    default_user_id: int | None = Field(default=None, description="userId for calls of unmapped PBX users")
+    external_phones: list[ExternalPhone] = Field(default_factory=list)
+
+    @field_validator("api_key", "client_id", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return _expand(value)
+
+
+CrmSettings = Annotated[MiniCrmSettings | RetailCrmSettings, Field(discriminator="kind")]
+
+
 class UserMapping(_Model):
-    pbx_user: str = Field(min_length=1, max_length=256)
+    """One PBX user and who they are in every other system. Unmapped users are never guessed."""
+
+    pbx_user: str = Field(min_length=1, max_length=256, description="As the PBX sends it in `user`")
     name: str | None = None
-    extension: str | None = None
+    extension: str | None = Field(default=None, description="Internal number (retailCRM code by default)")
+    sip_account: str | None = Field(default=None, description="telediscount SIP account, e.g. SIP/00000000672")
+    ccrm_internal: str | None = Field(default=None, description="ccrm.pl userTalk.receivers[].internal")
+    retailcrm_user_id: int | None = None
+    retailcrm_code: str | None = Field(default=None, description="Extension code in retailCRM; default: extension")
+    minicrm_extension: str | None = Field(default=None, description="MiniCRM UserExtension; default: extension")
 
 
 class ContactEntry(_Model):
@@ -133,7 +225,8 @@ class AccountConfig(_Model):
     name: str | None = None
     timezone: str = "UTC"
     phone_region: str = Field(description="ISO country code for numbers that arrive without one, e.g. RU")
-    pbx: CloudPbxSettings
+    pbx: PbxSettings
+    crms: list[CrmSettings] = Field(default_factory=list)
     users: list[UserMapping] = Field(default_factory=list)
     contacts: list[ContactEntry] = Field(default_factory=list)
     recordings: RecordingsSettings = Field(default_factory=RecordingsSettings)
@@ -161,6 +254,16 @@ class AccountConfig(_Model):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region {value!r}")
         return region
+
+    @model_validator(mode="after")
+    def _unique_crm_names(self) -> AccountConfig:
+        names = [crm.name for crm in self.crms]
+        if len(names) != len(set(names)):
+            raise ValueError("every CRM of an account needs its own name")
+        return self
+
+    def crm(self, name: str) -> MiniCrmSettings | RetailCrmSettings | None:
+        return next((crm for crm in self.crms if crm.name == name), None)
 
     def public(self) -> dict[str, Any]:
         """The config without secrets, as stored in DynamoDB."""

@@ -113,7 +113,9 @@ def record_history(account: Account, history: HistoryIn) -> bool:
         "history stored" if applied else "history repeated, ignored",
         extra={"outcome": outcome.value, "start_source": start_source.value, "flags": sorted(flags)},
     )
-    if applied and fetchable:
+    # A repeat re-queues the fetch while the recording has no state yet: the first send may have
+    # failed after the call was stored (the PBX then retried). The worker skips stored recordings.
+    if fetchable and (applied or not existing.get("recording_state")):
         _queue_recording_fetch(account.id, history.callid)
     return applied
 

@@ -42,12 +42,24 @@ def _provider() -> SSMProvider:
     return SSMProvider(boto3_client=aws.ssm(fast=True))
 
 
+def pbx_secret_name(field: str) -> str:
+    """Name (inside the account path) of a secret field of a non-Cloud-PBX PBX's settings."""
+    return f"pbx/{field}"
+
+
+def crm_secret_name(crm: str, field: str) -> str:
+    """Name (inside the account path) of a secret field of one of the account's CRMs."""
+    return f"crm/{crm}/{field}"
+
+
 def account_path(account_id: str) -> str:
     return f"{get_settings().ssm_prefix}/accounts/{account_id}"
 
 
 def account_secrets(account_id: str, *, force: bool = False) -> dict[str, str]:
-    values = _provider().get_multiple(account_path(account_id), max_age=CACHE_SECONDS, decrypt=True, force_fetch=force)
+    values = _provider().get_multiple(
+        account_path(account_id), max_age=CACHE_SECONDS, decrypt=True, force_fetch=force, recursive=True
+    )
     return {str(k): str(v) for k, v in values.items()}
 
 
