@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from callbridge import aws, clock
+from callbridge import aws, clock, pipeline
 from callbridge.accounts import Account
 from callbridge.cloudpbx.protocol import EventIn, HistoryIn, RatingIn, parse_start
 from callbridge.model import Direction, Flag, Outcome, StartSource
@@ -115,18 +115,13 @@ def record_history(account: Account, history: HistoryIn) -> bool:
     )
     # A repeat re-queues the fetch while the recording has no state yet: the first send may have
     # failed after the call was stored (the PBX then retried). The worker skips stored recordings.
-    if fetchable and (applied or not existing.get("recording_state")):
-        _queue_recording_fetch(account.id, history.callid)
+    pipeline.call_stored(
+        account.id,
+        history.callid,
+        newly_final=applied and not existing.get("final"),
+        fetch_recording=fetchable and (applied or not existing.get("recording_state")),
+    )
     return applied
-
-
-def _queue_recording_fetch(account: str, call_id: str) -> None:
-    """Hand the download to the recordings worker: the webhook never waits for it."""
-    queue_url = get_settings().recording_queue_url
-    if not queue_url:
-        logger().error("RECORDING_QUEUE_URL is not set: the recording of this call is not fetched")
-        return
-    aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps({"account": account, "call_id": call_id}))
 
 
 def record_event(account: Account, event: EventIn) -> bool:
@@ -242,6 +237,8 @@ def settle_call(account: str, call_id: str) -> SettleResult:
     )
     update.set_if_absent(finalized_at=clock.iso(now))
     recorded = _finalize_missed(account, call_id, update)
+    if recorded:
+        pipeline.call_stored(account, call_id, newly_final=True, fetch_recording=False)
     return SettleResult("missed" if recorded else "final")
 
 

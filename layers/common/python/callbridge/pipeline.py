@@ -1,0 +1,29 @@
+"""What happens after a call is stored, whatever source it came from (Cloud PBX, telediscount,
+ccrm.pl): one place, so that every source's calls flow through the same recording and delivery code.
+"""
+
+from __future__ import annotations
+
+import json
+
+from callbridge import aws
+from callbridge.observability import logger
+from callbridge.settings import get_settings
+
+
+def call_stored(account: str, call_id: str, *, newly_final: bool, fetch_recording: bool) -> None:
+    """Hand a stored call to the workers; the webhook or poller that stored it never waits for them.
+
+    `newly_final`: this write made the call final (first history, missed-call settle, first import).
+    `fetch_recording`: the call has a recording link that has not been fetched yet.
+    """
+    if fetch_recording:
+        queue_recording_fetch(account, call_id)
+
+
+def queue_recording_fetch(account: str, call_id: str) -> None:
+    queue_url = get_settings().recording_queue_url
+    if not queue_url:
+        logger().error("RECORDING_QUEUE_URL is not set: the recording of this call is not fetched")
+        return
+    aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps({"account": account, "call_id": call_id}))
