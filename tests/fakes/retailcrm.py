@@ -1,0 +1,158 @@
+"""Fake retailCRM API v5 (specs/retailcrm.md): telephony calls/upload, call/event, manager and
+integration-modules, validating every request against the spec and recording what arrived."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+RESULTS = {"answered", "busy", "failed", "no answer", "not allowed", "unknown"}
+HANGUP_STATUSES = {"answered", "busy", "cancel", "failed", "no answered"}
+CALL_FIELDS = {
+    "date", "type", "phone", "code", "userId", "result", "duration", "durationWaiting", "externalId",
+    "recordUrl", "source", "externalPhone", "site", "clientId",
+}  # fmt: skip
+EVENT_FIELDS = {
+    "phone", "type", "codes", "userIds", "site", "hangupStatus", "externalPhone", "callExternalId",
+    "webAnalyticsData",
+}  # fmt: skip
+
+
+@dataclass
+class FakeRetailCrm:
+    api_key: str
+    uploads: list[list[dict[str, Any]]] = field(default_factory=list)  # accepted upload requests
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)  # externalId -> call (first copy)
+    received: dict[str, int] = field(default_factory=dict)  # externalId -> times received
+    events: list[dict[str, Any]] = field(default_factory=list)
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    managers: dict[str, dict[str, Any]] = field(default_factory=dict)  # phone -> manager
+    errors: list[str] = field(default_factory=list)  # spec violations seen
+    requests: int = 0
+    down_status: int | None = None  # answer this status to everything while set
+    reject_phones: set[str] = field(default_factory=set)  # calls with these phones are refused (400)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _violation(self, message: str) -> tuple[int, Any, dict[str, str]]:
+        self.errors.append(message)
+        return 400, {"success": False, "errorMsg": message}, {}
+
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        with self._lock:
+            self.requests += 1
+            if self.down_status is not None:
+                return self.down_status, {"success": False, "errorMsg": "down"}, {}
+            if headers.get("x-api-key") != self.api_key:
+                return 403, {"success": False, "errorMsg": 'Wrong "apiKey" value.'}, {}
+            form = {k: v[-1] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+            if method == "POST" and "application/x-www-form-urlencoded" not in headers.get("content-type", ""):
+                return self._violation("POST body must be form-encoded")
+            if (method, path) == ("POST", "/api/v5/telephony/calls/upload"):
+                return self._upload(form)
+            if (method, path) == ("POST", "/api/v5/telephony/call/event"):
+                return self._event(form)
+            if (method, path) == ("GET", "/api/v5/telephony/manager"):
+                manager = self.managers.get(query.get("phone", ""))
+                return 200, ({"success": True, "manager": manager} if manager else {"success": True}), {}
+            match = re.fullmatch(r"/api/v5/integration-modules/([A-Za-z0-9_-]+)(/edit)?", path)
+            if match and method == "POST" and match.group(2):
+                module = json.loads(form.get("integrationModule", "null") or "null")
+                if not isinstance(module, dict) or module.get("code") != match.group(1):
+                    return self._violation("integrationModule must be a JSON object with the code of the URL")
+                self.modules[match.group(1)] = module
+                return 201, {"success": True}, {}
+            if match and method == "GET" and not match.group(2):
+                module = self.modules.get(match.group(1))
+                if module is None:
+                    return 404, {"success": False, "errorMsg": "Not found"}, {}
+                return 200, {"success": True, "integrationModule": module}, {}
+            return 404, {"success": False, "errorMsg": "Not found"}, {}
+
+    def _upload(self, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        try:
+            calls = json.loads(form.get("calls", ""))
+        except ValueError:
+            return self._violation("calls is not JSON")
+        if not isinstance(calls, list) or not calls:
+            return self._violation("calls must be a non-empty JSON array")
+        if len(calls) > 50:
+            return self._violation(f"{len(calls)} calls in one upload (limit 50)")
+        errors: dict[str, str] = {}
+        for index, call in enumerate(calls):
+            problem = self._call_problem(call)
+            if problem:
+                return self._violation(f"calls[{index}]: {problem}")
+            if call["phone"] in self.reject_phones:
+                errors[f"calls[{index}][phone]"] = "Phone is not valid"
+        if errors:
+            return 400, {"success": False, "errorMsg": "Calls are not loaded", "errors": errors}, {}
+        duplicates = []
+        for call in calls:
+            external_id = call["externalId"]
+            self.received[external_id] = self.received.get(external_id, 0) + 1
+            if external_id in self.calls:
+                duplicates.append(external_id)
+            else:
+                self.calls[external_id] = call
+        self.uploads.append(calls)
+        return (
+            200,
+            {"success": True, "processedCallsCount": len(calls) - len(duplicates), "duplicateCalls": duplicates},
+            {},
+        )
+
+    @staticmethod
+    def _call_problem(call: Any) -> str | None:
+        if not isinstance(call, dict):
+            return "not an object"
+        unknown = set(call) - CALL_FIELDS
+        if unknown:
+            return f"unknown fields {sorted(unknown)}"
+        if not isinstance(call.get("date"), str) or not DATE.match(call["date"]):
+            return f"date {call.get('date')!r} is not Y-m-d H:i:s"
+        if call.get("type") not in ("in", "out"):
+            return f"type {call.get('type')!r}"
+        if not isinstance(call.get("phone"), str) or not call["phone"]:
+            return "phone missing"
+        if call.get("result") not in RESULTS:
+            return f"result {call.get('result')!r}"
+        if not isinstance(call.get("duration"), int) or call["duration"] < 0:
+            return "duration must be a non-negative integer"
+        if not isinstance(call.get("externalId"), str) or not call["externalId"]:
+            return "externalId missing"
+        if "userId" in call and not isinstance(call["userId"], int):
+            return "userId must be an integer"
+        if "code" in call and not isinstance(call["code"], str):
+            return "code must be a string"
+        if "recordUrl" in call and not str(call["recordUrl"]).startswith(("http://", "https://")):
+            return "recordUrl must be a URL"
+        return None
+
+    def _event(self, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        try:
+            event = json.loads(form.get("event", ""))
+        except ValueError:
+            return self._violation("event is not JSON")
+        if not isinstance(event, dict):
+            return self._violation("event must be a JSON object")
+        unknown = set(event) - EVENT_FIELDS
+        if unknown:
+            return self._violation(f"event: unknown fields {sorted(unknown)}")
+        if event.get("type") not in ("in", "out", "hangup"):
+            return self._violation(f"event type {event.get('type')!r}")
+        if not isinstance(event.get("phone"), str) or not event["phone"]:
+            return self._violation("event phone missing")
+        codes = event.get("codes", [])
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            return self._violation("codes must be an array of strings")
+        if "hangupStatus" in event and event["hangupStatus"] not in HANGUP_STATUSES:
+            return self._violation(f"hangupStatus {event['hangupStatus']!r}")
+        self.events.append(event)
+        return 200, {"success": True}, {}
