@@ -7,10 +7,11 @@ export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)/functions:$(CURDIR
 
 .PHONY: run test lint bench build validate clean
 
-$(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	$(VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 
 $(SAMVENV)/.installed: requirements-sam.txt
