@@ -20,7 +20,7 @@ from callbridge_local.testing import running_bridge
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _forget_core_caches() -> None:
+def forget_core_caches() -> None:
     reset_settings()
     aws.reset_clients()
     secrets.reset_secret_cache()
@@ -43,7 +43,7 @@ class Cli:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-            _forget_core_caches()
+            forget_core_caches()
 
 
 @pytest.fixture(scope="package")

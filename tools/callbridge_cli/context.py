@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
+from callbridge_cli.errors import CliError
 from callbridge_cli.target import Target, TargetOptions, connect
 
 
@@ -33,6 +37,41 @@ def target(ctx: click.Context) -> Target:
     return state(ctx).target()
 
 
-# Results go to stdout (pipe-able); progress and notes to stderr. No colour codes when piped.
-out = Console(highlight=False, soft_wrap=True)
+# Results go to stdout, progress and notes to stderr. Piped output is wide rather than folded at
+# rich's default 80 columns, so that grep finds whole ids (scripts should still prefer --json).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def account_option(help_text: str = "Account id (default: the only account of the target).") -> Callable[[F], F]:
+    return click.option("--account", "-a", envvar="CALLBRIDGE_ACCOUNT", help=help_text)
+
+
+def resolve_account(ctx: click.Context, account: str | None) -> str:
+    """The account a command acts on: the one given, or the target's only account."""
+    target(ctx)
+    if account:
+        return account
+    from callbridge import aws
+    from callbridge.settings import get_settings
+
+    found: list[str] = []
+    for page in (
+        aws.dynamodb()
+        .get_paginator("scan")
+        .paginate(
+            TableName=get_settings().accounts_table,
+            FilterExpression="sk = :config",
+            ExpressionAttributeValues={":config": {"S": "CONFIG"}},
+            ProjectionExpression="pk",
+        )
+    ):
+        found.extend(i["pk"]["S"].removeprefix("ACCOUNT#") for i in page.get("Items", []))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CliError("no accounts yet: apply one with `callbridge accounts apply FILE`")
+    raise click.UsageError(f"the target has several accounts ({', '.join(sorted(found))}): pass --account")

@@ -15,6 +15,9 @@ from callbridge_cli.target import DEFAULT_LOCAL_URL, TargetOptions
 # To add a group, write tools/callbridge_cli/commands/<group>.py and add one line here (docs/cli.md).
 COMMAND_GROUPS: dict[str, str] = {
     "accounts": "callbridge_cli.commands.accounts",
+    "calls": "callbridge_cli.commands.calls",
+    "contacts": "callbridge_cli.commands.contacts",
+    "recordings": "callbridge_cli.commands.recordings",
 }
 
 
