@@ -1,0 +1,97 @@
+"""House conventions of template.yaml, enforced: logs kept for a bounded time, async sources with a
+dead-letter queue, least privilege, and every function built by functions/Makefile."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callbridge_local import cfn_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE: dict[str, Any] = cfn_yaml.load(ROOT / "template.yaml")
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+FUNCTIONS = sorted(k for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function")
+MAKE_TARGETS = set(re.findall(r"^build-(\w+):", (ROOT / "functions" / "Makefile").read_text(), re.MULTILINE))
+
+
+def _walk(node: Any) -> Any:
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def test_there_are_functions_to_check():
+    assert {"ContactFunction", "CloudPbxFunction", "RecordingFetchFunction"} <= set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_has_a_log_group_with_retention(function: str):
+    group = RESOURCES.get(f"{function}LogGroup")
+    assert group is not None, f"add {function}LogGroup (AWS::Logs::LogGroup)"
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_is_built_by_the_makefile(function: str):
+    assert RESOURCES[function].get("Metadata", {}).get("BuildMethod") == "makefile"
+    assert function in MAKE_TARGETS, f"add build-{function}: to functions/Makefile"
+
+
+def _sqs_sources() -> list[tuple[str, str]]:
+    found = []
+    for function in FUNCTIONS:
+        for name, event in (RESOURCES[function]["Properties"].get("Events") or {}).items():
+            if event["Type"] == "SQS":
+                queue = event["Properties"]["Queue"]
+                assert "Fn::GetAtt" in queue, f"{function}.{name}: reference the queue with !GetAtt Queue.Arn"
+                found.append((f"{function}.{name}", queue["Fn::GetAtt"][0]))
+    return found
+
+
+def test_every_queue_driven_function_has_a_dead_letter_queue():
+    sources = _sqs_sources()
+    assert sources
+    for source, queue in sources:
+        redrive = RESOURCES[queue]["Properties"].get("RedrivePolicy")
+        assert redrive, f"{source}: queue {queue} has no RedrivePolicy"
+        target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert RESOURCES[target]["Type"] == "AWS::SQS::Queue"
+        assert redrive["maxReceiveCount"]
+
+
+def test_no_iam_action_has_a_wildcard():
+    offenders = []
+    for logical_id, resource in RESOURCES.items():
+        for node in _walk(resource.get("Properties", {})):
+            if isinstance(node, dict) and "Action" in node and "Effect" in node:
+                if node["Effect"] != "Allow":
+                    continue  # a Deny of everything (e.g. insecure transport) is the safe direction
+                actions = node["Action"] if isinstance(node["Action"], list) else [node["Action"]]
+                offenders += [f"{logical_id}: {a}" for a in actions if "*" in str(a)]
+    assert not offenders
+
+
+def test_alarms_notify_the_topic_and_outputs_cover_the_cli():
+    alarms = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::CloudWatch::Alarm"]
+    assert {
+        "CallSettleDLQAlarm",
+        "RecordingFetchDLQAlarm",
+        "ParkedDeliveriesAlarm",
+        "ContactLatencyAlarm",
+        "Api5xxAlarm",
+    } <= set(alarms)
+    for alarm in alarms:
+        assert {"Ref": "AlarmTopic"} in RESOURCES[alarm]["Properties"]["AlarmActions"]
+    from callbridge_cli.target import OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS
+
+    assert set(STACK_OUTPUTS) | set(OPTIONAL_STACK_OUTPUTS) | {"ApiUrl"} <= set(TEMPLATE["Outputs"])
