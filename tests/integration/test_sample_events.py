@@ -36,6 +36,13 @@ EXPECTED: dict[str, Any] = {
     "RecordingsFunction.signed-expired.json": (401, {"error": "Invalid or expired signature"}),
     # An unknown call: nothing to fetch, the message is done with.
     "RecordingFetchFunction.json": {"batchItemFailures": []},
+    # Click-to-call (issue 5): the demo account has no retailCRM and no API key, so both are refused
+    # before any PBX is asked.
+    "MakeCallFunction.retailcrm-wrong-client-id.json": (401, {"error": "Invalid clientId"}),
+    "MakeCallFunction.api-without-key.json": (401, {"error": "Invalid credentials"}),
+    "UserStatusFunction.wrong-client-id.json": (401, {"error": "Invalid clientId"}),
+    # On demand for named accounts; an unknown one is reported, not raised.
+    "UserSyncFunction.unknown-account.json": {"synced": {}, "failed": {"no-such-account": "unknown account"}},
 }
 SAMPLES = sorted(p.name for p in (ROOT / "events").glob("*.json"))
 

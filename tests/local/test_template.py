@@ -74,7 +74,12 @@ def test_malformed_getatt_and_yaml_are_reported():
 
 def test_the_real_template_as_a_typed_view():
     template = load_template(TEMPLATE)
-    assert {t.logical_id for t in template.tables} == {"AccountsTable", "ContactsTable", "CallsTable"}
+    assert {"AccountsTable", "ContactsTable", "CallsTable", "RoutingCacheTable"} <= {
+        t.logical_id for t in template.tables
+    }
+    # A schedule that is a template Parameter runs locally at the parameter's default.
+    [sync] = template.functions["UserSyncFunction"].schedule_events
+    assert sync.expression == template.parameters["UserSyncSchedule"].default == "rate(1 hour)"
     assert {q.logical_id for q in template.queues} == {
         "CallSettleQueue",
         "CallSettleDLQ",

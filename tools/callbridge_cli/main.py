@@ -18,6 +18,8 @@ COMMAND_GROUPS: dict[str, str] = {
     "calls": "callbridge_cli.commands.calls",
     "contacts": "callbridge_cli.commands.contacts",
     "recordings": "callbridge_cli.commands.recordings",
+    "users": "callbridge_cli.commands.users",
+    "retailcrm": "callbridge_cli.commands.retailcrm",
 }
 
 

@@ -203,7 +203,7 @@ def _as_int(value: Any, default: int, what: str) -> int:
 
 
 def _parse_events(
-    logical_id: str, events: Mapping[str, Any]
+    logical_id: str, events: Mapping[str, Any], parameters: Mapping[str, Parameter] | None = None
 ) -> tuple[list[HttpApiEvent], list[SqsEvent], list[ScheduleEvent], list[tuple[str, str]]]:
     http: list[HttpApiEvent] = []
     sqs: list[SqsEvent] = []
@@ -239,6 +239,10 @@ def _parse_events(
             )
         elif kind in ("Schedule", "ScheduleV2"):
             expression = props.get("Schedule" if kind == "Schedule" else "ScheduleExpression")
+            if isinstance(expression, dict) and set(expression) == {"Ref"} and parameters:
+                # A schedule that is a template Parameter runs locally at the parameter's default.
+                parameter = parameters.get(str(expression["Ref"]))
+                expression = parameter.default if parameter is not None else expression
             if not isinstance(expression, str):
                 raise TemplateError(f"{where} needs a literal schedule expression, got {expression!r}")
             state = props.get("State")
@@ -258,7 +262,9 @@ def _parse_events(
     return http, sqs, schedules, unsupported
 
 
-def _parse_function(logical_id: str, props: Mapping[str, Any], condition: str | None) -> FunctionSpec:
+def _parse_function(
+    logical_id: str, props: Mapping[str, Any], condition: str | None, parameters: Mapping[str, Parameter] | None = None
+) -> FunctionSpec:
     code_uri = props.get("CodeUri", ".")
     if not isinstance(code_uri, str):
         raise TemplateError(f"{logical_id}.CodeUri must be a local directory, got {code_uri!r}")
@@ -269,7 +275,7 @@ def _parse_function(logical_id: str, props: Mapping[str, Any], condition: str | 
     variables = (env_props.get("Variables") or {}) if isinstance(env_props, dict) else {}
     if not isinstance(variables, dict):
         raise TemplateError(f"{logical_id}.Environment.Variables must be a mapping")
-    http, sqs, schedules, unsupported = _parse_events(logical_id, props.get("Events") or {})
+    http, sqs, schedules, unsupported = _parse_events(logical_id, props.get("Events") or {}, parameters)
     return FunctionSpec(
         logical_id=logical_id,
         code_uri=code_uri,
@@ -312,7 +318,9 @@ def parse_template(raw: Any, path: Path) -> Template:
         )
     global_function = (raw.get("Globals") or {}).get("Function") or {}
     functions = {
-        r.logical_id: _parse_function(r.logical_id, merge_globals(global_function, r.properties), r.condition)
+        r.logical_id: _parse_function(
+            r.logical_id, merge_globals(global_function, r.properties), r.condition, parameters
+        )
         for r in resources.values()
         if r.type == SERVERLESS_FUNCTION
     }

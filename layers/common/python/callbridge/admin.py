@@ -111,6 +111,9 @@ def apply_account(config: AccountConfig) -> ApplyReport:
     for crm in config.crms:
         for field, value in secret_fields(crm).items():
             _put_secret(f"{path}/{secrets.crm_secret_name(crm.name, field)}", value)
+    api_keys = [k.get_secret_value() for k in config.api_keys]
+    _put_secret(f"{path}/{secrets.API_KEY}", api_keys[0] if api_keys else None)
+    _put_secret(f"{path}/{secrets.API_KEY_PREVIOUS}", api_keys[1] if len(api_keys) > 1 else None)
     basic = config.recordings.basic_auth
     _put_secret(f"{path}/{secrets.RECORDINGS_USER}", basic.username if basic else None)
     _put_secret(f"{path}/{secrets.RECORDINGS_PASSWORD}", basic.password.get_secret_value() if basic else None)

@@ -230,6 +230,28 @@ class AccountConfig(_Model):
     users: list[UserMapping] = Field(default_factory=list)
     contacts: list[ContactEntry] = Field(default_factory=list)
     recordings: RecordingsSettings = Field(default_factory=RecordingsSettings)
+    api_keys: list[WebhookToken] = Field(
+        default_factory=list,
+        max_length=2,
+        description="Bearer keys of POST /v1/{account}/calls (click-to-call for any CRM or script). "
+        "The first is current; a second stays valid during a rotation. Empty: that endpoint is closed.",
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys_env(cls, value: Any) -> Any:
+        return [_expand(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ccrm_timezone(cls, data: Any) -> Any:
+        # ccrm.pl answers in the account's local time and is a Polish service (specs/ccrm.md):
+        # Europe/Warsaw unless the file names a time zone.
+        if isinstance(data, dict) and "timezone" not in data:
+            pbx = data.get("pbx")
+            if isinstance(pbx, dict) and pbx.get("kind") == "ccrm":
+                return {**data, "timezone": "Europe/Warsaw"}
+        return data
 
     @field_validator("account")
     @classmethod
@@ -269,7 +291,12 @@ class AccountConfig(_Model):
         """The config without secrets, as stored in DynamoDB."""
         data = self.model_dump(
             mode="json",
-            exclude={"contacts": True, "pbx": {"token", "crm_tokens"}, "recordings": {"basic_auth"}},
+            exclude={
+                "contacts": True,
+                "pbx": {"token", "crm_tokens"},
+                "recordings": {"basic_auth"},
+                "api_keys": True,
+            },
         )
         return data
 

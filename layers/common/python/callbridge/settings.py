@@ -31,6 +31,27 @@ class Settings:
     recording_fetch_timeout_s: int = 90
     recording_max_attempts: int = 5
     recording_retry_base_s: int = 30
+    # CRM delivery (issue 4). Optional for the same reason.
+    delivery_queue_url: str = ""
+    public_base_url: str = ""  # where CRMs reach our recordings URLs (PUBLIC_BASE_URL, else API_URL)
+    delivery_max_attempts: int = 12
+    delivery_retry_base_s: int = 60
+    delivery_realtime_grace_s: int = 300
+    delivery_recording_wait_s: int = 1800
+    delivery_lease_s: int = 900
+    delivery_chunk: int = 10000
+    recording_link_ttl_s: int = 365 * 86400
+    # Click-to-call and routing (issue 5). Optional: without the cache table the contact path skips the
+    # CRM lookup and answers from the directory alone.
+    routing_cache_table: str = ""
+    routing_cache_ttl_s: int = 300
+    pbx_timeout_s: int = 5
+    # telediscount and ccrm.pl as call sources (issue 6).
+    telediscount_reconcile_window_s: int = 3 * 3600
+    ccrm_overlap_s: int = 3600
+    ccrm_first_lookback_s: int = 3600
+    ccrm_rate_limit_retries: int = 3
+    ccrm_backoff_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -68,6 +89,23 @@ class Settings:
             recording_fetch_timeout_s=integer("RECORDING_FETCH_TIMEOUT_SECONDS", 90, 1, 900),
             recording_max_attempts=integer("RECORDING_MAX_ATTEMPTS", 5, 1, 1000),
             recording_retry_base_s=integer("RECORDING_RETRY_BASE_SECONDS", 30, 0, 3600),
+            delivery_queue_url=src.get("DELIVERY_QUEUE_URL", "").strip(),
+            public_base_url=(src.get("PUBLIC_BASE_URL", "").strip() or src.get("API_URL", "").strip()).rstrip("/"),
+            delivery_max_attempts=integer("DELIVERY_MAX_ATTEMPTS", 12, 1, 1000),
+            delivery_retry_base_s=integer("DELIVERY_RETRY_BASE_SECONDS", 60, 0, 3600),
+            delivery_realtime_grace_s=integer("DELIVERY_REALTIME_GRACE_SECONDS", 300, 0, 86400),
+            delivery_recording_wait_s=integer("DELIVERY_RECORDING_WAIT_SECONDS", 1800, 0, 86400),
+            delivery_lease_s=integer("DELIVERY_LEASE_SECONDS", 900, 10, 3600),
+            delivery_chunk=integer("DELIVERY_CHUNK", 10000, 1, 100000),
+            recording_link_ttl_s=integer("RECORDING_RETENTION_DAYS", 365, 1, 3650) * 86400,
+            routing_cache_table=src.get("ROUTING_CACHE_TABLE", "").strip(),
+            routing_cache_ttl_s=integer("ROUTING_CACHE_TTL_SECONDS", 300, 1, 86400),
+            pbx_timeout_s=integer("PBX_TIMEOUT_SECONDS", 5, 1, 25),
+            telediscount_reconcile_window_s=integer("TELEDISCOUNT_RECONCILE_WINDOW_MINUTES", 180, 5, 10080) * 60,
+            ccrm_overlap_s=integer("CCRM_OVERLAP_MINUTES", 60, 0, 10080) * 60,
+            ccrm_first_lookback_s=integer("CCRM_FIRST_LOOKBACK_MINUTES", 60, 1, 525600) * 60,
+            ccrm_rate_limit_retries=integer("CCRM_RATE_LIMIT_RETRIES", 3, 0, 10),
+            ccrm_backoff_s=integer("CCRM_BACKOFF_MILLISECONDS", 2000, 0, 60000) / 1000,
         )
 
 

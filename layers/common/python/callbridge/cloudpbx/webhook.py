@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from callbridge.accounts import Account, UnknownAccount, authenticate
@@ -40,8 +41,9 @@ def _response(status: int, body: dict[str, Any] | None) -> dict[str, Any]:
 
 def handle(event: dict[str, Any], command: str | None) -> dict[str, Any]:
     """`command` is fixed by the route (/cloudpbx/history) or None for the single address."""
+    started = time.monotonic()  # the contact budget counts from the request's arrival
     try:
-        return _handle(event, command)
+        return _handle(event, command, started)
     except CloudPbxError as error:
         return _response(error.status, error.body)
     except Exception:
@@ -62,7 +64,7 @@ def _wants_contact(event: dict[str, Any], command: str | None) -> bool:
     return isinstance(body, str) and "contact" in body
 
 
-def _handle(event: dict[str, Any], route_command: str | None) -> dict[str, Any]:
+def _handle(event: dict[str, Any], route_command: str | None, started: float) -> dict[str, Any]:
     headers = event.get("headers") or {}
     content_type = str(headers.get("content-type", "")) if isinstance(headers, dict) else ""
     fields = decode_body(event.get("body"), bool(event.get("isBase64Encoded")), content_type)
@@ -78,7 +80,7 @@ def _handle(event: dict[str, Any], route_command: str | None) -> dict[str, Any]:
     if not cmd:
         raise invalid_parameters()
     if cmd == "contact":
-        return _response(200, _contact(account, fields))
+        return _response(200, _contact(account, fields, started))
     if cmd in COMMANDS:
         # history/event/rating write the call; their modules (pydantic, logger) load only here.
         from callbridge.cloudpbx.commands import dispatch
@@ -105,7 +107,7 @@ def _authenticate(account_id: str, token: str, *, fast: bool) -> Account:
     return account
 
 
-def _contact(account: Account, fields: dict[str, str]) -> dict[str, str]:
+def _contact(account: Account, fields: dict[str, str], started: float) -> dict[str, str]:
     request = parse_contact(fields)
     phone = normalize(request.phone, account.phone_region)
     if phone.e164 is None:
@@ -117,6 +119,11 @@ def _contact(account: Account, fields: dict[str, str]) -> dict[str, str]:
 
         logger().exception("contact lookup failed; answering without a contact", extra={"account": account.id})
         return {}
+    if account.config.get("crms"):
+        # Owner's status, and for a caller the directory does not know, the CRM under the budget.
+        from callbridge.routing import route
+
+        return route(account, phone.e164, contact, started)
     if not contact:
         return {}
     answer = {"contact_name": contact.get("name"), "responsible": contact.get("responsible")}

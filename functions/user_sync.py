@@ -1,0 +1,43 @@
+"""Scheduled PBX user sync (callbridge.users): the Cloud PBX `accounts` command for every account
+whose PBX lists its users, or for `{"accounts": [...]}` when the event names them (on demand).
+
+Users the PBX lists but no mapping names are stored for `callbridge users unmapped` and counted in
+the metric `UnmappedPbxUsers` (dimension `account`): an operator maps them, nothing guesses.
+One account's failure (PBX down, bad token) is reported and does not stop the others.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from callbridge.accounts import UnknownAccount
+from callbridge.cloudpbx.client import PbxError
+from callbridge.observability import logger
+from callbridge.users import SyncNotPossible, sync_users, syncable_accounts
+
+NAMESPACE = "CallBridge"
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    named = event.get("accounts") if isinstance(event, dict) else None
+    targets = [str(a) for a in named] if isinstance(named, list) else syncable_accounts()
+    synced: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for account in targets:
+        try:
+            report = sync_users(account)
+        except UnknownAccount:
+            failed[account] = "unknown account"
+            continue
+        except (PbxError, SyncNotPossible) as error:
+            failed[account] = str(error)
+            logger().warning("PBX user sync failed", extra={"account": account, "reason": str(error)})
+            continue
+        synced[account] = report.as_dict()
+        with single_metric(
+            name="UnmappedPbxUsers", unit=MetricUnit.Count, value=len(report.unmapped), namespace=NAMESPACE
+        ) as metric:
+            metric.add_dimension(name="account", value=account)
+        if report.unmapped:
+            logger().warning("PBX users without a mapping", extra={"account": account, "unmapped": report.unmapped})
+    return {"synced": synced, "failed": failed}

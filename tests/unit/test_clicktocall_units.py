@@ -1,0 +1,74 @@
+"""Pure pieces of click-to-call, routing and registration (issue 5): no sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from callbridge.accounts import Account
+from callbridge.clicktocall import _telediscount_refusal, query_phone
+from callbridge.clicktocall.registration import module_payload
+from callbridge.cloudpbx.client import pbx_phone
+from callbridge.routing import customer_name
+from callbridge.users import find_user
+
+USERS = [
+    {"pbx_user": "andy", "extension": "100", "retailcrm_user_id": 1},
+    {"pbx_user": "daria", "extension": "200", "retailcrm_user_id": 2, "retailcrm_code": "201"},
+    {"pbx_user": "ops", "extension": "300"},
+]
+
+
+def account(**config: Any) -> Account:
+    return Account(id="acme", phone_region="RU", timezone="UTC", pbx_kind="cloudpbx", config={"users": USERS, **config})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(" 79121234567", "+79121234567"), ("+79121234567", "+79121234567"), ("89121234567", "89121234567"), (None, "")],
+)
+def test_query_phone_restores_a_decoded_plus(raw, expected):
+    assert query_phone(raw) == expected
+
+
+def test_pbx_phone_is_digits_only():
+    assert pbx_phone("+79101234567") == "79101234567"
+
+
+def test_find_user_by_code_then_user_id():
+    found = account()
+    assert find_user(found, crm_code="100")["pbx_user"] == "andy"
+    assert find_user(found, crm_code="201")["pbx_user"] == "daria"  # retailcrm_code wins over extension
+    assert find_user(found, crm_code="200") is None
+    assert find_user(found, crm_code="999", retailcrm_user_id="2")["pbx_user"] == "daria"
+    assert find_user(found, retailcrm_user_id=1)["pbx_user"] == "andy"
+    assert find_user(found, extension="300")["pbx_user"] == "ops"
+    assert find_user(found, pbx_user="nobody") is None
+    assert find_user(found) is None
+
+
+def test_customer_name():
+    assert customer_name({"firstName": "Иван", "lastName": "Петров", "patronymic": "Ильич"}) == "Иван Ильич Петров"
+    assert customer_name({"nickName": "ООО Ромашка"}) == "ООО Ромашка"
+    assert customer_name({}) == ""
+
+
+def test_telediscount_refusals():
+    assert _telediscount_refusal({"result": "ok"}) is None
+    assert _telediscount_refusal({}) is None
+    assert _telediscount_refusal({"error": "bad num_a"}) == "bad num_a"
+    assert _telediscount_refusal({"status": "error", "message": "no money"}) == "no money"
+    assert _telediscount_refusal({"success": False}) == "error"
+
+
+def test_module_payload_has_client_id_in_both_layouts_and_only_mapped_codes():
+    crm = {"module_code": "my-telephony", "external_phones": [{"site_code": "shop1", "external_phone": "+7-499"}]}
+    payload = module_payload(account(), crm, "client-id-0000000001", "https://api.example.com/")
+    telephony = payload["integrations"]["telephony"]
+    assert payload["code"] == "my-telephony" and payload["clientId"] == telephony["clientId"] == "client-id-0000000001"
+    assert telephony["makeCallUrl"] == "https://api.example.com/v1/acme/retailcrm/make-call"
+    assert telephony["changeUserStatusUrl"] == "https://api.example.com/v1/acme/retailcrm/user-status"
+    assert telephony["additionalCodes"] == [{"userId": "1", "code": "100"}, {"userId": "2", "code": "201"}]
+    assert telephony["externalPhones"] == [{"siteCode": "shop1", "externalPhone": "+7-499"}]
+    assert telephony["allowEdit"] is False and telephony["inputEventSupported"] is True
