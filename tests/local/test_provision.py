@@ -103,10 +103,17 @@ def test_the_real_template_is_provisioned_in_moto(moto_endpoint, stack_name):
     calls = ddb.describe_table(TableName=f"{stack_name}-CallsTable")["Table"]
     assert calls["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert {(k["AttributeName"], k["KeyType"]) for k in calls["KeySchema"]} == {("pk", "HASH"), ("sk", "RANGE")}
-    [gsi] = calls["GlobalSecondaryIndexes"]
-    assert gsi["IndexName"] == "ByAccount"
+    indexes = {i["IndexName"]: i for i in calls["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"ByAccount", "Deliveries"}
+    gsi = indexes["ByAccount"]
     assert {(k["AttributeName"], k["KeyType"]) for k in gsi["KeySchema"]} == {("gsi1pk", "HASH"), ("gsi1sk", "RANGE")}
     assert gsi["Projection"]["ProjectionType"] == "ALL"
+    deliveries = indexes["Deliveries"]  # sparse: only pending and parked deliveries carry dlv_pk
+    assert [(k["AttributeName"], k["KeyType"]) for k in deliveries["KeySchema"]] == [
+        ("dlv_pk", "HASH"),
+        ("dlv_due", "RANGE"),
+    ]
+    assert deliveries["Projection"]["ProjectionType"] == "KEYS_ONLY"
     ttl = ddb.describe_time_to_live(TableName=f"{stack_name}-CallsTable")["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     backups = ddb.describe_continuous_backups(TableName=f"{stack_name}-AccountsTable")

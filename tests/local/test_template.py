@@ -85,6 +85,8 @@ def test_the_real_template_as_a_typed_view():
         "CallSettleDLQ",
         "RecordingFetchQueue",
         "RecordingFetchDLQ",
+        "DeliveryQueue",
+        "DeliveryDLQ",
     }
     assert {b.logical_id for b in template.buckets} == {"RecordingsBucket"}
     assert template.parameters["MissedCallSettleSeconds"].default == 30

@@ -175,6 +175,10 @@ class LocalRuntime:
             routes, functions, account_id=DEFAULT_ACCOUNT_ID, control=control, host=config.host, port=config.port
         )
         self.gateway.bind()
+        # Recording links given to the CRMs point at this gateway unless --param PublicBaseUrl=… says
+        # otherwise (the template's API_URL fallback names an AWS host that does not exist here).
+        if not os.environ.get("PUBLIC_BASE_URL"):
+            os.environ["PUBLIC_BASE_URL"] = self.gateway.url
         for route in routes.routes:
             log.info("route %-40s -> %s", route.route_key, route.function_id)
         self._checkpoint(should_stop)

@@ -21,6 +21,21 @@ def call_stored(account: str, call_id: str, *, newly_final: bool, fetch_recordin
     """
     if fetch_recording:
         queue_recording_fetch(account, call_id)
+    if newly_final and deliver:
+        from callbridge.delivery.handoff import call_final
+
+        call_final(account, call_id, recording_pending=fetch_recording)
+
+
+def recording_settled(account: str, call_id: str) -> None:
+    """The recording of a call was stored or given up: realtime deliveries that waited for it go now.
+    A failure here delays them until the drain's grace period, never loses them."""
+    from callbridge.delivery.handoff import recording_settled as settled
+
+    try:
+        settled(account, call_id)
+    except Exception:
+        logger().exception("could not queue the realtime deliveries of a call whose recording settled")
 
 
 def queue_recording_fetch(account: str, call_id: str) -> None:

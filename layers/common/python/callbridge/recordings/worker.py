@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from callbridge import aws, clock
+from callbridge import aws, clock, pipeline
 from callbridge.accounts import UnknownAccount, get_account
 from callbridge.observability import logger
 from callbridge.recordings.netguard import PermanentFetchError, TransientFetchError
@@ -80,7 +80,8 @@ def _reason(exc: BaseException) -> str:
 
 def _mark_stored(account: str, call_id: str, recording: dict[str, Any]) -> None:
     update = Update().set(recording=recording, recording_state=STORED, updated_at=clock.iso(clock.now()))
-    calls.update_call(account, call_id, update, condition="attribute_exists(pk)")
+    if calls.update_call(account, call_id, update, condition="attribute_exists(pk)"):
+        pipeline.recording_settled(account, call_id)
 
 
 def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
@@ -88,12 +89,13 @@ def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
     # Never over a recording that a twin delivery of the same message stored meanwhile.
     update.names["#cs"] = "recording_state"
     update.values[":cstored"] = {"S": STORED}
-    calls.update_call(
+    if calls.update_call(
         account,
         call_id,
         update,
         condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR #cs <> :cstored)",
-    )
+    ):
+        pipeline.recording_settled(account, call_id)
 
 
 def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> FetchResult:

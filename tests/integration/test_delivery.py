@@ -1,0 +1,367 @@
+"""CRM delivery against moto (server mode) and fake MiniCRM / retailCRM servers on 127.0.0.1 that
+validate every request: exactly once, batching limits, outages with simulated time, rejected records,
+leases, parking, and DynamoDB reads proportional to what is pending."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import delivery as delivery_handler
+from callbridge import accounts, aws, clock, secrets, settings
+from callbridge.admin import apply_account
+from callbridge.config import AccountConfig
+from callbridge.delivery import engine, handoff, store
+from callbridge.dynamo import to_item
+from callbridge.http import RetryPolicy
+from callbridge_local.drivers import sqs_event
+from tests.fakes.crm_server import serve
+from tests.fakes.minicrm import FakeMiniCrm
+from tests.fakes.retailcrm import FakeRetailCrm
+
+pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[2]
+MINI_KEY, RETAIL_KEY = "minicrm-voip-key-01", "retailcrm-api-key-01"
+USERS = ["andy", "daria", "boris", "vera"]  # mapped; "ghost" is not
+T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
+
+
+@dataclass
+class Crms:
+    mini: FakeMiniCrm
+    retail: FakeRetailCrm
+    mini_url: str
+    retail_url: str
+
+
+@pytest.fixture
+def crms() -> Iterator[Crms]:
+    mini, retail = FakeMiniCrm(MINI_KEY), FakeRetailCrm(RETAIL_KEY)
+    with serve(mini) as mini_url, serve(retail) as retail_url:
+        yield Crms(mini, retail, mini_url, retail_url)
+
+
+@pytest.fixture
+def now() -> Iterator[list[datetime]]:
+    current = [T0]
+    clock.set_clock(lambda: current[0])
+    try:
+        yield current
+    finally:
+        clock.set_clock(None)
+
+
+def account_config(name: str, crms: Crms, mode: str) -> AccountConfig:
+    return AccountConfig.model_validate(
+        {
+            "account": name,
+            "timezone": "Europe/Moscow",
+            "phone_region": "RU",
+            "pbx": {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0001"]},
+            "crms": [
+                {
+                    "kind": "minicrm",
+                    "base_url": crms.mini_url,
+                    "api_key": MINI_KEY,
+                    "mode": mode,
+                    "number_format": "national",
+                    "default_user_extension": "900",
+                },
+                {
+                    "kind": "retailcrm",
+                    "base_url": crms.retail_url,
+                    "api_key": RETAIL_KEY,
+                    "mode": mode,
+                    "client_id": "retail-client-id-0001",
+                    "default_user_id": 99,
+                    "site": "shop1",
+                },
+            ],
+            "users": [
+                {"pbx_user": u, "extension": str(101 + i), "retailcrm_user_id": i + 1} for i, u in enumerate(USERS)
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def setup(cloud: dict[str, str], crms: Crms, monkeypatch: pytest.MonkeyPatch) -> Crms:
+    # In-process retries without sleeping: the outage is simulated with the clock, not waited for.
+    monkeypatch.setattr(engine, "HTTP_RETRY", RetryPolicy(attempts=3, backoff_initial_s=0, backoff_max_s=0, jitter_s=0))
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://bridge.example.com")
+    monkeypatch.setenv("DELIVERY_REALTIME_GRACE_SECONDS", "300")
+    settings.reset_settings()
+    for mode in ("batch", "realtime"):
+        apply_account(account_config(mode, crms, mode))
+    accounts.clear_account_cache()
+    secrets.reset_secret_cache()
+    return crms
+
+
+def make_call(account: str, n: int, *, when: datetime = T0) -> dict[str, Any]:
+    """A day of mixed calls: answered in/out, missed (rang one or two users), unmapped user, recordings."""
+    kind = n % 6
+    user = "ghost" if n % 17 == 0 else USERS[n % len(USERS)]
+    call: dict[str, Any] = {
+        "pk": f"CALL#{account}#c{n:05d}",
+        "sk": "CALL",
+        "account": account,
+        "call_id": f"c{n:05d}",
+        "source": "cloudpbx",
+        "final": True,
+        "phone": f"+7916{n:07d}",
+        "duration": 0 if kind in (2, 3) else 30 + n % 300,
+        "started_at": clock.iso(when - timedelta(minutes=n % 600)),
+        "finalized_at": clock.iso(when),
+    }
+    if kind in (0, 4):
+        call.update(direction="in", outcome="answered", user=user)
+    elif kind in (1, 5):
+        call.update(direction="out", outcome="answered" if kind == 1 else "no_answer", user=user)
+    else:
+        rang = [USERS[n % 4], USERS[(n + 1) % 4]] if kind == 3 else ["ghost" if n % 17 == 0 else USERS[n % 4]]
+        call.update(direction="in", outcome="missed", users_rang=set(rang))
+    if n % 3 == 0:
+        call.update(recording_url="https://pbx.example.com/rec.mp3", recording_state="stored")
+    return call
+
+
+def store_calls(account: str, count: int, *, start: int = 0) -> list[str]:
+    client = aws.dynamodb()
+    table = settings.get_settings().calls_table
+    items = [make_call(account, n) for n in range(start, start + count)]
+    for i in range(0, len(items), 25):
+        requests: Any = [{"PutRequest": {"Item": to_item(c)}} for c in items[i : i + 25]]
+        client.batch_write_item(RequestItems={table: requests})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: handoff.call_final(account, i["call_id"], recording_pending=False), items))
+    return [str(i["call_id"]) for i in items]
+
+
+def store_delivered_history(account: str, count: int, *, start: int) -> None:
+    """`count` calls already delivered to both CRMs, written directly (the history of a busy account)."""
+    client = aws.dynamodb()
+    table = settings.get_settings().calls_table
+    items: list[dict[str, Any]] = []
+    for n in range(start, start + count):
+        call = make_call(account, n)
+        items.append(call)
+        for crm in ("minicrm", "retailcrm"):
+            items.append(
+                {
+                    "pk": call["pk"],
+                    "sk": f"DLV#{crm}",
+                    "account": account,
+                    "call_id": call["call_id"],
+                    "crm": crm,
+                    "state": "delivered",
+                    "delivered_at": clock.iso(T0),
+                }
+            )
+    for i in range(0, len(items), 25):
+        requests: Any = [{"PutRequest": {"Item": to_item(c)}} for c in items[i : i + 25]]
+        client.batch_write_item(RequestItems={table: requests})
+
+
+def expected_minicrm_records(account: str, ids: list[str]) -> int:
+    total = 0
+    for call_id in ids:
+        call = make_call(account, int(call_id[1:]))
+        rang = call.get("users_rang")
+        exts = {u if u in USERS else "ghost" for u in rang} if rang else {call["user"]}
+        total += len(exts)
+    return total
+
+
+def assert_exactly_once(crms: Crms, ids: list[str]) -> None:
+    assert crms.retail.errors == [] and crms.mini.errors == []
+    assert set(crms.retail.calls) == set(ids)
+    assert all(crms.retail.received[i] == 1 for i in ids)
+
+
+def test_a_day_in_batch_mode_arrives_once_in_the_fewest_requests(setup: Crms, now: list[datetime]) -> None:
+    ids = store_calls("batch", 200)
+    assert handoff.call_final("batch", ids[0], recording_pending=False) == 0  # a repeat creates nothing
+    report = engine.drain(accounts=["batch"])
+    assert report.delivered == 2 * len(ids) and report.rejected == report.failed == 0
+    assert_exactly_once(setup, ids)
+    uploads = setup.retail.uploads
+    assert max(len(u) for u in uploads) <= 50 and len(uploads) == math.ceil(len(ids) / 50)
+    # MiniCRM: one request per user (UserExtension) for the whole batch.
+    extensions = [r["UserExtension"] for r in setup.mini.requests]
+    assert sorted(extensions) == sorted(set(extensions)) == ["101", "102", "103", "104", "900"]
+    assert setup.mini.received == expected_minicrm_records("batch", ids)
+    # Mapping details: default users for the unmapped, recordings only when stored, formats.
+    first = setup.retail.calls["c00000"]  # unmapped "ghost", recorded, answered incoming
+    assert first["userId"] == 99 and "code" not in first and first["site"] == "shop1"
+    assert first["recordUrl"].startswith("https://bridge.example.com/v1/batch/recordings/c00000?exp=")
+    assert first["date"] == (T0.astimezone(clock_tz("Europe/Moscow"))).strftime("%Y-%m-%d %H:%M:%S")
+    assert setup.retail.calls["c00001"]["code"] == "102" and "recordUrl" not in setup.retail.calls["c00001"]
+    assert setup.retail.calls["c00002"]["result"] == "no answer"
+    ghost = [r for ext, r in setup.mini.all_records() if ext == "900"]
+    assert ghost and all(r["Number"].startswith("8916") for r in ghost)
+    recorded = [r for _, r in setup.mini.all_records() if "ReferenceId" in r]
+    assert {r["ReferenceId"] for r in recorded} == {i for i in ids if int(i[1:]) % 3 == 0}
+    assert {r["CallType"] for _, r in setup.mini.all_records()} == {0, 1, 2}
+    flagged = store.of_call("batch", "c00000")
+    assert all("default_user" in d["flags"] for d in flagged)
+    # Nothing pending: the next run sends nothing.
+    before = (len(setup.retail.uploads), len(setup.mini.requests))
+    assert engine.drain(accounts=["batch"]).claimed == 0
+    assert (len(setup.retail.uploads), len(setup.mini.requests)) == before
+
+
+def clock_tz(name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def test_realtime_through_the_queue_worker(setup: Crms, now: list[datetime]) -> None:
+    ids = store_calls("realtime", 20)
+    sqs = aws.sqs()
+    queue_url = settings.get_settings().delivery_queue_url
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    handled = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            break
+        result = delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None)
+        assert result == {"batchItemFailures": []}
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        handled += len(messages)
+    assert handled == 2 * len(ids)
+    assert_exactly_once(setup, ids)
+    # The drain finds nothing left behind, even once the grace period has passed.
+    now[0] += timedelta(hours=1)
+    assert engine.drain(accounts=["realtime"]).claimed == 0
+
+
+def test_an_outage_of_30_minutes_then_every_call_arrives_once(setup: Crms, now: list[datetime]) -> None:
+    ids = store_calls("batch", 30)
+    setup.retail.down_status, setup.mini.down_status = 500, 503
+    for _ in range(4):  # 0, 10, 20, 30 minutes: the schedule keeps trying, backing off
+        report = engine.drain(accounts=["batch"])
+        assert report.delivered == 0 and report.failed == 0
+        now[0] += timedelta(minutes=10)
+    # While down, a run sends one request per CRM (then stops), not one per batch.
+    assert setup.retail.requests <= 4 * 3 and setup.mini.attempts <= 4 * 3
+    setup.retail.down_status = setup.mini.down_status = None
+    delivered = 0
+    for _ in range(8):  # backoff: 1, 2, 4, 8, 16 minutes… the next due run delivers
+        delivered += engine.drain(accounts=["batch"]).delivered
+        now[0] += timedelta(minutes=10)
+    assert delivered == 2 * len(ids)
+    assert_exactly_once(setup, ids)
+    assert setup.mini.received == expected_minicrm_records("batch", ids)
+
+
+def test_a_rejected_record_keeps_the_rest(setup: Crms, now: list[datetime]) -> None:
+    ids = store_calls("batch", 40)
+    bad = make_call("batch", 7)["phone"]
+    setup.retail.reject_phones.add(bad)
+    setup.mini.reject_numbers.add("8" + bad[2:])
+    report = engine.drain(accounts=["batch"])
+    assert report.rejected == 2 and report.delivered == 2 * len(ids) - 2
+    assert set(setup.retail.calls) == set(ids) - {"c00007"}
+    rejected = store.list_parked("batch", "retailcrm", store.REJECTED)
+    assert [d["call_id"] for d in rejected] == ["c00007"] and "Phone is not valid" in rejected[0]["reason"]
+    mini_rejected = store.list_parked("batch", "minicrm", store.REJECTED)
+    assert [d["call_id"] for d in mini_rejected] == ["c00007"] and "Skipped" in mini_rejected[0]["reason"]
+    now[0] += timedelta(hours=2)
+    assert engine.drain(accounts=["batch"]).claimed == 0  # not resent forever
+
+
+def test_failed_after_n_attempts_is_parked_visible_and_retryable(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DELIVERY_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("DELIVERY_RETRY_BASE_SECONDS", "0")
+    settings.reset_settings()
+    ids = store_calls("batch", 5)
+    setup.retail.down_status = 503
+    reports = [engine.drain(accounts=["batch"]) for _ in range(4)]
+    assert sum(r.failed for r in reports) == len(ids)
+    failed = store.list_parked("batch", "retailcrm", store.FAILED)
+    assert sorted(d["call_id"] for d in failed) == ids and all("gave up after 3 tries" in d["reason"] for d in failed)
+    assert engine.drain(accounts=["batch"]).claimed == 0
+    setup.retail.down_status = None
+    assert all(store.requeue("batch", i, "retailcrm", clock.now()) for i in ids)
+    assert engine.drain(accounts=["batch"]).delivered == len(ids)
+    assert_exactly_once(setup, ids)
+
+
+def test_two_workers_never_take_the_same_delivery(setup: Crms, now: list[datetime]) -> None:
+    ids = store_calls("batch", 60)
+    reports: list[engine.Report] = []
+    threads = [threading.Thread(target=lambda: reports.append(engine.drain(accounts=["batch"]))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.delivered for r in reports) == 2 * len(ids)
+    assert_exactly_once(setup, ids)
+    assert setup.mini.received == expected_minicrm_records("batch", ids)
+
+
+def test_a_crash_after_the_crm_answered_is_a_duplicate_to_the_crm(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = store_calls("batch", 10)
+    real = store.mark_delivered
+
+    def crash(*args: Any) -> None:
+        raise RuntimeError("the Lambda died")
+
+    monkeypatch.setattr(store, "mark_delivered", crash)
+    with pytest.raises(RuntimeError):
+        engine.process(accounts.get_account("batch"), retail_crm("batch"), ids)
+    monkeypatch.setattr(store, "mark_delivered", real)
+    assert engine.drain(accounts=["batch"]).delivered == len(ids)  # MiniCRM only: retailCRM is leased
+    now[0] += timedelta(seconds=settings.get_settings().delivery_lease_s + 1)
+    report = engine.drain(accounts=["batch"])
+    assert report.delivered == len(ids) and report.duplicates == len(ids)
+    assert set(setup.retail.calls) == set(ids) and all(setup.retail.received[i] == 2 for i in ids)
+
+
+def retail_crm(account: str) -> dict[str, Any]:
+    return next(c for c in accounts.get_account(account).config["crms"] if c["kind"] == "retailcrm")
+
+
+def test_reads_stay_proportional_to_pending(setup: Crms, now: list[datetime]) -> None:
+    client = aws.dynamodb()
+    read_items = [0]
+
+    def count(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        read_items[0] += int(parsed.get("Count") or 0)
+        read_items[0] += sum(len(v) for v in (parsed.get("Responses") or {}).values())
+        read_items[0] += 1 if parsed.get("Item") else 0
+
+    client.meta.events.register("after-call.dynamodb.Query", count)
+    client.meta.events.register("after-call.dynamodb.BatchGetItem", count)
+    client.meta.events.register("after-call.dynamodb.GetItem", count)
+    client.meta.events.register("after-call.dynamodb.Scan", count)
+
+    def measured(pending: int, start: int) -> float:
+        store_calls("batch", pending, start=start)
+        read_items[0] = 0
+        assert engine.drain(accounts=["batch"]).delivered == 2 * pending
+        return read_items[0] / pending
+
+    small = measured(20, 0)
+    store_delivered_history("batch", 2000, start=1000)  # 100x more calls, delivered
+    big = measured(20, 5000)
+    print(f"reads per pending call: {small:.2f} with no history, {big:.2f} with 100x delivered calls")
+    assert big <= small * 1.05 + 0.1 and big < 5
