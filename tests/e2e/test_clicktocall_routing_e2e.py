@@ -4,6 +4,7 @@ servers on 127.0.0.1 (issue 5)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -403,6 +404,11 @@ def test_scheduled_user_sync_lists_unmapped_users(world: World):
     assert sorted(report["unmapped"]) == ["mike", "serg", "test"]
     assert sorted(report["mapped_seen"]) == ["andy", "daria"]
     assert "nopbx" in result["failed"] and "tele" not in result["synced"]
+    # The metric an alarm can watch (EMF on the function's output).
+    lines = [line for line in world.bridge.output().splitlines() if '"UnmappedPbxUsers"' in line]
+    metric = json.loads(lines[-1][lines[-1].index("{") :])
+    assert (metric["account"], metric["UnmappedPbxUsers"]) == ("routed", [3.0])
+    assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CallBridge"
 
     table = world.bridge.env["ACCOUNTS_TABLE"]
     andy = world.bridge.client("dynamodb").get_item(
