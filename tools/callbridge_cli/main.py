@@ -17,6 +17,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "accounts": "callbridge_cli.commands.accounts",
     "calls": "callbridge_cli.commands.calls",
     "contacts": "callbridge_cli.commands.contacts",
+    "deliveries": "callbridge_cli.commands.deliveries",
     "recordings": "callbridge_cli.commands.recordings",
     "users": "callbridge_cli.commands.users",
     "retailcrm": "callbridge_cli.commands.retailcrm",

@@ -19,7 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -39,8 +39,9 @@ from callbridge.settings import get_settings
 from callbridge.store.calls import call_key
 
 RECORDING_STORED = "stored"
-# In-process retries of one CRM request stay short: the delivery's own backoff (minutes, across
-# runs) handles a longer outage, and a Lambda must not sleep through its timeout.
+# In-process retries of one CRM request stay short (attempts: DELIVERY_HTTP_ATTEMPTS): the
+# delivery's own backoff (minutes, across runs) handles a longer outage, and a Lambda must not sleep
+# through its timeout.
 HTTP_RETRY = RetryPolicy(attempts=3, backoff_initial_s=0.5, backoff_max_s=2.0, jitter_s=0.25)
 WORKERS = 8  # parallel DynamoDB writes (claims, marks): the client's connection pool is 10
 
@@ -109,7 +110,8 @@ ConnectorFactory = Callable[[dict[str, Any], Account], Connector]
 
 def default_connector(crm: dict[str, Any], account: Account) -> Connector:
     settings = settings_model(crm, secrets.account_secrets(account.id))
-    return make_connector(settings, _context(account), retry=HTTP_RETRY)
+    retry = replace(HTTP_RETRY, attempts=get_settings().delivery_http_attempts)
+    return make_connector(settings, _context(account), retry=retry)
 
 
 def plan(records: list[Record], max_batch: int) -> list[list[Record]]:

@@ -30,11 +30,14 @@ def call_final(account_id: str, call_id: str, *, recording_pending: bool) -> int
     except UnknownAccount:
         logger().error("a final call of an unknown account: not delivered", extra={"call_id": call_id})
         return 0
+    crms = crms_of(account)
+    if not crms:
+        return 0
     settings = get_settings()
     now = clock.now()
     created = 0
     realtime: list[str] = []
-    for crm in crms_of(account):
+    for crm in crms:
         mode = str(crm.get("mode") or "batch")
         due = now + timedelta(seconds=settings.delivery_realtime_grace_s) if mode == "realtime" else now
         if store.create(account_id, call_id, str(crm["name"]), str(crm.get("kind")), mode, due, now):
