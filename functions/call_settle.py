@@ -7,11 +7,12 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from callbridge.ingest import settle_call
-from callbridge.observability import logger
+from callbridge.observability import bind, logger
 
 
 def _settle(record: SQSRecord) -> None:
     message = json.loads(record.body)
+    bind(account=message.get("account"), call_id=message.get("call_id"))
     result = settle_call(str(message["account"]), str(message["call_id"]))
     logger().info(
         "settled",

@@ -104,3 +104,13 @@ def test_recordings_retry_requeues_unavailable_recordings(callbridge, bridge, ca
     assert item["recording_error"]["S"] != "marker"  # fetched (and refused) again
 
     assert "no recordings to fetch again" in callbridge("recordings", "retry", "-a", "nobody").output
+
+
+def test_the_runtime_logged_metrics_and_call_ids(bridge, call_id):
+    lines = [json.loads(x) for x in bridge.output().splitlines() if x.startswith("{")]
+    ingested = [x for x in lines if "CallsIngested" in x and x.get("Source") == "cloudpbx"]
+    assert any(x["Outcome"] == "answered" for x in ingested)
+    failed = [x for x in lines if "RecordingsFailed" in x]
+    assert failed and failed[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CallBridge"
+    fetch_logs = [x for x in lines if x.get("message") == "recording fetch done" and x.get("call_id") == call_id]
+    assert fetch_logs and all(x["account"] == "demo" for x in fetch_logs)

@@ -120,6 +120,8 @@ def record_history(account: Account, history: HistoryIn) -> bool:
         history.callid,
         newly_final=applied and not existing.get("final"),
         fetch_recording=fetchable and (applied or not existing.get("recording_state")),
+        source=SOURCE,
+        outcome=outcome.value,
     )
     return applied
 
@@ -238,7 +240,9 @@ def settle_call(account: str, call_id: str) -> SettleResult:
     update.set_if_absent(finalized_at=clock.iso(now))
     recorded = _finalize_missed(account, call_id, update)
     if recorded:
-        pipeline.call_stored(account, call_id, newly_final=True, fetch_recording=False)
+        pipeline.call_stored(
+            account, call_id, newly_final=True, fetch_recording=False, source=SOURCE, outcome=Outcome.MISSED.value
+        )
     return SettleResult("missed" if recorded else "final")
 
 

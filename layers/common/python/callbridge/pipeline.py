@@ -7,18 +7,30 @@ from __future__ import annotations
 import json
 
 from callbridge import aws
-from callbridge.observability import logger
+from callbridge.observability import logger, metric
 from callbridge.settings import get_settings
 
 
-def call_stored(account: str, call_id: str, *, newly_final: bool, fetch_recording: bool, deliver: bool = True) -> None:
+def call_stored(
+    account: str,
+    call_id: str,
+    *,
+    newly_final: bool,
+    fetch_recording: bool,
+    deliver: bool = True,
+    source: str | None = None,
+    outcome: str | None = None,
+) -> None:
     """Hand a stored call to the workers; the webhook or poller that stored it never waits for them.
 
     `newly_final`: this write made the call final (first history, missed-call settle, first import).
     `fetch_recording`: the call has a recording link that has not been fetched yet.
     `deliver`: False for a store-only import (`callbridge backfill --store-only`): the call is kept
     and its recording fetched, but it is never delivered to the CRMs.
+    `source`, `outcome`: the call's, for the CallsIngested metric of a newly final call.
     """
+    if newly_final and source:
+        metric("CallsIngested", Source=source, Outcome=outcome or "unknown")
     if fetch_recording:
         queue_recording_fetch(account, call_id)
     if newly_final and deliver:

@@ -23,6 +23,7 @@ from callbridge.cloudpbx.protocol import (
     invalid_token,
     parse_contact,
 )
+from callbridge.observability import contact_latency
 from callbridge.phones import normalize
 from callbridge.store.contacts import find_by_phone
 
@@ -80,7 +81,9 @@ def _handle(event: dict[str, Any], route_command: str | None, started: float) ->
     if not cmd:
         raise invalid_parameters()
     if cmd == "contact":
-        return _response(200, _contact(account, fields, started))
+        answer = _contact(account, fields, started)
+        contact_latency((time.monotonic() - started) * 1000, "found" if answer else "empty")
+        return _response(200, answer)
     if cmd in COMMANDS:
         # history/event/rating write the call; their modules (pydantic, logger) load only here.
         from callbridge.cloudpbx.commands import dispatch

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 from callbridge import aws, clock, pipeline
 from callbridge.accounts import UnknownAccount, get_account
-from callbridge.observability import logger
+from callbridge.observability import bind, logger, metric
 from callbridge.recordings.netguard import PermanentFetchError, TransientFetchError
 from callbridge.recordings.storage import EXTENSION_TYPES, fetch_to_s3
 from callbridge.settings import SettingsError, get_settings
@@ -169,6 +169,9 @@ def _defer(receipt_handle: str, delay_s: int) -> None:
         logger().exception("could not change the visibility of a recording fetch message")
 
 
+_RESULT_METRICS = {"stored": "RecordingsFetched", "unavailable": "RecordingsFailed"}
+
+
 def handle_message(body: str, *, attempt: int, receipt_handle: str) -> FetchResult:
     """One queue message. Raises RetryLater (after rescheduling the message) when it should be
     delivered again; returns normally when the message is done with."""
@@ -178,10 +181,13 @@ def handle_message(body: str, *, attempt: int, receipt_handle: str) -> FetchResu
     except (ValueError, TypeError, KeyError):
         logger().error("malformed recording fetch message dropped")
         return FetchResult("malformed")
+    bind(account=account_id, call_id=call_id)
     try:
         result = fetch_recording(account_id, call_id, attempt=attempt)
     except RetryLater as exc:
         _defer(receipt_handle, exc.delay_s)
         raise
+    if result.status in _RESULT_METRICS:
+        metric(_RESULT_METRICS[result.status])
     logger().info("recording fetch done", extra={"account": account_id, "call_id": call_id, "result": result.status})
     return result
