@@ -20,7 +20,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        status, body, headers = self.fake.handle(parts.path, query, dict(self.headers.items()))
+        status, body, headers = self.fake.handle(parts.path, query, dict(self.headers.items()), parts.query)
         payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         content_type = headers.pop("content-type", "application/json")
@@ -34,7 +34,7 @@ class Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serve(fake: Any) -> Iterator[str]:
-    """Serve `fake` (an object with `handle(path, query, headers) -> (status, body, headers)`)."""
+    """Serve `fake`: an object with `handle(path, query, headers, raw_query) -> (status, body, headers)`."""
     handler = type("BoundHandler", (Handler,), {"fake": fake})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True

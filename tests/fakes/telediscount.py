@@ -18,7 +18,9 @@ class FakeTelediscount:
     errors: list[str] = field(default_factory=list)  # spec violations seen
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def handle(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+    def handle(
+        self, path: str, query: dict[str, str], headers: dict[str, str], raw_query: str = ""
+    ) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
             self.requests.append((path, dict(query)))
         if not path.startswith(PREFIX):

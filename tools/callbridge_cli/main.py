@@ -15,6 +15,7 @@ from callbridge_cli.target import DEFAULT_LOCAL_URL, TargetOptions
 # To add a group, write tools/callbridge_cli/commands/<group>.py and add one line here (docs/cli.md).
 COMMAND_GROUPS: dict[str, str] = {
     "accounts": "callbridge_cli.commands.accounts",
+    "backfill": "callbridge_cli.commands.backfill",
     "calls": "callbridge_cli.commands.calls",
     "contacts": "callbridge_cli.commands.contacts",
     "deliveries": "callbridge_cli.commands.deliveries",

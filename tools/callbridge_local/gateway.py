@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -31,6 +32,15 @@ from callbridge_local.httpapi import (
 from callbridge_local.routing import RouteMatch, RouteTable
 
 log = logging.getLogger(__name__)
+
+# Path segments that are credentials (telediscount's webhook URL is its secret): masked in every log line.
+_SECRET_SEGMENT = re.compile(r"(/telediscount/)[^/?\s]+")
+
+
+def masked(text: str) -> str:
+    """`text` (a path or a request line) with secret path segments replaced by `***`."""
+    return _SECRET_SEGMENT.sub(r"\1***", text)
+
 
 # API Gateway's payload limit.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -128,7 +138,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._write(json_response(code, {"message": phrase}), head_only=self.command == "HEAD")
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
+        log.debug("%s - %s", self.address_string(), masked(format % args))
 
     def _read_body(self) -> bytes:
         encoding = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -189,13 +199,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             try:
                 response, function_id = self._respond(method, raw_path, raw_query, body, request_id)
             except Exception:
-                log.exception("%s %s failed", method, raw_path)
+                log.exception("%s %s failed", method, masked(raw_path))
                 response = json_response(500, {"message": "Internal Server Error"})
         response.headers.append(("apigw-requestid", request_id))
         self._write(response, head_only=method == "HEAD")
         # The path only: query strings and bodies may carry tokens.
         elapsed_ms = (time.monotonic() - started) * 1000
-        log.info("%s %s -> %s %d (%.0f ms)", method, raw_path, function_id, response.status, elapsed_ms)
+        log.info("%s %s -> %s %d (%.0f ms)", method, masked(raw_path), function_id, response.status, elapsed_ms)
 
     def _respond(
         self, method: str, raw_path: str, raw_query: str, body: bytes, request_id: str
@@ -305,5 +315,5 @@ class Gateway:
         except InvalidLambdaResponse as exc:
             log.error("%s returned a response API Gateway rejects: %s", function.logical_id, exc)
         except Exception:
-            log.exception("%s failed on %s %s", function.logical_id, request.method, request.raw_path)
+            log.exception("%s failed on %s %s", function.logical_id, request.method, masked(request.raw_path))
         return json_response(500, {"message": "Internal Server Error"})

@@ -32,6 +32,7 @@ from callbridge.observability import bind, logger, metric
 from callbridge.recordings.netguard import PermanentFetchError, TransientFetchError
 from callbridge.recordings.storage import EXTENSION_TYPES, fetch_to_s3
 from callbridge.settings import SettingsError, get_settings
+from callbridge.sources import recording_fetch_url
 from callbridge.store import calls
 from callbridge.store.updates import Update
 
@@ -120,7 +121,7 @@ def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> Fetch
     allow_hosts = (account.config.get("recordings") or {}).get("allow_hosts") or []
     try:
         stored = fetch_to_s3(
-            link,
+            recording_fetch_url(account, link),  # adds a PBX key the stored link must not carry
             bucket=settings.recordings_bucket,
             key=recording_key(account_id, call_id, link),
             allow_hosts=[str(h) for h in allow_hosts],

@@ -8,6 +8,7 @@ Errors are typed and carry the method name and status only.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ import httpx
 
 DEFAULT_TIMEOUT_S = 20.0
 KEY_PARAM = "abonent_api_key"
+# httpx logs every request URL at INFO ("HTTP Request: GET …"): our URLs may carry a key.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class TelediscountError(RuntimeError):

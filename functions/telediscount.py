@@ -1,0 +1,9 @@
+"""GET /v1/{account}/telediscount/{secret}/incoming and …/finished - the telediscount webhooks."""
+
+from typing import Any
+
+from callbridge.telediscount.webhook import handle
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return handle(event)

@@ -1,0 +1,9 @@
+"""Scheduled: telediscount reconciliation of every telediscount account (or of the event's `callbridge_account`)."""
+
+from typing import Any
+
+from callbridge.sources import run_scheduled
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return run_scheduled("telediscount", event)
