@@ -365,3 +365,30 @@ def test_reads_stay_proportional_to_pending(setup: Crms, now: list[datetime]) ->
     big = measured(20, 5000)
     print(f"reads per pending call: {small:.2f} with no history, {big:.2f} with 100x delivered calls")
     assert big <= small * 1.05 + 0.1 and big < 5
+
+
+def test_retailcrm_call_events_from_the_event_webhook(setup: Crms, now: list[datetime]) -> None:
+    import cloudpbx
+    from tests.support import form, http_event, seed_event
+
+    def post(kind: str, user: str = "andy") -> None:
+        fields = seed_event(kind, user, callid="EV-1", crm_token="delivery-test-token-0001", diversion="74951112233")
+        event = http_event("/v1/realtime/cloudpbx", form(**fields), account="realtime")
+        assert cloudpbx.handler(event, None)["statusCode"] == 200
+
+    post("INCOMING")
+    post("INCOMING")  # a PBX retry: no second card
+    post("INCOMING", "ghost")  # unmapped: nobody's card to open
+    post("COMPLETED")
+    sqs = aws.sqs()
+    queue_url = settings.get_settings().delivery_queue_url
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert setup.retail.errors == []
+    assert sorted(setup.retail.events, key=lambda e: str(e["type"])) == [
+        {"phone": "+79101234567", "type": "hangup", "codes": ["101"], "callExternalId": "EV-1", "userIds": [1],
+         "hangupStatus": "answered", "externalPhone": "+74951112233", "site": "shop1"},
+        {"phone": "+79101234567", "type": "in", "codes": ["101"], "callExternalId": "EV-1", "userIds": [1],
+         "externalPhone": "+74951112233", "site": "shop1"},
+    ]  # fmt: skip

@@ -17,7 +17,12 @@ def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, d
     if cmd == "history":
         applied = ingest.record_history(account, protocol.parse_history(fields, raw))
     elif cmd == "event":
-        applied = ingest.record_event(account, protocol.parse_event(fields, raw))
+        event = protocol.parse_event(fields, raw)
+        applied = ingest.record_event(account, event)
+        if applied:
+            from callbridge.delivery.events import queue_call_events
+
+            queue_call_events(account, event.type, event.user, event.phone, event.callid, event.diversion)
     else:
         applied = ingest.record_rating(account, protocol.parse_rating(fields, raw))
     if not applied:

@@ -30,7 +30,7 @@ from callbridge.config import UserMapping
 from callbridge.crm.base import CallRecords, Connector, DeliveryContext, Record, RecordResult
 from callbridge.crm.registry import connector as make_connector
 from callbridge.crm.registry import settings_model
-from callbridge.delivery import store
+from callbridge.delivery import events, store
 from callbridge.delivery.handoff import crms_of
 from callbridge.http import RetryPolicy
 from callbridge.model import Call
@@ -283,10 +283,12 @@ def _recording_pending(call: dict[str, Any], now: datetime, wait_s: int) -> bool
 
 # -- entry points ------------------------------------------------------------------------------------
 def deliver_message(body: str, *, connector_for: ConnectorFactory | None = None) -> Report:
-    """One realtime queue message {account, call_id, crm}."""
+    """One realtime queue message: {account, call_id, crm} (a call to deliver) or {kind: call_event,
+    account, crm, event} (a retailCRM call card, callbridge.delivery.events)."""
     try:
         message = json.loads(body)
-        account_id, call_id, crm_name = str(message["account"]), str(message["call_id"]), str(message["crm"])
+        account_id, crm_name = str(message["account"]), str(message["crm"])
+        call_id = str(message.get("call_id") or "")
     except (ValueError, TypeError, KeyError):
         logger().error("malformed delivery message dropped")
         return Report()
@@ -298,6 +300,12 @@ def deliver_message(body: str, *, connector_for: ConnectorFactory | None = None)
     crm = next((c for c in crms_of(account) if c["name"] == crm_name), None)
     if crm is None:
         logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
+        return Report()
+    if message.get("kind") == events.KIND and isinstance(message.get("event"), dict):
+        events.send(account, crm, message["event"])
+        return Report()
+    if not call_id:
+        logger().error("delivery message without a call id dropped")
         return Report()
     return process(account, crm, [call_id], connector_for=connector_for)
 
