@@ -43,7 +43,7 @@ def test_import_understands_any_phone_format_and_reports_bad_rows(callbridge, br
     )
     assert response.status_code == 200 and response.json()["contact_name"] == "Ivan Import"
     latency = [line for line in bridge.output().splitlines() if '"ContactLatency"' in line]
-    assert any('"Answer":"found"' in line for line in latency)
+    assert any('"Served":"directory"' in line for line in latency)
 
     strict = callbridge("contacts", "import", str(path), "-a", "demo", "--strict")
     assert strict.exit_code == 1

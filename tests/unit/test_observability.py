@@ -18,14 +18,14 @@ def _emf(text: str) -> Any:
 
 
 def test_hand_written_contact_latency_equals_powertools_emf(capsys):
-    observability.contact_latency(12.5, "found")
+    observability.contact_latency(12.5, "directory")
     ours = _emf(capsys.readouterr().out)
     with single_metric(
         name="ContactLatency",
         unit=MetricUnit.Milliseconds,
         value=12.5,
         namespace="CallBridge",
-        default_dimensions={"service": "callbridge", "Answer": "found"},
+        default_dimensions={"service": "callbridge", "Served": "directory"},
     ):
         pass
     theirs = _emf(capsys.readouterr().out)

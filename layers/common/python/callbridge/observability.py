@@ -3,7 +3,9 @@ module but logs only when something goes wrong, so it must not pay the logger's 
 
 Metrics (namespace CallBridge, dimension service=callbridge plus the ones named):
 - CallsIngested {Source, Outcome}: a call became final (pipeline.call_stored).
-- ContactLatency {Answer: found | empty} in ms: the contact answer, from the request's arrival.
+- ContactLatency {Served} in ms: the contact answer, from the request's arrival; Served is where
+  it came from: directory (our contacts), cache / crm / timeout / error (routing to retailCRM),
+  none (a number we could not read).
 - RecordingsFetched / RecordingsFailed: the recording worker stored a file / gave up on it.
 - DeliveriesSent / DeliveriesFailed / DeliveriesParked {Crm}: the delivery worker. The
   ParkedDeliveriesAlarm watches DeliveriesParked with the service dimension only, so emit it once
@@ -64,11 +66,11 @@ def metric(name: str, value: float = 1, unit: str = "Count", **dimensions: str) 
         pass
 
 
-def contact_latency(milliseconds: float, answer: str) -> None:
+def contact_latency(milliseconds: float, served: str) -> None:
     """ContactLatency as a hand-written EMF line: the contact path must not import Powertools
     Metrics (about 12 ms, 6% of the cold start it is benchmarked against; bench/benchmark.py) to
     print one JSON line. tests/unit/test_observability.py checks it against what Powertools writes."""
-    dimensions = {"service": SERVICE, "Answer": answer}
+    dimensions = {"service": SERVICE, "Served": served}
     record = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),

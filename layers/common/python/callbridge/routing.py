@@ -24,6 +24,7 @@ stamped with the time it arrived, so it can never outlive its TTL.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from callbridge import aws
@@ -56,8 +57,14 @@ def retailcrm_of(account: Account) -> dict[str, Any] | None:
     return None
 
 
+# Where the last answer of this thread came from, for the ContactLatency metric's Served dimension:
+# directory | cache | crm | timeout | error.
+SERVED: ContextVar[str] = ContextVar("routing_served", default="directory")
+
+
 def route(account: Account, e164: str, contact: dict[str, Any] | None, started: float) -> dict[str, str]:
     """The `contact` answer for a caller; `started` is the request's arrival (time.monotonic())."""
+    SERVED.set("directory")
     crm = retailcrm_of(account)
     name = str(contact.get("name") or "") if contact else ""
     responsible = str(contact.get("responsible") or "") if contact else ""
@@ -68,6 +75,8 @@ def route(account: Account, e164: str, contact: dict[str, Any] | None, started: 
     found = cached(account.id, e164)
     if found is None:
         found = _live(account, crm, e164, started)
+    else:
+        SERVED.set("cache")
     owner = str(found.get("pbx_user") or "")
     if owner and not is_free(account.id, owner):
         owner = ""
@@ -189,10 +198,14 @@ def _live(account: Account, crm: dict[str, Any], e164: str, started: float) -> d
     budget = get_settings().contact_budget_ms / 1000
     remaining = started + budget - ANSWER_MARGIN_S - time.monotonic()
     try:
-        return future.result(timeout=max(0.0, remaining))
+        result = future.result(timeout=max(0.0, remaining))
+        SERVED.set("crm")
+        return result
     except FutureTimeout:
+        SERVED.set("timeout")
         _log_warning("retailCRM did not answer within the contact budget; answering without it", account.id)
     except Exception:
+        SERVED.set("error")
         _log_exception("retailCRM manager lookup failed; answering without it", account.id)
     return {}
 

@@ -81,8 +81,9 @@ def _handle(event: dict[str, Any], route_command: str | None, started: float) ->
     if not cmd:
         raise invalid_parameters()
     if cmd == "contact":
-        answer = _contact(account, fields, started)
-        contact_latency((time.monotonic() - started) * 1000, "found" if answer else "empty")
+        served: list[str] = []
+        answer = _contact(account, fields, started, served)
+        contact_latency((time.monotonic() - started) * 1000, served[0] if served else "none")
         return _response(200, answer)
     if cmd in COMMANDS:
         # history/event/rating write the call; their modules (pydantic, logger) load only here.
@@ -110,7 +111,9 @@ def _authenticate(account_id: str, token: str, *, fast: bool) -> Account:
     return account
 
 
-def _contact(account: Account, fields: dict[str, str], started: float) -> dict[str, str]:
+def _contact(account: Account, fields: dict[str, str], started: float, served: list[str]) -> dict[str, str]:
+    """The answer; `served` gets where it came from (directory, cache, crm, timeout, error), or
+    stays empty when there was nothing to look up."""
     request = parse_contact(fields)
     phone = normalize(request.phone, account.phone_region)
     if phone.e164 is None:
@@ -121,12 +124,16 @@ def _contact(account: Account, fields: dict[str, str], started: float) -> dict[s
         from callbridge.observability import logger
 
         logger().exception("contact lookup failed; answering without a contact", extra={"account": account.id})
+        served.append("error")
         return {}
     if account.config.get("crms"):
         # Owner's status, and for a caller the directory does not know, the CRM under the budget.
-        from callbridge.routing import route
+        from callbridge.routing import SERVED, route
 
-        return route(account, phone.e164, contact, started)
+        routed = route(account, phone.e164, contact, started)
+        served.append(SERVED.get())
+        return routed
+    served.append("directory")
     if not contact:
         return {}
     answer = {"contact_name": contact.get("name"), "responsible": contact.get("responsible")}
