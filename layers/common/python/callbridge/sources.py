@@ -87,7 +87,13 @@ def store_final(account: str, call: FinalCall, *, deliver: bool = True) -> bool:
     applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update)
     if applied:
         pipeline.call_stored(
-            account, call.call_id, newly_final=True, fetch_recording=bool(call.recording_url), deliver=deliver
+            account,
+            call.call_id,
+            newly_final=True,
+            fetch_recording=bool(call.recording_url),
+            deliver=deliver,
+            source=call.source,
+            outcome=call.outcome.value,
         )
     return applied
 
@@ -127,7 +133,13 @@ def store_imported(account: str, batch: Sequence[FinalCall], *, deliver: bool = 
     _batch_write(_marker_item(account, call, now_iso) for call in unique)
     for call in created:
         pipeline.call_stored(
-            account, call.call_id, newly_final=True, fetch_recording=bool(call.recording_url), deliver=deliver
+            account,
+            call.call_id,
+            newly_final=True,
+            fetch_recording=bool(call.recording_url),
+            deliver=deliver,
+            source=call.source,
+            outcome=call.outcome.value,
         )
     return len(created)
 
@@ -156,7 +168,13 @@ def store_final_batch(account: str, batch: Sequence[FinalCall], *, deliver: bool
     _batch_write(items)
     for call in fresh:
         pipeline.call_stored(
-            account, call.call_id, newly_final=True, fetch_recording=bool(call.recording_url), deliver=deliver
+            account,
+            call.call_id,
+            newly_final=True,
+            fetch_recording=bool(call.recording_url),
+            deliver=deliver,
+            source=call.source,
+            outcome=call.outcome.value,
         )
     return len(fresh)
 
