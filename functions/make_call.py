@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from callbridge.clicktocall import (
     INVALID_CLIENT_ID,
-    ClickToCallError,
     authorize_api_key,
     authorize_retailcrm,
     load_account,
@@ -27,10 +26,11 @@ from callbridge.clicktocall import (
     resolve_api_user,
     resolve_retailcrm_user,
 )
+from callbridge.clicktocall.web import JSON, install_error_answers
 from callbridge.observability import bind, logger
 
 app = APIGatewayHttpResolver(enable_validation=True)
-_JSON = "application/json"
+_JSON = JSON
 
 
 class CallRequest(BaseModel):
@@ -77,13 +77,6 @@ def api_make_call(account: str, request: CallRequest) -> Response[Any]:
     return Response(200, _JSON, placed.as_dict())
 
 
-@app.exception_handler(ClickToCallError)  # type: ignore[untyped-decorator]
-def refused(error: ClickToCallError) -> Response[Any]:
-    if error.status >= 500:
-        logger().warning("click-to-call failed at the PBX", extra={"status": error.status, "reason": error.message})
-    return Response(error.status, _JSON, {"error": error.message})
-
-
 @app.exception_handler(BadRequestError)  # type: ignore[untyped-decorator]
 def bad_request(error: BadRequestError) -> Response[Any]:
     return Response(400, _JSON, {"error": error.msg})
@@ -95,16 +88,7 @@ def invalid(error: RequestValidationError) -> Response[Any]:
     return Response(422, _JSON, {"error": "Invalid request", "details": problems})
 
 
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def failed(error: Exception) -> Response[Any]:
-    # Our fault (store or SSM outage): a retryable 503, never a 500.
-    logger().exception("click-to-call failed")
-    return Response(503, _JSON, {"error": "Temporarily unavailable"})
-
-
-@app.not_found
-def not_found(error: Exception) -> Response[Any]:
-    return Response(404, _JSON, {"error": "Not found"})
+install_error_answers(app, "click-to-call failed")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -10,13 +10,14 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from callbridge.clicktocall import INVALID_CLIENT_ID, ClickToCallError, UnknownUser, authorize_retailcrm, load_account
+from callbridge.clicktocall import INVALID_CLIENT_ID, UnknownUser, authorize_retailcrm, load_account
 from callbridge.clicktocall import resolve_retailcrm_user as resolve
+from callbridge.clicktocall.web import JSON, install_error_answers
 from callbridge.observability import bind, logger
 from callbridge.routing import STATUSES, store_status
 
 app = APIGatewayHttpResolver()
-_JSON = "application/json"
+_JSON = JSON
 
 
 @app.get("/v1/<account>/retailcrm/user-status")
@@ -37,20 +38,7 @@ def user_status(account: str) -> Response[Any]:
     return Response(200, _JSON, {"user": user["pbx_user"], "status": status})
 
 
-@app.exception_handler(ClickToCallError)  # type: ignore[untyped-decorator]
-def refused(error: ClickToCallError) -> Response[Any]:
-    return Response(error.status, _JSON, {"error": error.message})
-
-
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def failed(error: Exception) -> Response[Any]:
-    logger().exception("storing a manager status failed")
-    return Response(503, _JSON, {"error": "Temporarily unavailable"})
-
-
-@app.not_found
-def not_found(error: Exception) -> Response[Any]:
-    return Response(404, _JSON, {"error": "Not found"})
+install_error_answers(app, "storing a manager status failed")
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -72,6 +72,19 @@ class Connector(Protocol):
 CrmSettingsModel = MiniCrmSettings | RetailCrmSettings
 
 
+def send_batch(batch: list[Record], attempt: Any) -> list[RecordResult]:
+    """What every connector's `send` does: isolate the faulty records, and answer a CRM outage (after
+    the HTTP retries) with one transient result per record, so the delivery is retried later."""
+    from callbridge.http import TransientHttpError
+
+    if not batch:
+        return []
+    try:
+        return isolate(batch, attempt)
+    except TransientHttpError as exc:
+        return [RecordResult("transient", str(exc), retry_after=exc.retry_after) for _ in batch]
+
+
 def isolate(batch: list[Record], attempt: Any) -> list[RecordResult]:
     """Send `batch` with `attempt(batch) -> list[RecordResult] | str`; a str means the CRM refused
     the request as a whole without saying which record was at fault. Then halve the batch and try

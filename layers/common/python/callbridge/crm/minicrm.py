@@ -25,7 +25,7 @@ from callbridge.crm.base import (
     DeliveryContext,
     Record,
     RecordResult,
-    isolate,
+    send_batch,
 )
 from callbridge.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError, limiter
 from callbridge.model import Call, Direction, Outcome
@@ -110,12 +110,7 @@ class MiniCrmConnector:
         return CallRecords([Record(call.call_id, ext, data) for ext in extensions], flags=flags)
 
     def send(self, batch: list[Record]) -> list[RecordResult]:
-        if not batch:
-            return []
-        try:
-            return isolate(batch, self._attempt)
-        except TransientHttpError as exc:
-            return [RecordResult("transient", str(exc), retry_after=exc.retry_after) for _ in batch]
+        return send_batch(batch, self._attempt)
 
     def _attempt(self, batch: list[Record]) -> list[RecordResult] | str:
         extension = batch[0].group

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from callbridge.config import RetailCrmSettings
-from callbridge.crm.base import CONFIG_STATUSES, CallRecords, DeliveryContext, Record, RecordResult, isolate
+from callbridge.crm.base import CONFIG_STATUSES, CallRecords, DeliveryContext, Record, RecordResult, send_batch
 from callbridge.crm.retailcrm_api import UPLOAD_LIMIT, RetailCrmApi, RetailCrmError
 from callbridge.http import RetryPolicy, TransientHttpError
 from callbridge.model import Call, Direction, Outcome
@@ -105,12 +105,7 @@ class RetailCrmConnector:
         return CallRecords([Record(call.call_id, "", payload)], flags=flags)
 
     def send(self, batch: list[Record]) -> list[RecordResult]:
-        if not batch:
-            return []
-        try:
-            return isolate(batch, self._attempt)
-        except TransientHttpError as exc:
-            return [RecordResult("transient", str(exc), retry_after=exc.retry_after) for _ in batch]
+        return send_batch(batch, self._attempt)
 
     def _attempt(self, batch: list[Record]) -> list[RecordResult] | str:
         try:
