@@ -392,3 +392,35 @@ def test_retailcrm_call_events_from_the_event_webhook(setup: Crms, now: list[dat
         {"phone": "+79101234567", "type": "in", "codes": ["101"], "callExternalId": "EV-1", "userIds": [1],
          "externalPhone": "+74951112233", "site": "shop1"},
     ]  # fmt: skip
+
+
+def test_a_failed_hand_off_is_done_again_by_the_pbx_retry(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history is stored but creating its deliveries fails: the webhook answers 503, and the PBX's
+    retry (a repeat for the store) must still hand the call on, once."""
+    import cloudpbx
+    from callbridge.delivery import handoff as handoff_module
+    from tests.support import form, http_event, seed_history
+
+    real = handoff_module.call_final
+    calls_made: list[str] = []
+
+    def failing_once(account: str, call_id: str, *, recording_pending: bool) -> int:
+        calls_made.append(call_id)
+        if len(calls_made) == 1:
+            raise RuntimeError("DynamoDB throttled the delivery items")
+        return real(account, call_id, recording_pending=recording_pending)
+
+    monkeypatch.setattr(handoff_module, "call_final", failing_once)
+    fields = seed_history(callid="RETRY-1", crm_token="delivery-test-token-0001", link=None)
+    event = http_event("/v1/batch/cloudpbx", form(**fields), account="batch")
+    assert cloudpbx.handler(event, None)["statusCode"] == 503
+    assert store.of_call("batch", "RETRY-1") == []
+    assert cloudpbx.handler(event, None)["statusCode"] == 200  # the PBX sends it again
+    assert len(store.of_call("batch", "RETRY-1")) == 2
+    assert cloudpbx.handler(event, None)["statusCode"] == 200  # and again: nothing new
+    assert len(store.of_call("batch", "RETRY-1")) == 2
+    report = engine.drain(accounts=["batch"])
+    assert report.delivered == 2
+    assert setup.retail.received["RETRY-1"] == 1

@@ -120,6 +120,7 @@ def record_history(account: Account, history: HistoryIn) -> bool:
         history.callid,
         newly_final=applied and not existing.get("final"),
         fetch_recording=fetchable and (applied or not existing.get("recording_state")),
+        repeat_of_final=not applied and bool(existing.get("final")),
         source=SOURCE,
         outcome=outcome.value,
     )

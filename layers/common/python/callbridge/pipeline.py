@@ -18,6 +18,7 @@ def call_stored(
     newly_final: bool,
     fetch_recording: bool,
     deliver: bool = True,
+    repeat_of_final: bool = False,
     source: str | None = None,
     outcome: str | None = None,
 ) -> None:
@@ -27,13 +28,16 @@ def call_stored(
     `fetch_recording`: the call has a recording link that has not been fetched yet.
     `deliver`: False for a store-only import (`callbridge backfill --store-only`): the call is kept
     and its recording fetched, but it is never delivered to the CRMs.
+    `repeat_of_final`: a source sent again what made the call final. The hand-off to delivery is done
+    again (creating deliveries is idempotent): if it failed the first time, the source's retry is the
+    only chance to hand the call on, and a repeat must not be ignored for it.
     `source`, `outcome`: the call's, for the CallsIngested metric of a newly final call.
     """
     if newly_final and source:
         metric("CallsIngested", Source=source, Outcome=outcome or "unknown")
     if fetch_recording:
         queue_recording_fetch(account, call_id)
-    if newly_final and deliver:
+    if (newly_final or repeat_of_final) and deliver:
         from callbridge.delivery.handoff import call_final
 
         call_final(account, call_id, recording_pending=fetch_recording)
