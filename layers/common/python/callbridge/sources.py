@@ -86,15 +86,7 @@ def store_final(account: str, call: FinalCall, *, deliver: bool = True) -> bool:
         update.add_to_set("flags", *sorted(call.flags))
     applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update)
     if applied:
-        pipeline.call_stored(
-            account,
-            call.call_id,
-            newly_final=True,
-            fetch_recording=bool(call.recording_url),
-            deliver=deliver,
-            source=call.source,
-            outcome=call.outcome.value,
-        )
+        _hand_off(account, call, deliver)
     return applied
 
 
@@ -132,15 +124,7 @@ def store_imported(account: str, batch: Sequence[FinalCall], *, deliver: bool = 
         created = [call for call, new in zip(unique, pool.map(put, unique), strict=True) if new]
     _batch_write(_marker_item(account, call, now_iso) for call in unique)
     for call in created:
-        pipeline.call_stored(
-            account,
-            call.call_id,
-            newly_final=True,
-            fetch_recording=bool(call.recording_url),
-            deliver=deliver,
-            source=call.source,
-            outcome=call.outcome.value,
-        )
+        _hand_off(account, call, deliver)
     return len(created)
 
 
@@ -167,16 +151,21 @@ def store_final_batch(account: str, batch: Sequence[FinalCall], *, deliver: bool
     items.extend(_marker_item(account, call, now_iso) for call in fresh)
     _batch_write(items)
     for call in fresh:
-        pipeline.call_stored(
-            account,
-            call.call_id,
-            newly_final=True,
-            fetch_recording=bool(call.recording_url),
-            deliver=deliver,
-            source=call.source,
-            outcome=call.outcome.value,
-        )
+        _hand_off(account, call, deliver)
     return len(fresh)
+
+
+def _hand_off(account: str, call: FinalCall, deliver: bool) -> None:
+    """A call this source made final for the first time goes to the recording and delivery workers."""
+    pipeline.call_stored(
+        account,
+        call.call_id,
+        newly_final=True,
+        fetch_recording=bool(call.recording_url),
+        deliver=deliver,
+        source=call.source,
+        outcome=call.outcome.value,
+    )
 
 
 def _marker_item(account: str, call: FinalCall, now_iso: str) -> dict[str, Any]:
