@@ -1,7 +1,7 @@
 """Issue 4's "Done when", end to end through the local runtime over HTTP: Cloud PBX histories → calls →
 deliveries → fake MiniCRM and retailCRM servers on 127.0.0.1 that validate every request. A day of
-mixed calls in batch mode (the schedule's drain; realtime mode is covered through the queue worker's
-handler in tests/integration/test_delivery.py), an outage of three schedule runs (30 minutes at the default rate; retries due at once with
+mixed calls in batch mode (the schedule's drain) and in realtime mode (the queue worker alone), an
+outage of three schedule runs (30 minutes at the default rate; retries due at once with
 DeliveryRetryBaseSeconds=0), and the `callbridge deliveries` commands over parked deliveries."""
 
 from __future__ import annotations
@@ -77,14 +77,16 @@ def files() -> Iterator[RecordingServer]:
 
 @pytest.fixture(scope="module")
 def crms() -> Iterator[dict[str, Crm]]:
-    found = {name: Crm(FakeMiniCrm(MINI_KEY), FakeRetailCrm(RETAIL_KEY)) for name in ("dbatch", "ddown")}
+    found = {name: Crm(FakeMiniCrm(MINI_KEY), FakeRetailCrm(RETAIL_KEY)) for name in ("dbatch", "dreal", "ddown")}
     with (
         serve(found["dbatch"].mini) as m1,
         serve(found["dbatch"].retail) as r1,
+        serve(found["dreal"].mini) as m2,
+        serve(found["dreal"].retail) as r2,
         serve(found["ddown"].mini) as m3,
         serve(found["ddown"].retail) as r3,
     ):
-        for crm, mini, retail in ((found["dbatch"], m1, r1), (found["ddown"], m3, r3)):
+        for crm, mini, retail in ((found["dbatch"], m1, r1), (found["dreal"], m2, r2), (found["ddown"], m3, r3)):
             crm.mini_url, crm.retail_url = mini, retail
         yield found
 
@@ -92,7 +94,7 @@ def crms() -> Iterator[dict[str, Crm]]:
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory: pytest.TempPathFactory, crms: dict[str, Crm]) -> Iterator[LocalBridge]:
     directory: Path = tmp_path_factory.mktemp("accounts")
-    for name, mode in (("dbatch", "batch"), ("ddown", "batch")):
+    for name, mode in (("dbatch", "batch"), ("dreal", "realtime"), ("ddown", "batch")):
         crm = crms[name]
         text = ACCOUNT.format(
             name=name, token=TOKEN, mode=mode, mini=crm.mini_url, retail=crm.retail_url,
@@ -177,6 +179,25 @@ def test_a_day_in_batch_mode(client: httpx.Client, crms: dict[str, Crm], files: 
     assert sum(1 for _, r in crm.mini.all_records() if "ReferenceId" in r) == DAY // 10
     run_schedule(client)  # nothing twice
     assert crm.retail.requests == math.ceil(DAY / 50) and len(crm.mini.requests) == 4
+
+
+def test_a_day_in_realtime_mode(client: httpx.Client, crms: dict[str, Crm], files: RecordingServer) -> None:
+    crm = crms["dreal"]
+    ids = post_day(client, "dreal", DAY, files.url("/rec.mp3"))
+    # The queues alone (no schedule): calls without a recording go at once, recorded ones as soon as
+    # the recording is stored. Nothing is left for the drain's grace period.
+    drain_queues(client)
+    assert_once(crm, ids)
+    assert max(len(u) for u in crm.retail.uploads) <= 50
+    # Queue batches of up to 100 messages (both CRMs of ~50 calls): far fewer requests than calls.
+    assert len(crm.retail.uploads) == crm.retail.requests < DAY // 5
+    recorded = [c for c in crm.retail.calls.values() if "recordUrl" in c]
+    assert len(recorded) == DAY // 10  # every recorded call waited for its recording
+    assert sum(1 for _, r in crm.mini.all_records() if "ReferenceId" in r) == DAY // 10
+    before = (crm.retail.requests, len(crm.mini.requests))
+    report = run_schedule(client)  # the drain finds nothing due, and nothing is sent twice
+    assert (crm.retail.requests, len(crm.mini.requests)) == before, report
+    assert_once(crm, ids)
 
 
 def cli_run(bridge: LocalBridge, *args: str) -> Any:

@@ -4,6 +4,7 @@ leases, parking, and DynamoDB reads proportional to what is pending."""
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Iterator
@@ -275,11 +276,11 @@ def test_a_rejected_record_keeps_the_rest(setup: Crms, now: list[datetime]) -> N
     setup.mini.reject_numbers.add("8" + bad[2:])
     report = engine.drain(accounts=["batch"])
     assert report.rejected == 2 and report.delivered == 2 * len(ids) - 2
-    assert set(setup.retail.calls) == set(ids) - {"c00007"}
+    assert set(setup.retail.calls) == set(ids) - {"c00009"}
     rejected = store.list_parked("batch", "retailcrm", store.REJECTED)
-    assert [d["call_id"] for d in rejected] == ["c00007"] and "Phone is not valid" in rejected[0]["reason"]
+    assert [d["call_id"] for d in rejected] == ["c00009"] and "Phone is not valid" in rejected[0]["reason"]
     mini_rejected = store.list_parked("batch", "minicrm", store.REJECTED)
-    assert [d["call_id"] for d in mini_rejected] == ["c00007"] and "Skipped" in mini_rejected[0]["reason"]
+    assert [d["call_id"] for d in mini_rejected] == ["c00009"] and "Skipped" in mini_rejected[0]["reason"]
     now[0] += timedelta(hours=2)
     assert engine.drain(accounts=["batch"]).claimed == 0  # not resent forever
 
@@ -424,3 +425,73 @@ def test_a_failed_hand_off_is_done_again_by_the_pbx_retry(
     report = engine.drain(accounts=["batch"])
     assert report.delivered == 2
     assert setup.retail.received["RETRY-1"] == 1
+
+
+def queued_delivery_messages() -> list[Any]:
+    sqs = aws.sqs()
+    queue_url = settings.get_settings().delivery_queue_url
+    found: list[Any] = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        found.extend(messages)
+    return found
+
+
+def test_one_queue_batch_goes_out_in_the_fewest_requests(setup: Crms, now: list[datetime]) -> None:
+    ids = store_calls("realtime", 40)
+    messages = queued_delivery_messages()
+    assert len(messages) == 2 * len(ids)
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert_exactly_once(setup, ids)
+    assert setup.retail.requests == 1  # 40 calls, one upload
+    extensions = [r["UserExtension"] for r in setup.mini.requests]
+    assert sorted(extensions) == sorted(set(extensions))  # one MiniCRM request per user
+
+
+def test_a_crash_fails_only_the_messages_it_concerns(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = store_calls("realtime", 6)
+    messages = queued_delivery_messages()
+    real = engine.default_connector
+
+    def broken_minicrm(crm: dict[str, Any], account: accounts.Account) -> Any:
+        if crm["kind"] == "minicrm":
+            raise RuntimeError("SSM unreachable")
+        return real(crm, account)
+
+    monkeypatch.setattr(engine, "default_connector", broken_minicrm)
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    result = delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None)
+    to_minicrm = {m["MessageId"] for m in messages if json.loads(m["Body"])["crm"] == "minicrm"}
+    assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == to_minicrm
+    assert set(setup.retail.calls) == set(ids) and setup.mini.requests == []
+
+
+def test_a_recording_fetched_at_once_still_releases_the_realtime_deliveries(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recording worker may finish before the webhook that queued it returns: the deliveries that
+    wait for the recording must exist by then, or nobody queues them until the drain's grace period."""
+    from callbridge import pipeline
+    from callbridge.store import calls
+    from callbridge.store.updates import Update
+
+    call = make_call("realtime", 9)
+    call.pop("recording_state")
+    aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(call))
+    real_queue = pipeline.queue_recording_fetch
+
+    def instant_fetch(account: str, call_id: str) -> None:
+        real_queue(account, call_id)
+        # The worker, at once: the recording is stored and the waiting deliveries are released.
+        calls.update_call(account, call_id, Update().set(recording_state="stored"), condition="attribute_exists(pk)")
+        pipeline.recording_settled(account, call_id)
+
+    monkeypatch.setattr(pipeline, "queue_recording_fetch", instant_fetch)
+    pipeline.call_stored("realtime", "c00009", newly_final=True, fetch_recording=True)
+    messages = queued_delivery_messages()
+    assert sorted(json.loads(m["Body"])["crm"] for m in messages) == ["minicrm", "retailcrm"]
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert "recordUrl" in setup.retail.calls["c00009"]

@@ -80,7 +80,11 @@ Resources:
       Events:
         Work:
           Type: SQS
-          Properties: {Queue: !GetAtt WorkQueue.Arn, BatchSize: 10, FunctionResponseTypes: [ReportBatchItemFailures]}
+          Properties:
+            Queue: !GetAtt WorkQueue.Arn
+            BatchSize: 25
+            MaximumBatchingWindowInSeconds: 1
+            FunctionResponseTypes: [ReportBatchItemFailures]
   PoisonFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -168,6 +172,19 @@ def test_batch_item_failures_leave_only_the_failed_message_on_the_queue(runtime,
     message = sqs.receive_message(QueueUrl=work.source.queue_url, WaitTimeSeconds=1)["Messages"][0]
     assert message["Body"] == "fail"
     sqs.delete_message(QueueUrl=work.source.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_a_batch_size_over_ten_is_assembled_from_several_receives(runtime, sqs):
+    work = poller(runtime, "SettleFunction.Work")
+    bodies = [f"big-{n:02d}" for n in range(30)]
+    for start in range(0, 30, 10):
+        entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
+        sqs.send_message_batch(QueueUrl=work.source.queue_url, Entries=entries)
+    seen = handler_module(runtime).SEEN
+    assert work.poll_once(wait_seconds=1) == 25  # one invocation of BatchSize messages, as Lambda does
+    assert len(seen[-1]) == 25
+    assert work.poll_once(wait_seconds=1) == 5  # what is left: no waiting for a full batch
+    assert sorted(seen[-2] + seen[-1]) == bodies
 
 
 def test_a_handler_that_always_raises_sends_the_message_to_the_dlq(runtime, sqs):

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# ReceiveMessage returns at most 10 messages; Lambda assembles bigger batches over a batching
-# window, which locally would only add latency.
+# ReceiveMessage returns at most 10 messages; like Lambda, a BatchSize over 10 is assembled from
+# several receives, but only from what is visible now: a batching window would only add latency.
 SQS_MAX_RECEIVE = 10
 POLL_WAIT_SECONDS = 1
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$", re.IGNORECASE)
@@ -155,14 +155,20 @@ class QueuePoller:
 
     def poll_once(self, wait_seconds: int = POLL_WAIT_SECONDS) -> int:
         """Receive and process one batch; returns the number of messages received."""
-        response = self.client.receive_message(
-            QueueUrl=self.source.queue_url,
-            MaxNumberOfMessages=max(1, min(self.source.event.batch_size, SQS_MAX_RECEIVE)),
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages = response.get("Messages", [])
+        wanted = max(1, self.source.event.batch_size)
+        messages: list[MessageTypeDef] = []
+        while len(messages) < wanted:
+            response = self.client.receive_message(
+                QueueUrl=self.source.queue_url,
+                MaxNumberOfMessages=min(wanted - len(messages), SQS_MAX_RECEIVE),
+                WaitTimeSeconds=0 if messages else wait_seconds,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            received = response.get("Messages", [])
+            messages.extend(received)
+            if len(received) < SQS_MAX_RECEIVE:
+                break  # what is visible now: no batching window to wait out locally
         if not messages:
             return 0
         self._process(messages)

@@ -35,12 +35,15 @@ def call_stored(
     """
     if newly_final and source:
         metric("CallsIngested", Source=source, Outcome=outcome or "unknown")
-    if fetch_recording:
-        queue_recording_fetch(account, call_id)
     if (newly_final or repeat_of_final) and deliver:
         from callbridge.delivery.handoff import call_final
 
+        # Deliveries before the fetch: a recording fetched at once finds them waiting
+        # (`recording_settled`); the other way round it found none, and the realtime delivery
+        # waited for the drain's grace period.
         call_final(account, call_id, recording_pending=fetch_recording)
+    if fetch_recording:
+        queue_recording_fetch(account, call_id)
 
 
 def recording_settled(account: str, call_id: str) -> None:

@@ -282,32 +282,78 @@ def _recording_pending(call: dict[str, Any], now: datetime, wait_s: int) -> bool
 
 
 # -- entry points ------------------------------------------------------------------------------------
-def deliver_message(body: str, *, connector_for: ConnectorFactory | None = None) -> Report:
-    """One realtime queue message: {account, call_id, crm} (a call to deliver) or {kind: call_event,
-    account, crm, event} (a retailCRM call card, callbridge.delivery.events)."""
+@dataclass(frozen=True)
+class _Message:
+    id: str
+    account: str
+    crm: str
+    call_id: str
+    event: dict[str, Any] | None
+
+
+def _parse(message_id: str, body: str) -> _Message | None:
     try:
         message = json.loads(body)
         account_id, crm_name = str(message["account"]), str(message["crm"])
         call_id = str(message.get("call_id") or "")
     except (ValueError, TypeError, KeyError):
         logger().error("malformed delivery message dropped")
-        return Report()
-    try:
-        account = get_account(account_id)
-    except UnknownAccount:
-        logger().error("delivery message of an unknown account dropped")
-        return Report()
-    crm = next((c for c in crms_of(account) if c["name"] == crm_name), None)
-    if crm is None:
-        logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
-        return Report()
-    if message.get("kind") == events.KIND and isinstance(message.get("event"), dict):
-        events.send(account, crm, message["event"])
-        return Report()
-    if not call_id:
+        return None
+    event = message.get("event") if message.get("kind") == events.KIND else None
+    if event is None and not call_id:
         logger().error("delivery message without a call id dropped")
-        return Report()
-    return process(account, crm, [call_id], connector_for=connector_for)
+        return None
+    return _Message(message_id, account_id, crm_name, call_id, event if isinstance(event, dict) else None)
+
+
+def deliver_messages(
+    messages: Iterable[tuple[str, str]], *, connector_for: ConnectorFactory | None = None
+) -> tuple[Report, list[str]]:
+    """One batch of realtime queue messages (message id, body); returns the report and the ids of
+    the messages to leave on the queue.
+
+    A body is {account, call_id, crm} (a call to deliver) or {kind: call_event, account, crm, event}
+    (a retailCRM call card, callbridge.delivery.events). The calls of one CRM go out together in the
+    fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
+    records it and the drain retries when due); only a crash (DynamoDB unreachable…) fails the
+    messages it concerns, for SQS to redeliver."""
+    total = Report()
+    failed: list[str] = []
+    groups: dict[tuple[str, str], list[_Message]] = defaultdict(list)
+    for message_id, body in messages:
+        parsed = _parse(message_id, body)
+        if parsed is not None:
+            groups[(parsed.account, parsed.crm)].append(parsed)
+    for (account_id, crm_name), group in groups.items():
+        try:
+            account = get_account(account_id)
+        except UnknownAccount:
+            logger().error("delivery message of an unknown account dropped")
+            continue
+        except Exception:
+            logger().exception("could not read the account of delivery messages")
+            failed.extend(m.id for m in group)
+            continue
+        crm = next((c for c in crms_of(account) if c["name"] == crm_name), None)
+        if crm is None:
+            logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
+            continue
+        # Call cards first and in order: `in` before `hangup` of the same call.
+        for message in (m for m in group if m.event is not None):
+            try:
+                events.send(account, crm, message.event or {})
+            except Exception:
+                logger().exception("a retailCRM call event failed", extra={"crm": crm_name})
+                failed.append(message.id)
+        calls = [m for m in group if m.event is None]
+        if not calls:
+            continue
+        try:
+            total.add(process(account, crm, list(dict.fromkeys(m.call_id for m in calls)), connector_for=connector_for))
+        except Exception:
+            logger().exception("realtime delivery failed", extra={"account": account_id, "crm": crm_name})
+            failed.extend(m.id for m in calls)
+    return total, failed
 
 
 def account_ids() -> list[str]:
