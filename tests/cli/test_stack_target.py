@@ -25,7 +25,8 @@ def test_stack_outputs_locate_the_resources():
     saved = dict(os.environ)
     try:
         with moto_server() as endpoint:
-            env = provisioned(endpoint, ROOT / "template.yaml")
+            # moto keeps its state per process: a stack of its own, not the tables of earlier tests
+            env = provisioned(endpoint, ROOT / "template.yaml", stack_name="cb-stack")
             os.environ.update(aws_env(endpoint))
             outputs = {name: {"Value": env[var]} for name, var in OUTPUTS.items()}
             outputs["SsmPrefix"] = {"Value": env["SSM_PREFIX"]}

@@ -269,6 +269,34 @@ def test_an_outage_of_30_minutes_then_every_call_arrives_once(setup: Crms, now: 
     assert setup.mini.received == expected_minicrm_records("batch", ids)
 
 
+@pytest.mark.timeout(45)  # 4 runs x 2 CRMs x the default 10 s timeout would not fit
+def test_a_crm_that_times_out_for_30_minutes_then_every_call_arrives_once(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DELIVERY_HTTP_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("DELIVERY_HTTP_ATTEMPTS", "1")
+    settings.reset_settings()
+    ids = store_calls("batch", 30)
+    # Hung: no answer within a minute. A worker that does not give up after DELIVERY_HTTP_TIMEOUT_SECONDS
+    # hangs with it, and this test runs out of time.
+    setup.retail.stall_s = setup.mini.stall_s = 60.0
+    for _ in range(4):  # 0, 10, 20, 30 minutes
+        report = engine.drain(accounts=["batch"])
+        assert report.delivered == 0 and report.failed == 0 and report.retried == 2 * len(ids)
+        now[0] += timedelta(minutes=10)
+    # A hung CRM costs one timed-out request per CRM and run, not one per batch or user.
+    assert setup.retail.requests == 4 and setup.mini.attempts == 4
+    setup.retail.recover()
+    setup.mini.recover()
+    delivered = 0
+    for _ in range(8):
+        delivered += engine.drain(accounts=["batch"]).delivered
+        now[0] += timedelta(minutes=10)
+    assert delivered == 2 * len(ids)
+    assert_exactly_once(setup, ids)
+    assert setup.mini.received == expected_minicrm_records("batch", ids)
+
+
 def test_a_rejected_record_keeps_the_rest(setup: Crms, now: list[datetime]) -> None:
     ids = store_calls("batch", 40)
     bad = make_call("batch", 7)["phone"]
@@ -276,11 +304,11 @@ def test_a_rejected_record_keeps_the_rest(setup: Crms, now: list[datetime]) -> N
     setup.mini.reject_numbers.add("8" + bad[2:])
     report = engine.drain(accounts=["batch"])
     assert report.rejected == 2 and report.delivered == 2 * len(ids) - 2
-    assert set(setup.retail.calls) == set(ids) - {"c00009"}
+    assert set(setup.retail.calls) == set(ids) - {"c00007"}
     rejected = store.list_parked("batch", "retailcrm", store.REJECTED)
-    assert [d["call_id"] for d in rejected] == ["c00009"] and "Phone is not valid" in rejected[0]["reason"]
+    assert [d["call_id"] for d in rejected] == ["c00007"] and "Phone is not valid" in rejected[0]["reason"]
     mini_rejected = store.list_parked("batch", "minicrm", store.REJECTED)
-    assert [d["call_id"] for d in mini_rejected] == ["c00009"] and "Skipped" in mini_rejected[0]["reason"]
+    assert [d["call_id"] for d in mini_rejected] == ["c00007"] and "Skipped" in mini_rejected[0]["reason"]
     now[0] += timedelta(hours=2)
     assert engine.drain(accounts=["batch"]).claimed == 0  # not resent forever
 
@@ -495,3 +523,36 @@ def test_a_recording_fetched_at_once_still_releases_the_realtime_deliveries(
     arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
     assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
     assert "recordUrl" in setup.retail.calls["c00009"]
+
+
+def test_a_lost_realtime_message_is_sent_again_by_the_pbx_retry(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deliveries are created but queueing their message fails (503 to the PBX): the retry, a
+    repeat for both the store and the deliveries, must still queue them, or the call waits for the
+    drain's grace period."""
+    import cloudpbx
+    from tests.support import form, http_event, seed_history
+
+    real = handoff.send_messages
+    failures = [1]
+
+    def sqs_down_once(account: str, call_id: str, crms: list[str]) -> None:
+        if failures:
+            failures.pop()
+            raise RuntimeError("SQS unavailable")
+        real(account, call_id, crms)
+
+    monkeypatch.setattr(handoff, "send_messages", sqs_down_once)
+    fields = seed_history(callid="RT-RETRY", crm_token="delivery-test-token-0001", link=None)
+    event = http_event("/v1/realtime/cloudpbx", form(**fields), account="realtime")
+    assert cloudpbx.handler(event, None)["statusCode"] == 503
+    assert len(store.of_call("realtime", "RT-RETRY")) == 2 and queued_delivery_messages() == []
+    assert cloudpbx.handler(event, None)["statusCode"] == 200  # the PBX sends it again
+    messages = queued_delivery_messages()
+    assert sorted(json.loads(m["Body"])["crm"] for m in messages) == ["minicrm", "retailcrm"]
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert setup.retail.received["RT-RETRY"] == 1
+    assert cloudpbx.handler(event, None)["statusCode"] == 200  # once delivered, a repeat queues nothing
+    assert queued_delivery_messages() == []

@@ -41,6 +41,7 @@ class Settings:
     delivery_lease_s: int = 900
     delivery_chunk: int = 10000
     delivery_http_attempts: int = 3
+    delivery_http_timeout_s: int = 10
     recording_link_ttl_s: int = 365 * 86400
     # Click-to-call and routing (issue 5). Optional: without the cache table the contact path skips the
     # CRM lookup and answers from the directory alone.
@@ -99,6 +100,7 @@ class Settings:
             delivery_lease_s=integer("DELIVERY_LEASE_SECONDS", 900, 10, 3600),
             delivery_chunk=integer("DELIVERY_CHUNK", 10000, 1, 100000),
             delivery_http_attempts=integer("DELIVERY_HTTP_ATTEMPTS", 3, 1, 10),
+            delivery_http_timeout_s=integer("DELIVERY_HTTP_TIMEOUT_SECONDS", 10, 1, 60),
             recording_link_ttl_s=integer("RECORDING_RETENTION_DAYS", 365, 1, 3650) * 86400,
             routing_cache_table=src.get("ROUTING_CACHE_TABLE", "").strip(),
             routing_cache_ttl_s=integer("ROUTING_CACHE_TTL_SECONDS", 300, 1, 86400),

@@ -58,14 +58,24 @@ class MiniCrmConnector:
     max_batch = MAX_BATCH
 
     def __init__(
-        self, settings: MiniCrmSettings, ctx: DeliveryContext, api_key: str, *, retry: RetryPolicy | None = None
+        self,
+        settings: MiniCrmSettings,
+        ctx: DeliveryContext,
+        api_key: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 10.0,
     ):
         self.settings = settings
         self.ctx = ctx
         self._api_key = api_key
         base = settings.base_url.rstrip("/")
         self.peer = HttpPeer(
-            "minicrm", base, retry=retry, rate_limiter=limiter(f"minicrm:{base}", RATE_PER_SECOND, burst=5)
+            "minicrm",
+            base,
+            retry=retry,
+            timeout_s=timeout_s,
+            rate_limiter=limiter(f"minicrm:{base}", RATE_PER_SECOND, burst=5),
         )
 
     def close(self) -> None:

@@ -56,11 +56,12 @@ class RetailCrmConnector:
         api_key: str,
         *,
         retry: RetryPolicy | None = None,
+        timeout_s: float = 10.0,
         api: RetailCrmApi | None = None,
     ):
         self.settings = settings
         self.ctx = ctx
-        self.api = api or RetailCrmApi(settings.base_url, api_key, retry=retry)
+        self.api = api or RetailCrmApi(settings.base_url, api_key, timeout_s=timeout_s, retry=retry)
         self._zone = ZoneInfo(ctx.timezone)
 
     def close(self) -> None:

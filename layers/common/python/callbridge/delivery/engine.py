@@ -110,8 +110,9 @@ ConnectorFactory = Callable[[dict[str, Any], Account], Connector]
 
 def default_connector(crm: dict[str, Any], account: Account) -> Connector:
     settings = settings_model(crm, secrets.account_secrets(account.id))
-    retry = replace(HTTP_RETRY, attempts=get_settings().delivery_http_attempts)
-    return make_connector(settings, _context(account), retry=retry)
+    options = get_settings()
+    retry = replace(HTTP_RETRY, attempts=options.delivery_http_attempts)
+    return make_connector(settings, _context(account), retry=retry, timeout_s=options.delivery_http_timeout_s)
 
 
 def plan(records: list[Record], max_batch: int) -> list[list[Record]]:

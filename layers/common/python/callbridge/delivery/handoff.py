@@ -37,6 +37,7 @@ def call_final(account_id: str, call_id: str, *, recording_pending: bool) -> int
     now = clock.now()
     created = 0
     realtime: list[str] = []
+    existed = False
     for crm in crms:
         mode = str(crm.get("mode") or "batch")
         due = now + timedelta(seconds=settings.delivery_realtime_grace_s) if mode == "realtime" else now
@@ -44,18 +45,29 @@ def call_final(account_id: str, call_id: str, *, recording_pending: bool) -> int
             created += 1
             if mode == "realtime":
                 realtime.append(str(crm["name"]))
+        else:
+            existed = True
+    if existed and not recording_pending:
+        # A repeated hand-off (the source's retry after a failure here): the messages of realtime
+        # deliveries that are still pending may never have been sent. Sending one again is harmless:
+        # a delivered or leased delivery can't be claimed twice.
+        realtime = _pending_realtime(account_id, call_id)
     if realtime and not recording_pending:
         send_messages(account_id, call_id, realtime)
     return created
 
 
-def recording_settled(account_id: str, call_id: str) -> None:
-    """The recording of a call was stored or given up: its realtime deliveries may go now."""
-    waiting = [
+def _pending_realtime(account_id: str, call_id: str) -> list[str]:
+    return [
         str(d["crm"])
         for d in store.of_call(account_id, call_id)
         if d.get("state") == store.PENDING and d.get("mode") == "realtime"
     ]
+
+
+def recording_settled(account_id: str, call_id: str) -> None:
+    """The recording of a call was stored or given up: its realtime deliveries may go now."""
+    waiting = _pending_realtime(account_id, call_id)
     if waiting:
         send_messages(account_id, call_id, waiting)
 

@@ -22,9 +22,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from callbridge import aws, clock
-from callbridge.dynamo import from_item, to_item
+from callbridge.dynamo import from_item
 from callbridge.settings import get_settings
 from callbridge.store.calls import call_pk
+from callbridge.store.updates import Update
 
 INDEX = "Deliveries"
 PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "failed"
@@ -59,41 +60,38 @@ def _table() -> str:
     return get_settings().calls_table
 
 
-def _conditional(request: dict[str, Any]) -> bool:
+def _update(
+    account: str, call_id: str, crm: str, update: Update, condition: str | None = None
+) -> dict[str, Any] | None:
+    """The delivery item after the update, or None when `condition` did not hold."""
+    request: dict[str, Any] = {"TableName": _table(), "Key": key(account, call_id, crm), "ReturnValues": "ALL_NEW"}
+    request.update(update.request())
+    if condition:
+        request["ConditionExpression"] = condition
     try:
-        aws.dynamodb().update_item(**request)
+        response = aws.dynamodb().update_item(**request)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
+            return None
         raise
-    return True
+    return from_item(response["Attributes"])
 
 
 def create(account: str, call_id: str, crm: str, kind: str, mode: str, due: datetime, now: datetime) -> bool:
     """The delivery of a call to one CRM; False when it exists already (a repeated hand-off)."""
-    item = to_item(
-        {
-            "pk": call_pk(account, call_id),
-            "sk": dlv_sk(crm),
-            "account": account,
-            "call_id": call_id,
-            "crm": crm,
-            "crm_kind": kind,
-            "mode": mode,
-            "state": PENDING,
-            "attempts": 0,
-            "created_at": clock.iso(now),
-            "dlv_pk": queue_key(account, crm),
-            "dlv_due": due_key(due, call_id),
-        }
+    update = Update().set(
+        account=account,
+        call_id=call_id,
+        crm=crm,
+        crm_kind=kind,
+        mode=mode,
+        state=PENDING,
+        attempts=0,
+        created_at=clock.iso(now),
+        dlv_pk=queue_key(account, crm),
+        dlv_due=due_key(due, call_id),
     )
-    try:
-        aws.dynamodb().put_item(TableName=_table(), Item=item, ConditionExpression="attribute_not_exists(pk)")
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return _update(account, call_id, crm, update, "attribute_not_exists(pk)") is not None
 
 
 def due(account: str, crm: str, now: datetime, limit: int) -> Iterator[str]:
@@ -123,72 +121,36 @@ def due(account: str, crm: str, now: datetime, limit: int) -> Iterator[str]:
 def claim(account: str, call_id: str, crm: str, owner: str, now: datetime, lease_s: int) -> dict[str, Any] | None:
     """Take a pending delivery for `lease_s` seconds; None when it is not pending or another
     worker holds a live lease. The item as it is after the claim otherwise (no extra read)."""
-    request: dict[str, Any] = {
-        "TableName": _table(),
-        "Key": key(account, call_id, crm),
-        "UpdateExpression": "SET lease_until = :until, lease_owner = :me",
-        "ConditionExpression": "#s = :pending AND (attribute_not_exists(lease_until) OR lease_until < :now)",
-        "ExpressionAttributeNames": {"#s": "state"},
-        "ExpressionAttributeValues": {
-            ":until": {"S": clock.iso(now + timedelta(seconds=lease_s))},
-            ":me": {"S": owner},
-            ":pending": {"S": PENDING},
-            ":now": {"S": clock.iso(now)},
-        },
-        "ReturnValues": "ALL_NEW",
-    }
-    try:
-        response = aws.dynamodb().update_item(**request)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return None
-        raise
-    return from_item(response["Attributes"])
+    update = Update().set(lease_until=clock.iso(now + timedelta(seconds=lease_s)), lease_owner=owner)
+    update.bind({"#s": "state", "#lu": "lease_until"}, pending=PENDING, now=clock.iso(now))
+    condition = "#s = :pending AND (attribute_not_exists(#lu) OR #lu < :now)"
+    return _update(account, call_id, crm, update, condition)
 
 
 def mark_delivered(
     account: str, call_id: str, crm: str, now: datetime, answer: dict[str, Any], flags: list[str]
 ) -> None:
     """Delivered: out of the index for good. Unconditional: the CRM has the call, whoever says so."""
-    values = to_item({":d": DELIVERED, ":at": clock.iso(now), ":answer": answer or {"ok": True}})
-    expression = "SET #s = :d, delivered_at = :at, crm_answer = :answer"
-    if flags:
-        values[":flags"] = {"SS": sorted(flags)}
-        expression += ", flags = :flags"
-    aws.dynamodb().update_item(
-        TableName=_table(),
-        Key=key(account, call_id, crm),
-        UpdateExpression=expression + " REMOVE dlv_pk, dlv_due, lease_until, lease_owner",
-        ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues=values,
+    update = Update().set(
+        state=DELIVERED, delivered_at=clock.iso(now), crm_answer=answer or {"ok": True}, flags=_flags(flags)
     )
+    _update(account, call_id, crm, update.remove("dlv_pk", "dlv_due", "lease_until", "lease_owner"))
 
 
 def park(
     state: str, account: str, call_id: str, crm: str, now: datetime, reason: str, attempts: int, flags: list[str]
 ) -> None:
     """Rejected or failed: moved to the operator's list (`list_parked`), never retried on its own."""
-    values = to_item(
-        {
-            ":s": state,
-            ":q": parked_key(state, account, crm),
-            ":due": due_key(now, call_id),
-            ":reason": reason[:1000] or state,
-            ":at": clock.iso(now),
-            ":n": attempts,
-        }
+    update = Update().set(
+        state=state,
+        dlv_pk=parked_key(state, account, crm),
+        dlv_due=due_key(now, call_id),
+        reason=reason[:1000] or state,
+        parked_at=clock.iso(now),
+        attempts=attempts,
+        flags=_flags(flags),
     )
-    expression = "SET #s = :s, dlv_pk = :q, dlv_due = :due, reason = :reason, parked_at = :at, attempts = :n"
-    if flags:
-        values[":flags"] = {"SS": sorted(flags)}
-        expression += ", flags = :flags"
-    aws.dynamodb().update_item(
-        TableName=_table(),
-        Key=key(account, call_id, crm),
-        UpdateExpression=expression + " REMOVE lease_until, lease_owner",
-        ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues=values,
-    )
+    _update(account, call_id, crm, update.remove("lease_until", "lease_owner"))
 
 
 def reschedule(
@@ -196,46 +158,21 @@ def reschedule(
 ) -> bool:
     """Back to pending, due at `due_at` (a transient failure, or waiting for the recording). Only
     by the lease holder: a worker whose lease ran out must not undo another's result."""
-    values = to_item({":due": due_key(due_at, call_id), ":n": attempts, ":me": owner, ":pending": PENDING})
-    expression = "SET dlv_due = :due, attempts = :n"
-    if error:
-        values[":err"] = {"S": error[:1000]}
-        expression += ", last_error = :err"
-    return _conditional(
-        {
-            "TableName": _table(),
-            "Key": key(account, call_id, crm),
-            "UpdateExpression": expression + " REMOVE lease_until, lease_owner",
-            "ConditionExpression": "lease_owner = :me AND #s = :pending",
-            "ExpressionAttributeNames": {"#s": "state"},
-            "ExpressionAttributeValues": values,
-        }
-    )
+    update = Update().set(dlv_due=due_key(due_at, call_id), attempts=attempts, last_error=error[:1000] or None)
+    update.remove("lease_until", "lease_owner").bind({"#s": "state", "#lo": "lease_owner"}, me=owner, pending=PENDING)
+    return _update(account, call_id, crm, update, "#lo = :me AND #s = :pending") is not None
 
 
 def requeue(account: str, call_id: str, crm: str, now: datetime) -> bool:
     """An operator's retry of a parked delivery: pending again, due now, attempts from zero."""
-    values = to_item(
-        {
-            ":q": queue_key(account, crm),
-            ":due": due_key(now, call_id),
-            ":p": PENDING,
-            ":zero": 0,
-            ":rejected": REJECTED,
-            ":failed": FAILED,
-        }
-    )
-    return _conditional(
-        {
-            "TableName": _table(),
-            "Key": key(account, call_id, crm),
-            "UpdateExpression": "SET #s = :p, dlv_pk = :q, dlv_due = :due, attempts = :zero "
-            "REMOVE lease_until, lease_owner, parked_at",
-            "ConditionExpression": "#s IN (:rejected, :failed)",
-            "ExpressionAttributeNames": {"#s": "state"},
-            "ExpressionAttributeValues": values,
-        }
-    )
+    update = Update().set(state=PENDING, dlv_pk=queue_key(account, crm), dlv_due=due_key(now, call_id), attempts=0)
+    update.remove("lease_until", "lease_owner", "parked_at")
+    update.bind({"#s": "state"}, rejected=REJECTED, failed=FAILED)
+    return _update(account, call_id, crm, update, "#s IN (:rejected, :failed)") is not None
+
+
+def _flags(flags: list[str]) -> set[str] | None:
+    return set(flags) if flags else None  # DynamoDB has no empty sets: no flags, no attribute
 
 
 def list_parked(account: str, crm: str, state: str = FAILED, limit: int = 1000) -> list[dict[str, Any]]:

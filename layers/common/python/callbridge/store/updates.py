@@ -10,12 +10,13 @@ from callbridge.dynamo import to_value
 
 @dataclass
 class Update:
-    """SET / ADD / DELETE clauses with generated placeholders (every name is aliased, which keeps
+    """SET / REMOVE / ADD / DELETE clauses with generated placeholders (every name is aliased, which keeps
     DynamoDB's long list of reserved words - `user`, `source`, `duration` - out of the way)."""
 
     _set: list[str] = field(default_factory=list)
     _add: list[str] = field(default_factory=list)
     _delete: list[str] = field(default_factory=list)
+    _remove: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
 
@@ -50,6 +51,16 @@ class Update:
         self._delete.append(f"{self._name(attr)} {self._value(set(members))}")
         return self
 
+    def remove(self, *attrs: str) -> Update:
+        self._remove.extend(self._name(attr) for attr in attrs)
+        return self
+
+    def bind(self, names: dict[str, str] | None = None, **values: Any) -> Update:
+        """Names (`#x`) and values (`:x`) of a ConditionExpression sent with this update."""
+        self.names.update(names or {})
+        self.values.update({f":{name}": to_value(value) for name, value in values.items()})
+        return self
+
     def increment(self, attr: str, by: int = 1) -> Update:
         self._add.append(f"{self._name(attr)} {self._value(by)}")
         return self
@@ -58,6 +69,8 @@ class Update:
         parts = []
         if self._set:
             parts.append("SET " + ", ".join(self._set))
+        if self._remove:
+            parts.append("REMOVE " + ", ".join(self._remove))
         if self._add:
             parts.append("ADD " + ", ".join(self._add))
         if self._delete:
