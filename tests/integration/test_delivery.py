@@ -250,6 +250,17 @@ def test_realtime_through_the_queue_worker(setup: Crms, now: list[datetime]) -> 
     assert engine.drain(accounts=["realtime"]).claimed == 0
 
 
+def assert_recovered(setup: Crms, now: list[datetime], ids: list[str]) -> None:
+    """The CRMs are back: the schedule's next runs deliver every call, once."""
+    delivered = 0
+    for _ in range(8):  # backoff: 1, 2, 4, 8, 16 minutes… the next due run delivers
+        delivered += engine.drain(accounts=["batch"]).delivered
+        now[0] += timedelta(minutes=10)
+    assert delivered == 2 * len(ids)
+    assert_exactly_once(setup, ids)
+    assert setup.mini.received == expected_minicrm_records("batch", ids)
+
+
 def test_an_outage_of_30_minutes_then_every_call_arrives_once(setup: Crms, now: list[datetime]) -> None:
     ids = store_calls("batch", 30)
     setup.retail.down_status, setup.mini.down_status = 500, 503
@@ -260,13 +271,7 @@ def test_an_outage_of_30_minutes_then_every_call_arrives_once(setup: Crms, now: 
     # While down, a run sends one request per CRM (then stops), not one per batch.
     assert setup.retail.requests <= 4 * 3 and setup.mini.attempts <= 4 * 3
     setup.retail.down_status = setup.mini.down_status = None
-    delivered = 0
-    for _ in range(8):  # backoff: 1, 2, 4, 8, 16 minutes… the next due run delivers
-        delivered += engine.drain(accounts=["batch"]).delivered
-        now[0] += timedelta(minutes=10)
-    assert delivered == 2 * len(ids)
-    assert_exactly_once(setup, ids)
-    assert setup.mini.received == expected_minicrm_records("batch", ids)
+    assert_recovered(setup, now, ids)
 
 
 @pytest.mark.timeout(45)  # 4 runs x 2 CRMs x the default 10 s timeout would not fit
@@ -288,13 +293,7 @@ def test_a_crm_that_times_out_for_30_minutes_then_every_call_arrives_once(
     assert setup.retail.requests == 4 and setup.mini.attempts == 4
     setup.retail.recover()
     setup.mini.recover()
-    delivered = 0
-    for _ in range(8):
-        delivered += engine.drain(accounts=["batch"]).delivered
-        now[0] += timedelta(minutes=10)
-    assert delivered == 2 * len(ids)
-    assert_exactly_once(setup, ids)
-    assert setup.mini.received == expected_minicrm_records("batch", ids)
+    assert_recovered(setup, now, ids)
 
 
 def test_a_rejected_record_keeps_the_rest(setup: Crms, now: list[datetime]) -> None:

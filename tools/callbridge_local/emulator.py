@@ -87,6 +87,9 @@ class MotoServer:
             _check_port_free(self.host, self.port)
         from moto.server import ThreadedMotoServer
 
+        from callbridge_local import moto_fixes
+
+        moto_fixes.apply()
         server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         server.start()
         self._server = server
