@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,30 @@ class Fake(Protocol):
     def handle(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> tuple[int, Any, dict[str, str]]: ...
+
+
+@dataclass
+class Stall:
+    """A CRM that hangs: while started, each request waits `seconds` (or until `recover`) and then
+    gets a 504 without anything being taken, long after any sane client gave up."""
+
+    seconds: float = 0.0
+    _recovered: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, seconds: float) -> None:
+        self._recovered.clear()
+        self.seconds = seconds
+
+    def recover(self) -> None:
+        self.seconds = 0.0
+        self._recovered.set()
+
+    def hang(self) -> bool:
+        """Hang if stalled; True when the request must be answered 504."""
+        if not self.seconds:
+            return False
+        self._recovered.wait(self.seconds)
+        return True
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -9,6 +9,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.crm_server import Stall
+
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 FIELDS = {"Number", "Duration", "CallType", "Date", "ReferenceId"}
 
@@ -21,17 +23,11 @@ class FakeMiniCrm:
     received: int = 0  # records received, repeats included
     errors: list[str] = field(default_factory=list)  # spec violations seen
     down_status: int | None = None
-    stall_s: float = 0.0  # while set: hang this long (or until `recover`), then 504 without taking anything
-    _recovered: threading.Event = field(default_factory=threading.Event)
+    stall: Stall = field(default_factory=Stall)
     reject_numbers: set[str] = field(default_factory=set)  # answered as Skipped (unknown number)
     attempts: int = 0
     _seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def recover(self) -> None:
-        """End a stall: hung requests answer (504) at once, new ones are served."""
-        self.stall_s = 0.0
-        self._recovered.set()
 
     def _violation(self, message: str) -> tuple[int, Any, dict[str, str]]:
         self.errors.append(message)
@@ -40,13 +36,11 @@ class FakeMiniCrm:
     def handle(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> tuple[int, Any, dict[str, str]]:
-        if self.stall_s:
-            with self._lock:
-                self.attempts += 1
-            self._recovered.wait(self.stall_s)
-            return 504, {"error": "gateway timeout"}, {}
         with self._lock:
             self.attempts += 1
+        if self.stall.hang():
+            return 504, {"error": "gateway timeout"}, {}
+        with self._lock:
             if self.down_status is not None:
                 return self.down_status, {"error": "down"}, {}
             if (method, path) != ("POST", "/Api/CallLog"):

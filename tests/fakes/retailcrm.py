@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.fakes.crm_server import Stall
+
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 RESULTS = {"answered", "busy", "failed", "no answer", "not allowed", "unknown"}
 HANGUP_STATUSES = {"answered", "busy", "cancel", "failed", "no answered"}
@@ -35,15 +37,9 @@ class FakeRetailCrm:
     errors: list[str] = field(default_factory=list)  # spec violations seen
     requests: int = 0
     down_status: int | None = None  # answer this status to everything while set
-    stall_s: float = 0.0  # while set: hang this long (or until `recover`), then 504 without taking anything
-    _recovered: threading.Event = field(default_factory=threading.Event)
+    stall: Stall = field(default_factory=Stall)
     reject_phones: set[str] = field(default_factory=set)  # calls with these phones are refused (400)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def recover(self) -> None:
-        """End a stall: hung requests answer (504) at once, new ones are served."""
-        self.stall_s = 0.0
-        self._recovered.set()
 
     def _violation(self, message: str) -> tuple[int, Any, dict[str, str]]:
         self.errors.append(message)
@@ -52,13 +48,11 @@ class FakeRetailCrm:
     def handle(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> tuple[int, Any, dict[str, str]]:
-        if self.stall_s:
-            with self._lock:
-                self.requests += 1
-            self._recovered.wait(self.stall_s)
-            return 504, {"success": False, "errorMsg": "gateway timeout"}, {}
         with self._lock:
             self.requests += 1
+        if self.stall.hang():
+            return 504, {"success": False, "errorMsg": "gateway timeout"}, {}
+        with self._lock:
             if self.down_status is not None:
                 return self.down_status, {"success": False, "errorMsg": "down"}, {}
             if headers.get("x-api-key") != self.api_key:

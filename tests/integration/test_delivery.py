@@ -93,13 +93,17 @@ def account_config(name: str, crms: Crms, mode: str) -> AccountConfig:
     )
 
 
+def use_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings.reset_settings()
+
+
 @pytest.fixture
 def setup(cloud: dict[str, str], crms: Crms, monkeypatch: pytest.MonkeyPatch) -> Crms:
     # In-process retries without sleeping: the outage is simulated with the clock, not waited for.
     monkeypatch.setattr(engine, "HTTP_RETRY", RetryPolicy(attempts=3, backoff_initial_s=0, backoff_max_s=0, jitter_s=0))
-    monkeypatch.setenv("PUBLIC_BASE_URL", "https://bridge.example.com")
-    monkeypatch.setenv("DELIVERY_REALTIME_GRACE_SECONDS", "300")
-    settings.reset_settings()
+    use_settings(monkeypatch, PUBLIC_BASE_URL="https://bridge.example.com", DELIVERY_REALTIME_GRACE_SECONDS="300")
     for mode in ("batch", "realtime"):
         apply_account(account_config(mode, crms, mode))
     accounts.clear_account_cache()
@@ -278,21 +282,20 @@ def test_an_outage_of_30_minutes_then_every_call_arrives_once(setup: Crms, now: 
 def test_a_crm_that_times_out_for_30_minutes_then_every_call_arrives_once(
     setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DELIVERY_HTTP_TIMEOUT_SECONDS", "1")
-    monkeypatch.setenv("DELIVERY_HTTP_ATTEMPTS", "1")
-    settings.reset_settings()
+    use_settings(monkeypatch, DELIVERY_HTTP_TIMEOUT_SECONDS="1", DELIVERY_HTTP_ATTEMPTS="1")
     ids = store_calls("batch", 30)
     # Hung: no answer within a minute. A worker that does not give up after DELIVERY_HTTP_TIMEOUT_SECONDS
     # hangs with it, and this test runs out of time.
-    setup.retail.stall_s = setup.mini.stall_s = 60.0
+    setup.retail.stall.start(60.0)
+    setup.mini.stall.start(60.0)
     for _ in range(4):  # 0, 10, 20, 30 minutes
         report = engine.drain(accounts=["batch"])
         assert report.delivered == 0 and report.failed == 0 and report.retried == 2 * len(ids)
         now[0] += timedelta(minutes=10)
     # A hung CRM costs one timed-out request per CRM and run, not one per batch or user.
     assert setup.retail.requests == 4 and setup.mini.attempts == 4
-    setup.retail.recover()
-    setup.mini.recover()
+    setup.retail.stall.recover()
+    setup.mini.stall.recover()
     assert_recovered(setup, now, ids)
 
 
@@ -315,9 +318,7 @@ def test_a_rejected_record_keeps_the_rest(setup: Crms, now: list[datetime]) -> N
 def test_failed_after_n_attempts_is_parked_visible_and_retryable(
     setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DELIVERY_MAX_ATTEMPTS", "3")
-    monkeypatch.setenv("DELIVERY_RETRY_BASE_SECONDS", "0")
-    settings.reset_settings()
+    use_settings(monkeypatch, DELIVERY_MAX_ATTEMPTS="3", DELIVERY_RETRY_BASE_SECONDS="0")
     ids = store_calls("batch", 5)
     setup.retail.down_status = 503
     reports = [engine.drain(accounts=["batch"]) for _ in range(4)]
