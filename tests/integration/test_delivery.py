@@ -556,3 +556,28 @@ def test_a_lost_realtime_message_is_sent_again_by_the_pbx_retry(
     assert setup.retail.received["RT-RETRY"] == 1
     assert cloudpbx.handler(event, None)["statusCode"] == 200  # once delivered, a repeat queues nothing
     assert queued_delivery_messages() == []
+
+
+def test_a_realtime_delivery_that_failed_for_now_is_retried_from_the_queue(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    use_settings(monkeypatch, DELIVERY_RETRY_BASE_SECONDS="1")
+    ids = store_calls("realtime", 3)
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    setup.retail.down_status = 503
+    first = queued_delivery_messages()
+    assert delivery_handler.handler(sqs_event(first, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert setup.retail.calls == {} and setup.mini.received == expected_minicrm_records("realtime", ids)
+    sqs, queue_url = aws.sqs(), settings.get_settings().delivery_queue_url
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == str(len(ids))  # retailCRM's, backed off
+    setup.retail.down_status = None
+    time.sleep(1.5)  # the backoff: 1 s
+    retries = queued_delivery_messages()
+    assert sorted(json.loads(m["Body"])["call_id"] for m in retries) == ids
+    assert all(json.loads(m["Body"])["crm"] == "retailcrm" for m in retries)
+    assert delivery_handler.handler(sqs_event(retries, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert_exactly_once(setup, ids)
+    assert queued_delivery_messages() == []  # delivered: nothing more queued

@@ -31,7 +31,7 @@ from callbridge.crm.base import CallRecords, Connector, DeliveryContext, Record,
 from callbridge.crm.registry import connector as make_connector
 from callbridge.crm.registry import settings_model
 from callbridge.delivery import events, store
-from callbridge.delivery.handoff import crms_of
+from callbridge.delivery.handoff import crms_of, send_messages
 from callbridge.http import RetryPolicy
 from callbridge.model import Call
 from callbridge.observability import logger
@@ -44,6 +44,7 @@ RECORDING_STORED = "stored"
 # through its timeout.
 HTTP_RETRY = RetryPolicy(attempts=3, backoff_initial_s=0.5, backoff_max_s=2.0, jitter_s=0.25)
 WORKERS = 8  # parallel DynamoDB writes (claims, marks): the client's connection pool is 10
+MAX_QUEUE_DELAY_S = 900  # SQS DelaySeconds
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Report:
     busy: int = 0  # due but leased by another worker
     requests: int = 0
     per_crm: dict[str, int] = field(default_factory=dict)  # deliveries handled per CRM kind
+    # (call id, CRM name) -> seconds until its retry is due: the realtime worker queues the retry
+    retry_in: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     def add(self, other: Report) -> None:
         for name in (
@@ -74,9 +77,10 @@ class Report:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, count in other.per_crm.items():
             self.per_crm[kind] = self.per_crm.get(kind, 0) + count
+        self.retry_in.update(other.retry_in)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {name: value for name, value in self.__dict__.items() if name != "retry_in"}
 
     def metrics(self) -> dict[str, int]:
         """CloudWatch metrics (namespace CallBridge). DeliveriesParked: failed after every retry, the
@@ -242,6 +246,7 @@ def process(
                     partial(store.reschedule, account.id, call_id, name, owner, due, attempts=attempts, error=error)
                 )
                 report.retried += 1
+                report.retry_in[(call_id, name)] = int((due - now).total_seconds())
         elif rejected:
             marks.append(
                 _park(account.id, call_id, name, store.REJECTED, "; ".join(r.reason for r in rejected), attempts, flags)
@@ -350,11 +355,26 @@ def deliver_messages(
         if not calls:
             continue
         try:
-            total.add(process(account, crm, list(dict.fromkeys(m.call_id for m in calls)), connector_for=connector_for))
+            report = process(account, crm, list(dict.fromkeys(m.call_id for m in calls)), connector_for=connector_for)
         except Exception:
             logger().exception("realtime delivery failed", extra={"account": account_id, "crm": crm_name})
             failed.extend(m.id for m in calls)
+            continue
+        total.add(report)
+        _queue_retries(account_id, report.retry_in)
     return total, failed
+
+
+def _queue_retries(account_id: str, retry_in: dict[tuple[str, str], int]) -> None:
+    """A realtime delivery that failed for now is retried from the queue when due, not at the
+    drain's next run. A retry due later than SQS can delay a message (15 min) is the drain's."""
+    for (call_id, crm), seconds in retry_in.items():
+        if seconds > MAX_QUEUE_DELAY_S:
+            continue
+        try:
+            send_messages(account_id, call_id, [crm], delay_s=seconds)
+        except Exception:
+            logger().exception("could not queue a realtime retry: the drain sends it when due")
 
 
 def account_ids() -> list[str]:

@@ -72,14 +72,18 @@ def recording_settled(account_id: str, call_id: str) -> None:
         send_messages(account_id, call_id, waiting)
 
 
-def send_messages(account_id: str, call_id: str, crms: list[str]) -> None:
+def send_messages(account_id: str, call_id: str, crms: list[str], *, delay_s: int = 0) -> None:
     queue_url = get_settings().delivery_queue_url
     if not queue_url:
         # Not lost: the pending items are due after the grace period and the drain sends them.
         logger().error("DELIVERY_QUEUE_URL is not set: realtime deliveries wait for the drain")
         return
     entries: list[Any] = [
-        {"Id": str(i), "MessageBody": json.dumps({"account": account_id, "call_id": call_id, "crm": crm})}
+        {
+            "Id": str(i),
+            "MessageBody": json.dumps({"account": account_id, "call_id": call_id, "crm": crm}),
+            "DelaySeconds": max(0, min(delay_s, 900)),
+        }
         for i, crm in enumerate(crms)
     ]
     aws.sqs().send_message_batch(QueueUrl=queue_url, Entries=entries)
