@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,13 +60,15 @@ def now() -> Iterator[list[datetime]]:
         clock.set_clock(None)
 
 
-def account_config(name: str, crms: Crms, mode: str) -> AccountConfig:
+def account_config(
+    name: str, crms: Crms, mode: str, *, pbx: dict[str, Any] | None = None, more_users: Sequence[dict[str, Any]] = ()
+) -> AccountConfig:
     return AccountConfig.model_validate(
         {
             "account": name,
             "timezone": "Europe/Moscow",
             "phone_region": "RU",
-            "pbx": {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0001"]},
+            "pbx": pbx or {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0001"]},
             "crms": [
                 {
                     "kind": "minicrm",
@@ -88,7 +90,8 @@ def account_config(name: str, crms: Crms, mode: str) -> AccountConfig:
             ],
             "users": [
                 {"pbx_user": u, "extension": str(101 + i), "retailcrm_user_id": i + 1} for i, u in enumerate(USERS)
-            ],
+            ]
+            + list(more_users),
         }
     )
 
@@ -581,3 +584,39 @@ def test_a_realtime_delivery_that_failed_for_now_is_retried_from_the_queue(
     assert delivery_handler.handler(sqs_event(retries, arn, "us-east-1"), None) == {"batchItemFailures": []}
     assert_exactly_once(setup, ids)
     assert queued_delivery_messages() == []  # delivered: nothing more queued
+
+
+def test_telediscount_calls_open_and_close_the_responsible_managers_card(setup: Crms, now: list[datetime]) -> None:
+    """telediscount's `incoming` names no ringing user; a known contact's call goes to its responsible
+    manager, whose retailCRM card opens, and `finished` closes it. A PBX retry opens no second card."""
+    import telediscount
+    from callbridge.store import contacts
+
+    pbx = {"kind": "telediscount", "api_key": "td-api-key-000000001", "webhook_secret": "td-webhook-secret-0001"}
+    olga = {"pbx_user": "olga", "sip_account": "SIP/0000000672", "extension": "672", "retailcrm_user_id": 7}
+    apply_account(account_config("tele", setup, "realtime", pbx=pbx, more_users=[olga]))
+    accounts.clear_account_cache()
+    contacts.put_contact("tele", "k1", "Horns and Hooves", ["+79039998877"], "olga")
+
+    def webhook(kind: str, **fields: str) -> int:
+        path = f"/v1/tele/telediscount/td-webhook-secret-0001/{kind}"
+        event = {"rawPath": path, "pathParameters": {"account": "tele", "secret": "td-webhook-secret-0001"},
+                 "queryStringParameters": {"num_a": "79039998877", "num_m": "79037778899", "api_call_id": "TD-1",
+                                           "setup_time": "1700000000", **fields}}  # fmt: skip
+        return int(telediscount.handler(event, None)["statusCode"])
+
+    assert webhook("incoming") == 200
+    assert webhook("incoming") == 200  # a PBX retry: no second card
+    assert webhook("finished", num_b="SIP/0000000672", connection_time="12", waiting_time="5") == 200
+    assert webhook("incoming", num_a="79035550000", api_call_id="TD-2") == 200  # unknown caller: no card
+    messages = queued_delivery_messages()
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert setup.retail.errors == []
+    cards = [e for e in setup.retail.events if e["callExternalId"] == "TD-1"]
+    assert [(e["type"], e["codes"], e["userIds"], e.get("hangupStatus")) for e in cards] == [
+        ("in", ["672"], [7], None),
+        ("hangup", ["672"], [7], "answered"),
+    ]
+    assert cards[0]["phone"] == "+79039998877" and cards[0]["externalPhone"] == "+79037778899"
+    assert not [e for e in setup.retail.events if e["callExternalId"] == "TD-2"]
