@@ -42,8 +42,8 @@ def test_import_understands_any_phone_format_and_reports_bad_rows(callbridge, br
         timeout=10,
     )
     assert response.status_code == 200 and response.json()["contact_name"] == "Ivan Import"
-    latency = [line for line in bridge.output().splitlines() if '"ContactLatency"' in line]
-    assert any('"Served":"directory"' in line for line in latency)
+    served = bridge.wait_for_output('"Served":"directory"')
+    assert any('"ContactLatency"' in line for line in served)
 
     strict = callbridge("contacts", "import", str(path), "-a", "demo", "--strict")
     assert strict.exit_code == 1

@@ -405,7 +405,8 @@ def test_scheduled_user_sync_lists_unmapped_users(world: World):
     assert sorted(report["mapped_seen"]) == ["andy", "daria"]
     assert "nopbx" in result["failed"] and "tele" not in result["synced"]
     # The metric an alarm can watch (EMF on the function's output).
-    lines = [line for line in world.bridge.output().splitlines() if '"UnmappedPbxUsers"' in line]
+    lines = world.bridge.wait_for_output('"UnmappedPbxUsers"')
+    assert lines, "no UnmappedPbxUsers metric in the runtime's output"
     metric = json.loads(lines[-1][lines[-1].index("{") :])
     assert (metric["account"], metric["UnmappedPbxUsers"]) == ("routed", [3.0])
     assert metric["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CallBridge"

@@ -99,6 +99,17 @@ class LocalBridge:
         """Everything the runtime printed so far (stdout and stderr, interleaved)."""
         return self._buffer.text()
 
+    def wait_for_output(self, text: str, timeout: float = 10.0) -> list[str]:
+        """The output lines containing ``text``, waiting up to ``timeout`` seconds for a first one:
+        the runtime's output reaches us through a pipe, after its HTTP answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.output().splitlines() if text in line]
+            if found or time.monotonic() >= deadline:
+                return found
+            with self._buffer.changed:
+                self._buffer.changed.wait(0.1)
+
     def url(self, path: str) -> str:
         return self.base_url + path
 
