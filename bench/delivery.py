@@ -14,10 +14,8 @@ Figures are comparable within one run only (moto, the machine and its load move 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import sys
 import time
 from collections import Counter
@@ -61,99 +59,85 @@ def run(count: int) -> dict[str, Any]:
     from tests.fakes.minicrm import FakeMiniCrm
     from tests.fakes.retailcrm import FakeRetailCrm
 
-    from callbridge import accounts, aws, clock, secrets, settings
+    from bench.in_process import in_process_stack
+    from callbridge import aws, clock, settings
     from callbridge.admin import apply_account
     from callbridge.config import AccountConfig
     from callbridge.delivery import engine, store
     from callbridge.dynamo import to_item
-    from callbridge_local.emulator import point_environ_at
-    from callbridge_local.testing import moto_server, provisioned
 
     mini, retail = FakeMiniCrm(MINI_KEY), FakeRetailCrm(RETAIL_KEY)
-    saved = dict(os.environ)
-    try:
-        with (
-            open(os.devnull, "w") as devnull,
-            contextlib.redirect_stdout(devnull),
-            moto_server() as endpoint,
-            serve(mini) as mini_url,
-            serve(retail) as retail_url,
-        ):
-            point_environ_at(endpoint)
-            os.environ.update(provisioned(endpoint, ROOT / "template.yaml"))
-            os.environ["PUBLIC_BASE_URL"] = "https://bridge.example.com"
-            for reset in (settings.reset_settings, aws.reset_clients, accounts.clear_account_cache):
-                reset()
-            secrets.reset_secret_cache()
-            apply_account(
-                AccountConfig.model_validate(
+    with (
+        in_process_stack(PUBLIC_BASE_URL="https://bridge.example.com"),
+        serve(mini) as mini_url,
+        serve(retail) as retail_url,
+    ):
+        apply_account(
+            AccountConfig.model_validate(
+                {
+                    "account": ACCOUNT,
+                    "phone_region": "RU",
+                    "pbx": {"kind": "cloudpbx", "crm_tokens": ["bench-delivery-token-0001"]},
+                    "crms": [
+                        {"kind": "minicrm", "base_url": mini_url, "api_key": MINI_KEY, "mode": "batch"},
+                        {
+                            "kind": "retailcrm",
+                            "base_url": retail_url,
+                            "api_key": RETAIL_KEY,
+                            "mode": "batch",
+                            "client_id": "bench-client-id-000001",
+                        },
+                    ],
+                    "users": [
+                        {"pbx_user": u, "extension": str(100 + i), "retailcrm_user_id": i + 1}
+                        for i, u in enumerate(USERS)
+                    ],
+                }
+            )
+        )
+        clock.set_clock(lambda: T0)
+        client, table = aws.dynamodb(), settings.get_settings().calls_table
+        calls = [call_item(n) for n in range(count)]
+        items = list(calls)
+        for call in calls:
+            for crm in ("minicrm", "retailcrm"):
+                items.append(
                     {
+                        "pk": call["pk"],
+                        "sk": store.dlv_sk(crm),
                         "account": ACCOUNT,
-                        "phone_region": "RU",
-                        "pbx": {"kind": "cloudpbx", "crm_tokens": ["bench-delivery-token-0001"]},
-                        "crms": [
-                            {"kind": "minicrm", "base_url": mini_url, "api_key": MINI_KEY, "mode": "batch"},
-                            {
-                                "kind": "retailcrm",
-                                "base_url": retail_url,
-                                "api_key": RETAIL_KEY,
-                                "mode": "batch",
-                                "client_id": "bench-client-id-000001",
-                            },
-                        ],
-                        "users": [
-                            {"pbx_user": u, "extension": str(100 + i), "retailcrm_user_id": i + 1}
-                            for i, u in enumerate(USERS)
-                        ],
+                        "call_id": call["call_id"],
+                        "crm": crm,
+                        "crm_kind": crm,
+                        "mode": "batch",
+                        "state": store.PENDING,
+                        "attempts": 0,
+                        "created_at": clock.iso(T0),
+                        "dlv_pk": store.queue_key(ACCOUNT, crm),
+                        "dlv_due": store.due_key(T0, call["call_id"]),
                     }
                 )
-            )
-            clock.set_clock(lambda: T0)
-            client, table = aws.dynamodb(), settings.get_settings().calls_table
-            calls = [call_item(n) for n in range(count)]
-            items = list(calls)
-            for call in calls:
-                for crm in ("minicrm", "retailcrm"):
-                    items.append(
-                        {
-                            "pk": call["pk"],
-                            "sk": store.dlv_sk(crm),
-                            "account": ACCOUNT,
-                            "call_id": call["call_id"],
-                            "crm": crm,
-                            "crm_kind": crm,
-                            "mode": "batch",
-                            "state": store.PENDING,
-                            "attempts": 0,
-                            "created_at": clock.iso(T0),
-                            "dlv_pk": store.queue_key(ACCOUNT, crm),
-                            "dlv_due": store.due_key(T0, call["call_id"]),
-                        }
-                    )
 
-            def write(chunk: list[dict[str, Any]]) -> None:
-                pending: Any = {table: [{"PutRequest": {"Item": to_item(i)}} for i in chunk]}
-                while pending:
-                    pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        def write(chunk: list[dict[str, Any]]) -> None:
+            pending: Any = {table: [{"PutRequest": {"Item": to_item(i)}} for i in chunk]}
+            while pending:
+                pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
 
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(write, [items[i : i + 25] for i in range(0, len(items), 25)]))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(write, [items[i : i + 25] for i in range(0, len(items), 25)]))
 
-            read = Counter[str]()
+        read = Counter[str]()
 
-            def count_reads(parsed: dict[str, Any], model: Any, **_: Any) -> None:
-                read["items"] += int(parsed.get("Count") or 0)
-                read["items"] += sum(len(v) for v in (parsed.get("Responses") or {}).values())
+        def count_reads(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+            read["items"] += int(parsed.get("Count") or 0)
+            read["items"] += sum(len(v) for v in (parsed.get("Responses") or {}).values())
 
-            for op in ("Query", "BatchGetItem", "GetItem", "Scan"):
-                client.meta.events.register(f"after-call.dynamodb.{op}", count_reads)
-            started = time.perf_counter()
-            report = engine.drain(accounts=[ACCOUNT])
-            wall = time.perf_counter() - started
-            clock.set_clock(None)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for op in ("Query", "BatchGetItem", "GetItem", "Scan"):
+            client.meta.events.register(f"after-call.dynamodb.{op}", count_reads)
+        started = time.perf_counter()
+        report = engine.drain(accounts=[ACCOUNT])
+        wall = time.perf_counter() - started
+        clock.set_clock(None)
     per_user = Counter(call["user"] for call in calls)
     mini_min = sum(math.ceil(n / 1000) for n in per_user.values())
     return {

@@ -17,7 +17,6 @@ bench/benchmark.py measures cold start and the gateway; this script the warm rou
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -61,11 +60,10 @@ def run(requests: int) -> dict[str, Any]:
     from tests.support import form, http_event
 
     import contact  # functions/contact.py, the ContactFunction handler
-    from callbridge import accounts, aws, routing, secrets, settings
+    from bench.in_process import in_process_stack
+    from callbridge import routing
     from callbridge.admin import apply_account
     from callbridge.config import AccountConfig
-    from callbridge_local.emulator import point_environ_at
-    from callbridge_local.testing import moto_server, provisioned
 
     cached_phones, live_phones = phones(0, requests), phones(500_000, requests)
     crm = FakeManagerCrm(api_key=CRM_KEY)
@@ -74,78 +72,62 @@ def run(requests: int) -> dict[str, Any]:
         crm.owners[phone] = {"manager": manager, "customer": {"firstName": "Client", "lastName": phone[-4:]}}
         crm.delays[phone] = CRM_DELAY_S
 
-    saved = dict(os.environ)
-    try:
-        # Handlers print metrics (EMF) to stdout; keep the report readable.
-        with (
-            open(os.devnull, "w") as devnull,
-            contextlib.redirect_stdout(devnull),
-            moto_server() as endpoint,
-            crm_server.serve(crm) as crm_url,
-        ):
-            point_environ_at(endpoint)
-            os.environ.update(provisioned(endpoint, ROOT / "template.yaml"))
-            for reset in (settings.reset_settings, aws.reset_clients, accounts.clear_account_cache):
-                reset()
-            secrets.reset_secret_cache()
-            apply_account(
-                AccountConfig.model_validate(
-                    {
-                        "account": ACCOUNT,
-                        "phone_region": "RU",
-                        "pbx": {"kind": "cloudpbx", "crm_tokens": [CRM_TOKEN]},
-                        "crms": [
-                            {
-                                "kind": "retailcrm",
-                                "base_url": crm_url,
-                                "api_key": CRM_KEY,
-                                "client_id": "bench-client-id-000001",
-                            }
-                        ],
-                        "users": [{"pbx_user": "andy", "extension": "100", "retailcrm_user_id": 1}],
-                        "contacts": [{"name": "Directory Client", "phones": [DIRECTORY_PHONE], "responsible": "andy"}],
-                    }
-                )
+    with in_process_stack(), crm_server.serve(crm) as crm_url:
+        apply_account(
+            AccountConfig.model_validate(
+                {
+                    "account": ACCOUNT,
+                    "phone_region": "RU",
+                    "pbx": {"kind": "cloudpbx", "crm_tokens": [CRM_TOKEN]},
+                    "crms": [
+                        {
+                            "kind": "retailcrm",
+                            "base_url": crm_url,
+                            "api_key": CRM_KEY,
+                            "client_id": "bench-client-id-000001",
+                        }
+                    ],
+                    "users": [{"pbx_user": "andy", "extension": "100", "retailcrm_user_id": 1}],
+                    "contacts": [{"name": "Directory Client", "phones": [DIRECTORY_PHONE], "responsible": "andy"}],
+                }
             )
+        )
 
-            def call(phone: str) -> dict[str, Any]:
-                body = form(cmd="contact", phone=phone, crm_token=CRM_TOKEN, callid=f"bench-{phone}")
-                response = contact.handler(http_event(f"/v1/{ACCOUNT}/cloudpbx/contact", body, account=ACCOUNT), None)
-                if response["statusCode"] != 200:
-                    raise RuntimeError(f"contact answered {response}")
-                answer: dict[str, Any] = json.loads(response["body"])
-                return answer
+        def call(phone: str) -> dict[str, Any]:
+            body = form(cmd="contact", phone=phone, crm_token=CRM_TOKEN, callid=f"bench-{phone}")
+            response = contact.handler(http_event(f"/v1/{ACCOUNT}/cloudpbx/contact", body, account=ACCOUNT), None)
+            if response["statusCode"] != 200:
+                raise RuntimeError(f"contact answered {response}")
+            answer: dict[str, Any] = json.loads(response["body"])
+            return answer
 
-            def timed(phone: str, before: Callable[[], None] | None = None) -> float:
-                if before:
-                    before()
-                started = time.perf_counter_ns()
-                answer = call(phone)
-                elapsed = (time.perf_counter_ns() - started) / 1e6
-                if answer.get("responsible") != "andy":
-                    raise RuntimeError(f"{phone}: expected andy as responsible, got {answer}")
-                return elapsed
+        def timed(phone: str, before: Callable[[], None] | None = None) -> float:
+            if before:
+                before()
+            started = time.perf_counter_ns()
+            answer = call(phone)
+            elapsed = (time.perf_counter_ns() - started) / 1e6
+            if answer.get("responsible") != "andy":
+                raise RuntimeError(f"{phone}: expected andy as responsible, got {answer}")
+            return elapsed
 
-            for _ in range(20):  # warm the clients, the account cache and the SSM cache
-                call(DIRECTORY_PHONE)
-            call(phones(900_000, 1)[0])
+        for _ in range(20):  # warm the clients, the account cache and the SSM cache
+            call(DIRECTORY_PHONE)
+        call(phones(900_000, 1)[0])
 
-            samples: dict[str, list[float]] = {name: [] for name in PATHS}
-            samples["directory hit"] = [timed(DIRECTORY_PHONE) for _ in range(requests)]
-            samples["live CRM answer"] = [timed(phone) for phone in live_phones]
-            # Fill the shared cache as other Lambdas would have, then read it from a "fresh" Lambda.
-            for phone in cached_phones:
-                call(phone)
-            samples["cached CRM answer"] = [timed(p, routing.clear_memory_cache) for p in cached_phones]
-            for phone in cached_phones:  # this warm Lambda's own copy, filled from the shared cache
-                call(phone)
-            samples["in-process cache"] = [timed(p) for p in cached_phones]
-            asked_twice = [p for p in cached_phones + live_phones if crm.count(p) != 1]
-            if asked_twice:
-                raise RuntimeError(f"retailCRM asked more than once for {len(asked_twice)} numbers")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        samples: dict[str, list[float]] = {name: [] for name in PATHS}
+        samples["directory hit"] = [timed(DIRECTORY_PHONE) for _ in range(requests)]
+        samples["live CRM answer"] = [timed(phone) for phone in live_phones]
+        # Fill the shared cache as other Lambdas would have, then read it from a "fresh" Lambda.
+        for phone in cached_phones:
+            call(phone)
+        samples["cached CRM answer"] = [timed(p, routing.clear_memory_cache) for p in cached_phones]
+        for phone in cached_phones:  # this warm Lambda's own copy, filled from the shared cache
+            call(phone)
+        samples["in-process cache"] = [timed(p) for p in cached_phones]
+        asked_twice = [p for p in cached_phones + live_phones if crm.count(p) != 1]
+        if asked_twice:
+            raise RuntimeError(f"retailCRM asked more than once for {len(asked_twice)} numbers")
     return {name: summary(values) for name, values in samples.items()}
 
 

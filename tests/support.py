@@ -78,3 +78,17 @@ def seed_contact(**overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return fields
+
+
+def call_ids(bridge: Any, account: str) -> list[str]:
+    """The ids of every final call of an account in a local runtime (the ByAccount index holds
+    final calls only: one item per call)."""
+    paginator = bridge.client("dynamodb").get_paginator("query")
+    pages = paginator.paginate(
+        TableName=bridge.env["CALLS_TABLE"],
+        IndexName="ByAccount",
+        KeyConditionExpression="gsi1pk = :a",
+        ExpressionAttributeValues={":a": {"S": account}},
+        ProjectionExpression="call_id",
+    )
+    return [item["call_id"]["S"] for page in pages for item in page["Items"]]

@@ -14,6 +14,7 @@ from tests.cli.conftest import Cli
 from tests.fakes.base import serve
 from tests.fakes.ccrm import FakeCcrm, record
 from tests.fakes.telediscount import FakeTelediscount
+from tests.support import call_ids
 
 pytestmark = pytest.mark.timeout(120)
 CCRM_KEY = "cli-backfill-ccrm-key-0001"
@@ -47,19 +48,6 @@ def apply(callbridge: Cli, tmp_path: Path, name: str, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     result = callbridge("accounts", "apply", str(path))
     assert result.exit_code == 0, result.output
-
-
-def count_calls(bridge: Any, account: str) -> int:
-    """Final calls of the account (the ByAccount index holds final calls only; one item per id)."""
-    paginator = bridge.client("dynamodb").get_paginator("query")
-    pages = paginator.paginate(
-        TableName=bridge.env["CALLS_TABLE"],
-        IndexName="ByAccount",
-        KeyConditionExpression="gsi1pk = :a",
-        ExpressionAttributeValues={":a": {"S": account}},
-        Select="COUNT",
-    )
-    return sum(int(page["Count"]) for page in pages)
 
 
 def call(bridge: Any, account: str, call_id: str) -> dict[str, Any]:
@@ -107,7 +95,7 @@ def test_backfill_of_10000_calls_resumes_after_an_interruption_and_stores_each_o
     assert "resumed at 5" in resumed.output and "6000 new calls stored (not delivered)" in resumed.output
     # Nothing read twice but the failed page; totalCount reached at page 10.
     assert fake.pages_served() == [1, 2, 3, 4, 5, 5, 6, 7, 8, 9, 10]
-    assert count_calls(bridge, "ccrmback") == 10_000  # 4000 + 6000 new: every call stored, once
+    assert len(call_ids(bridge, "ccrmback")) == 10_000  # 4000 + 6000 new: every call stored, once
 
     first = call(bridge, "ccrmback", "10000000-0000-4000-8000-000000000000")
     assert first["started_at"] == "2024-02-29T23:00:00Z"  # 2024-03-01 00:00:00 in Warsaw (CET)
@@ -163,7 +151,7 @@ def test_telediscount_backfill_and_refusals(bridge: Any, callbridge: Cli, tmp_pa
         assert "30 records read: 30 new calls stored" in result.output
         wider = callbridge(*args, "--from", "2024-05-01T00:00:00Z", "--to", "2024-05-02T00:00:00Z")
         assert "50 records read: 20 new calls" in wider.output  # the first 30 were stored already
-        assert count_calls(bridge, "tdback") == 50
+        assert len(call_ids(bridge, "tdback")) == 50
 
         wrong = callbridge(*args[:3], "--source", "ccrm", "--from", "2024-05-01", "--to", "2024-05-02")
         assert wrong.exit_code == 1 and "takes its calls from telediscount" in wrong.output

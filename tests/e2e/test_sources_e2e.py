@@ -21,6 +21,7 @@ from callbridge_local.testing import LocalBridge, running_bridge
 from tests.fakes.base import serve
 from tests.fakes.ccrm import FakeCcrm, record
 from tests.fakes.telediscount import AUDIO, FakeTelediscount
+from tests.support import call_ids
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -138,19 +139,6 @@ def items_of(bridge: LocalBridge, account: str, keys: list[tuple[str, str]]) -> 
             )
             request = response.get("UnprocessedKeys") or {}
     return found
-
-
-def call_ids(bridge: LocalBridge, account: str) -> list[str]:
-    """The ids of every final call of the account (the ByAccount index holds final calls only)."""
-    paginator = bridge.client("dynamodb").get_paginator("query")
-    pages = paginator.paginate(
-        TableName=bridge.env["CALLS_TABLE"],
-        IndexName="ByAccount",
-        KeyConditionExpression="gsi1pk = :a",
-        ExpressionAttributeValues={":a": {"S": account}},
-        ProjectionExpression="call_id",
-    )
-    return [item["call_id"]["S"] for page in pages for item in page["Items"]]
 
 
 def without_recording(call: dict[str, Any] | None) -> dict[str, Any]:

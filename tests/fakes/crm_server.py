@@ -3,15 +3,15 @@ Run as a context manager: stopped on exit, even on failure."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.base import reply, serve_handler
 
 
 class Fake(Protocol):
@@ -61,15 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, answer, extra = self.fake.handle(self.command, parts.path, query, headers, body)
-        payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", extra.pop("content-type", "application/json"))
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
-            self.wfile.write(payload)
+        reply(self, status, answer, extra)
 
     do_GET = _serve
     do_POST = _serve
@@ -77,14 +69,5 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serve(fake: Fake) -> Iterator[str]:
-    handler = type("BoundHandler", (_Handler,), {"fake": fake})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_handler(type("BoundHandler", (_Handler,), {"fake": fake})) as url:
+        yield url

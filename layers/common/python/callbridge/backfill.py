@@ -50,6 +50,19 @@ def cursor_sk(source: str, date_from: datetime, date_to: datetime) -> str:
     return f"CURSOR#backfill#{source}#{clock.iso(date_from)}#{clock.iso(date_to)}"
 
 
+def _cursor(
+    account_id: str, source: str, date_from: datetime, date_to: datetime, again: bool
+) -> tuple[str, dict[str, Any], BackfillResult | None]:
+    """The range's cursor key and saved state, and the answer when an earlier run completed it."""
+    from callbridge.ccrm.importer import load_cursor
+
+    sk = cursor_sk(source, date_from, date_to)
+    state = load_cursor(account_id, sk)
+    if state.get("done") and not again:
+        return sk, state, BackfillResult("already_complete", records=int(state.get("records") or 0))
+    return sk, state, None
+
+
 def run(
     account_id: str,
     source: str,
@@ -88,13 +101,12 @@ def _ccrm(
     sleep: Callable[[float], None],
 ) -> BackfillResult:
     from callbridge.ccrm.client import PAGE_SIZE, Page
-    from callbridge.ccrm.importer import Window, context, import_window, load_cursor, save_cursor
+    from callbridge.ccrm.importer import Window, context, import_window, save_cursor
 
     account = get_account(account_id)
-    sk = cursor_sk("ccrm", date_from, date_to)
-    state = load_cursor(account_id, sk)
-    if state.get("done") and not again:
-        return BackfillResult("already_complete", records=int(state.get("records") or 0))
+    sk, state, finished = _cursor(account_id, "ccrm", date_from, date_to, again)
+    if finished is not None:
+        return finished
     window = Window(clock.iso(date_from), clock.iso(date_to), 1 if again else int(state.get("page") or 1))
     done_before = (window.page - 1) * PAGE_SIZE
     result = BackfillResult("complete", resumed_at=window.page)
@@ -127,17 +139,16 @@ def _telediscount(
     again: bool,
     api: Any,
 ) -> BackfillResult:
-    from callbridge.ccrm.importer import load_cursor, save_cursor
+    from callbridge.ccrm.importer import save_cursor
     from callbridge.sources import store_final_batch
     from callbridge.telediscount.ingest import record_url, users_of
     from callbridge.telediscount.protocol import BadRecord, final_call, parse_setup_time
     from callbridge.telediscount.reconcile import ReconcileResult, api_for, import_records
 
     account = get_account(account_id)
-    sk = cursor_sk("telediscount", date_from, date_to)
-    state = load_cursor(account_id, sk)
-    if state.get("done") and not again:
-        return BackfillResult("already_complete", records=int(state.get("records") or 0))
+    sk, state, finished = _cursor(account_id, "telediscount", date_from, date_to, again)
+    if finished is not None:
+        return finished
     records = (api or api_for(account)).get_calls()
     # get_calls has no date filter and no paging: keep the range, in a stable order, so that the
     # saved offset means the same records when an interrupted run starts again.
