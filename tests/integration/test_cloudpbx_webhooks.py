@@ -313,3 +313,24 @@ def test_store_outage_asks_the_pbx_to_retry_history(cloud, monkeypatch):
     monkeypatch.setenv("CALLS_TABLE", "no-such-table")
     settings.reset_settings()
     assert post(seed_history()) == (503, {"error": "Temporarily unavailable"})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        seed_history(link="https://pbx.example/contacts/rec.mp3"),
+        seed_history(user="contact-center"),
+        seed_event("INCOMING", user="contact"),
+    ],
+    ids=["history-link", "history-user", "event-user"],
+)
+def test_a_webhook_that_merely_mentions_contact_is_retried_not_acknowledged(cloud, monkeypatch, fields):
+    """Only the parsed `cmd` picks the contact fallback: a 2xx for a history or event means stored."""
+    monkeypatch.setenv("CALLS_TABLE", "no-such-table")
+    settings.reset_settings()
+    assert post(fields) == (503, {"error": "Temporarily unavailable"})
+    monkeypatch.setenv("CALLS_TABLE", cloud["CALLS_TABLE"])
+    settings.reset_settings()
+    assert post(fields)[0] == 200
+    assert calls.get_call("demo", fields["callid"]) is not None or fields["cmd"] == "event"
+    assert calls.timeline("demo", fields["callid"])

@@ -43,34 +43,30 @@ def _response(status: int, body: dict[str, Any] | None) -> dict[str, Any]:
 def handle(event: dict[str, Any], command: str | None) -> dict[str, Any]:
     """`command` is fixed by the route (/cloudpbx/history) or None for the single address."""
     started = time.monotonic()  # the contact budget counts from the request's arrival
+    parsed: list[str] = []  # the command once the body is parsed: the failure answer depends on it
     try:
-        return _handle(event, command, started)
+        return _handle(event, command, started, parsed)
     except CloudPbxError as error:
         return _response(error.status, error.body)
     except Exception:
         from callbridge.observability import logger
 
         # Our fault (a store or SSM outage), never the client's: the ringing phone still gets a
-        # valid answer; a history or event gets 503 so that the PBX sends it again later.
+        # valid answer; anything else gets 503 so that the PBX sends it again later. Only the parsed
+        # `cmd` decides: a history whose link or name merely contains "contact" must be retried.
         logger().exception("Cloud PBX webhook failed")
-        if _wants_contact(event, command):
+        if (command or (parsed[0] if parsed else "")) == "contact":
             return _response(200, {})
         return _response(503, {"error": "Temporarily unavailable"})
 
 
-def _wants_contact(event: dict[str, Any], command: str | None) -> bool:
-    if command is not None:
-        return command == "contact"
-    body = event.get("body")
-    return isinstance(body, str) and "contact" in body
-
-
-def _handle(event: dict[str, Any], route_command: str | None, started: float) -> dict[str, Any]:
+def _handle(event: dict[str, Any], route_command: str | None, started: float, parsed: list[str]) -> dict[str, Any]:
     headers = event.get("headers") or {}
     content_type = str(headers.get("content-type", "")) if isinstance(headers, dict) else ""
     fields = decode_body(event.get("body"), bool(event.get("isBase64Encoded")), content_type)
     account_id = str((event.get("pathParameters") or {}).get("account", ""))
     cmd = fields.get("cmd", "").strip()
+    parsed.append(cmd)
     fast = (route_command or cmd) == "contact"
 
     account = _authenticate(account_id, fields.get("crm_token", ""), fast=fast)
