@@ -699,7 +699,7 @@ def provisioned_cloud(scratch: Path) -> Iterator[dict[str, str]]:
     """moto with the template's tables and the demo account: the environment a deployed function
     sees, for the worker processes. This process's own environment is pointed at it too, since
     applying the accounts goes through the same AWS clients the handlers use."""
-    from callbridge.admin import apply_accounts_dir
+    from callbridge.features.admin import apply_accounts_dir
     from callbridge_local.emulator import point_environ_at
     from callbridge_local.testing import moto_server, provisioned
 

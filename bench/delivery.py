@@ -60,11 +60,12 @@ def run(count: int) -> dict[str, Any]:
     from tests.fakes.retailcrm import FakeRetailCrm
 
     from bench.in_process import in_process_stack
-    from callbridge import aws, clock, settings
-    from callbridge.admin import apply_account
-    from callbridge.config import AccountConfig
-    from callbridge.delivery import engine, store
-    from callbridge.dynamo import to_item
+    from callbridge.core.config import AccountConfig
+    from callbridge.features.admin import apply_account
+    from callbridge.features.delivery import engine
+    from callbridge.infra import aws, clock, settings
+    from callbridge.store import deliveries as store
+    from callbridge.store.dynamo import to_item
 
     mini, retail = FakeMiniCrm(MINI_KEY), FakeRetailCrm(RETAIL_KEY)
     with (

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def in_process_stack(**env: str) -> Iterator[str]:
     """Yields the moto endpoint. Handlers print metrics (EMF) to stdout: silenced, to keep the report
     readable. The process's environment is restored on exit."""
-    from callbridge import accounts, aws, secrets, settings
+    from callbridge.core import accounts
+    from callbridge.infra import aws, secrets, settings
     from callbridge_local.emulator import point_environ_at
     from callbridge_local.testing import moto_server, provisioned
 

@@ -61,9 +61,9 @@ def run(requests: int) -> dict[str, Any]:
 
     import contact  # functions/contact.py, the ContactFunction handler
     from bench.in_process import in_process_stack
-    from callbridge import routing
-    from callbridge.admin import apply_account
-    from callbridge.config import AccountConfig
+    from callbridge.core.config import AccountConfig
+    from callbridge.features import routing
+    from callbridge.features.admin import apply_account
 
     cached_phones, live_phones = phones(0, requests), phones(500_000, requests)
     crm = FakeManagerCrm(api_key=CRM_KEY)

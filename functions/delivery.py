@@ -1,5 +1,5 @@
 """SQS worker: realtime delivery of final calls and retailCRM call cards
-(callbridge.delivery.engine.deliver_messages).
+(callbridge.features.delivery.engine.deliver_messages).
 
 The messages of a batch are grouped per CRM, so one batch becomes the fewest CRM requests; the
 response names only the messages to retry (ReportBatchItemFailures)."""
@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from callbridge.delivery.engine import deliver_messages
+from callbridge.features.delivery.engine import deliver_messages
 
 metrics = Metrics(namespace="CallBridge", service="callbridge")
 

@@ -1,5 +1,5 @@
 """Scheduled: deliver every pending call of batch-mode CRMs, and realtime ones the queue left behind
-(callbridge.delivery.engine.drain). An event with `accounts` (a list) limits the run to those; the
+(callbridge.features.delivery.engine.drain). An event with `accounts` (a list) limits the run to those; the
 `account` of a scheduled event is the AWS account, not ours."""
 
 from typing import Any
@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from callbridge.delivery.engine import drain
+from callbridge.features.delivery.engine import drain
 
 metrics = Metrics(namespace="CallBridge", service="callbridge")
 

@@ -1,4 +1,4 @@
-"""Click-to-call (callbridge.clicktocall):
+"""Click-to-call (callbridge.features.clicktocall):
 
 - GET /v1/{account}/retailcrm/make-call - retailCRM's makeCallUrl (specs/retailcrm.md): `clientId`,
   `code` and/or `userId`, `phone`, optional `externalPhone`. 200 only when the PBX accepted the call;
@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from callbridge.clicktocall import (
+from callbridge.features.clicktocall import (
     INVALID_CLIENT_ID,
     authorize_api_key,
     authorize_retailcrm,
@@ -26,8 +26,8 @@ from callbridge.clicktocall import (
     resolve_api_user,
     resolve_retailcrm_user,
 )
-from callbridge.clicktocall.web import JSON, install_error_answers
-from callbridge.observability import bind, logger
+from callbridge.features.clicktocall.web import JSON, install_error_answers
+from callbridge.infra.observability import bind, logger
 
 app = APIGatewayHttpResolver(enable_validation=True)
 _JSON = JSON

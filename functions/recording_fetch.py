@@ -1,4 +1,4 @@
-"""SQS worker: downloads a call's recording into the recordings bucket (callbridge.recordings.worker).
+"""SQS worker: downloads a call's recording into the recordings bucket (callbridge.features.recordings.worker).
 
 A record that should be tried again fails (ReportBatchItemFailures) after the core has set its
 visibility to the backoff delay; every other record succeeds."""
@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from callbridge.recordings.worker import handle_message
+from callbridge.features.recordings.worker import handle_message
 
 
 def _fetch(record: SQSRecord) -> None:

@@ -11,9 +11,8 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from callbridge.accounts import Account
-from callbridge.observability import bind, logger
-from callbridge.recordings.playback import (
+from callbridge.core.accounts import Account
+from callbridge.features.recordings.playback import (
     BadCredentials,
     BadSignature,
     PlaybackDenied,
@@ -25,6 +24,7 @@ from callbridge.recordings.playback import (
     read_small,
     verify_signature,
 )
+from callbridge.infra.observability import bind, logger
 
 app = APIGatewayHttpResolver()
 _JSON = "application/json"

@@ -1,6 +1,6 @@
 """GET /v1/{account}/retailcrm/user-status - retailCRM's changeUserStatusUrl (specs/retailcrm.md):
 `clientId`, `code`, `userId`, `status` ∈ free | busy | dinner | break. The contact path routes a
-call to a manager only while the last status stored here is `free` (callbridge.routing).
+call to a manager only while the last status stored here is `free` (callbridge.features.routing).
 
 retailCRM ignores our answer; it is still exact for people: 200 stored, 401 wrong clientId, 400 bad
 status, 404 no PBX user mapped to that code/userId.
@@ -10,11 +10,11 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from callbridge.clicktocall import INVALID_CLIENT_ID, UnknownUser, authorize_retailcrm, load_account
-from callbridge.clicktocall import resolve_retailcrm_user as resolve
-from callbridge.clicktocall.web import JSON, install_error_answers
-from callbridge.observability import bind, logger
-from callbridge.routing import STATUSES, store_status
+from callbridge.features.clicktocall import INVALID_CLIENT_ID, UnknownUser, authorize_retailcrm, load_account
+from callbridge.features.clicktocall import resolve_retailcrm_user as resolve
+from callbridge.features.clicktocall.web import JSON, install_error_answers
+from callbridge.features.routing import STATUSES, store_status
+from callbridge.infra.observability import bind, logger
 
 app = APIGatewayHttpResolver()
 _JSON = JSON

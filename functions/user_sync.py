@@ -1,4 +1,4 @@
-"""Scheduled PBX user sync (callbridge.users): the Cloud PBX `accounts` command for every account
+"""Scheduled PBX user sync (callbridge.features.users): the Cloud PBX `accounts` command for every account
 whose PBX lists its users, or for `{"accounts": [...]}` when the event names them (on demand).
 
 Users the PBX lists but no mapping names are stored for `callbridge users unmapped` and counted in
@@ -10,10 +10,10 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from callbridge.accounts import UnknownAccount
-from callbridge.cloudpbx.client import PbxError
-from callbridge.observability import logger
-from callbridge.users import SyncNotPossible, sync_users, syncable_accounts
+from callbridge.core.accounts import UnknownAccount
+from callbridge.features.users import SyncNotPossible, sync_users, syncable_accounts
+from callbridge.infra.observability import logger
+from callbridge.pbx.cloudpbx.client import PbxError
 
 NAMESPACE = "CallBridge"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from callbridge.config import load_account_file
+from callbridge.core.config import load_account_file
 
 # Printed on purpose: at startup the runtime shows the operator what to paste into the PBX
 # cabinet (admin.cabinet_lines: "Cloud PBX → CRM key (crm_token): ..." and the telediscount URLs

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from callbridge import aws, secrets
-from callbridge.accounts import clear_account_cache
-from callbridge.settings import reset_settings
+from callbridge.core.accounts import clear_account_cache
+from callbridge.infra import aws, secrets
+from callbridge.infra.settings import reset_settings
 from callbridge_cli.main import cli
 from callbridge_local.testing import running_bridge
 

@@ -19,9 +19,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from callbridge import aws, secrets
-from callbridge.accounts import clear_account_cache
-from callbridge.settings import reset_settings
+from callbridge.core.accounts import clear_account_cache
+from callbridge.infra import aws, secrets
+from callbridge.infra.settings import reset_settings
 from callbridge_cli.main import cli
 from callbridge_local.testing import LocalBridge, running_bridge
 from tests.fakes.crm_server import serve

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from callbridge.recordings.playback import signature
+from callbridge.features.recordings.playback import signature
 from callbridge_local.testing import LocalBridge, running_bridge
 from tests.integration.recording_server import RecordingServer, Reply
 from tests.support import form, seed_history

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from callbridge import accounts, aws, secrets, settings
-from callbridge.admin import apply_account
-from callbridge.config import load_account_file
+from callbridge.core import accounts
+from callbridge.core.config import load_account_file
+from callbridge.features.admin import apply_account
+from callbridge.infra import aws, secrets, settings
 from callbridge_local.testing import moto_server, provisioned
 
 ROOT = Path(__file__).resolve().parents[2]

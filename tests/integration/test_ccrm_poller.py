@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
-from callbridge import accounts, aws
-from callbridge.admin import apply_account
-from callbridge.ccrm import importer
-from callbridge.ccrm.client import CcrmApi, CcrmError
-from callbridge.ccrm.importer import POLL_CURSOR, load_cursor, poll_account
-from callbridge.config import AccountConfig
-from callbridge.dynamo import from_item
+from callbridge.core import accounts
+from callbridge.core.config import AccountConfig
+from callbridge.features.admin import apply_account
+from callbridge.infra import aws
+from callbridge.pbx.ccrm import importer
+from callbridge.pbx.ccrm.client import CcrmApi, CcrmError
+from callbridge.pbx.ccrm.importer import POLL_CURSOR, load_cursor, poll_account
 from callbridge.store import calls
+from callbridge.store.dynamo import from_item
 from tests.fakes.base import serve
 from tests.fakes.ccrm import SEED_NOTES_BODY, SEED_RECORD, FakeCcrm, record
 
@@ -43,7 +44,7 @@ def ccrm(cloud: dict[str, str]) -> Iterator[FakeCcrm]:
 
 
 def message_item(uuid: str) -> dict[str, Any] | None:
-    from callbridge.settings import get_settings
+    from callbridge.infra.settings import get_settings
 
     item = (
         aws.dynamodb()
@@ -92,7 +93,7 @@ def test_a_request_limit_pauses_the_poll_and_the_next_run_resumes_at_that_page(
     ccrm: FakeCcrm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CCRM_RATE_LIMIT_RETRIES", "0")
-    from callbridge.settings import reset_settings
+    from callbridge.infra.settings import reset_settings
 
     reset_settings()
     monkeypatch.setattr(importer, "PAGE_SIZE", 10)

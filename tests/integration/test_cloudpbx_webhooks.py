@@ -16,9 +16,10 @@ import cloudpbx
 import contact
 import event as event_fn
 import history as history_fn
-from callbridge import accounts, clock, settings
-from callbridge.admin import apply_account
-from callbridge.config import load_account_file
+from callbridge.core import accounts
+from callbridge.core.config import load_account_file
+from callbridge.features.admin import apply_account
+from callbridge.infra import clock, settings
 from callbridge.store import calls
 from tests.support import DEMO_TOKEN, form, http_event, seed_contact, seed_event, seed_history
 
@@ -164,7 +165,7 @@ def test_repeated_cancel_after_a_new_ring_does_not_end_the_call(cloud):
 def test_hunting_gap_waits_for_the_settle_time(cloud, monkeypatch):
     monkeypatch.setenv("MISSED_CALL_SETTLE_SECONDS", "30")
     settings.reset_settings()
-    from callbridge.ingest import settle_call
+    from callbridge.pbx.cloudpbx.ingest import settle_call
 
     t0 = datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
     now = [t0]

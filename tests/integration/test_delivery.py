@@ -17,12 +17,14 @@ from typing import Any
 import pytest
 
 import delivery as delivery_handler
-from callbridge import accounts, aws, clock, secrets, settings
-from callbridge.admin import apply_account
-from callbridge.config import AccountConfig
-from callbridge.delivery import engine, handoff, store
-from callbridge.dynamo import to_item
-from callbridge.http import RetryPolicy
+from callbridge.core import accounts, handoff
+from callbridge.core.config import AccountConfig
+from callbridge.features.admin import apply_account
+from callbridge.features.delivery import engine
+from callbridge.infra import aws, clock, secrets, settings
+from callbridge.infra.http import RetryPolicy
+from callbridge.store import deliveries as store
+from callbridge.store.dynamo import to_item
 from callbridge_local.drivers import sqs_event
 from tests.fakes.crm_server import serve
 from tests.fakes.minicrm import FakeMiniCrm
@@ -432,7 +434,7 @@ def test_a_failed_hand_off_is_done_again_by_the_pbx_retry(
     """The history is stored but creating its deliveries fails: the webhook answers 503, and the PBX's
     retry (a repeat for the store) must still hand the call on, once."""
     import cloudpbx
-    from callbridge.delivery import handoff as handoff_module
+    from callbridge.core import handoff as handoff_module
     from tests.support import form, http_event, seed_history
 
     real = handoff_module.call_final
@@ -504,7 +506,7 @@ def test_a_recording_fetched_at_once_still_releases_the_realtime_deliveries(
 ) -> None:
     """The recording worker may finish before the webhook that queued it returns: the deliveries that
     wait for the recording must exist by then, or nobody queues them until the drain's grace period."""
-    from callbridge import pipeline
+    from callbridge.core import pipeline
     from callbridge.store import calls
     from callbridge.store.updates import Update
 

@@ -1,4 +1,4 @@
-"""callbridge.http (retries, Retry-After, permanent 4xx, no secret in errors, rate limit) and the
+"""callbridge.infra.http (retries, Retry-After, permanent 4xx, no secret in errors, rate limit) and the
 retailCRM client against a fake retailCRM on 127.0.0.1."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from callbridge.crm.retailcrm_api import RetailCrmApi, RetailCrmError
-from callbridge.http import HttpPeer, PermanentHttpError, RateLimiter, RetryPolicy, TransientHttpError
+from callbridge.crm.retailcrm.api import RetailCrmApi, RetailCrmError
+from callbridge.infra.http import HttpPeer, PermanentHttpError, RateLimiter, RetryPolicy, TransientHttpError
 from tests.fakes.crm_server import serve
 from tests.fakes.retailcrm import FakeRetailCrm
 

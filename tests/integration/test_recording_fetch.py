@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import pytest
 
-from callbridge.recordings import (
+from callbridge.features.recordings import (
     BlockedAddress,
     DisallowedScheme,
     PermanentFetchError,
@@ -31,7 +31,7 @@ from callbridge.recordings import (
     TransientFetchError,
     fetch_to_s3,
 )
-from callbridge.recordings.storage import PART_SIZE
+from callbridge.features.recordings.storage import PART_SIZE
 from tests.integration.recording_server import FakeNet, RecordingServer, Reply, digest, generated, guarded_network
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,7 +222,7 @@ _MEMORY_PROBE = textwrap.dedent(
     socket.socket.connect = guarded
 
     import boto3
-    from callbridge.recordings import fetch_to_s3
+    from callbridge.features.recordings import fetch_to_s3
 
     def rss(field):
         with open("/proc/self/status") as status:

@@ -20,11 +20,12 @@ import pytest
 import cloudpbx
 import recording_fetch
 import recordings
-from callbridge import accounts, secrets, settings
-from callbridge.admin import apply_account
-from callbridge.config import AccountConfig, load_account_file
-from callbridge.recordings import playback
-from callbridge.recordings.worker import handle_message
+from callbridge.core import accounts
+from callbridge.core.config import AccountConfig, load_account_file
+from callbridge.features.admin import apply_account
+from callbridge.features.recordings import playback
+from callbridge.features.recordings.worker import handle_message
+from callbridge.infra import secrets, settings
 from callbridge.store import calls
 from callbridge_local.drivers import failed_message_ids, sqs_event
 from tests.integration.recording_server import FakeNet, RecordingServer, Reply, guarded_network

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from callbridge.telediscount.client import TelediscountApi, TelediscountError, call_records
+from callbridge.pbx.telediscount.client import TelediscountApi, TelediscountError, call_records
 from tests.fakes.base import serve
 from tests.fakes.telediscount import AUDIO, FakeTelediscount
 

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from callbridge.accounts import Account
-from callbridge.clicktocall import _telediscount_refusal, query_phone
-from callbridge.clicktocall.registration import module_payload
-from callbridge.cloudpbx.client import pbx_phone
-from callbridge.routing import customer_name
-from callbridge.users import find_user
+from callbridge.core.accounts import Account
+from callbridge.crm.retailcrm.registration import module_payload
+from callbridge.features.clicktocall import _telediscount_refusal, query_phone
+from callbridge.features.routing import customer_name
+from callbridge.features.users import find_user
+from callbridge.pbx.cloudpbx.client import pbx_phone
 
 USERS = [
     {"pbx_user": "andy", "extension": "100", "retailcrm_user_id": 1},

@@ -2,8 +2,8 @@
 
 import pytest
 
-from callbridge.ingest import history_outcome
-from callbridge.model import Outcome
+from callbridge.core.model import Outcome
+from callbridge.pbx.cloudpbx.ingest import history_outcome
 from callbridge.store.updates import Update
 
 

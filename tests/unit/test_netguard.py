@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from callbridge.recordings.fetch import open_download
-from callbridge.recordings.netguard import (
+from callbridge.features.recordings.fetch import open_download
+from callbridge.infra.netguard import (
     BlockedAddress,
     DisallowedScheme,
     PermanentFetchError,

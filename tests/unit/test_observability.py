@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from callbridge import observability
+from callbridge.infra import observability
 
 
 def _emf(text: str) -> Any:

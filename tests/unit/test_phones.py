@@ -2,7 +2,7 @@
 
 import pytest
 
-from callbridge.phones import national_digits, normalize
+from callbridge.core.phones import national_digits, normalize
 
 
 @pytest.mark.parametrize(

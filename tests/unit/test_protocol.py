@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from callbridge.cloudpbx import protocol
-from callbridge.cloudpbx.protocol import CloudPbxError, decode_body, parse_event, parse_history, parse_start
+from callbridge.pbx.cloudpbx import protocol
+from callbridge.pbx.cloudpbx.protocol import CloudPbxError, decode_body, parse_event, parse_history, parse_start
 
 SEED_HISTORY = (
     "cmd=history&type=in&status=Success&phone=79101234567&user=user&duration=124"

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from callbridge import settings
-from callbridge.recordings.playback import parse_basic, signature, source_allowed
-from callbridge.recordings.worker import MAX_RETRY_DELAY_S, recording_key, retry_delay
+from callbridge.features.recordings.playback import parse_basic, signature, source_allowed
+from callbridge.features.recordings.worker import MAX_RETRY_DELAY_S, recording_key, retry_delay
+from callbridge.infra import settings
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from callbridge.ccrm.client import note_plain_text, parse_json
-from callbridge.ccrm.protocol import final_call as ccrm_call
-from callbridge.ccrm.protocol import local_to_utc, outcome_of, utc_to_local
-from callbridge.config import AccountConfig
-from callbridge.model import Direction, Outcome
-from callbridge.telediscount.protocol import BadRecord, final_call, parse_setup_time, sip_digits, user_for_sip
+from callbridge.core.config import AccountConfig
+from callbridge.core.model import Direction, Outcome
+from callbridge.pbx.ccrm.client import note_plain_text, parse_json
+from callbridge.pbx.ccrm.protocol import final_call as ccrm_call
+from callbridge.pbx.ccrm.protocol import local_to_utc, outcome_of, utc_to_local
+from callbridge.pbx.telediscount.protocol import BadRecord, final_call, parse_setup_time, sip_digits, user_for_sip
 from tests.fakes.ccrm import SEED_NOTES_BODY, SEED_RECORD
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """The field reference of docs/accounts.md, generated from the account config models' JSON schema
-(callbridge.config.AccountConfig), so that the documentation cannot drift from the code.
+(callbridge.core.config.AccountConfig), so that the documentation cannot drift from the code.
 
     python -m callbridge_cli.account_docs           # print the reference
     python -m callbridge_cli.account_docs --write   # rewrite it in docs/accounts.md
@@ -18,7 +18,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "accounts.md"
 
 
 def schema() -> dict[str, Any]:
-    from callbridge.config import AccountConfig
+    from callbridge.core.config import AccountConfig
 
     result: dict[str, Any] = AccountConfig.model_json_schema()
     return result

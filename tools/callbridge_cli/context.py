@@ -55,8 +55,8 @@ def resolve_account(ctx: click.Context, account: str | None) -> str:
     target(ctx)
     if account:
         return account
-    from callbridge import aws
-    from callbridge.settings import get_settings
+    from callbridge.infra import aws
+    from callbridge.infra.settings import get_settings
 
     found: list[str] = []
     for page in (

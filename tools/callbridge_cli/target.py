@@ -56,9 +56,9 @@ class Target:
     outputs: dict[str, str] = field(default_factory=dict)
 
     def activate(self) -> None:
-        from callbridge import aws, secrets
-        from callbridge.accounts import clear_account_cache
-        from callbridge.settings import reset_settings
+        from callbridge.core.accounts import clear_account_cache
+        from callbridge.infra import aws, secrets
+        from callbridge.infra.settings import reset_settings
 
         os.environ.update(self.env)
         reset_settings()

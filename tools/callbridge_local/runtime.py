@@ -79,17 +79,19 @@ class RuntimeConfig:
 
 
 def apply_accounts(directory: Path, base_url: str) -> list[str]:
-    """Run callbridge.admin.apply_accounts_dir; its lines are what to paste into the PBX cabinet."""
+    """Run callbridge.features.admin.apply_accounts_dir; its lines are what to paste into the PBX cabinet."""
     try:
         # Imported only now: it reads settings from the environment the runtime has just set.
-        admin = importlib.import_module("callbridge.admin")
+        admin = importlib.import_module("callbridge.features.admin")
     except ImportError as exc:
-        if exc.name in ("callbridge", "callbridge.admin"):
-            raise AccountsError("callbridge.admin is not available, so account files cannot be applied") from exc
+        if exc.name in ("callbridge", "callbridge.features.admin"):
+            raise AccountsError(
+                "callbridge.features.admin is not available, so account files cannot be applied"
+            ) from exc
         raise
     apply_accounts_dir = getattr(admin, "apply_accounts_dir", None)
     if apply_accounts_dir is None:
-        raise AccountsError("callbridge.admin has no apply_accounts_dir")
+        raise AccountsError("callbridge.features.admin has no apply_accounts_dir")
     return [str(line) for line in apply_accounts_dir(directory, base_url)]
 
 

@@ -34,7 +34,7 @@ def apply(ctx: click.Context, file: Path, dry_run: bool) -> None:
 
     Prints the addresses and keys to paste into the PBX and CRM cabinets.
     """
-    from callbridge.config import load_account_file
+    from callbridge.core.config import load_account_file
 
     try:
         config = load_account_file(file)
@@ -46,7 +46,7 @@ def apply(ctx: click.Context, file: Path, dry_run: bool) -> None:
         context.out.print(f"{file}: account {config.account} is valid")
         return
 
-    from callbridge.admin import apply_account, cabinet_lines
+    from callbridge.features.admin import apply_account, cabinet_lines
 
     target = context.target(ctx)
     report = apply_account(config)
@@ -61,9 +61,9 @@ def apply(ctx: click.Context, file: Path, dry_run: bool) -> None:
 
 
 def _account_items() -> list[dict[str, Any]]:
-    from callbridge import aws
-    from callbridge.dynamo import from_item
-    from callbridge.settings import get_settings
+    from callbridge.infra import aws
+    from callbridge.infra.settings import get_settings
+    from callbridge.store.dynamo import from_item
 
     items: list[dict[str, Any]] = []
     for page in (
@@ -110,7 +110,7 @@ def list_accounts(ctx: click.Context, json_output: bool) -> None:
 
 def _secret_names(account: str) -> list[str]:
     """Names of the account's secrets in SSM; their values are never read here."""
-    from callbridge import aws, secrets
+    from callbridge.infra import aws, secrets
 
     path = secrets.account_path(account)
     names: list[str] = []
@@ -124,9 +124,9 @@ def _secret_names(account: str) -> list[str]:
 
 
 def _users(account: str) -> list[dict[str, Any]]:
-    from callbridge import aws
-    from callbridge.dynamo import from_item
-    from callbridge.settings import get_settings
+    from callbridge.infra import aws
+    from callbridge.infra.settings import get_settings
+    from callbridge.store.dynamo import from_item
 
     response = aws.dynamodb().query(
         TableName=get_settings().accounts_table,
@@ -142,10 +142,10 @@ def _users(account: str) -> list[dict[str, Any]]:
 @click.pass_context
 def show(ctx: click.Context, name: str, json_output: bool) -> None:
     """One account NAME: its config, users, and which secrets are set (values masked)."""
-    from callbridge import aws
-    from callbridge.accounts import account_key
-    from callbridge.dynamo import from_item
-    from callbridge.settings import get_settings
+    from callbridge.core.accounts import account_key
+    from callbridge.infra import aws
+    from callbridge.infra.settings import get_settings
+    from callbridge.store.dynamo import from_item
 
     context.target(ctx)
     response = aws.dynamodb().get_item(TableName=get_settings().accounts_table, Key=account_key(name))

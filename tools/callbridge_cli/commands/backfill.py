@@ -56,10 +56,10 @@ def group(
     and it continues at the page where it stopped.
     """
     context.target(ctx)
-    from callbridge.accounts import UnknownAccount, get_account
-    from callbridge.backfill import BackfillError, run
-    from callbridge.ccrm.client import CcrmError
-    from callbridge.telediscount.client import TelediscountError
+    from callbridge.core.accounts import UnknownAccount, get_account
+    from callbridge.features.backfill import BackfillError, run
+    from callbridge.pbx.ccrm.client import CcrmError
+    from callbridge.pbx.telediscount.client import TelediscountError
 
     try:
         account = get_account(account_id)

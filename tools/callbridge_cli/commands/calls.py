@@ -59,10 +59,10 @@ def list_calls(ctx: click.Context, account: str | None, limit: int, json_output:
 
 
 def _deliveries(account: str, call_id: str) -> list[dict[str, Any]]:
-    from callbridge import aws
-    from callbridge.dynamo import from_item
-    from callbridge.settings import get_settings
+    from callbridge.infra import aws
+    from callbridge.infra.settings import get_settings
     from callbridge.store.calls import call_pk
+    from callbridge.store.dynamo import from_item
 
     response = aws.dynamodb().query(
         TableName=get_settings().calls_table,

@@ -55,7 +55,7 @@ def _rows(text: str) -> Iterator[tuple[int, dict[str, str]]]:
 
 def parse_contacts(text: str, account: str, region: str) -> tuple[dict[str, dict[str, Any]], ImportReport]:
     """Contact items by phone (a phone listed twice keeps its last row) and what could not be read."""
-    from callbridge.phones import normalize
+    from callbridge.core.phones import normalize
 
     report = ImportReport()
     items: dict[str, dict[str, Any]] = {}
@@ -93,8 +93,8 @@ def parse_contacts(text: str, account: str, region: str) -> tuple[dict[str, dict
 
 
 def _write_batch(table_name: str, batch: list[dict[str, Any]]) -> int:
-    from callbridge import aws
-    from callbridge.dynamo import to_item
+    from callbridge.infra import aws
+    from callbridge.store.dynamo import to_item
 
     client = aws.dynamodb()
     requests: list[Any] = [{"PutRequest": {"Item": to_item(item)}} for item in batch]
@@ -118,8 +118,8 @@ def import_contacts(ctx: click.Context, csv_file: str, account: str | None, stri
     ';' or ','; numbers without a country code use the account's phone_region. Importing again
     updates the same contacts. Rows that cannot be read are listed at the end.
     """
-    from callbridge.accounts import UnknownAccount, get_account
-    from callbridge.settings import get_settings
+    from callbridge.core.accounts import UnknownAccount, get_account
+    from callbridge.infra.settings import get_settings
 
     account_id = context.resolve_account(ctx, account)
     try:
@@ -168,9 +168,9 @@ def import_contacts(ctx: click.Context, csv_file: str, account: str | None, stri
 @click.pass_context
 def export_contacts(ctx: click.Context, account: str | None, output: str | None) -> None:
     """Write the account's caller directory as CSV (name, phones, responsible): `contacts import` reads it back."""
-    from callbridge import aws
-    from callbridge.dynamo import from_item
-    from callbridge.settings import get_settings
+    from callbridge.infra import aws
+    from callbridge.infra.settings import get_settings
+    from callbridge.store.dynamo import from_item
 
     account_id = context.resolve_account(ctx, account)
     contacts: dict[str, dict[str, Any]] = {}

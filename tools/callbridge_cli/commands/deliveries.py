@@ -18,8 +18,8 @@ def group() -> None:
 
 
 def _crm_names(account: str, crm: str | None) -> list[str]:
-    from callbridge.accounts import get_account
-    from callbridge.delivery.handoff import crms_of
+    from callbridge.core.accounts import get_account
+    from callbridge.core.handoff import crms_of
 
     names = [str(c["name"]) for c in crms_of(get_account(account))]
     if crm is not None:
@@ -32,7 +32,7 @@ def _crm_names(account: str, crm: str | None) -> list[str]:
 
 
 def parked(account: str, crm: str | None, state: str) -> list[dict[str, Any]]:
-    from callbridge.delivery import store
+    from callbridge.store import deliveries as store
 
     return [d for name in _crm_names(account, crm) for d in store.list_parked(account, name, state)]
 
@@ -74,8 +74,8 @@ def failed(ctx: click.Context, account: str | None, crm: str | None, state: str,
 @click.pass_context
 def retry(ctx: click.Context, account: str | None, crm: str | None, state: str, call_ids: tuple[str, ...]) -> None:
     """Make parked deliveries pending again (tries from zero); the next drain sends them."""
-    from callbridge import clock
-    from callbridge.delivery import store
+    from callbridge.infra import clock
+    from callbridge.store import deliveries as store
 
     account_id = context.resolve_account(ctx, account)
     found = [d for d in parked(account_id, crm, state) if not call_ids or d.get("call_id") in call_ids]

@@ -20,9 +20,9 @@ def group() -> None:
 def retry_candidates(account: str | None) -> list[dict[str, Any]]:
     """Calls with a recording link whose recording is not stored: marked unavailable, or never
     marked at all (its fetch message was lost, or is still in flight: the worker is idempotent)."""
-    from callbridge import aws
-    from callbridge.dynamo import from_item
-    from callbridge.settings import get_settings
+    from callbridge.infra import aws
+    from callbridge.infra.settings import get_settings
+    from callbridge.store.dynamo import from_item
 
     expression = "sk = :call AND begins_with(recording_url, :http) AND (attribute_not_exists(recording_state) OR recording_state <> :stored)"
     values: dict[str, Any] = {":call": {"S": "CALL"}, ":http": {"S": "http"}, ":stored": {"S": "stored"}}
@@ -50,8 +50,8 @@ def retry_candidates(account: str | None) -> list[dict[str, Any]]:
 @click.pass_context
 def retry(ctx: click.Context, account: str | None, dry_run: bool) -> None:
     """Queue a new fetch of every recording that is unavailable or missing."""
-    from callbridge.pipeline import queue_recording_fetch
-    from callbridge.settings import get_settings
+    from callbridge.core.pipeline import queue_recording_fetch
+    from callbridge.infra.settings import get_settings
 
     context.target(ctx)
     calls = retry_candidates(account)

@@ -28,10 +28,10 @@ def register(ctx: click.Context, account: str, crm_name: str | None, base_url: s
     """Register the telephony module (makeCallUrl, changeUserStatusUrl, clientId, extension codes,
     external phones) in ACCOUNT's retailCRM. Running it again updates the module, never duplicates it."""
     target = context.target(ctx)
-    from callbridge.accounts import UnknownAccount
-    from callbridge.clicktocall.registration import RegistrationError
-    from callbridge.clicktocall.registration import register as register_module
-    from callbridge.http import HttpError
+    from callbridge.core.accounts import UnknownAccount
+    from callbridge.crm.retailcrm.registration import RegistrationError
+    from callbridge.crm.retailcrm.registration import register as register_module
+    from callbridge.infra.http import HttpError
 
     base = base_url or target.base_url
     if not base:

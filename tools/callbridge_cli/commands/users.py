@@ -23,9 +23,9 @@ def group() -> None:
 def sync(ctx: click.Context, account: str, json_output: bool) -> None:
     """Ask ACCOUNT's PBX for its users now (what the schedule does) and store them."""
     context.target(ctx)
-    from callbridge.accounts import UnknownAccount
-    from callbridge.cloudpbx.client import PbxError
-    from callbridge.users import SyncNotPossible, sync_users
+    from callbridge.core.accounts import UnknownAccount
+    from callbridge.features.users import SyncNotPossible, sync_users
+    from callbridge.pbx.cloudpbx.client import PbxError
 
     try:
         report = sync_users(account)
@@ -49,7 +49,7 @@ def sync(ctx: click.Context, account: str, json_output: bool) -> None:
 def unmapped(ctx: click.Context, account: str, json_output: bool) -> None:
     """PBX users of ACCOUNT's last sync that no mapping names (add them to the account file)."""
     context.target(ctx)
-    from callbridge.users import unmapped_users
+    from callbridge.features.users import unmapped_users
 
     found = unmapped_users(account)
     if json_output:

@@ -1,5 +1,5 @@
 """What every CRM connector provides: records built from a stored call, limits, and
-`send(batch) -> one result per record`. The delivery core (callbridge.delivery) owns state, retries
+`send(batch) -> one result per record`. The delivery core (callbridge.features.delivery) owns state, retries
 and exactly-once; connectors only speak their CRM's protocol."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from callbridge.config import MiniCrmSettings, RetailCrmSettings, UserMapping
-from callbridge.model import Call
+from callbridge.core.config import MiniCrmSettings, RetailCrmSettings, UserMapping
+from callbridge.core.model import Call
 
 ResultKind = Literal["ok", "rejected", "transient"]
 
@@ -75,7 +75,7 @@ CrmSettingsModel = MiniCrmSettings | RetailCrmSettings
 def send_batch(batch: list[Record], attempt: Any) -> list[RecordResult]:
     """What every connector's `send` does: isolate the faulty records, and answer a CRM outage (after
     the HTTP retries) with one transient result per record, so the delivery is retried later."""
-    from callbridge.http import TransientHttpError
+    from callbridge.infra.http import TransientHttpError
 
     if not batch:
         return []

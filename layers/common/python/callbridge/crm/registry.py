@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from callbridge.config import MiniCrmSettings, RetailCrmSettings
+from callbridge.core.config import MiniCrmSettings, RetailCrmSettings
 from callbridge.crm.base import Connector, DeliveryContext
-from callbridge.crm.minicrm import MiniCrmConnector
-from callbridge.crm.retailcrm import RetailCrmConnector
-from callbridge.secrets import crm_secret_name
+from callbridge.crm.minicrm.connector import MiniCrmConnector
+from callbridge.crm.retailcrm.connector import RetailCrmConnector
+from callbridge.infra.secrets import crm_secret_name
 
 CONNECTORS: dict[str, tuple[type[Any], Callable[..., Connector]]] = {
     "minicrm": (MiniCrmSettings, MiniCrmConnector),

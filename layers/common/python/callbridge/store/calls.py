@@ -15,9 +15,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from callbridge import aws
-from callbridge.dynamo import from_item, to_item
-from callbridge.settings import get_settings
+from callbridge.infra import aws
+from callbridge.infra.settings import get_settings
+from callbridge.store.dynamo import from_item, to_item
 from callbridge.store.updates import Update
 
 CALL_SK = "CALL"

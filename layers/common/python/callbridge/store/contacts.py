@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from callbridge import aws
-from callbridge.dynamo import from_item, to_item
-from callbridge.settings import get_settings
+from callbridge.infra import aws
+from callbridge.infra.settings import get_settings
+from callbridge.store.dynamo import from_item, to_item
 
 
 def find_by_phone(account: str, e164: str, *, fast: bool = False) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from callbridge.dynamo import to_value
+from callbridge.store.dynamo import to_value
 
 
 @dataclass

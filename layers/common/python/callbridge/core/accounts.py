@@ -1,0 +1,131 @@
+"""The runtime view of an account: the few fields every webhook needs, read with one GetItem and
+cached per warm Lambda. The full, validated configuration lives in `callbridge.core.config`.
+
+Webhook tokens are checked against SHA-256 digests kept on the account item, so that the contact
+path (a ringing phone) needs neither SSM nor a second AWS client. The tokens themselves live only in
+SSM Parameter Store; they are 16+ characters of random text, for which a digest reveals nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from callbridge.infra import aws
+from callbridge.infra.settings import get_settings
+
+if TYPE_CHECKING:
+    from callbridge.core.config import AccountConfig
+from callbridge.store.dynamo import from_item
+
+ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_CACHE_SECONDS = 60.0
+# A token that does not match may be a freshly rotated one this warm Lambda has not seen yet: re-read
+# the account then, but at most this often per account, so wrong tokens cannot hammer DynamoDB.
+_REFRESH_INTERVAL = 30.0
+_last_refresh: dict[str, float] = {}
+
+
+class UnknownAccount(LookupError):
+    """No such account (or a malformed id). Callers answer it exactly like a wrong token, so that
+    nobody can probe which accounts exist."""
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    phone_region: str
+    timezone: str
+    pbx_kind: str
+    config: dict[str, Any]  # the stored config as read; only `settings` below interprets it
+    webhook_token_digests: tuple[str, ...] = ()
+    version: str = ""  # when the config was applied: a new version is parsed again
+
+    @property
+    def has_crms(self) -> bool:
+        """Cheap (no parsing): the contact path asks it on every ringing call."""
+        return bool(self.config.get("crms"))
+
+    @cached_property
+    def settings(self) -> AccountConfig:
+        """The typed, validated account config, parsed once per warm container and version. Its
+        secret fields hold placeholders: the secrets themselves live in SSM (infra.secrets)."""
+        key = (self.id, self.version)
+        hit = _parsed.get(self.id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        from callbridge.core.config import AccountConfig
+
+        parsed = AccountConfig.from_stored(self.id, self.config)
+        _parsed[self.id] = (key, parsed)
+        return parsed
+
+    def accepts(self, presented: str) -> bool:
+        """Constant-time check of a presented webhook token against every valid one (the current
+        and, during a rotation, the previous), with no early exit on the first match."""
+        given = token_digest(presented).encode()
+        result = False
+        for digest in self.webhook_token_digests:
+            result |= hmac.compare_digest(given, digest.encode())
+        return result and bool(presented)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def account_key(account_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"ACCOUNT#{account_id}"}, "sk": {"S": "CONFIG"}}
+
+
+_cache: dict[str, tuple[float, Account]] = {}
+_parsed: dict[str, tuple[tuple[str, str], AccountConfig]] = {}
+
+
+def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -> Account:
+    if not ACCOUNT_ID.match(account_id):
+        raise UnknownAccount(account_id)
+    hit = _cache.get(account_id)
+    now = time.monotonic()
+    if hit and hit[0] > now and not refresh:
+        return hit[1]
+    response = aws.dynamodb(fast).get_item(TableName=get_settings().accounts_table, Key=account_key(account_id))
+    if "Item" not in response:
+        raise UnknownAccount(account_id)
+    data = from_item(response["Item"])
+    account = Account(
+        id=account_id,
+        phone_region=str(data.get("phone_region") or ""),
+        timezone=str(data.get("timezone") or "UTC"),
+        pbx_kind=str(data.get("pbx_kind") or ""),
+        config=data.get("config") or {},
+        webhook_token_digests=tuple(str(d) for d in data.get("webhook_token_digests") or ()),
+        version=str(data.get("updated_at") or ""),
+    )
+    _cache[account_id] = (now + _CACHE_SECONDS, account)
+    return account
+
+
+def authenticate(account_id: str, presented: str, *, fast: bool = False) -> Account:
+    """The account whose webhook token `presented` is; UnknownAccount for a wrong token too."""
+    account = get_account(account_id, fast=fast)
+    if account.accepts(presented):
+        return account
+    now = time.monotonic()
+    if now - _last_refresh.get(account_id, -_REFRESH_INTERVAL) >= _REFRESH_INTERVAL:
+        _last_refresh[account_id] = now
+        account = get_account(account_id, fast=fast, refresh=True)
+        if account.accepts(presented):
+            return account
+    raise UnknownAccount(account_id)
+
+
+def clear_account_cache() -> None:
+    _cache.clear()
+    _parsed.clear()
+    _last_refresh.clear()

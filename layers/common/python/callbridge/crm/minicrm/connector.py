@@ -1,0 +1,136 @@
+"""MiniCRM Call log connector: `POST {base}/Api/CallLog` (specs/minicrm.md, seed 000).
+
+One request per `UserExtension` (one MiniCRM user) with `Data` as an array of records; `CallType` 0
+outgoing / 1 received / 2 missed; `Date` = the call's start in UTC; `ReferenceId` = our call id (the id
+our MiniCRM recordings URL resolves) only when the recording is stored. The answer's counters come in
+two documented sets (`Missing`/`NotFound`/`Processed` and `Skipped`/`Processed`/`Exists`); `Exists`
+is success (MiniCRM de-duplicates), the others reject records without saying which: we then halve the
+batch until the rejected records stand alone (callbridge.crm.base.isolate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC
+from typing import Any
+
+from phonenumbers import NumberParseException
+
+from callbridge.core.config import MiniCrmSettings
+from callbridge.core.model import Call, Direction, Outcome
+from callbridge.core.phones import national_digits
+from callbridge.crm.base import CONFIG_STATUSES, OK, CallRecords, DeliveryContext, Record, RecordResult, send_batch
+from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError, limiter
+
+PATH = "/Api/CallLog"
+MAX_BATCH = 1000  # records per request: the seed names no limit; this keeps a body under ~150 kB
+RATE_PER_SECOND = 5.0  # undocumented; modest, and 429/5xx are retried
+REJECT_COUNTERS = ("Missing", "NotFound", "Skipped")
+OK_COUNTERS = ("Processed", "Exists")
+DEFAULT_USER = "default_user"
+
+
+def call_type(call: Call) -> int:
+    if call.direction == Direction.OUT:
+        return 0
+    return 1 if call.outcome == Outcome.ANSWERED else 2
+
+
+def _counter(answer: dict[str, Any], name: str) -> int:
+    value = answer.get(name, 0)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+class MiniCrmConnector:
+    kind = "minicrm"
+    max_batch = MAX_BATCH
+
+    def __init__(
+        self,
+        settings: MiniCrmSettings,
+        ctx: DeliveryContext,
+        api_key: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 10.0,
+    ):
+        self.settings = settings
+        self.ctx = ctx
+        self._api_key = api_key
+        base = settings.base_url.rstrip("/")
+        self.peer = HttpPeer(
+            "minicrm",
+            base,
+            retry=retry,
+            timeout_s=timeout_s,
+            rate_limiter=limiter(f"minicrm:{base}", RATE_PER_SECOND, burst=5),
+        )
+
+    def close(self) -> None:
+        self.peer.close()
+
+    def _extensions(self, call: Call) -> tuple[list[str], bool]:
+        """The UserExtensions the call belongs to, and whether the default user stood in."""
+        missed = call.direction != Direction.OUT and call.outcome != Outcome.ANSWERED
+        pbx_users = sorted(call.users_rang) if missed and call.users_rang else [call.user or ""]
+        extensions: list[str] = []
+        defaulted = False
+        for pbx_user in pbx_users:
+            mapping = self.ctx.user(pbx_user)
+            extension = (mapping.minicrm_extension or mapping.extension) if mapping else None
+            if not extension:
+                extension, defaulted = self.settings.default_user_extension, True
+            if extension and extension not in extensions:
+                extensions.append(extension)
+        return extensions, defaulted
+
+    def records(self, call: Call, recording_stored: bool) -> CallRecords:
+        extensions, defaulted = self._extensions(call)
+        flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
+        if not extensions:
+            return CallRecords([], rejected="no MiniCRM user for this call and no default_user_extension", flags=flags)
+        if call.started_at is None:
+            return CallRecords([], rejected="the call has no start time", flags=flags)
+        number = call.phone or call.phone_raw
+        if not number:
+            return CallRecords([], rejected="the call has no client number", flags=flags)
+        if self.settings.number_format == "national" and number.startswith("+"):
+            with contextlib.suppress(NumberParseException):  # keep the number as stored
+                number = national_digits(number)
+        data: dict[str, Any] = {
+            "Number": number,
+            "Duration": int(call.duration),
+            "CallType": call_type(call),
+            "Date": call.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        if recording_stored:
+            data["ReferenceId"] = call.call_id
+        return CallRecords([Record(call.call_id, ext, data) for ext in extensions], flags=flags)
+
+    def send(self, batch: list[Record]) -> list[RecordResult]:
+        return send_batch(batch, self._attempt)
+
+    def _attempt(self, batch: list[Record]) -> list[RecordResult] | str:
+        extension = batch[0].group
+        body = {"ApiKey": self._api_key, "UserExtension": extension, "Data": [r.payload for r in batch]}
+        try:
+            response = self.peer.request("POST", PATH, json=body)
+        except PermanentHttpError as exc:
+            if exc.status in CONFIG_STATUSES:
+                raise TransientHttpError(exc.peer, exc.method, exc.path, exc.reason, status=exc.status) from None
+            return f"{exc.reason}: {exc.body[:300]}"
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        if not isinstance(answer, dict):
+            answer = {}
+        rejected = sum(_counter(answer, name) for name in REJECT_COUNTERS)
+        if rejected == 0:
+            return [OK for _ in batch]
+        counts = {k: answer[k] for k in (*REJECT_COUNTERS, *OK_COUNTERS) if k in answer}
+        return "MiniCRM refused the record: " + json.dumps(counts, sort_keys=True)

@@ -1,0 +1,149 @@
+"""retailCRM API v5 client: the calls we make to retailCRM (specs/retailcrm.md, seed 001).
+
+Auth is the `X-API-KEY` header. Nested data travels as a JSON string inside a form field (`calls=…`,
+`event=…`, `integrationModule=…`). Errors look like `{"success": false, "errorMsg": …, "errors": …}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, limiter
+
+UPLOAD_LIMIT = 50  # calls per telephony/calls/upload request (seed 001)
+RATE_PER_SECOND = 10.0  # commonly cited per-account limit; 429/503 are retried as "slow down"
+
+
+class RetailCrmError(PermanentHttpError):
+    """retailCRM refused a request (HTTP 4xx or `success: false`). `errors` is its per-field detail."""
+
+    def __init__(self, method: str, path: str, reason: str, *, status: int | None, errors: Any = None, body: str = ""):
+        super().__init__("retailcrm", method, path, reason, status=status, body=body)
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    processed: int
+    duplicates: list[str] = field(default_factory=list)  # externalIds retailCRM already had
+
+
+def _answer(response: httpx.Response, method: str, path: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise RetailCrmError(method, path, "answer is not JSON", status=response.status_code) from None
+    if not isinstance(body, dict):
+        raise RetailCrmError(method, path, "answer is not a JSON object", status=response.status_code)
+    if body.get("success") is False:
+        raise RetailCrmError(
+            method,
+            path,
+            str(body.get("errorMsg") or "success: false")[:500],
+            status=response.status_code,
+            errors=body.get("errors"),
+        )
+    return body
+
+
+class RetailCrmApi:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        rate_per_second: float = RATE_PER_SECOND,
+        **peer_options: Any,
+    ):
+        base = base_url.rstrip("/")
+        self.peer = HttpPeer(
+            "retailcrm",
+            base,
+            headers={"X-API-KEY": api_key},
+            timeout_s=timeout_s,
+            retry=retry,
+            transport=transport,
+            rate_limiter=limiter(f"retailcrm:{base}", rate_per_second, burst=int(rate_per_second)),
+            **peer_options,
+        )
+
+    def close(self) -> None:
+        self.peer.close()
+
+    def _call(
+        self, method: str, path: str, *, data: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        try:
+            response = self.peer.request(method, path, data=data, params=params)
+        except PermanentHttpError as exc:
+            # A 4xx carries retailCRM's own error body: keep its message and per-field errors.
+            try:
+                body = json.loads(exc.body) if exc.body else {}
+            except ValueError:
+                body = {}
+            if not isinstance(body, dict):
+                body = {}
+            raise RetailCrmError(
+                method,
+                path,
+                str(body.get("errorMsg") or exc.reason)[:500],
+                status=exc.status,
+                errors=body.get("errors"),
+                body=exc.body,
+            ) from None
+        return _answer(response, method, path)
+
+    def upload_calls(self, calls: Sequence[Mapping[str, Any]]) -> UploadResult:
+        """POST /api/v5/telephony/calls/upload with at most 50 calls."""
+        if not calls:
+            return UploadResult(processed=0)
+        if len(calls) > UPLOAD_LIMIT:
+            raise ValueError(f"retailCRM takes at most {UPLOAD_LIMIT} calls per upload, got {len(calls)}")
+        body = self._call(
+            "POST", "/api/v5/telephony/calls/upload", data={"calls": json.dumps(list(calls), ensure_ascii=False)}
+        )
+        duplicates = body.get("duplicateCalls") or []
+        processed = body.get("processedCallsCount")
+        return UploadResult(
+            processed=int(processed) if isinstance(processed, int) else len(calls),
+            duplicates=[str(d) for d in duplicates] if isinstance(duplicates, list) else [],
+        )
+
+    def call_event(self, event: Mapping[str, Any]) -> None:
+        """POST /api/v5/telephony/call/event: `in` shows the call card, `hangup` ends it."""
+        self._call("POST", "/api/v5/telephony/call/event", data={"event": json.dumps(dict(event), ensure_ascii=False)})
+
+    def manager(self, phone: str, *, details: bool = False, ignore_status: bool = False) -> dict[str, Any] | None:
+        """GET /api/v5/telephony/manager: the responsible manager for a phone, or None (none free)."""
+        params = {"phone": phone, "details": "1" if details else "0", "ignoreStatus": "1" if ignore_status else "0"}
+        try:
+            body = self._call("GET", "/api/v5/telephony/manager", params=params)
+        except RetailCrmError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        manager = body.get("manager")
+        return manager if isinstance(manager, dict) else None
+
+    def edit_module(self, module: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /api/v5/integration-modules/{code}/edit (register or update our telephony module)."""
+        code = str(module["code"])
+        return self._call(
+            "POST",
+            f"/api/v5/integration-modules/{code}/edit",
+            data={"integrationModule": json.dumps(dict(module), ensure_ascii=False)},
+        )
+
+    def get_module(self, code: str) -> dict[str, Any]:
+        """GET /api/v5/integration-modules/{code}: the module as retailCRM has it."""
+        body = self._call("GET", f"/api/v5/integration-modules/{code}")
+        module = body.get("integrationModule")
+        return module if isinstance(module, dict) else body

@@ -1,0 +1,1 @@
+"""The only code that knows API Gateway events: request parsing and error answers per protocol family."""

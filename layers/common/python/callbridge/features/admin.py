@@ -1,0 +1,176 @@
+"""Operator actions shared by the local runtime and the CLI: applying account config files."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets as token_source
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, SecretStr
+
+from callbridge.core.accounts import account_key, clear_account_cache, token_digest
+from callbridge.core.config import AccountConfig, CloudPbxSettings, TelediscountSettings, load_account_file
+from callbridge.core.phones import normalize
+from callbridge.infra import aws, clock, secrets
+from callbridge.infra.settings import get_settings
+from callbridge.store.contacts import put_contact
+from callbridge.store.dynamo import to_item
+
+ACCOUNT_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class ApplyReport:
+    account: str
+    contacts_stored: int = 0
+    contact_phones_rejected: list[str] = field(default_factory=list)
+
+
+def _put_secret(name: str, value: str | None) -> None:
+    client = aws.ssm()
+    if value is None:
+        with contextlib.suppress(client.exceptions.ParameterNotFound):
+            client.delete_parameter(Name=name)
+        return
+    client.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+
+def _ensure_signing_key(name: str) -> None:
+    """Create the account's recording-URL signing key once; an existing key is kept, so that URLs
+    already given to a CRM stay valid. Rotate by deleting the parameter and applying again."""
+    client = aws.ssm()
+    try:
+        client.get_parameter(Name=name, WithDecryption=False)
+        return
+    except client.exceptions.ParameterNotFound:
+        pass
+    with contextlib.suppress(client.exceptions.ParameterAlreadyExists):
+        client.put_parameter(Name=name, Value=token_source.token_hex(32), Type="SecureString", Overwrite=False)
+
+
+def secret_fields(model: BaseModel) -> dict[str, str]:
+    """Every secret of a settings model, by field name: what goes to SSM and never to DynamoDB."""
+    found: dict[str, str] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            found[name] = value.get_secret_value()
+    return found
+
+
+def webhook_tokens(config: AccountConfig) -> list[str]:
+    """The secrets a PBX presents on our webhooks, checked by digest (callbridge.core.accounts)."""
+    if isinstance(config.pbx, CloudPbxSettings):
+        return [t.get_secret_value() for t in config.pbx.crm_tokens]
+    if isinstance(config.pbx, TelediscountSettings):
+        return [config.pbx.webhook_secret.get_secret_value()]
+    return []
+
+
+def apply_account(config: AccountConfig) -> ApplyReport:
+    settings = get_settings()
+    now = clock.iso(clock.now())
+    item = to_item(
+        {
+            "account": config.account,
+            "name": config.name,
+            "phone_region": config.phone_region,
+            "timezone": config.timezone,
+            "pbx_kind": config.pbx.kind,
+            "config": config.public(),
+            "webhook_token_digests": [token_digest(t) for t in webhook_tokens(config)],
+            "updated_at": now,
+        }
+    )
+    client = aws.dynamodb()
+    client.put_item(TableName=settings.accounts_table, Item={**item, **account_key(config.account)})
+    for user in config.users:
+        client.put_item(
+            TableName=settings.accounts_table,
+            Item=to_item(
+                {
+                    "pk": f"ACCOUNT#{config.account}",
+                    "sk": f"USER#{user.pbx_user}",
+                    **user.model_dump(mode="json"),
+                    "updated_at": now,
+                }
+            ),
+        )
+
+    path = secrets.account_path(config.account)
+    if isinstance(config.pbx, CloudPbxSettings):
+        tokens = [t.get_secret_value() for t in config.pbx.crm_tokens]
+        _put_secret(f"{path}/{secrets.CRM_TOKEN}", tokens[0])
+        _put_secret(f"{path}/{secrets.CRM_TOKEN_PREVIOUS}", tokens[1] if len(tokens) > 1 else None)
+        _put_secret(f"{path}/{secrets.PBX_TOKEN}", config.pbx.token.get_secret_value() if config.pbx.token else None)
+    else:
+        for field, value in secret_fields(config.pbx).items():
+            _put_secret(f"{path}/{secrets.pbx_secret_name(field)}", value)
+    for crm in config.crms:
+        for field, value in secret_fields(crm).items():
+            _put_secret(f"{path}/{secrets.crm_secret_name(crm.name, field)}", value)
+    api_keys = [k.get_secret_value() for k in config.api_keys]
+    _put_secret(f"{path}/{secrets.API_KEY}", api_keys[0] if api_keys else None)
+    _put_secret(f"{path}/{secrets.API_KEY_PREVIOUS}", api_keys[1] if len(api_keys) > 1 else None)
+    basic = config.recordings.basic_auth
+    _put_secret(f"{path}/{secrets.RECORDINGS_USER}", basic.username if basic else None)
+    _put_secret(f"{path}/{secrets.RECORDINGS_PASSWORD}", basic.password.get_secret_value() if basic else None)
+    _ensure_signing_key(f"{path}/{secrets.RECORDINGS_SIGNING_KEY}")
+
+    report = ApplyReport(account=config.account)
+    for entry in config.contacts:
+        phones = []
+        for raw in entry.phones:
+            phone = normalize(raw, config.phone_region)
+            if phone.e164 is None:
+                report.contact_phones_rejected.append(raw)
+            else:
+                phones.append(phone.e164)
+        if phones:
+            contact_id = entry.id or hashlib.sha256(("|".join(sorted(phones))).encode()).hexdigest()[:16]
+            put_contact(config.account, contact_id, entry.name, phones, entry.responsible)
+            report.contacts_stored += 1
+    clear_account_cache()
+    return report
+
+
+def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
+    """What the operator pastes into the PBX web cabinet. Printed to their terminal on purpose;
+    never logged."""
+    base = base_url.rstrip("/")
+    account = config.account
+    lines: list[str] = []
+    if isinstance(config.pbx, CloudPbxSettings):
+        lines += [
+            f"account {account}: Cloud PBX → CRM address: {base}/v1/{account}/cloudpbx",
+            f"account {account}: Cloud PBX → CRM key (crm_token): {config.pbx.crm_tokens[0].get_secret_value()}",
+        ]
+    elif isinstance(config.pbx, TelediscountSettings):
+        secret = config.pbx.webhook_secret.get_secret_value()
+        lines += [
+            f"account {account}: telediscount webhook 'start of incoming call': {base}/v1/{account}/telediscount/{secret}/incoming",
+            f"account {account}: telediscount webhook 'call completed': {base}/v1/{account}/telediscount/{secret}/finished",
+        ]
+    if config.recordings.basic_auth:
+        lines.append(
+            f"account {account}: MiniCRM recording URL template: {base}/v1/{account}/recordings?Rec={{%RefereceId%}}"
+        )
+    return lines
+
+
+def apply_accounts_dir(directory: Path, base_url: str) -> list[str]:
+    """Apply every account file in `directory`; return the lines to show the operator."""
+    lines: list[str] = []
+    files = sorted(p for p in directory.iterdir() if p.suffix in ACCOUNT_FILE_SUFFIXES)
+    for path in files:
+        config = load_account_file(path)
+        report = apply_account(config)
+        lines.extend(cabinet_lines(config, base_url))
+        lines.append(f"account {config.account}: {report.contacts_stored} contacts stored")
+        if report.contact_phones_rejected:
+            lines.append(
+                f"account {config.account}: phones not understood, skipped: {', '.join(report.contact_phones_rejected)}"
+            )
+    return lines

@@ -1,0 +1,428 @@
+"""Delivering calls: the hand-off when a call becomes final, the realtime worker, the scheduled drain.
+
+Exactly once, as seen by the CRM:
+- one DLV item per (call, CRM), created with a conditional put: a repeated webhook creates nothing;
+- a worker takes a delivery with a conditional update (a lease): two workers or two overlapping
+  schedules never send the same delivery at the same time;
+- once the CRM has answered, the delivery leaves the pending index for good;
+- a worker that dies between the CRM's answer and our mark leaves the lease to expire and the call is
+  sent again: `externalId` (retailCRM) and `ReferenceId`/identical records (MiniCRM) let the CRM
+  answer that replay as a duplicate, which we count as delivered.
+Nothing pending is dropped: a transient failure reschedules with exponential backoff, and after
+DELIVERY_MAX_ATTEMPTS the delivery is parked `failed` (visible with `callbridge deliveries failed`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from callbridge.core.accounts import Account, UnknownAccount, get_account
+from callbridge.core.config import UserMapping
+from callbridge.core.handoff import crms_of, send_messages
+from callbridge.core.model import Call
+from callbridge.crm.base import CallRecords, Connector, DeliveryContext, Record, RecordResult
+from callbridge.crm.registry import connector as make_connector
+from callbridge.crm.registry import settings_model
+from callbridge.crm.retailcrm import cards as events
+from callbridge.infra import aws, clock, secrets
+from callbridge.infra.http import RetryPolicy
+from callbridge.infra.observability import logger
+from callbridge.infra.settings import get_settings
+from callbridge.store import deliveries as store
+from callbridge.store.calls import call_key
+
+RECORDING_STORED = "stored"
+# In-process retries of one CRM request stay short (attempts: DELIVERY_HTTP_ATTEMPTS): the
+# delivery's own backoff (minutes, across runs) handles a longer outage, and a Lambda must not sleep
+# through its timeout.
+HTTP_RETRY = RetryPolicy(attempts=3, backoff_initial_s=0.5, backoff_max_s=2.0, jitter_s=0.25)
+WORKERS = 8  # parallel DynamoDB writes (claims, marks): the client's connection pool is 10
+MAX_QUEUE_DELAY_S = 900  # SQS DelaySeconds
+
+
+@dataclass
+class Report:
+    claimed: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed: int = 0
+    retried: int = 0
+    deferred: int = 0
+    busy: int = 0  # due but leased by another worker
+    requests: int = 0
+    per_crm: dict[str, int] = field(default_factory=dict)  # deliveries handled per CRM kind
+    # (call id, CRM name) -> seconds until its retry is due: the realtime worker queues the retry
+    retry_in: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+
+    def add(self, other: Report) -> None:
+        for name in (
+            "claimed",
+            "delivered",
+            "duplicates",
+            "rejected",
+            "failed",
+            "retried",
+            "deferred",
+            "busy",
+            "requests",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for kind, count in other.per_crm.items():
+            self.per_crm[kind] = self.per_crm.get(kind, 0) + count
+        self.retry_in.update(other.retry_in)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if name != "retry_in"}
+
+    def metrics(self) -> dict[str, int]:
+        """CloudWatch metrics (namespace CallBridge). DeliveriesParked: failed after every retry, the
+        operator's alarm (`callbridge deliveries failed`); rejected ones are counted apart."""
+        return {
+            "DeliveriesDelivered": self.delivered,
+            "DeliveriesRejected": self.rejected,
+            "DeliveriesParked": self.failed,
+            "DeliveriesRetried": self.retried,
+            "DeliveryRequests": self.requests,
+        }
+
+
+# -- sending -----------------------------------------------------------------------------------------
+def _context(account: Account) -> DeliveryContext:
+    users = [UserMapping.model_validate(u) for u in account.config.get("users") or []]
+    settings = get_settings()
+
+    def recording_url(call_id: str) -> str:
+        from callbridge.features.recordings.playback import signed_recording_url
+
+        if not settings.public_base_url:
+            raise LookupError("PUBLIC_BASE_URL is not set: no recording link can be given to the CRM")
+        return signed_recording_url(settings.public_base_url, account.id, call_id, settings.recording_link_ttl_s)
+
+    return DeliveryContext(account=account.id, timezone=account.timezone, users=users, recording_url=recording_url)
+
+
+ConnectorFactory = Callable[[dict[str, Any], Account], Connector]
+
+
+def default_connector(crm: dict[str, Any], account: Account) -> Connector:
+    settings = settings_model(crm, secrets.account_secrets(account.id))
+    options = get_settings()
+    retry = replace(HTTP_RETRY, attempts=options.delivery_http_attempts)
+    return make_connector(settings, _context(account), retry=retry, timeout_s=options.delivery_http_timeout_s)
+
+
+def plan(records: list[Record], max_batch: int) -> list[list[Record]]:
+    """Requests to send: records grouped (MiniCRM: per UserExtension), then cut at `max_batch`,
+    which is the fewest requests the CRM's limits allow."""
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        groups[record.group].append(record)
+    return [items[i : i + max_batch] for items in groups.values() for i in range(0, len(items), max_batch)]
+
+
+def _read_calls(account: str, call_ids: list[str]) -> dict[str, dict[str, Any]]:
+    keys = [call_key(account, c) for c in call_ids]
+    return {str(i["call_id"]): i for i in store.get_items(keys) if i.get("call_id")}
+
+
+def _backoff(attempts: int, retry_after: float | None) -> int:
+    base = get_settings().delivery_retry_base_s
+    delay = min(3600, base * 2 ** max(0, attempts - 1))
+    return int(max(delay, retry_after or 0))
+
+
+def _run(func: Callable[[], Any]) -> Any:
+    return func()
+
+
+def _parallel(func: Callable[..., Any], args: Iterable[tuple[Any, ...]]) -> list[Any]:
+    jobs = list(args)
+    if len(jobs) <= 1:
+        return [func(*a) for a in jobs]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        return list(pool.map(lambda a: func(*a), jobs))
+
+
+def process(
+    account: Account, crm: dict[str, Any], call_ids: list[str], *, connector_for: ConnectorFactory | None = None
+) -> Report:
+    """Claim, send and mark the deliveries of `call_ids` to one CRM of one account."""
+    settings = get_settings()
+    now = clock.now()
+    owner = uuid.uuid4().hex
+    name = str(crm["name"])
+    report = Report()
+    claimed = [
+        item
+        for item in _parallel(
+            store.claim, ((account.id, c, name, owner, now, settings.delivery_lease_s) for c in call_ids)
+        )
+        if item is not None
+    ]
+    report.busy = len(call_ids) - len(claimed)
+    report.claimed = len(claimed)
+    if not claimed:
+        return report
+    report.per_crm[str(crm.get("kind"))] = len(claimed)
+    items = {str(i["call_id"]): i for i in claimed}
+    calls = _read_calls(account.id, list(items))
+    connector = (connector_for or default_connector)(crm, account)
+    marks: list[Callable[[], Any]] = []
+    to_send: dict[str, CallRecords] = {}
+    try:
+        for call_id, item in items.items():
+            attempts = int(item.get("attempts") or 0)
+            raw = calls.get(call_id)
+            if raw is None:
+                marks.append(
+                    _park(account.id, call_id, name, store.REJECTED, "the call no longer exists", attempts, [])
+                )
+                report.rejected += 1
+                continue
+            call = Call.from_item(raw)
+            if _recording_pending(raw, now, settings.delivery_recording_wait_s):
+                due = now + timedelta(seconds=max(60, settings.delivery_realtime_grace_s))
+                marks.append(partial(store.reschedule, account.id, call_id, name, owner, due, attempts=attempts))
+                report.deferred += 1
+                continue
+            built = connector.records(call, raw.get("recording_state") == RECORDING_STORED)
+            if built.rejected:
+                marks.append(
+                    _park(account.id, call_id, name, store.REJECTED, built.rejected, attempts, sorted(built.flags))
+                )
+                report.rejected += 1
+                continue
+            to_send[call_id] = built
+        results: dict[str, list[RecordResult]] = defaultdict(list)
+        records = [r for built in to_send.values() for r in built.records]
+        unavailable: RecordResult | None = None
+        for batch in plan(records, connector.max_batch):
+            if unavailable is not None:
+                # The CRM is down (a request failed after its retries): don't hammer it with the
+                # rest of the run; they are retried with the same backoff.
+                sent = [unavailable] * len(batch)
+            else:
+                report.requests += 1
+                sent = connector.send(batch)
+                if sent and all(r.kind == "transient" for r in sent):
+                    unavailable = sent[0]
+            for record, result in zip(batch, sent, strict=True):
+                results[record.delivery].append(result)
+    finally:
+        connector.close()
+    for call_id, built in to_send.items():
+        outcome = results.get(call_id) or []
+        attempts = int(items[call_id].get("attempts") or 0)
+        flags = sorted(built.flags)
+        transient = [r for r in outcome if r.kind == "transient"]
+        rejected = [r for r in outcome if r.kind == "rejected"]
+        if transient:
+            attempts += 1
+            error = transient[0].reason
+            if attempts >= settings.delivery_max_attempts:
+                marks.append(
+                    _park(
+                        account.id,
+                        call_id,
+                        name,
+                        store.FAILED,
+                        f"gave up after {attempts} tries: {error}",
+                        attempts,
+                        flags,
+                    )
+                )
+                report.failed += 1
+            else:
+                due = now + timedelta(seconds=_backoff(attempts, max((r.retry_after or 0) for r in transient)))
+                marks.append(
+                    partial(store.reschedule, account.id, call_id, name, owner, due, attempts=attempts, error=error)
+                )
+                report.retried += 1
+                report.retry_in[(call_id, name)] = int((due - now).total_seconds())
+        elif rejected:
+            marks.append(
+                _park(account.id, call_id, name, store.REJECTED, "; ".join(r.reason for r in rejected), attempts, flags)
+            )
+            report.rejected += 1
+        else:
+            duplicate = all(r.detail.get("duplicate") for r in outcome)
+            answer = {"records": len(outcome), "duplicate": duplicate}
+            marks.append(partial(_delivered, account.id, call_id, name, answer, flags))
+            report.delivered += 1
+            report.duplicates += int(duplicate)
+    _parallel(_run, ((m,) for m in marks))
+    if report.rejected or report.failed:
+        logger().warning("deliveries parked", extra={"crm": name, "rejected": report.rejected, "failed": report.failed})
+    return report
+
+
+def _delivered(account: str, call_id: str, crm: str, answer: dict[str, Any], flags: list[str]) -> None:
+    store.mark_delivered(account, call_id, crm, clock.now(), answer, flags)
+
+
+def _park(
+    account: str, call_id: str, crm: str, state: str, reason: str, attempts: int, flags: list[str]
+) -> Callable[[], None]:
+    return lambda: store.park(state, account, call_id, crm, clock.now(), reason, attempts, flags)
+
+
+def _recording_pending(call: dict[str, Any], now: datetime, wait_s: int) -> bool:
+    """The call has a recording link whose fetch has neither stored nor given up yet, and it is
+    young enough to wait for: the CRM should get the call with its recording."""
+    if call.get("recording_state") or not str(call.get("recording_url") or "").lower().startswith(
+        ("http://", "https://")
+    ):
+        return False
+    since = call.get("finalized_at") or call.get("updated_at")
+    if not since:
+        return False
+    return (now - clock.parse_iso(str(since))).total_seconds() < wait_s
+
+
+# -- entry points ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Message:
+    id: str
+    account: str
+    crm: str
+    call_id: str
+    event: dict[str, Any] | None
+
+
+def _parse(message_id: str, body: str) -> _Message | None:
+    try:
+        message = json.loads(body)
+        account_id, crm_name = str(message["account"]), str(message["crm"])
+        call_id = str(message.get("call_id") or "")
+    except (ValueError, TypeError, KeyError):
+        logger().error("malformed delivery message dropped")
+        return None
+    event = message.get("event") if message.get("kind") == events.KIND else None
+    if event is None and not call_id:
+        logger().error("delivery message without a call id dropped")
+        return None
+    return _Message(message_id, account_id, crm_name, call_id, event if isinstance(event, dict) else None)
+
+
+def deliver_messages(
+    messages: Iterable[tuple[str, str]], *, connector_for: ConnectorFactory | None = None
+) -> tuple[Report, list[str]]:
+    """One batch of realtime queue messages (message id, body); returns the report and the ids of
+    the messages to leave on the queue.
+
+    A body is {account, call_id, crm} (a call to deliver) or {kind: call_event, account, crm, event}
+    (a retailCRM call card, callbridge.crm.retailcrm.cards). The calls of one CRM go out together in the
+    fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
+    records it and the drain retries when due); only a crash (DynamoDB unreachable…) fails the
+    messages it concerns, for SQS to redeliver."""
+    total = Report()
+    failed: list[str] = []
+    groups: dict[tuple[str, str], list[_Message]] = defaultdict(list)
+    for message_id, body in messages:
+        parsed = _parse(message_id, body)
+        if parsed is not None:
+            groups[(parsed.account, parsed.crm)].append(parsed)
+    for (account_id, crm_name), group in groups.items():
+        try:
+            account = get_account(account_id)
+        except UnknownAccount:
+            logger().error("delivery message of an unknown account dropped")
+            continue
+        except Exception:
+            logger().exception("could not read the account of delivery messages")
+            failed.extend(m.id for m in group)
+            continue
+        crm = next((c for c in crms_of(account) if c["name"] == crm_name), None)
+        if crm is None:
+            logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
+            continue
+        # Call cards first and in order: `in` before `hangup` of the same call.
+        for message in (m for m in group if m.event is not None):
+            try:
+                events.send(account, crm, message.event or {})
+            except Exception:
+                logger().exception("a retailCRM call event failed", extra={"crm": crm_name})
+                failed.append(message.id)
+        calls = [m for m in group if m.event is None]
+        if not calls:
+            continue
+        try:
+            report = process(account, crm, list(dict.fromkeys(m.call_id for m in calls)), connector_for=connector_for)
+        except Exception:
+            logger().exception("realtime delivery failed", extra={"account": account_id, "crm": crm_name})
+            failed.extend(m.id for m in calls)
+            continue
+        total.add(report)
+        _queue_retries(account_id, report.retry_in)
+    return total, failed
+
+
+def _queue_retries(account_id: str, retry_in: dict[tuple[str, str], int]) -> None:
+    """A realtime delivery that failed for now is retried from the queue when due, not at the
+    drain's next run. A retry due later than SQS can delay a message (15 min) is the drain's."""
+    for (call_id, crm), seconds in retry_in.items():
+        if seconds > MAX_QUEUE_DELAY_S:
+            continue
+        try:
+            send_messages(account_id, call_id, [crm], delay_s=seconds)
+        except Exception:
+            logger().exception("could not queue a realtime retry: the drain sends it when due")
+
+
+def account_ids() -> list[str]:
+    found: list[str] = []
+    kwargs: dict[str, Any] = {
+        "TableName": get_settings().accounts_table,
+        "FilterExpression": "sk = :config",
+        "ExpressionAttributeValues": {":config": {"S": "CONFIG"}},
+        "ProjectionExpression": "pk",
+    }
+    while True:
+        response = aws.dynamodb().scan(**kwargs)
+        found.extend(str(i["pk"]["S"]).removeprefix("ACCOUNT#") for i in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return sorted(found)
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def drain(
+    *,
+    accounts: list[str] | None = None,
+    connector_for: ConnectorFactory | None = None,
+    time_left_ms: Callable[[], int] | None = None,
+) -> Report:
+    """Deliver everything due: every pending delivery of batch CRMs, and realtime ones the queue path
+    left behind (due after the grace period). One chunk of DELIVERY_CHUNK per CRM and round, so a
+    batch goes out in the fewest requests; stops starting new chunks when time runs short."""
+    settings = get_settings()
+    total = Report()
+    for account_id in accounts if accounts is not None else account_ids():
+        try:
+            account = get_account(account_id, refresh=True)
+        except UnknownAccount:
+            continue
+        for crm in crms_of(account):
+            while time_left_ms is None or time_left_ms() > 60_000:
+                due = list(store.due(account_id, str(crm["name"]), clock.now(), settings.delivery_chunk))
+                if not due:
+                    break
+                try:
+                    report = process(account, crm, due, connector_for=connector_for)
+                except Exception:
+                    # One CRM's trouble (a missing secret, a bad config) must not stop the others;
+                    # its deliveries stay pending and the next run tries again.
+                    logger().exception("delivery to a CRM failed", extra={"account": account_id, "crm": crm["name"]})
+                    break
+                total.add(report)
+                if report.claimed == 0 or len(due) < settings.delivery_chunk:
+                    break
+    return total

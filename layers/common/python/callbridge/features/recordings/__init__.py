@@ -1,0 +1,52 @@
+"""Call recordings: SSRF-safe download of a PBX's recording link, streamed into S3.
+
+The one call a worker needs:
+
+    from callbridge.features.recordings import fetch_to_s3, TransientFetchError, PermanentFetchError
+
+    try:
+        stored = fetch_to_s3(
+            link,                               # the PBX's recording URL
+            bucket=recordings_bucket,
+            key=f"{account}/{call_id}",         # same key on retry: stored once
+            allow_hosts=account_allowed_hosts,  # exact hostnames the account trusts (private, http)
+            max_bytes=500 * 1024 * 1024,
+            timeout_s=600,
+        )
+        # stored.key, stored.size, stored.content_type, stored.sha256 -> record on the call
+    except TransientFetchError as exc:          # 5xx, 408, 429, timeouts, network: retry later
+        ...                                     # exc.status, exc.retry_after_s (seconds or None)
+    except PermanentFetchError as exc:          # 4xx, bad URL, BlockedAddress, DisallowedScheme,
+        ...                                     # TooLarge: mark the recording unavailable
+
+S3 errors propagate as botocore exceptions. Modules:
+
+    netguard  the policy (what may be fetched) and the socket-level guard; the error types
+    fetch     open_download(): streaming GET with manual, re-checked redirects and an overall deadline
+    storage   fetch_to_s3(): the body into S3 (multipart in 8 MiB parts), encrypted, aborted on failure
+"""
+
+from callbridge.features.recordings.fetch import Download, open_download
+from callbridge.features.recordings.storage import StoredRecording, content_type_for, fetch_to_s3
+from callbridge.infra.netguard import (
+    BlockedAddress,
+    DisallowedScheme,
+    FetchError,
+    PermanentFetchError,
+    TooLarge,
+    TransientFetchError,
+)
+
+__all__ = [
+    "BlockedAddress",
+    "DisallowedScheme",
+    "Download",
+    "FetchError",
+    "PermanentFetchError",
+    "StoredRecording",
+    "TooLarge",
+    "TransientFetchError",
+    "content_type_for",
+    "fetch_to_s3",
+    "open_download",
+]

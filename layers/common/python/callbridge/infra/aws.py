@@ -1,0 +1,63 @@
+"""Lazy, cached AWS clients: created on first use (not at import, which is cold start) and reused
+across invocations (not per call, which is latency). AWS_ENDPOINT_URL points them at the local
+emulation; nothing here knows whether it runs on AWS or on a laptop."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
+
+
+@cache
+def _session() -> Any:
+    import boto3
+
+    return boto3.session.Session()
+
+
+@cache
+def _client(service: str, fast: bool) -> Any:
+    from botocore.config import Config
+
+    if fast:
+        # The contact path answers a ringing phone: fail within its budget and let the caller answer
+        # without a contact, instead of waiting through botocore's default 60 s timeouts and retries.
+        from callbridge.infra.settings import get_settings
+
+        share = get_settings().contact_budget_ms / 1000 / 3
+        config = Config(connect_timeout=share, read_timeout=share, retries={"max_attempts": 1, "mode": "standard"})
+    else:
+        config = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
+    return _session().client(service, config=config)
+
+
+def dynamodb(fast: bool = False) -> DynamoDBClient:
+    client: DynamoDBClient = _client("dynamodb", fast)
+    return client
+
+
+def ssm(fast: bool = False) -> SSMClient:
+    client: SSMClient = _client("ssm", fast)
+    return client
+
+
+def sqs() -> SQSClient:
+    client: SQSClient = _client("sqs", False)
+    return client
+
+
+def s3() -> S3Client:
+    client: S3Client = _client("s3", False)
+    return client
+
+
+def reset_clients() -> None:
+    """Drop cached clients (tests point AWS_ENDPOINT_URL at a new emulator)."""
+    _client.cache_clear()
+    _session.cache_clear()

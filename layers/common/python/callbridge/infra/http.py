@@ -1,0 +1,256 @@
+"""Outbound HTTP for every peer (CRMs and PBX APIs): one httpx client per peer with timeouts, retries
+with exponential backoff and jitter (tenacity) that honour `Retry-After`, a per-peer rate limiter and
+typed errors.
+
+What is retried: timeouts, connection errors, 429 and 5xx. Any other 4xx is permanent for that
+request. No secret reaches a log line or an exception text: errors name the peer, the method, the
+path (never the query string, where some peers carry keys) and the status; httpx's own exceptions,
+whose text may hold a full URL, are never chained.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from callbridge.infra import clock
+from callbridge.infra.observability import logger
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class HttpError(Exception):
+    """A request to a peer failed. `body` is the peer's answer, for callers that parse error details;
+    it is not part of the message, so logging the exception never logs a peer's echo of our data."""
+
+    def __init__(self, peer: str, method: str, path: str, reason: str, *, status: int | None = None, body: str = ""):
+        self.peer = peer
+        self.method = method
+        self.path = path
+        self.status = status
+        self.body = body
+        self.reason = reason
+        super().__init__(f"{peer}: {method} {path}: {reason}")
+
+
+class TransientHttpError(HttpError):
+    """Timeouts, connection errors, 429, 5xx: worth trying again later. `retry_after` is the delay
+    the peer asked for, in seconds, when it named one."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class PermanentHttpError(HttpError):
+    """A 4xx other than 429 (or an answer we cannot read): sending the same request again is useless."""
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - clock.now()).total_seconds())
+
+
+class RateLimiter:
+    """A token bucket: at most `rate` requests per second on average, bursts up to `burst`.
+    Shared by every client of one peer in this process (see `limiter`)."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int = 1,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._tokens = float(self.burst)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._last = monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, waiting as long as needed; returns the seconds waited."""
+        with self._lock:
+            now = self._monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+_limiters: dict[str, RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def limiter(key: str, rate: float, burst: int = 1) -> RateLimiter:
+    """The process-wide limiter of one peer (e.g. `retailcrm:https://shop.retailcrm.ru`)."""
+    with _limiters_lock:
+        found = _limiters.get(key)
+        if found is None or found.rate != rate or found.burst != max(1, burst):
+            found = _limiters[key] = RateLimiter(rate, burst)
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 4  # in total, the first one included
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 8.0
+    jitter_s: float = 0.5
+    # A Retry-After longer than this is not waited for in-process (a Lambda has a deadline): the
+    # error goes up with `retry_after` set and the caller reschedules.
+    max_retry_after_s: float = 30.0
+
+
+class _GiveUp(Exception):
+    """Raised inside the retry loop for a Retry-After too long to wait for."""
+
+    def __init__(self, error: TransientHttpError):
+        self.error = error
+
+
+class HttpPeer:
+    """One remote service. Use `request`; it returns the response of a 2xx (or 3xx) answer or raises
+    TransientHttpError / PermanentHttpError after the retries."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.rate_limiter = rate_limiter
+        self._sleep = sleep
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self.requests_sent = 0  # every attempt, for tests and the benchmark
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        policy = self.retry
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, TransientHttpError) and error.retry_after is not None:
+                return error.retry_after
+            return float(
+                wait_exponential_jitter(
+                    initial=policy.backoff_initial_s, max=policy.backoff_max_s, jitter=policy.jitter_s
+                )(state)
+            )
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            logger().warning(
+                "retrying a peer request",
+                extra={"peer": self.name, "attempt": state.attempt_number, "error": str(error)},
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait,
+            retry=retry_if_exception(lambda e: isinstance(e, TransientHttpError)),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, method, path, params, data, json, headers)
+        except _GiveUp as give_up:
+            raise give_up.error from None
+
+    def _attempt(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        data: Mapping[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        self.requests_sent += 1
+        try:
+            response = self._client.request(method, path, params=params, data=data, json=json, headers=headers)
+        except httpx.TimeoutException:
+            raise TransientHttpError(self.name, method, path, "timeout") from None
+        except httpx.TransportError as exc:
+            raise TransientHttpError(self.name, method, path, f"connection error ({type(exc).__name__})") from None
+        status = response.status_code
+        if status < 400:
+            return response
+        body = response.text[:4000]
+        if status in RETRYABLE_STATUS:
+            error = TransientHttpError(
+                self.name,
+                method,
+                path,
+                f"HTTP {status}",
+                status=status,
+                body=body,
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+            if error.retry_after is not None and error.retry_after > self.retry.max_retry_after_s:
+                raise _GiveUp(error)
+            raise error
+        raise PermanentHttpError(self.name, method, path, f"HTTP {status}", status=status, body=body)

@@ -1,0 +1,29 @@
+"""history / event / rating: validate, then record through the core. Loaded only when one of them
+arrives, so the contact path never pays for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callbridge.core.accounts import Account
+from callbridge.infra.observability import bind, logger, redact
+from callbridge.pbx.cloudpbx import ingest, protocol
+
+
+def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
+    raw = redact(fields)
+    bind(account=account.id, call_id=fields.get("callid", "")[:256] or None, cmd=cmd)
+    if cmd == "history":
+        applied = ingest.record_history(account, protocol.parse_history(fields, raw))
+    elif cmd == "event":
+        event = protocol.parse_event(fields, raw)
+        applied = ingest.record_event(account, event)
+        if applied:
+            from callbridge.crm.retailcrm.cards import queue_call_events
+
+            queue_call_events(account, event.type, event.user, event.phone, event.callid, event.diversion)
+    else:
+        applied = ingest.record_rating(account, protocol.parse_rating(fields, raw))
+    if not applied:
+        logger().info("repeated webhook ignored")
+    return 200, None

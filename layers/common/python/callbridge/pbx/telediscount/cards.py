@@ -1,0 +1,60 @@
+"""retailCRM call cards for telediscount calls (callbridge.crm.retailcrm.cards).
+
+The `incoming` webhook names no ringing user, but telediscount forwards a known contact's call to the
+SIP account of the contact's responsible user (specs/telediscount.md, "Mapping CRM users ↔ SIP
+accounts"): that user's card is opened, and `finished` closes it. A caller we don't know rings the
+"new contacts" users, whom the webhook doesn't name: no card. Never raises: the PBX's answer must not
+depend on a call card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from callbridge.core.accounts import Account
+from callbridge.core.handoff import crms_of
+from callbridge.core.phones import normalize
+from callbridge.crm.retailcrm.cards import queue_call_events
+from callbridge.infra.observability import logger
+from callbridge.store import calls, contacts
+
+
+def _responsible(account: Account, phone: str) -> tuple[str, str] | None:
+    """The caller's E.164 number and its contact's responsible user, when both are known (and
+    there is a retailCRM to show a card in: otherwise no lookup at all)."""
+    if not any(c.get("kind") == "retailcrm" and c.get("call_events", True) for c in crms_of(account)):
+        return None
+    e164 = normalize(phone, account.phone_region).e164
+    if e164 is None:
+        return None  # a SIP account (an outgoing call's num_a), a hidden number
+    contact = contacts.find_by_phone(account.id, e164)
+    responsible = str(contact.get("responsible") or "") if contact else ""
+    return (e164, responsible) if responsible else None
+
+
+def incoming(account: Account, fields: Mapping[str, Any]) -> None:
+    try:
+        found = _responsible(account, str(fields.get("num_a") or ""))
+        if found:
+            phone, user = found
+            call_id = str(fields.get("api_call_id") or "")
+            queue_call_events(account, "INCOMING", user, phone, call_id, str(fields.get("num_m") or "") or None)
+    except Exception:
+        logger().exception("could not open a retailCRM call card for a telediscount call")
+
+
+def finished(account: Account, fields: Mapping[str, Any]) -> None:
+    try:
+        call_id = str(fields.get("api_call_id") or "")
+        call = calls.get_call(account.id, call_id) if call_id else None
+        if not call or call.get("direction") != "in":
+            return  # an outgoing call: no card was opened
+        found = _responsible(account, str(fields.get("num_a") or ""))
+        if found:
+            phone, user = found
+            answered = str(fields.get("connection_time") or "0").strip() not in ("", "0")
+            kind = "COMPLETED" if answered else "CANCELLED"
+            queue_call_events(account, kind, user, phone, call_id, str(fields.get("num_m") or "") or None)
+    except Exception:
+        logger().exception("could not close a retailCRM call card for a telediscount call")

@@ -1,0 +1,83 @@
+"""Storing telediscount calls (specs/telediscount.md): the `incoming` webhook updates the live call,
+the `finished` webhook and the reconciliation (`get_calls`) store the final call through
+sources.store_final, with the same marker, so each call is stored once whoever reports it first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from callbridge.core.accounts import Account
+from callbridge.core.sources import store_final
+from callbridge.infra import clock
+from callbridge.infra.observability import logger
+from callbridge.pbx.telediscount.client import TelediscountApi
+from callbridge.pbx.telediscount.protocol import INCOMING, SOURCE, final_call, parse_incoming
+from callbridge.store import calls
+from callbridge.store.updates import Update
+
+DEFAULT_API_URL = "https://my.telediscount.ru/api.php/telephony"
+
+
+def api_url(account: Account) -> str:
+    return str((account.config.get("pbx") or {}).get("api_url") or DEFAULT_API_URL)
+
+
+def record_url(account: Account, call_id: str) -> str:
+    """The get_record link of a call, without the key (the recordings worker adds it)."""
+    return TelediscountApi(api_url=api_url(account), api_key="").record_url(call_id)
+
+
+def users_of(account: Account) -> list[dict[str, Any]]:
+    return [u for u in account.config.get("users") or [] if isinstance(u, dict)]
+
+
+def record_incoming(account: Account, fields: Mapping[str, Any], received: datetime | None = None) -> bool:
+    """The start of an incoming call: the live state of the call. False for a repeated webhook."""
+    now = received or clock.now()
+    incoming = parse_incoming(fields, account.phone_region, now)
+    now_iso = clock.iso(now)
+    update = Update().set(account=account.id, call_id=incoming.call_id, source=SOURCE, last_event_at=now_iso)
+    update.set_if_absent(
+        created_at=now_iso,
+        direction="in",
+        phone=incoming.phone,
+        phone_raw=incoming.phone_raw,
+        our_number=incoming.our_number,
+        first_event_at=incoming.started_at,
+    )
+    if incoming.flags:
+        update.add_to_set("flags", *sorted(incoming.flags))
+    if incoming.setup_time_raw and incoming.start_source != "pbx":
+        update.set_if_absent(setup_time_raw=incoming.setup_time_raw)
+    applied = calls.apply_once(account.id, incoming.call_id, INCOMING, now_iso, incoming.raw, update)
+    logger().info("telediscount incoming stored" if applied else "telediscount incoming repeated, ignored")
+    return applied
+
+
+def record_finished(
+    account: Account, fields: Mapping[str, Any], received: datetime | None = None, *, deliver: bool = True
+) -> bool:
+    """A finished call (webhook or get_calls record). False when it was already stored or is an
+    internal call."""
+    now = received or clock.now()
+    call_id = str(fields.get("api_call_id") or "").strip()
+    existing = calls.get_call(account.id, call_id) if call_id else None
+    call = final_call(
+        fields,
+        region=account.phone_region,
+        users=users_of(account),
+        received=now,
+        first_event_at=str(existing["first_event_at"]) if existing and existing.get("first_event_at") else None,
+        record_url=record_url(account, call_id) if call_id else None,
+    )
+    if call is None:
+        return False
+    applied = store_final(account.id, call, deliver=deliver)
+    logger().info(
+        "telediscount call stored" if applied else "telediscount call already stored, ignored",
+        extra={"outcome": call.outcome.value, "start_source": call.start_source.value, "flags": sorted(call.flags)},
+    )
+    return applied

@@ -1,0 +1,217 @@
+"""Delivery items of the Calls table: pk = CALL#{account}#{call id}, sk = DLV#{crm name}.
+
+    state        pending | delivered | rejected | failed
+    dlv_pk       {account}#{crm}            while pending (the drain's partition)
+                 REJECTED#{account}#{crm}    rejected by the CRM (or unsendable): the operator's list
+                 FAILED#{account}#{crm}      gave up after DELIVERY_MAX_ATTEMPTS transient failures
+                 (absent once delivered: the index holds nothing of the history)
+    dlv_due      {due time ISO}#{call id}   the index sort key: due work comes out oldest first
+    lease_until / lease_owner   set by a worker that took the delivery (conditional update)
+    attempts, last_error, reason, flags, delivered_at, crm_answer
+
+The Deliveries index (dlv_pk, dlv_due) is sparse: finding work costs what is pending, never what was
+delivered. It is KEYS_ONLY; the worker reads the call items it actually sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from callbridge.infra import aws, clock
+from callbridge.infra.settings import get_settings
+from callbridge.store.calls import call_pk
+from callbridge.store.dynamo import from_item
+from callbridge.store.updates import Update
+
+INDEX = "Deliveries"
+PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "failed"
+PARKED = (REJECTED, FAILED)
+
+
+def dlv_sk(crm: str) -> str:
+    return f"DLV#{crm}"
+
+
+def queue_key(account: str, crm: str) -> str:
+    return f"{account}#{crm}"
+
+
+def parked_key(state: str, account: str, crm: str) -> str:
+    return f"{state.upper()}#{account}#{crm}"
+
+
+def due_key(due: datetime, call_id: str) -> str:
+    return f"{clock.iso(due)}#{call_id}"
+
+
+def key(account: str, call_id: str, crm: str) -> dict[str, Any]:
+    return {"pk": {"S": call_pk(account, call_id)}, "sk": {"S": dlv_sk(crm)}}
+
+
+def call_id_of(pk: str, account: str) -> str:
+    return pk[len(f"CALL#{account}#") :]
+
+
+def _table() -> str:
+    return get_settings().calls_table
+
+
+def _update(
+    account: str, call_id: str, crm: str, update: Update, condition: str | None = None
+) -> dict[str, Any] | None:
+    """The delivery item after the update, or None when `condition` did not hold."""
+    request: dict[str, Any] = {"TableName": _table(), "Key": key(account, call_id, crm), "ReturnValues": "ALL_NEW"}
+    request.update(update.request())
+    if condition:
+        request["ConditionExpression"] = condition
+    try:
+        response = aws.dynamodb().update_item(**request)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return None
+        raise
+    return from_item(response["Attributes"])
+
+
+def create(account: str, call_id: str, crm: str, kind: str, mode: str, due: datetime, now: datetime) -> bool:
+    """The delivery of a call to one CRM; False when it exists already (a repeated hand-off)."""
+    update = Update().set(
+        account=account,
+        call_id=call_id,
+        crm=crm,
+        crm_kind=kind,
+        mode=mode,
+        state=PENDING,
+        attempts=0,
+        created_at=clock.iso(now),
+        dlv_pk=queue_key(account, crm),
+        dlv_due=due_key(due, call_id),
+    )
+    return _update(account, call_id, crm, update, "attribute_not_exists(pk)") is not None
+
+
+def due(account: str, crm: str, now: datetime, limit: int) -> Iterator[str]:
+    """Call ids whose delivery to `crm` is pending and due, oldest due first (at most `limit`)."""
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": INDEX,
+        # '$' sorts right after '#': every key due at or before `now`, whatever its call id.
+        "KeyConditionExpression": "dlv_pk = :q AND dlv_due < :until",
+        "ExpressionAttributeValues": {":q": {"S": queue_key(account, crm)}, ":until": {"S": clock.iso(now) + "$"}},
+        "Limit": min(limit, 1000),
+    }
+    left = limit
+    while left > 0:
+        response = aws.dynamodb().query(**kwargs)
+        for item in response.get("Items", []):
+            yield call_id_of(item["pk"]["S"], account)
+            left -= 1
+            if left <= 0:
+                return
+        if "LastEvaluatedKey" not in response:
+            return
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        kwargs["Limit"] = min(left, 1000)
+
+
+def claim(account: str, call_id: str, crm: str, owner: str, now: datetime, lease_s: int) -> dict[str, Any] | None:
+    """Take a pending delivery for `lease_s` seconds; None when it is not pending or another
+    worker holds a live lease. The item as it is after the claim otherwise (no extra read)."""
+    update = Update().set(lease_until=clock.iso(now + timedelta(seconds=lease_s)), lease_owner=owner)
+    update.bind({"#s": "state", "#lu": "lease_until"}, pending=PENDING, now=clock.iso(now))
+    condition = "#s = :pending AND (attribute_not_exists(#lu) OR #lu < :now)"
+    return _update(account, call_id, crm, update, condition)
+
+
+def mark_delivered(
+    account: str, call_id: str, crm: str, now: datetime, answer: dict[str, Any], flags: list[str]
+) -> None:
+    """Delivered: out of the index for good. Unconditional: the CRM has the call, whoever says so."""
+    update = Update().set(
+        state=DELIVERED, delivered_at=clock.iso(now), crm_answer=answer or {"ok": True}, flags=_flags(flags)
+    )
+    _update(account, call_id, crm, update.remove("dlv_pk", "dlv_due", "lease_until", "lease_owner"))
+
+
+def park(
+    state: str, account: str, call_id: str, crm: str, now: datetime, reason: str, attempts: int, flags: list[str]
+) -> None:
+    """Rejected or failed: moved to the operator's list (`list_parked`), never retried on its own."""
+    update = Update().set(
+        state=state,
+        dlv_pk=parked_key(state, account, crm),
+        dlv_due=due_key(now, call_id),
+        reason=reason[:1000] or state,
+        parked_at=clock.iso(now),
+        attempts=attempts,
+        flags=_flags(flags),
+    )
+    _update(account, call_id, crm, update.remove("lease_until", "lease_owner"))
+
+
+def reschedule(
+    account: str, call_id: str, crm: str, owner: str, due_at: datetime, *, attempts: int, error: str = ""
+) -> bool:
+    """Back to pending, due at `due_at` (a transient failure, or waiting for the recording). Only
+    by the lease holder: a worker whose lease ran out must not undo another's result."""
+    update = Update().set(dlv_due=due_key(due_at, call_id), attempts=attempts, last_error=error[:1000] or None)
+    update.remove("lease_until", "lease_owner").bind({"#s": "state", "#lo": "lease_owner"}, me=owner, pending=PENDING)
+    return _update(account, call_id, crm, update, "#lo = :me AND #s = :pending") is not None
+
+
+def requeue(account: str, call_id: str, crm: str, now: datetime) -> bool:
+    """An operator's retry of a parked delivery: pending again, due now, attempts from zero."""
+    update = Update().set(state=PENDING, dlv_pk=queue_key(account, crm), dlv_due=due_key(now, call_id), attempts=0)
+    update.remove("lease_until", "lease_owner", "parked_at")
+    update.bind({"#s": "state"}, rejected=REJECTED, failed=FAILED)
+    return _update(account, call_id, crm, update, "#s IN (:rejected, :failed)") is not None
+
+
+def _flags(flags: list[str]) -> set[str] | None:
+    return set(flags) if flags else None  # DynamoDB has no empty sets: no flags, no attribute
+
+
+def list_parked(account: str, crm: str, state: str = FAILED, limit: int = 1000) -> list[dict[str, Any]]:
+    """Parked deliveries of one CRM (the index is KEYS_ONLY: the items are read by key)."""
+    keys: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": INDEX,
+        "KeyConditionExpression": "dlv_pk = :q",
+        "ExpressionAttributeValues": {":q": {"S": parked_key(state, account, crm)}},
+    }
+    while len(keys) < limit:
+        response = aws.dynamodb().query(**kwargs)
+        keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            break
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return get_items(keys[:limit])
+
+
+def get_items(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """BatchGetItem in pages of 100, retrying unprocessed keys."""
+    found: list[dict[str, Any]] = []
+    client = aws.dynamodb()
+    for start in range(0, len(keys), 100):
+        pending: dict[str, Any] = {_table(): {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+        while pending:
+            response = client.batch_get_item(RequestItems=pending)
+            found.extend(from_item(i) for i in response.get("Responses", {}).get(_table(), []))
+            pending = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def of_call(account: str, call_id: str) -> list[dict[str, Any]]:
+    """Every delivery of one call."""
+    response = aws.dynamodb().query(
+        TableName=_table(),
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :dlv)",
+        ExpressionAttributeValues={":pk": {"S": call_pk(account, call_id)}, ":dlv": {"S": "DLV#"}},
+        ConsistentRead=True,
+    )
+    return [from_item(i) for i in response.get("Items", [])]
