@@ -14,7 +14,7 @@ def test_field_reference_is_up_to_date():
 
 
 def test_every_secret_field_is_marked_as_stored_in_ssm():
-    from callbridge.core.config import CloudPbxSettings
+    from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
 
     assert "crm_tokens" in CloudPbxSettings.model_fields
     assert "| `crm_tokens` | list of secret string (stored in SSM) |" in account_docs.reference()

@@ -18,9 +18,30 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "accounts.md"
 
 
 def schema() -> dict[str, Any]:
+    """AccountConfig's schema, with the model of every registered PBX and CRM (callbridge.registry)
+    among its definitions: `pbx` and `crms[]` take whichever the `kind` names."""
+    from callbridge import registry
     from callbridge.core.config import AccountConfig
 
     result: dict[str, Any] = AccountConfig.model_json_schema()
+    defs = result.setdefault("$defs", {})
+    for side, kinds, model_of in (
+        ("pbx", registry.PBX, registry.pbx_settings_model),
+        ("crms", registry.CRM, registry.crm_settings_model),
+    ):
+        models = [model_of(kind) for kind in sorted(kinds)]
+        for model in models:
+            sub = model.model_json_schema(ref_template="#/$defs/{model}")
+            defs.update(sub.pop("$defs", {}))
+            defs[model.__name__] = sub
+        refs = {"anyOf": [{"$ref": f"#/$defs/{m.__name__}"} for m in models]}
+        prop = result["properties"][side]
+        if side == "crms":
+            prop["items"] = refs
+        else:
+            result["properties"][side] = {**refs, **{k: v for k, v in prop.items() if k not in ("$ref", "allOf")}}
+    for base in ("PbxSettings", "CrmSettings"):
+        defs.pop(base, None)
     return result
 
 

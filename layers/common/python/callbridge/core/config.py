@@ -6,22 +6,32 @@ Parameter Store when the file is applied, never to DynamoDB or a log.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    SerializeAsAny,
+    field_validator,
+    model_validator,
+)
 
 from callbridge.core.accounts import ACCOUNT_ID
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
-def _expand(value: Any) -> Any:
+def expand_env(value: Any) -> Any:
     if isinstance(value, str):
         match = _ENV_REF.match(value.strip())
         if match:
@@ -32,7 +42,7 @@ def _expand(value: Any) -> Any:
     return value
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -42,115 +52,57 @@ Secret = Annotated[SecretStr, Field(min_length=8, max_length=256)]
 WebhookToken = Annotated[SecretStr, Field(min_length=16, max_length=256)]
 
 
-class CloudPbxSettings(_Model):
-    kind: Literal["cloudpbx"] = "cloudpbx"
-    api_url: str | None = Field(
-        default=None, description="The PBX's CRM API address, e.g. https://domain/sys/crm_api.wcgp"
-    )
-    token: Secret | None = Field(default=None, description="The PBX key from its web cabinet (our requests to it)")
-    crm_tokens: list[WebhookToken] = Field(
-        min_length=1,
-        max_length=2,
-        description="Keys the PBX presents to us. The first is current; a second stays valid during a rotation.",
-    )
-
-    @field_validator("token", mode="before")
-    @classmethod
-    def _token_env(cls, value: Any) -> Any:
-        return _expand(value)
-
-    @field_validator("crm_tokens", mode="before")
-    @classmethod
-    def _tokens_env(cls, value: Any) -> Any:
-        return [_expand(v) for v in value] if isinstance(value, list) else value
-
-
-class TelediscountSettings(_Model):
-    """telediscount (specs/telediscount.md): it GETs our webhook URLs; we GET its API."""
-
-    kind: Literal["telediscount"] = "telediscount"
-    api_url: str = Field(
-        default="https://my.telediscount.ru/api.php/telephony",
-        description="Base of the PBX API (outcome, get_calls, get_record)",
-    )
-    api_key: Secret = Field(description="abonent_api_key from the PBX cabinet")
-    webhook_secret: WebhookToken = Field(description="Secret path segment of our webhook URLs")
-
-    @field_validator("api_key", "webhook_secret", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        return _expand(value)
-
-
-class CcrmSettings(_Model):
-    """ccrm.pl (specs/ccrm.md): a read-only API we poll."""
-
-    kind: Literal["ccrm"] = "ccrm"
-    base_url: str = Field(description="https://{name}.ccrm.pl")
-    api_key: Secret = Field(description="Bearer API key")
-    import_sms: bool = Field(default=False, description="Store SMS records (never as calls)")
-    import_fax: bool = Field(default=False, description="Store FAX records (never as calls)")
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        return _expand(value)
-
-
-PbxSettings = Annotated[CloudPbxSettings | TelediscountSettings | CcrmSettings, Field(discriminator="kind")]
-
 DeliveryMode = Literal["realtime", "batch"]
 
 
-class MiniCrmSettings(_Model):
-    """MiniCRM call log (specs/minicrm.md)."""
+class PbxSettings(Model):
+    """What every PBX adapter's settings share. Each adapter (callbridge.pbx.*) subclasses it with its
+    own fields and a `kind` literal; the account file's `pbx.kind` picks the adapter from
+    callbridge.registry, and that adapter's model validates the rest."""
 
-    kind: Literal["minicrm"] = "minicrm"
-    name: str = Field(default="minicrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
-    base_url: str = Field(default="https://r3.minicrm.io", description="Without /Api/CallLog")
-    api_key: Secret = Field(description="The VOIP ApiKey (MiniCRM / Settings / System)")
+    kind: str
+
+    @classmethod
+    def stored_placeholders(cls) -> dict[str, Any]:
+        """Values for the fields the stored config leaves out (`stored_without`), so that it parses."""
+        return {}
+
+    # Time zone of an account whose file names none (a PBX that reports local times, e.g. Europe/Warsaw).
+    default_timezone: ClassVar[str | None] = None
+    # Fields never stored in the account item (secrets kept in SSM only, not even masked).
+    stored_without: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_kind(cls, value: Any, handler: ModelWrapValidatorHandler[PbxSettings]) -> PbxSettings:
+        if cls is PbxSettings and isinstance(value, dict):
+            from callbridge import registry
+
+            return registry.pbx_settings_model(str(value.get("kind", ""))).model_validate(value)
+        return handler(value)
+
+
+class CrmSettings(Model):
+    """What every CRM connector's settings share (callbridge.crm.*): its kind, the destination's name
+    within the account, and how calls go out. `crms[].kind` picks the connector from
+    callbridge.registry."""
+
+    kind: str
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
     mode: DeliveryMode = Field(default="batch", description="realtime: right after each call; batch: by schedule")
-    number_format: Literal["e164", "national"] = "e164"
-    default_user_extension: str | None = Field(
-        default=None, description="UserExtension for calls of PBX users without a MiniCRM mapping"
-    )
 
-    @field_validator("api_key", mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _env(cls, value: Any) -> Any:
-        return _expand(value)
+    def _by_kind(cls, value: Any, handler: ModelWrapValidatorHandler[CrmSettings]) -> CrmSettings:
+        if cls is CrmSettings and isinstance(value, dict):
+            from callbridge import registry
+
+            data = value if value.get("name") else {**value, "name": value.get("kind")}
+            return registry.crm_settings_model(str(value.get("kind", ""))).model_validate(data)
+        return handler(value)
 
 
-class ExternalPhone(_Model):
-    site_code: str
-    external_phone: str
-
-
-class RetailCrmSettings(_Model):
-    """retailCRM telephony module (specs/retailcrm.md)."""
-
-    kind: Literal["retailcrm"] = "retailcrm"
-    name: str = Field(default="retailcrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
-    base_url: str = Field(description="https://{account}.retailcrm.ru")
-    api_key: Secret = Field(description="API key with the telephony and integration scopes")
-    client_id: WebhookToken = Field(description="clientId we register; retailCRM presents it on makeCallUrl")
-    module_code: str = Field(default="callbridge", pattern=r"^[a-zA-Z0-9_-]{1,64}$")
-    site: str | None = Field(default=None, description="Shop code for uploaded calls")
-    mode: DeliveryMode = "realtime"
-    call_events: bool = Field(default=True, description="Send call cards (in) and hangups as they happen")
-    default_user_id: int | None = Field(default=None, description="userId for calls of unmapped PBX users")
-    external_phones: list[ExternalPhone] = Field(default_factory=list)
-
-    @field_validator("api_key", "client_id", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        return _expand(value)
-
-
-CrmSettings = Annotated[MiniCrmSettings | RetailCrmSettings, Field(discriminator="kind")]
-
-
-class UserMapping(_Model):
+class UserMapping(Model):
     """One PBX user and who they are in every other system. Unmapped users are never guessed."""
 
     pbx_user: str = Field(min_length=1, max_length=256, description="As the PBX sends it in `user`")
@@ -163,34 +115,32 @@ class UserMapping(_Model):
     minicrm_extension: str | None = Field(default=None, description="MiniCRM UserExtension; default: extension")
 
 
-class ContactEntry(_Model):
+class ContactEntry(Model):
     name: str = Field(min_length=1, max_length=512)
     phones: list[str] = Field(min_length=1)
     responsible: str | None = None
     id: str | None = None
 
 
-MINICRM_IPS = ("195.228.75.210", "195.228.75.211")  # MiniCRM's documented downloader IPs (specs/minicrm.md)
-
-
-class BasicAuth(_Model):
+class BasicAuth(Model):
     username: str = Field(min_length=1, max_length=128, pattern=r"^[^:\s]+$")
     password: Secret
 
     @field_validator("username", "password", mode="before")
     @classmethod
     def _env(cls, value: Any) -> Any:
-        return _expand(value)
+        return expand_env(value)
 
 
-class RecordingsSettings(_Model):
+class RecordingsSettings(Model):
     basic_auth: BasicAuth | None = Field(
         default=None,
         description="Credentials of the MiniCRM-style URL (…/recordings?Rec=…); without them it answers 401",
     )
     allowed_ips: list[str] = Field(
         default_factory=list,
-        description="Source IPs or CIDRs allowed on the basic-auth URL; empty: any. MiniCRM: " + ", ".join(MINICRM_IPS),
+        description="Source IPs or CIDRs allowed on the basic-auth URL; empty: any (a CRM's page names "
+        "its downloader's addresses)",
     )
     allow_hosts: list[str] = Field(
         default_factory=list,
@@ -220,13 +170,13 @@ class RecordingsSettings(_Model):
         return value
 
 
-class AccountConfig(_Model):
+class AccountConfig(Model):
     account: str
     name: str | None = None
     timezone: str = "UTC"
     phone_region: str = Field(description="ISO country code for numbers that arrive without one, e.g. RU")
-    pbx: PbxSettings
-    crms: list[CrmSettings] = Field(default_factory=list)
+    pbx: SerializeAsAny[PbxSettings]
+    crms: list[SerializeAsAny[CrmSettings]] = Field(default_factory=list)
     users: list[UserMapping] = Field(default_factory=list)
     contacts: list[ContactEntry] = Field(default_factory=list)
     recordings: RecordingsSettings = Field(default_factory=RecordingsSettings)
@@ -240,17 +190,21 @@ class AccountConfig(_Model):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _api_keys_env(cls, value: Any) -> Any:
-        return [_expand(v) for v in value] if isinstance(value, list) else value
+        return [expand_env(v) for v in value] if isinstance(value, list) else value
 
     @model_validator(mode="before")
     @classmethod
-    def _ccrm_timezone(cls, data: Any) -> Any:
-        # ccrm.pl answers in the account's local time and is a Polish service (specs/ccrm.md):
-        # Europe/Warsaw unless the file names a time zone.
+    def _pbx_timezone(cls, data: Any) -> Any:
+        # A PBX that reports local times may name the usual zone of its customers.
         if isinstance(data, dict) and "timezone" not in data:
             pbx = data.get("pbx")
-            if isinstance(pbx, dict) and pbx.get("kind") == "ccrm":
-                return {**data, "timezone": "Europe/Warsaw"}
+            if isinstance(pbx, dict):
+                from callbridge import registry
+
+                with contextlib.suppress(ValueError):
+                    zone = registry.pbx_settings_model(str(pbx.get("kind", ""))).default_timezone
+                    if zone:
+                        return {**data, "timezone": zone}
         return data
 
     @field_validator("account")
@@ -284,7 +238,7 @@ class AccountConfig(_Model):
             raise ValueError("every CRM of an account needs its own name")
         return self
 
-    def crm(self, name: str) -> MiniCrmSettings | RetailCrmSettings | None:
+    def crm(self, name: str) -> CrmSettings | None:
         return next((crm for crm in self.crms if crm.name == name), None)
 
     @classmethod
@@ -294,8 +248,11 @@ class AccountConfig(_Model):
         data = _unmask(dict(stored))
         data.setdefault("account", account_id)
         pbx = data.get("pbx")
-        if isinstance(pbx, dict) and pbx.get("kind", "cloudpbx") == "cloudpbx":
-            data["pbx"] = {**pbx, "crm_tokens": [STORED_SECRET]}
+        if isinstance(pbx, dict):
+            from callbridge import registry
+
+            model = registry.pbx_settings_model(str(pbx.get("kind", "")))
+            data["pbx"] = {**pbx, **model.stored_placeholders()}
         return cls.model_validate(data)
 
     def public(self) -> dict[str, Any]:
@@ -304,7 +261,7 @@ class AccountConfig(_Model):
             mode="json",
             exclude={
                 "contacts": True,
-                "pbx": {"token", "crm_tokens"},
+                "pbx": set(type(self.pbx).stored_without),
                 "recordings": {"basic_auth"},
                 "api_keys": True,
             },

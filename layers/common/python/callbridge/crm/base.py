@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from callbridge.core.config import MiniCrmSettings, RetailCrmSettings, UserMapping
+from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.model import Call
 
 ResultKind = Literal["ok", "rejected", "transient"]
@@ -69,7 +69,7 @@ class Connector(Protocol):
     def close(self) -> None: ...
 
 
-CrmSettingsModel = MiniCrmSettings | RetailCrmSettings
+CrmSettingsModel = CrmSettings
 
 
 def send_batch(batch: list[Record], attempt: Any) -> list[RecordResult]:

@@ -1,37 +1,28 @@
-"""The CRM connectors, by settings kind: adding a CRM touches its module and one line here."""
+"""CRM connectors by settings kind (the registry itself: callbridge.registry)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from callbridge.core.config import MiniCrmSettings, RetailCrmSettings
+from callbridge import registry
+from callbridge.core.config import MASK, CrmSettings
 from callbridge.crm.base import Connector, DeliveryContext
-from callbridge.crm.minicrm.connector import MiniCrmConnector
-from callbridge.crm.retailcrm.connector import RetailCrmConnector
 from callbridge.infra.secrets import crm_secret_name
 
-CONNECTORS: dict[str, tuple[type[Any], Callable[..., Connector]]] = {
-    "minicrm": (MiniCrmSettings, MiniCrmConnector),
-    "retailcrm": (RetailCrmSettings, RetailCrmConnector),
-}
 
-
-MASK = "**********"  # how pydantic dumps a SecretStr into the stored (public) account config
-
-
-def settings_model(crm: dict[str, Any], account_secrets: dict[str, str]) -> MiniCrmSettings | RetailCrmSettings:
+def settings_model(crm: dict[str, Any], account_secrets: dict[str, str]) -> CrmSettings:
     """A CRM's settings from the stored account config, its masked secret fields filled from SSM."""
-    model, _ = CONNECTORS[str(crm.get("kind"))]
+    model = registry.crm_settings_model(str(crm.get("kind")))
     name = str(crm.get("name") or crm.get("kind"))
     data = {
         key: account_secrets.get(crm_secret_name(name, key), value) if value == MASK else value
         for key, value in crm.items()
     }
-    parsed: MiniCrmSettings | RetailCrmSettings = model.model_validate(data)
-    return parsed
+    return model.model_validate(data)
 
 
-def connector(settings: MiniCrmSettings | RetailCrmSettings, ctx: DeliveryContext, **options: Any) -> Connector:
-    _, factory = CONNECTORS[settings.kind]
-    return factory(settings, ctx, settings.api_key.get_secret_value(), **options)
+def connector(settings: CrmSettings, ctx: DeliveryContext, **options: Any) -> Connector:
+    factory = registry.crm_connector(settings.kind)
+    api_key = getattr(settings, "api_key", None)
+    connector: Connector = factory(settings, ctx, api_key.get_secret_value() if api_key else "", **options)
+    return connector

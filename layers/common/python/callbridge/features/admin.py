@@ -11,10 +11,12 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr
 
 from callbridge.core.accounts import account_key, clear_account_cache, token_digest
-from callbridge.core.config import AccountConfig, CloudPbxSettings, TelediscountSettings, load_account_file
+from callbridge.core.config import AccountConfig, load_account_file
 from callbridge.core.phones import normalize
 from callbridge.infra import aws, clock, secrets
 from callbridge.infra.settings import get_settings
+from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
+from callbridge.pbx.telediscount.settings import TelediscountSettings
 from callbridge.store.contacts import put_contact
 from callbridge.store.dynamo import to_item
 

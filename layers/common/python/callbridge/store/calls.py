@@ -18,17 +18,11 @@ from botocore.exceptions import ClientError
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.keys import CALL_SK as CALL_SK
+from callbridge.store.keys import EVENT_PREFIX
+from callbridge.store.keys import call_key as call_key
+from callbridge.store.keys import call_pk as call_pk
 from callbridge.store.updates import Update
-
-CALL_SK = "CALL"
-
-
-def call_pk(account: str, call_id: str) -> str:
-    return f"CALL#{account}#{call_id}"
-
-
-def call_key(account: str, call_id: str) -> dict[str, Any]:
-    return {"pk": {"S": call_pk(account, call_id)}, "sk": {"S": CALL_SK}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +36,7 @@ class Marker:
 
     @property
     def sk(self) -> str:
-        return f"EVT#{self.cmd}#{self.type}#{self.user}"
+        return f"{EVENT_PREFIX}{self.cmd}#{self.type}#{self.user}"
 
 
 def _table() -> str:
@@ -121,7 +115,7 @@ def timeline(account: str, call_id: str) -> list[dict[str, Any]]:
     kwargs: dict[str, Any] = {
         "TableName": _table(),
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :evt)",
-        "ExpressionAttributeValues": {":pk": {"S": call_pk(account, call_id)}, ":evt": {"S": "EVT#"}},
+        "ExpressionAttributeValues": {":pk": {"S": call_pk(account, call_id)}, ":evt": {"S": EVENT_PREFIX}},
         "ConsistentRead": True,
     }
     while True:

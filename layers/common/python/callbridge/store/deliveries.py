@@ -23,8 +23,9 @@ from botocore.exceptions import ClientError
 
 from callbridge.infra import aws, clock
 from callbridge.infra.settings import get_settings
-from callbridge.store.calls import call_pk
 from callbridge.store.dynamo import from_item
+from callbridge.store.keys import DELIVERY_PREFIX, call_pk, delivery_sk
+from callbridge.store.keys import call_id_of as _call_id_of
 from callbridge.store.updates import Update
 
 INDEX = "Deliveries"
@@ -32,8 +33,7 @@ PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "fail
 PARKED = (REJECTED, FAILED)
 
 
-def dlv_sk(crm: str) -> str:
-    return f"DLV#{crm}"
+dlv_sk = delivery_sk
 
 
 def queue_key(account: str, crm: str) -> str:
@@ -53,7 +53,7 @@ def key(account: str, call_id: str, crm: str) -> dict[str, Any]:
 
 
 def call_id_of(pk: str, account: str) -> str:
-    return pk[len(f"CALL#{account}#") :]
+    return _call_id_of(account, pk)
 
 
 def _table() -> str:
@@ -211,7 +211,7 @@ def of_call(account: str, call_id: str) -> list[dict[str, Any]]:
     response = aws.dynamodb().query(
         TableName=_table(),
         KeyConditionExpression="pk = :pk AND begins_with(sk, :dlv)",
-        ExpressionAttributeValues={":pk": {"S": call_pk(account, call_id)}, ":dlv": {"S": "DLV#"}},
+        ExpressionAttributeValues={":pk": {"S": call_pk(account, call_id)}, ":dlv": {"S": DELIVERY_PREFIX}},
         ConsistentRead=True,
     )
     return [from_item(i) for i in response.get("Items", [])]

@@ -17,10 +17,10 @@ from typing import Any
 
 from phonenumbers import NumberParseException
 
-from callbridge.core.config import MiniCrmSettings
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import national_digits
 from callbridge.crm.base import CONFIG_STATUSES, OK, CallRecords, DeliveryContext, Record, RecordResult, send_batch
+from callbridge.crm.minicrm.settings import MiniCrmSettings
 from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError, limiter
 
 PATH = "/Api/CallLog"
@@ -134,3 +134,6 @@ class MiniCrmConnector:
             return [OK for _ in batch]
         counts = {k: answer[k] for k in (*REJECT_COUNTERS, *OK_COUNTERS) if k in answer}
         return "MiniCRM refused the record: " + json.dumps(counts, sort_keys=True)
+
+
+CONNECTOR = MiniCrmConnector

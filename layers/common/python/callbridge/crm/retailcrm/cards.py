@@ -72,10 +72,12 @@ def send(account: Account, crm: dict[str, Any], event: dict[str, Any]) -> bool:
     """Send one queued event; False (logged) when retailCRM did not take it."""
     from callbridge.crm.registry import settings_model
     from callbridge.crm.retailcrm.api import RetailCrmApi
+    from callbridge.crm.retailcrm.settings import RetailCrmSettings
     from callbridge.infra import secrets
     from callbridge.infra.http import HttpError, RetryPolicy
 
     settings = settings_model(crm, secrets.account_secrets(account.id))
+    assert isinstance(settings, RetailCrmSettings)
     api = RetailCrmApi(settings.base_url, settings.api_key.get_secret_value(), timeout_s=5.0,
                        retry=RetryPolicy(attempts=2, backoff_initial_s=0.2, backoff_max_s=0.5, jitter_s=0.1))  # fmt: skip
     try:

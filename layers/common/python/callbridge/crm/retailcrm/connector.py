@@ -14,10 +14,10 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbridge.core.config import RetailCrmSettings
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.crm.base import CONFIG_STATUSES, CallRecords, DeliveryContext, Record, RecordResult, send_batch
 from callbridge.crm.retailcrm.api import UPLOAD_LIMIT, RetailCrmApi, RetailCrmError
+from callbridge.crm.retailcrm.settings import RetailCrmSettings
 from callbridge.infra.http import RetryPolicy, TransientHttpError
 
 DEFAULT_USER = "default_user"
@@ -126,3 +126,6 @@ class RetailCrmConnector:
             return [r if r is not None else next(rest_results) for r in results]
         duplicates = set(result.duplicates)
         return [RecordResult("ok", detail={"duplicate": True} if r.delivery in duplicates else {}) for r in batch]
+
+
+CONNECTOR = RetailCrmConnector

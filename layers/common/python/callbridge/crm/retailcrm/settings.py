@@ -1,0 +1,38 @@
+"""The retailCRM part of an account file."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from callbridge.core.config import CrmSettings, DeliveryMode, Model, Secret, WebhookToken, expand_env
+
+
+class ExternalPhone(Model):
+    site_code: str
+    external_phone: str
+
+
+class RetailCrmSettings(CrmSettings):
+    """retailCRM telephony module (docs/retailcrm.md)."""
+
+    kind: Literal["retailcrm"] = "retailcrm"
+    name: str = Field(default="retailcrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
+    base_url: str = Field(description="https://{account}.retailcrm.ru")
+    api_key: Secret = Field(description="API key with the telephony and integration scopes")
+    client_id: WebhookToken = Field(description="clientId we register; retailCRM presents it on makeCallUrl")
+    module_code: str = Field(default="callbridge", pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    site: str | None = Field(default=None, description="Shop code for uploaded calls")
+    mode: DeliveryMode = "realtime"
+    call_events: bool = Field(default=True, description="Send call cards (in) and hangups as they happen")
+    default_user_id: int | None = Field(default=None, description="userId for calls of unmapped PBX users")
+    external_phones: list[ExternalPhone] = Field(default_factory=list)
+
+    @field_validator("api_key", "client_id", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return expand_env(value)
+
+
+SETTINGS = RetailCrmSettings

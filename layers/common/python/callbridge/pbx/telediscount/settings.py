@@ -1,0 +1,29 @@
+"""The telediscount part of an account file."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from callbridge.core.config import PbxSettings, Secret, WebhookToken, expand_env
+
+
+class TelediscountSettings(PbxSettings):
+    """telediscount (docs/telediscount.md): it GETs our webhook URLs; we GET its API."""
+
+    kind: Literal["telediscount"] = "telediscount"
+    api_url: str = Field(
+        default="https://my.telediscount.ru/api.php/telephony",
+        description="Base of the PBX API (outcome, get_calls, get_record)",
+    )
+    api_key: Secret = Field(description="abonent_api_key from the PBX cabinet")
+    webhook_secret: WebhookToken = Field(description="Secret path segment of our webhook URLs")
+
+    @field_validator("api_key", "webhook_secret", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return expand_env(value)
+
+
+SETTINGS = TelediscountSettings

@@ -1,0 +1,62 @@
+"""The key layout of the three tables, defined once. Every store module builds its keys here.
+
+Accounts table (pk, sk):
+    ACCOUNT#{account}  CONFIG                  the account: stored config, token digests
+    ACCOUNT#{account}  USER#{pbx user}         a mapped user (from the account file, sync marks)
+    ACCOUNT#{account}  PBXUSER#{name}          a PBX user no mapping names (last sync)
+    ACCOUNT#{account}  STATUS#{pbx user}       a manager's status as the CRM reported it
+    ACCOUNT#{account}  CURSOR#{name}           a poller's or backfill's position
+    ACCOUNT#{account}  ROUTE#{phone}           routing cache: a caller's responsible manager
+Calls table (pk, sk):
+    CALL#{account}#{call id}  CALL                      the canonical call
+    CALL#{account}#{call id}  EVT#{cmd}#{type}#{user}   one per distinct source record (timeline, idempotency)
+    CALL#{account}#{call id}  DLV#{crm}                 one delivery per CRM
+    MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
+Contacts table: account + E.164 phone (store/contacts.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACCOUNT_PREFIX = "ACCOUNT#"
+CONFIG = "CONFIG"
+USER_PREFIX = "USER#"
+PBX_USER_PREFIX = "PBXUSER#"
+STATUS_PREFIX = "STATUS#"
+CURSOR_PREFIX = "CURSOR#"
+ROUTE_PREFIX = "ROUTE#"
+CALL_PREFIX = "CALL#"
+CALL_SK = "CALL"
+EVENT_PREFIX = "EVT#"
+DELIVERY_PREFIX = "DLV#"
+MESSAGE_PREFIX = "MSG#"
+
+
+def account_pk(account: str) -> str:
+    return f"{ACCOUNT_PREFIX}{account}"
+
+
+def account_key(account: str, sk: str = CONFIG) -> dict[str, Any]:
+    """A DynamoDB key (typed) of the Accounts table."""
+    return {"pk": {"S": account_pk(account)}, "sk": {"S": sk}}
+
+
+def call_pk(account: str, call_id: str) -> str:
+    return f"{CALL_PREFIX}{account}#{call_id}"
+
+
+def call_id_of(account: str, pk: str) -> str:
+    return pk[len(call_pk(account, "")) :]
+
+
+def call_key(account: str, call_id: str, sk: str = CALL_SK) -> dict[str, Any]:
+    return {"pk": {"S": call_pk(account, call_id)}, "sk": {"S": sk}}
+
+
+def delivery_sk(crm: str) -> str:
+    return f"{DELIVERY_PREFIX}{crm}"
+
+
+def message_pk(account: str, uuid: str) -> str:
+    return f"{MESSAGE_PREFIX}{account}#{uuid}"
