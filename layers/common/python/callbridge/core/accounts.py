@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from callbridge.infra import aws
-from callbridge.infra.settings import get_settings
+from callbridge.store import keys
+from callbridge.store.accounts import get_account_item
 
 if TYPE_CHECKING:
     from callbridge.core.config import AccountConfig
-from callbridge.store.dynamo import from_item
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CACHE_SECONDS = 60.0
@@ -79,8 +78,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def account_key(account_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"ACCOUNT#{account_id}"}, "sk": {"S": "CONFIG"}}
+account_key = keys.account_key  # kept for importers; the layout is store/keys.py's
 
 
 _cache: dict[str, tuple[float, Account]] = {}
@@ -94,10 +92,9 @@ def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -
     now = time.monotonic()
     if hit and hit[0] > now and not refresh:
         return hit[1]
-    response = aws.dynamodb(fast).get_item(TableName=get_settings().accounts_table, Key=account_key(account_id))
-    if "Item" not in response:
+    data = get_account_item(account_id, fast=fast)
+    if data is None:
         raise UnknownAccount(account_id)
-    data = from_item(response["Item"])
     account = Account(
         id=account_id,
         phone_region=str(data.get("phone_region") or ""),

@@ -24,6 +24,7 @@ from callbridge.core.model import Direction, Outcome, StartSource
 from callbridge.infra import aws, clock, secrets
 from callbridge.infra.settings import get_settings
 from callbridge.store import calls
+from callbridge.store.accounts import list_accounts
 from callbridge.store.dynamo import to_item
 from callbridge.store.updates import Update
 
@@ -222,19 +223,7 @@ def _batch_write(items: Iterable[dict[str, Any]]) -> None:
 
 def accounts_of_kind(kind: str) -> list[str]:
     """Ids of the accounts whose PBX is `kind` (a scheduled job runs for each of them)."""
-    found: list[str] = []
-    kwargs: dict[str, Any] = {
-        "TableName": get_settings().accounts_table,
-        "FilterExpression": "sk = :config AND pbx_kind = :kind",
-        "ExpressionAttributeValues": {":config": {"S": "CONFIG"}, ":kind": {"S": kind}},
-        "ProjectionExpression": "account",
-    }
-    while True:
-        response = aws.dynamodb().scan(**kwargs)
-        found.extend(str(i["account"]["S"]) for i in response.get("Items", []) if "account" in i)
-        if "LastEvaluatedKey" not in response:
-            return sorted(found)
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return list_accounts(kind)
 
 
 def run_scheduled(kind: str, event: dict[str, Any]) -> dict[str, Any]:
