@@ -10,6 +10,9 @@ ruff format --check .
 echo "== mypy"
 mypy
 
+echo "== lint-imports (the architecture contracts in pyproject.toml, docs/architecture.md)"
+PYTHONPATH=layers/common/python lint-imports --no-cache
+
 echo "== sam validate --lint"
 sam validate --lint
 
