@@ -55,6 +55,11 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def egress_ips(self) -> list[str]:
+        """The stack's fixed public IPs (output EgressIps, FixedEgress one-az/two-az); none otherwise."""
+        return [ip.strip() for ip in self.outputs.get("EgressIps", "").split(",") if ip.strip()]
+
     def activate(self) -> None:
         from callbridge.core.accounts import clear_account_cache
         from callbridge.infra import aws, secrets

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -11,6 +11,10 @@ from pydantic import ValidationError
 from callbridge_cli import context
 from callbridge_cli.errors import CliError
 from callbridge_cli.render import MASK, as_json, table
+
+if TYPE_CHECKING:
+    from callbridge.config import AccountConfig
+    from callbridge_cli.target import Target
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
 
@@ -54,10 +58,26 @@ def apply(ctx: click.Context, file: Path, dry_run: bool) -> None:
     context.out.print(f"contacts stored: {report.contacts_stored}")
     if report.contact_phones_rejected:
         context.out.print(f"phones not understood, skipped: {', '.join(report.contact_phones_rejected)}")
-    if target.base_url:
+    lines = (cabinet_lines(config, target.base_url) if target.base_url else []) + egress_lines(config, target)
+    if lines:
         context.out.print("\nPaste into the cabinets (keep these keys private):")
-        for line in cabinet_lines(config, target.base_url):
+        for line in lines:
             context.out.print(f"  {line}")
+
+
+def egress_lines(config: AccountConfig, target: Target) -> list[str]:
+    """MiniCRM's CallLog API answers only the IPs on its whitelist: a stack deployed with a fixed
+    egress names its IPs (output EgressIps). The local runtime has no fixed egress: nothing to say."""
+    if target.kind != "stack" or not any(crm.kind == "minicrm" for crm in config.crms):
+        return []
+    account = config.account
+    if target.egress_ips:
+        ips = ", ".join(target.egress_ips)
+        return [f"account {account}: send MiniCRM support these IPs for its CallLog API whitelist (EgressIps): {ips}"]
+    return [
+        f"account {account}: MiniCRM takes CallLog requests only from whitelisted IPs and this stack has no "
+        "EgressIps output: deploy with FixedEgress=one-az or two-az, or send MiniCRM your own NAT's IPs (docs/minicrm.md)"
+    ]
 
 
 def _account_items() -> list[dict[str, Any]]:
