@@ -27,9 +27,9 @@ BAD_IMPORTS = {
 
 
 def lint(tree: Path, contract: str) -> subprocess.CompletedProcess[str]:
+    command = "from importlinter.cli import lint_imports_command; lint_imports_command()"
     return subprocess.run(
-        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()",
-         "--no-cache", "--contract", contract, str(ROOT / "pyproject.toml")],  # fmt: skip
+        [sys.executable, "-c", command, "--no-cache", "--contract", contract, str(ROOT / "pyproject.toml")],
         cwd=tree,
         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
         capture_output=True,

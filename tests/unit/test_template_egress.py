@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from callbridge.config import AccountConfig
+from callbridge.core.config import AccountConfig
 from callbridge_cli.commands.accounts import egress_lines
 from callbridge_cli.target import Target
 from callbridge_local import cfn_yaml

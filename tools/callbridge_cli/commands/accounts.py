@@ -13,7 +13,7 @@ from callbridge_cli.errors import CliError
 from callbridge_cli.render import MASK, as_json, table
 
 if TYPE_CHECKING:
-    from callbridge.config import AccountConfig
+    from callbridge.core.config import AccountConfig
     from callbridge_cli.target import Target
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
