@@ -35,14 +35,30 @@ def test_runtime_serves_health_and_stops_cleanly(stop_signal):
     assert "CallBridge local is ready on http://127.0.0.1:" in output
 
 
-def test_a_broken_template_fails_fast_with_a_one_line_reason(tmp_path):
-    (tmp_path / "template.yaml").write_text("Resources:\n  Fn: {Type: AWS::Serverless::Function, Properties: {}}\n")
+FUNCTION = "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: m.h, Environment: {Variables: {V: %s}}}}"
+
+
+@pytest.mark.parametrize(
+    ("resources", "reason"),
+    [
+        ("Fn: {Type: AWS::Serverless::Function, Properties: {}}", "Handler must look like module.function"),
+        # What the runtime does not emulate is refused by name, before or while provisioning.
+        (
+            "Setting: {Type: AWS::SSM::Parameter, Properties: {Type: String, Value: x}}",
+            "resource Setting: type AWS::SSM::Parameter is not supported by the local runtime",
+        ),
+        (FUNCTION % "!Join [-, [a, b]]", "Fn: environment variable V: Fn::Join is not supported by the local runtime"),
+    ],
+    ids=["no-handler", "resource-type", "intrinsic"],
+)
+def test_a_template_it_cannot_run_fails_fast_with_a_one_line_reason(tmp_path, resources, reason):
+    (tmp_path / "template.yaml").write_text(f"Resources:\n  {resources}\n")
     with (
         pytest.raises(BridgeStartupError, match="exited with code 1") as failure,
         running_bridge(None, template=tmp_path / "template.yaml", startup_timeout=30),
     ):
         pass
-    assert "Handler must look like module.function" in str(failure.value)
+    assert reason in str(failure.value)
     assert "Traceback" not in str(failure.value)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -97,12 +96,12 @@ Resources:
       Handler: {module}.tick
       Events:
         Nightly: {Type: Schedule, Properties: {Schedule: "cron(0 3 * * ? *)"}}
-  InputTickFunction:
+  OftenTickFunction:
     Type: AWS::Serverless::Function
     Properties:
       Handler: {module}.tick
       Events:
-        Often: {Type: ScheduleV2, Properties: {ScheduleExpression: rate(5 minutes), Input: '{"job": "sweep"}'}}
+        Often: {Type: Schedule, Properties: {Schedule: rate(5 minutes), Description: every five minutes}}
   FailingTickFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -243,7 +242,6 @@ def test_schedule_endpoint_runs_the_scheduled_event_once(runtime, client):
         f"arn:aws:events:us-east-1:123456789012:rule/{runtime.stack.stack_name}-TickFunctionNightly"
     ]
     assert event["time"].endswith("Z")
-    assert client.post("/_local/schedules/InputTickFunction").json()["got"] == {"job": "sweep"}
 
 
 def test_schedule_endpoint_errors(client):
@@ -255,7 +253,7 @@ def test_schedule_endpoint_errors(client):
 
 
 def test_schedule_driver_runs_rate_schedules_and_stops_promptly(runtime):
-    function = functions(runtime)["InputTickFunction"]
+    function = functions(runtime)["OftenTickFunction"]
     seen = handler_module(runtime).SEEN
     seen.clear()
     source = ScheduleSource(function, function.spec.schedule_events[0])
@@ -264,7 +262,7 @@ def test_schedule_driver_runs_rate_schedules_and_stops_promptly(runtime):
     )
     driver = ScheduleDriver(
         [source, cron],
-        lambda s: json.loads(s.schedule.input or "{}"),
+        lambda s: {"job": s.label},
         period_of=lambda e: 0.1 if e.startswith("rate") else None,
     )
     driver.start()
@@ -276,7 +274,7 @@ def test_schedule_driver_runs_rate_schedules_and_stops_promptly(runtime):
         started = time.monotonic()
         driver.stop()
         assert time.monotonic() - started < 1
-    assert seen[:2] == [{"job": "sweep"}, {"job": "sweep"}]
+    assert seen[:2] == [{"job": "OftenTickFunction.Often"}] * 2
     assert not [t for t in threading.enumerate() if t.name.startswith("schedule-")]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,13 @@ import pytest
 
 from callbridge_local import cfn_yaml
 from callbridge_local.intrinsics import IntrinsicError, PhysicalResource, Resolver, parameter_values
-from callbridge_local.provision import AwsTarget, EnvironmentConflictError, merge_environments, provision
+from callbridge_local.provision import (
+    AwsTarget,
+    EnvironmentConflictError,
+    ProvisionError,
+    merge_environments,
+    provision,
+)
 from callbridge_local.template import load_template, parse_template
 from callbridge_local.testing import provisioned
 
@@ -33,15 +40,15 @@ INTRINSICS_TEMPLATE = """
 Parameters:
   Env: {Type: String, Default: dev, AllowedValues: [dev, prod]}
   Size: {Type: Number, Default: 3, MinValue: 1, MaxValue: 5}
-  Names: {Type: CommaDelimitedList, Default: "a, b"}
+  Subnets: {Type: "List<AWS::EC2::Subnet::Id>"}
 Conditions:
   IsProd: !Equals [!Ref Env, prod]
   NotProd: !Not [!Condition IsProd]
-  Both: !And [!Condition NotProd, !Or [!Condition IsProd, !Equals [1, 1]]]
-Mappings:
-  Sizes: {eu-west-1: {Small: "10"}}
+  Bad: !And [!Condition IsProd, !Condition NotProd]
 Resources:
   Q: {Type: AWS::SQS::Queue}
+  Topic: {Type: AWS::SNS::Topic}
+  ProdQueue: {Type: AWS::SQS::Queue, Condition: IsProd}
 """
 
 
@@ -51,45 +58,55 @@ def test_intrinsics_resolve_against_parameters_pseudo_parameters_and_resources()
     assert r.resolve({"Ref": "Q"}) == "https://q-url"
     assert r.resolve({"Fn::GetAtt": ["Q", "Arn"]}) == "arn:q"
     assert r.resolve({"Ref": "Size"}) == "3"
-    assert r.resolve({"Ref": "Names"}) == ["a", "b"]
-    assert r.resolve({"Fn::Sub": "${AWS::StackName}/${AWS::Region}/${AWS::AccountId}/${Q.QueueName}/${!Raw}"}) == (
-        "st/eu-west-1/111122223333/st-Q/${Raw}"
+    assert r.resolve({"Fn::Sub": "${AWS::StackName}/${AWS::Region}/${AWS::URLSuffix}/${Q}/${Q.QueueName}/${!Raw}"}) == (
+        "st/eu-west-1/amazonaws.com/https://q-url/st-Q/${Raw}"
     )
-    assert r.resolve({"Fn::Sub": ["${X}-${Env}", {"X": {"Ref": "AWS::Partition"}}]}) == "aws-dev"
-    assert r.resolve({"Fn::Join": ["-", ["a", {"Ref": "Size"}, {"Ref": "AWS::URLSuffix"}]]}) == "a-3-amazonaws.com"
-    assert r.resolve({"Fn::Select": [1, {"Fn::Split": [",", "x,y,z"]}]}) == "y"
-    assert r.resolve({"Fn::FindInMap": ["Sizes", {"Ref": "AWS::Region"}, "Small"]}) == "10"
+    assert r.resolve({"Fn::Sub": "${Env}-${Size}"}) == "dev-3"
     assert r.resolve({"Fn::If": ["IsProd", "big", "small"]}) == "small"
-    assert r.resolve({"Fn::Base64": "hi"}) == "aGk="
-    assert r.resolve({"Fn::GetAZs": ""})[0] == "eu-west-1a"
-    assert r.condition("Both") is True
+    assert r.condition("NotProd") is True
+    assert r.resolve({"Condition": "IsProd"}) is False
     assert r.resolve(
         {"A": {"Fn::If": ["IsProd", "x", {"Ref": "AWS::NoValue"}]}, "B": [1, {"Ref": "AWS::NoValue"}]}
     ) == {"B": [1]}
+    # Only the branch taken is resolved: what the other holds does not matter.
+    assert r.resolve({"Fn::If": ["NotProd", "ok", {"Fn::Cidr": ["10.0.0.0/16", 2, 8]}]}) == "ok"
+    # A parameter of a type the runtime does not support (and without a Default) stops nothing
+    # until something the runtime reads refers to it.
+    assert "Subnets" in r.parameters
 
 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ({"Ref": "Nope"}, "no such parameter or resource"),
-        ({"Fn::GetAtt": ["Q", "Arn"]}, "has not been created"),
-        ({"Fn::ImportValue": "x"}, "another stack"),
-        ({"Fn::Cidr": ["10.0.0.0/16", 2, 8]}, "not supported"),
+        ({"Ref": "Nope"}, "Ref Nope: no such parameter or resource"),
+        ({"Fn::GetAtt": ["Q", "Arn"]}, "Q has not been created"),
+        ({"Ref": "Topic"}, "Topic is an AWS::SNS::Topic, which the local runtime does not emulate"),
+        ({"Ref": "ProdQueue"}, "ProdQueue is not created: its condition IsProd is false"),
+        ({"Ref": "AWS::AccountId"}, "Ref AWS::AccountId: pseudo parameter not supported by the local runtime"),
+        ({"Fn::Sub": "arn:${AWS::Partition}:s3:::b"}, "AWS::Partition: pseudo parameter not supported"),
+        ({"Ref": "Subnets"}, "parameters of type List<AWS::EC2::Subnet::Id> are not supported by the local runtime"),
+        ({"Fn::ImportValue": "x"}, "Fn::ImportValue is not supported by the local runtime"),
+        ({"Fn::Join": ["-", ["a", "b"]]}, "Fn::Join is not supported by the local runtime"),
+        ({"Fn::Select": [0, {"Fn::GetAZs": ""}]}, "Fn::Select is not supported by the local runtime"),
+        ({"Fn::Sub": ["${A}", {"A": "a"}]}, "Fn::Sub is supported by the local runtime only in its string form"),
+        ({"Fn::If": ["Bad", 1, 2]}, "condition Bad: Fn::And is not supported by the local runtime"),
         ({"Fn::If": ["Unknown", 1, 2]}, "unknown condition"),
     ],
 )
-def test_unresolvable_intrinsics_explain_themselves(value, message):
-    with pytest.raises(IntrinsicError, match=message):
+def test_unsupported_or_unresolvable_intrinsics_are_refused_by_name(value, message):
+    with pytest.raises(IntrinsicError, match=re.escape(message)):
         resolver_for(INTRINSICS_TEMPLATE).resolve(value)
 
 
 def test_parameters_are_checked_like_cloudformation():
-    template = parse_template(cfn_yaml.loads(INTRINSICS_TEMPLATE + "  R: {Type: AWS::SQS::Queue}\n"), Path("/t"))
-    assert parameter_values(template, {"Env": "prod"})["Env"] == "prod"
+    template = parse_template(cfn_yaml.loads(INTRINSICS_TEMPLATE), Path("/t"))
+    assert parameter_values(template, {"Env": "prod", "Subnets": "s"})["Env"] == "prod"
     with pytest.raises(IntrinsicError, match="not one of"):
         parameter_values(template, {"Env": "staging"})
     with pytest.raises(IntrinsicError, match=r"outside 1\.\.5"):
         parameter_values(template, {"Size": "9"})
+    with pytest.raises(IntrinsicError, match="must be a number"):
+        parameter_values(template, {"Size": "three"})
     with pytest.raises(IntrinsicError, match="unknown template parameter"):
         parameter_values(template, {"Typo": "1"})
     bare = parse_template(cfn_yaml.loads("Parameters: {Key: {Type: String}}\nResources: {}\n"), Path("/t"))
@@ -114,12 +131,6 @@ def test_the_real_template_is_provisioned_in_moto(moto_endpoint, stack_name):
         ("dlv_due", "RANGE"),
     ]
     assert deliveries["Projection"]["ProjectionType"] == "KEYS_ONLY"
-    ttl = ddb.describe_time_to_live(TableName=f"{stack_name}-CallsTable")["TimeToLiveDescription"]
-    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
-    backups = ddb.describe_continuous_backups(TableName=f"{stack_name}-AccountsTable")
-    assert backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == (
-        "ENABLED"
-    )
     contacts = ddb.describe_table(TableName=f"{stack_name}-ContactsTable")["Table"]
     assert {k["AttributeName"] for k in contacts["KeySchema"]} == {"account", "phone"}
 
@@ -153,35 +164,31 @@ def test_provisioning_again_is_harmless_and_parameters_override_defaults(moto_en
     }
 
 
-def test_buckets_parameters_and_explicit_names(moto_endpoint, stack_name, tmp_path):
+def test_buckets_queues_and_what_functions_read_of_them(moto_endpoint, stack_name, tmp_path):
     (tmp_path / "template.yaml").write_text(
         textwrap.dedent(
             """
+            Parameters:
+              Days: {Type: Number, Default: 7}
             Resources:
               Uploads:
                 Type: AWS::S3::Bucket
                 Properties:
-                  PublicAccessBlockConfiguration: {BlockPublicAcls: true, BlockPublicPolicy: true,
-                                                   IgnorePublicAcls: true, RestrictPublicBuckets: true}
-                  BucketEncryption:
-                    ServerSideEncryptionConfiguration:
-                      - ServerSideEncryptionByDefault: {SSEAlgorithm: AES256}
-                  LifecycleConfiguration: {Rules: []}
-              Setting:
-                Type: AWS::SSM::Parameter
-                Properties: {Type: String, Value: !GetAtt Uploads.Arn, Name: !Sub "/${AWS::StackName}/bucket"}
-              Named:
+                  # Accepted and not applied: an intrinsic in them is never resolved.
+                  LifecycleConfiguration: {Rules: [{Status: Enabled, ExpirationInDays: !Ref AWS::AccountId}]}
+              Work:
                 Type: AWS::SQS::Queue
-                Properties: {QueueName: !Sub "${AWS::StackName}-explicit", DelaySeconds: 2}
+                Properties: {VisibilityTimeout: !Ref Days, SqsManagedSseEnabled: true}
               Fn:
                 Type: AWS::Serverless::Function
                 Properties:
                   Handler: m.h
+                  Policies: [{S3ReadPolicy: {BucketName: !Sub "${AWS::AccountId}-${Uploads}"}}]
                   Environment:
                     Variables:
                       BUCKET: !Ref Uploads
-                      PARAM: !Ref Setting
-                      QUEUE_NAME: !GetAtt Named.QueueName
+                      BUCKET_ARN: !GetAtt Uploads.Arn
+                      QUEUE_NAME: !GetAtt Work.QueueName
                       FN_ARN: !GetAtt Fn.Arn
             """
         )
@@ -190,16 +197,88 @@ def test_buckets_parameters_and_explicit_names(moto_endpoint, stack_name, tmp_pa
     bucket = f"{stack_name}-uploads"
     assert env == {
         "BUCKET": bucket,
-        "PARAM": f"/{stack_name}/bucket",
-        "QUEUE_NAME": f"{stack_name}-explicit",
+        "BUCKET_ARN": f"arn:aws:s3:::{bucket}",
+        "QUEUE_NAME": f"{stack_name}-Work",
         "FN_ARN": f"arn:aws:lambda:us-east-1:123456789012:function:{stack_name}-Fn",
     }
-    s3 = client(moto_endpoint, "s3")
-    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"] is True
-    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    ssm = client(moto_endpoint, "ssm")
-    assert ssm.get_parameter(Name=f"/{stack_name}/bucket")["Parameter"]["Value"] == f"arn:aws:s3:::{bucket}"
+    assert bucket in {b["Name"] for b in client(moto_endpoint, "s3").list_buckets()["Buckets"]}
+    sqs = client(moto_endpoint, "sqs")
+    url = sqs.get_queue_url(QueueName=f"{stack_name}-Work")["QueueUrl"]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"] == {
+        "VisibilityTimeout": "7"
+    }
+
+
+NETWORKED_TEMPLATE = """
+Parameters:
+  EnableStaticIp: {Type: String, Default: "false", AllowedValues: ["true", "false"]}
+Conditions:
+  UseStaticIp: !Equals [!Ref EnableStaticIp, "true"]
+Globals:
+  Function:
+    VpcConfig: !If
+      - UseStaticIp
+      - SubnetIds: [!Ref PrivateSubnet]
+        SecurityGroupIds: [!GetAtt Vpc.DefaultSecurityGroup]
+      - !Ref AWS::NoValue
+Resources:
+  Vpc:
+    Type: AWS::EC2::VPC
+    Condition: UseStaticIp
+    Properties: {CidrBlock: 10.0.0.0/16}
+  PrivateSubnet:
+    Type: AWS::EC2::Subnet
+    Condition: UseStaticIp
+    Properties:
+      VpcId: !Ref Vpc
+      AvailabilityZone: !Select [0, !GetAZs ""]
+      CidrBlock: !Select [0, !Cidr [!GetAtt Vpc.CidrBlock, 2, 8]]
+  NatIp:
+    Type: AWS::EC2::EIP
+    Condition: UseStaticIp
+    Properties: {Domain: vpc}
+  Work: {Type: AWS::SQS::Queue}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: m.h
+      Environment:
+        Variables:
+          QUEUE_URL: !Ref Work
+          STATIC_IP: !If [UseStaticIp, !Ref NatIp, ""]
+"""
+
+
+def test_networking_behind_a_condition_is_skipped(moto_endpoint, stack_name, tmp_path):
+    (tmp_path / "template.yaml").write_text(NETWORKED_TEMPLATE)
+    env = provisioned(moto_endpoint, tmp_path / "template.yaml", stack_name=stack_name)
+    assert env["STATIC_IP"] == ""
+    assert env["QUEUE_URL"].endswith(f"/{stack_name}-Work")
+    # Turned on, the function would need an address the runtime cannot give: refused, by name.
+    with pytest.raises(ProvisionError, match=re.escape("NatIp is an AWS::EC2::EIP, which the local runtime does not")):
+        provisioned(moto_endpoint, tmp_path / "template.yaml", {"EnableStaticIp": "true"}, stack_name=stack_name)
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        (
+            "Work: {Type: AWS::SQS::Queue, Properties: {VisibilityTimeout: !Select [0, [30, 60]]}}",
+            "Work (AWS::SQS::Queue): Fn::Select is not supported by the local runtime",
+        ),
+        (
+            "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: m.h, "
+            "Environment: {Variables: {ID: !Sub '${AWS::AccountId}'}}}}",
+            "Fn: environment variable ID: Ref AWS::AccountId: pseudo parameter not supported",
+        ),
+    ],
+)
+def test_an_unsupported_intrinsic_where_the_runtime_reads_is_refused_naming_the_place(
+    moto_endpoint, stack_name, resources, message
+):
+    template = parse_template(cfn_yaml.loads(f"Resources:\n  {resources}\n"), Path("/t.yaml"))
+    with pytest.raises(ProvisionError, match=re.escape(message)):
+        provision(template, AwsTarget(moto_endpoint), stack_name=stack_name)
 
 
 def test_functions_that_disagree_on_a_variable_cannot_share_the_process():

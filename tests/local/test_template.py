@@ -1,7 +1,8 @@
-"""template.py and cfn_yaml.py: short-form tags and the typed view of a SAM template."""
+"""template.py and cfn_yaml.py: short-form tags, the typed view of a SAM template, and what it refuses."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -113,7 +114,7 @@ def test_the_real_template_as_a_typed_view():
     assert template.code_dir(settle) == ROOT / "functions"
 
 
-def test_events_of_every_emulated_kind_and_the_rest():
+def test_events_of_every_emulated_kind():
     raw = cfn_yaml.loads(
         textwrap.dedent(
             """
@@ -122,19 +123,18 @@ def test_events_of_every_emulated_kind_and_the_rest():
                 Timeout: 7
                 Environment: {Variables: {A: global, B: global}}
             Resources:
+              Api: {Type: AWS::Serverless::HttpApi}
               Fn:
                 Type: AWS::Serverless::Function
                 Properties:
                   Handler: pkg.mod.main
                   Environment: {Variables: {B: own}}
                   Events:
-                    Catch: {Type: HttpApi}
-                    Lower: {Type: HttpApi, Properties: {Path: /x, Method: post}}
-                    Q: {Type: SQS, Properties: {Queue: arn:aws:sqs:us-east-1:1:q}}
-                    Tick: {Type: Schedule, Properties: {Schedule: rate(5 minutes), Input: '{"a": 1}'}}
-                    Off: {Type: Schedule, Properties: {Schedule: "cron(0 1 * * ? *)", Enabled: false}}
-                    V2: {Type: ScheduleV2, Properties: {ScheduleExpression: rate(1 hour), State: DISABLED}}
-                    Topic: {Type: SNS, Properties: {Topic: arn}}
+                    Catch: {Type: HttpApi, Properties: {ApiId: !Ref Api}}
+                    Lower: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /x, Method: post}}
+                    Q: {Type: SQS, Properties: {Queue: arn:aws:sqs:us-east-1:1:q, MaximumBatchingWindowInSeconds: 2}}
+                    Tick: {Type: Schedule, Properties: {Schedule: rate(5 minutes), Description: every 5 minutes}}
+                    Nightly: {Type: Schedule, Properties: {Schedule: "cron(0 1 * * ? *)"}}
             """
         )
     )
@@ -147,15 +147,14 @@ def test_events_of_every_emulated_kind_and_the_rest():
         128,
     )
     assert fn.environment == {"A": "global", "B": "own"}
-    assert [(e.path, e.method, e.api_id) for e in fn.http_events] == [(None, "ANY", None), ("/x", "POST", None)]
+    api = {"Ref": "Api"}
+    assert [(e.path, e.method, e.api_id) for e in fn.http_events] == [(None, "ANY", api), ("/x", "POST", api)]
     [q] = fn.sqs_events
     assert (q.batch_size, q.function_response_types, q.reports_batch_item_failures) == (10, (), False)
-    assert [(s.kind, s.expression, s.input, s.enabled) for s in fn.schedule_events] == [
-        ("Schedule", "rate(5 minutes)", '{"a": 1}', True),
-        ("Schedule", "cron(0 1 * * ? *)", None, False),
-        ("ScheduleV2", "rate(1 hour)", None, False),
+    assert [(s.name, s.expression) for s in fn.schedule_events] == [
+        ("Tick", "rate(5 minutes)"),
+        ("Nightly", "cron(0 1 * * ? *)"),
     ]
-    assert fn.unsupported_events == (("Topic", "SNS"),)
 
 
 def test_globals_merge_like_sam():
@@ -182,3 +181,78 @@ def test_globals_merge_like_sam():
 def test_templates_the_runtime_cannot_emulate_are_rejected(resources):
     with pytest.raises(TemplateError):
         parse_template(cfn_yaml.loads(f"Resources:\n  {resources}\n"), ROOT / "t.yaml")
+
+
+def _function_with(event: str) -> str:
+    return f"Fn: {{Type: AWS::Serverless::Function, Properties: {{Handler: a.b, Events: {{E: {event}}}}}}}"
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        # Resource types it neither emulates nor knows to skip.
+        ("P: {Type: AWS::SSM::Parameter, Properties: {Type: String, Value: x}}", "type AWS::SSM::Parameter is not"),
+        (
+            "R: {Type: AWS::Events::Rule, Properties: {ScheduleExpression: rate(1 hour)}}",
+            "type AWS::Events::Rule is not",
+        ),
+        ("L: {Type: AWS::Lambda::Function, Properties: {}}", "type AWS::Lambda::Function is not supported"),
+        # Properties of emulated resources it would not honour.
+        ("Q: {Type: AWS::SQS::Queue, Properties: {FifoQueue: true}}", "AWS::SQS::Queue property FifoQueue is not"),
+        (
+            "T: {Type: AWS::DynamoDB::Table, Properties: {TableName: t, StreamSpecification: {}}}",
+            "property StreamSpecification, TableName is not supported",
+        ),
+        ("A: {Type: AWS::Serverless::HttpApi, Properties: {CorsConfiguration: {}}}", "property CorsConfiguration"),
+        # Events it does not drive, or would drive differently.
+        (_function_with("{Type: SNS, Properties: {Topic: arn}}"), "event type 'SNS' is not supported"),
+        (_function_with("{Type: ScheduleV2, Properties: {ScheduleExpression: rate(1 hour)}}"), "'ScheduleV2'"),
+        (_function_with("{Type: Schedule, Properties: {Schedule: rate(1 hour), Enabled: false}}"), "property Enabled"),
+        (_function_with("{Type: Schedule, Properties: {Schedule: rate(1 hour), Input: '{}'}}"), "property Input"),
+        (_function_with("{Type: SQS, Properties: {Queue: arn, FilterCriteria: {}}}"), "property FilterCriteria"),
+        (_function_with("{Type: HttpApi, Properties: {Path: /x, Method: GET}}"), "implicit API is not supported"),
+    ],
+)
+def test_what_the_runtime_does_not_support_is_refused_by_name(resources, message):
+    with pytest.raises(TemplateError, match=message):
+        parse_template(cfn_yaml.loads(f"Resources:\n  {resources}\n"), ROOT / "t.yaml")
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("Transform: AWS::LanguageExtensions", "Transform 'AWS::LanguageExtensions' is not supported"),
+        ("Transform: [AWS::Serverless-2016-10-31, AWS::LanguageExtensions]", "'AWS::LanguageExtensions'"),
+        ("Globals: {HttpApi: {CorsConfiguration: {}}}", "Globals.HttpApi is not supported"),
+    ],
+)
+def test_transforms_and_globals_it_does_not_implement_are_refused(section, message):
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        parse_template(cfn_yaml.loads(f"{section}\nResources: {{}}\n"), ROOT / "t.yaml")
+
+
+def test_skipped_resources_are_not_looked_into():
+    # Networking (another change puts a VPC behind a condition) and operations resources are
+    # skipped whole: whatever intrinsics or properties they hold, the template loads.
+    template = load_template(ROOT / "template.yaml")
+    assert {"AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm", "AWS::S3::BucketPolicy"} <= {
+        r.type for r in template.resources.values()
+    }
+    raw = cfn_yaml.loads(
+        textwrap.dedent(
+            """
+            Resources:
+              Subnet:
+                Type: AWS::EC2::Subnet
+                Condition: UseVpc
+                Properties:
+                  AvailabilityZone: !Select [0, !GetAZs ""]
+                  CidrBlock: !Select [0, !Cidr [!GetAtt Vpc.CidrBlock, 2, 8]]
+                  Anything: {Fn::Transform: {Name: X}}
+              Ip: {Type: AWS::EC2::EIP, Properties: {Domain: vpc}}
+            """
+        )
+    )
+    parsed = parse_template(raw, ROOT / "t.yaml")
+    assert parsed.resources["Subnet"].read_properties() == {}
+    assert parsed.resources["Ip"].type == "AWS::EC2::EIP"

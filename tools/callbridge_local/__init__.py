@@ -1,8 +1,11 @@
 """CallBridge local runtime: plays the AWS cloud of template.yaml on one machine.
 
-It starts an in-process moto server, provisions the template's tables, queues, buckets and
-parameters in it, and serves the template's HTTP API routes, SQS event sources and schedules by
-calling the unchanged Lambda handlers in this process. ``python -m callbridge_local --help``.
+It starts an in-process moto server, provisions the template's tables, queues and bucket in it,
+and serves the template's HTTP API routes, SQS event sources and schedules by calling the unchanged
+Lambda handlers in this process. ``python -m callbridge_local --help``.
+
+Development tooling, not installed with the product: ``make run`` and the tests find it on
+PYTHONPATH (tools/). What it emulates and why: docs/decisions/local-runtime.md.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 CloudFormation's short-form tags (``!Ref X``, ``!GetAtt A.B``, ``!Sub ...``) are turned into the
 long form (``{"Ref": "X"}``, ``{"Fn::GetAtt": ["A", "B"]}``, ``{"Fn::Sub": ...}``) so that the rest of
 the runtime handles exactly one representation, the one JSON templates use.
+
+Every tag CloudFormation defines is read, also those of intrinsics the runtime does not resolve
+(intrinsics.py refuses them where it reads a value): a template must load whatever its skipped
+resources contain. Why this is not cfn-lint's decoder: docs/decisions/local-runtime.md.
 """
 
 from __future__ import annotations

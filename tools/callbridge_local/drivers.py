@@ -9,7 +9,6 @@ after maxReceiveCount receives, as on AWS (moto implements the redrive).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 import threading
@@ -223,9 +222,6 @@ class QueueDriver:
 
     def start(self) -> None:
         for poller in self.pollers:
-            if not poller.source.event.enabled:
-                log.info("%s is disabled (Enabled: false)", poller.source.label)
-                continue
             thread = threading.Thread(target=self._run, args=(poller,), name=f"sqs-{poller.source.label}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -304,14 +300,9 @@ def scheduled_event(
     stack_name: str,
     now: datetime | None = None,
 ) -> Any:
-    """What EventBridge sends the function: the Input if the event has one, else a Scheduled Event."""
-    if schedule.input is not None:
-        return json.loads(schedule.input)
+    """What an EventBridge rule sends the function: a Scheduled Event."""
     name = f"{stack_name}-{function.logical_id}{schedule.name}"
-    if schedule.kind == "ScheduleV2":
-        resource = f"arn:aws:scheduler:{region}:{account_id}:schedule/default/{name}"
-    else:
-        resource = f"arn:aws:events:{region}:{account_id}:rule/{name}"
+    resource = f"arn:aws:events:{region}:{account_id}:rule/{name}"
     now = now or datetime.now(UTC)
     return {
         "version": "0",
@@ -355,9 +346,6 @@ class ScheduleDriver:
     def start(self) -> None:
         for source in self.sources:
             manual = f"POST /_local/schedules/{source.function.logical_id}"
-            if not source.schedule.enabled:
-                log.info("%s is disabled; run it with %s", source.label, manual)
-                continue
             period = self._period_of(source.schedule.expression)
             if period is None:
                 log.info("%s (%s) runs only via %s", source.label, source.schedule.expression, manual)

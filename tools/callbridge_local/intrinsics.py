@@ -1,21 +1,25 @@
-"""Resolution of CloudFormation intrinsic functions against locally provisioned resources.
+"""Resolution of CloudFormation intrinsic functions against locally created resources.
 
-Only what a template's properties and environment variables need: Ref, Fn::GetAtt, Fn::Sub,
-Fn::Join, Fn::Select, Fn::Split, Fn::FindInMap, Fn::If (and the condition functions), Fn::Base64,
-Fn::GetAZs, Fn::Length and Fn::ToJsonString. Anything that would need another stack or a real
-account (Fn::ImportValue, Fn::Cidr, SSM-typed parameters) fails with an explanation.
+Only what template.yaml needs where the runtime reads it (resource properties it applies, function
+environments, event sources): Ref to parameters, resources and the pseudo parameters AWS::StackName,
+AWS::Region and AWS::URLSuffix; Fn::GetAtt; Fn::Sub (its string form); and conditions: Fn::If with
+AWS::NoValue, Fn::Equals, Fn::Not and Condition. Parameters are String or Number. Anything else
+is refused with an IntrinsicError that names it; values the runtime does not read (IAM policies,
+outputs, skipped resources) are never resolved, so what they contain does not matter.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from callbridge_local.template import Template
+from callbridge_local.template import Template, skip_reason
+
+SUPPORTED_FUNCTIONS: Final = ("Fn::GetAtt", "Fn::Sub", "Fn::If", "Fn::Equals", "Fn::Not")
+SUPPORTED_PARAMETER_TYPES: Final = ("String", "Number")
+URL_SUFFIX: Final = "amazonaws.com"
 
 
 class IntrinsicError(ValueError):
@@ -33,6 +37,12 @@ NO_VALUE: Final = _NoValue()
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 
+@dataclass(frozen=True)
+class _UnsupportedParameter:
+    name: str
+    type: str
+
+
 @dataclass
 class PhysicalResource:
     """What CloudFormation would answer for a created resource: its Ref value and attributes."""
@@ -42,7 +52,11 @@ class PhysicalResource:
 
 
 def parameter_values(template: Template, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The stack's parameter values: defaults, replaced by overrides, checked like CloudFormation."""
+    """The stack's parameter values: defaults, replaced by overrides, checked like CloudFormation.
+
+    A parameter of a type the runtime does not support is refused when something it reads refers
+    to it, not before: a template may have such parameters for resources the runtime skips.
+    """
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(template.parameters))
     if unknown:
@@ -50,13 +64,14 @@ def parameter_values(template: Template, overrides: Mapping[str, str] | None = N
     values: dict[str, Any] = {}
     missing: list[str] = []
     for name, param in template.parameters.items():
+        if param.type not in SUPPORTED_PARAMETER_TYPES:
+            values[name] = _UnsupportedParameter(name, param.type)
+            continue
         raw = overrides.get(name, param.default)
         if raw is None:
             missing.append(name)
             continue
-        if param.type.startswith("AWS::SSM::Parameter::Value"):
-            raise IntrinsicError(f"parameter {name} of type {param.type} cannot be looked up locally")
-        text = ",".join(str(v) for v in raw) if isinstance(raw, list) else str(raw)
+        text = str(raw)
         if param.allowed_values is not None and text not in {str(v) for v in param.allowed_values}:
             allowed = ", ".join(str(v) for v in param.allowed_values)
             raise IntrinsicError(f"parameter {name}={text!r} is not one of: {allowed}")
@@ -71,8 +86,7 @@ def parameter_values(template: Template, overrides: Mapping[str, str] | None = N
                 raise IntrinsicError(
                     f"parameter {name}={text} is outside {_scalar_text(param.min_value)}..{_scalar_text(param.max_value)}"
                 )
-        is_list = param.type == "CommaDelimitedList" or param.type.startswith("List<")
-        values[name] = [item.strip() for item in text.split(",")] if is_list else text
+        values[name] = text
     if missing:
         flags = " ".join(f"--param {name}=..." for name in missing)
         raise IntrinsicError(f"template parameter(s) without a Default need a value: {flags}")
@@ -90,38 +104,20 @@ class Resolver:
         stack_name: str,
         region: str,
         account_id: str,
-        partition: str = "aws",
-        url_suffix: str = "amazonaws.com",
     ) -> None:
         self.template = template
         self.parameters = dict(parameters)
         self.resources: dict[str, PhysicalResource] = {}
+        self.region = region
+        self.account_id = account_id
+        self.stack_name = stack_name
         self.pseudo: dict[str, Any] = {
             "AWS::StackName": stack_name,
             "AWS::Region": region,
-            "AWS::AccountId": account_id,
-            "AWS::Partition": partition,
-            "AWS::URLSuffix": url_suffix,
-            "AWS::StackId": (
-                f"arn:{partition}:cloudformation:{region}:{account_id}:stack/{stack_name}/"
-                "00000000-0000-0000-0000-000000000000"
-            ),
-            "AWS::NotificationARNs": [],
+            "AWS::URLSuffix": URL_SUFFIX,
             "AWS::NoValue": NO_VALUE,
         }
         self._conditions: dict[str, bool] = {}
-
-    @property
-    def region(self) -> str:
-        return str(self.pseudo["AWS::Region"])
-
-    @property
-    def account_id(self) -> str:
-        return str(self.pseudo["AWS::AccountId"])
-
-    @property
-    def stack_name(self) -> str:
-        return str(self.pseudo["AWS::StackName"])
 
     def register(self, logical_id: str, resource: PhysicalResource) -> None:
         self.resources[logical_id] = resource
@@ -134,7 +130,10 @@ class Resolver:
                 raise IntrinsicError(f"unknown condition {name}")
             # Placeholder first so that a condition referring to itself fails instead of recursing.
             self._conditions[name] = False
-            value = self.resolve(self.template.conditions[name])
+            try:
+                value = self.resolve(self.template.conditions[name])
+            except IntrinsicError as exc:
+                raise IntrinsicError(f"condition {name}: {exc}") from exc
             if not isinstance(value, bool):
                 raise IntrinsicError(f"condition {name} does not evaluate to a boolean: {value!r}")
             self._conditions[name] = value
@@ -162,20 +161,27 @@ class Resolver:
     def ref(self, name: str) -> Any:
         if name in self.pseudo:
             return self.pseudo[name]
+        if name.startswith("AWS::"):
+            supported = ", ".join(sorted(self.pseudo))
+            raise IntrinsicError(
+                f"Ref {name}: pseudo parameter not supported by the local runtime (supported: {supported})"
+            )
         if name in self.parameters:
-            return self.parameters[name]
+            value = self.parameters[name]
+            if isinstance(value, _UnsupportedParameter):
+                raise IntrinsicError(
+                    f"Ref {name}: parameters of type {value.type} are not supported by the local runtime "
+                    f"(supported: {', '.join(SUPPORTED_PARAMETER_TYPES)})"
+                )
+            return value
         if name in self.resources:
             return self.resources[name].ref
-        if name in self.template.resources:
-            raise IntrinsicError(f"Ref {name}: resource {name} has not been created (yet)")
-        raise IntrinsicError(f"Ref {name}: no such parameter or resource")
+        raise IntrinsicError(f"Ref {name}: {self._missing(name)}")
 
     def get_att(self, logical_id: str, attribute: str) -> Any:
         resource = self.resources.get(logical_id)
         if resource is None:
-            if logical_id in self.template.resources:
-                raise IntrinsicError(f"Fn::GetAtt {logical_id}.{attribute}: {logical_id} has not been created")
-            raise IntrinsicError(f"Fn::GetAtt {logical_id}.{attribute}: no such resource")
+            raise IntrinsicError(f"Fn::GetAtt {logical_id}.{attribute}: {self._missing(logical_id)}")
         if attribute not in resource.attributes:
             known = ", ".join(sorted(resource.attributes)) or "none"
             raise IntrinsicError(
@@ -183,76 +189,48 @@ class Resolver:
             )
         return resource.attributes[attribute]
 
+    def _missing(self, logical_id: str) -> str:
+        resource = self.template.resources.get(logical_id)
+        if resource is None:
+            return "no such parameter or resource"
+        why = skip_reason(resource.type)
+        if why is not None:
+            return f"{logical_id} is an {resource.type}, which the local runtime does not emulate ({why})"
+        if resource.condition is not None and not self.condition(resource.condition):
+            return f"{logical_id} is not created: its condition {resource.condition} is false"
+        return f"{logical_id} has not been created (yet)"
+
     def _function(self, name: str, arg: Any) -> Any:
-        handler = getattr(self, "_fn_" + name[4:].lower(), None)
-        if handler is None:
-            raise IntrinsicError(f"{name} is not supported by the local runtime")
+        if name not in SUPPORTED_FUNCTIONS:
+            raise IntrinsicError(
+                f"{name} is not supported by the local runtime (supported: Ref, Condition, {', '.join(SUPPORTED_FUNCTIONS)})"
+            )
+        handler = getattr(self, "_fn_" + name[4:].lower())
         return handler(arg)
 
     def _fn_getatt(self, arg: Any) -> Any:
-        arg = self.resolve(arg)
-        if isinstance(arg, str):
-            arg = arg.split(".", 1)
-        if not isinstance(arg, list) or len(arg) != 2:
+        if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(a, str) for a in arg)):
             raise IntrinsicError(f"Fn::GetAtt needs [Resource, Attribute], got {arg!r}")
-        return self.get_att(str(arg[0]), str(arg[1]))
+        return self.get_att(arg[0], arg[1])
 
     def _fn_sub(self, arg: Any) -> str:
-        if isinstance(arg, str):
-            text, variables = arg, {}
-        elif isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], dict):
-            text, variables = arg[0], {k: self.resolve(v) for k, v in arg[1].items()}
-        else:
-            raise IntrinsicError(f"Fn::Sub needs a string or [string, {{vars}}], got {arg!r}")
-        if not isinstance(text, str):
-            raise IntrinsicError(f"Fn::Sub template must be a string, got {text!r}")
+        if not isinstance(arg, str):
+            raise IntrinsicError(f"Fn::Sub is supported by the local runtime only in its string form, got {arg!r}")
 
         def substitute(match: re.Match[str]) -> str:
             expression = match.group(1)
             if expression.startswith("!"):
                 return "${" + expression[1:] + "}"
-            if expression in variables:
-                value = variables[expression]
-            elif "." in expression and not expression.startswith("AWS::"):
+            if "." in expression and not expression.startswith("AWS::"):
                 resource, _, attribute = expression.partition(".")
                 value = self.get_att(resource, attribute)
             else:
                 value = self.ref(expression)
-            if isinstance(value, (dict, list)):
+            if isinstance(value, (dict, list)) or value is NO_VALUE:
                 raise IntrinsicError(f"Fn::Sub variable ${{{expression}}} is not a string: {value!r}")
             return _scalar_text(value)
 
-        return _SUB_VARIABLE.sub(substitute, text)
-
-    def _fn_join(self, arg: Any) -> str:
-        arg = self.resolve(arg)
-        if not (isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list)):
-            raise IntrinsicError(f"Fn::Join needs [delimiter, [values]], got {arg!r}")
-        return str(arg[0]).join(_scalar_text(item) for item in arg[1])
-
-    def _fn_select(self, arg: Any) -> Any:
-        arg = self.resolve(arg)
-        if not (isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list)):
-            raise IntrinsicError(f"Fn::Select needs [index, [values]], got {arg!r}")
-        try:
-            return arg[1][int(arg[0])]
-        except (ValueError, IndexError):
-            raise IntrinsicError(f"Fn::Select index {arg[0]!r} is out of range") from None
-
-    def _fn_split(self, arg: Any) -> list[str]:
-        arg = self.resolve(arg)
-        if not (isinstance(arg, list) and len(arg) == 2):
-            raise IntrinsicError(f"Fn::Split needs [delimiter, string], got {arg!r}")
-        return str(arg[1]).split(str(arg[0]))
-
-    def _fn_findinmap(self, arg: Any) -> Any:
-        arg = self.resolve(arg)
-        if not (isinstance(arg, list) and len(arg) >= 3):
-            raise IntrinsicError(f"Fn::FindInMap needs [map, key, key], got {arg!r}")
-        try:
-            return self.template.mappings[arg[0]][arg[1]][arg[2]]
-        except (KeyError, TypeError):
-            raise IntrinsicError(f"Fn::FindInMap {arg[:3]!r}: no such mapping entry") from None
+        return _SUB_VARIABLE.sub(substitute, arg)
 
     def _fn_if(self, arg: Any) -> Any:
         if not (isinstance(arg, list) and len(arg) == 3 and isinstance(arg[0], str)):
@@ -270,39 +248,6 @@ class Resolver:
         if not (isinstance(arg, list) and len(arg) == 1 and isinstance(arg[0], bool)):
             raise IntrinsicError(f"Fn::Not needs [condition], got {arg!r}")
         return not arg[0]
-
-    def _fn_and(self, arg: Any) -> bool:
-        return all(self._booleans("Fn::And", arg))
-
-    def _fn_or(self, arg: Any) -> bool:
-        return any(self._booleans("Fn::Or", arg))
-
-    def _booleans(self, name: str, arg: Any) -> list[bool]:
-        arg = self.resolve(arg)
-        if not (isinstance(arg, list) and arg and all(isinstance(item, bool) for item in arg)):
-            raise IntrinsicError(f"{name} needs a list of conditions, got {arg!r}")
-        return list(arg)
-
-    def _fn_base64(self, arg: Any) -> str:
-        return base64.b64encode(_scalar_text(self.resolve(arg)).encode()).decode("ascii")
-
-    def _fn_getazs(self, arg: Any) -> list[str]:
-        region = self.resolve(arg) or self.region
-        return [f"{region}{zone}" for zone in "abc"]
-
-    def _fn_length(self, arg: Any) -> int:
-        arg = self.resolve(arg)
-        if not isinstance(arg, list):
-            raise IntrinsicError(f"Fn::Length needs a list, got {arg!r}")
-        return len(arg)
-
-    def _fn_tojsonstring(self, arg: Any) -> str:
-        return json.dumps(self.resolve(arg), separators=(",", ":"))
-
-    def _fn_importvalue(self, arg: Any) -> Any:
-        raise IntrinsicError(
-            f"Fn::ImportValue {arg!r} needs another stack's exports; pass the value as a parameter instead"
-        )
 
 
 def _scalar_text(value: Any) -> str:

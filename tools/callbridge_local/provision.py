@@ -1,9 +1,9 @@
-"""Creates a template's DynamoDB tables, SQS queues, S3 buckets and SSM parameters in a moto server,
-then resolves every function's environment against what was created.
+"""Creates a template's DynamoDB tables, SQS queues and S3 buckets in a moto server, then resolves
+every function's environment against what was created.
 
-Physical names follow ``{stack}-{LogicalId}`` (lower case for buckets, which S3 requires) unless the
-template names the resource itself. Provisioning is idempotent: what already exists is kept, so
-several test modules can share one moto server.
+Physical names are ``{stack}-{LogicalId}`` (lower case for buckets, which S3 requires). Only the
+properties template.py lists as read are applied (and resolved). Provisioning is idempotent: what
+already exists is kept, so several test modules can share one moto server.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +27,11 @@ from callbridge_local.intrinsics import (
 )
 from callbridge_local.template import (
     DYNAMODB_TABLE,
-    LAYER_TYPES,
     S3_BUCKET,
     SERVERLESS_FUNCTION,
+    SERVERLESS_HTTP_API,
+    SERVERLESS_LAYER,
     SQS_QUEUE,
-    SSM_PARAMETER,
     FunctionSpec,
     Resource,
     Template,
@@ -42,31 +42,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_ssm import SSMClient
 
 log = logging.getLogger(__name__)
 
-HTTP_API_TYPES = ("AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api")
-# The API SAM creates for HttpApi events that name no ApiId.
-IMPLICIT_HTTP_API = "ServerlessHttpApi"
-
-# CloudFormation property -> SQS attribute; everything else on a queue is ignored locally.
-_SQS_ATTRIBUTES = (
-    "DelaySeconds",
-    "MaximumMessageSize",
-    "MessageRetentionPeriod",
-    "ReceiveMessageWaitTimeSeconds",
-    "VisibilityTimeout",
-    "KmsMasterKeyId",
-    "KmsDataKeyReusePeriodSeconds",
-    "SqsManagedSseEnabled",
-    "FifoQueue",
-    "ContentBasedDeduplication",
-    "DeduplicationScope",
-    "FifoThroughputLimit",
-    "RedrivePolicy",
-    "RedriveAllowPolicy",
-)
 _SUB_NAMES = re.compile(r"\$\{([^!}][^}]*)\}")
 
 
@@ -137,10 +115,8 @@ class ProvisionedStack:
                 return resource
         raise ProvisionError(f"queue {arn} is not a queue of the template")
 
-    def http_api_id(self, api_ref: Any | None) -> str:
-        """The API id of an HttpApi event's ApiId (None: SAM's implicit API)."""
-        if api_ref is None:
-            return api_id_for(self.stack_name, IMPLICIT_HTTP_API)
+    def http_api_id(self, api_ref: Any) -> str:
+        """The API id an HttpApi event's ApiId refers to."""
         return str(self.resolver.resolve(api_ref))
 
 
@@ -173,20 +149,13 @@ def references(value: Any) -> set[str]:
         for item in value:
             found |= references(item)
     elif isinstance(value, dict):
-        if len(value) == 1 and "Ref" in value and isinstance(value["Ref"], str):
+        if len(value) == 1 and isinstance(value.get("Ref"), str):
             found.add(value["Ref"])
-        elif len(value) == 1 and "Fn::GetAtt" in value:
-            target = value["Fn::GetAtt"]
-            first = target.split(".", 1)[0] if isinstance(target, str) else target[0]
-            if isinstance(first, str):
-                found.add(first)
-        elif len(value) == 1 and "Fn::Sub" in value:
-            arg = value["Fn::Sub"]
-            text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-            for name in _SUB_NAMES.findall(str(text)):
-                if name not in variables:
-                    found.add(name.split(".", 1)[0] if not name.startswith("AWS::") else name)
-            found |= references(variables)
+        elif len(value) == 1 and isinstance(value.get("Fn::GetAtt"), list) and value["Fn::GetAtt"]:
+            found.add(str(value["Fn::GetAtt"][0]))
+        elif len(value) == 1 and isinstance(value.get("Fn::Sub"), str):
+            for name in _SUB_NAMES.findall(value["Fn::Sub"]):
+                found.add(name if name.startswith("AWS::") else name.split(".", 1)[0])
         else:
             for item in value.values():
                 found |= references(item)
@@ -205,7 +174,7 @@ def _creation_order(resources: list[Resource]) -> list[Resource]:
         if state.get(resource.logical_id) == "visiting":
             raise ProvisionError(f"circular dependency: {' -> '.join((*path, resource.logical_id))}")
         state[resource.logical_id] = "visiting"
-        for dep in sorted(references(dict(resource.properties)) & set(by_id)):
+        for dep in sorted(references(resource.read_properties()) & set(by_id)):
             visit(by_id[dep], (*path, resource.logical_id))
         state[resource.logical_id] = "done"
         order.append(resource)
@@ -220,28 +189,6 @@ def _error_code(exc: Exception) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
-
-
-def _tags(raw: Any) -> list[Any]:
-    if isinstance(raw, dict):
-        return [{"Key": str(k), "Value": str(v)} for k, v in raw.items()]
-    if isinstance(raw, list):
-        return [{"Key": str(t["Key"]), "Value": str(t["Value"])} for t in raw if isinstance(t, dict)]
-    return []
-
-
-def _encryption_rules(bucket_encryption: Mapping[str, Any]) -> list[Any]:
-    # CloudFormation says ServerSideEncryptionByDefault where the S3 API says ApplyServerSide...
-    return [
-        {("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v for k, v in r.items()}
-        for r in bucket_encryption["ServerSideEncryptionConfiguration"]
-    ]
-
-
-def _ignore_unknown(logical_id: str, props: Mapping[str, Any], handled: Iterable[str]) -> None:
-    ignored = sorted(set(props) - set(handled))
-    if ignored:
-        log.debug("%s: properties not emulated locally: %s", logical_id, ", ".join(ignored))
 
 
 class Provisioner:
@@ -272,152 +219,95 @@ class Provisioner:
             DYNAMODB_TABLE: self._create_table,
             SQS_QUEUE: self._create_queue,
             S3_BUCKET: self._create_bucket,
-            SSM_PARAMETER: self._create_parameter,
         }
         concrete = [r for r in self.template.resources.values() if r.type in creators and self._included(r)]
         for resource in _creation_order(concrete):
-            props = self.resolver.resolve(dict(resource.properties))
+            where = f"{resource.logical_id} ({resource.type})"
+            try:
+                props = self.resolver.resolve(resource.read_properties())
+            except IntrinsicError as exc:
+                raise ProvisionError(f"{where}: {exc}") from exc
             try:
                 physical = creators[resource.type](resource.logical_id, props)
+            except ProvisionError:
+                raise
             except Exception as exc:
-                raise ProvisionError(f"could not create {resource.logical_id} ({resource.type}): {exc}") from exc
+                raise ProvisionError(f"could not create {where}: {exc}") from exc
             self.resolver.register(resource.logical_id, physical)
             log.debug("created %s %s", resource.type, physical.ref)
 
     def _register_virtual_resources(self) -> None:
-        """Resources that are not emulated as such but whose Ref/GetAtt a template may use."""
-        implicit_api = any(e.api_id is None for f in self.template.functions.values() for e in f.http_events)
-        if implicit_api:
-            api_id = api_id_for(self._stack, IMPLICIT_HTTP_API)
-            self.resolver.register(IMPLICIT_HTTP_API, self._api_resource(api_id))
+        """Resources that are not created in moto but whose Ref/GetAtt the runtime uses."""
         for resource in self.template.resources.values():
+            if resource.type not in (SERVERLESS_FUNCTION, SERVERLESS_HTTP_API, SERVERLESS_LAYER):
+                continue
             if not self._included(resource):
                 continue
-            logical_id, kind = resource.logical_id, resource.type
-            if kind == SERVERLESS_FUNCTION:
-                name = resource.properties.get("FunctionName")
-                name = name if isinstance(name, str) else f"{self._stack}-{logical_id}"
-                arn = self._arn("lambda", f"function:{name}")
-                self.resolver.register(logical_id, PhysicalResource(name, {"Arn": arn}))
-            elif kind in HTTP_API_TYPES:
-                self.resolver.register(logical_id, self._api_resource(api_id_for(self._stack, logical_id)))
-            elif kind in LAYER_TYPES:
-                arn = self._arn("lambda", f"layer:{self._stack}-{logical_id}:1")
+            logical_id, name = resource.logical_id, f"{self._stack}-{resource.logical_id}"
+            if resource.type == SERVERLESS_FUNCTION:
+                self.resolver.register(
+                    logical_id, PhysicalResource(name, {"Arn": self._arn("lambda", f"function:{name}")})
+                )
+            elif resource.type == SERVERLESS_HTTP_API:
+                self.resolver.register(logical_id, PhysicalResource(api_id_for(self._stack, logical_id)))
+            else:
+                arn = self._arn("lambda", f"layer:{name}:1")
                 self.resolver.register(logical_id, PhysicalResource(arn, {"Arn": arn}))
-            elif kind not in (DYNAMODB_TABLE, SQS_QUEUE, S3_BUCKET, SSM_PARAMETER):
-                log.debug("%s (%s) is not emulated locally", logical_id, kind)
-                self.resolver.register(logical_id, PhysicalResource(f"{self._stack}-{logical_id}"))
-
-    def _api_resource(self, api_id: str) -> PhysicalResource:
-        endpoint = f"https://{api_id}.execute-api.{self.resolver.region}.amazonaws.com"
-        return PhysicalResource(api_id, {"ApiId": api_id, "ApiEndpoint": endpoint})
 
     # -- DynamoDB ------------------------------------------------------------------------------
 
     def _create_table(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
         client: DynamoDBClient = self._client("dynamodb")
-        name = str(props.get("TableName") or f"{self._stack}-{logical_id}")
-        billing = str(props.get("BillingMode", "PROVISIONED"))
-        default_throughput = {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+        name = f"{self._stack}-{logical_id}"
+        billing = props.get("BillingMode")
+        if billing != "PAY_PER_REQUEST":
+            raise ProvisionError(
+                f"{logical_id}: BillingMode {billing!r} is not supported by the local runtime (only PAY_PER_REQUEST)"
+            )
         kwargs: dict[str, Any] = {
             "TableName": name,
             "KeySchema": props["KeySchema"],
             "AttributeDefinitions": props["AttributeDefinitions"],
             "BillingMode": billing,
         }
-        if billing == "PROVISIONED":
-            kwargs["ProvisionedThroughput"] = props.get("ProvisionedThroughput") or default_throughput
         if props.get("GlobalSecondaryIndexes"):
-            indexes = []
-            for index in props["GlobalSecondaryIndexes"]:
-                spec = {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
-                if billing == "PROVISIONED":
-                    spec["ProvisionedThroughput"] = index.get("ProvisionedThroughput") or default_throughput
-                indexes.append(spec)
-            kwargs["GlobalSecondaryIndexes"] = indexes
-        if props.get("LocalSecondaryIndexes"):
-            kwargs["LocalSecondaryIndexes"] = [
+            kwargs["GlobalSecondaryIndexes"] = [
                 {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
-                for index in props["LocalSecondaryIndexes"]
+                for index in props["GlobalSecondaryIndexes"]
             ]
-        stream = props.get("StreamSpecification")
-        if isinstance(stream, dict) and stream.get("StreamViewType"):
-            kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
-        sse = props.get("SSESpecification")
-        if isinstance(sse, dict) and str(sse.get("SSEEnabled", "")).lower() == "true":
-            api_sse: dict[str, Any] = {"Enabled": True}
-            for cfn_key, api_key in (("SSEType", "SSEType"), ("KMSMasterKeyId", "KMSMasterKeyId")):
-                if sse.get(cfn_key):
-                    api_sse[api_key] = sse[cfn_key]
-            kwargs["SSESpecification"] = api_sse
-        for key in ("TableClass", "DeletionProtectionEnabled"):
-            if key in props:
-                kwargs[key] = props[key]
-        if props.get("Tags"):
-            kwargs["Tags"] = _tags(props["Tags"])
-        _ignore_unknown(
-            logical_id,
-            props,
-            [*kwargs, "ProvisionedThroughput", "TimeToLiveSpecification", "PointInTimeRecoverySpecification"],
-        )
         try:
             client.create_table(**kwargs)
         except Exception as exc:
             if _error_code(exc) != "ResourceInUseException":
                 raise
             log.debug("table %s already exists", name)
-        ttl = props.get("TimeToLiveSpecification")
-        if isinstance(ttl, dict) and str(ttl.get("Enabled", "")).lower() == "true":
-            current = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-            if current.get("TimeToLiveStatus") != "ENABLED":
-                client.update_time_to_live(
-                    TableName=name,
-                    TimeToLiveSpecification={"AttributeName": str(ttl["AttributeName"]), "Enabled": True},
-                )
-        pitr = props.get("PointInTimeRecoverySpecification")
-        if isinstance(pitr, dict) and str(pitr.get("PointInTimeRecoveryEnabled", "")).lower() == "true":
-            client.update_continuous_backups(
-                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
-            )
-        description = client.describe_table(TableName=name)["Table"]
-        attributes: dict[str, Any] = {"Arn": description.get("TableArn", self._arn("dynamodb", f"table/{name}"))}
-        if description.get("LatestStreamArn"):
-            attributes["StreamArn"] = description["LatestStreamArn"]
-        return PhysicalResource(name, attributes)
+        return PhysicalResource(name)
 
     # -- SQS -----------------------------------------------------------------------------------
 
     def _create_queue(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
         client: SQSClient = self._client("sqs")
-        fifo = str(props.get("FifoQueue", "")).lower() == "true"
-        name = str(props.get("QueueName") or f"{self._stack}-{logical_id}")
-        if fifo and not name.endswith(".fifo"):
-            name += ".fifo"
-        attributes: dict[Any, str] = {}
-        for key in _SQS_ATTRIBUTES:
-            if key not in props:
-                continue
-            value = props[key]
-            attributes[key] = json.dumps(value) if isinstance(value, (dict, list)) else as_env_value(value)
-        _ignore_unknown(logical_id, props, [*_SQS_ATTRIBUTES, "QueueName", "Tags"])
-        kwargs: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
-        if props.get("Tags"):
-            kwargs["tags"] = {t["Key"]: t["Value"] for t in _tags(props["Tags"])}
+        name = f"{self._stack}-{logical_id}"
+        # The properties read are all queue attributes of the same name; RedrivePolicy is JSON there.
+        attributes: dict[Any, str] = {
+            key: json.dumps(value) if isinstance(value, (dict, list)) else as_env_value(value)
+            for key, value in props.items()
+        }
         try:
-            url = client.create_queue(**kwargs)["QueueUrl"]
+            url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         except Exception as exc:
             if _error_code(exc) not in ("QueueAlreadyExists", "QueueNameExists"):
                 raise
             url = client.get_queue_url(QueueName=name)["QueueUrl"]
             client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
         arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        return PhysicalResource(url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+        return PhysicalResource(url, {"Arn": arn, "QueueName": name})
 
     # -- S3 ------------------------------------------------------------------------------------
 
     def _create_bucket(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
         client: S3Client = self._client("s3")
-        name = str(props.get("BucketName") or f"{self._stack}-{logical_id}".lower())
+        name = f"{self._stack}-{logical_id}".lower()
         try:
             if self.resolver.region == "us-east-1":
                 client.create_bucket(Bucket=name)
@@ -429,63 +319,7 @@ class Provisioner:
         except Exception as exc:
             if _error_code(exc) != "BucketAlreadyOwnedByYou":
                 raise
-        optional: list[tuple[str, Callable[[Any], Any]]] = [
-            (
-                "PublicAccessBlockConfiguration",
-                lambda v: client.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=v),
-            ),
-            (
-                "BucketEncryption",
-                lambda v: client.put_bucket_encryption(
-                    Bucket=name,
-                    ServerSideEncryptionConfiguration={"Rules": _encryption_rules(v)},
-                ),
-            ),
-            (
-                "VersioningConfiguration",
-                lambda v: client.put_bucket_versioning(Bucket=name, VersioningConfiguration=v),
-            ),
-            ("Tags", lambda v: client.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tags(v)})),
-        ]
-        for key, apply in optional:
-            if key in props:
-                try:
-                    apply(props[key])
-                except Exception as exc:
-                    # Bucket settings only matter on AWS; a bucket without them still works locally.
-                    log.warning("%s: %s not applied locally: %s", logical_id, key, exc)
-        _ignore_unknown(logical_id, props, ["BucketName", *(key for key, _ in optional)])
-        region = self.resolver.region
-        return PhysicalResource(
-            name,
-            {
-                "Arn": f"arn:aws:s3:::{name}",
-                "DomainName": f"{name}.s3.amazonaws.com",
-                "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
-                "DualStackDomainName": f"{name}.s3.dualstack.{region}.amazonaws.com",
-                "WebsiteURL": f"http://{name}.s3-website-{region}.amazonaws.com",
-            },
-        )
-
-    # -- SSM -----------------------------------------------------------------------------------
-
-    def _create_parameter(self, logical_id: str, props: dict[str, Any]) -> PhysicalResource:
-        client: SSMClient = self._client("ssm")
-        name = str(props.get("Name") or f"{self._stack}-{logical_id}")
-        kind = str(props.get("Type", "String"))
-        value = props.get("Value")
-        if value is None or value is NO_VALUE:
-            raise ProvisionError(f"{logical_id}: SSM parameter has no Value")
-        text = ",".join(str(v) for v in value) if isinstance(value, list) else as_env_value(value)
-        kwargs: dict[str, Any] = {"Name": name, "Value": text, "Type": kind, "Overwrite": True}
-        for key in ("Description", "AllowedPattern", "Tier", "DataType"):
-            if props.get(key):
-                kwargs[key] = str(props[key])
-        _ignore_unknown(logical_id, props, [*kwargs, "Tags"])
-        client.put_parameter(**kwargs)
-        if props.get("Tags"):
-            client.add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=_tags(props["Tags"]))
-        return PhysicalResource(name, {"Type": kind, "Value": text})
+        return PhysicalResource(name, {"Arn": f"arn:aws:s3:::{name}"})
 
 
 def resolve_function_env(stack: ProvisionedStack) -> None:

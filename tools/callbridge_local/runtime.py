@@ -157,9 +157,6 @@ class LocalRuntime:
             (ScheduleSource(functions[f.logical_id], s) for f in stack.functions for s in f.schedule_events),
             self._schedule_event,
         )
-        for function in stack.functions:
-            for name, kind in function.unsupported_events:
-                log.warning("%s.%s: %s events are not emulated locally", function.logical_id, name, kind)
         control = ControlApi(
             functions=functions,
             routes=routes,

@@ -1,24 +1,90 @@
 """A typed, read-only view of a SAM template: the parts the local runtime emulates.
 
+The runtime supports what template.yaml uses and refuses the rest by name: a resource type it
+neither emulates nor knows to skip, a property of an emulated resource or event it would not honour,
+an event type it does not drive. Resources it skips (logs, alarms, networking...) are not looked
+into at all, so whatever they contain cannot stop the runtime.
+
 Values that may hold intrinsics (environment variables, queue ARNs, resource properties) are kept
 raw here; intrinsics.py resolves them once the resources exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from callbridge_local import cfn_yaml
 
+SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
+
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
+SERVERLESS_HTTP_API = "AWS::Serverless::HttpApi"
 DYNAMODB_TABLE = "AWS::DynamoDB::Table"
 SQS_QUEUE = "AWS::SQS::Queue"
 S3_BUCKET = "AWS::S3::Bucket"
-SSM_PARAMETER = "AWS::SSM::Parameter"
-LAYER_TYPES = ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion")
+
+
+@dataclass(frozen=True)
+class Support:
+    """What the runtime does with the properties of one resource type (or event type).
+
+    ``read``: used locally; only these are resolved, so intrinsics elsewhere never matter.
+    ``ignored``: accepted, but without local effect. Any other property is refused, unless
+    ``deployment_settings`` says the rest only configure the deployed resource (IAM, runtime
+    version, tracing, VPC...), which the runtime, running handlers in-process, cannot honour anyway.
+    """
+
+    read: frozenset[str]
+    ignored: frozenset[str] = frozenset()
+    deployment_settings: bool = False
+
+
+def _support(read: Collection[str], ignored: Collection[str] = (), *, deployment_settings: bool = False) -> Support:
+    return Support(frozenset(read), frozenset(ignored), deployment_settings)
+
+
+# Resource types the runtime emulates: created in moto, run in process, or routed by the gateway.
+EMULATED: Mapping[str, Support] = {
+    SERVERLESS_FUNCTION: _support(
+        ("Handler", "CodeUri", "Timeout", "MemorySize", "Environment", "Events"), deployment_settings=True
+    ),
+    SERVERLESS_LAYER: _support(("ContentUri",), deployment_settings=True),
+    SERVERLESS_HTTP_API: _support((), ("Description",)),
+    # Backups, encryption at rest and expiry have nothing to show locally (moto expires no items;
+    # the code checks expires_at on read, as DynamoDB's TTL is late anyway).
+    DYNAMODB_TABLE: _support(
+        ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes"),
+        ("TimeToLiveSpecification", "PointInTimeRecoverySpecification", "SSESpecification"),
+    ),
+    SQS_QUEUE: _support(("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy"), ("SqsManagedSseEnabled",)),
+    S3_BUCKET: _support(
+        (),
+        ("BucketEncryption", "PublicAccessBlockConfiguration", "OwnershipControls", "LifecycleConfiguration"),
+    ),
+}
+
+# Resource types deliberately not emulated, and why; the runtime does not look into them.
+SKIPPED: Mapping[str, str] = {
+    "AWS::Logs::LogGroup": "functions log to the console",
+    "AWS::CloudWatch::Alarm": "there is no CloudWatch",
+    "AWS::CloudWatch::Dashboard": "there is no CloudWatch",
+    "AWS::SNS::Topic": "alarms are not emulated",
+    "AWS::SNS::Subscription": "alarms are not emulated",
+    "AWS::S3::BucketPolicy": "IAM is not emulated",
+}
+SKIPPED_PREFIXES: Mapping[str, str] = {"AWS::EC2::": "networking is not emulated"}
+
+# Event types the runtime drives, with the event properties it understands.
+EVENTS: Mapping[str, Support] = {
+    "HttpApi": _support(("ApiId", "Path", "Method")),
+    # Locally a batch is what is visible now (drivers.py): waiting out a batching window only adds latency.
+    "SQS": _support(("Queue", "BatchSize", "FunctionResponseTypes"), ("MaximumBatchingWindowInSeconds",)),
+    "Schedule": _support(("Schedule",), ("Description",)),
+}
 
 # Lambda's own defaults, used when neither the function nor Globals set them.
 LAMBDA_DEFAULT_TIMEOUT = 3
@@ -28,6 +94,24 @@ SQS_DEFAULT_BATCH_SIZE = 10
 
 class TemplateError(ValueError):
     """The template is well-formed YAML but not a template this runtime can emulate."""
+
+
+def skip_reason(resource_type: str) -> str | None:
+    """Why the runtime skips resources of this type; None if it does not skip them."""
+    if resource_type in SKIPPED:
+        return SKIPPED[resource_type]
+    return next((why for prefix, why in SKIPPED_PREFIXES.items() if resource_type.startswith(prefix)), None)
+
+
+def check_properties(where: str, what: str, properties: Mapping[str, Any], support: Support) -> None:
+    if support.deployment_settings:
+        return
+    unknown = sorted(set(properties) - support.read - support.ignored)
+    if unknown:
+        known = ", ".join(sorted(support.read | support.ignored)) or "none"
+        raise TemplateError(
+            f"{where}: {what} property {', '.join(unknown)} is not supported by the local runtime (supported: {known})"
+        )
 
 
 @dataclass(frozen=True)
@@ -47,6 +131,13 @@ class Resource:
     properties: Mapping[str, Any]
     condition: str | None = None
 
+    def read_properties(self) -> dict[str, Any]:
+        """The properties the runtime uses (raw); empty for a type it does not emulate."""
+        support = EMULATED.get(self.type)
+        if support is None:
+            return {}
+        return {key: value for key, value in self.properties.items() if key in support.read}
+
 
 @dataclass(frozen=True)
 class HttpApiEvent:
@@ -54,8 +145,8 @@ class HttpApiEvent:
     # None for an event without Path: the API's catch-all $default route.
     path: str | None
     method: str
-    # Raw ApiId (usually {"Ref": "HttpApi"}); None means SAM's implicit ServerlessHttpApi.
-    api_id: Any | None
+    # Raw ApiId, usually {"Ref": "HttpApi"}.
+    api_id: Any
 
 
 @dataclass(frozen=True)
@@ -65,7 +156,6 @@ class SqsEvent:
     queue: Any
     batch_size: int
     function_response_types: tuple[str, ...]
-    enabled: bool = True
 
     @property
     def reports_batch_item_failures(self) -> bool:
@@ -74,13 +164,10 @@ class SqsEvent:
 
 @dataclass(frozen=True)
 class ScheduleEvent:
+    """An EventBridge rule (SAM's Schedule event) that invokes the function with a Scheduled Event."""
+
     name: str
-    # "Schedule" (EventBridge rule) or "ScheduleV2" (EventBridge Scheduler).
-    kind: str
     expression: str
-    # The Input property: a JSON text sent instead of the "Scheduled Event" envelope.
-    input: str | None
-    enabled: bool
 
 
 @dataclass(frozen=True)
@@ -95,8 +182,6 @@ class FunctionSpec:
     http_events: tuple[HttpApiEvent, ...] = ()
     sqs_events: tuple[SqsEvent, ...] = ()
     schedule_events: tuple[ScheduleEvent, ...] = ()
-    # (event name, event type) of events the local runtime does not emulate.
-    unsupported_events: tuple[tuple[str, str], ...] = ()
     condition: str | None = None
 
     @property
@@ -116,7 +201,6 @@ class Template:
     resources: Mapping[str, Resource]
     functions: Mapping[str, FunctionSpec]
     conditions: Mapping[str, Any] = field(default_factory=dict)
-    mappings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -137,18 +221,14 @@ class Template:
     def buckets(self) -> list[Resource]:
         return self.resources_of_type(S3_BUCKET)
 
-    @property
-    def ssm_parameters(self) -> list[Resource]:
-        return self.resources_of_type(SSM_PARAMETER)
-
     def code_dir(self, function: FunctionSpec) -> Path:
         return (self.base_dir / function.code_uri).resolve()
 
     def layer_python_dirs(self) -> list[Path]:
         """Directories Lambda would put on sys.path for the template's layers (/opt/python)."""
         dirs: list[Path] = []
-        for layer in self.resources_of_type(*LAYER_TYPES):
-            content = layer.properties.get("ContentUri", layer.properties.get("Content"))
+        for layer in self.resources_of_type(SERVERLESS_LAYER):
+            content = layer.properties.get("ContentUri")
             if isinstance(content, str):
                 candidate = (self.base_dir / content / "python").resolve()
                 if candidate.is_dir():
@@ -185,14 +265,6 @@ def merge_globals(global_props: Mapping[str, Any], own: Mapping[str, Any]) -> di
     return merged
 
 
-def _as_bool(value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() == "true"
-
-
 def _as_int(value: Any, default: int, what: str) -> int:
     if value is None:
         return default
@@ -203,26 +275,35 @@ def _as_int(value: Any, default: int, what: str) -> int:
 
 
 def _parse_events(
-    logical_id: str, events: Mapping[str, Any], parameters: Mapping[str, Parameter] | None = None
-) -> tuple[list[HttpApiEvent], list[SqsEvent], list[ScheduleEvent], list[tuple[str, str]]]:
+    logical_id: str, events: Mapping[str, Any], parameters: Mapping[str, Parameter]
+) -> tuple[list[HttpApiEvent], list[SqsEvent], list[ScheduleEvent]]:
     http: list[HttpApiEvent] = []
     sqs: list[SqsEvent] = []
     schedules: list[ScheduleEvent] = []
-    unsupported: list[tuple[str, str]] = []
     for name, event in events.items():
-        if not isinstance(event, dict):
-            raise TemplateError(f"{logical_id}.Events.{name} must be a mapping")
-        kind = str(event.get("Type", ""))
-        props: Mapping[str, Any] = event.get("Properties") or {}
         where = f"{logical_id}.Events.{name}"
+        if not isinstance(event, dict):
+            raise TemplateError(f"{where} must be a mapping")
+        kind = str(event.get("Type", ""))
+        if kind not in EVENTS:
+            raise TemplateError(
+                f"{where}: event type {kind!r} is not supported by the local runtime (supported: {', '.join(EVENTS)})"
+            )
+        props: Mapping[str, Any] = event.get("Properties") or {}
+        check_properties(where, f"{kind} event", props, EVENTS[kind])
         if kind == "HttpApi":
+            if "ApiId" not in props:
+                raise TemplateError(
+                    f"{where} has no ApiId: SAM's implicit API is not supported by the local runtime; "
+                    "declare an AWS::Serverless::HttpApi and set ApiId: !Ref <it>"
+                )
             path = props.get("Path")
             http.append(
                 HttpApiEvent(
                     name=name,
                     path=None if path is None else str(path),
                     method=str(props.get("Method", "ANY")).upper(),
-                    api_id=props.get("ApiId"),
+                    api_id=props["ApiId"],
                 )
             )
         elif kind == "SQS":
@@ -234,36 +315,22 @@ def _parse_events(
                     queue=props["Queue"],
                     batch_size=_as_int(props.get("BatchSize"), SQS_DEFAULT_BATCH_SIZE, f"{where}.BatchSize"),
                     function_response_types=tuple(str(t) for t in props.get("FunctionResponseTypes") or ()),
-                    enabled=_as_bool(props.get("Enabled"), True),
                 )
             )
-        elif kind in ("Schedule", "ScheduleV2"):
-            expression = props.get("Schedule" if kind == "Schedule" else "ScheduleExpression")
-            if isinstance(expression, dict) and set(expression) == {"Ref"} and parameters:
+        else:
+            expression = props.get("Schedule")
+            if isinstance(expression, dict) and set(expression) == {"Ref"}:
                 # A schedule that is a template Parameter runs locally at the parameter's default.
                 parameter = parameters.get(str(expression["Ref"]))
                 expression = parameter.default if parameter is not None else expression
             if not isinstance(expression, str):
                 raise TemplateError(f"{where} needs a literal schedule expression, got {expression!r}")
-            state = props.get("State")
-            enabled = str(state).upper() != "DISABLED" if state is not None else _as_bool(props.get("Enabled"), True)
-            raw_input = props.get("Input")
-            schedules.append(
-                ScheduleEvent(
-                    name=name,
-                    kind=kind,
-                    expression=expression.strip(),
-                    input=None if raw_input is None else str(raw_input),
-                    enabled=enabled,
-                )
-            )
-        else:
-            unsupported.append((name, kind))
-    return http, sqs, schedules, unsupported
+            schedules.append(ScheduleEvent(name=name, expression=expression.strip()))
+    return http, sqs, schedules
 
 
 def _parse_function(
-    logical_id: str, props: Mapping[str, Any], condition: str | None, parameters: Mapping[str, Parameter] | None = None
+    logical_id: str, props: Mapping[str, Any], condition: str | None, parameters: Mapping[str, Parameter]
 ) -> FunctionSpec:
     code_uri = props.get("CodeUri", ".")
     if not isinstance(code_uri, str):
@@ -275,7 +342,7 @@ def _parse_function(
     variables = (env_props.get("Variables") or {}) if isinstance(env_props, dict) else {}
     if not isinstance(variables, dict):
         raise TemplateError(f"{logical_id}.Environment.Variables must be a mapping")
-    http, sqs, schedules, unsupported = _parse_events(logical_id, props.get("Events") or {}, parameters)
+    http, sqs, schedules = _parse_events(logical_id, props.get("Events") or {}, parameters)
     return FunctionSpec(
         logical_id=logical_id,
         code_uri=code_uri,
@@ -286,14 +353,48 @@ def _parse_function(
         http_events=tuple(http),
         sqs_events=tuple(sqs),
         schedule_events=tuple(schedules),
-        unsupported_events=tuple(unsupported),
         condition=condition,
+    )
+
+
+def _parse_resource(logical_id: str, spec: Any) -> Resource:
+    if not isinstance(spec, dict) or "Type" not in spec:
+        raise TemplateError(f"resource {logical_id} has no Type")
+    kind = str(spec["Type"])
+    properties = spec.get("Properties") or {}
+    condition = spec.get("Condition")
+    if kind in EMULATED:
+        if not isinstance(properties, dict):
+            raise TemplateError(f"resource {logical_id}: Properties must be a mapping")
+        check_properties(f"resource {logical_id}", kind, properties, EMULATED[kind])
+    elif skip_reason(kind) is None:
+        emulated = ", ".join(EMULATED)
+        skipped = ", ".join([*SKIPPED, *(f"{prefix}*" for prefix in SKIPPED_PREFIXES)])
+        raise TemplateError(
+            f"resource {logical_id}: type {kind} is not supported by the local runtime "
+            f"(it emulates {emulated}; it skips {skipped})"
+        )
+    return Resource(
+        logical_id=logical_id,
+        type=kind,
+        properties=properties if isinstance(properties, dict) else {},
+        condition=None if condition is None else str(condition),
     )
 
 
 def parse_template(raw: Any, path: Path) -> Template:
     if not isinstance(raw, dict) or not isinstance(raw.get("Resources"), dict):
         raise TemplateError(f"{path} has no Resources section")
+    transforms = raw.get("Transform")
+    for transform in transforms if isinstance(transforms, list) else [transforms]:
+        if transform is not None and transform != SAM_TRANSFORM:
+            raise TemplateError(f"Transform {transform!r} is not supported by the local runtime (only {SAM_TRANSFORM})")
+    globals_section = raw.get("Globals") or {}
+    unsupported_globals = sorted(set(globals_section) - {"Function"})
+    if unsupported_globals:
+        raise TemplateError(
+            f"Globals.{', Globals.'.join(unsupported_globals)} is not supported by the local runtime (only Globals.Function)"
+        )
     parameters = {
         name: Parameter(
             name=name,
@@ -305,18 +406,8 @@ def parse_template(raw: Any, path: Path) -> Template:
         )
         for name, spec in (raw.get("Parameters") or {}).items()
     }
-    resources: dict[str, Resource] = {}
-    for logical_id, spec in raw["Resources"].items():
-        if not isinstance(spec, dict) or "Type" not in spec:
-            raise TemplateError(f"resource {logical_id} has no Type")
-        condition = spec.get("Condition")
-        resources[logical_id] = Resource(
-            logical_id=logical_id,
-            type=str(spec["Type"]),
-            properties=spec.get("Properties") or {},
-            condition=None if condition is None else str(condition),
-        )
-    global_function = (raw.get("Globals") or {}).get("Function") or {}
+    resources = {logical_id: _parse_resource(logical_id, spec) for logical_id, spec in raw["Resources"].items()}
+    global_function = globals_section.get("Function") or {}
     functions = {
         r.logical_id: _parse_function(
             r.logical_id, merge_globals(global_function, r.properties), r.condition, parameters
@@ -331,7 +422,6 @@ def parse_template(raw: Any, path: Path) -> Template:
         resources=resources,
         functions=functions,
         conditions=raw.get("Conditions") or {},
-        mappings=raw.get("Mappings") or {},
     )
 
 
