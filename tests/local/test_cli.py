@@ -47,7 +47,7 @@ FUNCTION = "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: m.h, Env
             "Setting: {Type: AWS::SSM::Parameter, Properties: {Type: String, Value: x}}",
             "resource Setting: type AWS::SSM::Parameter is not supported by the local runtime",
         ),
-        (FUNCTION % "!Join [-, [a, b]]", "Fn: environment variable V: Fn::Join is not supported by the local runtime"),
+        (FUNCTION % "!Split [-, a-b]", "Fn: environment variable V: Fn::Split is not supported by the local runtime"),
     ],
     ids=["no-handler", "resource-type", "intrinsic"],
 )

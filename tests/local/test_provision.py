@@ -44,7 +44,7 @@ Parameters:
 Conditions:
   IsProd: !Equals [!Ref Env, prod]
   NotProd: !Not [!Condition IsProd]
-  Bad: !And [!Condition IsProd, !Condition NotProd]
+  Bad: !Equals [!Select [0, !Split [",", "a,b"]], "a"]
 Resources:
   Q: {Type: AWS::SQS::Queue}
   Topic: {Type: AWS::SNS::Topic}
@@ -86,10 +86,10 @@ def test_intrinsics_resolve_against_parameters_pseudo_parameters_and_resources()
         ({"Fn::Sub": "arn:${AWS::Partition}:s3:::b"}, "AWS::Partition: pseudo parameter not supported"),
         ({"Ref": "Subnets"}, "parameters of type List<AWS::EC2::Subnet::Id> are not supported by the local runtime"),
         ({"Fn::ImportValue": "x"}, "Fn::ImportValue is not supported by the local runtime"),
-        ({"Fn::Join": ["-", ["a", "b"]]}, "Fn::Join is not supported by the local runtime"),
-        ({"Fn::Select": [0, {"Fn::GetAZs": ""}]}, "Fn::Select is not supported by the local runtime"),
+        ({"Fn::Split": ["-", "a-b"]}, "Fn::Split is not supported by the local runtime"),
+        ({"Fn::Base64": "x"}, "Fn::Base64 is not supported by the local runtime"),
         ({"Fn::Sub": ["${A}", {"A": "a"}]}, "Fn::Sub is supported by the local runtime only in its string form"),
-        ({"Fn::If": ["Bad", 1, 2]}, "condition Bad: Fn::And is not supported by the local runtime"),
+        ({"Fn::If": ["Bad", 1, 2]}, "condition Bad: Fn::Split is not supported by the local runtime"),
         ({"Fn::If": ["Unknown", 1, 2]}, "unknown condition"),
     ],
 )
@@ -263,8 +263,8 @@ def test_networking_behind_a_condition_is_skipped(moto_endpoint, stack_name, tmp
     ("resources", "message"),
     [
         (
-            "Work: {Type: AWS::SQS::Queue, Properties: {VisibilityTimeout: !Select [0, [30, 60]]}}",
-            "Work (AWS::SQS::Queue): Fn::Select is not supported by the local runtime",
+            "Work: {Type: AWS::SQS::Queue, Properties: {VisibilityTimeout: !Base64 '30'}}",
+            "Work (AWS::SQS::Queue): Fn::Base64 is not supported by the local runtime",
         ),
         (
             "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: m.h, "

@@ -17,8 +17,13 @@ from typing import Any, Final
 
 from callbridge_local.template import Template, skip_reason
 
-SUPPORTED_FUNCTIONS: Final = ("Fn::GetAtt", "Fn::Sub", "Fn::If", "Fn::Equals", "Fn::Not")
-SUPPORTED_PARAMETER_TYPES: Final = ("String", "Number")
+# What template.yaml uses: And/Or/Join/Select/GetAZs serve the FixedEgress option (its conditions,
+# subnets and outputs); the runtime ignores the network itself but evaluates its conditions.
+SUPPORTED_FUNCTIONS: Final = (
+    "Fn::GetAtt", "Fn::Sub", "Fn::If", "Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Fn::Join", "Fn::Select",
+    "Fn::GetAZs",
+)  # fmt: skip
+SUPPORTED_PARAMETER_TYPES: Final = ("String", "Number", "CommaDelimitedList")
 URL_SUFFIX: Final = "amazonaws.com"
 
 
@@ -86,7 +91,7 @@ def parameter_values(template: Template, overrides: Mapping[str, str] | None = N
                 raise IntrinsicError(
                     f"parameter {name}={text} is outside {_scalar_text(param.min_value)}..{_scalar_text(param.max_value)}"
                 )
-        values[name] = text
+        values[name] = [item.strip() for item in text.split(",")] if param.type == "CommaDelimitedList" else text
     if missing:
         flags = " ".join(f"--param {name}=..." for name in missing)
         raise IntrinsicError(f"template parameter(s) without a Default need a value: {flags}")
@@ -248,6 +253,37 @@ class Resolver:
         if not (isinstance(arg, list) and len(arg) == 1 and isinstance(arg[0], bool)):
             raise IntrinsicError(f"Fn::Not needs [condition], got {arg!r}")
         return not arg[0]
+
+    def _fn_and(self, arg: Any) -> bool:
+        return all(self._booleans("Fn::And", arg))
+
+    def _fn_or(self, arg: Any) -> bool:
+        return any(self._booleans("Fn::Or", arg))
+
+    def _booleans(self, name: str, arg: Any) -> list[bool]:
+        arg = self.resolve(arg)
+        if not (isinstance(arg, list) and arg and all(isinstance(item, bool) for item in arg)):
+            raise IntrinsicError(f"{name} needs a list of conditions, got {arg!r}")
+        return list(arg)
+
+    def _fn_join(self, arg: Any) -> str:
+        arg = self.resolve(arg)
+        if not (isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list)):
+            raise IntrinsicError(f"Fn::Join needs [delimiter, [values]], got {arg!r}")
+        return str(arg[0]).join(_scalar_text(item) for item in arg[1])
+
+    def _fn_select(self, arg: Any) -> Any:
+        arg = self.resolve(arg)
+        if not (isinstance(arg, list) and len(arg) == 2 and isinstance(arg[1], list)):
+            raise IntrinsicError(f"Fn::Select needs [index, [values]], got {arg!r}")
+        try:
+            return arg[1][int(arg[0])]
+        except (ValueError, IndexError):
+            raise IntrinsicError(f"Fn::Select index {arg[0]!r} is out of range") from None
+
+    def _fn_getazs(self, arg: Any) -> list[str]:
+        region = self.resolve(arg) or self.region
+        return [f"{region}{zone}" for zone in "abc"]
 
 
 def _scalar_text(value: Any) -> str:
