@@ -95,3 +95,67 @@ def test_alarms_notify_the_topic_and_outputs_cover_the_cli():
     from callbridge_cli.target import OPTIONAL_STACK_OUTPUTS, STACK_OUTPUTS
 
     assert set(STACK_OUTPUTS) | set(OPTIONAL_STACK_OUTPUTS) | {"ApiUrl"} <= set(TEMPLATE["Outputs"])
+
+
+def _setting(function: str, name: str, default: int) -> int:
+    value = RESOURCES[function]["Properties"].get(name, TEMPLATE["Globals"]["Function"].get(name, default))
+    return int(value)
+
+
+def test_queue_visibility_covers_six_function_timeouts_plus_the_batching_window():
+    """AWS's advice for SQS event sources: a message must not reappear while a batch that holds it
+    may still run, or two workers process it."""
+    for function, resource in RESOURCES.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for name, event in (resource["Properties"].get("Events") or {}).items():
+            if event["Type"] != "SQS":
+                continue
+            queue = RESOURCES[event["Properties"]["Queue"]["Fn::GetAtt"][0]]["Properties"]
+            window = int(event["Properties"].get("MaximumBatchingWindowInSeconds", 0))
+            needed = 6 * _setting(function, "Timeout", 3) + window
+            assert int(queue["VisibilityTimeout"]) >= needed, f"{function}.{name}: VisibilityTimeout < {needed}"
+
+
+def test_every_dead_letter_queue_alarms_and_shows_on_the_dashboard():
+    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    queues = {k for k, v in RESOURCES.items() if v["Type"] == "AWS::SQS::Queue" and "DLQ" in k}
+    queues.add("ScheduledRunFailures")
+    for queue in sorted(queues):
+        alarm = RESOURCES.get(f"{queue}Alarm")
+        assert alarm is not None, f"add {queue}Alarm"
+        assert alarm["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
+        assert f"${{{queue}.QueueName}}" in body, f"{queue} is not on the dashboard"
+        assert f"${{{queue}Alarm.Arn}}" in body, f"{queue}Alarm is not on the dashboard"
+
+
+def test_scheduled_functions_keep_failed_runs_and_alarm_on_errors():
+    scheduled = sorted(
+        k
+        for k, v in RESOURCES.items()
+        if v["Type"] == "AWS::Serverless::Function"
+        and any(e["Type"] == "Schedule" for e in (v["Properties"].get("Events") or {}).values())
+    )
+    assert scheduled
+    errors = {
+        str(m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"])
+        for m in RESOURCES["ScheduledErrorsAlarm"]["Properties"]["Metrics"]
+        if "MetricStat" in m
+    }
+    for function in scheduled:
+        failure = RESOURCES[function]["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+        assert failure == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["ScheduledRunFailures", "Arn"]}}, function
+        assert function in errors, f"{function} is missing from ScheduledErrorsAlarm"
+
+
+def test_the_api_is_throttled_and_contact_can_have_reserved_concurrency():
+    settings = RESOURCES["HttpApi"]["Properties"]["DefaultRouteSettings"]
+    assert settings == {
+        "ThrottlingRateLimit": {"Ref": "ApiRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiBurstLimit"},
+    }
+    for function in ("CloudPbxFunction", "ContactFunction"):
+        reserved = RESOURCES[function]["Properties"]["ReservedConcurrentExecutions"]
+        assert reserved == {
+            "Fn::If": ["HasContactReserve", {"Ref": "ContactReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+        }

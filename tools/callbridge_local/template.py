@@ -53,7 +53,8 @@ EMULATED: Mapping[str, Support] = {
         ("Handler", "CodeUri", "Timeout", "MemorySize", "Environment", "Events"), deployment_settings=True
     ),
     SERVERLESS_LAYER: _support(("ContentUri",), deployment_settings=True),
-    SERVERLESS_HTTP_API: _support((), ("Description",)),
+    # Throttling is API Gateway's, before any function runs: nothing to emulate in process.
+    SERVERLESS_HTTP_API: _support((), ("Description", "DefaultRouteSettings")),
     # Backups, encryption at rest and expiry have nothing to show locally (moto expires no items;
     # the code checks expires_at on read, as DynamoDB's TTL is late anyway).
     DYNAMODB_TABLE: _support(
