@@ -127,6 +127,33 @@ def timeline(account: str, call_id: str) -> list[dict[str, Any]]:
     return sorted(items, key=lambda i: (i.get("received_at", ""), i.get("sk", "")))
 
 
+def recordings_not_stored(account: str | None = None) -> list[dict[str, Any]]:
+    """Calls (of `account`, or of every account) with an http(s) recording link whose recording is
+    not stored: marked unavailable, or never marked. Only account, call_id, recording_state and
+    recording_error are read. A scan: an operator's tool, never a request path."""
+    expression = (
+        "sk = :call AND begins_with(recording_url, :http)"
+        " AND (attribute_not_exists(recording_state) OR recording_state <> :stored)"
+    )
+    values: dict[str, Any] = {":call": {"S": CALL_SK}, ":http": {"S": "http"}, ":stored": {"S": "stored"}}
+    if account:
+        expression += " AND account = :account"
+        values[":account"] = {"S": account}
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "FilterExpression": expression,
+        "ExpressionAttributeValues": values,
+        "ProjectionExpression": "account, call_id, recording_state, recording_error",
+    }
+    found: list[dict[str, Any]] = []
+    while True:
+        response = aws.dynamodb().scan(**kwargs)
+        found.extend(from_item(i) for i in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return found
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
 def list_calls(account: str, limit: int = 50) -> list[dict[str, Any]]:
     """An account's calls, newest first (those with a known start time)."""
     response = aws.dynamodb().query(
