@@ -17,8 +17,11 @@ Contacts table: account + E.164 phone (store/contacts.py).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+# What an account id may be: it is part of every key above, of URLs and of SSM paths.
+ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ACCOUNT_PREFIX = "ACCOUNT#"
 CONFIG = "CONFIG"
 USER_PREFIX = "USER#"

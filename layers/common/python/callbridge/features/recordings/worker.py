@@ -119,13 +119,13 @@ def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> Fetch
     settings = get_settings()
     if not settings.recordings_bucket:
         raise SettingsError("environment variable RECORDINGS_BUCKET is not set")
-    allow_hosts = (account.config.get("recordings") or {}).get("allow_hosts") or []
+    allow_hosts = account.settings.recordings.allow_hosts
     try:
         stored = fetch_to_s3(
             recording_fetch_url(account, link),  # adds a PBX key the stored link must not carry
             bucket=settings.recordings_bucket,
             key=recording_key(account_id, call_id, link),
-            allow_hosts=[str(h) for h in allow_hosts],
+            allow_hosts=allow_hosts,
             max_bytes=settings.recording_max_bytes,
             timeout_s=settings.recording_fetch_timeout_s,
         )
