@@ -7,7 +7,7 @@ from typing import Any
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, to_item
-from callbridge.store.keys import CONFIG, USER_PREFIX, account_key, account_pk
+from callbridge.store.keys import CONFIG, USER_PREFIX, account_key, account_pk, user_sk
 
 
 def get_account_item(account_id: str, *, fast: bool = False) -> dict[str, Any] | None:
@@ -28,7 +28,7 @@ def put_users(account_id: str, users: list[dict[str, Any]]) -> None:
     """Write one USER# item per mapped user (`users`: plain values, each with its `pbx_user`)."""
     client = aws.dynamodb()
     for user in users:
-        item = {"pk": account_pk(account_id), "sk": f"{USER_PREFIX}{user['pbx_user']}", **user}
+        item = {"pk": account_pk(account_id), "sk": user_sk(str(user["pbx_user"])), **user}
         client.put_item(TableName=get_settings().accounts_table, Item=to_item(item))
 
 

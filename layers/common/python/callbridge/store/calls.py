@@ -19,7 +19,7 @@ from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, to_item
 from callbridge.store.keys import CALL_SK as CALL_SK
-from callbridge.store.keys import EVENT_PREFIX
+from callbridge.store.keys import EVENT_PREFIX, event_sk
 from callbridge.store.keys import call_key as call_key
 from callbridge.store.keys import call_pk as call_pk
 from callbridge.store.updates import Update
@@ -36,7 +36,7 @@ class Marker:
 
     @property
     def sk(self) -> str:
-        return f"{EVENT_PREFIX}{self.cmd}#{self.type}#{self.user}"
+        return event_sk(self.cmd, self.type, self.user)
 
 
 def _table() -> str:
@@ -80,7 +80,7 @@ def apply_once(
         # conflict. Only the first is a duplicate; anything else must surface so the PBX retries.
         existing = client.get_item(
             TableName=_table(),
-            Key={"pk": {"S": call_pk(account, call_id)}, "sk": {"S": marker.sk}},
+            Key=call_key(account, call_id, marker.sk),
             ConsistentRead=True,
         )
         if "Item" in existing:

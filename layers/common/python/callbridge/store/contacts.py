@@ -8,12 +8,13 @@ from typing import Any
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.keys import contact_key
 
 
 def find_by_phone(account: str, e164: str, *, fast: bool = False) -> dict[str, Any] | None:
     response = aws.dynamodb(fast).get_item(
         TableName=get_settings().contacts_table,
-        Key={"account": {"S": account}, "phone": {"S": e164}},
+        Key=contact_key(account, e164),
     )
     item = response.get("Item")
     return from_item(item) if item else None

@@ -1,6 +1,6 @@
 """The recordings worker: one queued fetch `{account, call_id}` → the call's recording in S3.
 
-`ingest.record_history` queues a message when it stores a history with an http(s) link; the
+`core.pipeline.queue_recording_fetch` queues a message when a call is stored with an http(s) link; the
 RecordingFetchFunction hands each message to `handle_message`. What ends up on the call item:
 
     recording_state   "stored" | "unavailable"
