@@ -1,4 +1,5 @@
-"""The Accounts table: account items and the one way to list accounts (store/keys.py has the layout)."""
+"""The Accounts table: the account (CONFIG) and user (USER#) items, and the one way to list accounts
+(store/keys.py has the layout)."""
 
 from __future__ import annotations
 
