@@ -1,4 +1,4 @@
-"""Delivery drain benchmark (issue 4), in process against moto with fake MiniCRM and retailCRM
+"""Delivery drain benchmark (docs/delivery.md), in process against moto with fake MiniCRM and retailCRM
 servers on 127.0.0.1: N pending calls (both CRMs in batch mode), one drain, and
 
     requests sent per CRM vs the theoretical minimum (retailCRM: ceil(N / 50); MiniCRM: one per
@@ -36,10 +36,12 @@ T0 = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
 
 
 def call_item(n: int) -> dict[str, Any]:
+    from callbridge.store.keys import CALL_SK, call_pk
+
     user = USERS[n % len(USERS)]
     return {
-        "pk": f"CALL#{ACCOUNT}#b{n:06d}",
-        "sk": "CALL",
+        "pk": call_pk(ACCOUNT, f"b{n:06d}"),
+        "sk": CALL_SK,
         "account": ACCOUNT,
         "call_id": f"b{n:06d}",
         "source": "cloudpbx",

@@ -1,4 +1,4 @@
-"""Latency of the `contact` answer by routing path (issue 5), warm and in process against moto,
+"""Latency of the `contact` answer by routing path (docs/clicktocall.md), warm and in process against moto,
 with a fake retailCRM on 127.0.0.1 that answers `telephony/manager` in 50 ms:
 
     directory hit       the caller is in our directory (one GetItem) + the owner's status (one GetItem)

@@ -1,93 +1,10 @@
-"""GET /v1/{account}/recordings?Rec={call id} (MiniCRM: Basic auth, optional source-IP allowlist) and
-GET /v1/{account}/recordings/{call id}?exp=…&sig=… (retailCRM recordUrl: signed, expiring).
-
-Both answer 302 to a short-lived presigned S3 URL, or the audio itself for a small file when
-`?direct=1` or the account's `recordings.serve_direct` asks. Refusals are mapped to statuses in one
-place (`_REFUSALS`); nothing here ever answers 500.
-"""
+"""GET /v1/{account}/recordings?Rec=… and GET /v1/{account}/recordings/{call id}?exp=…&sig=… (the
+MiniCRM and retailCRM playback URLs): callbridge.edge.recordings."""
 
 from typing import Any
-from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
-from callbridge.core.accounts import Account
-from callbridge.features.recordings.playback import (
-    BadCredentials,
-    BadSignature,
-    PlaybackDenied,
-    RecordingNotFound,
-    SourceNotAllowed,
-    authorize_basic,
-    locate,
-    presigned_url,
-    read_small,
-    verify_signature,
-)
-from callbridge.infra.observability import bind, logger
-
-app = APIGatewayHttpResolver()
-_JSON = "application/json"
-_NOT_FOUND = '{"error": "Recording not found"}'
-# Refusal -> (status, body, extra headers). The same 404 for every "not here" case.
-_REFUSALS: dict[type[PlaybackDenied], tuple[int, str, dict[str, str]]] = {
-    BadCredentials: (401, '{"error": "Invalid credentials"}', {"WWW-Authenticate": 'Basic realm="recordings"'}),
-    BadSignature: (401, '{"error": "Invalid or expired signature"}', {}),
-    SourceNotAllowed: (403, '{"error": "Forbidden"}', {}),
-    RecordingNotFound: (404, _NOT_FOUND, {}),
-}
-
-
-def _answer(account: Account, call_id: str) -> Response[Any]:
-    bind(account=account.id, call_id=call_id)
-    stored = locate(account.id, call_id)
-    event = app.current_event
-    direct = event.get_query_string_value("direct", "") in ("1", "true") or bool(
-        (account.config.get("recordings") or {}).get("serve_direct")
-    )
-    if direct:
-        body = read_small(stored)
-        if body is not None:
-            return Response(200, stored.content_type, body, headers={"Cache-Control": "private, no-store"})
-    return Response(302, None, "", headers={"Location": presigned_url(stored), "Cache-Control": "no-store"})
-
-
-@app.get("/v1/<account>/recordings")
-def minicrm(account: str) -> Response[Any]:
-    event = app.current_event
-    allowed = authorize_basic(
-        account,
-        event.headers.get("authorization"),
-        event.request_context.http.source_ip,
-    )
-    return _answer(allowed, event.get_query_string_value("Rec", "") or "")
-
-
-@app.get("/v1/<account>/recordings/<call_id>")
-def signed(account: str, call_id: str) -> Response[Any]:
-    event = app.current_event
-    call = unquote(call_id)  # the route matches the raw (still percent-encoded) path
-    allowed = verify_signature(account, call, event.get_query_string_value("exp"), event.get_query_string_value("sig"))
-    return _answer(allowed, call)
-
-
-@app.exception_handler(PlaybackDenied)  # type: ignore[untyped-decorator]
-def refused(error: PlaybackDenied) -> Response[str]:
-    status, body, headers = _REFUSALS.get(type(error), _REFUSALS[RecordingNotFound])
-    return Response(status, _JSON, body, headers=headers)
-
-
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-def failed(error: Exception) -> Response[str]:
-    # Our fault (a store, SSM or S3 outage): a retryable 503, never a 500.
-    logger().exception("recording playback failed")
-    return Response(503, _JSON, '{"error": "Temporarily unavailable"}')
-
-
-@app.not_found
-def not_found(error: Exception) -> Response[str]:
-    return Response(404, _JSON, _NOT_FOUND)
+from callbridge.edge.recordings import resolve
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve(event, context)

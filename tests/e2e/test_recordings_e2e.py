@@ -1,4 +1,4 @@
-"""Issue 3's "Done when", end to end through the local runtime over HTTP: a history whose link points to
+"""Recordings (docs/accounts.md, "Recordings") end to end through the local runtime over HTTP: a history whose link points to
 a local file server → the worker (driven by the runtime's queue driver) → the emulated bucket → the
 MiniCRM and retailCRM playback URLs → the presigned URL, with seeking."""
 

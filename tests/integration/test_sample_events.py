@@ -36,21 +36,21 @@ EXPECTED: dict[str, Any] = {
     "RecordingsFunction.signed-expired.json": (401, {"error": "Invalid or expired signature"}),
     # An unknown call: nothing to fetch, the message is done with.
     "RecordingFetchFunction.json": {"batchItemFailures": []},
-    # Click-to-call (issue 5): the demo account has no retailCRM and no API key, so both are refused
+    # Click-to-call (docs/clicktocall.md): the demo account has no retailCRM and no API key, so both are refused
     # before any PBX is asked.
     "MakeCallFunction.retailcrm-wrong-client-id.json": (401, {"error": "Invalid clientId"}),
     "MakeCallFunction.api-without-key.json": (401, {"error": "Invalid credentials"}),
     "UserStatusFunction.wrong-client-id.json": (401, {"error": "Invalid clientId"}),
     # On demand for named accounts; an unknown one is reported, not raised.
     "UserSyncFunction.unknown-account.json": {"synced": {}, "failed": {"no-such-account": "unknown account"}},
-    # Delivery (issue 4): the demo account has no CRM, so a message for one is done with, and a drain
+    # Delivery (docs/delivery.md): the demo account has no CRM, so a message for one is done with, and a drain
     # (a scheduled event's `account` is the AWS account, not ours) has nothing to deliver.
     "DeliveryFunction.crm-not-configured.json": {"batchItemFailures": []},
     "DeliveryDrainFunction.json": dict.fromkeys(
         ("claimed", "delivered", "duplicates", "rejected", "failed", "retried", "deferred", "busy", "requests"), 0
     )
     | {"per_crm": {}},
-    # telediscount and ccrm.pl (issue 6): the demo account is a Cloud PBX one, so its telediscount
+    # telediscount and ccrm.pl (docs/sources.md): the demo account is a Cloud PBX one, so its telediscount
     # address answers like a wrong secret, and the scheduled jobs find no account of their kind.
     "TelediscountWebhookFunction.wrong-secret.json": (404, {"error": "Not found"}),
     "TelediscountReconcileFunction.json": {"kind": "telediscount", "accounts": {}},
@@ -82,7 +82,7 @@ def test_sample_event_through_its_handler(cloud, name):
         assert result == expected
 
 
-def test_history_sample_stores_the_seed_call(cloud):
+def test_history_sample_stores_the_documented_call(cloud):
     invoke("CloudPbxFunction.history.json")
     call = calls.get_call("demo", "B10D0EB124F4E64AF4EA-1511")
     assert (call["phone"], call["outcome"], call["duration"]) == ("+79101234567", "answered", 124)

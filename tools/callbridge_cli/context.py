@@ -55,21 +55,9 @@ def resolve_account(ctx: click.Context, account: str | None) -> str:
     target(ctx)
     if account:
         return account
-    from callbridge.infra import aws
-    from callbridge.infra.settings import get_settings
+    from callbridge.store.accounts import list_accounts
 
-    found: list[str] = []
-    for page in (
-        aws.dynamodb()
-        .get_paginator("scan")
-        .paginate(
-            TableName=get_settings().accounts_table,
-            FilterExpression="sk = :config",
-            ExpressionAttributeValues={":config": {"S": "CONFIG"}},
-            ProjectionExpression="pk",
-        )
-    ):
-        found.extend(i["pk"]["S"].removeprefix("ACCOUNT#") for i in page.get("Items", []))
+    found = list_accounts()
     if len(found) == 1:
         return found[0]
     if not found:

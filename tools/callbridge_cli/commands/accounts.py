@@ -81,22 +81,10 @@ def egress_lines(config: AccountConfig, target: Target) -> list[str]:
 
 
 def _account_items() -> list[dict[str, Any]]:
-    from callbridge.infra import aws
-    from callbridge.infra.settings import get_settings
-    from callbridge.store.dynamo import from_item
+    from callbridge.store.accounts import get_account_item, list_accounts
 
-    items: list[dict[str, Any]] = []
-    for page in (
-        aws.dynamodb()
-        .get_paginator("scan")
-        .paginate(
-            TableName=get_settings().accounts_table,
-            FilterExpression="sk = :config",
-            ExpressionAttributeValues={":config": {"S": "CONFIG"}},
-        )
-    ):
-        items.extend(from_item(i) for i in page.get("Items", []))
-    return sorted(items, key=lambda i: str(i.get("account", "")))
+    items = [get_account_item(account) for account in list_accounts()]
+    return sorted((i for i in items if i is not None), key=lambda i: str(i.get("account", "")))
 
 
 @group.command("list")
@@ -143,41 +131,24 @@ def _secret_names(account: str) -> list[str]:
     return sorted(names)
 
 
-def _users(account: str) -> list[dict[str, Any]]:
-    from callbridge.infra import aws
-    from callbridge.infra.settings import get_settings
-    from callbridge.store.dynamo import from_item
-
-    response = aws.dynamodb().query(
-        TableName=get_settings().accounts_table,
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :user)",
-        ExpressionAttributeValues={":pk": {"S": f"ACCOUNT#{account}"}, ":user": {"S": "USER#"}},
-    )
-    return [from_item(i) for i in response.get("Items", [])]
-
-
 @group.command()
 @click.argument("name")
 @json_option
 @click.pass_context
 def show(ctx: click.Context, name: str, json_output: bool) -> None:
     """One account NAME: its config, users, and which secrets are set (values masked)."""
-    from callbridge.core.accounts import account_key
-    from callbridge.infra import aws
-    from callbridge.infra.settings import get_settings
-    from callbridge.store.dynamo import from_item
+    from callbridge.store.accounts import get_account_item, get_users
 
     context.target(ctx)
-    response = aws.dynamodb().get_item(TableName=get_settings().accounts_table, Key=account_key(name))
-    if "Item" not in response:
+    item = get_account_item(name)
+    if item is None:
         raise CliError(f"no account {name!r}")
-    item = from_item(response["Item"])
     data = {
         "account": name,
         "name": item.get("name"),
         "updated_at": item.get("updated_at"),
         "config": item.get("config") or {},
-        "users": [{k: v for k, v in u.items() if k not in ("pk", "sk")} for u in _users(name)],
+        "users": [{k: v for k, v in u.items() if k not in ("pk", "sk")} for u in get_users(name)],
         "secrets": {secret: MASK for secret in _secret_names(name)},
     }
     if json_output:

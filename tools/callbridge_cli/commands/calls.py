@@ -59,20 +59,15 @@ def list_calls(ctx: click.Context, account: str | None, limit: int, json_output:
 
 
 def _deliveries(account: str, call_id: str) -> list[dict[str, Any]]:
-    from callbridge.infra import aws
-    from callbridge.infra.settings import get_settings
-    from callbridge.store.calls import call_pk
-    from callbridge.store.dynamo import from_item
+    from callbridge.store.deliveries import of_call
+    from callbridge.store.keys import DELIVERY_PREFIX
 
-    response = aws.dynamodb().query(
-        TableName=get_settings().calls_table,
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :dlv)",
-        ExpressionAttributeValues={":pk": {"S": call_pk(account, call_id)}, ":dlv": {"S": "DLV#"}},
-        ConsistentRead=True,
-    )
     return [
-        {"crm": str(item["sk"]).removeprefix("DLV#"), **{k: v for k, v in item.items() if k not in ("pk", "sk")}}
-        for item in map(from_item, response.get("Items", []))
+        {
+            "crm": str(item["sk"]).removeprefix(DELIVERY_PREFIX),
+            **{k: v for k, v in item.items() if k not in ("pk", "sk")},
+        }
+        for item in of_call(account, call_id)
     ]
 
 

@@ -19,7 +19,7 @@ from callbridge_cli import context
 from callbridge_cli.errors import CliError
 from callbridge_cli.render import table
 
-BATCH = 25  # DynamoDB BatchWriteItem's limit
+BATCH = 25  # DynamoDB BatchWriteItem's limit (store.contacts.BATCH_LIMIT)
 WRITERS = 8
 PHONE_SEPARATORS = (";", ",", "|", "\n")
 SHOWN_PROBLEMS = 50
@@ -92,18 +92,15 @@ def parse_contacts(text: str, account: str, region: str) -> tuple[dict[str, dict
     return items, report
 
 
-def _write_batch(table_name: str, batch: list[dict[str, Any]]) -> int:
-    from callbridge.infra import aws
-    from callbridge.store.dynamo import to_item
+def _write_batch(batch: list[dict[str, Any]]) -> int:
+    from callbridge.store.contacts import put_contact_items
 
-    client = aws.dynamodb()
-    requests: list[Any] = [{"PutRequest": {"Item": to_item(item)}} for item in batch]
-    for _ in range(8):
-        response = client.batch_write_item(RequestItems={table_name: requests})
-        requests = list(response.get("UnprocessedItems", {}).get(table_name, []))
-        if not requests:
-            return len(batch)
-    raise CliError(f"DynamoDB kept {len(requests)} contacts unprocessed after 8 tries; import again (it is idempotent)")
+    unprocessed = put_contact_items(batch)
+    if unprocessed:
+        raise CliError(
+            f"DynamoDB kept {unprocessed} contacts unprocessed after 8 tries; import again (it is idempotent)"
+        )
+    return len(batch)
 
 
 @group.command("import")
@@ -119,7 +116,6 @@ def import_contacts(ctx: click.Context, csv_file: str, account: str | None, stri
     updates the same contacts. Rows that cannot be read are listed at the end.
     """
     from callbridge.core.accounts import UnknownAccount, get_account
-    from callbridge.infra.settings import get_settings
 
     account_id = context.resolve_account(ctx, account)
     try:
@@ -129,7 +125,6 @@ def import_contacts(ctx: click.Context, csv_file: str, account: str | None, stri
     text = sys.stdin.read() if csv_file == "-" else Path(csv_file).read_text(encoding="utf-8-sig")
     items, report = parse_contacts(text, account_id, region)
 
-    table_name = get_settings().contacts_table
     values = list(items.values())
     batches = [values[i : i + BATCH] for i in range(0, len(values), BATCH)]
     with (
@@ -143,7 +138,7 @@ def import_contacts(ctx: click.Context, csv_file: str, account: str | None, stri
         ThreadPoolExecutor(WRITERS) as pool,
     ):
         task = progress.add_task("import", total=len(values))
-        for written in pool.map(lambda batch: _write_batch(table_name, batch), batches):
+        for written in pool.map(_write_batch, batches):
             progress.advance(task, written)
 
     context.out.print(
@@ -168,24 +163,12 @@ def import_contacts(ctx: click.Context, csv_file: str, account: str | None, stri
 @click.pass_context
 def export_contacts(ctx: click.Context, account: str | None, output: str | None) -> None:
     """Write the account's caller directory as CSV (name, phones, responsible): `contacts import` reads it back."""
-    from callbridge.infra import aws
-    from callbridge.infra.settings import get_settings
-    from callbridge.store.dynamo import from_item
+    from callbridge.store.contacts import list_contacts
 
     account_id = context.resolve_account(ctx, account)
     contacts: dict[str, dict[str, Any]] = {}
-    for page in (
-        aws.dynamodb()
-        .get_paginator("query")
-        .paginate(
-            TableName=get_settings().contacts_table,
-            KeyConditionExpression="account = :a",
-            ExpressionAttributeValues={":a": {"S": account_id}},
-        )
-    ):
-        for raw in page.get("Items", []):
-            item = from_item(raw)
-            contacts.setdefault(str(item.get("contact_id") or item["phone"]), item)
+    for item in list_contacts(account_id):
+        contacts.setdefault(str(item.get("contact_id") or item["phone"]), item)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["name", "phones", "responsible"])

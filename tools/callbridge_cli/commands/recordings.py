@@ -20,27 +20,9 @@ def group() -> None:
 def retry_candidates(account: str | None) -> list[dict[str, Any]]:
     """Calls with a recording link whose recording is not stored: marked unavailable, or never
     marked at all (its fetch message was lost, or is still in flight: the worker is idempotent)."""
-    from callbridge.infra import aws
-    from callbridge.infra.settings import get_settings
-    from callbridge.store.dynamo import from_item
+    from callbridge.store.calls import recordings_not_stored
 
-    expression = "sk = :call AND begins_with(recording_url, :http) AND (attribute_not_exists(recording_state) OR recording_state <> :stored)"
-    values: dict[str, Any] = {":call": {"S": "CALL"}, ":http": {"S": "http"}, ":stored": {"S": "stored"}}
-    if account:
-        expression += " AND account = :account"
-        values[":account"] = {"S": account}
-    found: list[dict[str, Any]] = []
-    for page in (
-        aws.dynamodb()
-        .get_paginator("scan")
-        .paginate(
-            TableName=get_settings().calls_table,
-            FilterExpression=expression,
-            ExpressionAttributeValues=values,
-            ProjectionExpression="account, call_id, recording_state, recording_error",
-        )
-    ):
-        found.extend(from_item(i) for i in page.get("Items", []))
+    found = recordings_not_stored(account)
     return sorted(found, key=lambda c: (str(c.get("account")), str(c.get("call_id"))))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from callbridge.store import keys
 from callbridge.store.accounts import get_account_item
+from callbridge.store.keys import ACCOUNT_ID as ACCOUNT_ID
 
 if TYPE_CHECKING:
     from callbridge.core.config import AccountConfig
 
-ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _CACHE_SECONDS = 60.0
 # A token that does not match may be a freshly rotated one this warm Lambda has not seen yet: re-read
 # the account then, but at most this often per account, so wrong tokens cannot hammer DynamoDB.

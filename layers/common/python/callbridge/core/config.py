@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from callbridge.core.accounts import ACCOUNT_ID
+from callbridge.store.keys import ACCOUNT_ID
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 

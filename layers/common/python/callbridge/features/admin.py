@@ -10,15 +10,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 
-from callbridge.core.accounts import account_key, clear_account_cache, token_digest
+from callbridge.core.accounts import clear_account_cache, token_digest
 from callbridge.core.config import AccountConfig, load_account_file
 from callbridge.core.phones import normalize
 from callbridge.infra import aws, clock, secrets
-from callbridge.infra.settings import get_settings
 from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
 from callbridge.pbx.telediscount.settings import TelediscountSettings
+from callbridge.store.accounts import put_account, put_users
 from callbridge.store.contacts import put_contact
-from callbridge.store.dynamo import to_item
 
 ACCOUNT_FILE_SUFFIXES = (".yaml", ".yml")
 
@@ -72,9 +71,9 @@ def webhook_tokens(config: AccountConfig) -> list[str]:
 
 
 def apply_account(config: AccountConfig) -> ApplyReport:
-    settings = get_settings()
     now = clock.iso(clock.now())
-    item = to_item(
+    put_account(
+        config.account,
         {
             "account": config.account,
             "name": config.name,
@@ -84,22 +83,9 @@ def apply_account(config: AccountConfig) -> ApplyReport:
             "config": config.public(),
             "webhook_token_digests": [token_digest(t) for t in webhook_tokens(config)],
             "updated_at": now,
-        }
+        },
     )
-    client = aws.dynamodb()
-    client.put_item(TableName=settings.accounts_table, Item={**item, **account_key(config.account)})
-    for user in config.users:
-        client.put_item(
-            TableName=settings.accounts_table,
-            Item=to_item(
-                {
-                    "pk": f"ACCOUNT#{config.account}",
-                    "sk": f"USER#{user.pbx_user}",
-                    **user.model_dump(mode="json"),
-                    "updated_at": now,
-                }
-            ),
-        )
+    put_users(config.account, [{**user.model_dump(mode="json"), "updated_at": now} for user in config.users])
 
     path = secrets.account_path(config.account)
     if isinstance(config.pbx, CloudPbxSettings):

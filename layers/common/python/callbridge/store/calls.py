@@ -19,7 +19,7 @@ from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, to_item
 from callbridge.store.keys import CALL_SK as CALL_SK
-from callbridge.store.keys import EVENT_PREFIX
+from callbridge.store.keys import EVENT_PREFIX, event_sk
 from callbridge.store.keys import call_key as call_key
 from callbridge.store.keys import call_pk as call_pk
 from callbridge.store.updates import Update
@@ -36,7 +36,7 @@ class Marker:
 
     @property
     def sk(self) -> str:
-        return f"{EVENT_PREFIX}{self.cmd}#{self.type}#{self.user}"
+        return event_sk(self.cmd, self.type, self.user)
 
 
 def _table() -> str:
@@ -80,7 +80,7 @@ def apply_once(
         # conflict. Only the first is a duplicate; anything else must surface so the PBX retries.
         existing = client.get_item(
             TableName=_table(),
-            Key={"pk": {"S": call_pk(account, call_id)}, "sk": {"S": marker.sk}},
+            Key=call_key(account, call_id, marker.sk),
             ConsistentRead=True,
         )
         if "Item" in existing:
@@ -125,6 +125,33 @@ def timeline(account: str, call_id: str) -> list[dict[str, Any]]:
             break
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
     return sorted(items, key=lambda i: (i.get("received_at", ""), i.get("sk", "")))
+
+
+def recordings_not_stored(account: str | None = None) -> list[dict[str, Any]]:
+    """Calls (of `account`, or of every account) with an http(s) recording link whose recording is
+    not stored: marked unavailable, or never marked. Only account, call_id, recording_state and
+    recording_error are read. A scan: an operator's tool, never a request path."""
+    expression = (
+        "sk = :call AND begins_with(recording_url, :http)"
+        " AND (attribute_not_exists(recording_state) OR recording_state <> :stored)"
+    )
+    values: dict[str, Any] = {":call": {"S": CALL_SK}, ":http": {"S": "http"}, ":stored": {"S": "stored"}}
+    if account:
+        expression += " AND account = :account"
+        values[":account"] = {"S": account}
+    kwargs: dict[str, Any] = {
+        "TableName": _table(),
+        "FilterExpression": expression,
+        "ExpressionAttributeValues": values,
+        "ProjectionExpression": "account, call_id, recording_state, recording_error",
+    }
+    found: list[dict[str, Any]] = []
+    while True:
+        response = aws.dynamodb().scan(**kwargs)
+        found.extend(from_item(i) for i in response.get("Items", []))
+        if "LastEvaluatedKey" not in response:
+            return found
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def list_calls(account: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from callbridge.infra import aws, clock
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item
-from callbridge.store.keys import DELIVERY_PREFIX, call_pk, delivery_sk
+from callbridge.store.keys import DELIVERY_PREFIX, call_key, call_pk, delivery_sk
 from callbridge.store.keys import call_id_of as _call_id_of
 from callbridge.store.updates import Update
 
@@ -49,7 +49,7 @@ def due_key(due: datetime, call_id: str) -> str:
 
 
 def key(account: str, call_id: str, crm: str) -> dict[str, Any]:
-    return {"pk": {"S": call_pk(account, call_id)}, "sk": {"S": dlv_sk(crm)}}
+    return call_key(account, call_id, dlv_sk(crm))
 
 
 def call_id_of(pk: str, account: str) -> str:

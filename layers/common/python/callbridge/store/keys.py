@@ -12,13 +12,16 @@ Calls table (pk, sk):
     CALL#{account}#{call id}  EVT#{cmd}#{type}#{user}   one per distinct source record (timeline, idempotency)
     CALL#{account}#{call id}  DLV#{crm}                 one delivery per CRM
     MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
-Contacts table: account + E.164 phone (store/contacts.py).
+Contacts table (account, phone): one item per account and E.164 phone (store/contacts.py).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+# What an account id may be: it is part of every key above, of URLs and of SSM paths.
+ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ACCOUNT_PREFIX = "ACCOUNT#"
 CONFIG = "CONFIG"
 USER_PREFIX = "USER#"
@@ -42,6 +45,10 @@ def account_key(account: str, sk: str = CONFIG) -> dict[str, Any]:
     return {"pk": {"S": account_pk(account)}, "sk": {"S": sk}}
 
 
+def user_sk(pbx_user: str) -> str:
+    return f"{USER_PREFIX}{pbx_user}"
+
+
 def call_pk(account: str, call_id: str) -> str:
     return f"{CALL_PREFIX}{account}#{call_id}"
 
@@ -54,9 +61,18 @@ def call_key(account: str, call_id: str, sk: str = CALL_SK) -> dict[str, Any]:
     return {"pk": {"S": call_pk(account, call_id)}, "sk": {"S": sk}}
 
 
+def event_sk(cmd: str, type_: str, user: str) -> str:
+    return f"{EVENT_PREFIX}{cmd}#{type_}#{user}"
+
+
 def delivery_sk(crm: str) -> str:
     return f"{DELIVERY_PREFIX}{crm}"
 
 
 def message_pk(account: str, uuid: str) -> str:
     return f"{MESSAGE_PREFIX}{account}#{uuid}"
+
+
+def contact_key(account: str, e164: str) -> dict[str, Any]:
+    """A DynamoDB key (typed) of the Contacts table."""
+    return {"account": {"S": account}, "phone": {"S": e164}}

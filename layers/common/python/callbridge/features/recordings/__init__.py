@@ -21,7 +21,7 @@ The one call a worker needs:
 
 S3 errors propagate as botocore exceptions. Modules:
 
-    netguard  the policy (what may be fetched) and the socket-level guard; the error types
+    callbridge.infra.netguard  the policy (what may be fetched), the socket-level guard, the error types
     fetch     open_download(): streaming GET with manual, re-checked redirects and an overall deadline
     storage   fetch_to_s3(): the body into S3 (multipart in 8 MiB parts), encrypted, aborted on failure
 """

@@ -64,7 +64,7 @@ class StoredObject:
 
 
 # ---------------------------------------------------------------------------------------------
-# Secrets
+# The account
 # ---------------------------------------------------------------------------------------------
 def _account(account_id: str, error: type[PlaybackDenied]) -> Account:
     try:
@@ -108,8 +108,7 @@ def source_allowed(source_ip: str | None, allowed: list[str]) -> bool:
 def authorize_basic(account_id: str, authorization: str | None, source_ip: str | None) -> Account:
     """The account, when the request comes from an allowed address with the account's credentials."""
     account = _account(account_id, BadCredentials)
-    allowed = [str(ip) for ip in (account.config.get("recordings") or {}).get("allowed_ips") or []]
-    if not source_allowed(source_ip, allowed):
+    if not source_allowed(source_ip, account.settings.recordings.allowed_ips):
         raise SourceNotAllowed()
     presented = parse_basic(authorization)
     if presented is None:

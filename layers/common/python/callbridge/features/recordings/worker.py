@@ -1,6 +1,6 @@
 """The recordings worker: one queued fetch `{account, call_id}` → the call's recording in S3.
 
-`ingest.record_history` queues a message when it stores a history with an http(s) link; the
+`core.pipeline.queue_recording_fetch` queues a message when a call is stored with an http(s) link; the
 RecordingFetchFunction hands each message to `handle_message`. What ends up on the call item:
 
     recording_state   "stored" | "unavailable"
@@ -119,13 +119,13 @@ def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> Fetch
     settings = get_settings()
     if not settings.recordings_bucket:
         raise SettingsError("environment variable RECORDINGS_BUCKET is not set")
-    allow_hosts = (account.config.get("recordings") or {}).get("allow_hosts") or []
+    allow_hosts = account.settings.recordings.allow_hosts
     try:
         stored = fetch_to_s3(
             recording_fetch_url(account, link),  # adds a PBX key the stored link must not carry
             bucket=settings.recordings_bucket,
             key=recording_key(account_id, call_id, link),
-            allow_hosts=[str(h) for h in allow_hosts],
+            allow_hosts=allow_hosts,
             max_bytes=settings.recording_max_bytes,
             timeout_s=settings.recording_fetch_timeout_s,
         )
