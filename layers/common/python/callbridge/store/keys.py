@@ -60,3 +60,18 @@ def delivery_sk(crm: str) -> str:
 
 def message_pk(account: str, uuid: str) -> str:
     return f"{MESSAGE_PREFIX}{account}#{uuid}"
+
+
+MESSAGE_SK = "MSG"
+
+
+def cursor_sk(name: str) -> str:
+    return f"{CURSOR_PREFIX}{name}"
+
+
+def user_sk(pbx_user: str) -> str:
+    return f"{USER_PREFIX}{pbx_user}"
+
+
+def pbx_user_sk(name: str) -> str:
+    return f"{PBX_USER_PREFIX}{name}"

@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
+from callbridge.pbx.base import PbxFailure
+
 PAGE_SIZE = 1000
 DEFAULT_TIMEOUT_S = 30.0
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -25,7 +27,7 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-class CcrmError(RuntimeError):
+class CcrmError(PbxFailure):
     def __init__(self, endpoint: str, reason: str, *, status: int | None = None, transient: bool = False) -> None:
         super().__init__(f"ccrm.pl {endpoint}: {reason}")
         self.endpoint = endpoint

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.model import Direction, Flag, Outcome, StartSource
 from callbridge.core.phones import normalize
-from callbridge.core.sources import FinalCall
+from callbridge.core.record import FinalCall
 from callbridge.infra import clock
 from callbridge.store.calls import Marker
 

@@ -13,10 +13,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from callbridge.pbx.base import PbxFailure
+
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class PbxError(Exception):
+class PbxError(PbxFailure):
     """The PBX did not do what we asked. `status` is what our own API answers for it."""
 
     status = 502

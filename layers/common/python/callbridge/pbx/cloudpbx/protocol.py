@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+KIND = "cloudpbx"  # the account file's pbx.kind, callbridge.registry
 MAX_FIELDS = 100
 MAX_VALUE = 2048
 MAX_DURATION = 10 * 24 * 3600

@@ -16,13 +16,15 @@ from urllib.parse import urlencode
 
 import httpx
 
+from callbridge.pbx.base import PbxFailure
+
 DEFAULT_TIMEOUT_S = 20.0
 KEY_PARAM = "abonent_api_key"
 # httpx logs every request URL at INFO ("HTTP Request: GET …"): our URLs may carry a key.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-class TelediscountError(RuntimeError):
+class TelediscountError(PbxFailure):
     """A failed API call. `transient`: worth retrying later (timeouts, 429, 5xx)."""
 
     def __init__(self, method: str, reason: str, *, status: int | None = None, transient: bool = False) -> None:
@@ -109,6 +111,11 @@ class TelediscountApi:
     def record_url(self, api_call_id: str) -> str:
         """Where the recording of a call is, without the key (the recordings worker adds it)."""
         return self.method_url("get_record", {"api_call_id": api_call_id})
+
+
+def universal_number(e164: str) -> str:
+    """What `outcome` dials: the E.164 digits without `+` (country code first)."""
+    return "".join(ch for ch in e164 if ch.isdigit())
 
 
 def call_records(body: Any) -> list[dict[str, Any]]:

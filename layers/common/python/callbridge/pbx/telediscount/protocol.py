@@ -16,7 +16,7 @@ from typing import Any
 
 from callbridge.core.model import Direction, Flag, Outcome, StartSource
 from callbridge.core.phones import normalize
-from callbridge.core.sources import FinalCall
+from callbridge.core.record import FinalCall
 from callbridge.infra import clock
 from callbridge.infra.observability import redact
 from callbridge.store.calls import Marker

@@ -19,12 +19,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from callbridge.core import pipeline
-from callbridge.core.accounts import Account
 from callbridge.core.model import Direction, Outcome, StartSource
-from callbridge.infra import aws, clock, secrets
+from callbridge.infra import aws, clock
 from callbridge.infra.settings import get_settings
 from callbridge.store import calls
-from callbridge.store.accounts import list_accounts
 from callbridge.store.dynamo import to_item
 from callbridge.store.updates import Update
 
@@ -219,48 +217,3 @@ def _batch_write(items: Iterable[dict[str, Any]]) -> None:
         while request:
             response = client.batch_write_item(RequestItems=request)
             request = response.get("UnprocessedItems") or {}
-
-
-def accounts_of_kind(kind: str) -> list[str]:
-    """Ids of the accounts whose PBX is `kind` (a scheduled job runs for each of them)."""
-    return list_accounts(kind)
-
-
-def run_scheduled(kind: str, event: dict[str, Any]) -> dict[str, Any]:
-    """One scheduled run over every account of `kind` (or the one named in `callbridge_account`).
-    A failing account is logged and does not stop the others; the next run tries it again."""
-    from callbridge.infra.observability import bind, logger
-
-    if kind == "ccrm":
-        from callbridge.pbx.ccrm.importer import poll_account as run
-    elif kind == "telediscount":
-        from callbridge.pbx.telediscount.reconcile import reconcile_account as run  # type: ignore[assignment]
-    else:
-        raise ValueError(f"no scheduled job for {kind!r}")
-    # Not `account`: EventBridge puts the AWS account id there.
-    named = event.get("callbridge_account") if isinstance(event, dict) else None
-    results: dict[str, Any] = {}
-    for account in [str(named)] if named else accounts_of_kind(kind):
-        bind(account=account)
-        try:
-            results[account] = run(account).as_dict()
-        except Exception as exc:
-            logger().exception("scheduled import failed", extra={"kind": kind})
-            results[account] = {"status": "failed", "error": type(exc).__name__}
-    return {"kind": kind, "accounts": results}
-
-
-def recording_fetch_url(account: Account, link: str) -> str:
-    """The URL the recordings worker downloads `link` from. A telediscount get_record link is
-    stored without the account's API key; the key is added here, at fetch time only, so it never
-    sits in the calls table or a log line."""
-    if account.pbx_kind != "telediscount":
-        return link
-    from callbridge.pbx.telediscount.client import TelediscountApi
-    from callbridge.pbx.telediscount.ingest import api_url
-
-    base = api_url(account).rstrip("/") + "/get_record?"
-    if not link.startswith(base):
-        return link
-    key = secrets.account_secrets(account.id).get(secrets.pbx_secret_name("api_key"), "")
-    return TelediscountApi(api_url=api_url(account), api_key=key).with_key(link) if key else link
