@@ -138,3 +138,18 @@ def list_calls(account: str, limit: int = 50) -> list[dict[str, Any]]:
         Limit=limit,
     )
     return [from_item(i) for i in response.get("Items", [])]
+
+
+def finalize_if_unanswered(account: str, call_id: str, update: Update) -> bool:
+    """Apply `update` (a call made final as missed) only while the call is still not final, not
+    answered and ringing nowhere, so that a late answer or a final record that raced us wins."""
+    for attr, alias in (("final", "#cf"), ("accepted_by", "#ca"), ("ringing", "#cr")):
+        update.names[alias] = attr
+    update.values[":cfalse"] = {"BOOL": False}
+    return update_call(
+        account,
+        call_id,
+        update,
+        condition="(attribute_not_exists(#cf) OR #cf = :cfalse) AND attribute_not_exists(#ca) "
+        "AND attribute_not_exists(#cr)",
+    )

@@ -111,6 +111,7 @@ class _Context:
     retries: int
     backoff_s: float
     sleep: Callable[[float], None]
+    users: list[dict[str, Any]] = field(default_factory=list)  # the account's user mapping, read once
 
 
 def _notes_text(ctx: _Context, uuid: str) -> str | None:
@@ -124,12 +125,11 @@ def _to_call(ctx: _Context, record: dict[str, Any], received: datetime) -> Final
     notes = (
         _notes_text(ctx, str(record.get("uuid"))) if str(record.get("note") or "0") not in ("0", "", "False") else None
     )
-    users = [u.model_dump(mode="json") for u in ctx.account.settings.users]
     return final_call(
         record,
         region=ctx.account.phone_region,
         timezone=ctx.account.timezone,
-        users=users,
+        users=ctx.users,
         received=received,
         notes=notes,
     )
@@ -254,6 +254,7 @@ def context(
         retries=settings.ccrm_rate_limit_retries,
         backoff_s=settings.ccrm_backoff_s,
         sleep=sleep,
+        users=[u.model_dump(mode="json") for u in account.settings.users],
     )
 
 

@@ -1,4 +1,4 @@
-"""telediscount PBX API client (specs/telediscount.md, "PBX API"): `outcome`, `get_calls`, `get_record`.
+"""telediscount PBX API client (docs/telediscount.md, "PBX API"): `outcome`, `get_calls`, `get_record`.
 
 Every method is a GET on `{api_url}/{method}` with `abonent_api_key` in the query string: the key is
 part of every URL, so no URL of this API ever goes into a log line, an exception text or the store.
@@ -95,7 +95,7 @@ class TelediscountApi:
         num_m: str | None = None,
         num_b: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Call records (every filter optional). The seed documents no date filter: callers filter
+        """Call records (every filter optional). The documentation gives no date filter: callers filter
         by `setup_time` themselves."""
         response = self._get("get_calls", {"api_call_id": api_call_id, "num_a": num_a, "num_m": num_m, "num_b": num_b})
         try:
@@ -119,7 +119,7 @@ def universal_number(e164: str) -> str:
 
 
 def call_records(body: Any) -> list[dict[str, Any]]:
-    """The records of a get_calls answer. The seed only says "json": accept a list of records, an
+    """The records of a get_calls answer. The documentation only says "json": accept a list of records, an
     object wrapping one (`data`, `calls`, `result`, …) or an object of records keyed by id."""
     if isinstance(body, list):
         return [r for r in body if isinstance(r, dict)]
