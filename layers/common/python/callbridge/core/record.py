@@ -6,24 +6,22 @@ Each PBX adapter maps its own payload to FinalCall or LiveEvent; nothing here kn
 source's record is kept on the call under ONE attribute, `history_raw` (secrets removed by the
 adapter), whichever source it came from.
 
-Every source record is applied once: its marker (the EVT item of the call, e.g.
-`Marker("telediscount", "finished", "")`) is written in the same transaction as the call, so a
+Every source record is applied once: its marker (the EVT item of the call, chosen by the adapter:
+one per distinct source record) is written in the same transaction as the call, so a
 webhook, the reconciliation that recovers it and a backfill of the same call store it exactly once,
 whichever comes first. Bulk imports (backfill --store-only) use `store_final_batch`: the same items,
-written with batch writes after a batch read of the markers.
+written with batch writes after a batch read of the markers (store/calls.py does the DynamoDB part).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from callbridge.core import pipeline
 from callbridge.core.model import Direction, Flag, Outcome, StartSource
@@ -31,12 +29,9 @@ from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.store import calls
-from callbridge.store.dynamo import to_item
 from callbridge.store.updates import Update
 
 RAW_ATTRIBUTE = "history_raw"  # the source's record on the call item, for every source
-_BATCH_GET = 100
-_BATCH_WRITE = 25
 
 
 @dataclass(frozen=True)
@@ -148,30 +143,14 @@ def store_imported(account: str, batch: Sequence[FinalCall], *, deliver: bool = 
     puts then fail: nothing is handed on twice).
     """
     now_iso = clock.iso(clock.now())
-    client = aws.dynamodb()
-    table = get_settings().calls_table
 
     def put(call: FinalCall) -> bool:
-        attributes = call.attributes(account, now_iso)
-        attributes.update(created_at=now_iso, finalized_at=now_iso)
-        if call.flags:
-            attributes["flags"] = set(call.flags)
-        try:
-            client.put_item(
-                TableName=table,
-                Item={**to_item(attributes), **calls.call_key(account, call.call_id)},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return calls.put_call_if_absent(account, call.call_id, _whole_item(account, call, now_iso))
 
     unique = list({c.call_id: c for c in batch}.values())
     with ThreadPoolExecutor(max_workers=workers) as pool:
         created = [call for call, new in zip(unique, pool.map(put, unique), strict=True) if new]
-    _batch_write(_marker_item(account, call, now_iso) for call in unique)
+    calls.batch_put(calls.marker_item(account, c.call_id, c.marker, now_iso, c.raw) for c in unique)
     for call in created:
         _hand_off(account, call, deliver)
     return len(created)
@@ -185,20 +164,16 @@ def store_final_batch(account: str, batch: Sequence[FinalCall], *, deliver: bool
     is then written twice with the same content. Bulk imports of past days do not meet live calls.
     """
     unique = list({c.call_id: c for c in batch}.values())
-    known = _existing_markers(account, unique)
+    known = calls.marked(account, [(c.call_id, c.marker) for c in unique])
     fresh = [c for c in unique if (c.call_id, c.marker.sk) not in known]
     now_iso = clock.iso(clock.now())
     items: list[dict[str, Any]] = []
+    # The marker goes after the call: an interrupted batch leaves at worst a call without its
+    # marker, which the next run writes again (same content), never a marker without its call.
     for call in fresh:
-        attributes = call.attributes(account, now_iso)
-        attributes.update(created_at=now_iso, finalized_at=now_iso)
-        if call.flags:
-            attributes["flags"] = set(call.flags)
-        # The marker goes after the call: an interrupted batch leaves at worst a call without its
-        # marker, which the next run writes again (same content), never a marker without its call.
-        items.append({**to_item(attributes), **calls.call_key(account, call.call_id)})
-    items.extend(_marker_item(account, call, now_iso) for call in fresh)
-    _batch_write(items)
+        items.append(calls.call_item(account, call.call_id, _whole_item(account, call, now_iso)))
+    items.extend(calls.marker_item(account, c.call_id, c.marker, now_iso, c.raw) for c in fresh)
+    calls.batch_put(items)
     for call in fresh:
         _hand_off(account, call, deliver)
     return len(fresh)
@@ -217,55 +192,19 @@ def _hand_off(account: str, call: FinalCall, deliver: bool) -> None:
     )
 
 
-def _marker_item(account: str, call: FinalCall, now_iso: str) -> dict[str, Any]:
-    return to_item(
-        {
-            "pk": calls.call_pk(account, call.call_id),
-            "sk": call.marker.sk,
-            "cmd": call.marker.cmd,
-            "type": call.marker.type,
-            "user": call.marker.user,
-            "received_at": now_iso,
-            "raw": json.dumps(call.raw, ensure_ascii=False, sort_keys=True),
-        }
-    )
-
-
-def _existing_markers(account: str, batch: Sequence[FinalCall]) -> set[tuple[str, str]]:
-    return marked(account, [(c.call_id, c.marker) for c in batch])
+def _whole_item(account: str, call: FinalCall, now_iso: str) -> dict[str, Any]:
+    """The attributes of a call item created whole (not updated) by a bulk import."""
+    attributes = call.attributes(account, now_iso)
+    attributes.update(created_at=now_iso, finalized_at=now_iso)
+    if call.flags:
+        attributes["flags"] = set(call.flags)
+    return attributes
 
 
 def marked(account: str, wanted: Sequence[tuple[str, calls.Marker]]) -> set[tuple[str, str]]:
     """The (call id, marker sk) pairs of `wanted` already recorded: a cheap batch read that lets a
     poller re-reading an overlapping window skip what it stored before (apply_once still decides)."""
-    table = get_settings().calls_table
-    client = aws.dynamodb()
-    found: set[tuple[str, str]] = set()
-    by_pk = {calls.call_pk(account, call_id): call_id for call_id, _ in wanted}
-    unique = list(dict.fromkeys(wanted))
-    for start in range(0, len(unique), _BATCH_GET):
-        keys = [
-            {"pk": {"S": calls.call_pk(account, call_id)}, "sk": {"S": marker.sk}}
-            for call_id, marker in unique[start : start + _BATCH_GET]
-        ]
-        request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "pk, sk"}}
-        while request:
-            response = client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                found.add((by_pk[item["pk"]["S"]], item["sk"]["S"]))
-            request = response.get("UnprocessedKeys") or {}
-    return found
-
-
-def _batch_write(items: Iterable[dict[str, Any]]) -> None:
-    table = get_settings().calls_table
-    client = aws.dynamodb()
-    pending = [{"PutRequest": {"Item": item}} for item in items]
-    for start in range(0, len(pending), _BATCH_WRITE):
-        request: dict[str, Any] = {table: pending[start : start + _BATCH_WRITE]}
-        while request:
-            response = client.batch_write_item(RequestItems=request)
-            request = response.get("UnprocessedItems") or {}
+    return calls.marked(account, wanted)
 
 
 # -- live events and the missed-call settle ------------------------------------------------------
