@@ -6,8 +6,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from callbridge.core.record import settle_call
 from callbridge.infra.observability import bind, logger
-from callbridge.pbx.cloudpbx.ingest import settle_call
 
 
 def _settle(record: SQSRecord) -> None:

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from callbridge.pbx.cloudpbx.webhook import handle
+from callbridge.edge.cloudpbx import handle
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

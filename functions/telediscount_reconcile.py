@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from callbridge.core.sources import run_scheduled
+from callbridge.features.schedules import run_scheduled
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

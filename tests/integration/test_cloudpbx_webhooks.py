@@ -165,7 +165,7 @@ def test_repeated_cancel_after_a_new_ring_does_not_end_the_call(cloud):
 def test_hunting_gap_waits_for_the_settle_time(cloud, monkeypatch):
     monkeypatch.setenv("MISSED_CALL_SETTLE_SECONDS", "30")
     settings.reset_settings()
-    from callbridge.pbx.cloudpbx.ingest import settle_call
+    from callbridge.core.record import settle_call
 
     t0 = datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
     now = [t0]

@@ -8,10 +8,11 @@ import pytest
 
 from callbridge.core.accounts import Account
 from callbridge.crm.retailcrm.registration import module_payload
-from callbridge.features.clicktocall import _telediscount_refusal, query_phone
+from callbridge.features.clicktocall import query_phone
 from callbridge.features.routing import customer_name
 from callbridge.features.users import find_user
 from callbridge.pbx.cloudpbx.client import pbx_phone
+from callbridge.pbx.telediscount.adapter import outcome_refusal as _telediscount_refusal
 
 USERS = [
     {"pbx_user": "andy", "extension": "100", "retailcrm_user_id": 1},

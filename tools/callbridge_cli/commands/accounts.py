@@ -137,7 +137,8 @@ def _secret_names(account: str) -> list[str]:
 @click.pass_context
 def show(ctx: click.Context, name: str, json_output: bool) -> None:
     """One account NAME: its config, users, and which secrets are set (values masked)."""
-    from callbridge.store.accounts import get_account_item, get_users
+    from callbridge.store import users
+    from callbridge.store.accounts import get_account_item
 
     context.target(ctx)
     item = get_account_item(name)
@@ -148,7 +149,7 @@ def show(ctx: click.Context, name: str, json_output: bool) -> None:
         "name": item.get("name"),
         "updated_at": item.get("updated_at"),
         "config": item.get("config") or {},
-        "users": [{k: v for k, v in u.items() if k not in ("pk", "sk")} for u in get_users(name)],
+        "users": users.mapped(name),
         "secrets": {secret: MASK for secret in _secret_names(name)},
     }
     if json_output:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -34,9 +35,29 @@ def parse_when(text: str, timezone: str) -> datetime:
     return parsed
 
 
+class _Source(click.ParamType[str]):
+    """A PBX kind whose adapter can backfill, read from callbridge.registry only when the option is
+    used (the other commands do not load the adapters)."""
+
+    name = "source"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from callbridge.features.backfill import sources
+
+        known = sources()
+        if value not in known:
+            self.fail(f"{value!r} is not one of {', '.join(known)}", param, ctx)
+        return str(value)
+
+
 @click.command(name="backfill")
 @click.option("--account", "account_id", required=True, help="Account to import into.")
-@click.option("--source", type=click.Choice(["ccrm", "telediscount"]), required=True, help="Where the calls come from.")
+@click.option(
+    "--source",
+    type=_Source(),
+    required=True,
+    help="Where the calls come from (a PBX that can backfill).",
+)
 @click.option("--from", "date_from", required=True, help="Start (account time zone unless given), e.g. 2024-05-01.")
 @click.option("--to", "date_to", required=True, help="End, e.g. '2024-06-01 00:00' or 2024-06-01T00:00:00Z.")
 @click.option(
@@ -58,8 +79,7 @@ def group(
     context.target(ctx)
     from callbridge.core.accounts import UnknownAccount, get_account
     from callbridge.features.backfill import BackfillError, run
-    from callbridge.pbx.ccrm.client import CcrmError
-    from callbridge.pbx.telediscount.client import TelediscountError
+    from callbridge.pbx.base import PbxFailure
 
     try:
         account = get_account(account_id)
@@ -85,7 +105,7 @@ def group(
             result = run(account_id, source, start, end, deliver=deliver, progress=advance, again=again)
         except BackfillError as exc:
             raise CliError(str(exc)) from None
-        except (CcrmError, TelediscountError) as exc:
+        except PbxFailure as exc:
             raise CliError(
                 f"stopped after {read[0]} records: {exc}. Run the same command again to continue where it stopped."
             ) from None
@@ -100,5 +120,5 @@ def group(
             "run the same command again later to continue"
         )
     mode = "stored and queued for delivery" if deliver else "stored (not delivered)"
-    resumed = f", resumed at {result.resumed_at}" if result.resumed_at > (1 if source == "ccrm" else 0) else ""
+    resumed = f", resumed at {result.resumed_at}" if result.resumed else ""
     context.out.print(f"{result.records} records read{resumed}: {result.stored} new calls {mode}")

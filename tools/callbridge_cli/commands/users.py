@@ -25,13 +25,13 @@ def sync(ctx: click.Context, account: str, json_output: bool) -> None:
     context.target(ctx)
     from callbridge.core.accounts import UnknownAccount
     from callbridge.features.users import SyncNotPossible, sync_users
-    from callbridge.pbx.cloudpbx.client import PbxError
+    from callbridge.pbx.base import PbxFailure
 
     try:
         report = sync_users(account)
     except UnknownAccount:
         raise CliError(f"no account {account}") from None
-    except (PbxError, SyncNotPossible) as exc:
+    except (PbxFailure, SyncNotPossible) as exc:
         raise CliError(str(exc)) from None
     if json_output:
         as_json(report.as_dict())

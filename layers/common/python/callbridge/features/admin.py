@@ -14,9 +14,9 @@ from callbridge.core.accounts import clear_account_cache, token_digest
 from callbridge.core.config import AccountConfig, load_account_file
 from callbridge.core.phones import normalize
 from callbridge.infra import aws, clock, secrets
-from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
-from callbridge.pbx.telediscount.settings import TelediscountSettings
-from callbridge.store.accounts import put_account, put_users
+from callbridge.pbx.base import PbxAdapter, adapter_of
+from callbridge.store import users
+from callbridge.store.accounts import put_account
 from callbridge.store.contacts import put_contact
 
 ACCOUNT_FILE_SUFFIXES = (".yaml", ".yml")
@@ -61,13 +61,16 @@ def secret_fields(model: BaseModel) -> dict[str, str]:
     return found
 
 
+def _adapter(config: AccountConfig) -> PbxAdapter:
+    found = adapter_of(config.pbx.kind)
+    if found is None:  # AccountConfig validated the kind against the registry already
+        raise ValueError(f"unknown PBX kind {config.pbx.kind!r}")
+    return found
+
+
 def webhook_tokens(config: AccountConfig) -> list[str]:
     """The secrets a PBX presents on our webhooks, checked by digest (callbridge.core.accounts)."""
-    if isinstance(config.pbx, CloudPbxSettings):
-        return [t.get_secret_value() for t in config.pbx.crm_tokens]
-    if isinstance(config.pbx, TelediscountSettings):
-        return [config.pbx.webhook_secret.get_secret_value()]
-    return []
+    return _adapter(config).webhook_tokens(config.pbx)
 
 
 def apply_account(config: AccountConfig) -> ApplyReport:
@@ -85,20 +88,15 @@ def apply_account(config: AccountConfig) -> ApplyReport:
             "updated_at": now,
         },
     )
-    put_users(config.account, [{**user.model_dump(mode="json"), "updated_at": now} for user in config.users])
+    for user in config.users:
+        users.put_mapped(config.account, user.pbx_user, {**user.model_dump(mode="json"), "updated_at": now})
 
     path = secrets.account_path(config.account)
-    if isinstance(config.pbx, CloudPbxSettings):
-        tokens = [t.get_secret_value() for t in config.pbx.crm_tokens]
-        _put_secret(f"{path}/{secrets.CRM_TOKEN}", tokens[0])
-        _put_secret(f"{path}/{secrets.CRM_TOKEN_PREVIOUS}", tokens[1] if len(tokens) > 1 else None)
-        _put_secret(f"{path}/{secrets.PBX_TOKEN}", config.pbx.token.get_secret_value() if config.pbx.token else None)
-    else:
-        for field, value in secret_fields(config.pbx).items():
-            _put_secret(f"{path}/{secrets.pbx_secret_name(field)}", value)
+    for name, value in _adapter(config).stored_secrets(config.pbx).items():
+        _put_secret(f"{path}/{name}", value)
     for crm in config.crms:
-        for field, value in secret_fields(crm).items():
-            _put_secret(f"{path}/{secrets.crm_secret_name(crm.name, field)}", value)
+        for name, value in secret_fields(crm).items():
+            _put_secret(f"{path}/{secrets.crm_secret_name(crm.name, name)}", value)
     api_keys = [k.get_secret_value() for k in config.api_keys]
     _put_secret(f"{path}/{secrets.API_KEY}", api_keys[0] if api_keys else None)
     _put_secret(f"{path}/{secrets.API_KEY_PREVIOUS}", api_keys[1] if len(api_keys) > 1 else None)
@@ -129,18 +127,7 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
     never logged."""
     base = base_url.rstrip("/")
     account = config.account
-    lines: list[str] = []
-    if isinstance(config.pbx, CloudPbxSettings):
-        lines += [
-            f"account {account}: Cloud PBX → CRM address: {base}/v1/{account}/cloudpbx",
-            f"account {account}: Cloud PBX → CRM key (crm_token): {config.pbx.crm_tokens[0].get_secret_value()}",
-        ]
-    elif isinstance(config.pbx, TelediscountSettings):
-        secret = config.pbx.webhook_secret.get_secret_value()
-        lines += [
-            f"account {account}: telediscount webhook 'start of incoming call': {base}/v1/{account}/telediscount/{secret}/incoming",
-            f"account {account}: telediscount webhook 'call completed': {base}/v1/{account}/telediscount/{secret}/finished",
-        ]
+    lines = _adapter(config).cabinet_lines(config, base)
     if config.recordings.basic_auth:
         lines.append(
             f"account {account}: MiniCRM recording URL template: {base}/v1/{account}/recordings?Rec={{%RefereceId%}}"

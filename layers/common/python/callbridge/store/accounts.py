@@ -8,7 +8,7 @@ from typing import Any
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, to_item
-from callbridge.store.keys import CONFIG, USER_PREFIX, account_key, account_pk, user_sk
+from callbridge.store.keys import CONFIG, account_key
 
 
 def get_account_item(account_id: str, *, fast: bool = False) -> dict[str, Any] | None:
@@ -23,30 +23,6 @@ def put_account(account_id: str, values: dict[str, Any]) -> None:
     aws.dynamodb().put_item(
         TableName=get_settings().accounts_table, Item={**to_item(values), **account_key(account_id)}
     )
-
-
-def put_users(account_id: str, users: list[dict[str, Any]]) -> None:
-    """Write one USER# item per mapped user (`users`: plain values, each with its `pbx_user`)."""
-    client = aws.dynamodb()
-    for user in users:
-        item = {"pk": account_pk(account_id), "sk": user_sk(str(user["pbx_user"])), **user}
-        client.put_item(TableName=get_settings().accounts_table, Item=to_item(item))
-
-
-def get_users(account_id: str) -> list[dict[str, Any]]:
-    """The account's USER# items as plain values (keys included), in sort-key order."""
-    kwargs: dict[str, Any] = {
-        "TableName": get_settings().accounts_table,
-        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :user)",
-        "ExpressionAttributeValues": {":pk": {"S": account_pk(account_id)}, ":user": {"S": USER_PREFIX}},
-    }
-    found: list[dict[str, Any]] = []
-    while True:
-        response = aws.dynamodb().query(**kwargs)
-        found.extend(from_item(i) for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return found
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def list_accounts(pbx_kind: str | None = None) -> list[str]:

@@ -10,6 +10,7 @@ crash can't leave the marker without its effect (or the effect without its marke
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,17 +49,6 @@ def apply_once(
 ) -> bool:
     """Apply `update` to the call and record `marker`, atomically. False when this exact webhook was
     already applied (a retry): nothing is changed then."""
-    marker_item = to_item(
-        {
-            "pk": call_pk(account, call_id),
-            "sk": marker.sk,
-            "cmd": marker.cmd,
-            "type": marker.type,
-            "user": marker.user,
-            "received_at": received_at,
-            "raw": json.dumps(raw, ensure_ascii=False, sort_keys=True),
-        }
-    )
     client = aws.dynamodb()
     try:
         client.transact_write_items(
@@ -66,7 +56,7 @@ def apply_once(
                 {
                     "Put": {
                         "TableName": _table(),
-                        "Item": marker_item,
+                        "Item": marker_item(account, call_id, marker, received_at, raw),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
@@ -165,3 +155,89 @@ def list_calls(account: str, limit: int = 50) -> list[dict[str, Any]]:
         Limit=limit,
     )
     return [from_item(i) for i in response.get("Items", [])]
+
+
+def finalize_if_unanswered(account: str, call_id: str, update: Update) -> bool:
+    """Apply `update` (a call made final as missed) only while the call is still not final, not
+    answered and ringing nowhere, so that a late answer or a final record that raced us wins."""
+    for attr, alias in (("final", "#cf"), ("accepted_by", "#ca"), ("ringing", "#cr")):
+        update.names[alias] = attr
+    update.values[":cfalse"] = {"BOOL": False}
+    return update_call(
+        account,
+        call_id,
+        update,
+        condition="(attribute_not_exists(#cf) OR #cf = :cfalse) AND attribute_not_exists(#ca) "
+        "AND attribute_not_exists(#cr)",
+    )
+
+
+# -- bulk writes of final calls (importers, backfill) ---------------------------------------------
+
+_BATCH_GET = 100
+_BATCH_WRITE = 25
+
+
+def marker_item(account: str, call_id: str, marker: Marker, received_at: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The EVT item of one source record (typed), as apply_once writes it."""
+    return to_item(
+        {
+            "pk": call_pk(account, call_id),
+            "sk": marker.sk,
+            "cmd": marker.cmd,
+            "type": marker.type,
+            "user": marker.user,
+            "received_at": received_at,
+            "raw": json.dumps(raw, ensure_ascii=False, sort_keys=True),
+        }
+    )
+
+
+def call_item(account: str, call_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """A whole CALL item (typed) from plain attributes."""
+    return {**to_item(attributes), **call_key(account, call_id)}
+
+
+def put_call_if_absent(account: str, call_id: str, attributes: dict[str, Any]) -> bool:
+    """Create the call item unless it exists; False when it did (nothing is changed then)."""
+    try:
+        aws.dynamodb().put_item(
+            TableName=_table(),
+            Item=call_item(account, call_id, attributes),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
+
+
+def batch_put(items: Iterable[dict[str, Any]]) -> None:
+    """Put typed items with batch writes, in order, retrying what DynamoDB left unprocessed."""
+    table = _table()
+    client = aws.dynamodb()
+    pending = [{"PutRequest": {"Item": item}} for item in items]
+    for start in range(0, len(pending), _BATCH_WRITE):
+        request: dict[str, Any] = {table: pending[start : start + _BATCH_WRITE]}
+        while request:
+            response = client.batch_write_item(RequestItems=request)
+            request = response.get("UnprocessedItems") or {}
+
+
+def marked(account: str, wanted: Sequence[tuple[str, Marker]]) -> set[tuple[str, str]]:
+    """The (call id, marker sk) pairs of `wanted` already recorded, with batch reads."""
+    table = _table()
+    client = aws.dynamodb()
+    found: set[tuple[str, str]] = set()
+    by_pk = {call_pk(account, call_id): call_id for call_id, _ in wanted}
+    unique = list(dict.fromkeys(wanted))
+    for start in range(0, len(unique), _BATCH_GET):
+        keys = [call_key(account, call_id, marker.sk) for call_id, marker in unique[start : start + _BATCH_GET]]
+        request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "pk, sk"}}
+        while request:
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                found.add((by_pk[item["pk"]["S"]], item["sk"]["S"]))
+            request = response.get("UnprocessedKeys") or {}
+    return found

@@ -76,3 +76,14 @@ def message_pk(account: str, uuid: str) -> str:
 def contact_key(account: str, e164: str) -> dict[str, Any]:
     """A DynamoDB key (typed) of the Contacts table."""
     return {"account": {"S": account}, "phone": {"S": e164}}
+
+
+MESSAGE_SK = "MSG"
+
+
+def cursor_sk(name: str) -> str:
+    return f"{CURSOR_PREFIX}{name}"
+
+
+def pbx_user_sk(name: str) -> str:
+    return f"{PBX_USER_PREFIX}{name}"

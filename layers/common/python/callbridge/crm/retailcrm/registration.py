@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from callbridge.core.accounts import Account, get_account
-from callbridge.features.users import mapped_users, retailcrm_code
+from callbridge.core.users import mapped_users, retailcrm_code
 from callbridge.infra import secrets
 
 MODULE_NAME = "CallBridge"

@@ -1,10 +1,9 @@
 """Click-to-call: a CRM (retailCRM's makeCallUrl, or anyone with the account's API key) asks us to
 make the account's PBX ring a manager and then dial a client.
 
-PBX side, one adapter per kind in `_DIALERS`:
-- Cloud PBX `makeCall` (specs/cloudpbx.md): form POST with `token`; `phone` digits only.
-- telediscount `outcome` (specs/telediscount.md): `num_a` = the user's SIP account, `num_b` = the
-  number in universal format (digits, country code first).
+PBX side: the account's PBX adapter's `dialer` (callbridge.pbx.base), e.g. Cloud PBX `makeCall`
+(docs/cloudpbx.md) or telediscount `outcome` (docs/telediscount.md); a PBX without one cannot
+place calls.
 
 The answer is "accepted" only when the PBX accepted; every refusal is a `ClickToCallError` with the
 status our API answers and a message safe to show (no secret, no URL).
@@ -12,7 +11,6 @@ status our API answers and a message safe to show (no secret, no URL).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +18,7 @@ from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.core.phones import normalize
 from callbridge.features.users import find_user
 from callbridge.infra import secrets
-from callbridge.infra.settings import get_settings
-from callbridge.pbx.cloudpbx.client import PbxError, pbx_phone
+from callbridge.pbx.base import ClickToCallRefused, adapter_of
 
 INVALID_CLIENT_ID = "Invalid clientId"
 
@@ -117,66 +114,15 @@ def make_call(account: Account, user: dict[str, Any] | None, phone: str, *, clid
     number = normalize(phone, account.phone_region)
     if number.e164 is None:
         raise ClickToCallError("phone is not a number we can dial")
-    dial = _DIALERS.get(account.pbx_kind)
+    adapter = adapter_of(account.pbx_kind)
+    dial = adapter.dialer if adapter is not None else None
     if dial is None:
         raise NotConfigured(f"a {account.pbx_kind or 'missing'} PBX cannot place calls")
-    call_id = dial(account, user, number.e164, clid)
+    try:
+        call_id = dial(account, user, number.e164, clid)
+    except ClickToCallRefused as refused:
+        raise ClickToCallError(refused.message, refused.status) from None
     return Placed(account.id, str(user["pbx_user"]), number.e164, call_id)
-
-
-def _cloudpbx(account: Account, user: dict[str, Any], e164: str, clid: str | None) -> str | None:
-    from callbridge.pbx.cloudpbx.client import CloudPbxClient
-
-    api_url = (account.config.get("pbx") or {}).get("api_url")
-    token = secrets.account_secrets(account.id).get(secrets.PBX_TOKEN)
-    if not api_url or not token:
-        raise NotConfigured("the account's Cloud PBX has no api_url or token")
-    client = CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
-    try:
-        return client.make_call(str(user["pbx_user"]), e164, clid=clid)
-    except PbxError as error:
-        raise ClickToCallError(error.message, error.status) from None
-
-
-def _telediscount(account: Account, user: dict[str, Any], e164: str, clid: str | None) -> str | None:
-    from callbridge.pbx.telediscount.client import TelediscountApi, TelediscountError
-
-    sip = user.get("sip_account")
-    if not sip:
-        raise UnknownUser(f"PBX user {user['pbx_user']} has no sip_account in the mapping")
-    api_url = str((account.config.get("pbx") or {}).get("api_url") or "")
-    api_key = secrets.account_secrets(account.id).get(secrets.pbx_secret_name("api_key"))
-    if not api_url or not api_key:
-        raise NotConfigured("the account's telediscount PBX has no api_url or api_key")
-    api = TelediscountApi(api_url, api_key, timeout_s=float(get_settings().pbx_timeout_s))
-    try:
-        answer = api.outcome(str(sip), pbx_phone(e164))
-    except TelediscountError as error:
-        timed_out = error.transient and error.status is None and "timed out" in str(error)
-        status = 504 if timed_out else 502
-        reason = "did not answer in time" if timed_out else f"refused the call ({error.status or 'no answer'})"
-        raise ClickToCallError(f"the PBX {reason}", status) from None
-    refusal = _telediscount_refusal(answer)
-    if refusal:
-        raise ClickToCallError(f"the PBX refused the call: {refusal}", 502)
-    call_id = answer.get("api_call_id") or answer.get("call_id")
-    return str(call_id) if call_id else None
-
-
-def _telediscount_refusal(answer: dict[str, Any]) -> str | None:
-    """The seed documents no answer body: a 200 is acceptance unless it says otherwise."""
-    error = answer.get("error") or answer.get("errors")
-    if error:
-        return str(error)[:200]
-    if answer.get("success") is False or str(answer.get("status", "")).lower() in ("error", "fail", "failed"):
-        return str(answer.get("message") or answer.get("status") or "error")[:200]
-    return None
-
-
-_DIALERS: dict[str, Callable[[Account, dict[str, Any], str, str | None], str | None]] = {
-    "cloudpbx": _cloudpbx,
-    "telediscount": _telediscount,
-}
 
 
 def resolve_retailcrm_user(account: Account, code: str | None, user_id: str | None) -> dict[str, Any] | None:

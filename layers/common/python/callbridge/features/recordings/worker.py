@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from callbridge import registry
 from callbridge.core import pipeline
 from callbridge.core.accounts import UnknownAccount, get_account
-from callbridge.core.sources import recording_fetch_url
 from callbridge.features.recordings.storage import EXTENSION_TYPES, fetch_to_s3
 from callbridge.infra import aws, clock
 from callbridge.infra.netguard import PermanentFetchError, TransientFetchError
@@ -122,7 +122,9 @@ def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> Fetch
     allow_hosts = account.settings.recordings.allow_hosts
     try:
         stored = fetch_to_s3(
-            recording_fetch_url(account, link),  # adds a PBX key the stored link must not carry
+            registry.pbx_adapter(account.pbx_kind).recording_fetch_url(
+                account, link
+            ),  # adds a PBX key the stored link must not carry
             bucket=settings.recordings_bucket,
             key=recording_key(account_id, call_id, link),
             allow_hosts=allow_hosts,

@@ -1,4 +1,4 @@
-"""ccrm.pl public API client (specs/ccrm.md): `GET /publicApi/callHistory` (paged, mandatory date
+"""ccrm.pl public API client (docs/ccrm.md): `GET /publicApi/callHistory` (paged, mandatory date
 range) and `GET /publicApi/notes?callHistory={uuid}`, with `Authorization: Bearer <API key>`.
 
 The request limit is unpublished: a 403 "Request limit has been exceeded" (or a 429) is a
@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
+from callbridge.pbx.base import PbxFailure
+
 PAGE_SIZE = 1000
 DEFAULT_TIMEOUT_S = 30.0
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -25,7 +27,7 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-class CcrmError(RuntimeError):
+class CcrmError(PbxFailure):
     def __init__(self, endpoint: str, reason: str, *, status: int | None = None, transient: bool = False) -> None:
         super().__init__(f"ccrm.pl {endpoint}: {reason}")
         self.endpoint = endpoint
@@ -46,7 +48,7 @@ class Page:
 
 
 def _date(value: datetime) -> str:
-    # The space must be %20 (the seed), not '+': quote, not urlencode.
+    # The space must be %20 (the documentation), not '+': quote, not urlencode.
     return quote(value.strftime(DATE_FORMAT), safe=":-")
 
 
@@ -107,7 +109,7 @@ _NOTE_TEXT = re.compile(r'"text"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"type"')
 
 
 def parse_json(text: str, endpoint: str) -> Any:
-    """The answer as JSON. The seed's own notes example is not valid JSON (an editor document
+    """The answer as JSON. The documentation's own notes example is not valid JSON (an editor document
     pasted unescaped into `text`, a trailing comma): for notes, fall back to the block texts."""
     try:
         return json.loads(text)

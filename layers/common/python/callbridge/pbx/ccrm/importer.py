@@ -1,4 +1,4 @@
-"""Importing ccrm.pl call history (specs/ccrm.md): the scheduled poller and the backfill share it.
+"""Importing ccrm.pl call history (docs/ccrm.md): the scheduled poller and the backfill share it.
 
 A window [from, to] is read page by page (`callHistory`, ≤ 1000 records a page) until a page is
 short or `totalCount` is reached. Its progress - the window and the next page - is a cursor item in
@@ -19,20 +19,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, Any
 
 from callbridge.core.accounts import Account, get_account
-from callbridge.core.sources import FinalCall, marked, store_final_batch, store_imported
+from callbridge.core.record import FinalCall, marked, store_final_batch, store_imported
 from callbridge.infra import aws, clock, secrets
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.pbx.ccrm.client import PAGE_SIZE, CcrmApi, CcrmError, Page, RateLimited, note_plain_text
-from callbridge.pbx.ccrm.protocol import MARKER, BadRecord, final_call, message, service_of, utc_to_local
-from callbridge.store.dynamo import from_item, to_item
+from callbridge.pbx.ccrm.protocol import MARKER, SOURCE, BadRecord, final_call, message, service_of, utc_to_local
+from callbridge.store.cursors import load_cursor as load_cursor
+from callbridge.store.cursors import put_message_once, save_cursor
 
-POLL_CURSOR = "CURSOR#ccrm"
+if TYPE_CHECKING:
+    from callbridge.pbx.ccrm.settings import CcrmSettings
+
+POLL_CURSOR = "ccrm"  # the poller's cursor name (store/cursors.py)
 _WORKERS = 8
 
 
@@ -63,35 +65,23 @@ class Window:
         return cls(str(data["date_from"]), str(data["date_to"]), int(data.get("page") or 1))
 
 
-# -- cursor items (Accounts table: pk ACCOUNT#{account}, sk CURSOR#…) ---------------------------
-
-
-def _cursor_key(account: str, sk: str) -> dict[str, Any]:
-    return {"pk": {"S": f"ACCOUNT#{account}"}, "sk": {"S": sk}}
-
-
-def load_cursor(account: str, sk: str) -> dict[str, Any]:
-    response = aws.dynamodb().get_item(
-        TableName=get_settings().accounts_table, Key=_cursor_key(account, sk), ConsistentRead=True
-    )
-    item = response.get("Item")
-    return {k: v for k, v in from_item(item).items() if k not in ("pk", "sk")} if item else {}
-
-
-def save_cursor(account: str, sk: str, data: dict[str, Any]) -> None:
-    item = to_item({**data, "updated_at": clock.iso(clock.now())})
-    aws.dynamodb().put_item(TableName=get_settings().accounts_table, Item={**item, **_cursor_key(account, sk)})
-
-
 # -- the API of an account ------------------------------------------------------------------------
 
 
+def _settings(account: Account) -> CcrmSettings:
+    from callbridge.pbx.ccrm.settings import CcrmSettings
+
+    pbx = account.settings.pbx
+    if not isinstance(pbx, CcrmSettings):
+        raise TypeError(f"account {account.id} is not a ccrm.pl account")
+    return pbx
+
+
 def api_for(account: Account) -> CcrmApi:
-    pbx = account.config.get("pbx") or {}
     key = secrets.account_secrets(account.id).get(secrets.pbx_secret_name("api_key"), "")
     if not key:
         raise CcrmError("callHistory", "the account has no api_key in SSM")
-    return CcrmApi(base_url=str(pbx.get("base_url") or ""), api_key=key)
+    return CcrmApi(base_url=_settings(account).base_url, api_key=key)
 
 
 def _with_backoff(call: Callable[[], Any], *, retries: int, base_s: float, sleep: Callable[[float], None]) -> Any:
@@ -121,6 +111,7 @@ class _Context:
     retries: int
     backoff_s: float
     sleep: Callable[[float], None]
+    users: list[dict[str, Any]] = field(default_factory=list)  # the account's user mapping, read once
 
 
 def _notes_text(ctx: _Context, uuid: str) -> str | None:
@@ -134,12 +125,11 @@ def _to_call(ctx: _Context, record: dict[str, Any], received: datetime) -> Final
     notes = (
         _notes_text(ctx, str(record.get("uuid"))) if str(record.get("note") or "0") not in ("0", "", "False") else None
     )
-    users = [u for u in ctx.account.config.get("users") or [] if isinstance(u, dict)]
     return final_call(
         record,
         region=ctx.account.phone_region,
         timezone=ctx.account.timezone,
-        users=users,
+        users=ctx.users,
         received=received,
         notes=notes,
     )
@@ -147,35 +137,26 @@ def _to_call(ctx: _Context, record: dict[str, Any], received: datetime) -> Final
 
 def _store_message(ctx: _Context, record: dict[str, Any], received: datetime) -> bool:
     kept = message(record, region=ctx.account.phone_region, timezone=ctx.account.timezone, received=received)
-    item = to_item(
+    return put_message_once(
+        ctx.account.id,
+        kept.uuid,
         {
-            "pk": f"MSG#{ctx.account.id}#{kept.uuid}",
-            "sk": "MSG",
             "account": ctx.account.id,
-            "source": "ccrm",
+            "source": SOURCE,
             "service": kept.service,
             "direction": kept.direction,
             "phone": kept.phone,
             "sent_at": kept.sent_at,
             "text": kept.text,
             "created_at": clock.iso(received),
-        }
+        },
     )
-    try:
-        aws.dynamodb().put_item(
-            TableName=get_settings().calls_table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
 
 
 def store_page(ctx: _Context, records: list[dict[str, Any]], result: ImportResult) -> None:
     received = clock.now()
-    pbx = ctx.account.config.get("pbx") or {}
-    keep = {"sms": bool(pbx.get("import_sms")), "fax": bool(pbx.get("import_fax"))}
+    pbx = _settings(ctx.account)
+    keep = {"sms": pbx.import_sms, "fax": pbx.import_fax}
     seen: set[str] = set()
     wanted: list[dict[str, Any]] = []
     for record in records:
@@ -273,6 +254,7 @@ def context(
         retries=settings.ccrm_rate_limit_retries,
         backoff_s=settings.ccrm_backoff_s,
         sleep=sleep,
+        users=[u.model_dump(mode="json") for u in account.settings.users],
     )
 
 

@@ -1,8 +1,8 @@
-"""ccrm.pl `callHistory` records (specs/ccrm.md) → canonical calls.
+"""ccrm.pl `callHistory` records (docs/ccrm.md) → canonical calls.
 
-`callDate` is local time of the account (ccrm.pl answers in the account's time zone: the seed's
+`callDate` is local time of the account (ccrm.pl answers in the account's time zone: the documentation's
 call is 11:24:57 in callHistory and 10:24:57 UTC in notes); it becomes UTC here. Enums are compared
-case-insensitively (the seed's table says `in`/`answered`, its example `IN`/`ANSWERED`), numbers may
+case-insensitively (the documentation's table says `in`/`answered`, its example `IN`/`ANSWERED`), numbers may
 be JSON numbers or strings. Only `service` CALL is a call; SMS and FAX never become calls.
 """
 
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.model import Direction, Flag, Outcome, StartSource
 from callbridge.core.phones import normalize
-from callbridge.core.sources import FinalCall
+from callbridge.core.record import FinalCall
 from callbridge.infra import clock
 from callbridge.store.calls import Marker
 
@@ -150,7 +150,6 @@ def final_call(
     our_raw = _number(record.get(our_party))
     tags = [str(f.get("name")) for f in record.get("flags") or [] if isinstance(f, dict) and f.get("name")]
     extra: dict[str, Any] = {
-        "pbx_status": str(record.get("status") or "") or None,
         "receivers": internals or None,
         "tags": tags or None,
         "call_date_local": call_date or None,
@@ -166,6 +165,7 @@ def final_call(
         phone_raw=phone.raw,
         our_number=normalize(our_raw, region).key if our_raw else None,
         user=user,
+        source_status=str(record.get("status") or "") or None,
         duration=duration,
         started_at=started_at,
         start_source=start_source,

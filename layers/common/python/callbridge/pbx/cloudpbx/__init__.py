@@ -1,2 +1,2 @@
-"""Cloud PBX "REST API for CRM" (specs/cloudpbx.md, seed 003): the PBX posts history, event and
+"""Cloud PBX "REST API for CRM" (docs/cloudpbx.md): the PBX posts history, event and
 contact to one address of ours; we post makeCall and accounts to it."""

@@ -1,7 +1,7 @@
-"""Cloud PBX REST API for CRM, sending side (specs/cloudpbx.md, seed 003 §4.2): `makeCall` and
+"""Cloud PBX REST API for CRM, sending side (docs/cloudpbx.md): `makeCall` and
 `accounts`, form POSTs to the PBX's single address with its `token`.
 
-Field-proven details beyond the seed: `phone` must be digits only (the PBX rejects a leading `+`);
+Field-proven details beyond the documentation: `phone` must be digits only (the PBX rejects a leading `+`);
 `makeCall` may answer `{"uuid": …}`, a bare id or an empty `OK`; `accounts` answers
 `[{name, realName, ext?, email?}]`; errors are `400 Invalid parameters…` (sometimes as text) and
 `401 {"error": "Invalid token"}`.
@@ -13,10 +13,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from callbridge.pbx.base import PbxFailure
+
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class PbxError(Exception):
+class PbxError(PbxFailure):
     """The PBX did not do what we asked. `status` is what our own API answers for it."""
 
     status = 502
@@ -49,7 +51,7 @@ class PbxUser:
 
 
 def pbx_phone(e164: str) -> str:
-    """What the PBX dials: the E.164 digits without `+`, as in the seed's `phone=79101234567`."""
+    """What the PBX dials: the E.164 digits without `+`, as in the documentation's `phone=79101234567`."""
     return "".join(ch for ch in e164 if ch.isdigit())
 
 

@@ -1,4 +1,4 @@
-"""Cloud PBX wire format, receiving side (specs/cloudpbx.md): body decoding, field validation and
+"""Cloud PBX wire format, receiving side (docs/cloudpbx.md): body decoding, field validation and
 the exact error bodies the PBX expects. Pure functions; no I/O."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+KIND = "cloudpbx"  # the account file's pbx.kind, callbridge.registry
 MAX_FIELDS = 100
 MAX_VALUE = 2048
 MAX_DURATION = 10 * 24 * 3600
@@ -34,7 +35,7 @@ def invalid_token() -> CloudPbxError:
 
 
 def decode_body(body: str | None, is_base64: bool, content_type: str) -> dict[str, str]:
-    """Form-encoded (the seed's format) or JSON with the same fields. Scalars become strings, the
+    """Form-encoded (the documentation's format) or JSON with the same fields. Scalars become strings, the
     first value of a repeated form field wins, anything else is a 400."""
     if not body:
         return {}

@@ -1,1 +1,1 @@
-"""telediscount cloud PBX (specs/telediscount.md): its API client and its webhook protocol."""
+"""telediscount cloud PBX (docs/telediscount.md): its API client and its webhook protocol."""

@@ -1,7 +1,7 @@
 """retailCRM call cards for telediscount calls (callbridge.crm.retailcrm.cards).
 
 The `incoming` webhook names no ringing user, but telediscount forwards a known contact's call to the
-SIP account of the contact's responsible user (specs/telediscount.md, "Mapping CRM users ↔ SIP
+SIP account of the contact's responsible user (docs/telediscount.md, "Mapping CRM users ↔ SIP
 accounts"): that user's card is opened, and `finished` closes it. A caller we don't know rings the
 "new contacts" users, whom the webhook doesn't name: no card. Never raises: the PBX's answer must not
 depend on a call card.

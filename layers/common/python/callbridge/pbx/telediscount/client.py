@@ -1,4 +1,4 @@
-"""telediscount PBX API client (specs/telediscount.md, "PBX API"): `outcome`, `get_calls`, `get_record`.
+"""telediscount PBX API client (docs/telediscount.md, "PBX API"): `outcome`, `get_calls`, `get_record`.
 
 Every method is a GET on `{api_url}/{method}` with `abonent_api_key` in the query string: the key is
 part of every URL, so no URL of this API ever goes into a log line, an exception text or the store.
@@ -16,13 +16,15 @@ from urllib.parse import urlencode
 
 import httpx
 
+from callbridge.pbx.base import PbxFailure
+
 DEFAULT_TIMEOUT_S = 20.0
 KEY_PARAM = "abonent_api_key"
 # httpx logs every request URL at INFO ("HTTP Request: GET …"): our URLs may carry a key.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-class TelediscountError(RuntimeError):
+class TelediscountError(PbxFailure):
     """A failed API call. `transient`: worth retrying later (timeouts, 429, 5xx)."""
 
     def __init__(self, method: str, reason: str, *, status: int | None = None, transient: bool = False) -> None:
@@ -93,7 +95,7 @@ class TelediscountApi:
         num_m: str | None = None,
         num_b: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Call records (every filter optional). The seed documents no date filter: callers filter
+        """Call records (every filter optional). The documentation gives no date filter: callers filter
         by `setup_time` themselves."""
         response = self._get("get_calls", {"api_call_id": api_call_id, "num_a": num_a, "num_m": num_m, "num_b": num_b})
         try:
@@ -111,8 +113,13 @@ class TelediscountApi:
         return self.method_url("get_record", {"api_call_id": api_call_id})
 
 
+def universal_number(e164: str) -> str:
+    """What `outcome` dials: the E.164 digits without `+` (country code first)."""
+    return "".join(ch for ch in e164 if ch.isdigit())
+
+
 def call_records(body: Any) -> list[dict[str, Any]]:
-    """The records of a get_calls answer. The seed only says "json": accept a list of records, an
+    """The records of a get_calls answer. The documentation only says "json": accept a list of records, an
     object wrapping one (`data`, `calls`, `result`, …) or an object of records keyed by id."""
     if isinstance(body, list):
         return [r for r in body if isinstance(r, dict)]

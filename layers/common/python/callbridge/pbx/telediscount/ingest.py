@@ -1,6 +1,6 @@
-"""Storing telediscount calls (specs/telediscount.md): the `incoming` webhook updates the live call,
+"""Storing telediscount calls (docs/telediscount.md): the `incoming` webhook updates the live call,
 the `finished` webhook and the reconciliation (`get_calls`) store the final call through
-sources.store_final, with the same marker, so each call is stored once whoever reports it first.
+record.store_final, with the same marker, so each call is stored once whoever reports it first.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from callbridge.core.accounts import Account
-from callbridge.core.sources import store_final
+from callbridge.core.record import store_final
 from callbridge.infra import clock
 from callbridge.infra.observability import logger
 from callbridge.pbx.telediscount.client import TelediscountApi
@@ -22,7 +22,7 @@ DEFAULT_API_URL = "https://my.telediscount.ru/api.php/telephony"
 
 
 def api_url(account: Account) -> str:
-    return str((account.config.get("pbx") or {}).get("api_url") or DEFAULT_API_URL)
+    return str(getattr(account.settings.pbx, "api_url", None) or DEFAULT_API_URL)
 
 
 def record_url(account: Account, call_id: str) -> str:
@@ -31,7 +31,7 @@ def record_url(account: Account, call_id: str) -> str:
 
 
 def users_of(account: Account) -> list[dict[str, Any]]:
-    return [u for u in account.config.get("users") or [] if isinstance(u, dict)]
+    return [u.model_dump(mode="json") for u in account.settings.users]
 
 
 def record_incoming(account: Account, fields: Mapping[str, Any], received: datetime | None = None) -> bool:

@@ -1,8 +1,8 @@
-"""telediscount records (specs/telediscount.md, "Webhooks" and `get_calls`) → canonical calls.
+"""telediscount records (docs/telediscount.md, "Webhooks" and `get_calls`) → canonical calls.
 
 The `finished` webhook and a `get_calls` record describe the same call with the same fields, so both
 become a FinalCall with the same marker: whichever arrives first stores the call, the other changes
-nothing. Every field may be missing or malformed (the seed is a damaged copy): nothing here raises
+nothing. Every field may be missing or malformed (the documentation is a damaged copy): nothing here raises
 on a bad value except a missing `api_call_id`, without which a call cannot be identified.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from callbridge.core.model import Direction, Flag, Outcome, StartSource
 from callbridge.core.phones import normalize
-from callbridge.core.sources import FinalCall
+from callbridge.core.record import FinalCall
 from callbridge.infra import clock
 from callbridge.infra.observability import redact
 from callbridge.store.calls import Marker
@@ -33,7 +33,7 @@ class BadRecord(ValueError):
 
 
 def parse_setup_time(raw: str | None) -> datetime | None:
-    """10 digits are UNIX seconds, 13 milliseconds; anything else (the seed's own 14-digit
+    """10 digits are UNIX seconds, 13 milliseconds; anything else (the documentation's own 14-digit
     example) is not a time we can trust."""
     text = (raw or "").strip()
     if not text.isdigit():

@@ -1,4 +1,4 @@
-"""telediscount reconciliation (specs/telediscount.md, "Webhooks can be lost"): a scheduled job reads
+"""telediscount reconciliation (docs/telediscount.md, "Webhooks can be lost"): a scheduled job reads
 `get_calls` and stores the calls of a recent window whose `finished` webhook never arrived.
 
 A reconciled call is stored exactly like the webhook would have stored it (same call id, same

@@ -1,4 +1,4 @@
-"""The telediscount webhooks over HTTP (specs/telediscount.md, "Webhooks"):
+"""The telediscount webhooks over HTTP (docs/telediscount.md, "Webhooks"):
 
     GET /v1/{account}/telediscount/{secret}/incoming   start of an incoming call
     GET /v1/{account}/telediscount/{secret}/finished   call completed
@@ -19,7 +19,7 @@ from typing import Any
 
 from callbridge.core.accounts import Account, UnknownAccount, authenticate
 from callbridge.infra.observability import bind, logger
-from callbridge.pbx.telediscount.protocol import BadRecord
+from callbridge.pbx.telediscount.protocol import SOURCE, BadRecord
 
 EVENTS = ("incoming", "finished")
 _JSON = {"content-type": "application/json"}
@@ -69,6 +69,6 @@ def _authenticate(account_id: str, secret: str) -> Account:
     if not secret:
         raise UnknownAccount(account_id)
     account = authenticate(account_id, secret)
-    if account.pbx_kind != "telediscount":
+    if account.pbx_kind != SOURCE:
         raise UnknownAccount(account_id)
     return account

@@ -19,6 +19,7 @@ from callbridge.core.accounts import Account, UnknownAccount, authenticate
 from callbridge.core.phones import normalize
 from callbridge.infra.observability import contact_latency
 from callbridge.pbx.cloudpbx.protocol import (
+    KIND,
     CloudPbxError,
     decode_body,
     invalid_parameters,
@@ -102,7 +103,7 @@ def _authenticate(account_id: str, token: str, *, fast: bool) -> Account:
         account = authenticate(account_id, token, fast=fast)
     except UnknownAccount:
         raise invalid_token() from None
-    if account.pbx_kind != "cloudpbx":
+    if account.pbx_kind != KIND:
         raise invalid_token()
     return account
 
@@ -122,7 +123,7 @@ def _contact(account: Account, fields: dict[str, str], started: float, served: l
         logger().exception("contact lookup failed; answering without a contact", extra={"account": account.id})
         served.append("error")
         return {}
-    if account.config.get("crms"):
+    if account.has_crms:
         # Owner's status, and for a caller the directory does not know, the CRM under the budget.
         from callbridge.features.routing import SERVED, route
 

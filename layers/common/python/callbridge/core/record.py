@@ -1,0 +1,341 @@
+"""The one writer of calls: a source's final call (Cloud PBX history, telediscount `finished` /
+`get_calls`, ccrm.pl `callHistory`), a live event (ringing, answered, ended) and the settling of a
+call nobody answered, all into the one Calls item shape, then handed to pipeline.call_stored.
+
+Each PBX adapter maps its own payload to FinalCall or LiveEvent; nothing here knows a PBX. The
+source's record is kept on the call under ONE attribute, `history_raw` (secrets removed by the
+adapter), whichever source it came from.
+
+Every source record is applied once: its marker (the EVT item of the call, chosen by the adapter:
+one per distinct source record) is written in the same transaction as the call, so a
+webhook, the reconciliation that recovers it and a backfill of the same call store it exactly once,
+whichever comes first. Bulk imports (backfill --store-only) use `store_final_batch`: the same items,
+written with batch writes after a batch read of the markers (store/calls.py does the DynamoDB part).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from callbridge.core import pipeline
+from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.infra import aws, clock
+from callbridge.infra.observability import logger
+from callbridge.infra.settings import get_settings
+from callbridge.store import calls
+from callbridge.store.updates import Update
+
+RAW_ATTRIBUTE = "history_raw"  # the source's record on the call item, for every source
+
+
+@dataclass(frozen=True)
+class FinalCall:
+    """A finished call as a source reports it, already in canonical terms."""
+
+    call_id: str
+    source: str
+    marker: calls.Marker
+    direction: Direction
+    outcome: Outcome
+    phone: str  # E.164 key (or the raw text when it is not a number)
+    phone_raw: str
+    started_at: str  # UTC ISO Z
+    start_source: StartSource
+    duration: int = 0
+    our_number: str | None = None
+    user: str | None = None
+    extension: str | None = None  # the user's internal number, when the source names it
+    department: str | None = None  # the group the call rang, when the source names it
+    source_status: str | None = None  # the source's own word for the outcome, kept as sent
+    rating: str | None = None  # the caller's rating of the call, when the source has one
+    recording_url: str | None = None  # the link the source gave (never with a key)
+    flags: frozenset[str] = frozenset()
+    raw: dict[str, Any] = field(default_factory=dict)  # the source record, secrets removed
+    extra: dict[str, Any] = field(default_factory=dict)  # source-specific attributes (notes, waiting_time…)
+
+    @property
+    def fetch_recording(self) -> bool:
+        """A recording link the recordings worker may fetch (a bad link is kept, flagged, unfetched)."""
+        return bool(self.recording_url) and Flag.BAD_RECORDING_LINK not in self.flags
+
+    def attributes(self, account: str, now_iso: str) -> dict[str, Any]:
+        """The attributes of the CALL item this call sets (None values are not written)."""
+        return {
+            "account": account,
+            "call_id": self.call_id,
+            "source": self.source,
+            "direction": self.direction.value,
+            "outcome": self.outcome.value,
+            "final": True,
+            "user": self.user,
+            "extension": self.extension,
+            "department": self.department,
+            "pbx_status": self.source_status,
+            "rating": self.rating,
+            "phone": self.phone,
+            "phone_raw": self.phone_raw,
+            "our_number": self.our_number,
+            "duration": self.duration,
+            "started_at": self.started_at,
+            "start_source": self.start_source.value,
+            "recording_url": self.recording_url,
+            RAW_ATTRIBUTE: json.dumps(self.raw, ensure_ascii=False, sort_keys=True),
+            "updated_at": now_iso,
+            "gsi1pk": account,
+            "gsi1sk": f"{self.started_at}#{self.call_id}",
+            **self.extra,
+        }
+
+
+def store_final(
+    account: str,
+    call: FinalCall,
+    *,
+    deliver: bool = True,
+    existing: Mapping[str, Any] | None = None,
+    received: datetime | None = None,
+) -> bool:
+    """Store one final call once and hand it on. False when this source record was already stored
+    (by the webhook, the reconciliation, the poller or a backfill).
+
+    `existing`: the call item as read before (a source that also reports live events passes it).
+    Then a call another path made final is not handed on again, and a repeat of the record re-hands
+    the final call to delivery and re-queues the recording fetch while the recording has no state:
+    the first hand-off may have failed after the call was stored, and the source's retry is the only
+    chance left. Without it a repeat changes nothing. `received`: when the record arrived (now).
+    """
+    now_iso = clock.iso(received or clock.now())
+    update = Update().set(**call.attributes(account, now_iso))
+    update.set_if_absent(created_at=now_iso, finalized_at=now_iso)
+    if call.flags:
+        update.add_to_set("flags", *sorted(call.flags))
+    applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update)
+    if existing is None:
+        if applied:
+            _hand_off(account, call, deliver)
+        return applied
+    was_final = bool(existing.get("final"))
+    pipeline.call_stored(
+        account,
+        call.call_id,
+        newly_final=applied and not was_final,
+        fetch_recording=call.fetch_recording and (applied or not existing.get("recording_state")),
+        deliver=deliver,
+        repeat_of_final=not applied and was_final,
+        source=call.source,
+        outcome=call.outcome.value,
+    )
+    return applied
+
+
+def store_imported(account: str, batch: Sequence[FinalCall], *, deliver: bool = True, workers: int = 8) -> int:
+    """Store the final calls of a source that only its importer ever writes (ccrm.pl: no webhooks,
+    no live state); returns how many were new. The call item itself is the gate - one conditional
+    put each, created only if absent - and the markers follow in batch writes. As exact as a
+    transaction and much cheaper: only the put that creates an item hands its call on. A crash
+    before the markers leaves calls without them; the next read of those records re-adds them (the
+    puts then fail: nothing is handed on twice).
+    """
+    now_iso = clock.iso(clock.now())
+
+    def put(call: FinalCall) -> bool:
+        return calls.put_call_if_absent(account, call.call_id, _whole_item(account, call, now_iso))
+
+    unique = list({c.call_id: c for c in batch}.values())
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        created = [call for call, new in zip(unique, pool.map(put, unique), strict=True) if new]
+    calls.batch_put(calls.marker_item(account, c.call_id, c.marker, now_iso, c.raw) for c in unique)
+    for call in created:
+        _hand_off(account, call, deliver)
+    return len(created)
+
+
+def store_final_batch(account: str, batch: Sequence[FinalCall], *, deliver: bool = False) -> int:
+    """Store many final calls with batch reads and writes (backfill); returns how many were new.
+
+    The calls whose marker exists are skipped, so a second run changes nothing. Unlike store_final
+    this is not atomic against a webhook storing the same call at the same instant: that call's item
+    is then written twice with the same content. Bulk imports of past days do not meet live calls.
+    """
+    unique = list({c.call_id: c for c in batch}.values())
+    known = calls.marked(account, [(c.call_id, c.marker) for c in unique])
+    fresh = [c for c in unique if (c.call_id, c.marker.sk) not in known]
+    now_iso = clock.iso(clock.now())
+    items: list[dict[str, Any]] = []
+    # The marker goes after the call: an interrupted batch leaves at worst a call without its
+    # marker, which the next run writes again (same content), never a marker without its call.
+    for call in fresh:
+        items.append(calls.call_item(account, call.call_id, _whole_item(account, call, now_iso)))
+    items.extend(calls.marker_item(account, c.call_id, c.marker, now_iso, c.raw) for c in fresh)
+    calls.batch_put(items)
+    for call in fresh:
+        _hand_off(account, call, deliver)
+    return len(fresh)
+
+
+def _hand_off(account: str, call: FinalCall, deliver: bool) -> None:
+    """A call this source made final for the first time goes to the recording and delivery workers."""
+    pipeline.call_stored(
+        account,
+        call.call_id,
+        newly_final=True,
+        fetch_recording=call.fetch_recording,
+        deliver=deliver,
+        source=call.source,
+        outcome=call.outcome.value,
+    )
+
+
+def _whole_item(account: str, call: FinalCall, now_iso: str) -> dict[str, Any]:
+    """The attributes of a call item created whole (not updated) by a bulk import."""
+    attributes = call.attributes(account, now_iso)
+    attributes.update(created_at=now_iso, finalized_at=now_iso)
+    if call.flags:
+        attributes["flags"] = set(call.flags)
+    return attributes
+
+
+def marked(account: str, wanted: Sequence[tuple[str, calls.Marker]]) -> set[tuple[str, str]]:
+    """The (call id, marker sk) pairs of `wanted` already recorded: a cheap batch read that lets a
+    poller re-reading an overlapping window skip what it stored before (apply_once still decides)."""
+    return calls.marked(account, wanted)
+
+
+# -- live events and the missed-call settle ------------------------------------------------------
+
+
+class Live(StrEnum):
+    """What a live event says about a call, in canonical terms."""
+
+    RINGING = "ringing"  # an incoming call rings `user`
+    DIALING = "dialing"  # `user` places an outgoing call
+    ANSWERED = "answered"  # `user` took the call
+    STOPPED_RINGING = "stopped_ringing"  # `user`'s phone stopped ringing, the call goes on elsewhere
+    ENDED = "ended"  # the call ended for `user`
+    TRANSFERRED = "transferred"  # the call was passed to `user`
+    OTHER = "other"  # kept on the timeline, changes nothing else
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    call_id: str
+    source: str
+    marker: calls.Marker
+    kind: Live
+    user: str
+    phone: str  # E.164 key (or the raw text when it is not a number)
+    phone_raw: str
+    our_number: str | None = None
+    direction: Direction | None = None  # of a ringing call, when the source says
+    extension: str | None = None
+    department: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)  # the source record, secrets removed
+
+
+def record_live(account: str, event: LiveEvent) -> bool:
+    """Update the live state of a call (who rings, who answered). False when this event was
+    already applied. A call whose phones all stopped ringing unanswered is queued to be settled."""
+    now_iso = clock.iso(clock.now())
+    update = Update().set(account=account, call_id=event.call_id, source=event.source, last_event_at=now_iso)
+    update.set_if_absent(created_at=now_iso, phone=event.phone, phone_raw=event.phone_raw)
+    if event.our_number:
+        update.set_if_absent(our_number=event.our_number)
+    update.set(extension=event.extension or None, department=event.department or None)
+    if event.kind is Live.RINGING:
+        update.set_if_absent(first_event_at=now_iso, direction=(event.direction or Direction.IN).value)
+        update.add_to_set("ringing", event.user).add_to_set("users_rang", event.user)
+    elif event.kind is Live.DIALING:
+        update.set_if_absent(first_event_at=now_iso).set(direction=Direction.OUT.value, user=event.user)
+    elif event.kind is Live.ANSWERED:
+        update.set(accepted_by=event.user, user=event.user, accepted_at=now_iso)
+        update.remove_from_set("ringing", event.user)
+    elif event.kind in (Live.STOPPED_RINGING, Live.ENDED):
+        update.remove_from_set("ringing", event.user)
+        if event.kind is Live.ENDED:
+            update.set(completed_at=now_iso)
+    elif event.kind is Live.TRANSFERRED:
+        update.add_to_set("transferred_to", event.user)
+    applied = calls.apply_once(account, event.call_id, event.marker, now_iso, event.raw, update)
+    if applied and event.kind in (Live.STOPPED_RINGING, Live.ENDED):
+        _schedule_settle_if_unanswered(account, event.call_id)
+    return applied
+
+
+def _unanswered_and_silent(call: Mapping[str, Any]) -> bool:
+    return (
+        not call.get("final")
+        and not call.get("accepted_by")
+        and not call.get("ringing")
+        and call.get("direction", Direction.IN.value) == Direction.IN.value
+        and bool(call.get("first_event_at"))
+    )
+
+
+def _schedule_settle_if_unanswered(account: str, call_id: str, delay: int | None = None) -> None:
+    call = calls.get_call(account, call_id)
+    if call is None or not _unanswered_and_silent(call):
+        return
+    settings = get_settings()
+    if not settings.settle_queue_url:
+        logger().error("SETTLE_QUEUE_URL is not set: cannot settle a possibly missed call")
+        return
+    aws.sqs().send_message(
+        QueueUrl=settings.settle_queue_url,
+        MessageBody=json.dumps({"account": account, "call_id": call_id}),
+        DelaySeconds=settings.missed_call_settle_seconds if delay is None else delay,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    status: str  # "missed" | "answered" | "ringing" | "final" | "waiting" | "unknown_call"
+
+
+def settle_call(account: str, call_id: str) -> SettleResult:
+    """Decide whether a call whose phones all stopped ringing was missed.
+
+    Hunting groups ring one phone after another, so an empty `ringing` set is not yet the end of
+    the call: it is missed only after MISSED_CALL_SETTLE_SECONDS without a new event.
+    """
+    call = calls.get_call(account, call_id)
+    if call is None:
+        return SettleResult("unknown_call")
+    if call.get("final"):
+        return SettleResult("final")
+    if call.get("accepted_by"):
+        return SettleResult("answered")
+    if call.get("ringing"):
+        return SettleResult("ringing")
+    settle = get_settings().missed_call_settle_seconds
+    now = clock.now()
+    last = clock.parse_iso(str(call.get("last_event_at") or call.get("first_event_at")))
+    remaining = settle - int((now - last).total_seconds())
+    if remaining > 0:
+        _schedule_settle_if_unanswered(account, call_id, delay=min(remaining, 900))
+        return SettleResult("waiting")
+    first = str(call["first_event_at"])
+    update = Update().set(
+        direction=Direction.IN.value,
+        outcome=Outcome.MISSED.value,
+        final=True,
+        duration=0,
+        started_at=first,
+        start_source=StartSource.FIRST_EVENT.value,
+        updated_at=clock.iso(now),
+        gsi1pk=account,
+        gsi1sk=f"{first}#{call_id}",
+    )
+    update.set_if_absent(finalized_at=clock.iso(now))
+    recorded = calls.finalize_if_unanswered(account, call_id, update)
+    if recorded:
+        source = str(call.get("source") or "") or None
+        pipeline.call_stored(
+            account, call_id, newly_final=True, fetch_recording=False, source=source, outcome=Outcome.MISSED.value
+        )
+    return SettleResult("missed" if recorded else "final")

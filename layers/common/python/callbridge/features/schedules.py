@@ -1,0 +1,48 @@
+"""Scheduled jobs over accounts: one loop for every per-account job (a PBX adapter's
+`scheduled_job`, e.g. the telediscount reconciliation or the ccrm.pl poll, and the PBX user sync).
+
+A failing account is reported and does not stop the others; the next run tries it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from callbridge.infra.observability import bind, logger
+from callbridge.pbx.base import adapter_of
+from callbridge.store.accounts import list_accounts
+
+T = TypeVar("T")
+
+
+def each_account(
+    accounts: Iterable[str], job: Callable[[str], T], handled: tuple[type[Exception], ...] = (Exception,)
+) -> Iterator[tuple[str, T | Exception]]:
+    """`job` for each account, logging bound to it; an exception of `handled` is that account's
+    result, any other one stops the run."""
+    for account in accounts:
+        bind(account=account)
+        try:
+            yield account, job(account)
+        except handled as error:
+            yield account, error
+
+
+def run_scheduled(kind: str, event: dict[str, Any]) -> dict[str, Any]:
+    """One run of the PBX `kind`'s scheduled job over its accounts (or the one the event names in
+    `callbridge_account`; not `account`: EventBridge puts the AWS account id there)."""
+    adapter = adapter_of(kind)
+    job = adapter.scheduled_job if adapter is not None else None
+    if job is None:
+        raise ValueError(f"no scheduled job for {kind!r}")
+    named = event.get("callbridge_account") if isinstance(event, dict) else None
+    targets = [str(named)] if named else list_accounts(kind)
+    results: dict[str, Any] = {}
+    for account, outcome in each_account(targets, job):
+        if isinstance(outcome, Exception):
+            logger().exception("scheduled import failed", extra={"kind": kind}, exc_info=outcome)
+            results[account] = {"status": "failed", "error": type(outcome).__name__}
+        else:
+            results[account] = outcome.as_dict()
+    return {"kind": kind, "accounts": results}

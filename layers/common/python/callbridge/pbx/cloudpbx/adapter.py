@@ -1,0 +1,95 @@
+"""The Cloud PBX as a PBX adapter (callbridge.pbx.base): the keys it presents to us, its cabinet
+lines, click-to-call (`makeCall`) and its user list (`accounts`), docs/cloudpbx.md."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from callbridge.infra import secrets
+from callbridge.infra.settings import get_settings
+from callbridge.pbx.base import ClickToCallRefused, ListedUser, NotConfigured, PbxAdapter, PbxNotConfigured
+from callbridge.pbx.cloudpbx.protocol import KIND
+
+if TYPE_CHECKING:
+    from callbridge.core.accounts import Account
+    from callbridge.core.config import AccountConfig, PbxSettings
+    from callbridge.pbx.cloudpbx.client import CloudPbxClient
+    from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
+
+
+def _settings(settings: PbxSettings) -> CloudPbxSettings:
+    from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
+
+    if not isinstance(settings, CloudPbxSettings):
+        raise TypeError(f"not Cloud PBX settings: {settings.kind}")
+    return settings
+
+
+def webhook_tokens(settings: PbxSettings) -> list[str]:
+    return [t.get_secret_value() for t in _settings(settings).crm_tokens]
+
+
+def stored_secrets(settings: PbxSettings) -> dict[str, str | None]:
+    """The current and the previous crm_token (a rotation keeps both valid), and our key to its API."""
+    pbx = _settings(settings)
+    tokens = [t.get_secret_value() for t in pbx.crm_tokens]
+    return {
+        secrets.CRM_TOKEN: tokens[0],
+        secrets.CRM_TOKEN_PREVIOUS: tokens[1] if len(tokens) > 1 else None,
+        secrets.PBX_TOKEN: pbx.token.get_secret_value() if pbx.token else None,
+    }
+
+
+def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
+    account = config.account
+    token = _settings(config.pbx).crm_tokens[0].get_secret_value()
+    return [
+        f"account {account}: Cloud PBX → CRM address: {base_url}/v1/{account}/cloudpbx",
+        f"account {account}: Cloud PBX → CRM key (crm_token): {token}",
+    ]
+
+
+def _client(account: Account, *, force: bool = False) -> CloudPbxClient | None:
+    from callbridge.pbx.cloudpbx.client import CloudPbxClient
+
+    api_url = _settings(account.settings.pbx).api_url
+    token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
+    if not api_url or not token:
+        return None
+    return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
+
+
+def dial(account: Account, user: dict[str, Any], e164: str, clid: str | None) -> str | None:
+    from callbridge.pbx.cloudpbx.client import PbxError
+
+    client = _client(account)
+    if client is None:
+        raise NotConfigured("the account's Cloud PBX has no api_url or token")
+    try:
+        return client.make_call(str(user["pbx_user"]), e164, clid=clid)
+    except PbxError as error:
+        raise ClickToCallRefused(error.message, error.status) from None
+
+
+def list_users(account: Account) -> list[ListedUser]:
+    if not _settings(account.settings.pbx).api_url:
+        raise PbxNotConfigured(f"account {account.id}: only a Cloud PBX with api_url lists its users")
+    client = _client(account, force=True)
+    if client is None:
+        raise PbxNotConfigured(f"account {account.id}: the Cloud PBX token is not configured")
+    return list(client.accounts())
+
+
+def lists_users(account: Account) -> bool:
+    return bool(_settings(account.settings.pbx).api_url)
+
+
+ADAPTER = PbxAdapter(
+    kind=KIND,
+    webhook_tokens=webhook_tokens,
+    stored_secrets=stored_secrets,
+    cabinet_lines=cabinet_lines,
+    dialer=dial,
+    list_users=list_users,
+    lists_users=lists_users,
+)
