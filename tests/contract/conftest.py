@@ -1,7 +1,7 @@
 """The integration fixtures, imported rather than copied (the session's moto server, the way `cloud`
 provisions template.yaml and resets the caches), and what the contract tests add: the stack
-provisioned once per module (re-provisioning per test costs seconds each, and the contract tests are
-many), a fresh account id per test instead, a frozen clock and captured logs."""
+provisioned once for the run (re-provisioning per test costs seconds each, and the contract tests
+are many), a fresh account id per test instead, a frozen clock and captured logs."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ AWS_ENV = {
 _accounts = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack_env(aws_endpoint: str) -> Iterator[dict[str, str]]:  # noqa: F811
-    """As tests.integration.conftest.cloud, once per module: moto reset, template.yaml provisioned."""
+    """As tests.integration.conftest.cloud, once: moto reset, template.yaml provisioned."""
     request = urllib.request.Request(f"{aws_endpoint}/moto-api/reset", method="POST")
     urllib.request.urlopen(request, timeout=10).close()
     with pytest.MonkeyPatch.context() as patch:
@@ -41,7 +41,7 @@ def stack_env(aws_endpoint: str) -> Iterator[dict[str, str]]:  # noqa: F811
 
 @pytest.fixture
 def account_id(stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A new account id in the module's stack (tests share its tables, never an account)."""
+    """A new account id in the provisioned stack (tests share its tables, never an account)."""
     for name, value in stack_env.items():
         monkeypatch.setenv(name, value)
     _reset_caches()
