@@ -8,8 +8,10 @@ from __future__ import annotations
 import itertools
 import logging
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -80,3 +82,49 @@ class Logs:
 def logs(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Logs:
     caplog.set_level(logging.INFO)
     return Logs(capfd, caplog)
+
+
+class FakeServers:
+    """One server on 127.0.0.1 per way of serving a fake (tests.fakes.crm_server.serve,
+    tests.fakes.base.serve) for the whole run, answering with the fake the current test put in place:
+    starting and stopping a server costs half a second (its shutdown poll), times every test."""
+
+    def __init__(self, stack: ExitStack):
+        self._stack = stack
+        self._servers: dict[Any, tuple[_Switch, str]] = {}
+
+    def put(self, serve: Callable[[Any], AbstractContextManager[str]], fake: Any) -> str:
+        """Serve `fake` (until the test ends); returns the server's base URL."""
+        if serve not in self._servers:
+            switch = _Switch()
+            self._servers[serve] = (switch, self._stack.enter_context(serve(switch)))
+        switch, url = self._servers[serve]
+        switch.fake = fake
+        return url
+
+    def clear(self) -> None:
+        for switch, _ in self._servers.values():
+            switch.fake = None
+
+
+class _Switch:
+    fake: Any = None
+
+    def handle(self, *args: Any) -> Any:
+        if self.fake is None:
+            return 503, {"error": "no fake in place"}, {}
+        return self.fake.handle(*args)
+
+
+@pytest.fixture(scope="session")
+def _fake_servers() -> Iterator[FakeServers]:
+    with ExitStack() as stack:  # every server stopped at the end, whatever happened
+        yield FakeServers(stack)
+
+
+@pytest.fixture
+def fake_servers(_fake_servers: FakeServers) -> Iterator[FakeServers]:
+    try:
+        yield _fake_servers
+    finally:
+        _fake_servers.clear()

@@ -119,7 +119,7 @@ CLOUDPBX = PbxProfile(
     call_id=lambda n: f"B10D0EB124F4E64AF4EA-{n:04d}",
     send=_cloudpbx_send,
     accepted=lambda answer: answer.status == 200,
-    refused=lambda answer: (answer.status, answer.body) == (401, {"error": "Invalid token"}),
+    refused=lambda answer: (answer.status, answer.body) == (401, {"error": "Invalid token"}),  # docs/cloudpbx.md
     raw_attribute="history_raw",
     known_gaps={"refused_then_applied": REFRESH_THROTTLE},
 )
@@ -173,6 +173,7 @@ TELEDISCOUNT = PbxProfile(
     call_id=lambda n: f"c1f926a8f5727b77f9cbf39d8f35{n:04d}",
     send=_telediscount_send,
     accepted=lambda answer: answer.status == 200,
+    # a wrong secret is a wrong address: 404, like an unknown account (callbridge.pbx.telediscount.webhook)
     refused=lambda answer: (answer.status, answer.body) == (404, {"error": "Not found"}),
     raw_attribute="source_raw",
     skips={

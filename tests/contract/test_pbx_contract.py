@@ -18,7 +18,7 @@ from callbridge.features import admin
 from callbridge.infra import aws, secrets, settings
 from callbridge.store import calls
 from callbridge.store.keys import call_pk
-from tests.contract.conftest import Logs
+from tests.contract.conftest import FakeServers, Logs
 from tests.contract.harness import dynamodb_dump, leaks
 from tests.contract.pbxs import NOT_A_WEBHOOK, PBXS, ROTATION_OVERLAP, PbxProfile, PbxRun, credentials
 
@@ -89,12 +89,11 @@ class Pbx:
 
 
 @pytest.fixture
-def pbx(profile: PbxProfile, account_id: str, now: list[datetime]) -> Iterator[Pbx]:
+def pbx(profile: PbxProfile, account_id: str, now: list[datetime], fake_servers: FakeServers) -> Iterator[Pbx]:
     fake = profile.fake(profile.api_key)
-    with profile.serve(fake) as url:
-        stack = Pbx(profile, PbxRun(account_id, fake, url, now))
-        stack.apply(stack.current)
-        yield stack
+    stack = Pbx(profile, PbxRun(account_id, fake, fake_servers.put(profile.serve, fake), now))
+    stack.apply(stack.current)
+    yield stack
     assert getattr(fake, "errors", []) == [], "the adapter broke the PBX API's protocol"
 
 
