@@ -1,0 +1,133 @@
+"""The CRM side's parameter table: one CrmProfile per connector of callbridge.registry.CRM.
+
+A new connector gets every check of test_crm_contract.py by adding its profile to CRMS: how its
+account-file entry looks, which fake CRM stands in for it on 127.0.0.1, how to read what that fake
+accepted, what record a canonical call must become, and how to make the fake refuse one record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from callbridge.core.model import Call, Direction, Outcome
+from tests.fakes.minicrm import FakeMiniCrm
+from tests.fakes.retailcrm import FakeRetailCrm
+
+# The PBX user every contract call belongs to, and who they are in the CRM (a UserMapping's fields).
+MANAGER = "andy"
+
+
+@dataclass(frozen=True)
+class CrmProfile:
+    kind: str
+    # (the fake's base URL, the API key) -> the account file's `crms[]` entry
+    settings: Callable[[str, str], dict[str, Any]]
+    # the UserMapping fields that make MANAGER a user of this CRM
+    manager: dict[str, Any]
+    # API key -> a fake CRM: an object with handle(method, path, query, headers, body), served by
+    # tests.fakes.crm_server.serve, that validates every request against the CRM's protocol
+    fake: Callable[[str], Any]
+    # the records the fake accepted and kept, in the CRM's own format (once each)
+    received: Callable[[Any], list[dict[str, Any]]]
+    # (a stored canonical call, the account's time zone) -> fields its record must carry
+    expected: Callable[[Call, str], dict[str, Any]]
+    # make the fake refuse (as the CRM does: a business error, not an outage) the record of a phone
+    reject: Callable[[Any, str], None]
+    # protocol violations the fake saw
+    violations: Callable[[Any], list[str]]
+    # check name -> why this connector is known to fail it (run as a strict xfail: fixing it shows)
+    known_gaps: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+def _utc(call: Call) -> str:
+    assert call.started_at is not None
+    return call.started_at.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _local(call: Call, timezone: str) -> str:
+    assert call.started_at is not None
+    return call.started_at.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- MiniCRM: POST /Api/CallLog, one request per UserExtension, CallType 0 out / 1 received / 2 missed,
+# Date in UTC, no id of ours unless a recording is stored.
+def _minicrm_received(fake: FakeMiniCrm) -> list[dict[str, Any]]:
+    return [{**record, "UserExtension": extension} for extension, record in fake.all_records()]
+
+
+def _minicrm_expected(call: Call, timezone: str) -> dict[str, Any]:
+    answered = 1 if call.outcome == Outcome.ANSWERED else 2
+    call_type = 0 if call.direction == Direction.OUT else answered
+    return {
+        "UserExtension": "101",
+        "Number": call.phone,
+        "Duration": call.duration,
+        "CallType": call_type,
+        "Date": _utc(call),
+    }
+
+
+MINICRM = CrmProfile(
+    kind="minicrm",
+    settings=lambda url, key: {"kind": "minicrm", "base_url": url, "api_key": key},
+    manager={"minicrm_extension": "101"},
+    fake=FakeMiniCrm,
+    received=_minicrm_received,
+    expected=_minicrm_expected,
+    reject=lambda fake, phone: fake.reject_numbers.add(phone),
+    violations=lambda fake: list(fake.errors),
+    known_gaps={
+        "echoed_key": "MiniCRM's connector puts the first 300 characters of an error answer's body into "
+        "the rejection reason (stored on the delivery item); a CRM that echoes the request echoes ApiKey",
+    },
+)
+
+
+# -- retailCRM: POST /api/v5/telephony/calls/upload, date in the account's time zone, our call id as
+# externalId, the manager as userId + code.
+RETAILCRM_RESULTS = {
+    Outcome.ANSWERED: "answered",
+    Outcome.MISSED: "no answer",
+    Outcome.NO_ANSWER: "no answer",
+    Outcome.BUSY: "busy",
+}
+
+
+def _retailcrm_expected(call: Call, timezone: str) -> dict[str, Any]:
+    assert call.direction is not None and call.outcome is not None
+    return {
+        "externalId": call.call_id,
+        "type": call.direction.value,
+        "phone": call.phone,
+        "result": RETAILCRM_RESULTS[call.outcome],
+        "duration": call.duration,
+        "userId": 7,
+        "code": "101",
+        "date": _local(call, timezone),
+    }
+
+
+RETAILCRM = CrmProfile(
+    kind="retailcrm",
+    settings=lambda url, key: {
+        "kind": "retailcrm",
+        "base_url": url,
+        "api_key": key,
+        "client_id": "contract-client-id-0001",
+        "call_events": False,
+    },
+    manager={"retailcrm_user_id": 7, "retailcrm_code": "101"},
+    fake=FakeRetailCrm,
+    received=lambda fake: list(fake.calls.values()),
+    expected=_retailcrm_expected,
+    reject=lambda fake, phone: fake.reject_phones.add(phone),
+    violations=lambda fake: list(fake.errors),
+)
+
+CRMS: list[CrmProfile] = [MINICRM, RETAILCRM]

@@ -1,0 +1,73 @@
+"""Machinery shared by the contract tests: a fault injector in front of any fake, and a look at
+everything DynamoDB holds."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from callbridge.infra import aws
+
+
+@dataclass
+class Faults:
+    """Stands in front of a fake server's `handle`: while `status` is set, every request gets it
+    (with `headers`); `echo` answers 400 with the request echoed back, as some APIs do in their error
+    bodies; `hang_s` makes every request wait that long (or until `release`) and then 504.
+    Otherwise the fake answers."""
+
+    fake: Any
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    echo: bool = False
+    hang_s: float = 0.0
+    requests: int = 0
+    _released: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        with self._lock:
+            self.requests += 1
+        if self.hang_s:
+            self._released.wait(self.hang_s)
+            return 504, {"error": "gateway timeout"}, {}
+        if self.echo:
+            echoed = {"error": "bad request", "errorMsg": body.decode(errors="replace"), "query": query}
+            return 400, echoed, {}
+        if self.status is not None:
+            return self.status, {"success": False, "error": f"HTTP {self.status}"}, dict(self.headers)
+        answer: tuple[int, Any, dict[str, str]] = self.fake.handle(method, path, query, headers, body)
+        return answer
+
+    def hang(self, seconds: float) -> None:
+        self._released.clear()
+        self.hang_s = seconds
+
+    def heal(self) -> None:
+        """Back to the fake's own answers; hung requests are let go."""
+        self.status, self.headers, self.echo, self.hang_s = None, {}, False, 0.0
+        self._released.set()
+
+
+def dynamodb_dump() -> str:
+    """Every item of every table, as one JSON text (a scan: the contract stacks hold a few items)."""
+    client = aws.dynamodb()
+    dumped: list[Any] = []
+    for table in client.list_tables()["TableNames"]:
+        kwargs: dict[str, Any] = {"TableName": table}
+        while True:
+            page = client.scan(**kwargs)
+            dumped.append({table: page["Items"]})
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return json.dumps(dumped, ensure_ascii=False)
+
+
+def leaks(text: str, secrets: list[str]) -> list[str]:
+    """The lines of `text` that contain any of `secrets`."""
+    return [line for line in text.splitlines() if any(s and s in line for s in secrets)]

@@ -1,0 +1,373 @@
+"""Every CRM connector of callbridge.registry.CRM against the same contract, through the delivery
+engine (calls stored in DynamoDB on moto, drained to a fake CRM over HTTP) and through the connector
+interface (callbridge.crm.registry.connector): record mapping, an isolated faulty record, 401/403 as
+configuration problems, 429 + Retry-After, outages and timeouts, and no secret in any error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from callbridge import registry
+from callbridge.core import accounts, handoff
+from callbridge.core.config import AccountConfig, UserMapping
+from callbridge.core.model import Call
+from callbridge.crm import registry as crm_registry
+from callbridge.crm.base import Connector, DeliveryContext, Record, RecordResult
+from callbridge.features.admin import apply_account
+from callbridge.features.delivery import engine
+from callbridge.infra import aws, clock, secrets, settings
+from callbridge.infra.http import RetryPolicy
+from callbridge.store import deliveries
+from callbridge.store.dynamo import to_item
+from callbridge.store.keys import call_pk
+from tests.contract.conftest import T0, FakeServers, Logs
+from tests.contract.crms import CRMS, MANAGER, CrmProfile
+from tests.contract.harness import Faults, dynamodb_dump, leaks
+from tests.fakes.crm_server import serve
+
+pytestmark = pytest.mark.timeout(60)
+
+TIMEZONE = "Europe/Moscow"
+KEY = "contract-crm-api-key-0001"
+WRONG_KEY = "contract-wrong-key-0002"
+NO_WAIT = RetryPolicy(attempts=2, backoff_initial_s=0, backoff_max_s=0, jitter_s=0)
+
+
+def test_every_registered_crm_has_a_profile() -> None:
+    profiled = [p.kind for p in CRMS]
+    assert len(profiled) == len(set(profiled)), "a CRM kind has two profiles"
+    missing = sorted(set(registry.CRM) - set(profiled))
+    assert not missing, f"CRM connectors without a contract profile (tests/contract/crms.py): {missing}"
+    assert not set(profiled) - set(registry.CRM), "profiles of CRMs the registry does not name"
+
+
+# -- the stack: one account whose only CRM is the profile's, pointed at its fake --------------------
+@dataclass
+class CrmStack:
+    profile: CrmProfile
+    fake: Any
+    faults: Faults
+    url: str
+    now: list[datetime]
+    account: str
+
+    def entry(self, key: str = KEY) -> dict[str, Any]:
+        return {**self.profile.settings(self.url, key), "mode": "batch"}
+
+    def apply(self, key: str = KEY) -> None:
+        apply_account(
+            AccountConfig.model_validate(
+                {
+                    "account": self.account,
+                    "timezone": TIMEZONE,
+                    "phone_region": "RU",
+                    "pbx": {"kind": "cloudpbx", "crm_tokens": ["contract-pbx-token-0001"]},
+                    "crms": [self.entry(key)],
+                    "users": [{"pbx_user": MANAGER, **self.profile.manager}],
+                }
+            )
+        )
+        accounts.clear_account_cache()
+        secrets.reset_secret_cache()  # a new container (a warm one reads SSM again within 5 minutes)
+
+    def store(self, calls: list[dict[str, Any]]) -> list[str]:
+        """Final canonical calls written to the calls table and handed to delivery, as a source does."""
+        table = settings.get_settings().calls_table
+        aws.dynamodb().batch_write_item(RequestItems={table: [{"PutRequest": {"Item": to_item(c)}} for c in calls]})
+        for call in calls:
+            handoff.call_final(self.account, call["call_id"], recording_pending=False)
+        return [str(c["call_id"]) for c in calls]
+
+    def drain(self) -> engine.Report:
+        return engine.drain(accounts=[self.account])
+
+    def later(self, **delta: float) -> None:
+        self.now[0] += timedelta(**delta)
+
+    def delivery(self, call_id: str) -> dict[str, Any]:
+        (item,) = deliveries.of_call(self.account, call_id)
+        return item
+
+    def connector(self, key: str = KEY, **options: Any) -> Connector:
+        model = registry.crm_settings_model(self.profile.kind)
+        crm_settings = model.model_validate({**self.entry(key), "name": self.profile.kind})
+        ctx = DeliveryContext(
+            account=self.account,
+            timezone=TIMEZONE,
+            users=[UserMapping.model_validate({"pbx_user": MANAGER, **self.profile.manager})],
+            recording_url=lambda call_id: f"https://bridge.example.com/v1/recordings/{call_id}",
+        )
+        return crm_registry.connector(crm_settings, ctx, **options)
+
+    def records(self, connector: Connector, calls: list[dict[str, Any]]) -> list[Record]:
+        built = [connector.records(Call.from_item(c), False) for c in calls]
+        assert all(not b.rejected for b in built), [b.rejected for b in built]
+        return [r for b in built for r in b.records]
+
+    def received(self) -> list[dict[str, Any]]:
+        return self.profile.received(self.fake)
+
+    def arrived(self, call: dict[str, Any]) -> bool:
+        """Whether the fake CRM holds the record the profile says this stored call maps to."""
+        expected = self.profile.expected(Call.from_item(call), TIMEZONE)
+        return any(all(r.get(k) == v for k, v in expected.items()) for r in self.received())
+
+    def parked(self, state: str) -> list[dict[str, Any]]:
+        return deliveries.list_parked(self.account, self.profile.kind, state)
+
+    def day(self, count: int) -> list[dict[str, Any]]:
+        """`count` answered incoming calls of MANAGER, a minute apart."""
+        return [
+            canonical(self.account, n, "in", "answered", 30 + n, started=T0 - timedelta(minutes=n))
+            for n in range(count)
+        ]
+
+
+@pytest.fixture(params=sorted(registry.CRM))
+def profile(request: pytest.FixtureRequest) -> CrmProfile:
+    """Every kind the registry names (not every profile): a kind without one fails every check."""
+    found = {p.kind: p for p in CRMS}.get(request.param)
+    if found is None:
+        pytest.fail(f"CRM {request.param!r} has no contract profile: add one to tests/contract/crms.py")
+    return found
+
+
+@pytest.fixture
+def fake_crm(profile: CrmProfile, now: list[datetime], fake_servers: FakeServers) -> Iterator[CrmStack]:
+    """The profile's fake CRM on 127.0.0.1 behind a fault injector; no AWS (the connector checks)."""
+    fake = profile.fake(KEY)
+    faults = Faults(fake)
+    try:
+        yield CrmStack(profile, fake, faults, fake_servers.put(serve, faults), now, "connector")
+    finally:
+        faults.heal()  # a hung request is let go
+    assert profile.violations(fake) == [], "the connector broke the CRM's protocol"
+
+
+@pytest.fixture
+def crm(fake_crm: CrmStack, account_id: str, monkeypatch: pytest.MonkeyPatch) -> CrmStack:
+    """The same fake as the only CRM of a new account on moto, delivered to by the engine."""
+    monkeypatch.setattr(engine, "HTTP_RETRY", NO_WAIT)  # in-process retries without sleeping
+    for name, value in {"PUBLIC_BASE_URL": "https://bridge.example.com", "DELIVERY_RETRY_BASE_SECONDS": "10"}.items():
+        monkeypatch.setenv(name, value)
+    settings.reset_settings()
+    fake_crm.account = account_id
+    fake_crm.apply()
+    return fake_crm
+
+
+def known_gap(request: pytest.FixtureRequest, profile: CrmProfile, check: str) -> None:
+    if check in profile.known_gaps:
+        request.applymarker(pytest.mark.xfail(reason=profile.known_gaps[check], strict=True))
+
+
+# -- canonical calls ---------------------------------------------------------------------------------
+def canonical(
+    account: str, n: int, direction: str, outcome: str, duration: int, *, started: datetime = T0
+) -> dict[str, Any]:
+    """A final call of MANAGER as the calls table holds it (a missed call: the users it rang)."""
+    call_id = f"k{n:04d}"
+    item: dict[str, Any] = {
+        "pk": call_pk(account, call_id),
+        "sk": "CALL",
+        "account": account,
+        "call_id": call_id,
+        "source": "cloudpbx",
+        "final": True,
+        "direction": direction,
+        "outcome": outcome,
+        "phone": f"+7916555{n:04d}",
+        "phone_raw": f"7916555{n:04d}",
+        "duration": duration,
+        "started_at": clock.iso(started),
+        "finalized_at": clock.iso(started + timedelta(seconds=duration)),
+        "start_source": "pbx",
+    }
+    if outcome == "missed":
+        item["users_rang"] = {MANAGER}
+    else:
+        item["user"] = MANAGER
+    return item
+
+
+def cases(account: str) -> list[dict[str, Any]]:
+    """One call of each kind, at times that fall on another day in the account's zone or not."""
+    return [
+        canonical(account, 1, "in", "answered", 124, started=datetime.fromisoformat("2024-04-30T21:30:05+00:00")),
+        canonical(account, 2, "out", "answered", 37, started=datetime.fromisoformat("2024-05-01T05:59:59+00:00")),
+        canonical(account, 3, "in", "missed", 0, started=datetime.fromisoformat("2024-05-01T00:00:00+00:00")),
+        canonical(account, 4, "out", "no_answer", 0, started=datetime.fromisoformat("2024-04-30T23:45:00+00:00")),
+        canonical(account, 5, "out", "busy", 0, started=datetime.fromisoformat("2024-05-01T03:00:00+00:00")),
+    ]
+
+
+def matches(record: dict[str, Any], expected: dict[str, Any]) -> bool:
+    return all(record.get(k) == v for k, v in expected.items())
+
+
+# -- the checks --------------------------------------------------------------------------------------
+def test_a_stored_call_arrives_as_the_crm_record_it_maps_to(crm: CrmStack) -> None:
+    calls = cases(crm.account)
+    ids = crm.store(calls)
+    report = crm.drain()
+    assert (report.delivered, report.rejected, report.failed) == (len(ids), 0, 0)
+    received = crm.received()
+    assert len(received) == len(calls)
+    for item in calls:
+        expected = crm.profile.expected(Call.from_item(item), TIMEZONE)
+        found = [r for r in received if matches(r, expected)]
+        assert len(found) == 1, f"{item['call_id']}: expected {expected} once among {received}"
+    assert all(crm.delivery(i)["state"] == deliveries.DELIVERED for i in ids)
+    assert crm.drain().claimed == 0  # delivered means done
+
+
+def test_a_faulty_record_is_rejected_alone_and_not_retried(crm: CrmStack) -> None:
+    calls = crm.day(5)
+    bad = calls[2]
+    crm.profile.reject(crm.fake, bad["phone"])
+    ids = crm.store(calls)
+    report = crm.drain()
+    assert (report.delivered, report.rejected, report.failed, report.retried) == (4, 1, 0, 0)
+    assert [crm.arrived(c) for c in calls] == [c is not bad for c in calls]
+    assert crm.delivery(bad["call_id"])["state"] == deliveries.REJECTED
+    assert all(crm.delivery(i)["state"] == deliveries.DELIVERED for i in ids if i != bad["call_id"])
+    parked = crm.parked(deliveries.REJECTED)
+    assert [d["call_id"] for d in parked] == [bad["call_id"]] and parked[0]["reason"]
+    requests = crm.faults.requests
+    crm.later(hours=6)
+    assert crm.drain().claimed == 0 and crm.faults.requests == requests  # not retried, ever
+
+
+def test_a_wrong_key_is_a_configuration_problem_retried_like_an_outage(crm: CrmStack, logs: Logs) -> None:
+    """The CRM's own answer to a key it does not know (MiniCRM 401, retailCRM 403): nothing is
+    rejected record by record; fixing the key delivers everything."""
+    crm.apply(WRONG_KEY)
+    ids = crm.store(crm.day(3))
+    report = crm.drain()
+    assert (report.delivered, report.rejected, report.failed, report.retried) == (0, 0, 0, len(ids))
+    assert all(crm.delivery(i)["state"] == deliveries.PENDING for i in ids)
+    assert crm.parked(deliveries.REJECTED) == []
+    assert not leaks(dynamodb_dump() + logs.text(), [KEY, WRONG_KEY])
+    # The operator fixes the account (or the CRM its key); the next runs deliver everything, once.
+    crm.apply(KEY)
+    crm.later(hours=1)
+    assert crm.drain().delivered == len(ids)
+    assert len(crm.received()) == len(ids)
+
+
+def test_429_retry_after_is_carried_and_honoured(crm: CrmStack) -> None:
+    crm.faults.status, crm.faults.headers = 429, {"Retry-After": "900"}
+    calls = crm.day(3)
+    connector = crm.connector(retry=NO_WAIT)
+    try:
+        results = connector.send(crm.records(connector, calls))
+    finally:
+        connector.close()
+    assert results and all(r.kind == "transient" and r.retry_after == 900 for r in results), results
+    # Through the engine: the delivery is due again no sooner than the CRM asked.
+    ids = crm.store(calls)
+    assert crm.drain().retried == len(ids)
+    due = min(clock.parse_iso(crm.delivery(i)["dlv_due"].split("#")[0]) for i in ids)
+    assert due >= crm.now[0] + timedelta(seconds=900)
+    crm.faults.heal()
+    crm.later(seconds=600)
+    assert crm.drain().claimed == 0  # still waiting as asked
+    crm.later(seconds=301)
+    assert crm.drain().delivered == len(ids)
+
+
+@pytest.mark.parametrize("outage", [503, "timeout"], ids=str)
+def test_outages_and_timeouts_are_transient_and_lose_nothing(
+    crm: CrmStack, outage: int | str, monkeypatch: pytest.MonkeyPatch, logs: Logs
+) -> None:
+    if outage == "timeout":
+        monkeypatch.setenv("DELIVERY_HTTP_TIMEOUT_SECONDS", "1")
+        monkeypatch.setenv("DELIVERY_HTTP_ATTEMPTS", "1")
+        settings.reset_settings()
+        crm.faults.hang(30.0)
+    else:
+        crm.faults.status = int(outage)
+    ids = crm.store(crm.day(4))
+    report = crm.drain()
+    assert (report.delivered, report.rejected, report.failed, report.retried) == (0, 0, 0, len(ids))
+    # A down CRM costs one request (and its in-process retries) per run, not one per batch.
+    assert crm.faults.requests == settings.get_settings().delivery_http_attempts
+    crm.later(hours=1)
+    assert all(crm.delivery(i)["state"] == deliveries.PENDING for i in ids)
+    logged = logs.text()
+    if outage != "timeout":
+        assert "retrying a peer request" in logged  # the capture sees the product's log lines
+    assert not leaks(dynamodb_dump() + logged, [KEY])
+    crm.faults.heal()
+    assert crm.drain().delivered == len(ids)
+    assert len(crm.received()) == len(ids)
+    assert crm.drain().claimed == 0
+
+
+# -- the connector alone, under every kind of answer: (fault injected, what every result must be) ---
+FAULTS: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "401": ({"status": 401}, ["transient"] * 3),  # configuration: retried like an outage
+    "403": ({"status": 403}, ["transient"] * 3),
+    "wrong_key": ({}, ["transient"] * 3),  # the CRM's own answer to an unknown key
+    "429": ({"status": 429, "headers": {"Retry-After": "120"}}, ["transient"] * 3),
+    "500": ({"status": 500}, ["transient"] * 3),
+    "502": ({"status": 502}, ["transient"] * 3),
+    "503": ({"status": 503}, ["transient"] * 3),
+    "504": ({"status": 504}, ["transient"] * 3),
+    "timeout": ({"hang_s": 5.0}, ["transient"] * 3),
+    "rejected": ({}, ["ok", "rejected", "ok"]),  # the CRM refuses the second record only
+    "echoed_key": ({"echo": True}, ["rejected"] * 3),  # a 400 whose body echoes our request
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_each_answer_is_classified_and_no_error_names_a_secret(
+    fake_crm: CrmStack, fault: str, logs: Logs, request: pytest.FixtureRequest
+) -> None:
+    crm = fake_crm
+    known_gap(request, crm.profile, fault)
+    injected, kinds = FAULTS[fault]
+    for name, value in injected.items():
+        setattr(crm.faults, name, value)
+    calls = crm.day(3)
+    if fault == "rejected":
+        crm.profile.reject(crm.fake, calls[1]["phone"])
+    key = WRONG_KEY if fault == "wrong_key" else KEY
+    connector = crm.connector(key, retry=NO_WAIT, timeout_s=0.5)
+    results: list[RecordResult] = []
+    error = ""
+    try:
+        results = connector.send(crm.records(connector, calls))
+    except Exception as exc:  # send must not raise; if it does, its text is checked too
+        error = f"{type(exc).__name__}: {exc} {exc.__cause__!r} {exc.__context__!r}"
+    finally:
+        connector.close()
+    texts = [error, *(f"{r.reason} {r.detail}" for r in results), logs.text()]
+    assert not leaks("\n".join(texts), [KEY, WRONG_KEY])
+    assert not error, error
+    assert [r.kind for r in results] == kinds, results
+    if fault == "429":
+        assert all(r.retry_after == 120 for r in results), results
+    if fault == "rejected":
+        assert [crm.arrived(c) for c in calls] == [True, False, True]
+
+
+def test_the_connector_interface(fake_crm: CrmStack) -> None:
+    """What the engine relies on: the registry's connector, its kind, a positive batch limit, one
+    result per record (ok once delivered, ok again for a repeat: CRMs de-duplicate), close()."""
+    connector = fake_crm.connector(retry=NO_WAIT)
+    try:
+        assert connector.kind == fake_crm.profile.kind and connector.max_batch >= 1
+        records = fake_crm.records(connector, fake_crm.day(3))
+        assert all(r.delivery for r in records)
+        assert [r.kind for r in connector.send(records)] == ["ok"] * len(records)
+        assert [r.kind for r in connector.send(records)] == ["ok"] * len(records)
+        assert connector.send([]) == []
+    finally:
+        connector.close()
+    assert len(fake_crm.received()) == len(records)
