@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from callbridge.core.accounts import Account
+from callbridge.core.config import UserMapping
+from callbridge.crm.retailcrm.managers import customer_name
 from callbridge.crm.retailcrm.registration import module_payload
+from callbridge.crm.retailcrm.settings import RetailCrmSettings
 from callbridge.features.clicktocall import _telediscount_refusal, query_phone
-from callbridge.features.routing import customer_name
 from callbridge.features.users import find_user
 from callbridge.pbx.cloudpbx.client import pbx_phone
 
@@ -63,8 +65,12 @@ def test_telediscount_refusals():
 
 
 def test_module_payload_has_client_id_in_both_layouts_and_only_mapped_codes():
-    crm = {"module_code": "my-telephony", "external_phones": [{"site_code": "shop1", "external_phone": "+7-499"}]}
-    payload = module_payload(account(), crm, "client-id-0000000001", "https://api.example.com/")
+    crm = RetailCrmSettings.model_validate(
+        {"module_code": "my-telephony", "external_phones": [{"site_code": "shop1", "external_phone": "+7-499"}],
+         "base_url": "https://acme.retailcrm.ru", "api_key": "api-key-00000001", "client_id": "client-id-0000000001"}
+    )  # fmt: skip
+    users = [UserMapping.model_validate(u) for u in USERS]
+    payload = module_payload("acme", users, crm, "client-id-0000000001", "https://api.example.com/")
     telephony = payload["integrations"]["telephony"]
     assert payload["code"] == "my-telephony" and payload["clientId"] == telephony["clientId"] == "client-id-0000000001"
     assert telephony["makeCallUrl"] == "https://api.example.com/v1/acme/retailcrm/make-call"
