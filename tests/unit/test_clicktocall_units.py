@@ -78,3 +78,27 @@ def test_module_payload_has_client_id_in_both_layouts_and_only_mapped_codes():
     assert telephony["additionalCodes"] == [{"userId": "1", "code": "100"}, {"userId": "2", "code": "201"}]
     assert telephony["externalPhones"] == [{"siteCode": "shop1", "externalPhone": "+7-499"}]
     assert telephony["allowEdit"] is False and telephony["inputEventSupported"] is True
+
+
+def test_live_events_map_to_retailcrm_cards():
+    from callbridge.core.live import LiveEvent
+    from callbridge.crm.retailcrm.cards import build
+
+    users = [UserMapping.model_validate(u) for u in USERS]
+    crm = RetailCrmSettings.model_validate(
+        {"base_url": "https://acme.retailcrm.ru", "api_key": "api-key-00000001", "client_id": "client-id-0000000001",
+         "site": "shop1"}
+    )  # fmt: skip
+    ringing = LiveEvent("ringing", "c1", "+79101234567", ("daria",), "in", "+74951112233")
+    assert build(users, crm, ringing) == {
+        "phone": "+79101234567", "type": "in", "codes": ["201"], "callExternalId": "c1", "userIds": [2],
+        "externalPhone": "+74951112233", "site": "shop1",
+    }  # fmt: skip
+    ended = LiveEvent("ended", "c1", "+79101234567", ("ops",), answered=False)
+    assert build(users, crm, ended) == {
+        "phone": "+79101234567", "type": "hangup", "codes": ["300"], "callExternalId": "c1", "hangupStatus": "cancel",
+        "site": "shop1",
+    }  # fmt: skip
+    assert build(users, crm, LiveEvent("answered", "c1", "+79101234567", ("andy",), "in")) is None
+    assert build(users, crm, LiveEvent("ringing", "c1", "+79101234567", ("ghost",), "in")) is None
+    assert LiveEvent.from_dict(ringing.as_dict()) == ringing

@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from callbridge.core.config import CrmSettings, UserMapping
+from pydantic import SecretStr
+
+from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
 from callbridge.core.live import LIVE_CARDS, has_live_cards
 from callbridge.core.model import Call
 
@@ -88,6 +90,30 @@ class Connector(Protocol):
 
 
 CrmSettingsModel = CrmSettings
+
+
+def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False) -> CrmSettings:
+    """A CRM's typed settings (`account.settings.crms`) with the secret placeholders of the stored
+    config replaced by the secrets in SSM. A secret SSM lacks keeps its placeholder, which no CRM
+    accepts: the request fails like a wrong key and is retried once the secret is put."""
+    from callbridge.infra import secrets
+
+    values = secrets.account_secrets(account_id, force=force)
+    filled: dict[str, Any] = {}
+    for key in type(crm).model_fields:
+        value = getattr(crm, key)
+        if isinstance(value, SecretStr) and value.get_secret_value() == STORED_SECRET:
+            stored = values.get(secrets.crm_secret_name(crm.name, key))
+            if stored:
+                filled[key] = SecretStr(stored)
+    return crm.model_copy(update=filled) if filled else crm
+
+
+def secret(crm: CrmSettings, field_name: str) -> str:
+    """A secret field's value ("" when the model has no such field)."""
+    value = getattr(crm, field_name, None)
+    return value.get_secret_value() if isinstance(value, SecretStr) else ""
+
 
 # -- optional capabilities ---------------------------------------------------------------------------
 RESPONSIBLE_LOOKUP = "responsible_lookup"

@@ -1,5 +1,5 @@
 """Routing a ringing call to the manager who owns the client (the Cloud PBX `contact` answer,
-docs/cloudpbx.md; the CRM side: docs/retailcrm.md).
+docs/clicktocall.md, "Routing in `contact`").
 
 `responsible` is the PBX user who owns the caller: from our directory first, else from the CRMs of
 the account that offer a responsible lookup (callbridge.crm.base), asked in the account file's order,

@@ -9,8 +9,7 @@ from typing import Any
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings
-from callbridge.crm.base import Responsible
-from callbridge.crm.registry import secret, with_secrets
+from callbridge.crm.base import Responsible, secret, with_secrets
 from callbridge.crm.retailcrm.api import RetailCrmApi, RetailCrmError
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
 from callbridge.crm.retailcrm.users import find_user

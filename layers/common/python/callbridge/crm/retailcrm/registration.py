@@ -1,4 +1,4 @@
-"""retailCRM telephony module registration (docs/retailcrm.md, "Registering the telephony module"):
+"""retailCRM telephony module registration (docs/clicktocall.md, "retailCRM module registration"):
 `POST /api/v5/integration-modules/{code}/edit` creates the module or, when one with that code exists,
 changes it - so running it again updates and never duplicates.
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from callbridge.core.accounts import Account, get_account
 from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
-from callbridge.crm.registry import secret, with_secrets
+from callbridge.crm.base import secret, with_secrets
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
 from callbridge.crm.retailcrm.users import retailcrm_code
 
