@@ -63,7 +63,11 @@ SERVED: ContextVar[str] = ContextVar("routing_served", default="directory")
 def route(account: Account, e164: str, contact: dict[str, Any] | None, started: float) -> dict[str, str]:
     """The `contact` answer for a caller; `started` is the request's arrival (time.monotonic())."""
     SERVED.set("directory")
-    crms = lookup_crms(account)
+    try:
+        crms = lookup_crms(account)
+    except Exception:  # the ringing phone gets a valid answer whatever is wrong with the settings
+        _log_exception("the account's CRM settings are unreadable; routing by the directory", account.id)
+        crms = []
     name = str(contact.get("name") or "") if contact else ""
     responsible = str(contact.get("responsible") or "") if contact else ""
     if not crms or responsible or not get_settings().routing_cache_table:

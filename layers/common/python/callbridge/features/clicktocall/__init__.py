@@ -77,11 +77,18 @@ def load_account(account_id: str, refusal: str = "Invalid credentials") -> Accou
         raise Unauthorized(refusal) from None
 
 
-def authorize_crm(account: Account, kind: str, presented: str) -> CrmSettings:
-    """The account's CRM of `kind` whose click-to-call secret was presented (constant-time, against
-    every such CRM of the account); Unauthorized otherwise."""
+def callback_crms(account: Account, kind: str) -> list[CrmSettings]:
+    """The account's CRMs of `kind` that authorize click-to-call; Unauthorized when there is none."""
     crms = [c for c in account.settings.crms if c.kind == kind and click_to_call_secret(c)] if account.has_crms else []
-    if not presented or not crms:
+    if not crms:
+        raise Unauthorized(INVALID_CLIENT_ID)
+    return crms
+
+
+def authorize_crm(account: Account, crms: list[CrmSettings], presented: str) -> CrmSettings:
+    """The CRM whose click-to-call secret was presented (constant-time, against every one of
+    `crms`); Unauthorized otherwise."""
+    if not presented:
         raise Unauthorized(INVALID_CLIENT_ID)
     found: list[CrmSettings] = []
 
@@ -115,19 +122,17 @@ def authorize_api_key(account: Account, authorization: str | None) -> None:
 def _callbacks(kind: str) -> Callbacks:
     from callbridge import registry
 
-    try:
-        found: Callbacks = registry.crm_connector(kind)
-    except registry.UnknownKind:
-        raise Unauthorized(INVALID_CLIENT_ID) from None
+    found: Callbacks = registry.crm_connector(kind)
     return found
 
 
 def crm_make_call(account_id: str, kind: str, query: Mapping[str, str]) -> Placed:
     """A CRM's make-call request: its secret, the manager it names, the number."""
     account = load_account(account_id, INVALID_CLIENT_ID)
+    crms = callback_crms(account, kind)
     callbacks = _callbacks(kind)
     request = callbacks.read_callback(query)
-    authorize_crm(account, kind, request.secret)
+    authorize_crm(account, crms, request.secret)
     if not request.phone:
         raise ClickToCallError("phone is required")
     user = callbacks.callback_user(account.settings.users, request)
@@ -139,9 +144,10 @@ def crm_user_status(account_id: str, kind: str, query: Mapping[str, str]) -> tup
     from callbridge.features.routing import STATUSES, store_status
 
     account = load_account(account_id, INVALID_CLIENT_ID)
+    crms = callback_crms(account, kind)
     callbacks = _callbacks(kind)
     request = callbacks.read_callback(query)
-    authorize_crm(account, kind, request.secret)
+    authorize_crm(account, crms, request.secret)
     status = request.status.strip().lower()
     if status not in STATUSES:
         raise ClickToCallError(f"status must be one of {', '.join(STATUSES)}")
