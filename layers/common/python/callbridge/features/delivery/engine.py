@@ -325,8 +325,8 @@ def deliver_messages(
     the messages to leave on the queue.
 
     A body is {account, call_id, crm} (a call to deliver) or {kind: call_event, account, crm, live}
-    (a live call card, callbridge.core.live), handed to that CRM's connector. The calls of one CRM go out together in the
-    fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
+    (a live call card, callbridge.core.live), handed to that CRM's connector. The calls of one CRM go
+    out together in the fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
     records it and the drain retries when due); only a crash (DynamoDB unreachable…) fails the
     messages it concerns, for SQS to redeliver."""
     total = Report()

@@ -1,8 +1,8 @@
 """Live call cards for telediscount calls (callbridge.core.live).
 
 The `incoming` webhook names no ringing user, but telediscount forwards a known contact's call to the
-SIP account of the contact's responsible user (docs/telediscount.md): that user's card is opened, and `finished` closes it. A caller we don't know rings the
-"new contacts" users, whom the webhook doesn't name: no card. Never raises: the PBX's answer must not
+SIP account of the contact's responsible user (docs/telediscount.md): that user's card is opened,
+and `finished` closes it. A caller we don't know rings the "new contacts" users, whom the webhook doesn't name: no card. Never raises: the PBX's answer must not
 depend on a call card.
 """
 
@@ -20,7 +20,7 @@ from callbridge.store import calls, contacts
 
 def _responsible(account: Account, phone: str) -> tuple[str, str] | None:
     """The caller's E.164 number and its contact's responsible user, when both are known (and
-    there is a retailCRM to show a card in: otherwise no lookup at all)."""
+    there is a CRM to show a card in: otherwise no lookup at all)."""
     if not live.wanted(account):
         return None
     e164 = normalize(phone, account.phone_region).e164
