@@ -2,8 +2,8 @@
 
 The `incoming` webhook names no ringing user, but telediscount forwards a known contact's call to the
 SIP account of the contact's responsible user (docs/telediscount.md): that user's card is opened,
-and `finished` closes it. A caller we don't know rings the "new contacts" users, whom the webhook doesn't name: no card. Never raises: the PBX's answer must not
-depend on a call card.
+and `finished` closes it. A caller we don't know rings the "new contacts" users, whom the webhook
+doesn't name: no card. Never raises: the PBX's answer must not depend on a call card.
 """
 
 from __future__ import annotations
