@@ -1,4 +1,4 @@
-"""SQS worker: realtime delivery of final calls and retailCRM call cards
+"""SQS worker: realtime delivery of final calls and live call cards
 (callbridge.features.delivery.engine.deliver_messages).
 
 The messages of a batch are grouped per CRM, so one batch becomes the fewest CRM requests; the

@@ -18,7 +18,7 @@ import pytest
 
 import delivery as delivery_handler
 from callbridge.core import accounts, handoff
-from callbridge.core.config import AccountConfig
+from callbridge.core.config import AccountConfig, CrmSettings
 from callbridge.features.admin import apply_account
 from callbridge.features.delivery import engine
 from callbridge.infra import aws, clock, secrets, settings
@@ -370,8 +370,8 @@ def test_a_crash_after_the_crm_answered_is_a_duplicate_to_the_crm(
     assert set(setup.retail.calls) == set(ids) and all(setup.retail.received[i] == 2 for i in ids)
 
 
-def retail_crm(account: str) -> dict[str, Any]:
-    return next(c for c in accounts.get_account(account).config["crms"] if c["kind"] == "retailcrm")
+def retail_crm(account: str) -> CrmSettings:
+    return next(c for c in accounts.get_account(account).settings.crms if c.kind == "retailcrm")
 
 
 def test_reads_stay_proportional_to_pending(setup: Crms, now: list[datetime]) -> None:
@@ -488,8 +488,8 @@ def test_a_crash_fails_only_the_messages_it_concerns(
     messages = queued_delivery_messages()
     real = engine.default_connector
 
-    def broken_minicrm(crm: dict[str, Any], account: accounts.Account) -> Any:
-        if crm["kind"] == "minicrm":
+    def broken_minicrm(crm: CrmSettings, account: accounts.Account) -> Any:
+        if crm.kind == "minicrm":
             raise RuntimeError("SSM unreachable")
         return real(crm, account)
 

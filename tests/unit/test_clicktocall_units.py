@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from callbridge.core.accounts import Account
+from callbridge.core.config import UserMapping
+from callbridge.crm.retailcrm.managers import customer_name
 from callbridge.crm.retailcrm.registration import module_payload
+from callbridge.crm.retailcrm.settings import RetailCrmSettings
 from callbridge.features.clicktocall import query_phone
-from callbridge.features.routing import customer_name
 from callbridge.features.users import find_user
 from callbridge.pbx.cloudpbx.client import pbx_phone
 from callbridge.pbx.telediscount.adapter import outcome_refusal as _telediscount_refusal
@@ -64,8 +66,12 @@ def test_telediscount_refusals():
 
 
 def test_module_payload_has_client_id_in_both_layouts_and_only_mapped_codes():
-    crm = {"module_code": "my-telephony", "external_phones": [{"site_code": "shop1", "external_phone": "+7-499"}]}
-    payload = module_payload(account(), crm, "client-id-0000000001", "https://api.example.com/")
+    crm = RetailCrmSettings.model_validate(
+        {"module_code": "my-telephony", "external_phones": [{"site_code": "shop1", "external_phone": "+7-499"}],
+         "base_url": "https://acme.retailcrm.ru", "api_key": "api-key-00000001", "client_id": "client-id-0000000001"}
+    )  # fmt: skip
+    users = [UserMapping.model_validate(u) for u in USERS]
+    payload = module_payload("acme", users, crm, "client-id-0000000001", "https://api.example.com/")
     telephony = payload["integrations"]["telephony"]
     assert payload["code"] == "my-telephony" and payload["clientId"] == telephony["clientId"] == "client-id-0000000001"
     assert telephony["makeCallUrl"] == "https://api.example.com/v1/acme/retailcrm/make-call"
@@ -73,3 +79,27 @@ def test_module_payload_has_client_id_in_both_layouts_and_only_mapped_codes():
     assert telephony["additionalCodes"] == [{"userId": "1", "code": "100"}, {"userId": "2", "code": "201"}]
     assert telephony["externalPhones"] == [{"siteCode": "shop1", "externalPhone": "+7-499"}]
     assert telephony["allowEdit"] is False and telephony["inputEventSupported"] is True
+
+
+def test_live_events_map_to_retailcrm_cards():
+    from callbridge.core.live import LiveEvent
+    from callbridge.crm.retailcrm.cards import build
+
+    users = [UserMapping.model_validate(u) for u in USERS]
+    crm = RetailCrmSettings.model_validate(
+        {"base_url": "https://acme.retailcrm.ru", "api_key": "api-key-00000001", "client_id": "client-id-0000000001",
+         "site": "shop1"}
+    )  # fmt: skip
+    ringing = LiveEvent("ringing", "c1", "+79101234567", ("daria",), "in", "+74951112233")
+    assert build(users, crm, ringing) == {
+        "phone": "+79101234567", "type": "in", "codes": ["201"], "callExternalId": "c1", "userIds": [2],
+        "externalPhone": "+74951112233", "site": "shop1",
+    }  # fmt: skip
+    ended = LiveEvent("ended", "c1", "+79101234567", ("ops",), answered=False)
+    assert build(users, crm, ended) == {
+        "phone": "+79101234567", "type": "hangup", "codes": ["300"], "callExternalId": "c1", "hangupStatus": "cancel",
+        "site": "shop1",
+    }  # fmt: skip
+    assert build(users, crm, LiveEvent("answered", "c1", "+79101234567", ("andy",), "in")) is None
+    assert build(users, crm, LiveEvent("ringing", "c1", "+79101234567", ("ghost",), "in")) is None
+    assert LiveEvent.from_dict(ringing.as_dict()) == ringing

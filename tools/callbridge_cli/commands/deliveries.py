@@ -21,7 +21,7 @@ def _crm_names(account: str, crm: str | None) -> list[str]:
     from callbridge.core.accounts import get_account
     from callbridge.core.handoff import crms_of
 
-    names = [str(c["name"]) for c in crms_of(get_account(account))]
+    names = [c.name for c in crms_of(get_account(account))]
     if crm is not None:
         if crm not in names:
             raise click.BadParameter(

@@ -1,11 +1,12 @@
-"""The hand-off from the webhook and import paths to delivery: light on purpose (no CRM client, no
-pydantic), because it runs inside the PBX webhooks."""
+"""The hand-off from the webhook and import paths to delivery: light on purpose (no CRM connector,
+no CRM client), because it runs inside the PBX webhooks. It reads the account's typed settings (parsed
+once per warm container), whose models hold every default, e.g. each CRM's delivery mode."""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.infra import aws, clock
@@ -13,9 +14,13 @@ from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.store import deliveries as store
 
+if TYPE_CHECKING:
+    from callbridge.core.config import CrmSettings
 
-def crms_of(account: Account) -> list[dict[str, Any]]:
-    return [c for c in account.config.get("crms") or [] if isinstance(c, dict) and c.get("name")]
+
+def crms_of(account: Account) -> list[CrmSettings]:
+    """The CRMs the account's calls are delivered to (no parsing for an account without any)."""
+    return list(account.settings.crms) if account.has_crms else []
 
 
 def call_final(account_id: str, call_id: str, *, recording_pending: bool) -> int:
@@ -39,12 +44,12 @@ def call_final(account_id: str, call_id: str, *, recording_pending: bool) -> int
     realtime: list[str] = []
     existed = False
     for crm in crms:
-        mode = str(crm.get("mode") or "batch")
+        mode = crm.mode
         due = now + timedelta(seconds=settings.delivery_realtime_grace_s) if mode == "realtime" else now
-        if store.create(account_id, call_id, str(crm["name"]), str(crm.get("kind")), mode, due, now):
+        if store.create(account_id, call_id, crm.name, crm.kind, mode, due, now):
             created += 1
             if mode == "realtime":
-                realtime.append(str(crm["name"]))
+                realtime.append(crm.name)
         else:
             existed = True
     if existed and not recording_pending:

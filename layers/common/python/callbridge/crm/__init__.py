@@ -1,2 +1,4 @@
-"""CRM connectors (the destination side): each is a settings model in callbridge.core.config, its limits,
-and `send(batch) -> per-record results`, registered in callbridge.crm.registry."""
+"""CRM connectors (the destination side): each package has its settings model (`settings.SETTINGS`, a
+callbridge.core.config.CrmSettings) and its connector (`connector.CONNECTOR`: records, limits, `send`,
+and the optional capabilities its settings declare), both named in callbridge.registry; the interface
+is callbridge.crm.base."""

@@ -1,14 +1,34 @@
 """What every CRM connector provides: records built from a stored call, limits, and
 `send(batch) -> one result per record`. The delivery core (callbridge.features.delivery) owns state, retries
-and exactly-once; connectors only speak their CRM's protocol."""
+and exactly-once; connectors only speak their CRM's protocol.
+
+Beyond call delivery a CRM may offer optional capabilities. Its settings model DECLARES them (a
+ClassVar, or a property when an account-file field switches one on, e.g. retailCRM's `call_events`),
+so that the cheap paths (the webhook hand-off, the contact path) know which CRMs offer what without
+importing a connector; its connector class IMPLEMENTS them (the protocols below). The core and the
+features fan out to every CRM of the account that offers one, through callbridge.registry:
+
+- live_cards: ringing / answered / ended call cards (callbridge.core.live; `LiveCards`)
+- responsible_lookup: who owns a phone number in the CRM, and is that manager free (`ResponsibleLookup`)
+- click_to_call_secret: the secret field the CRM presents on its make-call and user-status requests
+  (e.g. retailCRM's clientId); the features check it, no connector is needed
+- module_registration: the CRM has an integration module to register (`ModuleRegistration`)
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from callbridge.core.config import CrmSettings, UserMapping
+from pydantic import SecretStr
+
+from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
+from callbridge.core.live import LIVE_CARDS, has_live_cards
 from callbridge.core.model import Call
+
+if TYPE_CHECKING:
+    from callbridge.core.accounts import Account
 
 ResultKind = Literal["ok", "rejected", "transient"]
 
@@ -72,6 +92,87 @@ class Connector(Protocol):
 CrmSettingsModel = CrmSettings
 
 
+def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False) -> CrmSettings:
+    """A CRM's typed settings (`account.settings.crms`) with the secret placeholders of the stored
+    config replaced by the secrets in SSM. A secret SSM lacks keeps its placeholder, which no CRM
+    accepts: the request fails like a wrong key and is retried once the secret is put."""
+    from callbridge.infra import secrets
+
+    values = secrets.account_secrets(account_id, force=force)
+    filled: dict[str, Any] = {}
+    for key in type(crm).model_fields:
+        value = getattr(crm, key)
+        if isinstance(value, SecretStr) and value.get_secret_value() == STORED_SECRET:
+            stored = values.get(secrets.crm_secret_name(crm.name, key))
+            if stored:
+                filled[key] = SecretStr(stored)
+    return crm.model_copy(update=filled) if filled else crm
+
+
+def secret(crm: CrmSettings, field_name: str) -> str:
+    """A secret field's value ("" when the model has no such field)."""
+    value = getattr(crm, field_name, None)
+    return value.get_secret_value() if isinstance(value, SecretStr) else ""
+
+
+# -- optional capabilities ---------------------------------------------------------------------------
+RESPONSIBLE_LOOKUP = "responsible_lookup"
+CLICK_TO_CALL_SECRET = "click_to_call_secret"
+MODULE_REGISTRATION = "module_registration"
+
+
+def offers(settings: CrmSettings, capability: str) -> bool:
+    """Whether this CRM (its settings as the account file has them) offers `capability`."""
+    if capability == LIVE_CARDS:
+        return has_live_cards(settings)
+    return bool(getattr(settings, capability, None))
+
+
+def click_to_call_secret(settings: CrmSettings) -> str | None:
+    """The name of the secret field the CRM authenticates its click-to-call requests with."""
+    field_name = getattr(settings, CLICK_TO_CALL_SECRET, None)
+    return str(field_name) if field_name else None
+
+
+class LiveCards(Protocol):
+    def send_live(self, account: Account, settings: CrmSettings, message: dict[str, Any]) -> bool:
+        """Show one queued card message (callbridge.core.live.message) in the CRM; False when it
+        did not take it (logged). A card is useful for seconds: never retried later."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Responsible:
+    """The CRM's answer for a phone number: its owner mapped to a PBX user, and the contact's name."""
+
+    pbx_user: str | None = None
+    contact_name: str | None = None
+    manager_id: str | None = None
+    manager_code: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """The routing cache's entry (only what is known)."""
+        entry = {
+            "pbx_user": self.pbx_user,
+            "contact_name": self.contact_name,
+            "manager_id": self.manager_id,
+            "manager_code": self.manager_code,
+        }
+        return {k: v for k, v in entry.items() if v}
+
+
+class ResponsibleLookup(Protocol):
+    def lookup_responsible(self, account: Account, settings: CrmSettings, e164: str, timeout_s: float) -> Responsible:
+        """The manager who owns `e164` in the CRM; an empty answer when it names nobody."""
+        ...
+
+
+class ModuleRegistration(Protocol):
+    def register_module(self, account: Account, settings: CrmSettings, base_url: str) -> dict[str, Any]:
+        """Create or update our integration module in the CRM; returns what was sent."""
+        ...
+
+
 def send_batch(batch: list[Record], attempt: Any) -> list[RecordResult]:
     """What every connector's `send` does: isolate the faulty records, and answer a CRM outage (after
     the HTTP retries) with one transient result per record, so the delivery is retried later."""
@@ -102,3 +203,31 @@ def isolate(batch: list[Record], attempt: Any) -> list[RecordResult]:
 # Statuses that say our configuration is wrong (key, URL), not the record: retried like an outage
 # so that fixing the account file and retrying delivers everything, never rejected record by record.
 CONFIG_STATUSES = frozenset({401, 403, 404})
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """A CRM's request to us (click-to-call, a manager's new status), as its query string says."""
+
+    secret: str  # what the CRM presents to authenticate (its `click_to_call_secret` field's value)
+    phone: str = ""  # the number to call
+    clid: str | None = None  # the caller id to show
+    status: str = ""  # the manager's status, as sent
+    # How the CRM names the manager: kept with a stored status, for the operator.
+    manager: dict[str, str | None] = field(default_factory=dict)
+
+
+class Callbacks(Protocol):
+    """A CRM that authorizes click-to-call (`click_to_call_secret`) reads its own requests."""
+
+    def read_callback(self, query: Mapping[str, str]) -> Callback: ...
+
+    def callback_user(self, users: Sequence[UserMapping], callback: Callback) -> UserMapping | None:
+        """The PBX user of the manager the request names; None when no mapping names him."""
+        ...
+
+
+def query_phone(raw: str | None) -> str:
+    """A phone from a query string: an unencoded `+` (retailCRM's own example) decodes to a space."""
+    value = raw or ""
+    return "+" + value.strip() if value.startswith(" ") and value.strip()[:1].isdigit() else value.strip()

@@ -5,24 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from callbridge import registry
-from callbridge.core.config import MASK, CrmSettings
-from callbridge.crm.base import Connector, DeliveryContext
-from callbridge.infra.secrets import crm_secret_name
+from callbridge.core.config import CrmSettings
+from callbridge.crm.base import Connector, DeliveryContext, secret
+from callbridge.crm.base import with_secrets as with_secrets
 
 
-def settings_model(crm: dict[str, Any], account_secrets: dict[str, str]) -> CrmSettings:
-    """A CRM's settings from the stored account config, its masked secret fields filled from SSM."""
-    model = registry.crm_settings_model(str(crm.get("kind")))
-    name = str(crm.get("name") or crm.get("kind"))
-    data = {
-        key: account_secrets.get(crm_secret_name(name, key), value) if value == MASK else value
-        for key, value in crm.items()
-    }
-    return model.model_validate(data)
+def connector_class(kind: str) -> Any:
+    """The CONNECTOR of a kind: its class also carries the optional capabilities (callbridge.crm.base)."""
+    return registry.crm_connector(kind)
 
 
 def connector(settings: CrmSettings, ctx: DeliveryContext, **options: Any) -> Connector:
-    factory = registry.crm_connector(settings.kind)
-    api_key = getattr(settings, "api_key", None)
-    connector: Connector = factory(settings, ctx, api_key.get_secret_value() if api_key else "", **options)
-    return connector
+    factory = connector_class(settings.kind)
+    made: Connector = factory(settings, ctx, secret(settings, "api_key"), **options)
+    return made

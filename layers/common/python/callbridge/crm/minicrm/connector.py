@@ -1,4 +1,4 @@
-"""MiniCRM Call log connector: `POST {base}/Api/CallLog` (specs/minicrm.md, seed 000).
+"""MiniCRM Call log connector: `POST {base}/Api/CallLog` (docs/minicrm.md).
 
 One request per `UserExtension` (one MiniCRM user) with `Data` as an array of records; `CallType` 0
 outgoing / 1 received / 2 missed; `Date` = the call's start in UTC; `ReferenceId` = our call id (the id
@@ -24,7 +24,7 @@ from callbridge.crm.minicrm.settings import MiniCrmSettings
 from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError, limiter
 
 PATH = "/Api/CallLog"
-MAX_BATCH = 1000  # records per request: the seed names no limit; this keeps a body under ~150 kB
+MAX_BATCH = 1000  # records per request: MiniCRM documents no limit; this keeps a body under ~150 kB
 RATE_PER_SECOND = 5.0  # undocumented; modest, and 429/5xx are retried
 REJECT_COUNTERS = ("Missing", "NotFound", "Skipped")
 OK_COUNTERS = ("Processed", "Exists")

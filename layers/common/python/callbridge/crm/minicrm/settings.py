@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from callbridge.core.config import CrmSettings, DeliveryMode, Secret, expand_env
 
-MINICRM_IPS = ("195.228.75.210", "195.228.75.211")  # MiniCRM's documented downloader IPs (specs/minicrm.md)
+MINICRM_IPS = ("195.228.75.210", "195.228.75.211")  # MiniCRM's documented downloader IPs (docs/minicrm.md)
 
 
 class MiniCrmSettings(CrmSettings):

@@ -1,4 +1,4 @@
-"""retailCRM API v5 client: the calls we make to retailCRM (specs/retailcrm.md, seed 001).
+"""retailCRM API v5 client: the calls we make to retailCRM (docs/retailcrm.md).
 
 Auth is the `X-API-KEY` header. Nested data travels as a JSON string inside a form field (`calls=…`,
 `event=…`, `integrationModule=…`). Errors look like `{"success": false, "errorMsg": …, "errors": …}`.
@@ -15,7 +15,7 @@ import httpx
 
 from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, limiter
 
-UPLOAD_LIMIT = 50  # calls per telephony/calls/upload request (seed 001)
+UPLOAD_LIMIT = 50  # calls per telephony/calls/upload request: retailCRM's own limit
 RATE_PER_SECOND = 10.0  # commonly cited per-account limit; 429/503 are retried as "slow down"
 
 

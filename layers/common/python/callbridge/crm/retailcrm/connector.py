@@ -1,5 +1,5 @@
 """retailCRM call history connector: `POST /api/v5/telephony/calls/upload`, at most 50 calls per
-request (specs/retailcrm.md, seed 001; the client is callbridge.crm.retailcrm.api).
+request (docs/retailcrm.md; the client is callbridge.crm.retailcrm.api).
 
 Fields: `date` in the account's time zone (`Y-m-d H:i:s`, as retailCRM expects), `type` in/out,
 `phone`, `code` + `userId` of the manager, `result`, `duration`, `externalId` = our call id (retailCRM
@@ -11,11 +11,23 @@ in `errors` (`calls[3][phone]`); when it doesn't, the batch is halved until they
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from callbridge.core.accounts import Account
+from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
-from callbridge.crm.base import CONFIG_STATUSES, CallRecords, DeliveryContext, Record, RecordResult, send_batch
+from callbridge.crm.base import (
+    CONFIG_STATUSES,
+    Callback,
+    CallRecords,
+    DeliveryContext,
+    Record,
+    RecordResult,
+    Responsible,
+    send_batch,
+)
 from callbridge.crm.retailcrm.api import UPLOAD_LIMIT, RetailCrmApi, RetailCrmError
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
 from callbridge.infra.http import RetryPolicy, TransientHttpError
@@ -48,6 +60,37 @@ def faulty_indexes(errors: Any, size: int) -> set[int]:
 class RetailCrmConnector:
     kind = "retailcrm"
     max_batch = UPLOAD_LIMIT
+
+    # Optional capabilities (callbridge.crm.base), each in its own module, loaded when used.
+    @staticmethod
+    def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) -> bool:
+        from callbridge.crm.retailcrm.cards import send_live
+
+        return send_live(account, settings, message)
+
+    @staticmethod
+    def lookup_responsible(account: Account, settings: CrmSettings, e164: str, timeout_s: float) -> Responsible:
+        from callbridge.crm.retailcrm.managers import lookup_responsible
+
+        return lookup_responsible(account, settings, e164, timeout_s)
+
+    @staticmethod
+    def read_callback(query: Mapping[str, str]) -> Callback:
+        from callbridge.crm.retailcrm.callbacks import read_callback
+
+        return read_callback(query)
+
+    @staticmethod
+    def callback_user(users: Sequence[UserMapping], callback: Callback) -> UserMapping | None:
+        from callbridge.crm.retailcrm.callbacks import callback_user
+
+        return callback_user(users, callback)
+
+    @staticmethod
+    def register_module(account: Account, settings: CrmSettings, base_url: str) -> dict[str, Any]:
+        from callbridge.crm.retailcrm.registration import register_module
+
+        return register_module(account, settings, base_url)
 
     def __init__(
         self,

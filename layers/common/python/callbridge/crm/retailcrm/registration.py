@@ -1,18 +1,20 @@
-"""retailCRM telephony module registration (specs/retailcrm.md, seed 001 "Registering and setting
-the telephony"): `POST /api/v5/integration-modules/{code}/edit` creates the module or, when one with
-that code exists, changes it - so running it again updates and never duplicates.
+"""retailCRM telephony module registration (docs/clicktocall.md, "retailCRM module registration"):
+`POST /api/v5/integration-modules/{code}/edit` creates the module or, when one with that code exists,
+changes it - so running it again updates and never duplicates.
 
-`clientId` goes at the top level (API v5) and, as in the seed's example, inside
-`integrations.telephony` too; the telephony fields keep the seed's layout.
+`clientId` goes at the top level (API v5) and inside `integrations.telephony` too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from callbridge.core.accounts import Account, get_account
-from callbridge.core.users import mapped_users, retailcrm_code
-from callbridge.infra import secrets
+from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
+from callbridge.crm.base import secret, with_secrets
+from callbridge.crm.retailcrm.settings import RetailCrmSettings
+from callbridge.crm.retailcrm.users import retailcrm_code
 
 MODULE_NAME = "CallBridge"
 
@@ -29,20 +31,18 @@ def callback_urls(base_url: str, account_id: str) -> dict[str, str]:
     }
 
 
-def module_payload(account: Account, crm: dict[str, Any], client_id: str, base_url: str) -> dict[str, Any]:
+def module_payload(
+    account_id: str, users: Sequence[UserMapping], settings: RetailCrmSettings, client_id: str, base_url: str
+) -> dict[str, Any]:
     """The `integrationModule` JSON for one of the account's retailCRMs."""
     codes = [
-        {"userId": str(user["retailcrm_user_id"]), "code": retailcrm_code(user)}
-        for user in mapped_users(account)
-        if user.get("retailcrm_user_id") is not None and retailcrm_code(user)
+        {"userId": str(user.retailcrm_user_id), "code": code}
+        for user in users
+        if user.retailcrm_user_id is not None and (code := retailcrm_code(user))
     ]
-    phones = [
-        {"siteCode": str(p["site_code"]), "externalPhone": str(p["external_phone"])}
-        for p in crm.get("external_phones") or []
-        if isinstance(p, dict)
-    ]
+    phones = [{"siteCode": p.site_code, "externalPhone": p.external_phone} for p in settings.external_phones]
     return {
-        "code": str(crm.get("module_code") or "callbridge"),
+        "code": settings.module_code,
         "active": True,
         "name": MODULE_NAME,
         "clientId": client_id,
@@ -51,7 +51,7 @@ def module_payload(account: Account, crm: dict[str, Any], client_id: str, base_u
         "integrations": {
             "telephony": {
                 "clientId": client_id,
-                **callback_urls(base_url, account.id),
+                **callback_urls(base_url, account_id),
                 "allowEdit": False,
                 "inputEventSupported": True,
                 "outputEventSupported": True,
@@ -64,28 +64,33 @@ def module_payload(account: Account, crm: dict[str, Any], client_id: str, base_u
 
 
 def register(account_id: str, base_url: str, *, crm_name: str | None = None) -> dict[str, Any]:
-    """Register (or update) the module in the account's retailCRM; returns the payload sent."""
-    from callbridge.crm.retailcrm.api import RetailCrmApi
-
+    """Register (or update) the module in the account's retailCRM (`crm_name`, default the first);
+    returns the payload sent."""
     if not base_url.startswith(("https://", "http://")):
         raise RegistrationError("the public base URL of the API must be an http(s) URL")
     account = get_account(account_id, refresh=True)
     crms = [
         c
-        for c in account.config.get("crms") or []
-        if isinstance(c, dict) and c.get("kind") == "retailcrm" and (crm_name is None or c.get("name") == crm_name)
+        for c in account.settings.crms
+        if isinstance(c, RetailCrmSettings) and (crm_name is None or c.name == crm_name)
     ]
     if not crms:
         raise RegistrationError(f"account {account_id} has no retailCRM{f' named {crm_name}' if crm_name else ''}")
-    crm = crms[0]
-    values = secrets.account_secrets(account_id, force=True)
-    name = str(crm["name"])
-    client_id = values.get(secrets.crm_secret_name(name, "client_id"))
-    api_key = values.get(secrets.crm_secret_name(name, "api_key"))
-    if not client_id or not api_key:
-        raise RegistrationError(f"account {account_id}: retailCRM {name} has no client_id or api_key in SSM")
-    payload = module_payload(account, crm, client_id, base_url)
-    api = RetailCrmApi(str(crm["base_url"]), api_key)
+    return register_module(account, crms[0], base_url)
+
+
+def register_module(account: Account, settings: CrmSettings, base_url: str) -> dict[str, Any]:
+    """Register (or update) the module in this retailCRM of the account; returns the payload sent.
+    The secrets are read afresh: an operator runs it right after putting them."""
+    from callbridge.crm.retailcrm.api import RetailCrmApi
+
+    assert isinstance(settings, RetailCrmSettings)
+    filled = with_secrets(account.id, settings, force=True)
+    client_id, api_key = secret(filled, "client_id"), secret(filled, "api_key")
+    if STORED_SECRET in (client_id, api_key):
+        raise RegistrationError(f"account {account.id}: retailCRM {settings.name} has no client_id or api_key in SSM")
+    payload = module_payload(account.id, account.settings.users, settings, client_id, base_url)
+    api = RetailCrmApi(settings.base_url, api_key)
     try:
         api.edit_module(payload)
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -28,6 +28,15 @@ class RetailCrmSettings(CrmSettings):
     call_events: bool = Field(default=True, description="Send call cards (in) and hangups as they happen")
     default_user_id: int | None = Field(default=None, description="userId for calls of unmapped PBX users")
     external_phones: list[ExternalPhone] = Field(default_factory=list)
+
+    # The optional capabilities retailCRM offers (callbridge.crm.base).
+    responsible_lookup: ClassVar[bool] = True
+    click_to_call_secret: ClassVar[str] = "client_id"
+    module_registration: ClassVar[bool] = True
+
+    @property
+    def live_cards(self) -> bool:
+        return self.call_events
 
     @field_validator("api_key", "client_id", mode="before")
     @classmethod

@@ -1,5 +1,9 @@
-"""Click-to-call: a CRM (retailCRM's makeCallUrl, or anyone with the account's API key) asks us to
-make the account's PBX ring a manager and then dial a client.
+"""Click-to-call: a CRM (its own make-call request, or anyone with the account's API key) asks us to
+make the account's PBX ring a manager and then dial a client (docs/clicktocall.md).
+
+A CRM's requests are its own protocol (callbridge.crm.base.Callbacks): the CRMs of the account that
+authorize click-to-call (`click_to_call_secret`) are checked against the secret presented, and the
+CRM's connector reads the rest. The same authorization covers a CRM's manager-status reports.
 
 PBX side: the account's PBX adapter's `dialer` (callbridge.pbx.base), e.g. Cloud PBX `makeCall`
 (docs/cloudpbx.md) or telediscount `outcome` (docs/telediscount.md); a PBX without one cannot
@@ -11,12 +15,15 @@ status our API answers and a message safe to show (no secret, no URL).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from callbridge.core.accounts import Account, UnknownAccount, get_account
+from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.phones import normalize
-from callbridge.features.users import find_user
+from callbridge.crm.base import Callbacks, click_to_call_secret
+from callbridge.crm.base import query_phone as query_phone
 from callbridge.infra import secrets
 from callbridge.pbx.base import ClickToCallRefused, adapter_of
 
@@ -68,18 +75,26 @@ def load_account(account_id: str, refusal: str = "Invalid credentials") -> Accou
         raise Unauthorized(refusal) from None
 
 
-def authorize_retailcrm(account: Account, client_id: str) -> dict[str, Any]:
-    """The account's retailCRM whose `clientId` this is (constant-time, against every retailCRM of
-    the account); Unauthorized otherwise."""
-    crms = [c for c in account.config.get("crms") or [] if isinstance(c, dict) and c.get("kind") == "retailcrm"]
-    if not client_id or not crms:
+def callback_crms(account: Account, kind: str) -> list[CrmSettings]:
+    """The account's CRMs of `kind` that authorize click-to-call; Unauthorized when there is none."""
+    crms = [c for c in account.settings.crms if c.kind == kind and click_to_call_secret(c)] if account.has_crms else []
+    if not crms:
         raise Unauthorized(INVALID_CLIENT_ID)
-    found: list[dict[str, Any]] = []
+    return crms
+
+
+def authorize_crm(account: Account, crms: list[CrmSettings], presented: str) -> CrmSettings:
+    """The CRM whose click-to-call secret was presented (constant-time, against every one of
+    `crms`); Unauthorized otherwise."""
+    if not presented:
+        raise Unauthorized(INVALID_CLIENT_ID)
+    found: list[CrmSettings] = []
 
     def check(values: dict[str, str]) -> bool:
         found.clear()
         for crm in crms:
-            if secrets.matches_any(client_id, [values.get(secrets.crm_secret_name(str(crm["name"]), "client_id"), "")]):
+            name = secrets.crm_secret_name(crm.name, click_to_call_secret(crm) or "")
+            if secrets.matches_any(presented, [values.get(name, "")]):
                 found.append(crm)
         return bool(found)
 
@@ -102,13 +117,54 @@ def authorize_api_key(account: Account, authorization: str | None) -> None:
         raise Unauthorized("Invalid credentials")
 
 
-def query_phone(raw: str | None) -> str:
-    """A phone from a query string: an unencoded `+` (retailCRM's own example) decodes to a space."""
-    value = raw or ""
-    return "+" + value.strip() if value.startswith(" ") and value.strip()[:1].isdigit() else value.strip()
+def _callbacks(kind: str) -> Callbacks:
+    from callbridge import registry
+
+    found: Callbacks = registry.crm_connector(kind)
+    return found
 
 
-def make_call(account: Account, user: dict[str, Any] | None, phone: str, *, clid: str | None = None) -> Placed:
+def crm_make_call(account_id: str, kind: str, query: Mapping[str, str]) -> Placed:
+    """A CRM's make-call request: its secret, the manager it names, the number."""
+    account = load_account(account_id, INVALID_CLIENT_ID)
+    crms = callback_crms(account, kind)
+    callbacks = _callbacks(kind)
+    request = callbacks.read_callback(query)
+    authorize_crm(account, crms, request.secret)
+    if not request.phone:
+        raise ClickToCallError("phone is required")
+    user = callbacks.callback_user(account.settings.users, request)
+    return make_call(account, user, request.phone, clid=request.clid)
+
+
+def crm_user_status(account_id: str, kind: str, query: Mapping[str, str]) -> tuple[str, str]:
+    """A CRM's report of a manager's status, stored for routing; (PBX user, status)."""
+    from callbridge.features.routing import STATUSES, store_status
+
+    account = load_account(account_id, INVALID_CLIENT_ID)
+    crms = callback_crms(account, kind)
+    callbacks = _callbacks(kind)
+    request = callbacks.read_callback(query)
+    authorize_crm(account, crms, request.secret)
+    status = request.status.strip().lower()
+    if status not in STATUSES:
+        raise ClickToCallError(f"status must be one of {', '.join(STATUSES)}")
+    user = callbacks.callback_user(account.settings.users, request)
+    if user is None:
+        raise UnknownUser("No PBX user is mapped to this CRM user")
+    store_status(account.id, user.pbx_user, status, request.manager)
+    return user.pbx_user, status
+
+
+def api_make_call(account_id: str, authorization: str | None, user: str | None, extension: str | None, phone: str,
+                  clid: str | None) -> Placed:  # fmt: skip
+    """`POST /v1/{account}/calls`: the account's API key, a PBX user or extension, the number."""
+    account = load_account(account_id)
+    authorize_api_key(account, authorization)
+    return make_call(account, resolve_api_user(account, user, extension), phone, clid=clid)
+
+
+def make_call(account: Account, user: UserMapping | None, phone: str, *, clid: str | None = None) -> Placed:
     if user is None:
         raise UnknownUser("No PBX user is mapped to this CRM user")
     number = normalize(phone, account.phone_region)
@@ -119,19 +175,16 @@ def make_call(account: Account, user: dict[str, Any] | None, phone: str, *, clid
     if dial is None:
         raise NotConfigured(f"a {account.pbx_kind or 'missing'} PBX cannot place calls")
     try:
-        call_id = dial(account, user, number.e164, clid)
+        call_id = dial(account, user.model_dump(exclude_none=True), number.e164, clid)
     except ClickToCallRefused as refused:
         raise ClickToCallError(refused.message, refused.status) from None
-    return Placed(account.id, str(user["pbx_user"]), number.e164, call_id)
+    return Placed(account.id, user.pbx_user, number.e164, call_id)
 
 
-def resolve_retailcrm_user(account: Account, code: str | None, user_id: str | None) -> dict[str, Any] | None:
-    return find_user(account, crm_code=(code or "").strip() or None, retailcrm_user_id=(user_id or "").strip() or None)
-
-
-def resolve_api_user(account: Account, user: str | None, extension: str | None) -> dict[str, Any] | None:
+def resolve_api_user(account: Account, user: str | None, extension: str | None) -> UserMapping | None:
+    users = account.settings.users
     if user:
-        return find_user(account, pbx_user=user)
+        return next((u for u in users if u.pbx_user == user), None)
     if extension:
-        return find_user(account, extension=extension)
+        return next((u for u in users if (u.extension or "") == extension), None)
     return None

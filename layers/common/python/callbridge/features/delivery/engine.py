@@ -24,19 +24,20 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from callbridge.core import live
 from callbridge.core.accounts import Account, UnknownAccount, get_account
-from callbridge.core.config import UserMapping
-from callbridge.core.handoff import crms_of, send_messages
+from callbridge.core.config import CrmSettings
+from callbridge.core.handoff import send_messages
 from callbridge.core.model import Call
-from callbridge.crm.base import CallRecords, Connector, DeliveryContext, Record, RecordResult
+from callbridge.crm.base import CallRecords, Connector, DeliveryContext, LiveCards, Record, RecordResult
 from callbridge.crm.registry import connector as make_connector
-from callbridge.crm.registry import settings_model
-from callbridge.crm.retailcrm import cards as events
-from callbridge.infra import aws, clock, secrets
+from callbridge.crm.registry import connector_class, with_secrets
+from callbridge.infra import clock
 from callbridge.infra.http import RetryPolicy
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.store import deliveries as store
+from callbridge.store.accounts import list_accounts
 from callbridge.store.calls import call_key
 
 RECORDING_STORED = "stored"
@@ -97,7 +98,7 @@ class Report:
 
 # -- sending -----------------------------------------------------------------------------------------
 def _context(account: Account) -> DeliveryContext:
-    users = [UserMapping.model_validate(u) for u in account.config.get("users") or []]
+    users = list(account.settings.users)
     settings = get_settings()
 
     def recording_url(call_id: str) -> str:
@@ -110,11 +111,11 @@ def _context(account: Account) -> DeliveryContext:
     return DeliveryContext(account=account.id, timezone=account.timezone, users=users, recording_url=recording_url)
 
 
-ConnectorFactory = Callable[[dict[str, Any], Account], Connector]
+ConnectorFactory = Callable[[CrmSettings, Account], Connector]
 
 
-def default_connector(crm: dict[str, Any], account: Account) -> Connector:
-    settings = settings_model(crm, secrets.account_secrets(account.id))
+def default_connector(crm: CrmSettings, account: Account) -> Connector:
+    settings = with_secrets(account.id, crm)
     options = get_settings()
     retry = replace(HTTP_RETRY, attempts=options.delivery_http_attempts)
     return make_connector(settings, _context(account), retry=retry, timeout_s=options.delivery_http_timeout_s)
@@ -153,13 +154,13 @@ def _parallel(func: Callable[..., Any], args: Iterable[tuple[Any, ...]]) -> list
 
 
 def process(
-    account: Account, crm: dict[str, Any], call_ids: list[str], *, connector_for: ConnectorFactory | None = None
+    account: Account, crm: CrmSettings, call_ids: list[str], *, connector_for: ConnectorFactory | None = None
 ) -> Report:
     """Claim, send and mark the deliveries of `call_ids` to one CRM of one account."""
     settings = get_settings()
     now = clock.now()
     owner = uuid.uuid4().hex
-    name = str(crm["name"])
+    name = crm.name
     report = Report()
     claimed = [
         item
@@ -172,7 +173,7 @@ def process(
     report.claimed = len(claimed)
     if not claimed:
         return report
-    report.per_crm[str(crm.get("kind"))] = len(claimed)
+    report.per_crm[crm.kind] = len(claimed)
     items = {str(i["call_id"]): i for i in claimed}
     calls = _read_calls(account.id, list(items))
     connector = (connector_for or default_connector)(crm, account)
@@ -295,7 +296,7 @@ class _Message:
     account: str
     crm: str
     call_id: str
-    event: dict[str, Any] | None
+    card: dict[str, Any] | None  # a live card message (callbridge.core.live), else a call to deliver
 
 
 def _parse(message_id: str, body: str) -> _Message | None:
@@ -306,11 +307,15 @@ def _parse(message_id: str, body: str) -> _Message | None:
     except (ValueError, TypeError, KeyError):
         logger().error("malformed delivery message dropped")
         return None
-    event = message.get("event") if message.get("kind") == events.KIND else None
-    if event is None and not call_id:
+    if message.get("kind") == live.KIND:
+        if not isinstance(message.get("live"), dict) and not isinstance(message.get("event"), dict):
+            logger().error("call card message without an event dropped")
+            return None
+        return _Message(message_id, account_id, crm_name, call_id, message)
+    if not call_id:
         logger().error("delivery message without a call id dropped")
         return None
-    return _Message(message_id, account_id, crm_name, call_id, event if isinstance(event, dict) else None)
+    return _Message(message_id, account_id, crm_name, call_id, None)
 
 
 def deliver_messages(
@@ -319,9 +324,9 @@ def deliver_messages(
     """One batch of realtime queue messages (message id, body); returns the report and the ids of
     the messages to leave on the queue.
 
-    A body is {account, call_id, crm} (a call to deliver) or {kind: call_event, account, crm, event}
-    (a retailCRM call card, callbridge.crm.retailcrm.cards). The calls of one CRM go out together in the
-    fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
+    A body is {account, call_id, crm} (a call to deliver) or {kind: call_event, account, crm, live}
+    (a live call card, callbridge.core.live), handed to that CRM's connector. The calls of one CRM go
+    out together in the fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
     records it and the drain retries when due); only a crash (DynamoDB unreachable…) fails the
     messages it concerns, for SQS to redeliver."""
     total = Report()
@@ -341,18 +346,18 @@ def deliver_messages(
             logger().exception("could not read the account of delivery messages")
             failed.extend(m.id for m in group)
             continue
-        crm = next((c for c in crms_of(account) if c["name"] == crm_name), None)
+        crm = account.settings.crm(crm_name)
         if crm is None:
             logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
             continue
         # Call cards first and in order: `in` before `hangup` of the same call.
-        for message in (m for m in group if m.event is not None):
+        for message in (m for m in group if m.card is not None):
             try:
-                events.send(account, crm, message.event or {})
+                _show_card(account, crm, message.card or {})
             except Exception:
-                logger().exception("a retailCRM call event failed", extra={"crm": crm_name})
+                logger().exception("a live call card failed", extra={"crm": crm_name})
                 failed.append(message.id)
-        calls = [m for m in group if m.event is None]
+        calls = [m for m in group if m.card is None]
         if not calls:
             continue
         try:
@@ -364,6 +369,13 @@ def deliver_messages(
         total.add(report)
         _queue_retries(account_id, report.retry_in)
     return total, failed
+
+
+def _show_card(account: Account, crm: CrmSettings, message: dict[str, Any]) -> None:
+    if not live.has_live_cards(crm):
+        return  # switched off since the card was queued
+    cards: LiveCards = connector_class(crm.kind)
+    cards.send_live(account, with_secrets(account.id, crm), message)
 
 
 def _queue_retries(account_id: str, retry_in: dict[tuple[str, str], int]) -> None:
@@ -378,22 +390,6 @@ def _queue_retries(account_id: str, retry_in: dict[tuple[str, str], int]) -> Non
             logger().exception("could not queue a realtime retry: the drain sends it when due")
 
 
-def account_ids() -> list[str]:
-    found: list[str] = []
-    kwargs: dict[str, Any] = {
-        "TableName": get_settings().accounts_table,
-        "FilterExpression": "sk = :config",
-        "ExpressionAttributeValues": {":config": {"S": "CONFIG"}},
-        "ProjectionExpression": "pk",
-    }
-    while True:
-        response = aws.dynamodb().scan(**kwargs)
-        found.extend(str(i["pk"]["S"]).removeprefix("ACCOUNT#") for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return sorted(found)
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-
 def drain(
     *,
     accounts: list[str] | None = None,
@@ -405,14 +401,14 @@ def drain(
     batch goes out in the fewest requests; stops starting new chunks when time runs short."""
     settings = get_settings()
     total = Report()
-    for account_id in accounts if accounts is not None else account_ids():
+    for account_id in accounts if accounts is not None else list_accounts():
         try:
             account = get_account(account_id, refresh=True)
         except UnknownAccount:
             continue
-        for crm in crms_of(account):
+        for crm in account.settings.crms:
             while time_left_ms is None or time_left_ms() > 60_000:
-                due = list(store.due(account_id, str(crm["name"]), clock.now(), settings.delivery_chunk))
+                due = list(store.due(account_id, crm.name, clock.now(), settings.delivery_chunk))
                 if not due:
                     break
                 try:
@@ -420,7 +416,7 @@ def drain(
                 except Exception:
                     # One CRM's trouble (a missing secret, a bad config) must not stop the others;
                     # its deliveries stay pending and the next run tries again.
-                    logger().exception("delivery to a CRM failed", extra={"account": account_id, "crm": crm["name"]})
+                    logger().exception("delivery to a CRM failed", extra={"account": account_id, "crm": crm.name})
                     break
                 total.add(report)
                 if report.claimed == 0 or len(due) < settings.delivery_chunk:

@@ -9,6 +9,10 @@ from callbridge.core.accounts import Account
 from callbridge.infra.observability import bind, logger, redact
 from callbridge.pbx.cloudpbx import ingest, protocol
 
+# The event types a live call card follows (callbridge.core.live): (stage, direction, answered).
+LIVE: dict[str, tuple[Any, Any, bool]] = {"INCOMING": ("ringing", "in", False), "OUTGOING": ("ringing", "out", False),
+                                          "COMPLETED": ("ended", None, True), "CANCELLED": ("ended", None, False)}  # fmt: skip
+
 
 def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
     raw = redact(fields)
@@ -18,10 +22,13 @@ def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, d
     elif cmd == "event":
         event = protocol.parse_event(fields, raw)
         applied = ingest.record_event(account, event)
-        if applied:
-            from callbridge.crm.retailcrm.cards import queue_call_events
+        if applied and event.type in LIVE:
+            from callbridge.core import live
 
-            queue_call_events(account, event.type, event.user, event.phone, event.callid, event.diversion)
+            stage, direction, answered = LIVE[event.type]
+            found = live.event(account, stage, event.callid, event.phone, (event.user,), direction=direction,
+                               our_number=event.diversion, answered=answered)  # fmt: skip
+            live.publish(account, found)
     else:
         applied = ingest.record_rating(account, protocol.parse_rating(fields, raw))
     if not applied:

@@ -1,4 +1,4 @@
-"""retailCRM call cards for telediscount calls (callbridge.crm.retailcrm.cards).
+"""Live call cards for telediscount calls (callbridge.core.live).
 
 The `incoming` webhook names no ringing user, but telediscount forwards a known contact's call to the
 SIP account of the contact's responsible user (docs/telediscount.md, "Mapping CRM users ↔ SIP
@@ -12,18 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from callbridge.core import live
 from callbridge.core.accounts import Account
-from callbridge.core.handoff import crms_of
 from callbridge.core.phones import normalize
-from callbridge.crm.retailcrm.cards import queue_call_events
 from callbridge.infra.observability import logger
 from callbridge.store import calls, contacts
 
 
 def _responsible(account: Account, phone: str) -> tuple[str, str] | None:
     """The caller's E.164 number and its contact's responsible user, when both are known (and
-    there is a retailCRM to show a card in: otherwise no lookup at all)."""
-    if not any(c.get("kind") == "retailcrm" and c.get("call_events", True) for c in crms_of(account)):
+    there is a CRM to show a card in: otherwise no lookup at all)."""
+    if not live.wanted(account):
         return None
     e164 = normalize(phone, account.phone_region).e164
     if e164 is None:
@@ -39,7 +38,10 @@ def incoming(account: Account, fields: Mapping[str, Any]) -> None:
         if found:
             phone, user = found
             call_id = str(fields.get("api_call_id") or "")
-            queue_call_events(account, "INCOMING", user, phone, call_id, str(fields.get("num_m") or "") or None)
+            ours = str(fields.get("num_m") or "") or None
+            live.publish(
+                account, live.event(account, "ringing", call_id, phone, (user,), direction="in", our_number=ours)
+            )
     except Exception:
         logger().exception("could not open a retailCRM call card for a telediscount call")
 
@@ -54,7 +56,9 @@ def finished(account: Account, fields: Mapping[str, Any]) -> None:
         if found:
             phone, user = found
             answered = str(fields.get("connection_time") or "0").strip() not in ("", "0")
-            kind = "COMPLETED" if answered else "CANCELLED"
-            queue_call_events(account, kind, user, phone, call_id, str(fields.get("num_m") or "") or None)
+            ours = str(fields.get("num_m") or "") or None
+            live.publish(
+                account, live.event(account, "ended", call_id, phone, (user,), our_number=ours, answered=answered)
+            )
     except Exception:
         logger().exception("could not close a retailCRM call card for a telediscount call")

@@ -1,0 +1,108 @@
+"""Live call cards: a PBX reports that a call rings, was answered or ended, and every CRM of the
+account that shows live cards gets the event (docs/delivery.md).
+
+The PBX webhooks call `publish`, which only queues one message per such CRM on the delivery queue
+(a few ms); the delivery worker hands it to that CRM's connector, which maps the canonical event to
+its own protocol. A card is useful for seconds: a failed send is logged and dropped, never retried;
+the call itself is delivered by the delivery path whatever happens here.
+
+Which CRMs show cards is declared by their settings model (`live_cards`, a ClassVar or a property
+switched by an account-file field), so publishing imports no connector.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from callbridge.core.phones import normalize
+from callbridge.infra import aws
+from callbridge.infra.observability import logger
+from callbridge.infra.settings import get_settings
+
+if TYPE_CHECKING:
+    from callbridge.core.accounts import Account
+    from callbridge.core.config import CrmSettings
+
+LIVE_CARDS = "live_cards"  # the capability's name on a CRM's settings model
+KIND = "call_event"  # the queue message's `kind` (the worker's dispatch)
+
+Stage = Literal["ringing", "answered", "ended"]
+LiveDirection = Literal["in", "out"]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """One moment of a call, whatever PBX reported it."""
+
+    stage: Stage
+    call_id: str
+    phone: str  # the client's number, E.164 when it is a number
+    users: tuple[str, ...]  # the PBX users concerned (whose phone rings, who answered)
+    direction: LiveDirection | None = None  # None when the PBX does not say (an ended leg)
+    our_number: str | None = None  # E.164 of our number the call came through
+    answered: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "users": list(self.users)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LiveEvent:
+        direction = data.get("direction")
+        return cls(
+            stage=data["stage"],
+            call_id=str(data["call_id"]),
+            phone=str(data["phone"]),
+            users=tuple(str(u) for u in data.get("users") or ()),
+            direction=direction if direction in ("in", "out") else None,
+            our_number=str(data["our_number"]) if data.get("our_number") else None,
+            answered=bool(data.get("answered")),
+        )
+
+
+def event(account: Account, stage: Stage, call_id: str, phone: str, users: tuple[str, ...], *,
+          direction: LiveDirection | None = None, our_number: str | None = None,
+          answered: bool = False) -> LiveEvent:  # fmt: skip
+    """A LiveEvent with the numbers as the PBX sent them normalized in the account's region."""
+    ours = normalize(our_number, account.phone_region).key if our_number else None
+    return LiveEvent(stage, call_id, normalize(phone, account.phone_region).key, users, direction, ours or None,
+                     answered)  # fmt: skip
+
+
+def has_live_cards(settings: CrmSettings) -> bool:
+    return getattr(settings, LIVE_CARDS, False) is True
+
+
+def card_crms(account: Account) -> list[CrmSettings]:
+    """The account's CRMs that show live cards (parses the typed settings only when it has CRMs)."""
+    if not account.has_crms:
+        return []
+    return [crm for crm in account.settings.crms if has_live_cards(crm)]
+
+
+def wanted(account: Account) -> bool:
+    """Whether any CRM of the account shows cards: a PBX may skip the lookups a card needs."""
+    return bool(card_crms(account))
+
+
+def publish(account: Account, live: LiveEvent) -> None:
+    """Queue the event for every CRM of the account that shows cards. Never raises: the PBX's
+    answer must not depend on a call card."""
+    try:
+        crms = card_crms(account)
+        queue_url = get_settings().delivery_queue_url
+        if not crms or not queue_url:
+            return
+        entries: list[Any] = [
+            {"Id": str(i), "MessageBody": json.dumps(message(account.id, crm.name, live))} for i, crm in enumerate(crms)
+        ]
+        aws.sqs().send_message_batch(QueueUrl=queue_url, Entries=entries)
+    except Exception:
+        logger().exception("could not queue a live call card")
+
+
+def message(account_id: str, crm_name: str, live: LiveEvent) -> dict[str, Any]:
+    """The queue message of one card for one CRM. Messages queued before live events were canonical
+    carry the CRM's own `event` instead of `live`: the CRM's connector takes both."""
+    return {"kind": KIND, "account": account_id, "crm": crm_name, "live": live.as_dict()}

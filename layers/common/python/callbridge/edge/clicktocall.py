@@ -1,0 +1,114 @@
+"""The click-to-call family of JSON APIs (docs/clicktocall.md): API Gateway parsing and one error
+mapping for all of them. A refusal keeps its status, a malformed request is 400 / 422, an unknown
+route 404, our own failure a retryable 503 — never a 500.
+
+- GET /v1/{account}/{crm}/make-call: a CRM's click-to-call (retailCRM's makeCallUrl). 200 only when
+  the PBX accepted the call; the CRM shows any other status to the manager as a failed call.
+- POST /v1/{account}/calls: the same for any CRM or script: JSON `{user | extension, phone, clid?}`,
+  `Authorization: Bearer <account API key>`.
+- GET /v1/{account}/{crm}/user-status: a CRM's report of a manager's status (retailCRM's
+  changeUserStatusUrl); the contact path routes to a manager only while it is `free`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from callbridge.features import clicktocall
+from callbridge.features.clicktocall import ClickToCallError
+from callbridge.infra.observability import bind, logger
+
+JSON = "application/json"
+
+
+class CallRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(default=None, min_length=1, max_length=256, description="PBX user")
+    extension: str | None = Field(default=None, min_length=1, max_length=32, description="or their extension")
+    phone: str = Field(min_length=1, max_length=64, description="Number to call, any format")
+    clid: str | None = Field(default=None, max_length=64, description="Caller id to present (Cloud PBX)")
+
+    @model_validator(mode="after")
+    def _who(self) -> CallRequest:
+        if not self.user and not self.extension:
+            raise ValueError("give user or extension")
+        return self
+
+
+def _query(app: APIGatewayHttpResolver) -> dict[str, str]:
+    return dict(app.current_event.query_string_parameters or {})
+
+
+def make_call_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.get("/v1/<account>/<crm>/make-call")
+    def crm_make_call(account: str, crm: str) -> Response[Any]:
+        bind(account=account)
+        placed = clicktocall.crm_make_call(account, crm, _query(app))
+        logger().info("click-to-call placed", extra={"pbx_user": placed.pbx_user, "source": crm})
+        return Response(200, JSON, placed.as_dict())
+
+    @app.post("/v1/<account>/calls")
+    def api_make_call(account: str, request: CallRequest) -> Response[Any]:
+        bind(account=account)
+        authorization = app.current_event.headers.get("authorization")
+        placed = clicktocall.api_make_call(
+            account, authorization, request.user, request.extension, request.phone, request.clid
+        )
+        logger().info("click-to-call placed", extra={"pbx_user": placed.pbx_user, "source": "api"})
+        return Response(200, JSON, placed.as_dict())
+
+    def invalid(error: RequestValidationError) -> Response[Any]:
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors()
+        ]
+        return Response(422, JSON, {"error": "Invalid request", "details": problems})
+
+    def bad_request(error: BadRequestError) -> Response[Any]:
+        return Response(400, JSON, {"error": error.msg})
+
+    app.exception_handler(RequestValidationError)(invalid)
+    app.exception_handler(BadRequestError)(bad_request)
+    install_error_answers(app, "click-to-call failed")
+    return app
+
+
+def user_status_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver()
+
+    @app.get("/v1/<account>/<crm>/user-status")
+    def user_status(account: str, crm: str) -> Response[Any]:
+        bind(account=account)
+        pbx_user, status = clicktocall.crm_user_status(account, crm, _query(app))
+        logger().info("manager status stored", extra={"pbx_user": pbx_user, "status": status})
+        return Response(200, JSON, {"user": pbx_user, "status": status})
+
+    install_error_answers(app, "storing a manager status failed")
+    return app
+
+
+def install_error_answers(app: APIGatewayHttpResolver, failure: str) -> None:
+    """`failure` is the log message of an unexpected error (a store or SSM outage)."""
+
+    def refused(error: ClickToCallError) -> Response[Any]:
+        if error.status >= 500:
+            logger().warning("the PBX or CRM failed", extra={"status": error.status, "reason": error.message})
+        return Response(error.status, JSON, {"error": error.message})
+
+    def failed(error: Exception) -> Response[Any]:
+        logger().exception(failure)
+        return Response(503, JSON, {"error": "Temporarily unavailable"})
+
+    def not_found(error: Exception) -> Response[Any]:
+        return Response(404, JSON, {"error": "Not found"})
+
+    app.exception_handler(ClickToCallError)(refused)
+    app.exception_handler(Exception)(failed)
+    app.not_found(not_found)
