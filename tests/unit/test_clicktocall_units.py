@@ -1,4 +1,4 @@
-"""Pure pieces of click-to-call, routing and registration (issue 5): no sockets."""
+"""Pure pieces of click-to-call, routing and registration: no sockets."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import UserMapping
+from callbridge.crm.retailcrm import users as retailcrm_users
 from callbridge.crm.retailcrm.managers import customer_name
 from callbridge.crm.retailcrm.registration import module_payload
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
-from callbridge.features.clicktocall import query_phone
-from callbridge.features.users import find_user
+from callbridge.features.clicktocall import query_phone, resolve_api_user
 from callbridge.pbx.cloudpbx.client import pbx_phone
 from callbridge.pbx.telediscount.adapter import outcome_refusal as _telediscount_refusal
 
@@ -24,7 +24,27 @@ USERS = [
 
 
 def account(**config: Any) -> Account:
-    return Account(id="acme", phone_region="RU", timezone="UTC", pbx_kind="cloudpbx", config={"users": USERS, **config})
+    stored = {"account": "acme", "phone_region": "RU", "pbx": {"kind": "cloudpbx"}, "users": USERS, **config}
+    return Account(id="acme", phone_region="RU", timezone="UTC", pbx_kind="cloudpbx", config=stored)
+
+
+def find_user(
+    account: Account,
+    *,
+    pbx_user: str | None = None,
+    extension: str | None = None,
+    crm_code: str | None = None,
+    retailcrm_user_id: str | int | None = None,
+) -> dict[str, Any] | None:
+    """The product's lookups of a mapped user: by PBX user or extension (the calls API), by the
+    retailCRM manager's code, then userId (retailCRM's requests)."""
+    if pbx_user or extension:
+        found = resolve_api_user(account, pbx_user, extension)
+    elif crm_code or retailcrm_user_id not in (None, ""):
+        found = retailcrm_users.find_user(account.settings.users, crm_code, retailcrm_user_id)
+    else:
+        found = None
+    return found.model_dump() if found else None
 
 
 @pytest.mark.parametrize(

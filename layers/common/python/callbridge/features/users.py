@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callbridge.core.accounts import Account, UnknownAccount, get_account
-from callbridge.core.users import find_user, mapped_users, retailcrm_code
 from callbridge.infra import clock
 from callbridge.pbx.base import ListedUser, PbxNotConfigured, adapter_of, adapters
 from callbridge.store import users
@@ -22,9 +21,6 @@ from callbridge.store.accounts import list_accounts
 __all__ = [
     "SyncNotPossible",
     "SyncReport",
-    "find_user",
-    "mapped_users",
-    "retailcrm_code",
     "stored_users",
     "sync_users",
     "syncable_accounts",
@@ -74,7 +70,7 @@ def store_sync(account: Account, listed: Iterable[ListedUser]) -> SyncReport:
     """Record one user list: mapped users get what the PBX says about them, the others are
     (re)listed as unmapped and the ones the PBX no longer lists are dropped from that list."""
     now = clock.iso(clock.now())
-    mapped = {u["pbx_user"] for u in mapped_users(account)}
+    mapped = {u.pbx_user for u in account.settings.users}
     report = SyncReport(account=account.id)
     seen: set[str] = set()
     for user in listed:
