@@ -82,10 +82,6 @@ MINICRM = CrmProfile(
     expected=_minicrm_expected,
     reject=lambda fake, phone: fake.reject_numbers.add(phone),
     violations=lambda fake: list(fake.errors),
-    known_gaps={
-        "echoed_key": "MiniCRM's connector puts the first 300 characters of an error answer's body into "
-        "the rejection reason (stored on the delivery item); a CRM that echoes the request echoes ApiKey",
-    },
 )
 
 

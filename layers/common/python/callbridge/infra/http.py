@@ -10,12 +10,14 @@ whose text may hold a full URL, are never chained.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -137,6 +139,16 @@ class _GiveUp(Exception):
         self.error = error
 
 
+def mask_secrets(text: str, secrets: Sequence[str]) -> str:
+    """`text` with each secret replaced, also in the forms a peer may echo it in: percent-encoded
+    (form and query) and JSON-escaped."""
+    for secret in secrets:
+        forms = {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1]}
+        for form in sorted(forms, key=len, reverse=True):
+            text = text.replace(form, "***")
+    return text
+
+
 class HttpPeer:
     """One remote service. Use `request`; it returns the response of a 2xx (or 3xx) answer or raises
     TransientHttpError / PermanentHttpError after the retries."""
@@ -152,8 +164,12 @@ class HttpPeer:
         rate_limiter: RateLimiter | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        secrets: Sequence[str] = (),
     ):
         self.name = name
+        # Masked in every error's `body`: a peer that echoes our request (a key in a form or JSON
+        # body) must not put the key into a stored rejection reason or a log line.
+        self._secrets = tuple(s for s in secrets if s)
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.rate_limiter = rate_limiter
@@ -239,7 +255,7 @@ class HttpPeer:
         status = response.status_code
         if status < 400:
             return response
-        body = response.text[:4000]
+        body = mask_secrets(response.text[:4000], self._secrets)
         if status in RETRYABLE_STATUS:
             error = TransientHttpError(
                 self.name,

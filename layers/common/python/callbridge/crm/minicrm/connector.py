@@ -68,6 +68,7 @@ class MiniCrmConnector:
             retry=retry,
             timeout_s=timeout_s,
             rate_limiter=limiter(f"minicrm:{base}", RATE_PER_SECOND, burst=5),
+            secrets=(api_key,),
         )
 
     def close(self) -> None:

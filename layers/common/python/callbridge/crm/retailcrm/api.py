@@ -72,6 +72,7 @@ class RetailCrmApi:
             retry=retry,
             transport=transport,
             rate_limiter=limiter(f"retailcrm:{base}", rate_per_second, burst=int(rate_per_second)),
+            secrets=(api_key,),
             **peer_options,
         )
 

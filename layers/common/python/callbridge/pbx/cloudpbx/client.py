@@ -113,6 +113,7 @@ class CloudPbxClient:
             f"{parts.scheme}://{parts.netloc}",
             timeout_s=self._timeout_s,
             retry=RetryPolicy(attempts=attempts, backoff_initial_s=0.2, backoff_max_s=1.0, jitter_s=0.2),
+            secrets=(self._token,),
         )
         try:
             response = peer.request("POST", path, data=fields)
