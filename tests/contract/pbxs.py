@@ -34,14 +34,6 @@ ROTATION_OVERLAP = "rotation_overlap"  # the previous and the current credential
 NOT_A_WEBHOOK = "webhook"  # webhook-only wording of a check; the poll equivalent runs instead
 
 
-# A warm function re-reads an account after a credential it does not know at most every 30 s
-# (core.accounts): a credential it refused in that time is refused until then, even once applied.
-REFRESH_THROTTLE = (
-    "a warm function re-reads the account after an unknown credential at most every 30 s per account "
-    "(core.accounts): a credential refused moments before it was applied stays refused for up to 30 s"
-)
-
-
 @dataclass(frozen=True)
 class Answer:
     """What the PBX got back: an HTTP answer of a webhook, or a scheduled poll's result."""
@@ -121,7 +113,6 @@ CLOUDPBX = PbxProfile(
     accepted=lambda answer: answer.status == 200,
     refused=lambda answer: (answer.status, answer.body) == (401, {"error": "Invalid token"}),  # docs/cloudpbx.md
     raw_attribute="history_raw",
-    known_gaps={"refused_then_applied": REFRESH_THROTTLE},
 )
 
 
@@ -180,7 +171,6 @@ TELEDISCOUNT = PbxProfile(
         ROTATION_OVERLAP: "telediscount has one webhook_secret (the URL path segment): an account cannot "
         "accept a previous and a current one while the PBX cabinet is being changed",
     },
-    known_gaps={"refused_then_applied": REFRESH_THROTTLE},
 )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from callbridge.infra.refresh import RefreshBudget
 from callbridge.store import keys
 from callbridge.store.accounts import get_account_item
 from callbridge.store.keys import ACCOUNT_ID as ACCOUNT_ID
@@ -23,10 +24,9 @@ if TYPE_CHECKING:
     from callbridge.core.config import AccountConfig
 
 _CACHE_SECONDS = 60.0
-# A token that does not match may be a freshly rotated one this warm Lambda has not seen yet: re-read
-# the account then, but at most this often per account, so wrong tokens cannot hammer DynamoDB.
-_REFRESH_INTERVAL = 30.0
-_last_refresh: dict[str, float] = {}
+# A token that does not match may be a freshly rotated one this warm Lambda has not seen yet: the
+# account is re-read then, within a budget per account (infra/refresh.py).
+_refresh = RefreshBudget()
 
 
 class UnknownAccount(LookupError):
@@ -112,9 +112,7 @@ def authenticate(account_id: str, presented: str, *, fast: bool = False) -> Acco
     account = get_account(account_id, fast=fast)
     if account.accepts(presented):
         return account
-    now = time.monotonic()
-    if now - _last_refresh.get(account_id, -_REFRESH_INTERVAL) >= _REFRESH_INTERVAL:
-        _last_refresh[account_id] = now
+    if _refresh.allow(account_id):
         account = get_account(account_id, fast=fast, refresh=True)
         if account.accepts(presented):
             return account
@@ -124,4 +122,4 @@ def authenticate(account_id: str, presented: str, *, fast: bool = False) -> Acco
 def clear_account_cache() -> None:
     _cache.clear()
     _parsed.clear()
-    _last_refresh.clear()
+    _refresh.clear()

@@ -8,12 +8,12 @@ sent to their own peer, and are never logged.
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING
 
 from callbridge.infra import aws
+from callbridge.infra.refresh import RefreshBudget
 from callbridge.infra.settings import get_settings
 
 if TYPE_CHECKING:
@@ -21,9 +21,8 @@ if TYPE_CHECKING:
 
 CACHE_SECONDS = 300
 # A token that does not match may be a freshly rotated one that this warm Lambda has not seen yet:
-# re-read SSM then, but at most this often per account, so wrong tokens cannot hammer SSM.
-_REFRESH_INTERVAL = 30.0
-_last_refresh: dict[str, float] = {}
+# SSM is re-read then, within a budget per account (infra/refresh.py).
+_refresh = RefreshBudget()
 
 # Secret names inside an account's path.
 CRM_TOKEN = "crm_token"
@@ -78,16 +77,14 @@ def matches_any(presented: str, valid: list[str]) -> bool:
 
 def check_with_refresh(account_id: str, check: Callable[[dict[str, str]], bool]) -> bool:
     """`check` against the cached secrets and, if it fails, once more against fresh ones (a secret
-    rotated after this warm Lambda cached it), at most every 30 s per account."""
+    rotated after this warm Lambda cached it), within a budget per account (infra/refresh.py)."""
     if check(account_secrets(account_id)):
         return True
-    now = time.monotonic()
-    if now - _last_refresh.get(account_id, -_REFRESH_INTERVAL) < _REFRESH_INTERVAL:
+    if not _refresh.allow(account_id):
         return False
-    _last_refresh[account_id] = now
     return check(account_secrets(account_id, force=True))
 
 
 def reset_secret_cache() -> None:
     _provider.cache_clear()
-    _last_refresh.clear()
+    _refresh.clear()
