@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from callbridge.infra import refresh
@@ -10,7 +12,7 @@ from callbridge.infra.refresh import RefreshBudget
 
 def test_a_burst_then_one_a_second_per_key(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(refresh.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(refresh, "time", SimpleNamespace(monotonic=lambda: now[0]))
     budget = RefreshBudget(burst=5, per_second=1)
     assert [budget.allow("acme") for _ in range(7)] == [True] * 5 + [False] * 2
     assert budget.allow("other")  # each account has its own budget

@@ -22,7 +22,6 @@ from callbridge.store.calls import Marker
 SOURCE = "ccrm"
 MARKER = Marker(SOURCE, "call", "")
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
-DEFAULT_TIMEZONE = "Europe/Warsaw"
 
 _STATUS = {"answered": Outcome.ANSWERED, "busy": Outcome.BUSY}
 _UNANSWERED = frozenset({"noanswer", "no_answer", "missed"})

@@ -15,14 +15,17 @@ from callbridge.infra import clock
 from callbridge.infra.observability import logger
 from callbridge.pbx.telediscount.client import TelediscountApi
 from callbridge.pbx.telediscount.protocol import INCOMING, SOURCE, final_call, parse_incoming
+from callbridge.pbx.telediscount.settings import TelediscountSettings
 from callbridge.store import calls
 from callbridge.store.updates import Update
 
-DEFAULT_API_URL = "https://my.telediscount.ru/api.php/telephony"
-
 
 def api_url(account: Account) -> str:
-    return str(getattr(account.settings.pbx, "api_url", None) or DEFAULT_API_URL)
+    """The account's telediscount API base (its default is the settings model's)."""
+    settings = account.settings.pbx
+    if not isinstance(settings, TelediscountSettings):
+        raise TypeError(f"account {account.id} has no telediscount PBX")
+    return settings.api_url
 
 
 def record_url(account: Account, call_id: str) -> str:
