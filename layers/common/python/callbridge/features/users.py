@@ -12,9 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
 from callbridge.core.accounts import Account, UnknownAccount, get_account
+from callbridge.features.schedules import each_account
 from callbridge.infra import clock
-from callbridge.pbx.base import ListedUser, PbxNotConfigured, adapter_of, adapters
+from callbridge.infra.observability import logger
+from callbridge.pbx.base import ListedUser, PbxFailure, PbxNotConfigured, adapter_of, adapters
 from callbridge.store import users
 from callbridge.store.accounts import list_accounts
 
@@ -116,3 +120,28 @@ def syncable_accounts() -> list[str]:
             if adapter.lists_users(account):
                 found.append(account_id)
     return sorted(found)
+
+
+def run_sync(named: list[str] | None = None) -> dict[str, Any]:
+    """One sync run over `named` accounts, or every account whose PBX lists its users. One account's
+    failure (PBX down, bad token) is reported and does not stop the others; unmapped users are
+    counted in the metric `UnmappedPbxUsers` (dimension `account`) and logged for the operator."""
+    synced: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    targets = named if named is not None else syncable_accounts()
+    for account, outcome in each_account(targets, sync_users, (UnknownAccount, PbxFailure, SyncNotPossible)):
+        if isinstance(outcome, UnknownAccount):
+            failed[account] = "unknown account"
+            continue
+        if isinstance(outcome, Exception):
+            failed[account] = str(outcome)
+            logger().warning("PBX user sync failed", extra={"account": account, "reason": str(outcome)})
+            continue
+        synced[account] = outcome.as_dict()
+        with single_metric(
+            name="UnmappedPbxUsers", unit=MetricUnit.Count, value=len(outcome.unmapped), namespace="CallBridge"
+        ) as metric:
+            metric.add_dimension(name="account", value=account)
+        if outcome.unmapped:
+            logger().warning("PBX users without a mapping", extra={"account": account, "unmapped": outcome.unmapped})
+    return {"synced": synced, "failed": failed}
