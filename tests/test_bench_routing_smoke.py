@@ -1,5 +1,5 @@
 """bench/routing.py at the smallest size: it runs, stops what it starts and reports every routing
-path of `contact` (issue 5)."""
+path of `contact`."""
 
 from __future__ import annotations
 

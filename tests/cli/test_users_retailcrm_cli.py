@@ -1,5 +1,5 @@
 """`callbridge users sync|unmapped` and `callbridge retailcrm register` against the local runtime,
-with a fake Cloud PBX and a fake retailCRM on 127.0.0.1 (issue 5)."""
+with a fake Cloud PBX and a fake retailCRM on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_retailcrm_register_is_idempotent(callbridge, fakes):
     assert module["code"] == "callbridge-test" and module["active"] is True
     assert module["clientId"] == CLIENT_ID  # v5: top level
     telephony = module["integrations"]["telephony"]
-    assert telephony["clientId"] == CLIENT_ID  # the seed's layout
+    assert telephony["clientId"] == CLIENT_ID  # the vendor documentation's layout
     assert telephony["makeCallUrl"] == "https://bridge.example.com/v1/cli-sync/retailcrm/make-call"
     assert telephony["changeUserStatusUrl"] == "https://bridge.example.com/v1/cli-sync/retailcrm/user-status"
     assert telephony["additionalCodes"] == [{"userId": "1", "code": "100"}, {"userId": "2", "code": "201"}]

@@ -1,6 +1,6 @@
 """Click-to-call, manager status, routing in `contact` and the PBX user sync, through the local
 runtime (a real `python -m callbridge_local`) with fake Cloud PBX, telediscount and retailCRM
-servers on 127.0.0.1 (issue 5)."""
+servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from tests.support import form
 
 pytestmark = pytest.mark.e2e
 
-SEED_PBX_TOKEN = "5f317b9f-e86c-41f7-a6fc-c76eb0da0000"  # seed 003's makeCall example
-# The seed's clientId (2dbh26tahjj26sg) has 15 characters; our config asks 16+ of a clientId.
+SEED_PBX_TOKEN = "5f317b9f-e86c-41f7-a6fc-c76eb0da0000"  # the Cloud PBX vendor documentation's makeCall example
+# The vendor documentation's clientId (2dbh26tahjj26sg) has 15 characters; our config asks 16+ of a clientId.
 CLIENT_ID = "2dbh26tahjj26sg0"
 CRM_TOKEN = "routed-crm-token-0001"
 API_KEY = "routed-api-key-000000001"
@@ -147,13 +147,13 @@ def status(world: World, state: str, client_id: str = CLIENT_ID) -> httpx.Respon
 
 def test_retailcrm_click_sends_the_seed_makecall_form(world: World):
     before = len(world.pbx.calls("makeCall"))
-    # Exactly as retailCRM sends it (seed 001): an unencoded '+', which decodes to a space.
+    # Exactly as retailCRM sends it (the retailCRM vendor documentation): an unencoded '+', which decodes to a space.
     response = world.http.get(
         f"/v1/routed/retailcrm/make-call?clientId={CLIENT_ID}&code=100&phone=+79101234567&userId=1"
     )
     assert response.status_code == 200, response.text
     assert response.json()["user"] == "andy"
-    # Seed 003 §4.2.2, field for field.
+    # docs/protocols/cloudpbx.md (vendor §4.2.2), field for field.
     assert world.pbx.calls("makeCall")[before:] == [
         {"cmd": "makeCall", "phone": "79101234567", "user": "andy", "token": SEED_PBX_TOKEN}
     ]

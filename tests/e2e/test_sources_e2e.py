@@ -1,5 +1,5 @@
 """Issue 6's "Done when", through the local runtime over HTTP, against a fake telediscount API and a
-fake ccrm.pl on 127.0.0.1: the seed's telediscount webhooks, a lost `finished` webhook recovered by
+fake ccrm.pl on 127.0.0.1: the vendor documentation's telediscount webhooks, a lost `finished` webhook recovered by
 the reconciliation exactly once (recording included, the API key never stored or logged), and a
 ccrm.pl window of 2,500 calls read completely, once, in UTC, through a 403 "request limit" and
 while calls keep arriving."""
@@ -29,7 +29,7 @@ TD_KEY = "abonent1609ssHJka8732kfrsd6778ahd982h"
 TD_SECRET = "e2e-telediscount-secret-0001"
 CCRM_KEY = "e2e-ccrm-api-key-0001"
 SEED_CALL = "c1f926a8f5727b77f9cbf39d8f35d061"
-# The seed's webhooks, verbatim (their setup_time is the seed's 14-digit placeholder).
+# The vendor documentation's webhooks, verbatim (their setup_time is the vendor documentation's 14-digit placeholder).
 SEED_INCOMING = {
     "num_a": "79039998877",
     "num_m": "79037778899",

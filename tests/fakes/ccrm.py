@@ -1,4 +1,4 @@
-"""Fake ccrm.pl public API (specs/ccrm.md): callHistory (paged by 1000, mandatory date range with
+"""Fake ccrm.pl public API (docs/protocols/ccrm.md): callHistory (paged by 1000, mandatory date range with
 %20-encoded spaces, Bearer auth, an optional one-off 403 "request limit") and notes."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}%20\d{2}:\d{2}:\d{2}$")
 UNAUTHORIZED = {"success": False, "message": "Unauthorized"}
 LIMIT = {"success": False, "message": "Request limit has been exceeded"}
 
-# The seed's notes answer as printed: not valid JSON (unescaped quotes in `text`, a trailing comma).
+# The vendor documentation's notes answer as printed: not valid JSON (unescaped quotes in `text`, a trailing comma).
 SEED_NOTES_BODY = (
     b'{"success":true,"data":[{"text":"{"blocks":[{"key":"be2bp","text":"Notatka do tego po\xc5\x82\xc4\x85czenia",'
     b'"type":"unstyled","depth":0,"inlineStyleRanges":[],"entityRanges":[],"data":{}}],"entityMap":{}}",'
@@ -25,7 +25,7 @@ SEED_NOTES_BODY = (
     b'"person":null,"pin":0,"files":{},"edit":1,}],"otherData":{"totalCount":1},"message":"OK"}'
 )
 
-# The seed's example record (callHistory).
+# The vendor documentation's example record (callHistory).
 SEED_RECORD: dict[str, Any] = {
     "to": {"type": "unknown", "number": "+48 777 888 999", "numberNotFormatted": 48777888999},
     "from": {"type": "unknown", "number": "+48 555 555 555", "numberNotFormatted": 48555555555},

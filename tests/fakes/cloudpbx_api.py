@@ -1,5 +1,5 @@
-"""Fake Cloud PBX CRM API (specs/cloudpbx.md, seed 003 §4.2): `makeCall` and `accounts` at one
-address, form POSTs with `token`, validated as the seed and the field notes describe; records every
+"""Fake Cloud PBX CRM API (docs/protocols/cloudpbx.md, docs/protocols/cloudpbx.md (vendor §4.2)): `makeCall` and `accounts` at one
+address, form POSTs with `token`, validated as the vendor documentation and the field notes describe; records every
 request. Serve it with tests.fakes.crm_server.serve."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 PATH = "/sys/crm_api.wcgp"
-# The seed's `accounts` answer, plus the fields live PBXs add.
+# The vendor documentation's `accounts` answer, plus the fields live PBXs add.
 SEED_ACCOUNTS = [
     {"name": "test", "realName": "Тестовый пользователь"},
     {"name": "daria", "realName": "Иванова Дария", "ext": "102", "email": "daria@example.com"},
@@ -70,7 +70,7 @@ class FakeCloudPbx:
 
 @dataclass
 class FakeManagerCrm:
-    """retailCRM's `GET /api/v5/telephony/manager` (specs/retailcrm.md) with a configurable delay,
+    """retailCRM's `GET /api/v5/telephony/manager` (docs/protocols/retailcrm.md) with a configurable delay,
     answering like retailCRM: the manager only when free, and the customer."""
 
     api_key: str

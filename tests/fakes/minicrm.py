@@ -1,4 +1,4 @@
-"""Fake MiniCRM Call log API (specs/minicrm.md): `POST /Api/CallLog`, validating every request against
+"""Fake MiniCRM Call log API (docs/protocols/minicrm.md): `POST /Api/CallLog`, validating every request against
 the spec, de-duplicating identical records (answered `Exists`) and recording what arrived."""
 
 from __future__ import annotations

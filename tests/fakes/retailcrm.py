@@ -1,4 +1,4 @@
-"""Fake retailCRM API v5 (specs/retailcrm.md): telephony calls/upload, call/event, manager and
+"""Fake retailCRM API v5 (docs/protocols/retailcrm.md): telephony calls/upload, call/event, manager and
 integration-modules, validating every request against the spec and recording what arrived."""
 
 from __future__ import annotations

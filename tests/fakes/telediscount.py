@@ -1,4 +1,4 @@
-"""Fake telediscount API (specs/telediscount.md): outcome, get_calls, get_record under /api.php/telephony."""
+"""Fake telediscount API (docs/protocols/telediscount.md): outcome, get_calls, get_record under /api.php/telephony."""
 
 from __future__ import annotations
 

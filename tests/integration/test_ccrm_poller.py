@@ -1,5 +1,5 @@
-"""The ccrm.pl poller in-process against moto and a fake ccrm.pl on 127.0.0.1 (specs/ccrm.md): the
-seed's call and its (broken-JSON) notes, SMS/FAX by configuration, and a request limit that pauses
+"""The ccrm.pl poller in-process against moto and a fake ccrm.pl on 127.0.0.1 (docs/protocols/ccrm.md): the
+vendor example call and its (broken-JSON) notes, SMS/FAX by configuration, and a request limit that pauses
 the poll until the next run, which resumes at the refused page."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.fakes.base import serve
 from tests.fakes.ccrm import SEED_NOTES_BODY, SEED_RECORD, FakeCcrm, record
 
 KEY = "integration-ccrm-key-0001"
-# The seed's call (2022-12-29 11:24:57 in Poland) falls in the first poll's window from here.
+# The vendor documentation's call (2022-12-29 11:24:57 in Poland) falls in the first poll's window from here.
 NOW = datetime(2022, 12, 29, 10, 30, tzinfo=UTC)
 
 

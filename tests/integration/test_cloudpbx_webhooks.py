@@ -72,7 +72,7 @@ def test_seed_history_is_stored_as_a_canonical_call(cloud):
     assert (call["direction"], call["outcome"], call["user"], call["duration"]) == ("in", "answered", "andy", 124)
     assert call["recording_url"] == "https://link/file.mp3"
     assert call["final"] is True
-    # The seed sends no start time: receipt time minus the duration, and we say so.
+    # The vendor documentation sends no start time: receipt time minus the duration, and we say so.
     assert call["start_source"] == "receipt_minus_duration"
     started = clock.parse_iso(call["started_at"])
     assert before - timedelta(seconds=125) <= started <= datetime.now(UTC) - timedelta(seconds=123)

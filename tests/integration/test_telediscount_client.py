@@ -1,4 +1,4 @@
-"""TelediscountApi against the fake telediscount API on 127.0.0.1 (specs/telediscount.md)."""
+"""TelediscountApi against the fake telediscount API on 127.0.0.1 (docs/protocols/telediscount.md)."""
 
 from __future__ import annotations
 

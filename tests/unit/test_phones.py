@@ -8,7 +8,7 @@ from callbridge.core.phones import national_digits, normalize
 @pytest.mark.parametrize(
     ("raw", "region", "e164"),
     [
-        ("79101234567", "RU", "+79101234567"),  # the seed's format: country code, no '+'
+        ("79101234567", "RU", "+79101234567"),  # the vendor documentation's format: country code, no '+'
         ("89101234567", "RU", "+79101234567"),  # Russian trunk prefix
         ("9101234567", "RU", "+79101234567"),  # national significant number only
         ("+7 (910) 123-45-67", "RU", "+79101234567"),

@@ -1,4 +1,4 @@
-"""Cloud PBX wire format: bodies, fields and the exact error shapes (specs/cloudpbx.md)."""
+"""Cloud PBX wire format: bodies, fields and the exact error shapes (docs/protocols/cloudpbx.md)."""
 
 import base64
 import json

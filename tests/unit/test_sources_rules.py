@@ -1,4 +1,4 @@
-"""telediscount and ccrm.pl parsing rules (specs/telediscount.md, specs/ccrm.md), no sockets."""
+"""telediscount and ccrm.pl parsing rules (docs/protocols/telediscount.md, docs/protocols/ccrm.md), no sockets."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ RECEIVED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
     [
         ("1714564800", datetime(2024, 5, 1, 12, 0, tzinfo=UTC)),
         ("1714564800123", datetime(2024, 5, 1, 12, 0, tzinfo=UTC)),
-        ("98798798797897", None),  # the seed's 14-digit placeholder
+        ("98798798797897", None),  # the vendor documentation's 14-digit placeholder
         ("20240501120000", None),
         ("", None),
         ("17145648OO", None),

@@ -24,14 +24,14 @@ class Settings:
     settle_queue_url: str
     missed_call_settle_seconds: int
     contact_budget_ms: int
-    # Recordings (issue 3). Optional, so functions that do not touch recordings start without them.
+    # Recordings. Optional, so functions that do not touch recordings start without them.
     recording_queue_url: str = ""
     recordings_bucket: str = ""
     recording_max_bytes: int = 500 * 1024 * 1024
     recording_fetch_timeout_s: int = 90
     recording_max_attempts: int = 5
     recording_retry_base_s: int = 30
-    # CRM delivery (issue 4). Optional for the same reason.
+    # CRM delivery. Optional for the same reason.
     delivery_queue_url: str = ""
     public_base_url: str = ""  # where CRMs reach our recordings URLs (PUBLIC_BASE_URL, else API_URL)
     delivery_max_attempts: int = 12
@@ -43,12 +43,12 @@ class Settings:
     delivery_http_attempts: int = 3
     delivery_http_timeout_s: int = 10
     recording_link_ttl_s: int = 365 * 86400
-    # Click-to-call and routing (issue 5). Optional: without the cache table the contact path skips the
+    # Click-to-call and routing. Optional: without the cache table the contact path skips the
     # CRM lookup and answers from the directory alone.
     routing_cache_table: str = ""
     routing_cache_ttl_s: int = 300
     pbx_timeout_s: int = 5
-    # telediscount and ccrm.pl as call sources (issue 6).
+    # telediscount and ccrm.pl as call sources.
     telediscount_reconcile_window_s: int = 3 * 3600
     ccrm_overlap_s: int = 3600
     ccrm_first_lookback_s: int = 3600
