@@ -166,7 +166,7 @@ TELEDISCOUNT = PbxProfile(
     accepted=lambda answer: answer.status == 200,
     # a wrong secret is a wrong address: 404, like an unknown account (callbridge.pbx.telediscount.webhook)
     refused=lambda answer: (answer.status, answer.body) == (404, {"error": "Not found"}),
-    raw_attribute="source_raw",
+    raw_attribute="history_raw",
     skips={
         ROTATION_OVERLAP: "telediscount has one webhook_secret (the URL path segment): an account cannot "
         "accept a previous and a current one while the PBX cabinet is being changed",
@@ -204,7 +204,7 @@ CCRM = PbxProfile(
     accepted=lambda answer: answer.status == 200 and answer.body.get("status") == "complete",
     # the poll fails cleanly: the account's result says so (the function itself answers, others go on)
     refused=lambda answer: answer.body == {"status": "failed", "error": "CcrmError"},
-    raw_attribute="source_raw",
+    raw_attribute="history_raw",
     skips={
         NOT_A_WEBHOOK: "ccrm.pl has no webhooks (we poll it): the poll equivalent runs instead",
         ROTATION_OVERLAP: "ccrm.pl has no webhooks: it holds one API key and we present it; there is "
