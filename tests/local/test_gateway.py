@@ -7,6 +7,7 @@ import http.client
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -14,7 +15,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from callbridge_local.gateway import MAX_BODY_BYTES
+from callbridge_local.gateway import MAX_BODY_BYTES, Gateway
+from callbridge_local.handlers import FunctionRegistry
+from callbridge_local.routing import RouteTable
 from callbridge_local.runtime import LocalRuntime
 
 from .conftest import local_runtime, write_project
@@ -329,3 +332,36 @@ def test_local_env_endpoint_tells_where_the_emulated_aws_is(runtime, client):
     assert info["aws"]["AWS_ENDPOINT_URL"] == runtime.aws_endpoint
     routes = client.get("/_local/routes").json()
     assert {"routeKey": "GET /plain", "function": "PlainFunction"} in routes
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost", "LocalHost", "[::1]"])
+def test_control_endpoints_answer_loopback_names_with_the_runtime_port(runtime, client, name):
+    response = client.get("/_local/routes", headers={"Host": f"{name}:{urlsplit(runtime.base_url).port}"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example", "evil.example:{port}", "127.0.0.1", "127.0.0.1:1", "localhost.evil.example:{port}", ""],
+    ids=["rebound-name", "rebound-name-with-port", "no-port", "other-port", "suffix", "empty"],
+)
+def test_control_endpoints_refuse_other_host_names(runtime, client, host):
+    """A page on a DNS name rebound to 127.0.0.1 reaches the gateway with its own name in Host."""
+    port = urlsplit(runtime.base_url).port
+    for method, path in [("GET", "/_local/env"), ("POST", "/_local/queues/drain?timeout=0")]:
+        response = client.request(method, path, headers={"Host": host.format(port=port)})
+        assert response.status_code == 403, response.text
+        assert "loopback" in response.json()["message"]
+    # The API itself answers whatever the Host, as API Gateway does.
+    assert client.get("/plain", headers={"Host": "evil.example"}).status_code == 200
+
+
+def test_a_gateway_bound_but_never_served_stops_at_once():
+    """Start-up can fail between bind() and serve() (an account file refused while being applied):
+    stopping must not wait for a serve loop that never ran."""
+    gateway = Gateway(RouteTable([]), FunctionRegistry([]), account_id="123456789012")
+    gateway.bind()
+    stopper = threading.Thread(target=gateway.stop, daemon=True)
+    stopper.start()
+    stopper.join(5)
+    assert not stopper.is_alive(), "Gateway.stop() hung on a server that was never served"

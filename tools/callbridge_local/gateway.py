@@ -15,7 +15,7 @@ import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 from callbridge_local.control import PREFIX as CONTROL_PREFIX
 from callbridge_local.control import ControlApi
@@ -33,13 +33,71 @@ from callbridge_local.routing import RouteMatch, RouteTable
 
 log = logging.getLogger(__name__)
 
-# Path segments that are credentials (telediscount's webhook URL is its secret): masked in every log line.
-_SECRET_SEGMENT = re.compile(r"(/telediscount/)[^/?\s]+")
+LOCALHOST = "127.0.0.1"
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "", "::"})  # noqa: S104 - names, not a bind
+_LOOPBACK_HOST_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+MASK = "***"
+# Path segments that follow one of these are credentials (telediscount's webhook URL is its secret).
+_SECRET_PATH_PREFIXES = frozenset({"telediscount"})
+# Query parameters whose values are credentials: the names the product treats as secrets
+# (crm_token, token, apikey, api_key, password, secret), and anything ending like one.
+_SECRET_PARAMETER = re.compile(r"(?:^|[_\-.])(?:token|secret|password|passwd|api[_\-]?key|signature)$")
+# A path (up to a query, a fragment or whitespace) and its query, wherever they appear in a line.
+_URL_PART = re.compile(r"(?P<path>/[^?#\s\"]*)(?:\?(?P<query>[^#\s\"]*))?")
+# "/" percent-encoded: routing keeps it inside a segment, the handler sees it decoded as "/".
+_ENCODED_SLASH = re.compile(r"(%2f)", re.IGNORECASE)
+
+
+def _decoded(text: str, *, plus: bool = False) -> str:
+    """``text`` percent-decoded until it stops changing (a double-encoded name is still a name),
+    case-folded: names are matched however a client spells them."""
+    for _ in range(4):
+        decoded = unquote_plus(text) if plus else unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text.casefold()
+
+
+def _masked_path(path: str) -> str:
+    segments = path.split("/")
+    after_prefix = False
+    for index, segment in enumerate(segments):
+        # Pieces at even indices, encoded slashes between them.
+        pieces = _ENCODED_SLASH.split(segment)
+        if after_prefix and segment:
+            segments[index] = MASK
+        else:
+            for piece in range(0, len(pieces) - 2, 2):
+                if _decoded(pieces[piece]) in _SECRET_PATH_PREFIXES:
+                    segments[index] = "".join(pieces[: piece + 2]) + MASK
+                    break
+        after_prefix = _decoded(pieces[-1]) in _SECRET_PATH_PREFIXES
+    return "/".join(segments)
+
+
+def _masked_query(query: str) -> str:
+    fields = query.split("&")
+    for index, field in enumerate(fields):
+        name, sep, value = field.partition("=")
+        if sep and value and _SECRET_PARAMETER.search(_decoded(name, plus=True)):
+            fields[index] = f"{name}={MASK}"
+    return "&".join(fields)
+
+
+def _masked_url_part(match: re.Match[str]) -> str:
+    text = _masked_path(match["path"])
+    if match["query"] is not None:
+        text += "?" + _masked_query(match["query"])
+    return text
 
 
 def masked(text: str) -> str:
-    """`text` (a path or a request line) with secret path segments replaced by `***`."""
-    return _SECRET_SEGMENT.sub(r"\1***", text)
+    """``text`` (a path, a request line, a log message) with credentials replaced by ``***``: the
+    path segment after a secret prefix, and the values of secret query parameters. Names match in
+    any case and percent-encoded, since routing decodes segments and handlers decode parameters."""
+    return _URL_PART.sub(_masked_url_part, text)
 
 
 # API Gateway's payload limit.
@@ -213,6 +271,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """The response, and the logical id of the function that produced it ("-" for none)."""
         gateway = self.server.gateway
         if raw_path.startswith(CONTROL_PREFIX) and gateway.control is not None:
+            host = self.headers.get("Host")
+            if not gateway.control_host_allowed(host):
+                log.warning("refused %s %s for Host %r", method, masked(raw_path), masked(host or ""))
+                message = (
+                    f"{CONTROL_PREFIX}* answers only requests addressed to this machine by a loopback name "
+                    f"(Host: 127.0.0.1:{gateway.port}, localhost:{gateway.port} or [::1]:{gateway.port})"
+                )
+                return json_response(403, {"message": message}), "-"
             return gateway.control.handle(method, raw_path, raw_query), "-"
         event_method = method
         match = gateway.routes.match(method, raw_path)
@@ -276,7 +342,17 @@ class Gateway:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        # Bound on every interface, the gateway is still reached here through loopback; a wildcard
+        # address is no URL to print or to give the CRMs.
+        host = LOCALHOST if self.host in _WILDCARD_HOSTS else self.host
+        return f"http://{host}:{self.port}"
+
+    def control_host_allowed(self, host_header: str | None) -> bool:
+        """Whether a request naming ``host_header`` may use /_local/*: only loopback names with this
+        gateway's port. A web page whose DNS name an attacker rebinds to 127.0.0.1 reaches the
+        gateway with its own name in Host, and must not drive the control endpoints."""
+        host, sep, port = (host_header or "").strip().lower().rpartition(":")
+        return bool(sep) and port == str(self.port) and host in _LOOPBACK_HOST_NAMES
 
     def bind(self) -> None:
         """Listen, without serving yet: the port is known (for the URLs printed at start) while
@@ -299,13 +375,17 @@ class Gateway:
 
     def stop(self) -> None:
         server, self._server = self._server, None
+        thread, self._thread = self._thread, None
         if server is None:
             return
-        server.shutdown()
+        # shutdown() waits for serve_forever() to acknowledge: on a server that was bound but never
+        # served (start-up failed in between) it would wait forever.
+        if thread is not None:
+            server.shutdown()
         server.close_idle_connections()
         server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
+        if thread is not None:
+            thread.join(5)
 
     def invoke(self, request: HttpRequest, match: RouteMatch, request_id: str) -> HttpResponse:
         function = self.functions[match.route.function_id]

@@ -26,7 +26,7 @@ from callbridge_local.drivers import (
     ScheduleSource,
     scheduled_event,
 )
-from callbridge_local.emulator import EmulatorError, MotoServer, aws_env, point_environ_at
+from callbridge_local.emulator import LOCALHOST, EmulatorError, MotoServer, aws_env, point_environ_at
 from callbridge_local.gateway import Gateway
 from callbridge_local.handlers import FunctionRegistry, prepare_sys_path
 from callbridge_local.intrinsics import IntrinsicError
@@ -95,13 +95,58 @@ def apply_accounts(directory: Path, base_url: str) -> list[str]:
     return [str(line) for line in apply_accounts_dir(directory, base_url)]
 
 
+# The files admin.apply_accounts_dir applies.
+ACCOUNT_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` as the user probably typed it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def check_account_files(directory: Path) -> None:
+    """Validate every account file before anything starts, so that a mistake costs a second, not a
+    whole start-up, and is reported as ``<file>: <field>: <problem>``, one line per problem.
+
+    Nothing is applied when one file is wrong: half an accounts directory is a confusing bridge.
+    """
+    try:
+        # Only the model: applying (admin) reads AWS settings, which are not set up yet.
+        config_module = importlib.import_module("callbridge.core.config")
+        pydantic = importlib.import_module("pydantic")
+        yaml = importlib.import_module("yaml")
+    except ImportError:
+        # apply_accounts says so (and skips the directory) once the runtime is up.
+        return
+    problems: list[str] = []
+    for path in sorted(p for p in directory.iterdir() if p.suffix in ACCOUNT_FILE_SUFFIXES):
+        shown = _shown_path(path)
+        try:
+            config_module.load_account_file(path)
+        except pydantic.ValidationError as exc:
+            for error in exc.errors():
+                location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+                problems.append(f"{shown}: {location}: {error['msg']}")
+        except yaml.YAMLError as exc:
+            problems.append(f"{shown}: not valid YAML: {' '.join(str(exc).split())}")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            problems.append(f"{shown}: {str(exc).removeprefix(f'{path}: ')}")
+    if problems:
+        raise AccountsError("account files refused:\n  " + "\n  ".join(problems))
+
+
 class LocalRuntime:
     """The whole local cloud in this process. ``start()`` then ``stop()``; stop is always safe."""
 
     def __init__(self, config: RuntimeConfig, *, out: TextIO | None = None) -> None:
         self.config = config
         self.out = out or sys.stdout
-        self.moto = MotoServer(config.host, config.aws_port)
+        # Loopback whatever --host says: moto answers anyone, without credentials, and holds every
+        # account secret (SSM). Only the gateway is meant to be reachable from elsewhere.
+        self.moto = MotoServer(LOCALHOST, config.aws_port)
         self.stack: ProvisionedStack | None = None
         self.gateway: Gateway | None = None
         self.queue_driver: QueueDriver | None = None
@@ -134,6 +179,11 @@ class LocalRuntime:
         template = load_template(config.template_path)
         if config.accounts_dir is not None and not config.accounts_dir.is_dir():
             raise AccountsError(f"accounts directory {config.accounts_dir} does not exist")
+        # Layer code importable now: the account files are checked with the product's own model.
+        prepare_sys_path(template)
+        if config.accounts_dir is not None:
+            check_account_files(config.accounts_dir)
+        self._checkpoint(should_stop)
         endpoint = self.moto.start()
         # Before anything imports handler or layer code: they read these at import or first use.
         point_environ_at(endpoint, config.region)
@@ -143,7 +193,6 @@ class LocalRuntime:
         )
         self.stack = stack
         os.environ.update(stack.environment)
-        prepare_sys_path(template)
         self._checkpoint(should_stop)
 
         functions = self._functions(template, stack)
@@ -316,13 +365,34 @@ def parse_args(argv: Sequence[str] | None = None) -> RuntimeConfig:
     )
 
 
+class _NotPowertools(logging.Filter):
+    """Drops records of a Powertools Logger (and its children): Powertools already writes them, as
+    JSON on stdout, with the handler it gives that logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        while name:
+            if getattr(logging.Logger.manager.loggerDict.get(name), "powertools_handler", None) is not None:
+                return False
+            name = name.rpartition(".")[0]
+        return True
+
+
 def _configure_logging() -> None:
+    # A Powertools Logger, on creation, adds a filter to every root handler that drops records of any
+    # logger whose name *contains* its service name ("callbridge"), meaning to drop its own records'
+    # duplicates: that silenced every callbridge_local line (the request log among them) from the
+    # first handler that logged. Turn that off before any handler is imported; _NotPowertools does
+    # the deduplication precisely instead.
+    os.environ["POWERTOOLS_LOG_DEDUPLICATION_DISABLED"] = "true"
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_NotPowertools())
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -163,19 +163,21 @@ def running_bridge(
     template: Path | str | None = None,
     schedules: bool = False,
     startup_timeout: float = 60.0,
+    host: str = LOCALHOST,
 ) -> Iterator[LocalBridge]:
     """Run ``python -m callbridge_local`` as a subprocess on free ports until the block exits.
 
     ``accounts_dir=None`` applies no account files. Scheduled runs are off unless ``schedules``
-    (tests trigger them with POST /_local/schedules/<Function>). Raises BridgeStartupError if the
-    runtime is not ready within ``startup_timeout`` seconds.
+    (tests trigger them with POST /_local/schedules/<Function>). ``host`` is the gateway's --host;
+    the URLs it yields are loopback ones whatever it is. Raises BridgeStartupError if the runtime
+    is not ready within ``startup_timeout`` seconds.
     """
     command = [
         sys.executable,
         "-m",
         "callbridge_local",
         "--host",
-        LOCALHOST,
+        host,
         "--port",
         str(port),
         "--aws-port",
