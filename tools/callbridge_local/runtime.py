@@ -95,10 +95,6 @@ def apply_accounts(directory: Path, base_url: str) -> list[str]:
     return [str(line) for line in apply_accounts_dir(directory, base_url)]
 
 
-# The files admin.apply_accounts_dir applies.
-ACCOUNT_FILE_SUFFIXES = (".yaml", ".yml")
-
-
 def _shown_path(path: Path) -> str:
     """``path`` as the user probably typed it: relative to the working directory when inside it."""
     try:
@@ -122,7 +118,8 @@ def check_account_files(directory: Path) -> None:
         # apply_accounts says so (and skips the directory) once the runtime is up.
         return
     problems: list[str] = []
-    for path in sorted(p for p in directory.iterdir() if p.suffix in ACCOUNT_FILE_SUFFIXES):
+    suffixes = tuple(config_module.ACCOUNT_FILE_SUFFIXES)  # the files admin.apply_accounts_dir applies
+    for path in sorted(p for p in directory.iterdir() if p.suffix in suffixes):
         shown = _shown_path(path)
         try:
             config_module.load_account_file(path)

@@ -281,6 +281,9 @@ def _unmask(value: Any) -> Any:
     return STORED_SECRET if value == MASK else value
 
 
+ACCOUNT_FILE_SUFFIXES = (".yaml", ".yml")  # what an accounts directory's account files end with
+
+
 def load_account_file(path: Path) -> AccountConfig:
     import yaml
 

@@ -11,15 +11,13 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr
 
 from callbridge.core.accounts import clear_account_cache, token_digest
-from callbridge.core.config import AccountConfig, load_account_file
+from callbridge.core.config import ACCOUNT_FILE_SUFFIXES, AccountConfig, load_account_file
 from callbridge.core.phones import normalize
 from callbridge.infra import aws, clock, secrets
 from callbridge.pbx.base import PbxAdapter, adapter_of
 from callbridge.store import users
 from callbridge.store.accounts import put_account
 from callbridge.store.contacts import put_contact
-
-ACCOUNT_FILE_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass
