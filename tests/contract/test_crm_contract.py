@@ -5,6 +5,7 @@ configuration problems, 429 + Retry-After, outages and timeouts, and no secret i
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +45,14 @@ def test_every_registered_crm_has_a_profile() -> None:
     missing = sorted(set(registry.CRM) - set(profiled))
     assert not missing, f"CRM connectors without a contract profile (tests/contract/crms.py): {missing}"
     assert not set(profiled) - set(registry.CRM), "profiles of CRMs the registry does not name"
+
+
+def test_each_profile_maps_its_manager_with_the_connectors_own_user_fields() -> None:
+    # A connector reads a user's fields of its own system from its USER_FIELDS (callbridge.registry).
+    for profile in CRMS:
+        own = getattr(importlib.import_module(f"{registry.CRM[profile.kind]}.settings"), "USER_FIELDS", None)
+        declared = set(UserMapping.model_fields) | set(own.model_fields if own else ())
+        assert set(profile.manager) <= declared, f"{profile.kind}: {sorted(set(profile.manager) - declared)}"
 
 
 # -- the stack: one account whose only CRM is the profile's, pointed at its fake --------------------

@@ -5,6 +5,7 @@ poll window) stores the call once, and the raw record is kept without any secret
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from callbridge import registry
 from callbridge.core import accounts
-from callbridge.core.config import AccountConfig
+from callbridge.core.config import AccountConfig, UserMapping
 from callbridge.features import admin
 from callbridge.infra import aws, secrets, settings
 from callbridge.store import calls
@@ -31,6 +32,15 @@ def test_every_registered_pbx_has_a_profile() -> None:
     missing = sorted(set(registry.PBX) - set(profiled))
     assert not missing, f"PBX adapters without a contract profile (tests/contract/pbxs.py): {missing}"
     assert not set(profiled) - set(registry.PBX), "profiles of PBXs the registry does not name"
+
+
+def test_each_profile_maps_its_users_with_the_adapters_own_user_fields() -> None:
+    # An adapter reads a user's fields of its own system from its USER_FIELDS (callbridge.registry).
+    for profile in PBXS:
+        own = getattr(importlib.import_module(f"{registry.PBX[profile.kind]}.settings"), "USER_FIELDS", None)
+        declared = set(UserMapping.model_fields) | set(own.model_fields if own else ())
+        for user in profile.account.get("users", []):
+            assert set(user) <= declared, f"{profile.kind}: {sorted(set(user) - declared)}"
 
 
 @pytest.fixture(params=sorted(registry.PBX))

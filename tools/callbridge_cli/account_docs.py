@@ -42,6 +42,22 @@ def schema() -> dict[str, Any]:
             result["properties"][side] = {**refs, **{k: v for k, v in prop.items() if k not in ("$ref", "allOf")}}
     for base in ("PbxSettings", "CrmSettings"):
         defs.pop(base, None)
+    # A user mapping takes, beside its shared fields, those each package declares (USER_FIELDS):
+    # a section per package model, linked from UserMapping's.
+    user_models = registry.user_field_models()
+    for user_model in user_models:
+        sub = user_model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[user_model.__name__] = sub
+    if user_models:
+        links = ", ".join(
+            f"[{m.__name__}](#{m.__name__.lower()})" for m in sorted(user_models, key=lambda m: m.__name__)
+        )
+        mapping = defs["UserMapping"]
+        mapping["description"] = (
+            f"{mapping.get('description', '')} Each PBX and CRM adds its own fields, beside these in the same "
+            f"entry: {links}."
+        )
     return result
 
 

@@ -7,11 +7,12 @@ Parameter Store when the file is applied, never to DynamoDB or a log.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -22,9 +23,12 @@ from pydantic import (
     ModelWrapValidatorHandler,
     SecretStr,
     SerializeAsAny,
+    ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from callbridge.store.keys import ACCOUNT_ID
 
@@ -102,17 +106,95 @@ class CrmSettings(Model):
         return handler(value)
 
 
+# The core declares only what every adapter shares. A PBX or CRM package that needs more of a user
+# (its id or code in that system) declares it as `USER_FIELDS`, a UserFields model in its settings
+# module, and reads it with `TheModel.of(user)`: the account file keeps those fields at the same place
+# (`users: [{pbx_user: andy, <package field>: …}]`), and a new connector adds its own without editing
+# this class. A key no registered package declares is refused, as a typo should be.
 class UserMapping(Model):
     """One PBX user and who they are in every other system. Unmapped users are never guessed."""
 
+    # The packages' fields are kept as extras, validated against their models by `_package_fields`.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     pbx_user: str = Field(min_length=1, max_length=256, description="As the PBX sends it in `user`")
     name: str | None = None
-    extension: str | None = Field(default=None, description="Internal number (retailCRM code by default)")
-    sip_account: str | None = Field(default=None, description="telediscount SIP account, e.g. SIP/00000000672")
-    ccrm_internal: str | None = Field(default=None, description="ccrm.pl userTalk.receivers[].internal")
-    retailcrm_user_id: int | None = None
-    retailcrm_code: str | None = Field(default=None, description="Extension code in retailCRM; default: extension")
-    minicrm_extension: str | None = Field(default=None, description="MiniCRM UserExtension; default: extension")
+    extension: str | None = Field(
+        default=None, description="Internal number; the default of a package's own extension or code field"
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _package_fields(cls, value: Any, handler: ModelWrapValidatorHandler[UserMapping]) -> UserMapping:
+        if isinstance(value, dict):
+            extra = {k: v for k, v in value.items() if k not in cls.model_fields}
+            if extra:
+                from callbridge import registry
+
+                # Validating the extras as one model of every package's fields (extra="forbid") keeps
+                # pydantic's own errors and their location: users.0.<field>, "Extra inputs are not
+                # permitted" for a field nobody declares.
+                try:
+                    checked = _package_fields_model(registry.user_field_models(extra)).model_validate(extra)
+                except ValidationError as error:
+                    # Every error of the entry at once, the shared fields' first, as one model gave them.
+                    raise ValidationError.from_exception_data(
+                        cls.__name__, [*_errors_of(handler, _without(value, extra)), *_details(error)]
+                    ) from None
+                value = {**value, **{k: getattr(checked, k) for k in extra}}
+        return handler(value)
+
+
+def _without(value: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k not in keys}
+
+
+def _details(error: ValidationError) -> list[InitErrorDetails]:
+    return [
+        InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
+        for e in error.errors(include_url=False)
+    ]
+
+
+def _errors_of(handler: ModelWrapValidatorHandler[UserMapping], value: dict[str, Any]) -> list[InitErrorDetails]:
+    try:
+        handler(value)
+    except ValidationError as error:
+        return _details(error)
+    return []
+
+
+class UserFields(Model):
+    """A PBX or CRM package's own fields of a user mapping (`USER_FIELDS` in its settings module):
+    optional, each with a default, named so that no other package would pick the same name (e.g.
+    `<kind>_user_id`)."""
+
+    @classmethod
+    def of(cls, user: UserMapping) -> Self:
+        """This package's fields of `user`. They were validated with this model when the mapping was,
+        so they are taken as they are (read on the contact path: no second validation)."""
+        extra = user.model_extra or {}
+        # (cast: the pydantic mypy plugin types model_construct as returning the declaring class)
+        return cast(Self, cls.model_construct(**{k: extra[k] for k in cls.model_fields if k in extra}))
+
+
+# One per set of models: a few per container at most (the account's own packages', all of them).
+@functools.cache
+def _package_fields_model(models: tuple[type[UserFields], ...]) -> type[UserFields]:
+    """One model with the fields of every package's USER_FIELDS (extra="forbid")."""
+    owner: dict[str, type[UserFields]] = {}
+    for model in models:
+        for field in model.model_fields:
+            if field in UserMapping.model_fields:
+                raise TypeError(f"{model.__qualname__}.{field} is a shared field of UserMapping, not a package's")
+            if field in owner:
+                # Two packages reading one key would each give it their own meaning and type.
+                raise TypeError(
+                    f"user field {field!r} is declared by {owner[field].__qualname__} and {model.__qualname__}"
+                )
+            owner[field] = model
+    # (cast: mypy types a model created from several bases as a new class, not as their base)
+    return cast("type[UserFields]", create_model("PackageUserFields", __base__=models or (UserFields,)))
 
 
 class ContactEntry(Model):

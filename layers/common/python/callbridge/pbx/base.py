@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from callbridge.core.accounts import Account
-    from callbridge.core.config import AccountConfig, PbxSettings
+    from callbridge.core.config import AccountConfig, PbxSettings, UserMapping
 
 # progress(done, total): records read so far, and the total when the source tells it.
 Progress = Callable[[int, int | None], None]
@@ -104,7 +104,8 @@ class BackfillOptions:
     sleep: Callable[[float], None] | None = None
 
 
-Dialer = Callable[["Account", dict[str, Any], str, str | None], str | None]
+# The user is the typed mapping: a PBX reads its own fields of it with its USER_FIELDS model.
+Dialer = Callable[["Account", "UserMapping", str, str | None], str | None]
 UserLister = Callable[["Account"], list[ListedUser]]
 ScheduledJob = Callable[[str], JobResult]
 Backfill = Callable[["Account", datetime, datetime, BackfillCursor, BackfillOptions], BackfillResult]

@@ -20,7 +20,7 @@ from phonenumbers import NumberParseException
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import national_digits
 from callbridge.crm.base import CONFIG_STATUSES, OK, CallRecords, DeliveryContext, Record, RecordResult, send_batch
-from callbridge.crm.minicrm.settings import MiniCrmSettings
+from callbridge.crm.minicrm.settings import MiniCrmSettings, MiniCrmUser
 from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError, limiter
 
 PATH = "/Api/CallLog"
@@ -82,7 +82,7 @@ class MiniCrmConnector:
         defaulted = False
         for pbx_user in pbx_users:
             mapping = self.ctx.user(pbx_user)
-            extension = (mapping.minicrm_extension or mapping.extension) if mapping else None
+            extension = (MiniCrmUser.of(mapping).minicrm_extension or mapping.extension) if mapping else None
             if not extension:
                 extension, defaulted = self.settings.default_user_extension, True
             if extension and extension not in extensions:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import CrmSettings, DeliveryMode, Secret, expand_env
+from callbridge.core.config import CrmSettings, DeliveryMode, Secret, UserFields, expand_env
 
 MINICRM_IPS = ("195.228.75.210", "195.228.75.211")  # MiniCRM's documented downloader IPs (docs/minicrm.md)
 
@@ -30,4 +30,11 @@ class MiniCrmSettings(CrmSettings):
         return expand_env(value)
 
 
+class MiniCrmUser(UserFields):
+    """Who a PBX user is in MiniCRM: the UserExtension its call log takes (docs/minicrm.md)."""
+
+    minicrm_extension: str | None = Field(default=None, description="MiniCRM UserExtension; default: extension")
+
+
 SETTINGS = MiniCrmSettings
+USER_FIELDS = MiniCrmUser

@@ -13,7 +13,7 @@ from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.live import LiveEvent
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
-from callbridge.crm.retailcrm.users import retailcrm_code
+from callbridge.crm.retailcrm.users import retailcrm_code, retailcrm_user_id
 from callbridge.infra.observability import logger
 
 
@@ -35,7 +35,7 @@ def build(users: list[UserMapping], settings: RetailCrmSettings, live: LiveEvent
     if kind is None or not codes:
         return None
     event: dict[str, Any] = {"phone": live.phone, "type": kind, "codes": codes, "callExternalId": live.call_id}
-    user_ids = [m.retailcrm_user_id for m in mappings if m.retailcrm_user_id is not None and retailcrm_code(m)]
+    user_ids = [user_id for m in mappings if (user_id := retailcrm_user_id(m)) is not None and retailcrm_code(m)]
     if user_ids:
         event["userIds"] = user_ids
     if kind == "hangup":

@@ -30,6 +30,7 @@ from callbridge.crm.base import (
 )
 from callbridge.crm.retailcrm.api import UPLOAD_LIMIT, RetailCrmApi, RetailCrmError
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
+from callbridge.crm.retailcrm.users import retailcrm_code, retailcrm_user_id
 from callbridge.infra.http import RetryPolicy, TransientHttpError
 
 DEFAULT_USER = "default_user"
@@ -116,8 +117,11 @@ class RetailCrmConnector:
         candidates = sorted(call.users_rang) if missed and call.users_rang else [call.user or ""]
         for pbx_user in candidates:
             mapping = self.ctx.user(pbx_user)
-            if mapping and (mapping.retailcrm_user_id is not None or mapping.retailcrm_code or mapping.extension):
-                return mapping.retailcrm_user_id, mapping.retailcrm_code or mapping.extension, False
+            if mapping is None:
+                continue
+            user_id, code = retailcrm_user_id(mapping), retailcrm_code(mapping)
+            if user_id is not None or code:
+                return user_id, code, False
         return self.settings.default_user_id, None, True
 
     def records(self, call: Call, recording_stored: bool) -> CallRecords:

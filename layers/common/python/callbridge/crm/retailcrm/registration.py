@@ -14,7 +14,7 @@ from callbridge.core.accounts import Account, get_account
 from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
 from callbridge.crm.base import secret, with_secrets
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
-from callbridge.crm.retailcrm.users import retailcrm_code
+from callbridge.crm.retailcrm.users import retailcrm_code, retailcrm_user_id
 
 MODULE_NAME = "CallBridge"
 
@@ -36,9 +36,9 @@ def module_payload(
 ) -> dict[str, Any]:
     """The `integrationModule` JSON for one of the account's retailCRMs."""
     codes = [
-        {"userId": str(user.retailcrm_user_id), "code": code}
+        {"userId": str(user_id), "code": code}
         for user in users
-        if user.retailcrm_user_id is not None and (code := retailcrm_code(user))
+        if (user_id := retailcrm_user_id(user)) is not None and (code := retailcrm_code(user))
     ]
     phones = [{"siteCode": p.site_code, "externalPhone": p.external_phone} for p in settings.external_phones]
     return {

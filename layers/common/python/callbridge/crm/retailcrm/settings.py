@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import CrmSettings, DeliveryMode, Model, Secret, WebhookToken, expand_env
+from callbridge.core.config import CrmSettings, DeliveryMode, Model, Secret, UserFields, WebhookToken, expand_env
 
 
 class ExternalPhone(Model):
@@ -44,4 +44,12 @@ class RetailCrmSettings(CrmSettings):
         return expand_env(value)
 
 
+class RetailCrmUser(UserFields):
+    """Who a PBX user is in retailCRM: the manager's `userId` and extension `code` (docs/retailcrm.md)."""
+
+    retailcrm_user_id: int | None = Field(default=None, description="The manager's userId in retailCRM")
+    retailcrm_code: str | None = Field(default=None, description="Extension code in retailCRM; default: extension")
+
+
 SETTINGS = RetailCrmSettings
+USER_FIELDS = RetailCrmUser

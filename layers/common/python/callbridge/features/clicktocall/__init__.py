@@ -175,7 +175,7 @@ def make_call(account: Account, user: UserMapping | None, phone: str, *, clid: s
     if dial is None:
         raise NotConfigured(f"a {account.pbx_kind or 'missing'} PBX cannot place calls")
     try:
-        call_id = dial(account, user.model_dump(exclude_none=True), number.e164, clid)
+        call_id = dial(account, user, number.e164, clid)
     except ClickToCallRefused as refused:
         raise ClickToCallError(refused.message, refused.status) from None
     return Placed(account.id, user.pbx_user, number.e164, call_id)

@@ -245,6 +245,8 @@ def context(
     bulk: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> _Context:
+    from callbridge.pbx.ccrm.settings import CcrmUser
+
     settings = get_settings()
     return _Context(
         account=account,
@@ -254,7 +256,8 @@ def context(
         retries=settings.ccrm_rate_limit_retries,
         backoff_s=settings.ccrm_backoff_s,
         sleep=sleep,
-        users=[u.model_dump(mode="json") for u in account.settings.users],
+        # As the protocol functions read it (callbridge.pbx.ccrm.protocol user_for_internal).
+        users=[{"pbx_user": u.pbx_user, "ccrm_internal": CcrmUser.of(u).ccrm_internal} for u in account.settings.users],
     )
 
 

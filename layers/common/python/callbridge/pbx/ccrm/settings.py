@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import PbxSettings, Secret, expand_env
+from callbridge.core.config import PbxSettings, Secret, UserFields, expand_env
 
 
 class CcrmSettings(PbxSettings):
@@ -27,4 +27,11 @@ class CcrmSettings(PbxSettings):
         return expand_env(value)
 
 
+class CcrmUser(UserFields):
+    """Who a PBX user is on ccrm.pl: the `internal` number its call history names (docs/ccrm.md)."""
+
+    ccrm_internal: str | None = Field(default=None, description="ccrm.pl userTalk.receivers[].internal")
+
+
 SETTINGS = CcrmSettings
+USER_FIELDS = CcrmUser

@@ -3,7 +3,7 @@ lines, click-to-call (`makeCall`) and its user list (`accounts`), docs/cloudpbx.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from callbridge.infra import secrets
 from callbridge.infra.settings import get_settings
@@ -12,7 +12,7 @@ from callbridge.pbx.cloudpbx.protocol import KIND
 
 if TYPE_CHECKING:
     from callbridge.core.accounts import Account
-    from callbridge.core.config import AccountConfig, PbxSettings
+    from callbridge.core.config import AccountConfig, PbxSettings, UserMapping
     from callbridge.pbx.cloudpbx.client import CloudPbxClient
     from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
 
@@ -59,14 +59,14 @@ def _client(account: Account, *, force: bool = False) -> CloudPbxClient | None:
     return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
 
 
-def dial(account: Account, user: dict[str, Any], e164: str, clid: str | None) -> str | None:
+def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> str | None:
     from callbridge.pbx.cloudpbx.client import PbxError
 
     client = _client(account)
     if client is None:
         raise NotConfigured("the account's Cloud PBX has no api_url or token")
     try:
-        return client.make_call(str(user["pbx_user"]), e164, clid=clid)
+        return client.make_call(user.pbx_user, e164, clid=clid)
     except PbxError as error:
         raise ClickToCallRefused(error.message, error.status) from None
 

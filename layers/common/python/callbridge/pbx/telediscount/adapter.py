@@ -23,7 +23,7 @@ from callbridge.pbx.telediscount.protocol import SOURCE
 
 if TYPE_CHECKING:
     from callbridge.core.accounts import Account
-    from callbridge.core.config import AccountConfig, PbxSettings
+    from callbridge.core.config import AccountConfig, PbxSettings, UserMapping
     from callbridge.pbx.telediscount.settings import TelediscountSettings
 
 
@@ -62,15 +62,16 @@ def recording_fetch_url(account: Account, link: str) -> str:
     return TelediscountApi(api_url=api_url(account), api_key=key).with_key(link) if key else link
 
 
-def dial(account: Account, user: dict[str, Any], e164: str, clid: str | None) -> str | None:
+def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> str | None:
     """`num_a` is the user's SIP account, `num_b` the number in universal format (digits, country
     code first)."""
     from callbridge.pbx.telediscount.client import TelediscountApi, TelediscountError, universal_number
     from callbridge.pbx.telediscount.ingest import api_url
+    from callbridge.pbx.telediscount.settings import TelediscountUser
 
-    sip = user.get("sip_account")
+    sip = TelediscountUser.of(user).sip_account
     if not sip:
-        raise UnknownUser(f"PBX user {user['pbx_user']} has no sip_account in the mapping")
+        raise UnknownUser(f"PBX user {user.pbx_user} has no sip_account in the mapping")
     api_key = secrets.account_secrets(account.id).get(secrets.pbx_secret_name("api_key"))
     if not api_key:
         raise NotConfigured("the account's telediscount PBX has no api_url or api_key")

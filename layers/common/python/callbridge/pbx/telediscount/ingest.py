@@ -34,7 +34,12 @@ def record_url(account: Account, call_id: str) -> str:
 
 
 def users_of(account: Account) -> list[dict[str, Any]]:
-    return [u.model_dump(mode="json") for u in account.settings.users]
+    """The user mapping as the protocol functions read it (callbridge.pbx.telediscount.protocol
+    user_for_sip): each PBX user and its SIP account."""
+    # Imported here: the webhook module itself loads no settings model (callbridge.registry).
+    from callbridge.pbx.telediscount.settings import TelediscountUser
+
+    return [{"pbx_user": u.pbx_user, "sip_account": TelediscountUser.of(u).sip_account} for u in account.settings.users]
 
 
 def record_incoming(account: Account, fields: Mapping[str, Any], received: datetime | None = None) -> bool:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import PbxSettings, Secret, WebhookToken, expand_env
+from callbridge.core.config import PbxSettings, Secret, UserFields, WebhookToken, expand_env
 
 
 class TelediscountSettings(PbxSettings):
@@ -26,4 +26,12 @@ class TelediscountSettings(PbxSettings):
         return expand_env(value)
 
 
+class TelediscountUser(UserFields):
+    """Who a PBX user is on telediscount: the SIP account its webhooks name and click-to-call dials
+    from (docs/telediscount.md)."""
+
+    sip_account: str | None = Field(default=None, description="telediscount SIP account, e.g. SIP/00000000672")
+
+
 SETTINGS = TelediscountSettings
+USER_FIELDS = TelediscountUser
