@@ -159,3 +159,20 @@ def test_the_api_is_throttled_and_contact_can_have_reserved_concurrency():
         assert reserved == {
             "Fn::If": ["HasContactReserve", {"Ref": "ContactReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
         }
+
+
+def test_only_the_functions_that_apply_accounts_or_sync_users_may_write_the_accounts_table():
+    """The Accounts table holds every account's token digests: a public endpoint (user status,
+    authenticated by a CRM's clientId only) must not be able to write it."""
+    writers = set()
+    for function in FUNCTIONS:
+        for policy in RESOURCES[function]["Properties"].get("Policies") or []:
+            if not isinstance(policy, dict):
+                continue
+            for name, value in policy.items():
+                if name in ("DynamoDBCrudPolicy", "DynamoDBWritePolicy") and value == {
+                    "TableName": {"Ref": "AccountsTable"}
+                }:
+                    writers.add(function)
+    assert "UserStatusFunction" not in writers
+    assert writers <= {"UserSyncFunction", "CcrmPollFunction"}, writers

@@ -4,15 +4,16 @@ Accounts table (pk, sk):
     ACCOUNT#{account}  CONFIG                  the account: stored config, token digests
     ACCOUNT#{account}  USER#{pbx user}         a mapped user (from the account file, sync marks)
     ACCOUNT#{account}  PBXUSER#{name}          a PBX user no mapping names (last sync)
-    ACCOUNT#{account}  STATUS#{pbx user}       a manager's status as the CRM reported it
     ACCOUNT#{account}  CURSOR#{name}           a poller's or backfill's position
-    ACCOUNT#{account}  ROUTE#{phone}           routing cache: a caller's responsible manager
 Calls table (pk, sk):
     CALL#{account}#{call id}  CALL                      the canonical call
     CALL#{account}#{call id}  EVT#{cmd}#{type}#{user}   one per distinct source record (timeline, idempotency)
     CALL#{account}#{call id}  DLV#{crm}                 one delivery per CRM
     MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
 Contacts table (account, phone): one item per account and E.164 phone (store/contacts.py).
+RoutingCacheTable (account, phone):
+    {account}  {E.164 phone}        a caller's responsible manager as a CRM named it (expires)
+    {account}  STATUS#{pbx user}    a manager's status as the CRM reported it (store/statuses.py)
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ USER_PREFIX = "USER#"
 PBX_USER_PREFIX = "PBXUSER#"
 STATUS_PREFIX = "STATUS#"
 CURSOR_PREFIX = "CURSOR#"
-ROUTE_PREFIX = "ROUTE#"
 CALL_PREFIX = "CALL#"
 CALL_SK = "CALL"
 EVENT_PREFIX = "EVT#"

@@ -1,4 +1,7 @@
-"""Managers' statuses as a CRM reported them (Accounts item `STATUS#{pbx_user}`, store/keys.py)."""
+"""Managers' statuses as a CRM reported them: RoutingCacheTable items (account, `STATUS#{pbx_user}`,
+store/keys.py) without an expiry. Routing state, kept beside the routing cache and not in the
+Accounts table: the public user-status endpoint may then write only here, never where the account's
+token digests live."""
 
 from __future__ import annotations
 
@@ -12,13 +15,13 @@ STATUSES = ("free", "busy", "dinner", "break")
 
 
 def status_key(account_id: str, pbx_user: str) -> dict[str, Any]:
-    return keys.account_key(account_id, keys.STATUS_PREFIX + pbx_user)
+    return {"account": {"S": account_id}, "phone": {"S": keys.STATUS_PREFIX + pbx_user}}
 
 
 def get_status(account_id: str, pbx_user: str) -> str | None:
     """The last reported status, None when none was (a failed read raises)."""
     response = aws.dynamodb(True).get_item(
-        TableName=get_settings().accounts_table,
+        TableName=get_settings().routing_cache_table,
         Key=status_key(account_id, pbx_user),
         ProjectionExpression="#s",
         ExpressionAttributeNames={"#s": "status"},
@@ -34,4 +37,6 @@ def put_status(account_id: str, pbx_user: str, status: str, reported_by: dict[st
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     item = to_item({"status": status, "pbx_user": pbx_user, **reported_by, "updated_at": clock.iso(clock.now())})
-    aws.dynamodb().put_item(TableName=get_settings().accounts_table, Item={**item, **status_key(account_id, pbx_user)})
+    aws.dynamodb().put_item(
+        TableName=get_settings().routing_cache_table, Item={**item, **status_key(account_id, pbx_user)}
+    )
