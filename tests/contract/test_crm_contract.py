@@ -380,3 +380,18 @@ def test_the_connector_interface(fake_crm: CrmStack) -> None:
     finally:
         connector.close()
     assert len(fake_crm.received()) == len(records)
+
+
+@pytest.mark.parametrize("number", ["", "anonymous"])
+def test_a_call_without_a_client_number_is_not_applicable_never_rejected(fake_crm: CrmStack, number: str) -> None:
+    """A withheld caller id: every CRM we know files calls by number, so the connector sends nothing
+    and says `not_applicable` (settled, no alarm), never `rejected` (parked, the operator's list)."""
+    connector = fake_crm.connector(retry=NO_WAIT)
+    try:
+        [call] = fake_crm.day(1)
+        call.update(phone=number, phone_raw=number)
+        built = connector.records(Call.from_item(call), False)
+    finally:
+        connector.close()
+    assert (built.records, built.rejected) == ([], "")
+    assert "no client number" in built.not_applicable

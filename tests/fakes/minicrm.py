@@ -67,7 +67,9 @@ class FakeMiniCrm:
                 if problem:
                     return self._violation(problem)
                 self.received += 1
-                if record["Number"] in self.reject_numbers:
+                # A number without a digit (`anonymous`) is no contact MiniCRM can file the call
+                # under: skipped, as a record without its Number (docs/protocols/minicrm.md).
+                if record["Number"] in self.reject_numbers or not any(c.isdigit() for c in record["Number"]):
                     counts["Skipped"] += 1
                     continue
                 identity = json.dumps([extension, record], sort_keys=True)

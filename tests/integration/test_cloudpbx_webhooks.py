@@ -335,3 +335,64 @@ def test_a_webhook_that_merely_mentions_contact_is_retried_not_acknowledged(clou
     assert post(fields)[0] == 200
     assert calls.get_call("demo", fields["callid"]) is not None or fields["cmd"] == "event"
     assert calls.timeline("demo", fields["callid"])
+
+
+# -- a record over DynamoDB's item limit (store/calls.py stored_raw) ------------------------------
+
+
+def test_a_history_with_a_500_kb_unknown_field_is_stored_flagged_and_idempotent(cloud):
+    big = "x" * (500 * 1024)
+    assert post(seed_history(notes=big, start="20170703T121110Z"))[0] == 200
+    call = calls.get_call("demo", CALL_ID)
+    assert call is not None and call["raw_truncated"] is True
+    assert (call["phone"], call["user"], call["duration"], call["outcome"]) == ("+79101234567", "andy", 124, "answered")
+    assert (call["recording_url"], call["started_at"]) == ("https://link/file.mp3", "2017-07-03T12:11:10Z")
+    kept = json.loads(call["history_raw"])
+    assert (kept["phone"], kept["callid"], kept["link"]) == ("79101234567", CALL_ID, "https://link/file.mp3")
+    assert kept["notes"] == "x" * len(kept["notes"]) and len(kept["notes"]) < 8192
+    assert kept[calls.RAW_CUT_NOTE] == {"notes": f"truncated, {len(big) + 2} bytes"}
+    [marker] = calls.timeline("demo", CALL_ID)
+    assert json.loads(marker["raw"]) == kept
+    # The PBX's retry is still recognised as a repeat.
+    assert post(seed_history(notes=big, start="20170703T121110Z"))[0] == 200
+    assert calls.get_call("demo", CALL_ID) == call
+    assert [e["cmd"] for e in calls.timeline("demo", CALL_ID)] == ["history"]
+
+
+def test_a_history_of_a_few_megabytes_in_many_fields_is_stored(cloud):
+    extra = {f"custom_{i}": "y" * 60_000 for i in range(50)}  # 3 MB, as many fields as the limit allows
+    assert post(seed_history(**extra))[0] == 200
+    call = calls.get_call("demo", CALL_ID)
+    assert call is not None and call["raw_truncated"] is True and call["phone"] == "+79101234567"
+    kept = json.loads(call["history_raw"])
+    assert len(call["history_raw"].encode()) < 100 * 1024
+    assert kept["user"] == "andy" and len(kept[calls.RAW_CUT_NOTE]) == 50
+
+
+def test_an_event_and_a_rating_with_a_500_kb_unknown_field_are_stored(cloud):
+    big = "z" * (500 * 1024)
+    assert post(seed_event("INCOMING", notes=big))[0] == 200
+    assert post({"cmd": "rating", "callid": CALL_ID, "rating": "5", "crm_token": DEMO_TOKEN, "notes": big})[0] == 200
+    call = calls.get_call("demo", CALL_ID)
+    assert call is not None and call["raw_truncated"] is True and call["ringing"] == {"andy"}
+    assert call["rating"] == "5"
+    assert [e["cmd"] for e in calls.timeline("demo", CALL_ID)] == ["event", "rating"]
+
+
+def test_a_small_record_is_stored_as_sent_and_not_flagged(cloud):
+    assert post(seed_history(notes="short"))[0] == 200
+    call = calls.get_call("demo", CALL_ID)
+    assert call is not None
+    assert "raw_truncated" not in call and calls.RAW_CUT_NOTE not in json.loads(call["history_raw"])
+
+
+def test_a_history_with_an_empty_phone_is_a_call_without_a_number(cloud):
+    assert post(seed_history(phone=""))[0] == 200
+    call = calls.get_call("demo", CALL_ID)
+    assert call is not None and call["phone"] == "" and "no_number" in call["flags"]
+    assert post(seed_history(phone=""))[0] == 200  # a repeat changes nothing
+    assert [e["cmd"] for e in calls.timeline("demo", CALL_ID)] == ["history"]
+
+
+def test_a_history_without_the_phone_field_is_still_400(cloud):
+    assert post(seed_history(phone=None)) == (400, {"error": "Invalid parameters"})

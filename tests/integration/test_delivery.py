@@ -622,3 +622,38 @@ def test_telediscount_calls_open_and_close_the_responsible_managers_card(setup: 
     ]
     assert cards[0]["phone"] == "+79039998877" and cards[0]["externalPhone"] == "+79037778899"
     assert not [e for e in setup.retail.events if e["callExternalId"] == "TD-2"]
+
+
+@pytest.mark.parametrize("number", ["", "anonymous"])
+def test_a_call_without_a_number_is_stored_and_not_applicable_where_a_crm_needs_one(
+    setup: Crms, now: list[datetime], number: str
+) -> None:
+    """A withheld caller id (`phone=` or `phone=anonymous`) is a call: stored, flagged `no_number`,
+    and settled `not_applicable` for CRMs that file calls by number - not sent, not parked, no alarm."""
+    import cloudpbx
+    from callbridge.store import calls
+    from tests.support import form, http_event, seed_history
+
+    for call_id, phone in (("NONUM-1", number), ("NUM-1", "79101234567")):
+        fields = seed_history(callid=call_id, phone=phone, crm_token="delivery-test-token-0001", link=None)
+        event = http_event("/v1/batch/cloudpbx", form(**fields), account="batch")
+        assert cloudpbx.handler(event, None)["statusCode"] == 200
+    stored = calls.get_call("batch", "NONUM-1")
+    assert stored is not None and stored["final"] is True and stored["phone"] == number
+    assert "no_number" in stored["flags"] and stored["user"] == "andy"
+
+    report = engine.drain(accounts=["batch"])
+    assert (report.delivered, report.not_applicable, report.rejected, report.failed) == (2, 2, 0, 0)
+    assert report.metrics()["DeliveriesParked"] == 0 and report.metrics()["DeliveriesRejected"] == 0
+    assert setup.mini.errors == [] and setup.retail.errors == []
+    assert setup.mini.received == 1 and set(setup.retail.calls) == {"NUM-1"}
+    states = {d["crm"]: d for d in store.of_call("batch", "NONUM-1")}
+    assert {crm: d["state"] for crm, d in states.items()} == {
+        "minicrm": "not_applicable",
+        "retailcrm": "not_applicable",
+    }
+    assert all("no client number" in d["reason"] and "dlv_pk" not in d for d in states.values())
+    assert store.list_parked("batch", "minicrm", store.REJECTED) == []
+    assert store.list_parked("batch", "minicrm", store.FAILED) == []
+    # Settled: a later drain finds nothing to do.
+    assert engine.drain(accounts=["batch"]).claimed == 0

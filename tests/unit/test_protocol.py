@@ -127,3 +127,10 @@ def test_start_times_become_utc_or_none(raw, expected):
 def test_error_factories_have_the_spec_bodies():
     assert protocol.invalid_token().body == {"error": "Invalid token"}
     assert protocol.invalid_token().status == 401
+
+
+def test_an_empty_history_phone_is_a_withheld_number_a_missing_one_is_400():
+    assert parse_history(_history(phone=""), {}).phone == ""
+    assert parse_history(_history(phone="  "), {}).phone == ""
+    with pytest.raises(CloudPbxError):
+        parse_history(_history(phone=None), {})

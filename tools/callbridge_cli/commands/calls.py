@@ -118,7 +118,12 @@ def show(ctx: click.Context, call_id: str, account: str | None, json_output: boo
             "deliveries",
             ["crm", "state", "attempts", "detail"],
             [
-                [d["crm"], d.get("state") or d.get("status"), d.get("attempts"), d.get("error") or d.get("last_error")]
+                [
+                    d["crm"],
+                    d.get("state") or d.get("status"),
+                    d.get("attempts"),
+                    d.get("error") or d.get("last_error") or d.get("reason"),
+                ]
                 for d in deliveries
             ],
         )

@@ -35,6 +35,9 @@ class StartSource(StrEnum):
 
 class Flag(StrEnum):
     PHONE_UNPARSED = "phone_unparsed"  # the client number is not a valid number; kept as sent
+    # No client number at all (a withheld caller id: empty, `anonymous`…): kept, and not sent to a
+    # CRM that files calls by number (docs/delivery.md, "Not applicable").
+    NO_NUMBER = "no_number"
     START_UNPARSED = "start_unparsed"  # the PBX's start time was junk; derived another way
     BAD_RECORDING_LINK = "bad_recording_link"
     GROUP_USER = "group_user"  # `user` is a department: the call rang a group

@@ -26,6 +26,12 @@ class Phone:
         return self.e164 or self.raw
 
 
+def is_number(text: str | None) -> bool:
+    """Whether a client number was given at all: a withheld caller id comes as an empty field or a
+    word (`anonymous`, `unknown`), never with a digit. Short internal numbers are numbers."""
+    return any(ch.isdigit() for ch in text or "")
+
+
 def normalize(raw: str, region: str | None) -> Phone:
     text = raw.strip()[:_MAX_INPUT]
     if not text or not any(ch.isdigit() for ch in text):

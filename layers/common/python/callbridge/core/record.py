@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from callbridge.core import pipeline
+from callbridge.core import phones, pipeline
 from callbridge.core.model import Direction, Flag, Outcome, StartSource
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
@@ -60,6 +60,14 @@ class FinalCall:
     extra: dict[str, Any] = field(default_factory=dict)  # source-specific attributes (notes, waiting_time…)
 
     @property
+    def stored_flags(self) -> frozenset[str]:
+        """The flags the call is stored with: the adapter's, and `no_number` for a call without a
+        client number, whichever source sent it (the CRM connectors decide what that means)."""
+        if phones.is_number(self.phone_raw) or phones.is_number(self.phone):
+            return self.flags
+        return self.flags | {Flag.NO_NUMBER.value}
+
+    @property
     def fetch_recording(self) -> bool:
         """A recording link the recordings worker may fetch (a bad link is kept, flagged, unfetched)."""
         return bool(self.recording_url) and Flag.BAD_RECORDING_LINK not in self.flags
@@ -85,7 +93,7 @@ class FinalCall:
             "started_at": self.started_at,
             "start_source": self.start_source.value,
             "recording_url": self.recording_url,
-            RAW_ATTRIBUTE: json.dumps(self.raw, ensure_ascii=False, sort_keys=True),
+            RAW_ATTRIBUTE: calls.stored_raw(self.raw).text,  # bounded: store/calls.py
             "updated_at": now_iso,
             "gsi1pk": account,
             "gsi1sk": f"{self.started_at}#{self.call_id}",
@@ -113,8 +121,8 @@ def store_final(
     now_iso = clock.iso(received or clock.now())
     update = Update().set(**call.attributes(account, now_iso))
     update.set_if_absent(created_at=now_iso, finalized_at=now_iso)
-    if call.flags:
-        update.add_to_set("flags", *sorted(call.flags))
+    if call.stored_flags:
+        update.add_to_set("flags", *sorted(call.stored_flags))
     applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update)
     if existing is None:
         if applied:
@@ -196,8 +204,10 @@ def _whole_item(account: str, call: FinalCall, now_iso: str) -> dict[str, Any]:
     """The attributes of a call item created whole (not updated) by a bulk import."""
     attributes = call.attributes(account, now_iso)
     attributes.update(created_at=now_iso, finalized_at=now_iso)
-    if call.flags:
-        attributes["flags"] = set(call.flags)
+    if calls.stored_raw(call.raw).truncated:
+        attributes["raw_truncated"] = True  # as apply_once flags it on the other paths
+    if call.stored_flags:
+        attributes["flags"] = set(call.stored_flags)
     return attributes
 
 

@@ -56,10 +56,13 @@ OK = RecordResult("ok")
 
 @dataclass(frozen=True, slots=True)
 class CallRecords:
-    """The records of one call, or why it can't be sent at all (a local, permanent rejection)."""
+    """The records of one call, or why it can't be sent at all (a local, permanent rejection), or
+    why this CRM has no place for it (`not_applicable`: nothing is wrong, nothing is sent, nobody is
+    alarmed - a call without a client number to a CRM that files calls by number)."""
 
     records: list[Record]
     rejected: str = ""
+    not_applicable: str = ""
     flags: frozenset[str] = frozenset()  # e.g. default_user: an unmapped PBX user, sent to the default
 
 

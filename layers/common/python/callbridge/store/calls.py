@@ -10,7 +10,7 @@ crash can't leave the marker without its effect (or the effect without its marke
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,19 +44,90 @@ def _table() -> str:
     return get_settings().calls_table
 
 
+# -- the source record as stored ------------------------------------------------------------------
+# A source record may carry fields nobody documents, of any size, and it is stored twice: on the
+# call (`history_raw`, core/record.py) and on its marker. An item over DynamoDB's 400 KB limit is
+# refused on every retry, so the call would never be stored: the record is bounded here, where both
+# items get it. The fields the call needs are its own attributes, parsed before this, so nothing the
+# call needs is lost; the stored record says what was cut (RAW_CUT_NOTE) and the call is flagged
+# `raw_truncated`.
+RAW_VALUE_BYTES = 4096  # one value (its JSON); above every documented field's limit
+RAW_KEY_BYTES = 256  # one field name
+RAW_BYTES = 64 * 1024  # the whole record before the note: well under the item limit, twice
+RAW_CUT_NOTE = "_callbridge_cut"  # what was cut: field -> "truncated|dropped, N bytes"
+_NOTE_ENTRIES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRaw:
+    text: str  # the JSON stored
+    truncated: bool  # something of the record was cut
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _size(value: Any) -> int:
+    return len(_json(value).encode("utf-8"))
+
+
+def _clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, never inside a character."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def stored_raw(raw: Mapping[str, Any]) -> StoredRaw:
+    """The source record as stored: values over RAW_VALUE_BYTES are truncated to it, then the
+    largest values are dropped until the record fits RAW_BYTES; a record within both is unchanged."""
+    text = _json(raw)
+    if len(text.encode("utf-8")) <= min(RAW_VALUE_BYTES, RAW_BYTES):
+        return StoredRaw(text, False)
+    kept: dict[str, Any] = {}
+    cut: dict[str, str] = {}
+    for key, value in raw.items():
+        name = str(key)
+        if len(name.encode("utf-8")) > RAW_KEY_BYTES:
+            name = _clip(name, RAW_KEY_BYTES - 8) + f"…{len(kept)}"
+            cut[name] = f"name truncated, {len(str(key).encode('utf-8'))} bytes"
+        size = _size(value)
+        if size > RAW_VALUE_BYTES:
+            value = _clip(value if isinstance(value, str) else _json(value), RAW_VALUE_BYTES - 8)
+            cut[name] = f"truncated, {size} bytes"
+        kept[name] = value
+    sizes = {name: _size(name) + _size(value) + 2 for name, value in kept.items()}
+    total = sum(sizes.values()) + 2
+    for name in sorted(sizes, key=lambda n: sizes[n], reverse=True):
+        if total <= RAW_BYTES:
+            break
+        cut[name] = f"dropped, {_size(raw.get(name, kept[name]))} bytes"
+        total -= sizes[name]
+        del kept[name]
+    if not cut:
+        return StoredRaw(text, False)
+    shown = dict(list(cut.items())[:_NOTE_ENTRIES])
+    if len(cut) > _NOTE_ENTRIES:
+        shown["…"] = f"{len(cut) - _NOTE_ENTRIES} more fields cut"
+    kept[RAW_CUT_NOTE] = shown
+    return StoredRaw(_json(kept), True)
+
+
 def apply_once(
     account: str, call_id: str, marker: Marker, received_at: str, raw: dict[str, Any], update: Update
 ) -> bool:
     """Apply `update` to the call and record `marker`, atomically. False when this exact webhook was
     already applied (a retry): nothing is changed then."""
     client = aws.dynamodb()
+    stored = stored_raw(raw)
+    if stored.truncated:
+        update.set(raw_truncated=True)
     try:
         client.transact_write_items(
             TransactItems=[
                 {
                     "Put": {
                         "TableName": _table(),
-                        "Item": marker_item(account, call_id, marker, received_at, raw),
+                        "Item": _marker_item(account, call_id, marker, received_at, stored),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
@@ -180,6 +251,10 @@ _BATCH_WRITE = 25
 
 def marker_item(account: str, call_id: str, marker: Marker, received_at: str, raw: dict[str, Any]) -> dict[str, Any]:
     """The EVT item of one source record (typed), as apply_once writes it."""
+    return _marker_item(account, call_id, marker, received_at, stored_raw(raw))
+
+
+def _marker_item(account: str, call_id: str, marker: Marker, received_at: str, raw: StoredRaw) -> dict[str, Any]:
     return to_item(
         {
             "pk": call_pk(account, call_id),
@@ -188,7 +263,7 @@ def marker_item(account: str, call_id: str, marker: Marker, received_at: str, ra
             "type": marker.type,
             "user": marker.user,
             "received_at": received_at,
-            "raw": json.dumps(raw, ensure_ascii=False, sort_keys=True),
+            "raw": raw.text,
         }
     )
 

@@ -1,10 +1,10 @@
 """Delivery items of the Calls table: pk = CALL#{account}#{call id}, sk = DLV#{crm name}.
 
-    state        pending | delivered | rejected | failed
+    state        pending | delivered | not_applicable | rejected | failed
     dlv_pk       {account}#{crm}            while pending (the drain's partition)
                  REJECTED#{account}#{crm}    rejected by the CRM (or unsendable): the operator's list
                  FAILED#{account}#{crm}      gave up after DELIVERY_MAX_ATTEMPTS transient failures
-                 (absent once delivered: the index holds nothing of the history)
+                 (absent once delivered or not applicable: the index holds nothing of the history)
     dlv_due      {due time ISO}#{call id}   the index sort key: due work comes out oldest first
     lease_until / lease_owner   set by a worker that took the delivery (conditional update)
     attempts, last_error, reason, flags, delivered_at, crm_answer
@@ -30,6 +30,9 @@ from callbridge.store.updates import Update
 
 INDEX = "Deliveries"
 PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "failed"
+# Neither delivered nor failed: this CRM has no place for the call (a withheld caller id to a CRM
+# that files calls by number). Settled like a delivery, never retried, never parked or alarmed.
+NOT_APPLICABLE = "not_applicable"
 PARKED = (REJECTED, FAILED)
 
 
@@ -134,6 +137,12 @@ def mark_delivered(
     update = Update().set(
         state=DELIVERED, delivered_at=clock.iso(now), crm_answer=answer or {"ok": True}, flags=_flags(flags)
     )
+    _update(account, call_id, crm, update.remove("dlv_pk", "dlv_due", "lease_until", "lease_owner"))
+
+
+def mark_not_applicable(account: str, call_id: str, crm: str, now: datetime, reason: str, flags: list[str]) -> None:
+    """Not applicable: out of the index for good, with the reason (`callbridge calls show`)."""
+    update = Update().set(state=NOT_APPLICABLE, settled_at=clock.iso(now), reason=reason[:1000], flags=_flags(flags))
     _update(account, call_id, crm, update.remove("dlv_pk", "dlv_due", "lease_until", "lease_owner"))
 
 

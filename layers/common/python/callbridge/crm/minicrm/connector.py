@@ -18,7 +18,7 @@ from typing import Any
 from phonenumbers import NumberParseException
 
 from callbridge.core.model import Call, Direction, Outcome
-from callbridge.core.phones import national_digits
+from callbridge.core.phones import is_number, national_digits
 from callbridge.crm.base import CONFIG_STATUSES, OK, CallRecords, DeliveryContext, Record, RecordResult, send_batch
 from callbridge.crm.minicrm.settings import MiniCrmSettings, MiniCrmUser
 from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError, limiter
@@ -29,6 +29,7 @@ RATE_PER_SECOND = 5.0  # undocumented; modest, and 429/5xx are retried
 REJECT_COUNTERS = ("Missing", "NotFound", "Skipped")
 OK_COUNTERS = ("Processed", "Exists")
 DEFAULT_USER = "default_user"
+NO_NUMBER = "the call has no client number (withheld caller id); MiniCRM needs one"
 
 
 def call_type(call: Call) -> int:
@@ -92,13 +93,15 @@ class MiniCrmConnector:
     def records(self, call: Call, recording_stored: bool) -> CallRecords:
         extensions, defaulted = self._extensions(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
+        number = call.phone or call.phone_raw or ""
+        if not is_number(number):
+            # MiniCRM files a call under the client's Number and skips a record without one
+            # (docs/protocols/minicrm.md, `Missing`/`Skipped`): a withheld caller id has no place there.
+            return CallRecords([], not_applicable=NO_NUMBER, flags=flags)
         if not extensions:
             return CallRecords([], rejected="no MiniCRM user for this call and no default_user_extension", flags=flags)
         if call.started_at is None:
             return CallRecords([], rejected="the call has no start time", flags=flags)
-        number = call.phone or call.phone_raw
-        if not number:
-            return CallRecords([], rejected="the call has no client number", flags=flags)
         if self.settings.number_format == "national" and number.startswith("+"):
             with contextlib.suppress(NumberParseException):  # keep the number as stored
                 number = national_digits(number)

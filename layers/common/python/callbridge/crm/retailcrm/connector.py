@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
+from callbridge.core.phones import is_number
 from callbridge.crm.base import (
     CONFIG_STATUSES,
     Callback,
@@ -34,6 +35,7 @@ from callbridge.crm.retailcrm.users import retailcrm_code, retailcrm_user_id
 from callbridge.infra.http import RetryPolicy, TransientHttpError
 
 DEFAULT_USER = "default_user"
+NO_NUMBER = "the call has no client number (withheld caller id); retailCRM files calls by phone"
 RESULTS = {
     Outcome.ANSWERED: "answered",
     Outcome.MISSED: "no answer",
@@ -127,9 +129,12 @@ class RetailCrmConnector:
     def records(self, call: Call, recording_stored: bool) -> CallRecords:
         user_id, code, defaulted = self.manager(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
-        phone = call.phone or call.phone_raw
-        if not phone:
-            return CallRecords([], rejected="the call has no client number", flags=flags)
+        phone = call.phone or call.phone_raw or ""
+        if not is_number(phone):
+            # `phone` is the one field that ties an uploaded call to a customer, and the upload
+            # validates it per call (docs/protocols/retailcrm.md, "telephony/calls/upload" and the
+            # `calls[N][phone]` errors): a withheld caller id is not sent, and that is no failure.
+            return CallRecords([], not_applicable=NO_NUMBER, flags=flags)
         if call.started_at is None:
             return CallRecords([], rejected="the call has no start time", flags=flags)
         payload: dict[str, Any] = {

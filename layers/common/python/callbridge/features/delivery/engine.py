@@ -53,6 +53,7 @@ MAX_QUEUE_DELAY_S = 900  # SQS DelaySeconds
 class Report:
     claimed: int = 0
     delivered: int = 0
+    not_applicable: int = 0  # the CRM has no place for the call (no client number): settled, no alarm
     duplicates: int = 0
     rejected: int = 0
     failed: int = 0
@@ -68,6 +69,7 @@ class Report:
         for name in (
             "claimed",
             "delivered",
+            "not_applicable",
             "duplicates",
             "rejected",
             "failed",
@@ -90,6 +92,7 @@ class Report:
         return {
             "DeliveriesDelivered": self.delivered,
             "DeliveriesRejected": self.rejected,
+            "DeliveriesNotApplicable": self.not_applicable,
             "DeliveriesParked": self.failed,
             "DeliveriesRetried": self.retried,
             "DeliveryRequests": self.requests,
@@ -196,6 +199,12 @@ def process(
                 report.deferred += 1
                 continue
             built = connector.records(call, raw.get("recording_state") == RECORDING_STORED)
+            if built.not_applicable:
+                marks.append(
+                    partial(_not_applicable, account.id, call_id, name, built.not_applicable, sorted(built.flags))
+                )
+                report.not_applicable += 1
+                continue
             if built.rejected:
                 marks.append(
                     _park(account.id, call_id, name, store.REJECTED, built.rejected, attempts, sorted(built.flags))
@@ -268,6 +277,10 @@ def process(
 
 def _delivered(account: str, call_id: str, crm: str, answer: dict[str, Any], flags: list[str]) -> None:
     store.mark_delivered(account, call_id, crm, clock.now(), answer, flags)
+
+
+def _not_applicable(account: str, call_id: str, crm: str, reason: str, flags: list[str]) -> None:
+    store.mark_not_applicable(account, call_id, crm, clock.now(), reason, flags)
 
 
 def _park(

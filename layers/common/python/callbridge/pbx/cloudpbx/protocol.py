@@ -193,7 +193,7 @@ def parse_history(fields: dict[str, str], raw: dict[str, str]) -> HistoryIn:
     return HistoryIn(
         direction=direction,
         user=_str(fields, "user"),
-        phone=_str(fields, "phone", limit=64),
+        phone=_present(fields, "phone", limit=64),
         callid=_str(fields, "callid", limit=256),
         status=_str(fields, "status", limit=64),
         duration=_duration(fields, "duration", required=True) or 0,
@@ -239,6 +239,15 @@ def parse_rating(fields: dict[str, str], raw: dict[str, str]) -> RatingIn:
         phone=_text(fields, "phone", required=False, limit=64),
         raw=raw,
     )
+
+
+def _present(fields: dict[str, str], name: str, limit: int) -> str:
+    """A field that must be sent but may be empty: a history's `phone` is empty for a withheld
+    caller id, and that call happened (docs/cloudpbx.md, "What is stored"). Missing is still a 400:
+    the vendor documentation requires the field (docs/protocols/cloudpbx.md)."""
+    if name not in fields:
+        raise invalid_parameters()
+    return _text(fields, name, required=False, limit=limit) or ""
 
 
 def _str(fields: dict[str, str], name: str, limit: int = 256) -> str:
