@@ -36,6 +36,7 @@ class StartSource(StrEnum):
 class Flag(StrEnum):
     PHONE_UNPARSED = "phone_unparsed"  # the client number is not a valid number; kept as sent
     START_UNPARSED = "start_unparsed"  # the PBX's start time was junk; derived another way
+    DURATION_UNPARSED = "duration_unparsed"  # a talk or ring time was junk; counted as 0, kept as sent
     BAD_RECORDING_LINK = "bad_recording_link"
     GROUP_USER = "group_user"  # `user` is a department: the call rang a group
 
