@@ -72,3 +72,14 @@ def test_signature_is_hmac_sha256_over_account_call_and_expiry():
     assert signature("key", "demo", "call-1", 1700000000) == expected
     assert signature("key", "demo", "call-1", 1700000001) != expected
     assert signature("key", "other", "call-1", 1700000000) != expected
+
+
+def test_the_longest_signed_url_lifetime_is_the_templates_longest_retention():
+    """verify_signature refuses an exp further ahead than any recording is kept: the bound must
+    follow template.yaml's RecordingRetentionDays maximum."""
+    from pathlib import Path
+
+    from callbridge_local.template import load_template
+
+    template = load_template(Path(__file__).resolve().parents[2] / "template.yaml")
+    assert template.parameters["RecordingRetentionDays"].max_value == settings.RECORDING_RETENTION_MAX_DAYS

@@ -39,6 +39,7 @@ class Flag(StrEnum):
     # CRM that files calls by number (docs/delivery.md, "Not applicable").
     NO_NUMBER = "no_number"
     START_UNPARSED = "start_unparsed"  # the PBX's start time was junk; derived another way
+    DURATION_UNPARSED = "duration_unparsed"  # a talk or ring time was junk; counted as 0, kept as sent
     BAD_RECORDING_LINK = "bad_recording_link"
     GROUP_USER = "group_user"  # `user` is a department: the call rang a group
 

@@ -5,19 +5,23 @@ route 404, our own failure a retryable 503 — never a 500.
 - GET /v1/{account}/{crm}/make-call: a CRM's click-to-call (retailCRM's makeCallUrl). 200 only when
   the PBX accepted the call; the CRM shows any other status to the manager as a failed call.
 - POST /v1/{account}/calls: the same for any CRM or script: JSON `{user | extension, phone, clid?}`,
-  `Authorization: Bearer <account API key>`.
+  `Authorization: Bearer <account API key>`. The body is read here, before anything else: a body
+  that is not JSON (another Content-Type 415; not UTF-8, not JSON, nested too deep 400; not the
+  model 422) is the caller's mistake, answered alike for every account name.
 - GET /v1/{account}/{crm}/user-status: a CRM's report of a manager's status (retailCRM's
   changeUserStatusUrl); the contact path routes to a manager only while it is `free`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from callbridge.features import clicktocall
 from callbridge.features.clicktocall import ClickToCallError
@@ -41,6 +45,37 @@ class CallRequest(BaseModel):
         return self
 
 
+class UnsupportedBody(Exception):
+    """POST /calls with a Content-Type other than JSON: 415."""
+
+
+def _is_json(content_type: str | None) -> bool:
+    # No Content-Type is read as JSON, as the framework did before (scripts that omit it keep working).
+    media = (content_type or JSON).split(";", 1)[0].strip().lower()
+    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+def call_request(app: APIGatewayHttpResolver) -> CallRequest:
+    """The body of POST /calls. Parsed here rather than by the framework's validation, which let a
+    wrong Content-Type, bytes that are not UTF-8 and a deeply nested array escape as exceptions
+    (a 503 and a stack trace for the caller's mistake)."""
+    event = app.current_event
+    if not _is_json(event.headers.get("content-type")):
+        raise UnsupportedBody()
+    try:
+        raw = event.body or ""
+        text = base64.b64decode(raw, validate=True).decode("utf-8") if event.is_base64_encoded else raw
+        # json.loads recurses once per nesting level: 100,000 '[' exhaust the stack (RecursionError).
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise BadRequestError("The body is not a JSON document in UTF-8") from None
+    try:
+        return CallRequest.model_validate(data)
+    except ValidationError as error:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
+        raise RequestValidationError(problems) from None
+
+
 def _query(app: APIGatewayHttpResolver) -> dict[str, str]:
     return dict(app.current_event.query_string_parameters or {})
 
@@ -56,8 +91,9 @@ def make_call_app() -> APIGatewayHttpResolver:
         return Response(200, JSON, placed.as_dict())
 
     @app.post("/v1/<account>/calls")
-    def api_make_call(account: str, request: CallRequest) -> Response[Any]:
+    def api_make_call(account: str) -> Response[Any]:
         bind(account=account)
+        request = call_request(app)
         authorization = app.current_event.headers.get("authorization")
         placed = clicktocall.api_make_call(
             account, authorization, request.user, request.extension, request.phone, request.clid
@@ -66,16 +102,17 @@ def make_call_app() -> APIGatewayHttpResolver:
         return Response(200, JSON, placed.as_dict())
 
     def invalid(error: RequestValidationError) -> Response[Any]:
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors()
-        ]
-        return Response(422, JSON, {"error": "Invalid request", "details": problems})
+        return Response(422, JSON, {"error": "Invalid request", "details": [str(p) for p in error.errors()]})
+
+    def unsupported(error: UnsupportedBody) -> Response[Any]:
+        return Response(415, JSON, {"error": f"Content-Type must be {JSON}"})
 
     def bad_request(error: BadRequestError) -> Response[Any]:
         return Response(400, JSON, {"error": error.msg})
 
     app.exception_handler(RequestValidationError)(invalid)
     app.exception_handler(BadRequestError)(bad_request)
+    app.exception_handler(UnsupportedBody)(unsupported)
     install_error_answers(app, "click-to-call failed")
     return app
 

@@ -10,6 +10,10 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
+# The longest a recording is kept (template.yaml's RecordingRetentionDays MaxValue), and so the
+# longest a signed recording URL may live (callbridge.features.recordings.playback.verify_signature).
+RECORDING_RETENTION_MAX_DAYS = 3650
+
 
 class SettingsError(RuntimeError):
     """A required setting is missing or malformed: a deployment bug, not a client error."""
@@ -101,7 +105,7 @@ class Settings:
             delivery_chunk=integer("DELIVERY_CHUNK", 10000, 1, 100000),
             delivery_http_attempts=integer("DELIVERY_HTTP_ATTEMPTS", 3, 1, 10),
             delivery_http_timeout_s=integer("DELIVERY_HTTP_TIMEOUT_SECONDS", 10, 1, 60),
-            recording_link_ttl_s=integer("RECORDING_RETENTION_DAYS", 365, 1, 3650) * 86400,
+            recording_link_ttl_s=integer("RECORDING_RETENTION_DAYS", 365, 1, RECORDING_RETENTION_MAX_DAYS) * 86400,
             routing_cache_table=src.get("ROUTING_CACHE_TABLE", "").strip(),
             routing_cache_ttl_s=integer("ROUTING_CACHE_TTL_SECONDS", 300, 1, 86400),
             pbx_timeout_s=integer("PBX_TIMEOUT_SECONDS", 5, 1, 25),

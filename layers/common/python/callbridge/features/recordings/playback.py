@@ -27,10 +27,15 @@ from urllib.parse import quote, urlencode
 
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.infra import aws, secrets
-from callbridge.infra.settings import get_settings
+from callbridge.infra.settings import RECORDING_RETENTION_MAX_DAYS, get_settings
 from callbridge.store import calls
 
 PRESIGN_TTL_S = 300
+# No URL we sign lives longer than the longest retention: an `exp` further ahead was not signed by us.
+MAX_LINK_TTL_S = RECORDING_RETENTION_MAX_DAYS * 86400
+# ASCII digits of a time within MAX_LINK_TTL_S of now are 10 or 11 long; more is no time of ours
+# (and int() refuses more than 4,300 digits with a ValueError).
+_MAX_EXP_DIGITS = 12
 # A base64 body grows by a third and must stay under Lambda's 6 MB response limit.
 DIRECT_MAX_BYTES = 4 * 1024 * 1024
 
@@ -147,10 +152,15 @@ def signed_recording_url(base_url: str, account_id: str, call_id: str, ttl: int,
 def verify_signature(
     account_id: str, call_id: str, expires: str | None, sig: str | None, *, now: float | None = None
 ) -> Account:
-    """The account, when `sig` signs (account, call id, expires) and `expires` has not passed."""
-    if not expires or not expires.isdigit() or not sig or len(sig) != 64:
+    """The account, when `sig` signs (account, call id, expires), `expires` has not passed and is no
+    further ahead than MAX_LINK_TTL_S. `expires` is ASCII digits only: str.isdigit() alone accepts
+    '²' and other Unicode digits that int() then refuses."""
+    if not expires or not sig or len(sig) != 64:
         raise BadSignature()
-    if int(expires) < (time.time() if now is None else now):
+    if len(expires) > _MAX_EXP_DIGITS or not (expires.isascii() and expires.isdigit()):
+        raise BadSignature()
+    current = time.time() if now is None else now
+    if not current <= int(expires) <= current + MAX_LINK_TTL_S:
         raise BadSignature()
     account = _account(account_id, BadSignature)
     presented = sig.lower().encode()

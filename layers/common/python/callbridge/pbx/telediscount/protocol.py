@@ -8,6 +8,7 @@ on a bad value except a missing `api_call_id`, without which a call cannot be id
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ FINISHED = Marker(SOURCE, "finished", "")
 INCOMING = Marker(SOURCE, "incoming", "")
 _CALL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _SIP = re.compile(r"^sip/", re.IGNORECASE)
+# No call lasts or rings longer (the same bound as the Cloud PBX's, pbx/cloudpbx/protocol.py): a
+# larger value is junk, and would overflow timedelta or DynamoDB's 38-digit numbers.
+MAX_DURATION = 10 * 24 * 3600
 
 
 class BadRecord(ValueError):
@@ -36,7 +40,8 @@ def parse_setup_time(raw: str | None) -> datetime | None:
     """10 digits are UNIX seconds, 13 milliseconds; anything else (the documentation's own 14-digit
     example) is not a time we can trust."""
     text = (raw or "").strip()
-    if not text.isdigit():
+    # ASCII only: str.isdigit() also accepts '²' and other Unicode digits, which int() refuses.
+    if not (text.isascii() and text.isdigit()):
         return None
     if len(text) == 10:
         return datetime.fromtimestamp(int(text), UTC)
@@ -67,11 +72,19 @@ def user_for_sip(users: list[dict[str, Any]], sip_account: str) -> str | None:
     return None
 
 
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(float(str(value).strip())))
-    except (TypeError, ValueError):
+def _seconds(value: Any) -> int | None:
+    """A talk or ring time in whole seconds: missing is 0; None when it is no number of seconds
+    (text, NaN, a 400-digit number that int(float()) overflows on, more than MAX_DURATION)."""
+    text = "" if value is None else str(value).strip()
+    if not text:
         return 0
+    try:
+        number = float(text[:32])
+    except ValueError:
+        return None
+    if len(text) > 32 or not math.isfinite(number) or number > MAX_DURATION:
+        return None
+    return max(0, int(number))
 
 
 def _text(fields: Mapping[str, Any], name: str) -> str:
@@ -143,8 +156,14 @@ def final_call(
     phone = normalize(client_raw, region)
     flags: set[str] = set() if phone.e164 else {Flag.PHONE_UNPARSED.value}
 
-    talk = _int(fields.get("connection_time"))
-    waiting = _int(fields.get("waiting_time", fields.get("num_b_waiting_time")))
+    durations = {"connection_time": fields.get("connection_time")}
+    durations["waiting_time"] = fields.get("waiting_time", fields.get("num_b_waiting_time"))
+    seconds = {name: _seconds(value) for name, value in durations.items()}
+    # An unreadable time still stores the call (the PBX reported it): as 0 s, flagged, kept as sent.
+    unparsed = {f"{name}_raw": str(durations[name]).strip()[:64] for name, value in seconds.items() if value is None}
+    if unparsed:
+        flags.add(Flag.DURATION_UNPARSED.value)
+    talk, waiting = seconds["connection_time"] or 0, seconds["waiting_time"] or 0
     answered = talk > 0
     outcome = Outcome.ANSWERED if answered else (Outcome.NO_ANSWER if outgoing else Outcome.MISSED)
 
@@ -161,7 +180,7 @@ def final_call(
             start_source = StartSource.RECEIPT_MINUS_DURATION
 
     num_m = _text(fields, "num_m")
-    extra: dict[str, Any] = {"waiting_time": waiting, "setup_time_raw": setup_raw or None}
+    extra: dict[str, Any] = {"waiting_time": waiting, "setup_time_raw": setup_raw or None, **unparsed}
     if is_sip(sip):
         extra["sip_account"] = sip
     for name in ("price", "code_name_num_a", "code_name_num_b", "service_name"):
