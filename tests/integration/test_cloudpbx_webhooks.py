@@ -335,3 +335,38 @@ def test_a_webhook_that_merely_mentions_contact_is_retried_not_acknowledged(clou
     assert post(fields)[0] == 200
     assert calls.get_call("demo", fields["callid"]) is not None or fields["cmd"] == "event"
     assert calls.timeline("demo", fields["callid"])
+
+
+def _log_lines(text: str) -> list[dict[str, Any]]:
+    """The Powertools JSON lines (EMF metric lines aside) of what the handlers wrote."""
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [line for line in lines if "_aws" not in line and "message" in line]
+
+
+def test_a_request_failing_before_it_binds_does_not_log_under_the_previous_ones_keys(
+    cloud: dict[str, str], capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm container keeps its logger: the second request's lines must not name the first's
+    account or call id, whether it fails before authentication or never binds a call id at all."""
+    assert post(seed_history())[0] == 200  # binds account=demo, call_id=CALL_ID
+    capfd.readouterr()
+
+    from callbridge.edge import cloudpbx as edge
+
+    def outage(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("DynamoDB unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(edge, "authenticate", outage)
+        status, _ = post(seed_history(callid="other-call"), path="/v1/other/cloudpbx", account="other")
+    assert status == 503
+    # An unknown command of the same account carries no call id: none may be inherited either.
+    assert post({"cmd": "dial", "crm_token": DEMO_TOKEN})[0] == 200
+
+    lines = _log_lines(capfd.readouterr().out)
+    failed = [line for line in lines if line["message"] == "Cloud PBX webhook failed"]
+    ignored = [line for line in lines if line["message"] == "unknown Cloud PBX command ignored"]
+    assert failed and ignored
+    assert "account" not in failed[0] and "call_id" not in failed[0]
+    assert ignored[0]["account"] == "demo" and "call_id" not in ignored[0]
+    assert all(CALL_ID not in json.dumps(line) for line in lines)
