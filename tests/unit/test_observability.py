@@ -53,10 +53,14 @@ def test_every_lambda_handler_starts_with_an_empty_log_context() -> None:
             assert getattr(handler, "__callbridge_invocation__", False), path.name
 
 
-def test_pool_threads_log_under_the_callers_keys_and_leak_none(capfd: Any) -> None:
+def test_pool_threads_log_under_the_callers_keys_and_leak_none(monkeypatch: Any) -> None:
+    import io
     from concurrent.futures import ThreadPoolExecutor
 
     from callbridge.infra.observability import bind, in_context, logger, reset_log_context
+
+    written = io.StringIO()  # Powertools keeps the stdout it was created with: read its own stream
+    monkeypatch.setattr(logger().registered_handler, "stream", written)
 
     def job(call_id: str) -> None:
         bind(account="a", call_id=call_id)
@@ -71,7 +75,7 @@ def test_pool_threads_log_under_the_callers_keys_and_leak_none(capfd: Any) -> No
         pool.submit(in_context(job), "c1").result()
         pool.submit(in_context(later)).result()
     reset_log_context()
-    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in written.getvalue().splitlines() if line.startswith("{")]
     by_message = {line["message"]: line for line in lines}
     assert by_message["in job"]["call_id"] == "c1"
     assert by_message["next job"]["account"] == "a" and "call_id" not in by_message["next job"]
