@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from callbridge.core.record import settle_call
-from callbridge.infra.observability import bind, logger
+from callbridge.infra.observability import bind, invocation, logger
 
 
 def _settle(record: SQSRecord) -> None:
@@ -20,6 +20,7 @@ def _settle(record: SQSRecord) -> None:
     )
 
 
+@invocation
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A processor per invocation: it keeps per-batch state, and the local runtime may run two batches
     # at once in one process.

@@ -3,7 +3,9 @@
 from typing import Any
 
 from callbridge.features.schedules import run_scheduled
+from callbridge.infra.observability import invocation
 
 
+@invocation
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return run_scheduled("ccrm", event)

@@ -3,7 +3,9 @@
 from typing import Any
 
 from callbridge.edge.cloudpbx import handle
+from callbridge.infra.observability import invocation
 
 
+@invocation
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle(event, command=None)

@@ -10,10 +10,12 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from callbridge.features.delivery.engine import deliver_messages
+from callbridge.infra.observability import invocation
 
 metrics = Metrics(namespace="CallBridge", service="callbridge")
 
 
+@invocation
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = [(str(r["messageId"]), str(r.get("body") or "")) for r in event.get("Records") or []]

@@ -8,10 +8,12 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from callbridge.features.delivery.engine import drain
+from callbridge.infra.observability import invocation
 
 metrics = Metrics(namespace="CallBridge", service="callbridge")
 
 
+@invocation
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     named = event.get("accounts") if isinstance(event, dict) else None

@@ -4,6 +4,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
+from callbridge.infra.observability import invocation
+
 app = APIGatewayHttpResolver()
 
 
@@ -12,5 +14,6 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@invocation
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from callbridge.features.recordings.worker import handle_message
+from callbridge.infra.observability import invocation
 
 
 def _fetch(record: SQSRecord) -> None:
@@ -16,6 +17,7 @@ def _fetch(record: SQSRecord) -> None:
     handle_message(record.body, attempt=attempt, receipt_handle=record.receipt_handle)
 
 
+@invocation
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A processor per invocation: its state is per batch, and the local runtime may run two batches
     # at once in one process (its poller thread and a drain). A batch whose every record failed is

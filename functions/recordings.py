@@ -4,7 +4,9 @@ MiniCRM and retailCRM playback URLs): callbridge.edge.recordings."""
 from typing import Any
 
 from callbridge.edge.recordings import resolve
+from callbridge.infra.observability import invocation
 
 
+@invocation
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return resolve(event, context)

@@ -10,8 +10,10 @@ One account's failure (PBX down, bad token) is reported and does not stop the ot
 from typing import Any
 
 from callbridge.features.users import run_sync
+from callbridge.infra.observability import invocation
 
 
+@invocation
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     named = event.get("accounts") if isinstance(event, dict) else None
     return run_sync([str(a) for a in named] if isinstance(named, list) else None)

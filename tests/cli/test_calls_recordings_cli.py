@@ -46,6 +46,30 @@ def test_calls_list_shows_the_call(callbridge, call_id):
     assert any(r["call_id"] == call_id and r["duration"] == 42 for r in rows)
 
 
+def test_calls_json_is_json_sets_as_sorted_lists(callbridge, call_id):
+    """The store keeps `users_rang` and `flags` as string sets: a script gets JSON lists, not the
+    Python repr of a set ("{'andy'}")."""
+    rows = json.loads(callbridge("calls", "list", "-a", "demo", "--json").output)
+    [row] = [r for r in rows if r["call_id"] == call_id]
+    assert row["users_rang"] == ["andy"]
+    for name in ("users_rang", "flags"):
+        if name in row:
+            assert isinstance(row[name], list) and row[name] == sorted(row[name]), (name, row[name])
+
+    shown = json.loads(callbridge("calls", "show", call_id, "-a", "demo", "--json").output)
+    assert shown["call"]["users_rang"] == ["andy"]
+
+
+def test_json_output_writes_dynamodb_types_as_json(capsys):
+    """Every `--json` of the CLI goes through render.as_json: sets, Decimals and nested ones too."""
+    from decimal import Decimal
+
+    from callbridge_cli.render import as_json
+
+    as_json({"flags": {"b", "a"}, "n": Decimal("42"), "x": Decimal("1.5"), "deep": [{"s": frozenset({2, 1})}]})
+    assert json.loads(capsys.readouterr().out) == {"flags": ["a", "b"], "n": 42, "x": 1.5, "deep": [{"s": [1, 2]}]}
+
+
 def test_calls_show_has_timeline_deliveries_and_recording_state(callbridge, call_id):
     result = callbridge("calls", "show", call_id, "--account", "demo")
     assert result.exit_code == 0, result.output

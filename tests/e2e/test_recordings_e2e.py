@@ -140,8 +140,11 @@ def test_refusals(bridge, client, stored):
     not_found = {"error": "Recording not found"}
     wrong = client.get("/v1/rec/recordings", params={"Rec": stored}, auth=(USER, "wrong-password"))
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Basic")
-    # The gateway passes the real source address, 127.0.0.1: not MiniCRM's.
-    assert client.get("/v1/recip/recordings", params={"Rec": stored}, auth=(USER, PASSWORD)).status_code == 403
+    # The gateway passes the real source address, 127.0.0.1: not MiniCRM's. Refused exactly like
+    # wrong credentials, so that the answer does not reveal an account with an allowlist.
+    outside = client.get("/v1/recip/recordings", params={"Rec": stored}, auth=(USER, PASSWORD))
+    assert outside.status_code == 401
+    assert (outside.status_code, outside.text) == (wrong.status_code, wrong.text)
     unknown = client.get("/v1/rec/recordings", params={"Rec": "NO-SUCH-CALL"}, auth=(USER, PASSWORD))
     foreign = client.get("/v1/rec2/recordings", params={"Rec": stored}, auth=(USER, PASSWORD))
     assert (unknown.status_code, unknown.json()) == (404, not_found)

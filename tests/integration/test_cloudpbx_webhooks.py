@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -396,3 +399,92 @@ def test_a_history_with_an_empty_phone_is_a_call_without_a_number(cloud):
 
 def test_a_history_without_the_phone_field_is_still_400(cloud):
     assert post(seed_history(phone=None)) == (400, {"error": "Invalid parameters"})
+
+
+def _log_lines(text: str) -> list[dict[str, Any]]:
+    """The Powertools JSON lines (EMF metric lines aside) of what the handlers wrote."""
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return [line for line in lines if "_aws" not in line and "message" in line]
+
+
+def test_a_request_failing_before_it_binds_does_not_log_under_the_previous_ones_keys(
+    cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm container keeps its logger: the second request's lines must not name the first's
+    account or call id, whether it fails before authentication or never binds a call id at all."""
+    from callbridge.infra.observability import logger
+
+    assert post(seed_history())[0] == 200  # binds account=demo, call_id=CALL_ID
+    # Powertools writes to the stdout it was created with (maybe an earlier test's capture): read
+    # its lines where they go.
+    written = io.StringIO()
+    monkeypatch.setattr(logger().registered_handler, "stream", written)
+
+    from callbridge.edge import cloudpbx as edge
+
+    def outage(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("DynamoDB unavailable")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(edge, "authenticate", outage)
+        status, _ = post(seed_history(callid="other-call"), path="/v1/other/cloudpbx", account="other")
+    assert status == 503
+    # An unknown command of the same account carries no call id: none may be inherited either.
+    assert post({"cmd": "dial", "crm_token": DEMO_TOKEN})[0] == 200
+
+    lines = _log_lines(written.getvalue())
+    failed = [line for line in lines if line["message"] == "Cloud PBX webhook failed"]
+    ignored = [line for line in lines if line["message"] == "unknown Cloud PBX command ignored"]
+    assert failed and ignored
+    assert "account" not in failed[0] and "call_id" not in failed[0]
+    assert ignored[0]["account"] == "demo" and "call_id" not in ignored[0]
+    assert all(CALL_ID not in json.dumps(line) for line in lines)
+
+
+def _count_account_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The account ids core/accounts.py reads from DynamoDB from now on."""
+    from callbridge.store.accounts import get_account_item as real
+
+    reads: list[str] = []
+
+    def counted(account_id: str, **kwargs: Any) -> Any:
+        reads.append(account_id)
+        return real(account_id, **kwargs)
+
+    monkeypatch.setattr(accounts, "get_account_item", counted)
+    return reads
+
+
+def test_a_burst_for_an_unknown_account_costs_one_read_and_answers_like_a_wrong_token(
+    cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _count_account_reads(monkeypatch)
+    unknown = [
+        cloudpbx.handler(http_event("/v1/nosuch/cloudpbx", form(**seed_history()), account="nosuch"), None)
+        for _ in range(100)
+    ]
+    assert len(reads) <= 2, len(reads)
+    wrong = cloudpbx.handler(http_event(SINGLE, form(**seed_history(crm_token="not-the-token"))), None)
+    assert all(answer == wrong for answer in unknown)
+    assert wrong["statusCode"] == 401
+
+
+def test_an_account_found_missing_answers_at_once_after_an_apply_here_and_within_seconds_otherwise(
+    cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_account_file(ROOT / "accounts" / "demo.yaml").model_copy(update={"account": "late"})
+    late = "/v1/late/cloudpbx"
+    assert post(seed_history(), path=late, account="late")[0] == 401
+    apply_account(config)  # this container's apply forgets what it found missing
+    assert post(seed_history(), path=late, account="late")[0] == 200
+
+    # Applied by another container: this one does not know, and answers from its memory until the
+    # negative entry expires, at most accounts._MISSING_SECONDS later.
+    assert post(seed_history(callid="x-1"), path="/v1/later/cloudpbx", account="later")[0] == 401
+    from callbridge.store.accounts import get_account_item, put_account
+
+    put_account("later", {k: v for k, v in (get_account_item("late") or {}).items() if k not in ("pk", "sk")})
+    assert post(seed_history(callid="x-2"), path="/v1/later/cloudpbx", account="later")[0] == 401
+    later_clock = SimpleNamespace(monotonic=lambda: time.monotonic() + accounts._MISSING_SECONDS + 0.1)
+    monkeypatch.setattr(accounts, "time", later_clock)
+    assert post(seed_history(callid="x-3"), path="/v1/later/cloudpbx", account="later")[0] == 200

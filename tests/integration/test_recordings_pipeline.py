@@ -288,8 +288,9 @@ def test_refusals(env, server):
     assert minicrm("PLAY-4", auth=None)["statusCode"] == 401
     assert minicrm("PLAY-4", auth=("someone", PASSWORD))["statusCode"] == 401
     assert minicrm("PLAY-4", account="nosuchaccount")["statusCode"] == 401
-    # The source-IP allowlist: MiniCRM's addresses only, or a CIDR.
-    assert minicrm("PLAY-4", account="guarded")["statusCode"] == 403
+    # The source-IP allowlist: MiniCRM's addresses only, or a CIDR. Refused like wrong credentials
+    # (test_refusals_do_not_tell_whether_the_account_exists).
+    assert minicrm("PLAY-4", account="guarded")["statusCode"] == 401
     assert _status(minicrm("PLAY-4", account="guarded", ip="195.228.75.211")) == NOT_FOUND
     assert _status(minicrm("PLAY-4", account="office")) == NOT_FOUND
     # Unknown id, another account's id, nothing asked, not fetched yet: one and the same 404.
@@ -298,6 +299,21 @@ def test_refusals(env, server):
     assert _status(get("/v1/demo/recordings", "")) == NOT_FOUND
     assert post_history("PLAY-5", "https://pbx.example.com/later.mp3") == 200
     assert _status(minicrm("PLAY-5")) == NOT_FOUND
+
+
+def _answer(response: dict[str, Any]) -> tuple[int, str, dict[str, str]]:
+    return response["statusCode"], response["body"], dict(response.get("headers") or {})
+
+
+def test_refusals_do_not_tell_whether_the_account_exists(env, server):
+    """An unknown account, an existing one with wrong credentials and one whose allowlist leaves
+    the caller out: one and the same answer (status, body, headers), so nobody can probe accounts."""
+    stored_call(server, env, "PLAY-8")
+    unknown = _answer(minicrm("PLAY-8", account="nosuchaccount"))
+    assert unknown[0] == 401 and unknown[2]["WWW-Authenticate"].startswith("Basic")
+    assert _answer(minicrm("PLAY-8", auth=(USER, "wrong-password"))) == unknown
+    assert _answer(minicrm("PLAY-8", account="guarded")) == unknown
+    assert _answer(minicrm("PLAY-8", account="guarded", auth=(USER, "wrong-password"))) == unknown
 
 
 def test_signature_refusals(env, server):

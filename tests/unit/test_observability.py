@@ -4,6 +4,7 @@ Powertools EMF in the CallBridge namespace."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -39,3 +40,42 @@ def test_metric_writes_one_emf_line_with_its_dimensions(capsys):
     assert directive["Namespace"] == "CallBridge"
     assert directive["Dimensions"] == [["service", "Source", "Outcome"]]
     assert (line["Source"], line["Outcome"], line["CallsIngested"]) == ("cloudpbx", "missed", [1.0])
+
+
+def test_every_lambda_handler_starts_with_an_empty_log_context() -> None:
+    """The one place a request's log keys are reset is `invocation`: no handler may go without it."""
+    import importlib
+
+    functions = Path(__file__).resolve().parents[2] / "functions"
+    for path in sorted(functions.glob("*.py")):
+        handler = getattr(importlib.import_module(path.stem), "handler", None)
+        if handler is not None:
+            assert getattr(handler, "__callbridge_invocation__", False), path.name
+
+
+def test_pool_threads_log_under_the_callers_keys_and_leak_none(monkeypatch: Any) -> None:
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from callbridge.infra.observability import bind, in_context, logger, reset_log_context
+
+    written = io.StringIO()  # Powertools keeps the stdout it was created with: read its own stream
+    monkeypatch.setattr(logger().registered_handler, "stream", written)
+
+    def job(call_id: str) -> None:
+        bind(account="a", call_id=call_id)
+        logger().info("in job")
+
+    def later() -> None:
+        logger().info("next job")
+
+    reset_log_context()
+    bind(account="a")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(in_context(job), "c1").result()
+        pool.submit(in_context(later)).result()
+    reset_log_context()
+    lines = [json.loads(line) for line in written.getvalue().splitlines() if line.startswith("{")]
+    by_message = {line["message"]: line for line in lines}
+    assert by_message["in job"]["call_id"] == "c1"
+    assert by_message["next job"]["account"] == "a" and "call_id" not in by_message["next job"]

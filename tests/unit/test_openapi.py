@@ -60,9 +60,6 @@ NOT_ANSWERED: dict[tuple[str, str], dict[int, str]] = {
         415: "only POST /calls has a body (edge/clicktocall.py call_request)",
         422: "only POST /calls has a body (edge/clicktocall.py call_request)",
     },
-    ("GET", "/v1/{account}/recordings/{id}"): {
-        403: "the source-IP allowlist is MiniCRM's Basic-auth route's (playback.authorize_basic)",
-    },
     ("POST", "/v1/{account}/cloudpbx/contact"): {
         503: "contact answers 200 {} on our failure, so that the ringing phone still gets an answer",
     },

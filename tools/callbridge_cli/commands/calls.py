@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from callbridge_cli import context
 from callbridge_cli.errors import CliError
-from callbridge_cli.render import as_json, table
+from callbridge_cli.render import as_json, dumps, table
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
 CALL_FIELDS = ("direction", "outcome", "phone", "our_number", "user", "duration", "started_at", "final", "source")
@@ -136,5 +135,5 @@ def show(ctx: click.Context, call_id: str, account: str | None, json_output: boo
 
 
 def _short(raw: Any, limit: int = 120) -> str:
-    text = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
+    text = raw if isinstance(raw, str) else dumps(raw)
     return text if len(text) <= limit else text[: limit - 1] + "…"

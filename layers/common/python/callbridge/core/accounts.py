@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
     from callbridge.core.config import AccountConfig
 
 _CACHE_SECONDS = 60.0
+# An account that is not there is remembered briefly too: otherwise every request for a made-up id
+# costs a DynamoDB read (a cheap flood, and a timing difference against a known account with a wrong
+# key). An apply in this container forgets it at once (clear_account_cache, features/admin.py); an
+# account applied from elsewhere answers at the latest this long after a request that missed it.
+_MISSING_SECONDS = 5.0
+# Bounded: a flood of random ids must not grow a warm Lambda's memory without end.
+_MISSING_MAX = 4096
 # A token that does not match may be a freshly rotated one this warm Lambda has not seen yet: the
 # account is re-read then, within a budget per account (infra/refresh.py).
 _refresh = RefreshBudget()
@@ -82,6 +90,19 @@ account_key = keys.account_key  # kept for importers; the layout is store/keys.p
 
 _cache: dict[str, tuple[float, Account]] = {}
 _parsed: dict[str, tuple[tuple[str, str], AccountConfig]] = {}
+_missing: dict[str, float] = {}  # account id -> until when it is known not to exist
+_missing_lock = threading.Lock()  # the local runtime serves requests on several threads
+
+
+def _remember_missing(account_id: str, now: float) -> None:
+    with _missing_lock:
+        if len(_missing) >= _MISSING_MAX:
+            for key in [k for k, until in _missing.items() if until <= now]:
+                del _missing[key]
+        while len(_missing) >= _MISSING_MAX:  # all still fresh: the oldest goes first
+            del _missing[next(iter(_missing))]
+        _missing.pop(account_id, None)  # re-inserted last: the order stays oldest first
+        _missing[account_id] = now + _MISSING_SECONDS
 
 
 def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -> Account:
@@ -91,8 +112,11 @@ def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -
     now = time.monotonic()
     if hit and hit[0] > now and not refresh:
         return hit[1]
+    if _missing.get(account_id, 0.0) > now and not refresh:
+        raise UnknownAccount(account_id)
     data = get_account_item(account_id, fast=fast)
     if data is None:
+        _remember_missing(account_id, now)
         raise UnknownAccount(account_id)
     account = Account(
         id=account_id,
@@ -104,6 +128,9 @@ def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -
         version=str(data.get("updated_at") or ""),
     )
     _cache[account_id] = (now + _CACHE_SECONDS, account)
+    if account_id in _missing:
+        with _missing_lock:
+            _missing.pop(account_id, None)
     return account
 
 
@@ -120,6 +147,10 @@ def authenticate(account_id: str, presented: str, *, fast: bool = False) -> Acco
 
 
 def clear_account_cache() -> None:
+    """Forget every account read, and every one found missing: what an apply calls, so that an
+    account applied a moment ago answers at once in this container."""
     _cache.clear()
+    with _missing_lock:
+        _missing.clear()
     _parsed.clear()
     _refresh.clear()

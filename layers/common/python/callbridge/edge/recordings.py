@@ -34,12 +34,15 @@ from callbridge.infra.observability import bind, logger
 app = APIGatewayHttpResolver()
 _JSON = "application/json"
 _NOT_FOUND = '{"error": "Recording not found"}'
+_DENIED = (401, '{"error": "Invalid credentials"}', {"WWW-Authenticate": 'Basic realm="recordings"'})
 # Refusal -> (status, body, extra headers). The same 404 for every "not here" case, so that nobody
-# learns whether another account's recording exists.
+# learns whether another account's recording exists. A source address outside the allowlist gets
+# the very answer of wrong credentials (which an unknown account gets too): a different one would
+# tell a prober that the account exists and has an allowlist.
 _REFUSALS: dict[type[PlaybackDenied], tuple[int, str, dict[str, str]]] = {
-    BadCredentials: (401, '{"error": "Invalid credentials"}', {"WWW-Authenticate": 'Basic realm="recordings"'}),
+    BadCredentials: _DENIED,
+    SourceNotAllowed: _DENIED,
     BadSignature: (401, '{"error": "Invalid or expired signature"}', {}),
-    SourceNotAllowed: (403, '{"error": "Forbidden"}', {}),
     RecordingNotFound: (404, _NOT_FOUND, {}),
 }
 

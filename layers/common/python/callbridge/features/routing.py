@@ -24,6 +24,7 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from callbridge.infra.observability import in_context
 from callbridge.infra.settings import get_settings
 from callbridge.store import routing_cache, statuses
 from callbridge.store.routing_cache import clear_memory_cache
@@ -122,7 +123,8 @@ def _live(account: Account, crms: list[CrmSettings], e164: str, started: float) 
     key = (account.id, e164)
     future = _in_flight.get(key)
     if future is None:
-        future = _pool().submit(lookup, account, crms, e164)
+        # Under the caller's log keys (account): a pool thread has none of its own.
+        future = _pool().submit(in_context(lookup), account, crms, e164)
         _in_flight[key] = future
         # The cache is written after the waiting caller has its answer, not on its way.
         future.add_done_callback(lambda done: _cache_outcome(key, done))

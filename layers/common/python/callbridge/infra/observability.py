@@ -14,11 +14,14 @@ Metrics (namespace CallBridge, dimension service=callbridge plus the ones named)
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
@@ -43,12 +46,59 @@ def redact(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k.lower() not in SECRET_FIELDS}
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
 def bind(**keys: Any) -> None:
-    """Attach keys (account, call_id) to every following log line of this invocation. The keys of
-    the previous invocation are dropped first: a warm Lambda must not tag one call with another's id."""
+    """Attach keys (account, call_id) to every following log line of this invocation, replacing the
+    ones bound before. They live in Powertools' thread-safe (contextvars) keys, not in the logger's
+    shared format: the local runtime serves requests on several threads of one process, and a key
+    appended to the shared format would tag another thread's lines. What `invocation` clears."""
     log = logger()
-    log.clear_state()
-    log.append_keys(**{k: v for k, v in keys.items() if v is not None})
+    log.thread_safe_clear_keys()
+    log.thread_safe_append_keys(**{k: v for k, v in keys.items() if v is not None})
+
+
+def reset_log_context() -> None:
+    """Forget every key bound so far. A warm Lambda keeps the logger (and the thread's context)
+    between invocations, so a request that fails before it binds its own account would otherwise
+    log under the previous request's account and call id. Nothing to do while the logger was never
+    created: the contact path must not import Powertools for this (see `contact_latency`)."""
+    if logger.cache_info().currsize:
+        log = logger()
+        log.clear_state()
+        log.thread_safe_clear_keys()
+
+
+def invocation(handler: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Every Lambda handler (functions/*.py) is wrapped in this, the one place the log context of a
+    request starts empty and is emptied again when it ends; tests/unit/test_observability.py checks
+    that no handler goes without it."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        reset_log_context()
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            reset_log_context()
+
+    wrapper.__callbridge_invocation__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def in_context(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """`func` bound to a copy of the caller's context, for a pool thread: its log lines carry the
+    caller's keys (a pool thread does not inherit them), and whatever it binds stays in the copy
+    instead of tagging the next job the thread runs."""
+    context = contextvars.copy_context()
+
+    @functools.wraps(func)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return context.copy().run(func, *args, **kwargs)
+
+    return run
 
 
 def metric(name: str, value: float = 1, unit: str = "Count", **dimensions: str) -> None:

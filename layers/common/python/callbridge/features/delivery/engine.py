@@ -34,7 +34,7 @@ from callbridge.crm.registry import connector as make_connector
 from callbridge.crm.registry import connector_class, with_secrets
 from callbridge.infra import clock
 from callbridge.infra.http import RetryPolicy
-from callbridge.infra.observability import logger
+from callbridge.infra.observability import in_context, logger
 from callbridge.infra.settings import get_settings
 from callbridge.store import deliveries as store
 from callbridge.store.accounts import list_accounts
@@ -152,8 +152,9 @@ def _parallel(func: Callable[..., Any], args: Iterable[tuple[Any, ...]]) -> list
     jobs = list(args)
     if len(jobs) <= 1:
         return [func(*a) for a in jobs]
+    run = in_context(func)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        return list(pool.map(lambda a: func(*a), jobs))
+        return list(pool.map(lambda a: run(*a), jobs))
 
 
 def process(
