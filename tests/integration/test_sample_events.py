@@ -47,7 +47,19 @@ EXPECTED: dict[str, Any] = {
     # (a scheduled event's `account` is the AWS account, not ours) has nothing to deliver.
     "DeliveryFunction.crm-not-configured.json": {"batchItemFailures": []},
     "DeliveryDrainFunction.json": dict.fromkeys(
-        ("claimed", "delivered", "duplicates", "rejected", "failed", "retried", "deferred", "busy", "requests"), 0
+        (
+            "claimed",
+            "delivered",
+            "duplicates",
+            "rejected",
+            "not_applicable",
+            "failed",
+            "retried",
+            "deferred",
+            "busy",
+            "requests",
+        ),
+        0,
     )
     | {"per_crm": {}},
     # telediscount and ccrm.pl (docs/sources.md): the demo account is a Cloud PBX one, so its telediscount

@@ -88,6 +88,7 @@ def test_the_real_template_as_a_typed_view():
         "RecordingFetchDLQ",
         "DeliveryQueue",
         "DeliveryDLQ",
+        "ScheduledRunFailures",
     }
     assert {b.logical_id for b in template.buckets} == {"RecordingsBucket"}
     assert template.parameters["MissedCallSettleSeconds"].default == 30
