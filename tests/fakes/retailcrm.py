@@ -8,7 +8,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.crm_server import Stall
 
@@ -19,6 +19,16 @@ CALL_FIELDS = {
     "date", "type", "phone", "code", "userId", "result", "duration", "durationWaiting", "externalId",
     "recordUrl", "source", "externalPhone", "site", "clientId",
 }  # fmt: skip
+# integrationModule (docs/protocols/retailcrm.md, "Registering the telephony module"; API v5's model).
+MODULE_FIELDS = {
+    "code", "integrationCode", "active", "freeze", "name", "logo", "clientId", "native", "baseUrl", "actions",
+    "availableCountries", "accountUrl", "integrations",
+}  # fmt: skip
+TELEPHONY_FIELDS = {
+    "clientId", "makeCallUrl", "changeUserStatusUrl", "allowEdit", "inputEventSupported", "outputEventSupported",
+    "hangupEventSupported", "additionalCodes", "externalPhones",
+}  # fmt: skip
+URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")
 EVENT_FIELDS = {
     "phone", "type", "codes", "userIds", "site", "hangupStatus", "externalPhone", "callExternalId",
     "webAnalyticsData",
@@ -72,6 +82,9 @@ class FakeRetailCrm:
                 module = json.loads(form.get("integrationModule", "null") or "null")
                 if not isinstance(module, dict) or module.get("code") != match.group(1):
                     return self._violation("integrationModule must be a JSON object with the code of the URL")
+                problem = self._module_problem(module)
+                if problem:
+                    return self._violation(f"integrationModule: {problem}")
                 self.modules[match.group(1)] = module
                 return 201, {"success": True}, {}
             if match and method == "GET" and not match.group(2):
@@ -80,6 +93,37 @@ class FakeRetailCrm:
                     return 404, {"success": False, "errorMsg": "Not found"}, {}
                 return 200, {"success": True, "integrationModule": module}, {}
             return 404, {"success": False, "errorMsg": "Not found"}, {}
+
+    @staticmethod
+    def _module_problem(module: dict[str, Any]) -> str | None:
+        """What the spec's module example carries: `code`, `active`, `name`, `logo`, `accountUrl` and
+        the telephony settings. `logo` is an image retailCRM can fetch: an http(s) URL of an SVG (the
+        example's `logo.svg`; retailCRM takes module logos as SVG). `accountUrl` is a page of the
+        integration (the example's `/settings`), not the API root `baseUrl`."""
+        unknown = set(module) - MODULE_FIELDS
+        if unknown:
+            return f"unknown fields {sorted(unknown)}"
+        if not isinstance(module.get("active"), bool) or not isinstance(module.get("name"), str) or not module["name"]:
+            return "active (bool) and name (string) are required"
+        logo = module.get("logo")
+        if not isinstance(logo, str) or not URL.match(logo) or not urlsplit(logo).path.lower().endswith(".svg"):
+            return f"logo {logo!r} is not the http(s) URL of an SVG"
+        page = module.get("accountUrl")
+        if not isinstance(page, str) or not URL.match(page) or urlsplit(page).path.strip("/") == "":
+            return f"accountUrl {page!r} is not the http(s) URL of a page"
+        if page.rstrip("/") == str(module.get("baseUrl") or "").rstrip("/"):
+            return "accountUrl is the API root (baseUrl), not a page about the integration"
+        telephony = (module.get("integrations") or {}).get("telephony")
+        if not isinstance(telephony, dict):
+            return "integrations.telephony is required"
+        if set(telephony) - TELEPHONY_FIELDS:
+            return f"unknown telephony fields {sorted(set(telephony) - TELEPHONY_FIELDS)}"
+        for name in ("makeCallUrl", "changeUserStatusUrl"):
+            if name in telephony and not URL.match(str(telephony[name])):
+                return f"{name} is not an http(s) URL"
+        if not isinstance(telephony.get("clientId"), str) or not telephony["clientId"]:
+            return "integrations.telephony.clientId is required"
+        return None
 
     def _upload(self, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         try:
