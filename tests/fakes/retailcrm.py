@@ -175,6 +175,8 @@ class FakeRetailCrm:
             return f"result {call.get('result')!r}"
         if not isinstance(call.get("duration"), int) or call["duration"] < 0:
             return "duration must be a non-negative integer"
+        if "durationWaiting" in call and (not isinstance(call["durationWaiting"], int) or call["durationWaiting"] < 0):
+            return "durationWaiting must be a non-negative integer"
         if not isinstance(call.get("externalId"), str) or not call["externalId"]:
             return "externalId missing"
         if "userId" in call and not isinstance(call["userId"], int):

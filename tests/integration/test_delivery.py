@@ -657,3 +657,42 @@ def test_a_call_without_a_number_is_stored_and_not_applicable_where_a_crm_needs_
     assert store.list_parked("batch", "minicrm", store.FAILED) == []
     # Settled: a later drain finds nothing to do.
     assert engine.drain(accounts=["batch"]).claimed == 0
+
+
+def test_retailcrm_is_told_the_ring_time_where_the_pbx_reports_it(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """telediscount reports a call's ring time (`waiting_time`, or a get_calls record's
+    `num_b_waiting_time`): retailCRM gets it as `durationWaiting`. A call whose PBX reported none
+    (here a finished webhook without it, and a Cloud PBX call) is uploaded without the field, not as 0."""
+    import cloudpbx
+    import telediscount
+    from tests.support import form, http_event, seed_history
+
+    use_settings(monkeypatch, DELIVERY_RECORDING_WAIT_SECONDS="0")  # no waiting for the recordings
+    pbx = {"kind": "telediscount", "api_key": "td-api-key-000000002", "webhook_secret": "td-webhook-secret-0002"}
+    olga = {"pbx_user": "olga", "sip_account": "SIP/0000000672", "extension": "672", "retailcrm_user_id": 7}
+    apply_account(account_config("teleb", setup, "batch", pbx=pbx, more_users=[olga]))
+    accounts.clear_account_cache()
+
+    def finished(call_id: str, **fields: str) -> None:
+        event = {"rawPath": "/v1/teleb/telediscount/td-webhook-secret-0002/finished",
+                 "pathParameters": {"account": "teleb", "secret": "td-webhook-secret-0002"},
+                 "queryStringParameters": {"num_a": "79039998877", "num_m": "79037778899", "api_call_id": call_id,
+                                           "setup_time": "1700000000", "num_b": "SIP/0000000672", **fields}}  # fmt: skip
+        assert telediscount.handler(event, None)["statusCode"] == 200
+
+    finished("TD-W1", connection_time="12", waiting_time="5")
+    finished("TD-W2", connection_time="0", waiting_time="31")  # missed: rang 31 s
+    finished("TD-W3", connection_time="7")  # no ring time reported
+    history = seed_history(callid="CP-W1", phone="79101234567", crm_token="delivery-test-token-0001", link=None)
+    assert (
+        cloudpbx.handler(http_event("/v1/batch/cloudpbx", form(**history), account="batch"), None)["statusCode"] == 200
+    )
+
+    engine.drain(accounts=["teleb", "batch"])
+    assert setup.retail.errors == []
+    uploaded = setup.retail.calls
+    assert (uploaded["TD-W1"]["durationWaiting"], uploaded["TD-W1"]["duration"]) == (5, 12)
+    assert (uploaded["TD-W2"]["durationWaiting"], uploaded["TD-W2"]["result"]) == (31, "no answer")
+    assert "durationWaiting" not in uploaded["TD-W3"] and "durationWaiting" not in uploaded["CP-W1"]

@@ -62,6 +62,9 @@ class Call(BaseModel):
     extension: str | None = None
     department: str | None = None
     duration: int = 0
+    # Seconds the call rang before it was answered or given up, when the PBX reports it (telediscount's
+    # `waiting_time`); None when it does not: a CRM is then told nothing rather than 0.
+    waiting_time: int | None = None
     started_at: datetime | None = None
     start_source: StartSource | None = None
     recording_url: str | None = None

@@ -2,7 +2,8 @@
 request (docs/retailcrm.md; the client is callbridge.crm.retailcrm.api).
 
 Fields: `date` in the account's time zone (`Y-m-d H:i:s`, as retailCRM expects), `type` in/out,
-`phone`, `code` + `userId` of the manager, `result`, `duration`, `externalId` = our call id (retailCRM
+`phone`, `code` + `userId` of the manager, `result`, `duration`, `durationWaiting` (ring time, when
+the PBX reports it), `externalId` = our call id (retailCRM
 answers a repeat as a duplicate), `recordUrl` = our signed recordings URL (only when stored),
 `externalPhone` = our number the call came through, `site`. A refused upload names the faulty calls
 in `errors` (`calls[3][phone]`); when it doesn't, the batch is halved until they stand alone.
@@ -145,6 +146,8 @@ class RetailCrmConnector:
             "duration": int(call.duration),
             "externalId": call.call_id,
         }
+        if call.waiting_time is not None:
+            payload["durationWaiting"] = int(call.waiting_time)  # only where the PBX reports ring time
         if user_id is not None:
             payload["userId"] = user_id
         if code:
