@@ -696,3 +696,36 @@ def test_retailcrm_is_told_the_ring_time_where_the_pbx_reports_it(
     assert (uploaded["TD-W1"]["durationWaiting"], uploaded["TD-W1"]["duration"]) == (5, 12)
     assert (uploaded["TD-W2"]["durationWaiting"], uploaded["TD-W2"]["result"]) == (31, "no answer")
     assert "durationWaiting" not in uploaded["TD-W3"] and "durationWaiting" not in uploaded["CP-W1"]
+
+
+def test_minicrm_gets_national_numbers_by_default(setup: Crms, now: list[datetime]) -> None:
+    """MiniCRM's documentation sends `Number` national (`0620123456`): by default a number of the
+    account's country goes national with its trunk prefix, a foreign one stays E.164 (its national
+    digits would lose the country); `number_format: e164` sends every number in E.164."""
+    mini = {"kind": "minicrm", "base_url": setup.mini_url, "api_key": MINI_KEY, "mode": "batch"}
+    config = {
+        "account": "hu", "timezone": "Europe/Budapest", "phone_region": "HU",
+        "pbx": {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0002"]},
+        "crms": [{**mini, "default_user_extension": "001"},
+                 {**mini, "name": "mini-e164", "number_format": "e164", "default_user_extension": "002"}],
+    }  # fmt: skip
+    apply_account(AccountConfig.model_validate(config))
+    accounts.clear_account_cache()
+    phones = {"HU-1": "+36201234567", "HU-2": "+79101234567", "HU-3": "12345"}  # home, foreign, not E.164
+    items = [
+        {"pk": f"CALL#hu#{call_id}", "sk": "CALL", "account": "hu", "call_id": call_id, "source": "cloudpbx",
+         "final": True, "phone": phone, "direction": "in", "outcome": "answered", "user": "ghost", "duration": 30,
+         "started_at": clock.iso(T0), "finalized_at": clock.iso(T0)}
+        for call_id, phone in phones.items()
+    ]  # fmt: skip
+    for item in items:
+        aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(item))
+        handoff.call_final("hu", str(item["call_id"]), recording_pending=False)
+
+    engine.drain(accounts=["hu"])
+    assert setup.mini.errors == []
+    numbers = {ext: sorted(r["Number"] for r in records) for ext, records in setup.mini.records.items()}
+    assert numbers == {
+        "001": ["+79101234567", "06201234567", "12345"],
+        "002": ["+36201234567", "+79101234567", "12345"],
+    }
