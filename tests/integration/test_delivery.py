@@ -729,3 +729,49 @@ def test_minicrm_gets_national_numbers_by_default(setup: Crms, now: list[datetim
         "001": ["+79101234567", "06201234567", "12345"],
         "002": ["+36201234567", "+79101234567", "12345"],
     }
+
+
+def test_click_to_call_opens_an_out_card_and_the_telediscount_finish_closes_it(
+    setup: Crms, now: list[datetime]
+) -> None:
+    """A manager clicks a number in retailCRM; telediscount accepts the `outcome` with a call id and
+    rings him first: his card shows the client (`out`), and the call's `finished` webhook closes it
+    (`hangup`) under the same id. A call dialled on a phone (no click-to-call) opens no card."""
+    import telediscount
+    from callbridge.features import clicktocall
+    from tests.fakes.base import serve as serve_pbx
+    from tests.fakes.telediscount import FakeTelediscount
+
+    fake = FakeTelediscount(api_key="td-api-key-000000003", outcome_call_id="TD-OUT-1")
+    with serve_pbx(fake) as base:
+        pbx = {"kind": "telediscount", "api_url": f"{base}/api.php/telephony", "api_key": "td-api-key-000000003",
+               "webhook_secret": "td-webhook-secret-0003"}  # fmt: skip
+        olga = {"pbx_user": "olga", "sip_account": "SIP/00000000672", "extension": "672", "retailcrm_user_id": 7}
+        apply_account(account_config("teleo", setup, "realtime", pbx=pbx, more_users=[olga]))
+        accounts.clear_account_cache()
+        secrets.reset_secret_cache()
+        query = {"clientId": "retail-client-id-0001", "code": "672", "userId": "7", "phone": " 79039998877"}
+        placed = clicktocall.crm_make_call("teleo", "retailcrm", query)
+    assert (placed.pbx_call_id, placed.pbx_user) == ("TD-OUT-1", "olga")
+    assert fake.requests[-1][1]["num_b"] == "79039998877" and fake.errors == []
+
+    def finished(call_id: str) -> None:
+        event = {"rawPath": "/v1/teleo/telediscount/td-webhook-secret-0003/finished",
+                 "pathParameters": {"account": "teleo", "secret": "td-webhook-secret-0003"},
+                 "queryStringParameters": {"num_a": "SIP/0000000672", "num_m": "79037778899", "num_b": "79039998877",
+                                           "api_call_id": call_id, "setup_time": "1700000000",
+                                           "connection_time": "40", "waiting_time": "6"}}  # fmt: skip
+        assert telediscount.handler(event, None)["statusCode"] == 200
+
+    finished("TD-OUT-1")
+    finished("TD-OUT-2")  # dialled on the phone: no card was opened, none is closed
+    messages = queued_delivery_messages()
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert setup.retail.errors == []
+    cards = [(e["type"], e["codes"], e["userIds"], e["phone"], e.get("hangupStatus"), e["callExternalId"])
+             for e in setup.retail.events]  # fmt: skip
+    assert cards == [
+        ("out", ["672"], [7], "+79039998877", None, "TD-OUT-1"),
+        ("hangup", ["672"], [7], "+79039998877", "answered", "TD-OUT-1"),
+    ]

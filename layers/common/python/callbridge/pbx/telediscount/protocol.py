@@ -25,6 +25,7 @@ from callbridge.store.calls import Marker
 SOURCE = "telediscount"
 FINISHED = Marker(SOURCE, "finished", "")
 INCOMING = Marker(SOURCE, "incoming", "")
+DIALLED = Marker(SOURCE, "dialled", "")  # our click-to-call `outcome`, accepted
 _CALL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _SIP = re.compile(r"^sip/", re.IGNORECASE)
 # No call lasts or rings longer (the same bound as the Cloud PBX's, pbx/cloudpbx/protocol.py): a
