@@ -9,7 +9,7 @@ be JSON numbers or strings. Only `service` CALL is a call; SMS and FAX never bec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -115,6 +115,32 @@ def message(record: dict[str, Any], *, region: str, timezone: str, received: dat
     )
 
 
+def note_of(note: dict[str, Any]) -> dict[str, Any] | None:
+    """A note of `notes` as the call keeps it (core.model.Note): plain text, its author and when it
+    was written, in UTC. `created` is read as UTC: the same answer gives the call's time in UTC
+    (`call.callDate` 10:24:57 for a call that callHistory shows at 11:24:57 Warsaw time). None for a
+    note without text."""
+    from callbridge.pbx.ccrm.client import note_plain_text
+
+    text = note_plain_text(note.get("text"))
+    if not text:
+        return None
+    kept: dict[str, Any] = {"text": text}
+    found = note.get("user")
+    user: dict[str, Any] = found if isinstance(found, dict) else {}
+    author = " ".join(str(user[k]).strip() for k in ("firstName", "lastName") if user.get(k))
+    if author:
+        kept["author"] = author
+    if user.get("uuid"):
+        kept["author_id"] = str(user["uuid"])
+    try:
+        created = datetime.strptime(str(note.get("created") or "").strip(), DATE_FORMAT).replace(tzinfo=UTC)
+        kept["created_at"] = clock.iso(created)
+    except ValueError:
+        pass
+    return kept
+
+
 def final_call(
     record: dict[str, Any],
     *,
@@ -122,7 +148,7 @@ def final_call(
     timezone: str,
     users: list[dict[str, Any]],
     received: datetime,
-    notes: str | None = None,
+    notes: list[dict[str, Any]] | None = None,
 ) -> FinalCall | None:
     """A CALL record as a final call; None for internal calls (between two extensions)."""
     uuid = record_uuid(record)
