@@ -1,5 +1,5 @@
-"""Fake retailCRM API v5 (docs/protocols/retailcrm.md): telephony calls/upload, call/event, manager and
-integration-modules, validating every request against the spec and recording what arrived."""
+"""Fake retailCRM API v5 (docs/protocols/retailcrm.md): telephony calls/upload, call/event, manager,
+integration-modules and customer notes (customers by phone, notes, notes/create), validating every request against the spec and recording what arrived."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ class FakeRetailCrm:
     events: list[dict[str, Any]] = field(default_factory=list)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     managers: dict[str, dict[str, Any]] = field(default_factory=dict)  # phone -> manager
+    customers: dict[str, list[int]] = field(default_factory=dict)  # phone -> customer ids
+    notes: list[dict[str, Any]] = field(default_factory=list)  # customer notes created: {id, customerId, text…}
     errors: list[str] = field(default_factory=list)  # spec violations seen
     requests: int = 0
     down_status: int | None = None  # answer this status to everything while set
@@ -77,6 +79,16 @@ class FakeRetailCrm:
             if (method, path) == ("GET", "/api/v5/telephony/manager"):
                 manager = self.managers.get(query.get("phone", ""))
                 return 200, ({"success": True, "manager": manager} if manager else {"success": True}), {}
+            if (method, path) == ("GET", "/api/v5/customers"):
+                ids = self.customers.get(query.get("filter[name]", ""), [])
+                return 200, {"success": True, "customers": [{"id": i} for i in ids]}, {}
+            if (method, path) == ("GET", "/api/v5/customers/notes"):
+                wanted = query.get("filter[customerIds][]", "")
+                text = query.get("filter[text]", "")
+                found = [n for n in self.notes if str(n["customer"]["id"]) == wanted and text in n["text"]]
+                return 200, {"success": True, "notes": found}, {}
+            if (method, path) == ("POST", "/api/v5/customers/notes/create"):
+                return self._note(form)
             match = re.fullmatch(r"/api/v5/integration-modules/([A-Za-z0-9_-]+)(/edit)?", path)
             if match and method == "POST" and match.group(2):
                 module = json.loads(form.get("integrationModule", "null") or "null")
@@ -124,6 +136,26 @@ class FakeRetailCrm:
         if not isinstance(telephony.get("clientId"), str) or not telephony["clientId"]:
             return "integrations.telephony.clientId is required"
         return None
+
+    def _note(self, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """customers/notes/create: `note` = JSON {text, customer: {id | externalId}, managerId?}."""
+        try:
+            note = json.loads(form.get("note", ""))
+        except ValueError:
+            return self._violation("note is not JSON")
+        if not isinstance(note, dict) or set(note) - {"text", "customer", "managerId"}:
+            return self._violation("note must be an object of text, customer and managerId")
+        if not isinstance(note.get("text"), str) or not note["text"].strip():
+            return self._violation("note text missing")
+        customer = note.get("customer")
+        known = {i for ids in self.customers.values() for i in ids}
+        if not isinstance(customer, dict) or customer.get("id") not in known:
+            return 400, {"success": False, "errorMsg": "Customer not found"}, {}
+        if "managerId" in note and not isinstance(note["managerId"], int):
+            return self._violation("managerId must be an integer")
+        created = {"id": len(self.notes) + 1, **note}
+        self.notes.append(created)
+        return 201, {"success": True, "id": created["id"]}, {}
 
     def _upload(self, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         try:

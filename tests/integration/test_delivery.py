@@ -775,3 +775,58 @@ def test_click_to_call_opens_an_out_card_and_the_telediscount_finish_closes_it(
         ("out", ["672"], [7], "+79039998877", None, "TD-OUT-1"),
         ("hangup", ["672"], [7], "+79039998877", "answered", "TD-OUT-1"),
     ]
+
+
+def test_call_notes_reach_the_retailcrm_customer_with_their_author_and_time(setup: Crms, now: list[datetime]) -> None:
+    """A ccrm.pl call's notes: retailCRM's upload has no place for them, its customer card has. Each
+    note goes to the customers the caller's number finds, with its author and time (local time of
+    the account), once even when sent again; a number no customer has holds no note, and that is no
+    failure. MiniCRM's call log has no place for notes: only the call goes there."""
+    from callbridge.core.model import Call
+
+    retail = {"kind": "retailcrm", "base_url": setup.retail_url, "api_key": RETAIL_KEY, "mode": "batch",
+              "client_id": "retail-client-id-0002", "default_user_id": 99}  # fmt: skip
+    mini = {"kind": "minicrm", "base_url": setup.mini_url, "api_key": MINI_KEY, "mode": "batch",
+            "default_user_extension": "001"}  # fmt: skip
+    config = {"account": "notes", "timezone": "Europe/Warsaw", "phone_region": "PL",
+              "pbx": {"kind": "ccrm", "base_url": "https://notes.ccrm.pl", "api_key": "ccrm-key-notes-0001"},
+              "crms": [retail, mini]}  # fmt: skip
+    apply_account(AccountConfig.model_validate(config))
+    accounts.clear_account_cache()
+    secrets.reset_secret_cache()
+    setup.retail.customers["+48333333333"] = [501]
+    notes = [
+        {"text": "Notatka do tego połączenia", "author": "Jan Kowalski", "author_id": "a26b956b",
+         "created_at": "2022-12-29T12:13:35Z"},
+        {"text": "Oddzwonić jutro"},
+    ]  # fmt: skip
+    items = [
+        {"pk": f"CALL#notes#{call_id}", "sk": "CALL", "account": "notes", "call_id": call_id, "source": "ccrm",
+         "final": True, "phone": phone, "direction": "in", "outcome": "answered", "duration": 368,
+         "started_at": "2022-12-29T10:24:57Z", "finalized_at": clock.iso(T0), "notes": notes}
+        for call_id, phone in (("N-1", "+48333333333"), ("N-2", "+48555555555"))
+    ]  # fmt: skip
+    for item in items:
+        aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(item))
+        handoff.call_final("notes", str(item["call_id"]), recording_pending=False)
+
+    report = engine.drain(accounts=["notes"])
+    assert (report.delivered, report.rejected, report.failed) == (4, 0, 0)
+    assert setup.retail.errors == [] and setup.mini.errors == [] and set(setup.retail.calls) == {"N-1", "N-2"}
+    assert [(n["customer"], n["text"]) for n in setup.retail.notes] == [
+        ({"id": 501}, "Notatka do tego połączenia\n\n— Jan Kowalski, 2022-12-29 13:13 (note on call N-1, 1)"),
+        ({"id": 501}, "Oddzwonić jutro\n\n— (note on call N-1, 2)"),
+    ]
+    assert all(set(r) <= {"Number", "Duration", "CallType", "Date", "ReferenceId"} for _, r in setup.mini.all_records())
+
+    # Sent again (a retried delivery): the notes are recognised, not written twice.
+    account = accounts.get_account("notes")
+    crm = account.settings.crms[0]
+    connector = engine.default_connector(crm, account)
+    try:
+        built = connector.records(Call.from_item(items[0]), False)
+        notes_records = [r for r in built.records if r.group != ""]
+        assert [r.kind for r in connector.send(notes_records)] == ["ok", "ok"]
+    finally:
+        connector.close()
+    assert len(setup.retail.notes) == 2
