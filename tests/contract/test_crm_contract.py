@@ -110,6 +110,7 @@ class CrmStack:
             timezone=TIMEZONE,
             users=[UserMapping.model_validate({"pbx_user": MANAGER, **self.profile.manager})],
             recording_url=lambda call_id: f"https://bridge.example.com/v1/recordings/{call_id}",
+            phone_region="RU",  # the account's, as the delivery engine gives it
         )
         return crm_registry.connector(crm_settings, ctx, **options)
 

@@ -66,7 +66,11 @@ def test_the_seed_call_is_stored_in_utc_with_its_notes(ccrm: FakeCcrm) -> None:
     call = calls.get_call("pl", SEED_RECORD["uuid"])
     assert call is not None
     assert call["started_at"] == "2022-12-29T10:24:57Z"
-    assert call["notes"] == "Notatka do tego połączenia"
+    # The note keeps its author and when it was written (the notes answer's `created`, in UTC).
+    assert call["notes"] == [
+        {"text": "Notatka do tego połączenia", "author": "Jan Kowalski",
+         "author_id": "a26b956b-ce46-48f4-a1bd-b657136d4148", "created_at": "2022-12-29T12:13:35Z"}
+    ]  # fmt: skip
     assert (call["user"], call["outcome"], call["phone"], call["source"]) == ("jan", "answered", "+48333333333", "ccrm")
     assert calls.get_call("pl", sms["uuid"]) is None and calls.get_call("pl", fax["uuid"]) is None
     assert (message_item(sms["uuid"]) or {}).get("text") == "Hello"

@@ -151,7 +151,34 @@ def test_event_manager_and_module(fake: tuple[FakeRetailCrm, str]) -> None:
     crm.managers["+79001234567"] = {"id": 7, "code": "101"}
     assert api.manager("+79001234567") == {"id": 7, "code": "101"}
     assert api.manager("+79990000000") is None
-    module = {"code": "callbridge", "active": True, "integrations": {"telephony": {"makeCallUrl": "https://x"}}}
+    module = {
+        "code": "callbridge", "active": True, "name": "Telephony name", "logo": "http://api.telephony-test.com/logo.svg",
+        "accountUrl": "http://api.telephony-test.com/settings",
+        "integrations": {"telephony": {"clientId": "2dbh26tahjj26sg", "makeCallUrl": "https://x.example/make-call"}},
+    }  # fmt: skip
     assert api.edit_module(module) == {"success": True}
     assert api.get_module("callbridge") == json.loads(json.dumps(module))
     assert crm.errors == []
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"logo": None}, "logo None is not the http(s) URL of an SVG"),
+        ({"logo": "https://x.example/logo.gif"}, "is not the http(s) URL of an SVG"),
+        ({"accountUrl": "https://x.example"}, "is not the http(s) URL of a page"),
+        ({"baseUrl": "https://x.example/api", "accountUrl": "https://x.example/api/"}, "is the API root"),
+    ],
+)
+def test_the_fake_refuses_a_module_without_its_logo_or_page(
+    fake: tuple[FakeRetailCrm, str], change: dict[str, Any], problem: str
+) -> None:
+    crm, url = fake
+    module = {
+        "code": "callbridge", "active": True, "name": "CallBridge", "logo": "https://x.example/logo.svg",
+        "accountUrl": "https://x.example/about", "integrations": {"telephony": {"clientId": "client-id-0001"}},
+    }  # fmt: skip
+    module = {k: v for k, v in {**module, **change}.items() if v is not None}
+    with pytest.raises(RetailCrmError):
+        RetailCrmApi(url, KEY, retry=FAST).edit_module(module)
+    assert len(crm.errors) == 1 and problem in crm.errors[0]

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Direction(StrEnum):
@@ -44,6 +44,17 @@ class Flag(StrEnum):
     GROUP_USER = "group_user"  # `user` is a department: the call rang a group
 
 
+class Note(BaseModel):
+    """A note a PBX keeps about a call (ccrm.pl's notes): its text, who wrote it and when (UTC)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: str
+    author: str | None = None  # the author's name, as the PBX has it
+    author_id: str | None = None  # the author's id in the PBX
+    created_at: datetime | None = None
+
+
 class Call(BaseModel):
     """A call as stored (the CALL item of the calls table)."""
 
@@ -62,6 +73,9 @@ class Call(BaseModel):
     extension: str | None = None
     department: str | None = None
     duration: int = 0
+    # Seconds the call rang before it was answered or given up, when the PBX reports it (telediscount's
+    # `waiting_time`); None when it does not: a CRM is then told nothing rather than 0.
+    waiting_time: int | None = None
     started_at: datetime | None = None
     start_source: StartSource | None = None
     recording_url: str | None = None
@@ -70,6 +84,15 @@ class Call(BaseModel):
     users_rang: set[str] = Field(default_factory=set)
     accepted_by: str | None = None
     flags: set[str] = Field(default_factory=set)
+    notes: list[Note] = Field(default_factory=list)
+
+    @field_validator("notes", mode="before")
+    @classmethod
+    def _notes(cls, value: Any) -> Any:
+        # Calls stored before notes kept their author and time have them as one text.
+        if isinstance(value, str):
+            return [{"text": value}] if value.strip() else []
+        return value or []
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Call:

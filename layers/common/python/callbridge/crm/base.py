@@ -74,6 +74,7 @@ class DeliveryContext:
     timezone: str
     users: list[UserMapping]
     recording_url: Any  # Callable[[call_id], str]: our playback URL of a stored recording
+    phone_region: str | None = None  # the account's country (ISO code): which numbers are national
 
     def user(self, pbx_user: str | None) -> UserMapping | None:
         if not pbx_user:

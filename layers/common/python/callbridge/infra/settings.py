@@ -54,6 +54,9 @@ class Settings:
     pbx_timeout_s: int = 5
     # telediscount and ccrm.pl as call sources.
     telediscount_reconcile_window_s: int = 3 * 3600
+    # How often the reconciliation reads telediscount's whole call list (get_calls without a
+    # filter); the runs between ask only about the calls it knows began (pbx/telediscount/reconcile.py).
+    telediscount_full_sweep_s: int = 3600
     ccrm_overlap_s: int = 3600
     ccrm_first_lookback_s: int = 3600
     ccrm_rate_limit_retries: int = 3
@@ -110,6 +113,7 @@ class Settings:
             routing_cache_ttl_s=integer("ROUTING_CACHE_TTL_SECONDS", 300, 1, 86400),
             pbx_timeout_s=integer("PBX_TIMEOUT_SECONDS", 5, 1, 25),
             telediscount_reconcile_window_s=integer("TELEDISCOUNT_RECONCILE_WINDOW_MINUTES", 180, 5, 10080) * 60,
+            telediscount_full_sweep_s=integer("TELEDISCOUNT_FULL_SWEEP_MINUTES", 60, 0, 10080) * 60,
             ccrm_overlap_s=integer("CCRM_OVERLAP_MINUTES", 60, 0, 10080) * 60,
             ccrm_first_lookback_s=integer("CCRM_FIRST_LOOKBACK_MINUTES", 60, 1, 525600) * 60,
             ccrm_rate_limit_retries=integer("CCRM_RATE_LIMIT_RETRIES", 3, 0, 10),

@@ -10,6 +10,7 @@ Calls table (pk, sk):
     CALL#{account}#{call id}  EVT#{cmd}#{type}#{user}   one per distinct source record (timeline, idempotency)
     CALL#{account}#{call id}  DLV#{crm}                 one delivery per CRM
     MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
+    OPEN#{account}#{source}   {since}#{call id}         a call a source began and may not finish (store/open_calls.py)
 Contacts table (account, phone): one item per account and E.164 phone (store/contacts.py).
 RoutingCacheTable (account, phone):
     {account}  {E.164 phone}        a caller's responsible manager as a CRM named it (expires)
@@ -34,6 +35,7 @@ CALL_SK = "CALL"
 EVENT_PREFIX = "EVT#"
 DELIVERY_PREFIX = "DLV#"
 MESSAGE_PREFIX = "MSG#"
+OPEN_PREFIX = "OPEN#"
 
 
 def account_pk(account: str) -> str:
@@ -71,6 +73,10 @@ def delivery_sk(crm: str) -> str:
 
 def message_pk(account: str, uuid: str) -> str:
     return f"{MESSAGE_PREFIX}{account}#{uuid}"
+
+
+def open_pk(account: str, source: str) -> str:
+    return f"{OPEN_PREFIX}{account}#{source}"
 
 
 def contact_key(account: str, e164: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import json
 from datetime import UTC
 from typing import Any
 
+import phonenumbers
 from phonenumbers import NumberParseException
 
 from callbridge.core.model import Call, Direction, Outcome
@@ -90,6 +91,23 @@ class MiniCrmConnector:
                 extensions.append(extension)
         return extensions, defaulted
 
+    def number(self, stored: str) -> str:
+        """`Number` as MiniCRM gets it. `national`: a number of the account's own country as it is
+        dialled there, trunk prefix included (the documentation's `0620123456`); a foreign number
+        stays E.164, since its national digits would lose the country. A number that is no E.164
+        (kept as the PBX sent it) goes as it is."""
+        if self.settings.number_format != "national" or not stored.startswith("+"):
+            return stored
+        try:
+            parsed = phonenumbers.parse(stored, None)
+        except NumberParseException:
+            return stored
+        if phonenumbers.region_code_for_number(parsed) != (self.ctx.phone_region or "").upper():
+            return stored
+        with contextlib.suppress(NumberParseException):
+            return national_digits(stored)
+        return stored
+
     def records(self, call: Call, recording_stored: bool) -> CallRecords:
         extensions, defaulted = self._extensions(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
@@ -102,11 +120,8 @@ class MiniCrmConnector:
             return CallRecords([], rejected="no MiniCRM user for this call and no default_user_extension", flags=flags)
         if call.started_at is None:
             return CallRecords([], rejected="the call has no start time", flags=flags)
-        if self.settings.number_format == "national" and number.startswith("+"):
-            with contextlib.suppress(NumberParseException):  # keep the number as stored
-                number = national_digits(number)
         data: dict[str, Any] = {
-            "Number": number,
+            "Number": self.number(number),
             "Duration": int(call.duration),
             "CallType": call_type(call),
             "Date": call.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),

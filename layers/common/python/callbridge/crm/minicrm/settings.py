@@ -19,7 +19,13 @@ class MiniCrmSettings(CrmSettings):
     base_url: str = Field(default="https://r3.minicrm.io", description="Without /Api/CallLog")
     api_key: Secret = Field(description="The VOIP ApiKey (MiniCRM / Settings / System)")
     mode: DeliveryMode = Field(default="batch", description="realtime: right after each call; batch: by schedule")
-    number_format: Literal["e164", "national"] = "e164"
+    # National by default: MiniCRM's own examples send `Number` national with the trunk prefix
+    # (`0620123456`), and MiniCRM must find the number among contacts its users typed that way.
+    number_format: Literal["e164", "national"] = Field(
+        default="national",
+        description="national: numbers of the account's phone_region as dialled there (0620123456), "
+        "others in E.164; e164: every number in E.164 (+36201234567)",
+    )
     default_user_extension: str | None = Field(
         default=None, description="UserExtension for calls of PBX users without a MiniCRM mapping"
     )

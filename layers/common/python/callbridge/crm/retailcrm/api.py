@@ -148,3 +148,25 @@ class RetailCrmApi:
         body = self._call("GET", f"/api/v5/integration-modules/{code}")
         module = body.get("integrationModule")
         return module if isinstance(module, dict) else body
+
+    def customer_ids(self, phone: str) -> list[int]:
+        """GET /api/v5/customers?filter[name]=…: the customers a phone number finds (retailCRM's
+        `name` filter searches names, phones and e-mails; the API key needs the customers scope)."""
+        body = self._call("GET", "/api/v5/customers", params={"filter[name]": phone, "limit": "20"})
+        customers = body.get("customers")
+        found = [c.get("id") for c in customers if isinstance(c, dict)] if isinstance(customers, list) else []
+        return [int(i) for i in found if isinstance(i, int)]
+
+    def customer_note_texts(self, customer_id: int, text: str) -> list[str]:
+        """GET /api/v5/customers/notes: the texts of the customer's notes that contain `text`."""
+        params = {"filter[customerIds][]": str(customer_id), "filter[text]": text, "limit": "100"}
+        body = self._call("GET", "/api/v5/customers/notes", params=params)
+        notes = body.get("notes")
+        return [str(n.get("text")) for n in notes if isinstance(n, dict)] if isinstance(notes, list) else []
+
+    def create_customer_note(self, customer_id: int, text: str, *, manager_id: int | None = None) -> None:
+        """POST /api/v5/customers/notes/create (form field `note` = JSON)."""
+        note: dict[str, Any] = {"text": text, "customer": {"id": customer_id}}
+        if manager_id is not None:
+            note["managerId"] = manager_id
+        self._call("POST", "/api/v5/customers/notes/create", data={"note": json.dumps(note, ensure_ascii=False)})

@@ -27,6 +27,11 @@ class RetailCrmSettings(CrmSettings):
     mode: DeliveryMode = "realtime"
     call_events: bool = Field(default=True, description="Send call cards (in) and hangups as they happen")
     default_user_id: int | None = Field(default=None, description="userId for calls of unmapped PBX users")
+    call_notes: bool = Field(
+        default=True,
+        description="Write the notes a PBX keeps on a call (ccrm.pl) to the caller's customer card; "
+        "the API key then needs the customers scope",
+    )
     external_phones: list[ExternalPhone] = Field(default_factory=list)
 
     # The optional capabilities retailCRM offers (callbridge.crm.base).

@@ -111,7 +111,13 @@ def _context(account: Account) -> DeliveryContext:
             raise LookupError("PUBLIC_BASE_URL is not set: no recording link can be given to the CRM")
         return signed_recording_url(settings.public_base_url, account.id, call_id, settings.recording_link_ttl_s)
 
-    return DeliveryContext(account=account.id, timezone=account.timezone, users=users, recording_url=recording_url)
+    return DeliveryContext(
+        account=account.id,
+        timezone=account.timezone,
+        users=users,
+        recording_url=recording_url,
+        phone_region=account.phone_region,
+    )
 
 
 ConnectorFactory = Callable[[CrmSettings, Account], Connector]

@@ -108,14 +108,33 @@ class CcrmApi:
 _NOTE_TEXT = re.compile(r'"text"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"type"')
 
 
+# The editor document pasted unescaped into a note's `text`, up to the field that follows it.
+_RAW_DOCUMENT = re.compile(r'("text"\s*:\s*)"(\{.*?\})"(\s*,\s*"created")', re.DOTALL)
+_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+
+
+def _repaired(text: str) -> Any:
+    """The documentation's broken notes answer made JSON: each `text` document escaped, trailing
+    commas dropped; so the author and time of each note survive. None when that is not enough."""
+    escaped = _RAW_DOCUMENT.sub(lambda m: m.group(1) + json.dumps(m.group(2)) + m.group(3), text)
+    try:
+        return json.loads(_TRAILING_COMMA.sub(r"\1", escaped))
+    except ValueError:
+        return None
+
+
 def parse_json(text: str, endpoint: str) -> Any:
     """The answer as JSON. The documentation's own notes example is not valid JSON (an editor document
-    pasted unescaped into `text`, a trailing comma): for notes, fall back to the block texts."""
+    pasted unescaped into `text`, a trailing comma): for notes, repair that, else fall back to the
+    block texts."""
     try:
         return json.loads(text)
     except ValueError:
         if endpoint != "notes":
             raise CcrmError(endpoint, "answer is not JSON") from None
+    repaired = _repaired(text)
+    if isinstance(repaired, dict):
+        return repaired
     blocks = [json.loads(f'"{m}"') for m in _NOTE_TEXT.findall(text)]
     return {
         "success": True,
