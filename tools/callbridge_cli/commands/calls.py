@@ -50,7 +50,7 @@ def _query(action: Callable[[], T]) -> T:
 @click.option("--outcome", type=click.Choice([o.value for o in Outcome]))
 @click.option("--phone", help="The client's number, any format (matched in E.164).")
 @click.option("--user", help="The PBX user who took or made the call.")
-@click.option("--limit", "-n", type=int, help="Calls per page (1..200, default 50).")
+@click.option("--limit", "-n", type=int, help="Calls per page (1..500, default 50).")
 @click.option("--cursor", help="Go on where the previous page stopped (the cursor it printed).")
 @json_option
 @click.pass_context

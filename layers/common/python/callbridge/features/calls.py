@@ -36,7 +36,7 @@ from callbridge.store import call_pages
 from callbridge.store.keys import CALL_SK, DELIVERY_PREFIX, EVENT_PREFIX
 
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 200  # a page of calls stays far below API Gateway's and Lambda's 6 MB
+MAX_LIMIT = 500  # a page of calls (~300 bytes of JSON each) stays far below Lambda's 6 MB answer
 MAX_CURSOR = 1024
 MAX_VALUE = 256  # longest filter value read
 PLAYBACK_TTL_S = 3600  # a playback link handed to a reader of the history lives an hour
