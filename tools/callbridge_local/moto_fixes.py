@@ -72,7 +72,7 @@ def _fast_strings() -> None:
         return bool(original_lt(self, other))
 
     DynamoType.cast_value = property(cast_value)  # type: ignore[assignment,method-assign]
-    DynamoType.__eq__ = eq  # type: ignore[method-assign,assignment]
+    DynamoType.__eq__ = eq  # type: ignore[method-assign]
     DynamoType.__lt__ = lt  # type: ignore[method-assign]
 
 
