@@ -313,6 +313,9 @@ def test_a_tampered_foreign_or_reused_cursor_is_refused_with_400(world, bulk):
         {"limit": "-1"},
         {"user": "u" * 300},
         {"from": "2" * 100},
+        {"from": "0001-01-01T00:30:00+01:00"},  # before year 1 in UTC
+        {"to": "9999-12-31T23:59:59.5Z"},  # its second ends after year 9999
+        {"from": "20261001T10"},  # a time without a zone
     ],
 )
 def test_bad_filters_get_a_400_saying_what(world, bulk, params):

@@ -64,14 +64,17 @@ def _time(name: str, text: str) -> str:
         parsed = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
         raise BadQuery(f"{name} is not an ISO 8601 date or time, e.g. 2026-11-01T00:00:00Z") from None
-    if len(text) == 10:  # a date alone: midnight UTC
+    if len(text) == 10 and text[4] == text[7] == "-":  # a date alone: its midnight UTC
         parsed = parsed.replace(tzinfo=UTC)
     if parsed.tzinfo is None:
         raise BadQuery(f"{name} has no time zone: add Z (UTC) or an offset")
-    if parsed.microsecond and name == "to":
-        # Stored times have whole seconds: an end within a second includes that second's calls.
-        parsed = parsed.replace(microsecond=0) + timedelta(seconds=1)
-    return clock.iso(parsed)
+    try:
+        if parsed.microsecond and name == "to":
+            # Stored times have whole seconds: an end within a second includes that second's calls.
+            parsed = parsed.replace(microsecond=0) + timedelta(seconds=1)
+        return clock.iso(parsed)
+    except OverflowError:  # year 1 or 9999 moved across midnight by its offset
+        raise BadQuery(f"{name} is out of range") from None
 
 
 def _choice(name: str, text: str, allowed: tuple[str, ...]) -> str:
@@ -256,7 +259,9 @@ def _event(item: Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _recording(account_id: str, call: Mapping[str, Any], base_url: str, now: float | None) -> dict[str, Any]:
+def _recording(
+    account_id: str, call_id: str, call: Mapping[str, Any], base_url: str, now: float | None
+) -> dict[str, Any]:
     state = recording_state(call)
     stored = call.get("recording") or {}
     recording: dict[str, Any] = {"state": state, "error": call.get("recording_error")}
@@ -264,9 +269,7 @@ def _recording(account_id: str, call: Mapping[str, Any], base_url: str, now: flo
         recording.update(size=stored.get("size"), content_type=stored.get("content_type"))
         if base_url:
             issued = time.time() if now is None else now
-            recording["playback_url"] = signed_recording_url(
-                base_url, account_id, str(call["call_id"]), PLAYBACK_TTL_S, now=issued
-            )
+            recording["playback_url"] = signed_recording_url(base_url, account_id, call_id, PLAYBACK_TTL_S, now=issued)
             recording["playback_expires_at"] = clock.iso(datetime.fromtimestamp(int(issued) + PLAYBACK_TTL_S, UTC))
     return recording
 
@@ -296,5 +299,5 @@ def call_detail(account: Account, call_id: str, *, base_url: str, now: float | N
         call=public_call(call),
         timeline=[_event(e) for e in events],
         deliveries=deliveries,
-        recording=_recording(account.id, call, base_url, now),
+        recording=_recording(account.id, call_id, call, base_url, now),
     )
