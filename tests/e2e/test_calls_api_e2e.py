@@ -406,3 +406,12 @@ def test_the_cli_reads_what_the_api_answers(world, bulk):
 
     bad = cli_run(world.bridge, "calls", "list", "-a", "bulk", "--from", "yesterday")
     assert bad.exit_code == 2 and "from is not an ISO 8601" in bad.output
+
+
+def test_no_api_key_reaches_the_runtime_log(world):
+    """Every key presented above (right and wrong ones) stays out of what the runtime logged."""
+    get(world, "/v1/hist/calls", "hist-api-key-wrong-00001")
+    output = world.bridge.output()
+    assert "GET /v1/hist/calls" in output or "/v1/hist/calls" in output  # the requests were logged
+    for key in (BULK_KEY, HIST_KEY, "bulk-api-key-0000000002", "hist-api-key-wrong-00001", MINI_KEY):
+        assert key not in output
