@@ -40,6 +40,7 @@ IN_VPC = [
 # CloudPbxFunction and ContactFunction, whose retailCRM routing lookup is optional and bounded by the
 # contact budget: they answer the ringing phone and must not depend on a NAT's AZ.
 OUTSIDE = [
+    "CallHistoryFunction",  # reads the Calls table and SSM only
     "CallSettleFunction",
     "CloudPbxFunction",
     "ContactFunction",

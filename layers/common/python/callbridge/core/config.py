@@ -265,8 +265,9 @@ class AccountConfig(Model):
     api_keys: list[WebhookToken] = Field(
         default_factory=list,
         max_length=2,
-        description="Bearer keys of POST /v1/{account}/calls (click-to-call for any CRM or script). "
-        "The first is current; a second stays valid during a rotation. Empty: that endpoint is closed.",
+        description="Bearer keys of /v1/{account}/calls: POST (click-to-call for any CRM or script) and GET "
+        "(the call history). The first is current; a second stays valid during a rotation. Empty: those "
+        "endpoints are closed.",
     )
 
     @field_validator("api_keys", mode="before")

@@ -28,7 +28,7 @@ _refresh = RefreshBudget()
 CRM_TOKEN = "crm_token"
 CRM_TOKEN_PREVIOUS = "crm_token_previous"
 PBX_TOKEN = "pbx_token"
-# Bearer keys of POST /v1/{account}/calls (AccountConfig.api_keys): current and, during a rotation, previous.
+# Bearer keys of /v1/{account}/calls, POST and GET (AccountConfig.api_keys): current and, during a rotation, previous.
 API_KEY = "api_key"
 API_KEY_PREVIOUS = "api_key_previous"
 RECORDINGS_USER = "recordings_user"
