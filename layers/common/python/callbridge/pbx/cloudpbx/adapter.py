@@ -1,5 +1,6 @@
 """The Cloud PBX as a PBX adapter (callbridge.pbx.base): the keys it presents to us, its cabinet
-lines, click-to-call (`makeCall`) and its user list (`accounts`), docs/cloudpbx.md."""
+lines, click-to-call (`makeCall`), its user list (`accounts`), and its call history (`history`)
+for the scheduled reconciliation and backfill, docs/cloudpbx.md."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from callbridge.pbx.base import ClickToCallRefused, ListedUser, NotConfigured, P
 from callbridge.pbx.cloudpbx.protocol import KIND
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from callbridge.core.accounts import Account
     from callbridge.core.config import AccountConfig, PbxSettings, UserMapping
+    from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult, JobResult
     from callbridge.pbx.cloudpbx.client import CloudPbxClient
     from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
 
@@ -59,6 +63,11 @@ def _client(account: Account, *, force: bool = False) -> CloudPbxClient | None:
     return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
 
 
+def pbx_client(account: Account) -> CloudPbxClient | None:
+    """Our client of the account's PBX API; None without api_url or token."""
+    return _client(account)
+
+
 def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> str | None:
     from callbridge.pbx.cloudpbx.client import PbxError
 
@@ -84,6 +93,20 @@ def lists_users(account: Account) -> bool:
     return bool(_settings(account.settings.pbx).api_url)
 
 
+def reconcile(account_id: str) -> JobResult:
+    from callbridge.pbx.cloudpbx.recovery import reconcile_account
+
+    return reconcile_account(account_id)
+
+
+def backfill(
+    account: Account, date_from: datetime, date_to: datetime, cursor: BackfillCursor, options: BackfillOptions
+) -> BackfillResult:
+    from callbridge.pbx.cloudpbx.recovery import backfill as run
+
+    return run(account, date_from, date_to, cursor, options)
+
+
 ADAPTER = PbxAdapter(
     kind=KIND,
     webhook_tokens=webhook_tokens,
@@ -92,4 +115,6 @@ ADAPTER = PbxAdapter(
     dialer=dial,
     list_users=list_users,
     lists_users=lists_users,
+    scheduled_job=reconcile,
+    backfill=backfill,
 )

@@ -1,5 +1,5 @@
-"""Cloud PBX REST API for CRM, sending side (docs/cloudpbx.md): `makeCall` and
-`accounts`, form POSTs to the PBX's single address with its `token`.
+"""Cloud PBX REST API for CRM, sending side (docs/cloudpbx.md): `makeCall`, `accounts` and
+`history` (the call history as CSV, for reconciliation and backfill), form POSTs to the PBX's single address with its `token`.
 
 Field-proven details beyond the documentation: `phone` must be digits only (the PBX rejects a leading `+`);
 `makeCall` may answer `{"uuid": …}`, a bare id or an empty `OK`; `accounts` answers
@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from callbridge.pbx.base import PbxFailure
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -100,7 +104,25 @@ class CloudPbxClient:
             )
         return users
 
+    def history(self, start: datetime, end: datetime, *, limit: int, kind: str = "all") -> bytes:
+        """The calls that started within [start, end] (both ends in UTC, to the second) as the PBX
+        writes them: CSV bytes (callbridge.pbx.cloudpbx.protocol parses them). A read: retried once."""
+        from callbridge.pbx.cloudpbx.protocol import compact_utc
+
+        fields = {
+            "cmd": "history",
+            "token": self._token,
+            "start": compact_utc(start),
+            "end": compact_utc(end),
+            "type": kind,
+            "limit": str(limit),
+        }
+        return self._request(fields, attempts=2).content
+
     def _post(self, fields: dict[str, str], *, attempts: int = 1) -> str:
+        return self._request(fields, attempts=attempts).text
+
+    def _request(self, fields: dict[str, str], *, attempts: int = 1) -> httpx.Response:
         from urllib.parse import urlsplit
 
         from callbridge.infra.http import HttpError, HttpPeer, RetryPolicy, TransientHttpError
@@ -131,7 +153,7 @@ class CloudPbxClient:
             peer.close()
         if response.status_code != 200:
             raise PbxUnavailable(f"the PBX answered HTTP {response.status_code}", 502)
-        return response.text
+        return response
 
 
 def _text(value: Any) -> str | None:
