@@ -185,7 +185,9 @@ def test_a_day_with_10_percent_of_history_webhooks_lost(world: World) -> None:
     first = reconcile(world)
     took = time.monotonic() - started
     assert (first["stored"], first["corrected"], first["known"]) == (len(dropped), 0, DAY - len(dropped)), first
-    assert first["malformed"] == 1 and first["bad_lines"] == [{"line": 2, "reason": "start is not an ISO-8601 time with an offset"}]
+    assert first["malformed"] == 1 and first["bad_lines"] == [
+        {"line": 2, "reason": "start is not an ISO-8601 time with an offset"}
+    ]
     assert took < 30, took
 
     for lost in dropped:  # as its webhook would have stored it

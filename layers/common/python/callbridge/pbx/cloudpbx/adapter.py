@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from callbridge.infra import secrets
-from callbridge.infra.settings import get_settings
 from callbridge.pbx.base import ClickToCallRefused, ListedUser, NotConfigured, PbxAdapter, PbxNotConfigured
 from callbridge.pbx.cloudpbx.protocol import KIND
 
@@ -54,18 +53,9 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
 
 
 def _client(account: Account, *, force: bool = False) -> CloudPbxClient | None:
-    from callbridge.pbx.cloudpbx.client import CloudPbxClient
+    from callbridge.pbx.cloudpbx.client import for_account
 
-    api_url = _settings(account.settings.pbx).api_url
-    token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
-    if not api_url or not token:
-        return None
-    return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
-
-
-def pbx_client(account: Account) -> CloudPbxClient | None:
-    """Our client of the account's PBX API; None without api_url or token."""
-    return _client(account)
+    return for_account(account, force=force)
 
 
 def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> str | None:

@@ -19,6 +19,8 @@ from callbridge.pbx.base import PbxFailure
 if TYPE_CHECKING:
     import httpx
 
+    from callbridge.core.accounts import Account
+
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -57,6 +59,21 @@ class PbxUser:
 def pbx_phone(e164: str) -> str:
     """What the PBX dials: the E.164 digits without `+`, as in the documentation's `phone=79101234567`."""
     return "".join(ch for ch in e164 if ch.isdigit())
+
+
+def for_account(account: Account, *, force: bool = False) -> CloudPbxClient | None:
+    """Our client of the account's PBX API (its key from SSM, `force` reads it again); None without
+    api_url or token."""
+    from callbridge.infra import secrets
+    from callbridge.infra.settings import get_settings
+    from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
+
+    settings = account.settings.pbx
+    api_url = settings.api_url if isinstance(settings, CloudPbxSettings) else None
+    token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
+    if not api_url or not token:
+        return None
+    return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
 
 
 class CloudPbxClient:

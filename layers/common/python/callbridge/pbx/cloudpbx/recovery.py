@@ -24,7 +24,7 @@ from callbridge.infra import clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult, PbxNotConfigured
-from callbridge.pbx.cloudpbx.client import CloudPbxClient
+from callbridge.pbx.cloudpbx.client import CloudPbxClient, for_account
 from callbridge.pbx.cloudpbx.protocol import KIND, HistoryRow, MalformedLine, decode_history, parse_history_csv
 from callbridge.store import calls
 
@@ -51,9 +51,7 @@ class RecoveryResult:
 
 
 def client_for(account: Account) -> CloudPbxClient:
-    from callbridge.pbx.cloudpbx.adapter import pbx_client
-
-    found = pbx_client(account)
+    found = for_account(account)
     if found is None:
         raise PbxNotConfigured(f"account {account.id}: the Cloud PBX needs api_url and token to read its history")
     return found
@@ -152,10 +150,8 @@ def store_rows(account: Account, rows: list[HistoryRow], result: RecoveryResult,
 def reconcile_account(account_id: str, *, api: Any = None, now: datetime | None = None) -> RecoveryResult:
     """One run of the scheduled reconciliation for one account: the calls that started within the
     last CLOUDPBX_RECONCILE_WINDOW_MINUTES, stored if their webhook never came."""
-    from callbridge.pbx.cloudpbx.adapter import pbx_client
-
     account = get_account(account_id)
-    api = api or pbx_client(account)
+    api = api or for_account(account)
     if api is None:
         # A PBX we cannot ask (no API address or key): its calls come by webhook only, and an
         # answered call whose history is lost is recorded from its events (core/record.py).
