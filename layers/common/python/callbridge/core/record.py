@@ -187,15 +187,19 @@ def store_imported(account: str, batch: Sequence[FinalCall], *, deliver: bool = 
     return len(created)
 
 
-def store_final_batch(account: str, batch: Sequence[FinalCall], *, deliver: bool = False) -> int:
+def store_final_batch(
+    account: str, batch: Sequence[FinalCall], *, deliver: bool = False, without_items: bool = False
+) -> int:
     """Store many final calls with batch reads and writes (backfill); returns how many were new.
 
     The calls whose marker exists are skipped, so a second run changes nothing. Unlike store_final
     this is not atomic against a webhook storing the same call at the same instant: that call's item
     is then written twice with the same content. Bulk imports of past days do not meet live calls.
+    `without_items`: the caller just read that none of these calls has an item, so none has a
+    marker either (a marker is written after its call): the marker read is skipped.
     """
     unique = list({c.call_id: c for c in batch}.values())
-    known = calls.marked(account, [(c.call_id, c.marker) for c in unique])
+    known = set() if without_items else calls.marked(account, [(c.call_id, c.marker) for c in unique])
     fresh = [c for c in unique if (c.call_id, c.marker.sk) not in known]
     now_iso = clock.iso(clock.now())
     items: list[dict[str, Any]] = []

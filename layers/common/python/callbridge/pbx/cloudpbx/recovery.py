@@ -12,6 +12,7 @@ that cannot be read is reported (counted, logged with its line number) and the o
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from callbridge.core.model import Direction, Flag, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall, marked, store_final, store_final_batch
 from callbridge.infra import clock
-from callbridge.infra.observability import logger
+from callbridge.infra.observability import in_context, logger
 from callbridge.infra.settings import get_settings
 from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult, PbxNotConfigured
 from callbridge.pbx.cloudpbx.client import CloudPbxClient, for_account
@@ -33,6 +34,9 @@ from callbridge.store import calls
 LIMIT = 1000
 BACKFILL_SLICE = timedelta(hours=6)  # one cursor step of a backfill
 _SECOND = timedelta(seconds=1)
+# Store-only backfill: calls per batch-write job, and jobs at once (DynamoDB round trips overlap).
+_WRITE_CHUNK = 100
+_WRITERS = 4
 
 
 @dataclass
@@ -186,10 +190,9 @@ def backfill(
         cursor.save({"slice": index + 1, "records": done, "done": False})
         if options.progress is not None:
             options.progress(done, None)
-    result.stored = counts.stored + counts.corrected
-    cursor.save({"slice": len(slices), "records": done, "done": True, "malformed": counts.malformed})
-    if counts.malformed:
-        logger().warning("backfill skipped unreadable history lines", extra={"malformed": counts.malformed})
+    result.stored = counts.stored
+    result.unreadable = counts.malformed
+    cursor.save({"slice": len(slices), "records": done, "done": True})
     return result
 
 
@@ -197,19 +200,24 @@ def _store(account: Account, rows: list[HistoryRow], counts: RecoveryResult, *, 
     if deliver:
         store_rows(account, rows, counts, deliver=True)
         return
-    # Store only: the calls we have no item of are written with batch writes; a call with an item
-    # (its events, a derived call) goes through store_final like the reconciliation's, one by one.
+    # Store only: the calls we have no item of are written with batch writes, in parallel chunks
+    # (each chunk writes its calls before their markers); a call with an item (a webhook's, its
+    # events', a derived one) goes through store_final like the reconciliation's, one by one.
     candidates = [final_call(account, row) for row in rows]
-    done = marked(account.id, [(c.call_id, c.marker) for c in candidates])
-    unmarked = [c for c in candidates if (c.call_id, c.marker.sk) not in done]
-    counts.known += len(candidates) - len(unmarked)
-    states = calls.states(account.id, [c.call_id for c in unmarked])
-    counts.stored += store_final_batch(account.id, [c for c in unmarked if c.call_id not in states], deliver=False)
-    for call in unmarked:
-        existing = states.get(call.call_id)
-        if existing is None:
-            continue
-        if existing.get("final") and not existing.get("derived_from"):
+    states = calls.states(account.id, [c.call_id for c in candidates])
+    new = [c for c in candidates if c.call_id not in states]
+    chunks = [new[i : i + _WRITE_CHUNK] for i in range(0, len(new), _WRITE_CHUNK)]
+
+    def write(chunk: list[FinalCall]) -> int:
+        return store_final_batch(account.id, chunk, deliver=False, without_items=True)
+
+    with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+        counts.stored += sum(pool.map(in_context(write), chunks))
+    present = [c for c in candidates if c.call_id in states]
+    done = marked(account.id, [(c.call_id, c.marker) for c in present])
+    for call in present:
+        existing = states[call.call_id]
+        if (call.call_id, call.marker.sk) in done or (existing.get("final") and not existing.get("derived_from")):
             counts.known += 1
         elif store_final(account.id, call, deliver=False, existing=existing, unless_final=True):
             counts.corrected += 1 if existing.get("final") else 0
