@@ -42,6 +42,10 @@ class Flag(StrEnum):
     DURATION_UNPARSED = "duration_unparsed"  # a talk or ring time was junk; counted as 0, kept as sent
     BAD_RECORDING_LINK = "bad_recording_link"
     GROUP_USER = "group_user"  # `user` is a department: the call rang a group
+    # An answered call recorded from its live events because the source's final record did not come
+    # within the quiet time (talk time from the answer and end receipts); a later final record of
+    # the source corrects it in place and drops the flag.
+    DERIVED_FROM_EVENTS = "derived_from_events"
 
 
 class Note(BaseModel):
