@@ -11,7 +11,19 @@ from callbridge_cli.errors import CliError
 from callbridge_cli.render import as_json, dumps, table
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
-CALL_FIELDS = ("direction", "outcome", "phone", "our_number", "user", "duration", "started_at", "final", "source")
+CALL_FIELDS = (
+    "direction",
+    "outcome",
+    "missed_reason",
+    "phone",
+    "our_number",
+    "user",
+    "users_rang",
+    "duration",
+    "started_at",
+    "final",
+    "source",
+)
 
 
 @click.group(name="calls")
@@ -105,8 +117,10 @@ def show(ctx: click.Context, call_id: str, account: str | None, json_output: boo
 
     context.out.print(f"call {call_id} (account {account_id})")
     for name in CALL_FIELDS:
-        if call.get(name) not in (None, ""):
-            context.out.print(f"  {name}: {call[name]}", markup=False)
+        value = call.get(name)
+        if value not in (None, ""):
+            shown = ", ".join(sorted(value)) if isinstance(value, set | list) else value
+            context.out.print(f"  {name}: {shown}", markup=False)
     table(
         "timeline",
         ["received", "webhook", "type", "user", "payload"],

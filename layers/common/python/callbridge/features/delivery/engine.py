@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from callbridge.core import live
+from callbridge.core import live, missed
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.core.config import CrmSettings
 from callbridge.core.handoff import send_messages
@@ -111,7 +111,14 @@ def _context(account: Account) -> DeliveryContext:
             raise LookupError("PUBLIC_BASE_URL is not set: no recording link can be given to the CRM")
         return signed_recording_url(settings.public_base_url, account.id, call_id, settings.recording_link_ttl_s)
 
-    return DeliveryContext(account=account.id, timezone=account.timezone, users=users, recording_url=recording_url)
+    return DeliveryContext(
+        account=account.id,
+        timezone=account.timezone,
+        users=users,
+        recording_url=recording_url,
+        missed_owner=account.settings.missed_calls.owner,
+        responsible=partial(missed.responsible, account.id),
+    )
 
 
 ConnectorFactory = Callable[[CrmSettings, Account], Connector]
