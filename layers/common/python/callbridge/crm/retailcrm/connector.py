@@ -22,6 +22,8 @@ from callbridge.core.phones import is_number
 from callbridge.crm.base import (
     CONFIG_STATUSES,
     Callback,
+    CallbackOpened,
+    CallbackRequest,
     CallRecords,
     DeliveryContext,
     Record,
@@ -95,6 +97,24 @@ class RetailCrmConnector:
         from callbridge.crm.retailcrm.registration import register_module
 
         return register_module(account, settings, base_url)
+
+    @staticmethod
+    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
+        from callbridge.crm.retailcrm.tasks import open_callback_task
+
+        return open_callback_task(account, settings, request)
+
+    @staticmethod
+    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
+        from callbridge.crm.retailcrm.tasks import close_callback_task
+
+        close_callback_task(account, settings, task_id, note)
+
+    @staticmethod
+    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
+        from callbridge.crm.retailcrm.tasks import new_contact
+
+        return new_contact(account, settings, call, owners)
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ from callbridge.core.model import Call
 from callbridge.crm.base import CallRecords, Connector, DeliveryContext, LiveCards, Record, RecordResult
 from callbridge.crm.registry import connector as make_connector
 from callbridge.crm.registry import connector_class, with_secrets
+from callbridge.features import callbacks
 from callbridge.infra import clock
 from callbridge.infra.http import RetryPolicy
 from callbridge.infra.observability import in_context, logger
@@ -273,7 +274,23 @@ def process(
             report.rejected += 1
         else:
             duplicate = all(r.detail.get("duplicate") for r in outcome)
-            answer = {"records": len(outcome), "duplicate": duplicate}
+            answer: dict[str, Any] = {"records": len(outcome), "duplicate": duplicate}
+            # The CRM has the call; its callback work (features/callbacks.py) is part of the delivery:
+            # a failure for now retries the delivery (the call is then answered as a duplicate).
+            follow = callbacks.follow_up(account, crm, Call.from_item(calls[call_id]))
+            if follow.kind == "transient":
+                attempts += 1
+                due = now + timedelta(seconds=_backoff(attempts, None))
+                marks.append(
+                    partial(
+                        store.reschedule, account.id, call_id, name, owner, due, attempts=attempts, error=follow.detail
+                    )
+                )
+                report.retried += 1
+                report.retry_in[(call_id, name)] = int((due - now).total_seconds())
+                continue
+            if follow.detail:
+                answer["callback"] = follow.detail
             marks.append(partial(_delivered, account.id, call_id, name, answer, flags))
             report.delivered += 1
             report.duplicates += int(duplicate)
