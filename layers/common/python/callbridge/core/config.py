@@ -261,9 +261,10 @@ class CallbackSettings(Model):
     """Callback tasks for missed incoming calls, per CRM (a CRM package that can create tasks puts
     this, or a subclass with its own options, in its settings as `callbacks`)."""
 
-    mode: Literal["off", "on", "unknown_numbers"] = Field(
+    mode: Literal["off", "all", "unknown_numbers"] = Field(
         default="off",
-        description="on: a task for every missed caller; unknown_numbers: only for numbers the CRM does not know",
+        description="all: a task for every missed caller; unknown_numbers: only for numbers the CRM does not "
+        "know; off: none (YAML's bare on / off mean all / off)",
     )
     hours: str | None = Field(
         default=None,
@@ -274,6 +275,14 @@ class CallbackSettings(Model):
         default=10, ge=1, le=1440, description="Missed calls of one caller within this time are one task"
     )
     due_minutes: int = Field(default=30, ge=0, le=10080, description="The task is due this long after the call")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `on` / `off` as a boolean.
+        if isinstance(value, bool):
+            return "all" if value else "off"
+        return value
 
     @field_validator("hours")
     @classmethod

@@ -28,6 +28,7 @@ from callbridge.crm.retailcrm.users import retailcrm_user_id
 from callbridge.infra.http import RetryPolicy
 
 TIMEOUT_S = 10.0
+EXTERNAL_PREFIX = "callbridge-"  # externalId of the customers we create: `callbridge-{digits}`
 TASK_DATETIME = "%Y-%m-%d %H:%M"  # retailCRM's task `datetime`, in the account's time zone
 REASONS = {
     "no_answer": "nobody answered",
@@ -63,6 +64,11 @@ def find_customer(api: RetailCrmApi, phone: str) -> dict[str, Any] | None:
     return None
 
 
+def ours(customer: dict[str, Any]) -> bool:
+    """A customer we created for an unknown caller: he stays unknown until someone works on him."""
+    return str(customer.get("externalId") or "").startswith(EXTERNAL_PREFIX)
+
+
 def _performer(settings: RetailCrmSettings, customer: dict[str, Any] | None, owners: list[UserMapping]) -> int | None:
     if customer and isinstance(customer.get("managerId"), int):
         return int(customer["managerId"])
@@ -76,7 +82,7 @@ def _performer(settings: RetailCrmSettings, customer: dict[str, Any] | None, own
 def _ensure_customer(
     api: RetailCrmApi, settings: RetailCrmSettings, phone: str, manager: int | None
 ) -> tuple[dict[str, Any], bool]:
-    external_id = f"callbridge-{_digits(phone)}"
+    external_id = f"{EXTERNAL_PREFIX}{_digits(phone)}"
     existing = api.customer_by_external_id(external_id, settings.site)
     if existing is not None:
         return existing, False
@@ -92,7 +98,7 @@ def open_callback_task(account: Account, settings: CrmSettings, request: Callbac
     api = _api(settings)
     try:
         customer = find_customer(api, request.phone)
-        if customer is not None and request.only_unknown:
+        if customer is not None and request.only_unknown and not ours(customer):
             return CallbackOpened(None, skipped="retailCRM knows the number (callbacks only for unknown numbers)")
         created = False
         if customer is None and settings.callbacks.create_customers:
