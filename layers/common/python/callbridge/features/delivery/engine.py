@@ -238,6 +238,7 @@ def process(
                 results[record.delivery].append(result)
     finally:
         connector.close()
+    follow_ups = _follow_ups(account, crm, [calls[c] for c in to_send if _taken(results.get(c) or [])])
     for call_id, built in to_send.items():
         outcome = results.get(call_id) or []
         attempts = int(items[call_id].get("attempts") or 0)
@@ -277,7 +278,7 @@ def process(
             answer: dict[str, Any] = {"records": len(outcome), "duplicate": duplicate}
             # The CRM has the call; its callback work (features/callbacks.py) is part of the delivery:
             # a failure for now retries the delivery (the call is then answered as a duplicate).
-            follow = callbacks.follow_up(account, crm, Call.from_item(calls[call_id]))
+            follow = follow_ups.get(call_id, callbacks.NOTHING)
             if follow.kind == "transient":
                 attempts += 1
                 due = now + timedelta(seconds=_backoff(attempts, None))
@@ -298,6 +299,19 @@ def process(
     if report.rejected or report.failed:
         logger().warning("deliveries parked", extra={"crm": name, "rejected": report.rejected, "failed": report.failed})
     return report
+
+
+def _taken(outcome: list[RecordResult]) -> bool:
+    return bool(outcome) and all(r.kind == "ok" for r in outcome)
+
+
+def _follow_ups(account: Account, crm: CrmSettings, taken: list[dict[str, Any]]) -> dict[str, callbacks.FollowUp]:
+    """The callback work of the calls the CRM took, in parallel: calls of one caller may meet
+    (store/callbacks.py moves a caller's task with conditional updates)."""
+    wanted = [Call.from_item(raw) for raw in taken]
+    wanted = [c for c in wanted if callbacks.applies(crm, c)]
+    done = _parallel(callbacks.follow_up, ((account, crm, c) for c in wanted))
+    return {c.call_id: f for c, f in zip(wanted, done, strict=True)}
 
 
 def _delivered(account: str, call_id: str, crm: str, answer: dict[str, Any], flags: list[str]) -> None:
