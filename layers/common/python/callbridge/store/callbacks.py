@@ -10,6 +10,7 @@
         starter      the call that started it: only that call's delivery opens it in the CRM
         attempts     how often opening was tried (> 1: an earlier try may have saved it)
         crm_task_id, opened_at, closed_at, note, reason, skipped
+    expires_at   every item: KEEP_DAYS after its last change (the table's TTL)
 
 The HEAD is moved with one conditional update, so two missed calls of one caller handled at the same
 instant never both start a task; the task item itself is only ever updated (never put), so a joiner
@@ -18,6 +19,7 @@ that reaches it before its starter adds to it instead of being overwritten.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -25,17 +27,18 @@ from botocore.exceptions import ClientError
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item
+from callbridge.store.keys import callback_pk
 from callbridge.store.updates import Update
 
-PREFIX = "CBK#"
 HEAD = "HEAD"
 TASK_PREFIX = "T#"
 PENDING, CREATING, OPEN, CLOSED, SKIPPED = "pending", "creating", "open", "closed", "skipped"
 UNFINISHED = (PENDING, CREATING, OPEN)
+KEEP_DAYS = 90
 
 
 def pk(account: str, crm: str, phone: str) -> str:
-    return f"{PREFIX}{account}#{crm}#{phone}"
+    return callback_pk(account, crm, phone)
 
 
 def task_sk(first_at: str, call_id: str) -> str:
@@ -51,6 +54,9 @@ def _table() -> str:
 
 
 def _update(key: dict[str, Any], update: Update, condition: str | None = None) -> dict[str, Any] | None:
+    # Kept KEEP_DAYS after their last change (the table's TTL): a caller's history of tasks does not
+    # grow for ever, and a task nobody closed in that time is not closed by us any more.
+    update.set(expires_at=int(time.time()) + KEEP_DAYS * 86400)
     request: dict[str, Any] = {"TableName": _table(), "Key": key, "ReturnValues": "ALL_NEW", **update.request()}
     if condition:
         request["ConditionExpression"] = condition

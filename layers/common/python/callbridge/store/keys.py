@@ -10,6 +10,7 @@ Calls table (pk, sk):
     CALL#{account}#{call id}  EVT#{cmd}#{type}#{user}   one per distinct source record (timeline, idempotency)
     CALL#{account}#{call id}  DLV#{crm}                 one delivery per CRM
     MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
+    CBK#{account}#{crm}#{E.164}  HEAD | T#{first missed at}#{call id}   callback tasks (store/callbacks.py)
 Contacts table (account, phone): one item per account and E.164 phone (store/contacts.py).
 RoutingCacheTable (account, phone):
     {account}  {E.164 phone}        a caller's responsible manager as a CRM named it (expires)
@@ -34,6 +35,7 @@ CALL_SK = "CALL"
 EVENT_PREFIX = "EVT#"
 DELIVERY_PREFIX = "DLV#"
 MESSAGE_PREFIX = "MSG#"
+CALLBACK_PREFIX = "CBK#"
 
 
 def account_pk(account: str) -> str:
@@ -87,3 +89,8 @@ def cursor_sk(name: str) -> str:
 
 def pbx_user_sk(name: str) -> str:
     return f"{PBX_USER_PREFIX}{name}"
+
+
+def callback_pk(account: str, crm: str, phone: str) -> str:
+    """The partition of one caller's callback tasks in one CRM of an account."""
+    return f"{CALLBACK_PREFIX}{account}#{crm}#{phone}"
