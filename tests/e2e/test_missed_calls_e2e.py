@@ -44,15 +44,15 @@ pbx:
   kind: cloudpbx
   crm_tokens: [{token}]
 users:
-  - {{pbx_user: andy, extension: "101", retailcrm_user_id: 1}}
-  - {{pbx_user: daria, extension: "102", retailcrm_user_id: 2}}
-  - {{pbx_user: boris, extension: "103", retailcrm_user_id: 3}}
-  - {{pbx_user: senior, extension: "110", retailcrm_user_id: 10}}
+  - {{pbx_user: andy, extension: "101", retailcrm_user_id: 1, minicrm_user_id: 11}}
+  - {{pbx_user: daria, extension: "102", retailcrm_user_id: 2, minicrm_user_id: 22}}
+  - {{pbx_user: boris, extension: "103", retailcrm_user_id: 3, minicrm_user_id: 33}}
+  - {{pbx_user: senior, extension: "110", retailcrm_user_id: 10, minicrm_user_id: 100}}
 missed_calls: {{owner: senior}}
 contacts:
   - {{name: Known Caller, phones: ["+79160000001"], responsible: daria}}
 crms:
-  - {{kind: minicrm, base_url: "{mini}", api_key: {mini_key}, mode: batch, default_user_extension: "900"}}
+  - {{kind: minicrm, base_url: "{mini}", api_key: {mini_key}, mode: batch, default_user_extension: "900"{mini_extra}}}
   - kind: retailcrm
     base_url: "{retail}"
     api_key: {retail_key}
@@ -62,6 +62,12 @@ crms:
     default_user_id: 99
     callbacks: {callbacks}
 """
+GENERAL_KEY = "e2e-minicrm-general-01"
+# cbon's MiniCRM also gets callback ToDos (its general API), on the cards of the callers it knows.
+MINI_EXTRA = {
+    "cbon": f", system_id: 4242, general_api_key: {GENERAL_KEY}, callbacks: {{mode: all, todo_type: Call}}",
+    "cbunk": "",
+}
 CALLBACKS = {
     # A task for every missed caller, ten minutes of his missed calls being one task.
     "cbon": "{mode: all, window_minutes: 10, due_minutes: 30}",
@@ -127,6 +133,11 @@ class Crm:
 @pytest.fixture(scope="module")
 def crms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Crm], Path]]:
     found = {name: Crm(FakeMiniCrm(MINI_KEY), FakeRetailCrm(RETAIL_KEY)) for name in CALLBACKS}
+    general = found["cbon"].mini
+    general.system_id, general.general_key = 4242, GENERAL_KEY
+    for k in range(1, 9):  # MiniCRM knows callers 1-8, each with a card
+        general.contacts[k] = {"Id": k, "Name": f"Contact {k}", "Phone": f"06 916 000 {k:04d}"}
+        general.projects[100 + k] = {"Id": 100 + k, "Name": f"Card {k}", "MainContactId": k}
     for k in range(1, 6):  # retailCRM knows callers 1-5 (their manager: daria)
         found["cbunk"].retail.customers[k] = {
             "id": k, "firstName": f"Customer {k}", "phones": [{"number": f"+7 (916) 000-{k:04d}"}], "managerId": 2,
@@ -141,7 +152,7 @@ def crms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, C
         for name, mini, retail in (("cbon", m1, r1), ("cbunk", m2, r2)):
             text = ACCOUNT.format(
                 name=name, token=TOKEN, mini=mini, retail=retail, mini_key=MINI_KEY, retail_key=RETAIL_KEY,
-                callbacks=CALLBACKS[name],
+                callbacks=CALLBACKS[name], mini_extra=MINI_EXTRA[name],
             )  # fmt: skip
             (directory / f"{name}.yaml").write_text(text, encoding="utf-8")
         yield found, directory
@@ -243,11 +254,13 @@ def test_a_day_of_missed_calls_ends_with_exactly_the_callback_tasks_the_configur
     found = crms[0]
     on, unknown = found["cbon"].retail, found["cbunk"].retail
     on.fail_after_save.update({"tasks/create": 3})
+    found["cbon"].mini.fail_after_save.update({"todo/create": 2})
     unknown.fail_after_save.update({"tasks/create": 3, "customers/create": 2})
     post_twice(client, morning())
     deliver(client)
     for retail in (on, unknown):
         retail.fail_after_save.update({"tasks/edit": 2})
+    found["cbon"].mini.fail_after_save.update({"todo/update": 1})
     post_twice(client, reaching())
     deliver(client)
     post_twice(client, afternoon())
@@ -269,6 +282,15 @@ def test_a_day_of_missed_calls_ends_with_exactly_the_callback_tasks_the_configur
     assert {t["performerId"] for k in range(2, 21) for t in task_for(on, k)} == {10}  # the missed-call owner
     assert task_for(on, 3)[0]["datetime"] == "2024-05-01 09:45"  # due 30 minutes after 09:15 Moscow
     assert on.customers == {}  # this account creates none
+
+    # MiniCRM: a ToDo on the card of each caller it knows (1-8), none twice; reached ones closed.
+    todos = found["cbon"].mini.todos.values()
+    assert found["cbon"].mini.fail_after_save == {"todo/create": 0, "todo/update": 0}
+    assert sorted(t["ProjectId"] for t in todos) == [100 + k for k in range(1, 9)]
+    assert {t["ProjectId"] - 100 for t in todos if t["Status"] == "Closed"} == {1, 2, 3, 4, 5, 6}
+    assert {t["ProjectId"]: t["UserId"] for t in todos}[101] == 22  # daria, caller 1's responsible
+    assert {t["UserId"] for t in todos if t["ProjectId"] != 101} == {100}  # the missed-call owner
+    assert all(t["Type"] == "Call" for t in todos)
 
     # unknown numbers only, 09:00-13:00 Moscow: callers 1-5 are customers, the afternoon is outside.
     assert all(n == 1 for n in markers(unknown).values())
