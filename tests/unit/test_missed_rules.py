@@ -145,3 +145,16 @@ def test_a_group_ring_is_one_record_for_its_owner(
     finally:
         mini.close()
         retail.close()
+
+
+def test_minicrm_callbacks_need_its_general_api_and_a_card() -> None:
+    with pytest.raises(ValidationError, match="system_id and general_api_key"):
+        MiniCrmSettings.model_validate({"api_key": "k" * 8, "callbacks": {"mode": "all"}})
+    with pytest.raises(ValidationError):  # an unknown number has no card to hang a ToDo on
+        MiniCrmSettings.model_validate(
+            {"api_key": "k" * 8, "system_id": 1, "general_api_key": "g" * 8, "callbacks": {"mode": "unknown_numbers"}}
+        )
+    ready = MiniCrmSettings.model_validate(
+        {"api_key": "k" * 8, "system_id": 1, "general_api_key": "g" * 8, "callbacks": {"mode": True}}
+    )
+    assert ready.callback_tasks and not MiniCrmSettings(api_key="k" * 8).callback_tasks
