@@ -135,7 +135,10 @@ def show(ctx: click.Context, call_id: str, account: str | None, json_output: boo
                     d["crm"],
                     d.get("state") or d.get("status"),
                     d.get("attempts"),
-                    d.get("error") or d.get("last_error") or d.get("reason"),
+                    d.get("error")
+                    or d.get("last_error")
+                    or d.get("reason")
+                    or (d.get("crm_answer") or {}).get("callback"),
                 ]
                 for d in deliveries
             ],

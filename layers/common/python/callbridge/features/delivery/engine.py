@@ -281,6 +281,12 @@ def process(
             follow = follow_ups.get(call_id, callbacks.NOTHING)
             if follow.kind == "transient":
                 attempts += 1
+                if attempts >= settings.delivery_max_attempts:
+                    # The call itself is in the CRM; what keeps failing is its callback work.
+                    reason = f"gave up after {attempts} tries: {follow.detail}"
+                    marks.append(_park(account.id, call_id, name, store.FAILED, reason, attempts, flags))
+                    report.failed += 1
+                    continue
                 due = now + timedelta(seconds=_backoff(attempts, None))
                 marks.append(
                     partial(
