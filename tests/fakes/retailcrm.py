@@ -1,5 +1,5 @@
 """Fake retailCRM API v5 (docs/protocols/retailcrm.md): telephony calls/upload, call/event, manager,
-integration-modules, customers (search, get by externalId, create) and tasks (list, create, edit),
+integration-modules, customers (search, get by externalId, create, edit) and tasks (list, create, edit),
 validating every request against the spec and recording what arrived. `fail_after_save` answers the
 next N requests of an endpoint with a 500 after it saved them (the fault exactly-once must survive)."""
 
@@ -198,6 +198,9 @@ class FakeRetailCrm:
             return 200, {"success": True, "pagination": _page(len(found)), "customers": found}, {}
         if (method, path) == ("POST", "/api/v5/customers/create"):
             return self._create_customer(form)
+        match = re.fullmatch(r"/api/v5/customers/([^/]+)/edit", path)
+        if match and method == "POST":
+            return self._edit_customer(match.group(1), form)
         match = re.fullmatch(r"/api/v5/customers/([^/]+)", path)
         if match and method == "GET":
             if query.get("by") != "externalId":
@@ -246,6 +249,20 @@ class FakeRetailCrm:
         if self._saved_then_failed("customers/create"):
             return 500, {"success": False, "errorMsg": "Internal error"}, {}
         return 201, {"success": True, "id": new_id}, {}
+
+    def _edit_customer(self, external_id: str, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        if form.get("by") != "externalId":
+            return self._violation("we edit customers by externalId: by=externalId")
+        changes = self._json_field(form, "customer")
+        if changes is None or set(changes) - CUSTOMER_FIELDS:
+            return self._violation("customer must be a JSON object of customer fields")
+        if "managerId" in changes and not isinstance(changes["managerId"], int):
+            return self._violation("managerId must be an integer")
+        customer = next((c for c in self.customers.values() if c.get("externalId") == external_id), None)
+        if customer is None:
+            return 404, {"success": False, "errorMsg": "Not found"}, {}
+        customer.update(changes)
+        return 200, {"success": True, "id": customer["id"]}, {}
 
     def _create_task(self, form: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         task = self._json_field(form, "task")

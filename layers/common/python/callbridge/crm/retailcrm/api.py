@@ -174,6 +174,15 @@ class RetailCrmApi:
         data = {"customer": json.dumps(dict(customer), ensure_ascii=False), **({"site": site} if site else {})}
         return _id(self._call("POST", "/api/v5/customers/create", data=data), "POST", "/api/v5/customers/create")
 
+    def edit_customer(self, external_id: str, changes: Mapping[str, Any], site: str | None) -> None:
+        """POST /api/v5/customers/{externalId}/edit?by=externalId (`customer` as JSON, `site`)."""
+        data = {
+            "by": "externalId",
+            "customer": json.dumps(dict(changes), ensure_ascii=False),
+            **({"site": site} if site else {}),
+        }
+        self._call("POST", f"/api/v5/customers/{external_id}/edit", data=data)
+
     def tasks_by_text(self, text: str) -> list[dict[str, Any]]:
         """GET /api/v5/tasks?filter[text]=…: the tasks whose text contains `text`."""
         body = self._call("GET", "/api/v5/tasks", params={"filter[text]": text, "limit": 20})

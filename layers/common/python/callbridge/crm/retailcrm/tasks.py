@@ -6,7 +6,10 @@
 - the task (`tasks/create`): for the customer's own manager (`managerId`), else the missed-call
   owner, else `default_user_id`; due `callbacks.due_minutes` after the call; linked to the customer;
   our marker in its text. A retry looks for the marker (`GET tasks?filter[text]=`) before creating;
-- closing: `tasks/{id}/edit` with `complete: true` and a commentary saying how the client was reached.
+- closing: `tasks/{id}/edit` with `complete: true` and a commentary saying how the client was reached;
+- an outgoing call to an unknown number creates its customer for the calling manager; a customer we
+  created passes from the missed-call owner to the manager who calls him back
+  (`customers/{externalId}/edit`).
 
 Creates are sent once per try (no in-process retry): a 500 or a timeout may come after retailCRM
 saved, and only the marker lookup of the next try may tell.
@@ -20,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
-from callbridge.core.model import Call
+from callbridge.core.model import Call, Outcome
 from callbridge.crm.base import CallbackOpened, CallbackRequest, secret
 from callbridge.crm.retailcrm.api import RetailCrmApi
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
@@ -137,14 +140,24 @@ def close_callback_task(account: Account, settings: CrmSettings, task_id: str, n
 
 
 def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
+    """An outgoing call to a number retailCRM does not know creates its customer, for the manager who
+    called. A customer we created for an unknown caller stays with the missed-call owner until a
+    manager calls him back: then he is that manager's (seed 003 §4.3)."""
     assert isinstance(settings, RetailCrmSettings)
     if not settings.callbacks.create_customers or not call.phone:
         return False
+    caller = next((u for u in account.settings.users if u.pbx_user == call.user), None) if call.user else None
+    manager = retailcrm_user_id(caller) if caller is not None and call.outcome == Outcome.ANSWERED else None
     api = _api(settings)
     try:
-        if find_customer(api, call.phone) is not None:
-            return False
-        _customer, created = _ensure_customer(api, settings, call.phone, _performer(settings, None, owners))
-        return created
+        customer = find_customer(api, call.phone)
+        if customer is None:
+            _customer, created = _ensure_customer(
+                api, settings, call.phone, manager if manager is not None else _performer(settings, None, owners)
+            )
+            return created
+        if ours(customer) and manager is not None and customer.get("managerId") != manager:
+            api.edit_customer(str(customer["externalId"]), {"managerId": manager}, settings.site)
+        return False
     finally:
         api.close()
