@@ -131,7 +131,8 @@ def show(ctx: click.Context, call_id: str, account: str | None, json_output: boo
     context.out.print(f"call {call_id} (account {found.id})")
     for name, value in call.items():
         if name not in ("account", "call_id") and value not in (None, "", []):
-            context.out.print(f"  {name}: {value}", markup=False)
+            shown = ", ".join(sorted(map(str, value))) if isinstance(value, set | list) else value
+            context.out.print(f"  {name}: {shown}", markup=False)
     table(
         "timeline",
         ["received", "webhook", "type", "user", "payload"],
@@ -146,7 +147,10 @@ def show(ctx: click.Context, call_id: str, account: str | None, json_output: boo
                     d["crm"],
                     d.get("state") or d.get("status"),
                     d.get("attempts"),
-                    d.get("error") or d.get("last_error") or d.get("reason"),
+                    d.get("error")
+                    or d.get("last_error")
+                    or d.get("reason")
+                    or (d.get("crm_answer") or {}).get("callback"),
                 ]
                 for d in deliveries
             ],

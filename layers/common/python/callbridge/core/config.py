@@ -252,6 +252,58 @@ class RecordingsSettings(Model):
         return value
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class CallbackSettings(Model):
+    """Callback tasks for missed incoming calls, per CRM (a CRM package that can create tasks puts
+    this, or a subclass with its own options, in its settings as `callbacks`)."""
+
+    mode: Literal["off", "all", "unknown_numbers"] = Field(
+        default="off",
+        description="all: a task for every missed caller; unknown_numbers: only for numbers the CRM does not "
+        "know; off: none (YAML's bare on / off mean all / off)",
+    )
+    hours: str | None = Field(
+        default=None,
+        description="Only calls missed within these hours, in the account's time zone: HH:MM-HH:MM (e.g. 09:00-18:00)",
+    )
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), description="Only calls missed on these days")
+    window_minutes: int = Field(
+        default=10, ge=1, le=1440, description="Missed calls of one caller within this time are one task"
+    )
+    due_minutes: int = Field(default=30, ge=0, le=10080, description="The task is due this long after the call")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `on` / `off` as a boolean.
+        if isinstance(value, bool):
+            return "all" if value else "off"
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None and not _HOURS.match(value):
+            raise ValueError("hours must be HH:MM-HH:MM, e.g. 09:00-18:00")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
+class MissedCallSettings(Model):
+    owner: str | None = Field(
+        default=None,
+        description="PBX user who owns missed calls (record and callback task) when the caller has no "
+        "responsible manager; unset: each CRM's default user",
+    )
+
+
 class AccountConfig(Model):
     account: str
     name: str | None = None
@@ -262,6 +314,7 @@ class AccountConfig(Model):
     users: list[UserMapping] = Field(default_factory=list)
     contacts: list[ContactEntry] = Field(default_factory=list)
     recordings: RecordingsSettings = Field(default_factory=RecordingsSettings)
+    missed_calls: MissedCallSettings = Field(default_factory=MissedCallSettings)
     api_keys: list[WebhookToken] = Field(
         default_factory=list,
         max_length=2,
@@ -319,6 +372,13 @@ class AccountConfig(Model):
         names = [crm.name for crm in self.crms]
         if len(names) != len(set(names)):
             raise ValueError("every CRM of an account needs its own name")
+        return self
+
+    @model_validator(mode="after")
+    def _missed_call_owner(self) -> AccountConfig:
+        owner = self.missed_calls.owner
+        if owner and all(u.pbx_user != owner for u in self.users):
+            raise ValueError(f"missed_calls.owner {owner!r} is not a pbx_user of `users`")
         return self
 
     def crm(self, name: str) -> CrmSettings | None:

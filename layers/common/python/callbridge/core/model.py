@@ -25,6 +25,18 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
 
 
+class MissedReason(StrEnum):
+    """Why a call was not answered, as far as the PBX told us. Set by each PBX package's mapping
+    (and by the missed-call settle of live events); None on an answered call."""
+
+    NO_ANSWER = "no_answer"  # it rang, nobody picked up before the caller hung up
+    BUSY = "busy"  # every line that could take it was busy
+    REJECTED = "rejected"  # a user or a PBX rule refused it
+    UNAVAILABLE = "unavailable"  # nobody available: no user logged in, outside the PBX's hours, no route
+    QUEUE_ABANDONED = "queue_abandoned"  # the caller gave up while waiting in a queue
+    UNKNOWN = "unknown"  # unanswered, and the PBX said nothing more
+
+
 class StartSource(StrEnum):
     """Where a call's start time came from: PBXs differ in what they tell us."""
 
@@ -69,6 +81,7 @@ class Call(BaseModel):
     source: str
     direction: Direction | None = None
     outcome: Outcome | None = None
+    missed_reason: MissedReason | None = None
     final: bool = False
     phone: str | None = None  # E.164 when it could be understood, else as sent
     phone_raw: str | None = None

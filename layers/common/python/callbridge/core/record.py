@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from callbridge.core import phones, pipeline
-from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
@@ -56,6 +56,7 @@ class FinalCall:
     extension: str | None = None  # the user's internal number, when the source names it
     department: str | None = None  # the group the call rang, when the source names it
     source_status: str | None = None  # the source's own word for the outcome, kept as sent
+    missed_reason: MissedReason | None = None  # why an unanswered call was not answered (None: answered)
     rating: str | None = None  # the caller's rating of the call, when the source has one
     recording_url: str | None = None  # the link the source gave (never with a key)
     flags: frozenset[str] = frozenset()
@@ -83,6 +84,7 @@ class FinalCall:
             "source": self.source,
             "direction": self.direction.value,
             "outcome": self.outcome.value,
+            "missed_reason": self.missed_reason.value if self.missed_reason else None,
             "final": True,
             "user": self.user,
             "extension": self.extension,
@@ -161,6 +163,7 @@ def store_final(
         repeat_of_final=not applied and was_final,
         source=call.source,
         outcome=call.outcome.value,
+        reason=call.missed_reason.value if call.missed_reason else None,
     )
     return applied
 
@@ -224,6 +227,7 @@ def _hand_off(account: str, call: FinalCall, deliver: bool) -> None:
         deliver=deliver,
         source=call.source,
         outcome=call.outcome.value,
+        reason=call.missed_reason.value if call.missed_reason else None,
     )
 
 
@@ -387,6 +391,8 @@ def settle_call(account: str, call_id: str) -> SettleResult:
         direction=Direction.IN.value,
         outcome=Outcome.MISSED.value,
         final=True,
+        # Every phone stopped ringing and nobody took the call: the caller hung up unanswered.
+        missed_reason=MissedReason.NO_ANSWER.value,
         duration=0,
         started_at=first,
         start_source=StartSource.FIRST_EVENT.value,
@@ -399,7 +405,13 @@ def settle_call(account: str, call_id: str) -> SettleResult:
     if recorded:
         source = str(call.get("source") or "") or None
         pipeline.call_stored(
-            account, call_id, newly_final=True, fetch_recording=False, source=source, outcome=Outcome.MISSED.value
+            account,
+            call_id,
+            newly_final=True,
+            fetch_recording=False,
+            source=source,
+            outcome=Outcome.MISSED.value,
+            reason=MissedReason.NO_ANSWER.value,
         )
     return SettleResult("missed" if recorded else "final")
 

@@ -26,11 +26,14 @@ from callbridge.core.phones import is_number
 from callbridge.crm.base import (
     CONFIG_STATUSES,
     Callback,
+    CallbackOpened,
+    CallbackRequest,
     CallRecords,
     DeliveryContext,
     Record,
     RecordResult,
     Responsible,
+    is_missed_incoming,
     send_batch,
 )
 from callbridge.crm.retailcrm.api import UPLOAD_LIMIT, RetailCrmApi, RetailCrmError
@@ -104,6 +107,24 @@ class RetailCrmConnector:
 
         return register_module(account, settings, base_url)
 
+    @staticmethod
+    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
+        from callbridge.crm.retailcrm.tasks import open_callback_task
+
+        return open_callback_task(account, settings, request)
+
+    @staticmethod
+    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
+        from callbridge.crm.retailcrm.tasks import close_callback_task
+
+        close_callback_task(account, settings, task_id, note)
+
+    @staticmethod
+    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
+        from callbridge.crm.retailcrm.tasks import new_contact
+
+        return new_contact(account, settings, call, owners)
+
     def __init__(
         self,
         settings: RetailCrmSettings,
@@ -122,15 +143,28 @@ class RetailCrmConnector:
     def close(self) -> None:
         self.api.close()
 
+    def _ids(self, mapping: UserMapping | None) -> tuple[int | None, str | None]:
+        if mapping is None:
+            return None, None
+        return retailcrm_user_id(mapping), retailcrm_code(mapping)
+
     def manager(self, call: Call) -> tuple[int | None, str | None, bool]:
-        """(userId, code, defaulted) of the manager the call belongs to."""
-        missed = call.direction != Direction.OUT and call.outcome != Outcome.ANSWERED
-        candidates = sorted(call.users_rang) if missed and call.users_rang else [call.user or ""]
+        """(userId, code, defaulted) of the manager the call belongs to. A missed call (one call,
+        whoever's phones rang) goes to the caller's responsible manager, else the account's owner of
+        missed calls, else `default_user_id`; only without any of them to the first mapped user
+        whose phone rang."""
+        if is_missed_incoming(call):
+            for owner in self.ctx.missed_owners(call):
+                user_id, code = self._ids(owner)
+                if user_id is not None or code:
+                    return user_id, code, False
+            if self.settings.default_user_id is not None:
+                return self.settings.default_user_id, None, True
+            candidates = sorted(call.users_rang) or [call.user or ""]
+        else:
+            candidates = [call.user or ""]
         for pbx_user in candidates:
-            mapping = self.ctx.user(pbx_user)
-            if mapping is None:
-                continue
-            user_id, code = retailcrm_user_id(mapping), retailcrm_code(mapping)
+            user_id, code = self._ids(self.ctx.user(pbx_user))
             if user_id is not None or code:
                 return user_id, code, False
         return self.settings.default_user_id, None, True

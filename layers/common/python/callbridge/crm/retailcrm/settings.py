@@ -6,12 +6,31 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import CrmSettings, DeliveryMode, Model, Secret, UserFields, WebhookToken, expand_env
+from callbridge.core.config import (
+    CallbackSettings,
+    CrmSettings,
+    DeliveryMode,
+    Model,
+    Secret,
+    UserFields,
+    WebhookToken,
+    expand_env,
+)
 
 
 class ExternalPhone(Model):
     site_code: str
     external_phone: str
+
+
+class RetailCrmCallbacks(CallbackSettings):
+    """Callback tasks in retailCRM (`tasks/create`), and customers for numbers it does not know."""
+
+    create_customers: bool = Field(
+        default=False,
+        description="A missed call from, or an outgoing call to, a number retailCRM does not know creates "
+        "a customer with that phone, assigned to the missed-call owner (the callback task is linked to it)",
+    )
 
 
 class RetailCrmSettings(CrmSettings):
@@ -33,6 +52,7 @@ class RetailCrmSettings(CrmSettings):
         "the API key then needs the customers scope",
     )
     external_phones: list[ExternalPhone] = Field(default_factory=list)
+    callbacks: RetailCrmCallbacks = Field(default_factory=RetailCrmCallbacks)
 
     # The optional capabilities retailCRM offers (callbridge.crm.base).
     responsible_lookup: ClassVar[bool] = True
@@ -42,6 +62,10 @@ class RetailCrmSettings(CrmSettings):
     @property
     def live_cards(self) -> bool:
         return self.call_events
+
+    @property
+    def callback_tasks(self) -> bool:
+        return self.callbacks.enabled or self.callbacks.create_customers
 
     @field_validator("api_key", "client_id", mode="before")
     @classmethod

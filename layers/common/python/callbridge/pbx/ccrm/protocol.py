@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
 from callbridge.infra import clock
@@ -72,6 +72,19 @@ def _number(party: Any) -> str:
         if party.get(key) not in (None, ""):
             return str(party[key])
     return ""
+
+
+def reason_of(status: Any, queue_status: Any) -> MissedReason | None:
+    """Why a call was not answered: ccrm.pl says `noAnswer` or `busy`, and `userTalk.status` tells
+    whether the caller waited in a queue (a `noAnswer` there is a caller who gave up waiting)."""
+    key = _lower(status)
+    if key == "answered":
+        return None
+    if key == "busy":
+        return MissedReason.BUSY
+    if key in _UNANSWERED:
+        return MissedReason.QUEUE_ABANDONED if _lower(queue_status) == "queue" else MissedReason.NO_ANSWER
+    return MissedReason.UNKNOWN
 
 
 def outcome_of(status: Any, direction: Direction) -> Outcome:
@@ -193,6 +206,7 @@ def final_call(
         our_number=normalize(our_raw, region).key if our_raw else None,
         user=user,
         source_status=str(record.get("status") or "") or None,
+        missed_reason=reason_of(record.get("status"), (record.get("userTalk") or {}).get("status")),
         duration=duration,
         started_at=started_at,
         start_source=start_source,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
 from callbridge.infra import clock
@@ -200,6 +200,8 @@ def final_call(
         marker=FINISHED,
         direction=direction,
         outcome=outcome,
+        # telediscount says only `connection_time=0`: nobody talked, the caller (or callee) hung up.
+        missed_reason=None if answered else MissedReason.NO_ANSWER,
         phone=phone.key,
         phone_raw=phone.raw,
         our_number=normalize(num_m, region).key if num_m else None,
