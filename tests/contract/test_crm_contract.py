@@ -30,6 +30,7 @@ from tests.contract.conftest import T0, FakeServers, Logs
 from tests.contract.crms import CRMS, MANAGER, CrmProfile
 from tests.contract.harness import Faults, dynamodb_dump, leaks
 from tests.fakes.crm_server import serve
+from tests.support import trusting_fakes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,14 +72,16 @@ class CrmStack:
     def apply(self, key: str = KEY) -> None:
         apply_account(
             AccountConfig.model_validate(
-                {
-                    "account": self.account,
-                    "timezone": TIMEZONE,
-                    "phone_region": "RU",
-                    "pbx": {"kind": "cloudpbx", "crm_tokens": ["contract-pbx-token-0001"]},
-                    "crms": [self.entry(key)],
-                    "users": [{"pbx_user": MANAGER, **self.profile.manager}],
-                }
+                trusting_fakes(
+                    {
+                        "account": self.account,
+                        "timezone": TIMEZONE,
+                        "phone_region": "RU",
+                        "pbx": {"kind": "cloudpbx", "crm_tokens": ["contract-pbx-token-0001"]},
+                        "crms": [self.entry(key)],
+                        "users": [{"pbx_user": MANAGER, **self.profile.manager}],
+                    }
+                )
             )
         )
         accounts.clear_account_cache()

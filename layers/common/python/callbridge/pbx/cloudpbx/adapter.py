@@ -56,7 +56,9 @@ def _client(account: Account, *, force: bool = False) -> CloudPbxClient | None:
     token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
     if not api_url or not token:
         return None
-    return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
+    return CloudPbxClient(
+        str(api_url), token, timeout_s=get_settings().pbx_timeout_s, trusted_hosts=account.settings.pbx.trusted_hosts
+    )
 
 
 def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> str | None:
