@@ -103,7 +103,7 @@ _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def host_port(url: str) -> str:
-    """"host:port" of a URL, as trusted_hosts names it ("[::1]:8080" for IPv6)."""
+    """The "host:port" of a URL, as trusted_hosts names it ("[::1]:8080" for IPv6)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -126,6 +126,13 @@ def trusting_fakes(config: dict[str, Any]) -> dict[str, Any]:
     found = [host_port(url) for url in _local_urls([config.get("pbx"), config.get("crms")])]
     trusted = list(dict.fromkeys([*config.get("trusted_hosts", []), *found]))
     return {**config, "trusted_hosts": trusted} if trusted else config
+
+
+def trusting_fakes_yaml(text: str) -> str:
+    """An account file's text with its fakes trusted (trusting_fakes); comments are not kept."""
+    import yaml
+
+    return yaml.safe_dump(trusting_fakes(yaml.safe_load(text)), allow_unicode=True, sort_keys=False)
 
 
 def trusted_hosts_yaml(*urls: str) -> str:
