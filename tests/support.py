@@ -132,7 +132,8 @@ def trusting_fakes_yaml(text: str) -> str:
     """An account file's text with its fakes trusted (trusting_fakes); comments are not kept."""
     import yaml
 
-    return yaml.safe_dump(trusting_fakes(yaml.safe_load(text)), allow_unicode=True, sort_keys=False)
+    dumped: str = yaml.safe_dump(trusting_fakes(yaml.safe_load(text)), allow_unicode=True, sort_keys=False)
+    return dumped
 
 
 def trusted_hosts_yaml(*urls: str) -> str:
