@@ -278,7 +278,7 @@ class Routes:
         elif kind == "odd call id":
             fields["callid"] = f.rng.choice([" ", "a" * 3000, "ё/#?&", "\u0000", f.junk(60)])
             fresh = False  # whatever it maps to, it is not a plain fresh id
-        body, headers, content_type = f.form_body(fields, kind)
+        body, headers, _ = f.form_body(fields, kind)
         if account_kind != "valid":
             kind = account_kind
         request = Request(route, "POST", f"/v1/{account}/cloudpbx" + ("" if suffix == "cloudpbx" else f"/{suffix}"))
@@ -302,10 +302,13 @@ class Routes:
 
     def fault_webhook(self, route: tuple[str, str]) -> Request:
         """A valid history or event with a fresh call id, for a fault phase."""
-        while True:
-            request = self.cloudpbx(route, cmd=self.f.rng.choice(["history", "event"]))
+        suffix = route[1].rsplit("/", 1)[1]
+        cmd = suffix if suffix in ("history", "event") else self.f.rng.choice(["history", "event"])
+        for _ in range(1000):
+            request = self.cloudpbx(route, cmd=cmd)
             if request.fresh:
                 return request
+        raise AssertionError(f"no fresh {cmd} for {route} in 1000 tries")
 
     # ---- recordings
     def recordings(self, route: tuple[str, str]) -> Request:
@@ -599,7 +602,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     rec_user=REC_USER,
                     rec_password=REC_PASSWORD,
                 ),
-            ),  # fmt: skip
+            ),
             ("td", TELE.format(tele=tele_url, td_key=TD_KEY, td_secret=TD_SECRET)),
         ):
             config = trusting_fakes(yaml.safe_load(text))
@@ -649,7 +652,7 @@ def test_fuzz_every_route(world: World) -> None:
     assert set(routes) == served, f"docs/openapi.yaml and the runtime's routes differ: {set(routes) ^ served}"
     fuzz = Fuzzer(SEED)
     gen = Routes(fuzz, world.pbx_url)
-    webhooks = [r for r in routes if r[1].startswith("/v1/{account}/cloudpbx")]
+    webhooks = [r for r in routes if r[1].startswith("/v1/{account}/cloudpbx") and not r[1].endswith("/contact")]
     sent: list[Request] = []
     retried: list[Request] = []
     limits = httpx.Limits(max_connections=WORKERS, max_keepalive_connections=WORKERS)

@@ -159,3 +159,33 @@ def test_every_address_field_of_every_package_is_checked() -> None:
                 if name.endswith(("url", "_host", "endpoint")) and not _is_peer_url(field.annotation, field.metadata):
                     unchecked.append(f"{kind}.{name}")
     assert unchecked == [], f"address fields not typed PeerUrl (core/config.py): {unchecked}"
+
+
+def test_crm_and_pbx_packages_reach_the_network_only_through_the_guard() -> None:
+    """A CRM or PBX package sends requests through infra.http (HttpPeer, guarded_client): no httpx
+    client or transport of its own, no socket."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "layers" / "common" / "python" / "callbridge"
+    found: list[str] = []
+    for package in ("crm", "pbx"):
+        for path in sorted((root / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            where = path.relative_to(root)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                    for name in names:
+                        if name.split(".")[0] in {"requests", "urllib3", "aiohttp", "socket", "http"} or name in {
+                            "urllib.request",
+                            "httpcore",
+                        }:
+                            found.append(f"{where}:{node.lineno} imports {name}")
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                    target = node.func
+                    if isinstance(target.value, ast.Name) and target.value.id == "httpx":
+                        if target.attr in {"get", "post", "put", "patch", "delete", "request", "stream", "Client"}:
+                            found.append(f"{where}:{node.lineno} httpx.{target.attr}()")
+                        if target.attr in {"AsyncClient", "HTTPTransport", "AsyncHTTPTransport"}:
+                            found.append(f"{where}:{node.lineno} httpx.{target.attr}()")
+    assert found == [], "network access past the address guard (use callbridge.infra.http):\n" + "\n".join(found)

@@ -187,11 +187,22 @@ class GuardedTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def guarded_client(trusted_hosts: Iterable[str] = (), *, timeout_s: float, **options: Any) -> httpx.Client:
+def guarded_client(
+    trusted_hosts: Iterable[str] = (),
+    *,
+    timeout_s: float,
+    transport: httpx.BaseTransport | None = None,
+    **options: Any,
+) -> httpx.Client:
     """An httpx client whose requests go through the address guard (GuardedTransport), for a package
-    that needs a client of its own rather than an HttpPeer. `trusted_hosts`: the account's."""
+    that needs a client of its own rather than an HttpPeer. `trusted_hosts`: the account's;
+    `transport`: a test's (httpx.MockTransport) instead of the network. No proxy from the
+    environment: it would carry the request past the guard."""
     return httpx.Client(
-        transport=GuardedTransport(normalize_hosts(trusted_hosts)), timeout=timeout_s, trust_env=False, **options
+        transport=transport or GuardedTransport(normalize_hosts(trusted_hosts)),
+        timeout=timeout_s,
+        trust_env=False,
+        **options,
     )
 
 

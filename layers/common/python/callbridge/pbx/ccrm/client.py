@@ -76,12 +76,7 @@ class CcrmApi:
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
         try:
             # Through the address guard (infra.netguard); `transport` is a test's MockTransport.
-            client = (
-                httpx.Client(timeout=self.timeout_s, transport=self.transport, trust_env=False)
-                if self.transport is not None
-                else guarded_client(self.trusted_hosts, timeout_s=self.timeout_s)
-            )
-            with client:
+            with guarded_client(self.trusted_hosts, timeout_s=self.timeout_s, transport=self.transport) as client:
                 response = client.get(url, headers=headers)
         except PermanentFetchError as exc:
             raise CcrmError(endpoint, f"address refused ({exc})") from None

@@ -68,12 +68,7 @@ class TelediscountApi:
         query[KEY_PARAM] = self.api_key
         try:
             # Through the address guard (infra.netguard); `transport` is a test's MockTransport.
-            client = (
-                httpx.Client(timeout=self.timeout_s, transport=self.transport, trust_env=False)
-                if self.transport is not None
-                else guarded_client(self.trusted_hosts, timeout_s=self.timeout_s)
-            )
-            with client:
+            with guarded_client(self.trusted_hosts, timeout_s=self.timeout_s, transport=self.transport) as client:
                 response = client.get(f"{self.api_url.rstrip('/')}/{method}", params=query)
         except PermanentFetchError as exc:
             raise TelediscountError(method, f"address refused ({exc})") from None
