@@ -95,3 +95,31 @@ def test_a_trusted_host_port_is_called(cloud: dict[str, str], pbx: tuple[FakeClo
     assert [(r["cmd"], r["user"], r["phone"], r["token"]) for r in fake.requests] == [
         ("makeCall", "andy", "79101234567", PBX_TOKEN)
     ]
+
+
+def test_an_ssm_hiccup_on_the_click_to_call_path_is_retried_not_a_503(
+    cloud: dict[str, str], pbx: tuple[FakeCloudPbx, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SSM throttles the first two reads of the account's secrets (the fuzz run met a slow one): the
+    click-to-call path, which has time, retries instead of answering 503. Only the contact path reads
+    them with one attempt (infra/secrets.py)."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.ssm.models import SimpleSystemManagerBackend
+
+    fake, url = pbx
+    apply(f"{url}{PATH}", [host_port(url)])
+    throttled: list[str] = []
+    original = SimpleSystemManagerBackend.get_parameters_by_path
+
+    def throttling(self: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        if len(throttled) < 2:
+            throttled.append(path)
+            raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(SimpleSystemManagerBackend, "get_parameters_by_path", throttling)
+    secrets.reset_secret_cache()  # a cold container: the key check reads SSM
+    status, body = click()
+    assert len(throttled) == 2 and all(p.endswith("/accounts/guarded") for p in throttled)
+    assert status == 200, body
+    assert [r["cmd"] for r in fake.requests] == ["makeCall"]
