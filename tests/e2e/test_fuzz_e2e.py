@@ -728,9 +728,12 @@ def test_fuzz_every_route(world: World) -> None:
     thin = [f"{m} {p}" for m, p in routes if per_route[(m, p)] < MIN_PER_ROUTE]
     assert not thin, f"routes fuzzed fewer than {MIN_PER_ROUTE} times: {thin}"
     server_errors = [r for r in everything if r.status >= 500 and not (r.fault and r.status == 503)]
-    if server_errors:  # what the runtime logged about them
-        logged = world.bridge.output().splitlines()
-        print("\n".join(line for line in logged if "ERROR" in line or "rror" in line or "Traceback" in line)[-20000:])
+    if server_errors:  # what the runtime logged about them (not the store faults' own failures)
+        for line in world.bridge.output().splitlines():
+            if '"level":"ERROR"' in line and '"call_id":"FZF' not in line:
+                entry = json.loads(line[line.index("{") :])
+                trace = str(entry.get("exception", "")).strip().splitlines()
+                print(f"runtime: {entry.get('message')} {entry.get('account')} :: {' | '.join(trace[-3:])[:800]}")
     assert not server_errors, "5xx answers:\n" + "\n".join(
         f"{r.status} {r.method} {r.target[:120]} [{r.kind}] {r.answer[:200]}" for r in server_errors[:15]
     )
