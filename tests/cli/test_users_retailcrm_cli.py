@@ -16,6 +16,7 @@ from tests.fakes import crm_server
 from tests.fakes.cloudpbx_api import PATH as PBX_PATH
 from tests.fakes.cloudpbx_api import FakeCloudPbx
 from tests.fakes.retailcrm import FakeRetailCrm
+from tests.support import trusting_fakes_yaml
 
 PBX_TOKEN = "cli-sync-pbx-token-0001"
 CRM_KEY = "cli-retailcrm-key-0001"
@@ -50,8 +51,10 @@ def fakes(tmp_path: Path) -> Iterator[tuple[FakeCloudPbx, FakeRetailCrm, Path]]:
     with crm_server.serve(pbx) as pbx_url, crm_server.serve(crm) as crm_url:
         path = tmp_path / "cli-sync.yaml"
         path.write_text(
-            ACCOUNT.format(
-                pbx=pbx_url, path=PBX_PATH, token=PBX_TOKEN, crm=crm_url, crm_key=CRM_KEY, client_id=CLIENT_ID
+            trusting_fakes_yaml(
+                ACCOUNT.format(
+                    pbx=pbx_url, path=PBX_PATH, token=PBX_TOKEN, crm=crm_url, crm_key=CRM_KEY, client_id=CLIENT_ID
+                )
             )
         )
         yield pbx, crm, path

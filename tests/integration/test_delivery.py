@@ -29,6 +29,7 @@ from callbridge_local.drivers import sqs_event
 from tests.fakes.crm_server import serve
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.fakes.retailcrm import FakeRetailCrm
+from tests.support import trusting_fakes
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,35 +67,37 @@ def account_config(
     name: str, crms: Crms, mode: str, *, pbx: dict[str, Any] | None = None, more_users: Sequence[dict[str, Any]] = ()
 ) -> AccountConfig:
     return AccountConfig.model_validate(
-        {
-            "account": name,
-            "timezone": "Europe/Moscow",
-            "phone_region": "RU",
-            "pbx": pbx or {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0001"]},
-            "crms": [
-                {
-                    "kind": "minicrm",
-                    "base_url": crms.mini_url,
-                    "api_key": MINI_KEY,
-                    "mode": mode,
-                    "number_format": "national",
-                    "default_user_extension": "900",
-                },
-                {
-                    "kind": "retailcrm",
-                    "base_url": crms.retail_url,
-                    "api_key": RETAIL_KEY,
-                    "mode": mode,
-                    "client_id": "retail-client-id-0001",
-                    "default_user_id": 99,
-                    "site": "shop1",
-                },
-            ],
-            "users": [
-                {"pbx_user": u, "extension": str(101 + i), "retailcrm_user_id": i + 1} for i, u in enumerate(USERS)
-            ]
-            + list(more_users),
-        }
+        trusting_fakes(
+            {
+                "account": name,
+                "timezone": "Europe/Moscow",
+                "phone_region": "RU",
+                "pbx": pbx or {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0001"]},
+                "crms": [
+                    {
+                        "kind": "minicrm",
+                        "base_url": crms.mini_url,
+                        "api_key": MINI_KEY,
+                        "mode": mode,
+                        "number_format": "national",
+                        "default_user_extension": "900",
+                    },
+                    {
+                        "kind": "retailcrm",
+                        "base_url": crms.retail_url,
+                        "api_key": RETAIL_KEY,
+                        "mode": mode,
+                        "client_id": "retail-client-id-0001",
+                        "default_user_id": 99,
+                        "site": "shop1",
+                    },
+                ],
+                "users": [
+                    {"pbx_user": u, "extension": str(101 + i), "retailcrm_user_id": i + 1} for i, u in enumerate(USERS)
+                ]
+                + list(more_users),
+            }
+        )
     )
 
 

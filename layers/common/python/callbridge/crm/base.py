@@ -120,13 +120,13 @@ class Connector(Protocol):
 CrmSettingsModel = CrmSettings
 
 
-def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False) -> CrmSettings:
+def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False, fast: bool = False) -> CrmSettings:
     """A CRM's typed settings (`account.settings.crms`) with the secret placeholders of the stored
     config replaced by the secrets in SSM. A secret SSM lacks keeps its placeholder, which no CRM
     accepts: the request fails like a wrong key and is retried once the secret is put."""
     from callbridge.infra import secrets
 
-    values = secrets.account_secrets(account_id, force=force)
+    values = secrets.account_secrets(account_id, force=force, fast=fast)  # fast: the contact path
     filled: dict[str, Any] = {}
     for key in type(crm).model_fields:
         value = getattr(crm, key)

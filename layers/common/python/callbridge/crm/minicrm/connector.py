@@ -103,6 +103,7 @@ class MiniCrmConnector:
             timeout_s=timeout_s,
             rate_limiter=limiter(f"minicrm:{base}", RATE_PER_SECOND, burst=5),
             secrets=(api_key,),
+            trusted_hosts=settings.trusted_hosts,
         )
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from callbridge.core.config import CallbackSettings, CrmSettings, DeliveryMode, Secret, UserFields, expand_env
+from callbridge.core.config import CallbackSettings, CrmSettings, DeliveryMode, PeerUrl, Secret, UserFields, expand_env
 
 MINICRM_IPS = ("195.228.75.210", "195.228.75.211")  # MiniCRM's documented downloader IPs (docs/minicrm.md)
 
@@ -30,7 +30,7 @@ class MiniCrmSettings(CrmSettings):
 
     kind: Literal["minicrm"] = "minicrm"
     name: str = Field(default="minicrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
-    base_url: str = Field(default="https://r3.minicrm.io", description="Without /Api/CallLog")
+    base_url: PeerUrl = Field(default="https://r3.minicrm.io", description="Without /Api/CallLog")
     api_key: Secret = Field(description="The VOIP ApiKey (MiniCRM / Settings / System)")
     mode: DeliveryMode = Field(default="batch", description="realtime: right after each call; batch: by schedule")
     # National by default: MiniCRM's own examples send `Number` national with the trunk prefix

@@ -137,7 +137,9 @@ class RetailCrmConnector:
     ):
         self.settings = settings
         self.ctx = ctx
-        self.api = api or RetailCrmApi(settings.base_url, api_key, timeout_s=timeout_s, retry=retry)
+        self.api = api or RetailCrmApi(
+            settings.base_url, api_key, timeout_s=timeout_s, retry=retry, trusted_hosts=settings.trusted_hosts
+        )
         self._zone = ZoneInfo(ctx.timezone)
 
     def close(self) -> None:

@@ -98,7 +98,7 @@ def register_module(account: Account, settings: CrmSettings, base_url: str) -> d
     if STORED_SECRET in (client_id, api_key):
         raise RegistrationError(f"account {account.id}: retailCRM {settings.name} has no client_id or api_key in SSM")
     payload = module_payload(account.id, account.settings.users, settings, client_id, base_url)
-    api = RetailCrmApi(settings.base_url, api_key)
+    api = RetailCrmApi(settings.base_url, api_key, trusted_hosts=settings.trusted_hosts)
     try:
         api.edit_module(payload)
     finally:

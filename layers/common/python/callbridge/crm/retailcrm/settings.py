@@ -11,6 +11,7 @@ from callbridge.core.config import (
     CrmSettings,
     DeliveryMode,
     Model,
+    PeerUrl,
     Secret,
     UserFields,
     WebhookToken,
@@ -38,7 +39,7 @@ class RetailCrmSettings(CrmSettings):
 
     kind: Literal["retailcrm"] = "retailcrm"
     name: str = Field(default="retailcrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
-    base_url: str = Field(description="https://{account}.retailcrm.ru")
+    base_url: PeerUrl = Field(description="https://{account}.retailcrm.ru")
     api_key: Secret = Field(description="API key with the telephony and integration scopes")
     client_id: WebhookToken = Field(description="clientId we register; retailCRM presents it on makeCallUrl")
     module_code: str = Field(default="callbridge", pattern=r"^[a-zA-Z0-9_-]{1,64}$")

@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
+from callbridge.infra.http import guarded_client
+from callbridge.infra.netguard import FetchError, PermanentFetchError
 from callbridge.pbx.base import PbxFailure
 
 PAGE_SIZE = 1000
@@ -65,14 +67,21 @@ class CcrmApi:
     api_key: str = field(repr=False)
     timeout_s: float = DEFAULT_TIMEOUT_S
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    # The account's trusted host:ports (PbxSettings.trusted_hosts): its API may sit on a private address.
+    trusted_hosts: frozenset[str] = frozenset()
 
     def _get(self, endpoint: str, query: str) -> Any:
         # The one place this client touches the network.
         url = f"{self.base_url.rstrip('/')}/publicApi/{endpoint}?{query}"
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
         try:
-            with httpx.Client(timeout=self.timeout_s, transport=self.transport, trust_env=False) as client:
+            # Through the address guard (infra.netguard); `transport` is a test's MockTransport.
+            with guarded_client(self.trusted_hosts, timeout_s=self.timeout_s, transport=self.transport) as client:
                 response = client.get(url, headers=headers)
+        except PermanentFetchError as exc:
+            raise CcrmError(endpoint, f"address refused ({exc})") from None
+        except FetchError as exc:
+            raise CcrmError(endpoint, f"request failed ({exc})", transient=True) from None
         except httpx.TimeoutException:
             raise CcrmError(endpoint, "timed out", transient=True) from None
         except httpx.HTTPError as exc:

@@ -73,14 +73,22 @@ def for_account(account: Account, *, force: bool = False) -> CloudPbxClient | No
     token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
     if not api_url or not token:
         return None
-    return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
+    return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s, trusted_hosts=settings.trusted_hosts)
 
 
 class CloudPbxClient:
-    def __init__(self, api_url: str, token: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        trusted_hosts: frozenset[str] = frozenset(),
+    ) -> None:
         self._url = api_url
         self._token = token
         self._timeout_s = timeout_s
+        self._trusted_hosts = trusted_hosts  # the account's: the PBX may sit on its private network
 
     def make_call(self, user: str, phone_e164: str, *, clid: str | None = None) -> str | None:
         """Ring `user`, then connect them to the number. The PBX's call id when it gives one."""
@@ -153,6 +161,7 @@ class CloudPbxClient:
             timeout_s=self._timeout_s,
             retry=RetryPolicy(attempts=attempts, backoff_initial_s=0.2, backoff_max_s=1.0, jitter_s=0.2),
             secrets=(self._token,),
+            trusted_hosts=self._trusted_hosts,
         )
         try:
             response = peer.request("POST", path, data=fields)
@@ -163,6 +172,8 @@ class CloudPbxClient:
                 raise PbxUnavailable(f"the PBX could not be reached ({error.reason})", 502) from None
             raise PbxUnavailable(f"the PBX failed (HTTP {error.status})", 502) from None
         except HttpError as error:
+            if error.status is None:  # the address guard refused the PBX's address: nothing was sent
+                raise PbxRejected(f"the PBX API address is not allowed ({error.reason})") from None
             if error.status == 401:
                 raise PbxRejected("the PBX refused our token (401 Invalid token)") from None
             raise PbxRejected(f"the PBX refused the request ({error.status}: {_reason(error.body)})") from None

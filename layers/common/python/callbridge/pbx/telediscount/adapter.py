@@ -76,7 +76,12 @@ def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> st
     api_key = secrets.account_secrets(account.id).get(secrets.pbx_secret_name("api_key"))
     if not api_key:
         raise NotConfigured("the account's telediscount PBX has no api_url or api_key")
-    api = TelediscountApi(api_url(account), api_key, timeout_s=float(get_settings().pbx_timeout_s))
+    api = TelediscountApi(
+        api_url(account),
+        api_key,
+        timeout_s=float(get_settings().pbx_timeout_s),
+        trusted_hosts=account.settings.pbx.trusted_hosts,
+    )
     try:
         answer = api.outcome(str(sip), universal_number(e164))
     except TelediscountError as error:
