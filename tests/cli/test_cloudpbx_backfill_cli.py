@@ -18,7 +18,7 @@ import pytest
 from tests.cli.conftest import Cli
 from tests.fakes.cloudpbx_api import PATH, FakeCloudPbx, HistoryCall
 from tests.fakes.crm_server import serve
-from tests.support import call_ids, form
+from tests.support import call_ids, form, trusting_fakes_yaml
 
 pytestmark = pytest.mark.timeout(480)  # ~40 s on an idle machine; shared runners are slower
 PBX_TOKEN = "cli-backfill-cloudpbx-token-01"
@@ -54,7 +54,10 @@ def test_cloudpbx_backfill_of_10000_calls_resumes_after_a_failure_and_stores_eac
 ) -> None:
     fake, base = pbx
     path = tmp_path / "cpback.yaml"
-    path.write_text(ACCOUNT.format(base=base, path=PATH, token=PBX_TOKEN, crm_token=CRM_TOKEN), encoding="utf-8")
+    path.write_text(
+        trusting_fakes_yaml(ACCOUNT.format(base=base, path=PATH, token=PBX_TOKEN, crm_token=CRM_TOKEN)),
+        encoding="utf-8",
+    )
     assert callbridge("accounts", "apply", str(path)).exit_code == 0
     # 10,000 calls over five days (a call every 43 s), in, out and missed, as the PBX keeps them.
     fake.history = [

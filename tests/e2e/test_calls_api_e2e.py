@@ -29,7 +29,7 @@ from callbridge_local.testing import LocalBridge, running_bridge
 from tests.fakes.crm_server import serve
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.integration.recording_server import RecordingServer, Reply
-from tests.support import form, seed_event, seed_history
+from tests.support import form, seed_event, seed_history, trusting_fakes_yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -61,7 +61,7 @@ users:
 crms:
   - {{kind: minicrm, base_url: "{mini}", api_key: {mini_key}, mode: realtime, default_user_extension: "900"}}
 recordings:
-  allow_hosts: [127.0.0.1]   # the test's file server: never on AWS
+  allow_hosts: ["127.0.0.1:{files}"]   # the test's file server (that port only): never on AWS
 """,
 }
 
@@ -83,8 +83,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         stack.callback(files.stop)
         mini_url = stack.enter_context(serve(mini))
         (accounts / "bulk.yaml").write_text(ACCOUNTS["bulk"], encoding="utf-8")
-        text = ACCOUNTS["hist"].format(token=TOKEN, key=HIST_KEY, mini=mini_url, mini_key=MINI_KEY)
-        (accounts / "hist.yaml").write_text(text, encoding="utf-8")
+        text = ACCOUNTS["hist"].format(token=TOKEN, key=HIST_KEY, mini=mini_url, mini_key=MINI_KEY, files=files.port)
+        (accounts / "hist.yaml").write_text(trusting_fakes_yaml(text), encoding="utf-8")
         bridge = stack.enter_context(running_bridge(accounts, params={"RecordingRetryBaseSeconds": "0"}))
         http = stack.enter_context(httpx.Client(base_url=bridge.base_url, timeout=30))
         yield World(bridge, http, mini, files)

@@ -27,7 +27,7 @@ from tests.fakes.cloudpbx_api import PATH, FakeCloudPbx, HistoryCall
 from tests.fakes.crm_server import serve
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.fakes.retailcrm import FakeRetailCrm
-from tests.support import call_ids, form
+from tests.support import call_ids, form, trusting_fakes_yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 ACCOUNT_ID = "recon"
@@ -78,7 +78,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             name=ACCOUNT_ID, pbx=pbx_url, path=PATH, pbx_token=PBX_TOKEN, token=TOKEN,
             mini=mini_url, mini_key=MINI_KEY, retail=retail_url, retail_key=RETAIL_KEY,
         )  # fmt: skip
-        (directory / f"{ACCOUNT_ID}.yaml").write_text(text, encoding="utf-8")
+        (directory / f"{ACCOUNT_ID}.yaml").write_text(trusting_fakes_yaml(text), encoding="utf-8")
         params = {
             "HistoryQuietSeconds": "2",
             "MissedCallSettleSeconds": "1",

@@ -28,7 +28,7 @@ from callbridge_local.testing import LocalBridge, running_bridge
 from tests.fakes.crm_server import serve
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.fakes.retailcrm import FakeRetailCrm
-from tests.support import form, seed_event, seed_history
+from tests.support import form, seed_event, seed_history, trusting_fakes_yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 TOKEN = "e2e-missed-token-0001"
@@ -154,7 +154,7 @@ def crms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, C
                 name=name, token=TOKEN, mini=mini, retail=retail, mini_key=MINI_KEY, retail_key=RETAIL_KEY,
                 callbacks=CALLBACKS[name], mini_extra=MINI_EXTRA[name],
             )  # fmt: skip
-            (directory / f"{name}.yaml").write_text(text, encoding="utf-8")
+            (directory / f"{name}.yaml").write_text(trusting_fakes_yaml(text), encoding="utf-8")
         yield found, directory
 
 

@@ -707,7 +707,7 @@ def test_minicrm_gets_national_numbers_by_default(setup: Crms, now: list[datetim
         "crms": [{**mini, "default_user_extension": "001"},
                  {**mini, "name": "mini-e164", "number_format": "e164", "default_user_extension": "002"}],
     }  # fmt: skip
-    apply_account(AccountConfig.model_validate(config))
+    apply_account(AccountConfig.model_validate(trusting_fakes(config)))
     accounts.clear_account_cache()
     phones = {"HU-1": "+36201234567", "HU-2": "+79101234567", "HU-3": "12345"}  # home, foreign, not E.164
     items = [
@@ -789,7 +789,7 @@ def test_call_notes_reach_the_retailcrm_customer_with_their_author_and_time(setu
     config = {"account": "notes", "timezone": "Europe/Warsaw", "phone_region": "PL",
               "pbx": {"kind": "ccrm", "base_url": "https://notes.ccrm.pl", "api_key": "ccrm-key-notes-0001"},
               "crms": [retail, mini]}  # fmt: skip
-    apply_account(AccountConfig.model_validate(config))
+    apply_account(AccountConfig.model_validate(trusting_fakes(config)))
     accounts.clear_account_cache()
     secrets.reset_secret_cache()
     setup.retail.customers[501] = {"id": 501, "firstName": "Ola", "phones": [{"number": "+48333333333"}]}

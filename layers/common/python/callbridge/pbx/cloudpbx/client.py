@@ -73,7 +73,9 @@ def for_account(account: Account, *, force: bool = False) -> CloudPbxClient | No
     token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
     if not api_url or not token:
         return None
-    return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s, trusted_hosts=settings.trusted_hosts)
+    return CloudPbxClient(
+        str(api_url), token, timeout_s=get_settings().pbx_timeout_s, trusted_hosts=settings.trusted_hosts
+    )
 
 
 class CloudPbxClient:
