@@ -4,6 +4,8 @@ PY ?= python3
 VENV := .venv
 SAMVENV := .tools/sam
 export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)/functions:$(CURDIR)/tools
+# The SAM CLI reports usage to AWS unless told not to: a build or a test run must not phone home.
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: run test lint bench build validate clean
 
