@@ -18,6 +18,10 @@ from callbridge_local.testing import moto_server, provisioned
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The parameters the cloud is provisioned with (the sample-event test provisions the same).
+CLOUD_PARAMS = {"MissedCallSettleSeconds": "0"}
+
+
 def _reset_caches() -> None:
     settings.reset_settings()
     aws.reset_clients()
@@ -44,7 +48,7 @@ def cloud(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
         "AWS_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    env = provisioned(aws_endpoint, ROOT / "template.yaml", params={"MissedCallSettleSeconds": "0"})
+    env = provisioned(aws_endpoint, ROOT / "template.yaml", params=CLOUD_PARAMS)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     _reset_caches()
