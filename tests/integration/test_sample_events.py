@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from callbridge.store import calls
-from callbridge_local.provision import AwsTarget, provision
+from callbridge_local.provision import ProvisionedStack
 from callbridge_local.samlocal import write_sam_env_vars
 from callbridge_local.template import load_template
-from tests.integration.conftest import CLOUD_PARAMS, _reset_caches
+from tests.integration.conftest import _reset_caches
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -83,11 +83,10 @@ def test_every_sample_has_an_expectation_and_a_function():
 
 
 @pytest.fixture
-def sam_env(cloud: dict[str, str], aws_endpoint: str, tmp_path: Path) -> dict[str, dict[str, str]]:
-    """The `sam local --env-vars` file for the cloud the `cloud` fixture provisioned (provisioning
-    again finds everything in place), written and read back as `sam local` reads it."""
-    stack = provision(TEMPLATE, AwsTarget(aws_endpoint), params=CLOUD_PARAMS)
-    path = write_sam_env_vars(tmp_path / "env-vars.json", stack, public_base_url="http://127.0.0.1:3000")
+def sam_env(cloud_stack: ProvisionedStack, tmp_path: Path) -> dict[str, dict[str, str]]:
+    """The `sam local --env-vars` file for the provisioned cloud, written and read back as `sam
+    local` reads it."""
+    path = write_sam_env_vars(tmp_path / "env-vars.json", cloud_stack, public_base_url="http://127.0.0.1:3000")
     found: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
     return found
 
