@@ -54,9 +54,13 @@ def cold(module_name: str, function_name: str, result_file: str) -> None:
     response = handler(event, None)
     returned = time.perf_counter()
     _mark(CALL_END)
+    # After the clock: what the function needs of its MemorySize after a cold start (KB on Linux).
+    import resource
+
     _write(
         result_file,
         {
+            "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "import_ms": (imported - started) * 1000,
             "call_ms": (returned - called) * 1000,
             "total_ms": (returned - started) * 1000,
