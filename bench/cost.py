@@ -315,9 +315,11 @@ class AwsCalls:
         elif service == "sqs":
             self._sqs(operation, params, result, function)
         elif service == "s3":
-            if operation in ("PutObject", "CopyObject", "CreateMultipartUpload", "UploadPart", "ListObjectsV2"):
+            # S3 bills GET and HEAD at the GET rate, every other request (PUT, POST, LIST, the
+            # multipart ones) at the PUT rate.
+            if operation not in ("GetObject", "HeadObject", "HeadBucket"):
                 size = 0
-                if operation == "PutObject":  # what is stored, whatever kind of body it was sent as
+                if operation in ("PutObject", "CompleteMultipartUpload"):  # the stored object's size
                     head = {"Bucket": params["Bucket"], "Key": params["Key"]}
                     size = int(self._uncounted(client, "HeadObject", head).get("ContentLength", 0))
                 meter.add(s3_put=1, s3_bytes=size)
