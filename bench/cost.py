@@ -683,7 +683,8 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
     nat_bytes = meter.external_bytes + recordings * RECORDING_BYTES + meter.vpc_aws_requests * 2000
     egress = {"NAT data processed": nat_bytes / 1e9 * p["nat_gb"] / calls}
     # Idle long polls of the SQS event source mappings: AWS runs 5 pollers per queue, 20 s waits.
-    queues = len({i.function for i in meter.invocations if i.function in _queue_functions()}) or 4
+    queue_functions = _queue_functions()
+    queues = len({i.function for i in meter.invocations if i.function in queue_functions}) or 4
     fixed = {
         "custom metrics (distinct name+dimensions)": len(meter.metrics) * p["custom_metric_month"],
         "SQS idle long polls (5 pollers × 20 s × queues)": queues * 5 * 3 * 60 * HOURS_PER_MONTH * p["sqs_request"],
@@ -928,7 +929,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 day = drive_day(runtime.base_url, planned, link, meter)
                 wait_for_crms(arrivals, planned, timeout=args.timeout)
                 meter.on = False
-                print(f"  day driven in {day.wall_s:.0f} s; batch account", file=sys.stderr)
+                print(f"  day driven in {day.wall_s:.0f} s; batch account, {args.batch_calls} calls", file=sys.stderr)
                 batch = _batch_phase(runtime.base_url, batch_planned, link, batch_arrivals)
             finally:
                 meter.on = False
@@ -992,7 +993,7 @@ def _batch_phase(base_url: str, planned: list[PlannedCall], link: str, arrivals:
         elapsed = time.monotonic() - started
         if response.status_code != 200:
             raise CostError(f"drain failed: {response.text[:300]}")
-    wait_for_crms(arrivals, planned, timeout=5)
+    wait_for_crms(arrivals, planned, timeout=30)
     return elapsed
 
 
