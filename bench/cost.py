@@ -1003,7 +1003,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-calls", type=int, default=100, help="calls of the batch account (default 100)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the CRMs (default 300)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "cost-latest.json")
+    parser.add_argument(
+        "--template", type=Path, default=TEMPLATE, help="a variant of template.yaml beside it (e.g. other MemorySize)"
+    )
     args = parser.parse_args(argv)
+    globals()["TEMPLATE"] = args.template.resolve()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     machine = f"{os.cpu_count()} CPUs, load {load} at start"
     try:
