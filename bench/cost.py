@@ -78,8 +78,8 @@ PRICES: dict[str, float] = {
 HOURS_PER_MONTH = 730
 LAMBDA_VCPU_MB = 1769  # memory at which a function has one full vCPU
 MEMORY_CHOICES = (128, 256, 384, 512, 768, 1024, 1769)
-# Below this a function that imports boto3, pydantic and Powertools runs out of headroom (~110 MB
-# resident after its cold start, bench/benchmark.py's worker); 128 MB is for the health check only.
+# The least memory offered to a function that imports boto3, pydantic and Powertools: headroom over
+# its peak resident memory after a cold start (`make bench` prints it); 128 MB is the health check's.
 MEMORY_FLOOR_MB = 256
 LOG_RETENTION_MONTHS = 1  # LogRetentionDays default 30
 # What an AWS API call from a Lambda in the same region takes (DynamoDB, SQS, S3 PUT of a small
