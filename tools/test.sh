@@ -24,4 +24,6 @@ sam build --build-dir .aws-sam/build >/tmp/callbridge-sam-build.log 2>&1 || { ca
 echo "Build Succeeded"
 
 echo "== pytest"
-pytest -q "$@"
+# Test files run on both cores (pytest-xdist), a file on one worker so that a module's shared local
+# runtime starts once; every server a test starts binds port 0, so workers never collide.
+pytest -q -n "${CALLBRIDGE_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -53,7 +53,7 @@ users:
   - {{pbx_user: andy, extension: "101", retailcrm_user_id: 1}}
   - {{pbx_user: daria, extension: "102", retailcrm_user_id: 2}}
 crms:
-  - {{kind: minicrm, base_url: "{mini}", api_key: {mini_key}, mode: batch, default_user_extension: "900"}}
+  - {{kind: minicrm, base_url: "{mini}", api_key: {mini_key}, mode: batch, default_user_extension: "900", number_format: e164}}
   - {{kind: retailcrm, base_url: "{retail}", api_key: {retail_key}, mode: batch,
       client_id: e2e-recon-client-0001, default_user_id: 99}}
 """

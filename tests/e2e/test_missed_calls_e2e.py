@@ -52,7 +52,7 @@ missed_calls: {{owner: senior}}
 contacts:
   - {{name: Known Caller, phones: ["+79160000001"], responsible: daria}}
 crms:
-  - {{kind: minicrm, base_url: "{mini}", api_key: {mini_key}, mode: batch, default_user_extension: "900"{mini_extra}}}
+  - {{kind: minicrm, base_url: "{mini}", api_key: {mini_key}, mode: batch, default_user_extension: "900", number_format: e164{mini_extra}}}
   - kind: retailcrm
     base_url: "{retail}"
     api_key: {retail_key}

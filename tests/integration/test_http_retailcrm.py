@@ -184,7 +184,7 @@ def test_the_fake_refuses_a_module_without_its_logo_or_page(
     }  # fmt: skip
     module = {k: v for k, v in {**module, **change}.items() if v is not None}
     with pytest.raises(RetailCrmError):
-        RetailCrmApi(url, KEY, retry=FAST).edit_module(module)
+        RetailCrmApi(url, KEY, retry=FAST, trusted_hosts=[host_port(url)]).edit_module(module)
     assert len(crm.errors) == 1 and problem in crm.errors[0]
 
 

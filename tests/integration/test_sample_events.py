@@ -72,6 +72,14 @@ EXPECTED: dict[str, Any] = {
     "TelediscountWebhookFunction.wrong-secret.json": (404, {"error": "Not found"}),
     "TelediscountReconcileFunction.json": {"kind": "telediscount", "accounts": {}},
     "CcrmPollFunction.json": {"kind": "ccrm", "accounts": {}},
+    # The calls API (docs/openapi.yaml): no Bearer key, the same 401 as a wrong one.
+    "CallHistoryFunction.list-without-key.json": (401, {"error": "Invalid credentials"}),
+    # The demo account's PBX API (pbx.example.com) is not reachable from a test: the run reports the
+    # account as failed (and the Errors alarm would count it), it does not raise for every account.
+    "CloudPbxReconcileFunction.json": {
+        "kind": "cloudpbx",
+        "accounts": {"demo": {"status": "failed", "error": "PbxRejected"}},
+    },
 }
 SAMPLES = sorted(p.name for p in (ROOT / "events").glob("*.json"))
 

@@ -38,6 +38,7 @@ def _peer(settings: MiniCrmSettings) -> HttpPeer:
         timeout_s=TIMEOUT_S,
         retry=RetryPolicy(attempts=1),
         secrets=(key, token),
+        trusted_hosts=settings.trusted_hosts,
     )
 
 

@@ -45,7 +45,11 @@ REASONS = {
 
 def _api(settings: RetailCrmSettings) -> RetailCrmApi:
     return RetailCrmApi(
-        settings.base_url, secret(settings, "api_key"), timeout_s=TIMEOUT_S, retry=RetryPolicy(attempts=1)
+        settings.base_url,
+        secret(settings, "api_key"),
+        timeout_s=TIMEOUT_S,
+        retry=RetryPolicy(attempts=1),
+        trusted_hosts=settings.trusted_hosts,
     )
 
 
