@@ -218,6 +218,9 @@ class Callback:
     status: str = ""  # the manager's status, as sent
     # How the CRM names the manager: kept with a stored status, for the operator.
     manager: dict[str, str | None] = field(default_factory=dict)
+    # The CRM's own id of the call it asks for, when it registered one (Bitrix24's CALL_ID): the
+    # connector's `call_placed` keeps it, so that the call is filed under it, not as a second one.
+    reference: str | None = None
 
 
 class Callbacks(Protocol):
@@ -228,6 +231,14 @@ class Callbacks(Protocol):
     def callback_user(self, users: Sequence[UserMapping], callback: Callback) -> UserMapping | None:
         """The PBX user of the manager the request names; None when no mapping names him."""
         ...
+
+
+class CallPlaced(Protocol):
+    """Optional beside Callbacks: told once the PBX accepted the call a request with a `reference`
+    asked for (callbridge.features.clicktocall)."""
+
+    def call_placed(self, account: Account, settings: CrmSettings, callback: Callback, pbx_user: str, e164: str,
+                    pbx_call_id: str | None) -> None: ...  # fmt: skip
 
 
 def query_phone(raw: str | None) -> str:

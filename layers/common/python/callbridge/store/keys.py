@@ -9,6 +9,7 @@ Calls table (pk, sk):
     CALL#{account}#{call id}  CALL                      the canonical call
     CALL#{account}#{call id}  EVT#{cmd}#{type}#{user}   one per distinct source record (timeline, idempotency)
     CALL#{account}#{call id}  DLV#{crm}                 one delivery per CRM
+    CALL#{account}#{call id}  CRMCALL#{crm}             the CRM's own id of the call, when it has one (store/crm_calls.py)
     MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
 Contacts table (account, phone): one item per account and E.164 phone (store/contacts.py).
 RoutingCacheTable (account, phone):
@@ -34,6 +35,7 @@ CALL_SK = "CALL"
 EVENT_PREFIX = "EVT#"
 DELIVERY_PREFIX = "DLV#"
 MESSAGE_PREFIX = "MSG#"
+CRM_CALL_PREFIX = "CRMCALL#"
 
 
 def account_pk(account: str) -> str:
@@ -67,6 +69,10 @@ def event_sk(cmd: str, type_: str, user: str) -> str:
 
 def delivery_sk(crm: str) -> str:
     return f"{DELIVERY_PREFIX}{crm}"
+
+
+def crm_call_sk(crm: str) -> str:
+    return f"{CRM_CALL_PREFIX}{crm}"
 
 
 def message_pk(account: str, uuid: str) -> str:

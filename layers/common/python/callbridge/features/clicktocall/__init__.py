@@ -130,11 +130,16 @@ def crm_make_call(account_id: str, kind: str, query: Mapping[str, str]) -> Place
     crms = callback_crms(account, kind)
     callbacks = _callbacks(kind)
     request = callbacks.read_callback(query)
-    authorize_crm(account, crms, request.secret)
+    crm = authorize_crm(account, crms, request.secret)
     if not request.phone:
         raise ClickToCallError("phone is required")
     user = callbacks.callback_user(account.settings.users, request)
-    return make_call(account, user, request.phone, clid=request.clid)
+    placed = make_call(account, user, request.phone, clid=request.clid)
+    placed_hook = getattr(callbacks, "call_placed", None)
+    if placed_hook is not None and request.reference:
+        # The CRM registered the call itself (its `reference`): its connector files our call under it.
+        placed_hook(account, crm, request, placed.pbx_user, placed.phone, placed.pbx_call_id)
+    return placed
 
 
 def crm_user_status(account_id: str, kind: str, query: Mapping[str, str]) -> tuple[str, str]:

@@ -1,0 +1,79 @@
+"""The Bitrix24 part of an account file (docs/bitrix24.md)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from callbridge.core.config import (
+    STORED_SECRET,
+    CrmSettings,
+    DeliveryMode,
+    Secret,
+    UserFields,
+    WebhookToken,
+    expand_env,
+)
+
+# https://{portal}/rest/{user id}/{code}/ : the portal's inbound webhook, as Bitrix24 shows it.
+WEBHOOK_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?/rest/\d+/[A-Za-z0-9_-]{6,}/?$")
+
+
+class Bitrix24Settings(CrmSettings):
+    """Bitrix24 telephony through an inbound webhook (docs/bitrix24.md)."""
+
+    kind: Literal["bitrix24"] = "bitrix24"
+    name: str = Field(default="bitrix24", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
+    webhook_url: Secret = Field(
+        description="The portal's inbound webhook, https://{portal}/rest/{user}/{code}/, with the telephony, "
+        "crm and user scopes (its code is a secret: kept in SSM)"
+    )
+    application_token: WebhookToken | None = Field(
+        default=None,
+        description="The application_token Bitrix24 sends with OnExternalCallStart (click-to-call); "
+        "without it click-to-call is refused",
+    )
+    mode: DeliveryMode = "realtime"
+    call_cards: bool = Field(default=True, description="Show the call card to the ringing managers")
+    crm_create: bool = Field(default=True, description="Bitrix24 creates a lead for a number it does not know")
+    default_user_id: int | None = Field(default=None, description="USER_ID for calls of unmapped PBX users")
+    line_number: str | None = Field(default=None, max_length=64, description="LINE_NUMBER shown for our calls")
+
+    # The optional capabilities Bitrix24 offers (callbridge.crm.base).
+    responsible_lookup: ClassVar[bool] = True
+    click_to_call_secret: ClassVar[str] = "application_token"
+
+    @property
+    def live_cards(self) -> bool:
+        return self.call_cards
+
+    @field_validator("webhook_url", "application_token", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return expand_env(value)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: Any) -> Any:
+        text = value.get_secret_value()
+        if text != STORED_SECRET and not WEBHOOK_URL.match(text):
+            # The message names the expected shape, never the value (it holds the webhook's code).
+            raise ValueError("must be the portal's inbound webhook URL, https://{portal}/rest/{user id}/{code}/")
+        return value
+
+
+class Bitrix24User(UserFields):
+    """Who a PBX user is in Bitrix24: the user's ID, or the inner phone number (docs/bitrix24.md)."""
+
+    bitrix24_user_id: int | None = Field(default=None, description="The user's ID in Bitrix24 (USER_ID)")
+    bitrix24_inner_phone: str | None = Field(
+        default=None,
+        max_length=32,
+        description="The user's inner phone in Bitrix24 (USER_PHONE_INNER); default: extension",
+    )
+
+
+SETTINGS = Bitrix24Settings
+USER_FIELDS = Bitrix24User
