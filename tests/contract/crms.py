@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from callbridge.core.model import Call, Direction, Outcome
+from tests.fakes.bitrix24 import FakeBitrix24
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.fakes.retailcrm import FakeRetailCrm
 
@@ -126,4 +127,32 @@ RETAILCRM = CrmProfile(
     violations=lambda fake: list(fake.errors),
 )
 
-CRMS: list[CrmProfile] = [MINICRM, RETAILCRM]
+# -- Bitrix24: register + finish under the CALL_ID it hands out (the fake keeps each finished call as
+# its register and finish parameters), the start in UTC with its offset, the manager's USER_ID.
+BITRIX24_STATUS = {Outcome.ANSWERED: "200", Outcome.MISSED: "304", Outcome.NO_ANSWER: "304", Outcome.BUSY: "486"}
+
+
+def _bitrix24_expected(call: Call, timezone: str) -> dict[str, Any]:
+    assert call.started_at is not None and call.outcome is not None
+    return {
+        "PHONE_NUMBER": call.phone,
+        "TYPE": 1 if call.direction == Direction.OUT else 2,
+        "USER_ID": 7,
+        "DURATION": call.duration,
+        "STATUS_CODE": BITRIX24_STATUS[call.outcome],
+        "CALL_START_DATE": call.started_at.astimezone(ZoneInfo("UTC")).isoformat(timespec="seconds"),
+    }
+
+
+BITRIX24 = CrmProfile(
+    kind="bitrix24",
+    settings=lambda url, key: {"kind": "bitrix24", "webhook_url": f"{url}/rest/1/{key}/", "call_cards": False},
+    manager={"bitrix24_user_id": 7},
+    fake=lambda key: FakeBitrix24(code=key, users={7: "101"}),
+    received=lambda fake: fake.filed(),
+    expected=_bitrix24_expected,
+    reject=lambda fake, phone: fake.reject_phones.add(phone),
+    violations=lambda fake: list(fake.errors),
+)
+
+CRMS: list[CrmProfile] = [MINICRM, RETAILCRM, BITRIX24]

@@ -147,25 +147,27 @@ def profile(request: pytest.FixtureRequest) -> CrmProfile:
 
 
 @pytest.fixture
-def fake_crm(profile: CrmProfile, now: list[datetime], fake_servers: FakeServers) -> Iterator[CrmStack]:
-    """The profile's fake CRM on 127.0.0.1 behind a fault injector; no AWS (the connector checks)."""
+def fake_crm(
+    profile: CrmProfile, now: list[datetime], fake_servers: FakeServers, account_id: str
+) -> Iterator[CrmStack]:
+    """The profile's fake CRM on 127.0.0.1 behind a fault injector, for a new account of the
+    provisioned stack: a connector may keep what a CRM hands out beside the call (callbridge.store.crm_calls)."""
     fake = profile.fake(KEY)
     faults = Faults(fake)
     try:
-        yield CrmStack(profile, fake, faults, fake_servers.put(serve, faults), now, "connector")
+        yield CrmStack(profile, fake, faults, fake_servers.put(serve, faults), now, account_id)
     finally:
         faults.heal()  # a hung request is let go
     assert profile.violations(fake) == [], "the connector broke the CRM's protocol"
 
 
 @pytest.fixture
-def crm(fake_crm: CrmStack, account_id: str, monkeypatch: pytest.MonkeyPatch) -> CrmStack:
+def crm(fake_crm: CrmStack, monkeypatch: pytest.MonkeyPatch) -> CrmStack:
     """The same fake as the only CRM of a new account on moto, delivered to by the engine."""
     monkeypatch.setattr(engine, "HTTP_RETRY", NO_WAIT)  # in-process retries without sleeping
     for name, value in {"PUBLIC_BASE_URL": "https://bridge.example.com", "DELIVERY_RETRY_BASE_SECONDS": "10"}.items():
         monkeypatch.setenv(name, value)
     settings.reset_settings()
-    fake_crm.account = account_id
     fake_crm.apply()
     return fake_crm
 

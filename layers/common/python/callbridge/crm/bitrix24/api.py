@@ -15,6 +15,7 @@ process shares one limiter below that, and a 503 is retried with backoff like an
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from callbridge.infra.http import (
     RetryPolicy,
     TransientHttpError,
     limiter,
+    mask_secrets,
 )
 
 BATCH_LIMIT = 50  # methods per batch request: Bitrix24's own limit
@@ -38,6 +40,27 @@ CONFIG_ERRORS = frozenset(
      "ERROR_METHOD_NOT_FOUND", "ACCESS_DENIED", "WRONG_AUTH_TYPE", "INVALID_REQUEST"}
 )  # fmt: skip
 LIMIT_ERRORS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
+
+
+class _MaskWebhookCodes(logging.Filter):
+    """httpx logs every request's URL at INFO; a webhook URL holds its code, so that line is
+    rewritten with the codes of the clients made in this process masked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codes: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.codes:
+            text = record.getMessage()
+            masked = mask_secrets(text, sorted(self.codes))
+            if masked != text:
+                record.msg, record.args = masked, ()
+        return True
+
+
+_MASK = _MaskWebhookCodes()
+logging.getLogger("httpx").addFilter(_MASK)
 
 
 class Bitrix24Error(PermanentHttpError):
@@ -106,6 +129,8 @@ class Bitrix24Api:
     ):
         base = webhook_url.rstrip("/")
         host = urlsplit(base).netloc
+        if code := webhook_secret(base):
+            _MASK.codes.add(code)
         self.peer = HttpPeer(
             "bitrix24",
             base,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.crm.base import Callback, query_phone
-from callbridge.crm.bitrix24.connector import CALL_ID
+from callbridge.crm.bitrix24.calls import CALL_ID
 from callbridge.crm.bitrix24.users import find_user
 from callbridge.store import crm_calls
 from callbridge.store.updates import Update

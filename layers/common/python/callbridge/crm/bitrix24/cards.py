@@ -19,7 +19,7 @@ from callbridge.core.config import CrmSettings
 from callbridge.core.live import LiveEvent
 from callbridge.core.phones import is_number
 from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError
-from callbridge.crm.bitrix24.connector import CALL_ID, FINISHED, REGISTER, register_params
+from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, REGISTER, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import user_id
 from callbridge.infra import clock
@@ -61,7 +61,7 @@ def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, liv
         return True  # Bitrix24 registers calls by number: no card for a withheld caller id
     direction = live.direction or "in"
     params = register_params(
-        settings, {"USER_ID": ids[0]}, live.phone, direction, clock.iso(clock.now()), live.our_number
+        settings, {"USER_ID": ids[0]}, live.phone, direction, bitrix_time(clock.now()), live.our_number
     )
     state = crm_calls.claim(
         account.id, live.call_id, settings.name, {REGISTER: params, "via": "card"}, int(time.time())

@@ -26,7 +26,8 @@ from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import Callback, CallRecords, DeliveryContext, Record, RecordResult, Responsible, send_batch
-from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError
+from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError
+from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import identity
 from callbridge.infra import clock
@@ -49,25 +50,6 @@ STATUS_CODES = {
     Outcome.NOT_FOUND: "404",
     Outcome.UNKNOWN: "OTHER",
 }
-TYPE_OUT, TYPE_IN = 1, 2
-# The stored item's fields (callbridge.store.crm_calls).
-REGISTER, CALL_ID, FINISHED, RECORDED = "register", "bitrix_call_id", "finished_at", "record_attached"
-
-
-def register_params(
-    settings: Bitrix24Settings, who: Mapping[str, Any], phone: str, direction: str, started: str, line: str | None
-) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        **who,
-        "PHONE_NUMBER": phone,
-        "CALL_START_DATE": started,
-        "TYPE": TYPE_OUT if direction == "out" else TYPE_IN,
-        "CRM_CREATE": 1 if settings.crm_create else 0,
-        "SHOW": 0,  # cards are shown by telephony.externalcall.show, to every ringing manager
-    }
-    if settings.line_number or line:
-        params["LINE_NUMBER"] = settings.line_number or line
-    return params
 
 
 class Bitrix24Connector:
@@ -147,7 +129,7 @@ class Bitrix24Connector:
         if who is None:
             return CallRecords([], rejected=NO_USER, flags=flags)
         direction = "out" if call.direction == Direction.OUT else "in"
-        started = clock.iso(call.started_at)
+        started = bitrix_time(call.started_at)
         payload: dict[str, Any] = {
             REGISTER: register_params(self.settings, who, phone, direction, started, call.our_number),
             "finish": {
@@ -166,12 +148,17 @@ class Bitrix24Connector:
     def send(self, batch: list[Record]) -> list[RecordResult]:
         return send_batch(batch, self._attempt)
 
-    def _attempt(self, batch: list[Record]) -> list[RecordResult]:
+    def _attempt(self, batch: list[Record]) -> list[RecordResult] | str:
         now = int(time.time())
         states = {r.delivery: self._state(r, now) for r in batch}
         results: dict[str, RecordResult] = {}
-        self._register(batch, states, results)
-        self._finish([r for r in batch if r.delivery not in results], states, results)
+        try:
+            self._register(batch, states, results)
+            self._finish([r for r in batch if r.delivery not in results], states, results)
+        except Bitrix24Error as exc:
+            # The batch request itself was refused, naming no command: halved until the faulty call
+            # stands alone (callbridge.crm.base.isolate). What went through is stored and not repeated.
+            return f"Bitrix24 refused the request: {exc.reason}"
         return [results[r.delivery] for r in batch]
 
     def _state(self, record: Record, now: int) -> dict[str, Any]:
