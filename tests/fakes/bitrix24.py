@@ -35,7 +35,7 @@ FINISH_FIELDS = {
     "FAILED_REASON", "RECORD_URL", "VOTE", "ADD_TO_CHAT",
 }  # fmt: skip
 REGISTER_REPEAT_S = 30 * 60
-BUCKET, LEAK_PER_S = 50, 2.0
+BUCKET, LEAK_PER_S = 50, 2.0  # the portal's leaky bucket: its size, and how fast it drains
 
 
 class Refused(Exception):
@@ -74,6 +74,7 @@ class FakeBitrix24:
     lose_answers: dict[str, int] = field(default_factory=dict)
     fetch_records: bool = False  # download RECORD_URL as the portal does (a reachable URL only)
     now: Callable[[], float] = time.time
+    bucket: int = BUCKET  # a test may make the portal stricter, to see the limit error handled
     errors: list[str] = field(default_factory=list)  # protocol violations seen
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)  # CALL_ID -> registered call
     finished: dict[str, dict[str, Any]] = field(default_factory=dict)  # CALL_ID -> the filed call
@@ -92,6 +93,17 @@ class FakeBitrix24:
     def filed(self) -> list[dict[str, Any]]:
         """Every finished call, as register + finish parameters (typed)."""
         return list(self.finished.values())
+
+    def click(self, user_id: int, phone: str) -> dict[str, str]:
+        """A manager clicks a number: Bitrix24 registers the outgoing call itself and posts
+        OnExternalCallStart (these fields, without the application token) to our handler."""
+        with self._lock:
+            call_id = self._register({"USER_ID": str(user_id), "PHONE_NUMBER": phone, "TYPE": "1",
+                                      "CALL_START_DATE": datetime.now().astimezone().isoformat(timespec="seconds"),
+                                      "CRM_CREATE": "0", "SHOW": "1"})["CALL_ID"]  # fmt: skip
+        return {"event": "ONEXTERNALCALLSTART", "data[USER_ID]": str(user_id), "data[PHONE_NUMBER]": phone,
+                "data[CALL_ID]": call_id, "data[CRM_ENTITY_TYPE]": "CONTACT", "data[CRM_ENTITY_ID]": "5",
+                "data[IS_MOBILE]": "0", "ts": str(int(time.time()))}  # fmt: skip
 
     # -- HTTP ------------------------------------------------------------------------------------
     def handle(
@@ -128,7 +140,7 @@ class FakeBitrix24:
         now = time.monotonic()
         self._level = max(0.0, self._level - (now - self._drained_at) * LEAK_PER_S)
         self._drained_at = now
-        if self._level + 1 > BUCKET:
+        if self._level + 1 > self.bucket:
             return False
         self._level += 1
         return True
@@ -321,7 +333,8 @@ class FakeBitrix24:
         wanted = (params.get("FILTER") or {}).get("CALL_ID") if isinstance(params.get("FILTER"), dict) else None
         if not wanted:
             self.errors.append("voximplant.statistic.get: not filtered by CALL_ID")
-        return [{"CALL_ID": c, "PORTAL_USER_ID": f["USER_ID"], "CALL_DURATION": f["DURATION"]}
+        return [{"CALL_ID": c, "PORTAL_USER_ID": f["USER_ID"], "CALL_DURATION": f["DURATION"],
+                 "RECORD_FILE_ID": list(self.records).index(c) + 1 if c in self.records else None}
                 for c, f in self.finished.items() if c == wanted]  # fmt: skip
 
     def _search(self, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -141,16 +142,44 @@ class Bitrix24Api:
             secrets=(webhook_secret(base), base),
             **peer_options,
         )
+        # For what must not be sent twice (finish, attachRecord): no in-process retry of an answer
+        # that may come after the portal did the work; only the limit error, which comes before it.
+        self.retry = self.peer.retry
+        self._once = HttpPeer(
+            "bitrix24",
+            base,
+            timeout_s=timeout_s,
+            retry=RetryPolicy(attempts=1),
+            rate_limiter=self.peer.rate_limiter,
+            secrets=(webhook_secret(base), base),
+            **peer_options,
+        )
 
     def close(self) -> None:
         self.peer.close()
+        self._once.close()
 
-    def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+    def _request(self, path: str, data: dict[str, str], repeatable: bool) -> Any:
+        if repeatable:
+            return self.peer.request("POST", path, data=data)
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                return self._once.request("POST", path, data=data)
+            except TransientHttpError as exc:
+                limited = any(f'"{code}"' in exc.body for code in LIMIT_ERRORS)
+                if not limited or attempt == self.retry.attempts:
+                    raise
+                wait = exc.retry_after or min(self.retry.backoff_max_s, self.retry.backoff_initial_s * 2**attempt)
+                time.sleep(wait)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None, *, repeatable: bool = True) -> Any:
         """One method's `result`; Bitrix24Error when it refuses, TransientHttpError for an outage,
-        the rate limit, or our access being wrong."""
+        the rate limit, or our access being wrong. `repeatable=False`: an outage's answer is not
+        retried here (the portal may have done the work), only the limit error."""
         path = f"{method}.json"
         try:
-            response = self.peer.request("POST", path, data=dict(php_form(params or {})))
+            response = self._request(path, dict(php_form(params or {})), repeatable)
         except TransientHttpError:
             raise
         except PermanentHttpError as exc:
@@ -175,14 +204,16 @@ class Bitrix24Api:
             raise Bitrix24Error(method, "NO_RESULT", "the answer has no result", status=response.status_code)
         return body["result"]
 
-    def batch(self, commands: Sequence[tuple[str, str, Mapping[str, Any]]]) -> dict[str, Any | MethodError]:
+    def batch(
+        self, commands: Sequence[tuple[str, str, Mapping[str, Any]]], *, repeatable: bool = True
+    ) -> dict[str, Any | MethodError]:
         """Run (name, method, params) commands in batch requests of at most 50; each name's result
         or MethodError. `halt=0`: one refusal does not stop the others."""
         answers: dict[str, Any | MethodError] = {}
         for start in range(0, len(commands), BATCH_LIMIT):
             chunk = commands[start : start + BATCH_LIMIT]
             cmd = {name: f"{method}?{urlencode(php_form(params))}" for name, method, params in chunk}
-            result = self.call("batch", {"halt": 0, "cmd": cmd})
+            result = self.call("batch", {"halt": 0, "cmd": cmd}, repeatable=repeatable)
             results = result.get("result") if isinstance(result, dict) else None
             errors = result.get("result_error") if isinstance(result, dict) else None
             results = results if isinstance(results, dict) else {}

@@ -19,6 +19,7 @@ from callbridge.core.config import CrmSettings
 from callbridge.core.live import LiveEvent
 from callbridge.core.phones import is_number
 from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError
+from callbridge.crm.bitrix24.callbacks import take_click
 from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, REGISTER, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import user_id
@@ -63,9 +64,15 @@ def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, liv
     params = register_params(
         settings, {"USER_ID": ids[0]}, live.phone, direction, bitrix_time(clock.now()), live.our_number
     )
-    state = crm_calls.claim(
-        account.id, live.call_id, settings.name, {REGISTER: params, "via": "card"}, int(time.time())
-    )
+    attributes: dict[str, Any] = {REGISTER: params, "via": "card"}
+    if direction == "out" and crm_calls.get(account.id, live.call_id, settings.name) is None:
+        # The call a click in Bitrix24 asked for: Bitrix24 registered it, our card shows that one.
+        for pbx_user in live.users:
+            clicked = take_click(account.id, settings.name, live.call_id, pbx_user, live.phone, time.time())
+            if clicked:
+                attributes.update({CALL_ID: clicked, "via": "click"})
+                break
+    state = crm_calls.claim(account.id, live.call_id, settings.name, attributes, int(time.time()))
     if state.get(FINISHED):
         return True  # the call was filed before its card came: nothing rings any more
     if state.get(CALL_ID):

@@ -27,7 +27,7 @@ from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import Callback, CallRecords, DeliveryContext, Record, RecordResult, Responsible, send_batch
 from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError
-from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, bitrix_time, register_params
+from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, SENT, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import identity
 from callbridge.infra import clock
@@ -199,6 +199,11 @@ class Bitrix24Connector:
             states[record.delivery][CALL_ID] = str(call_id)
 
     def _finish(self, batch: list[Record], states: dict[str, dict[str, Any]], results: dict[str, RecordResult]) -> None:
+        # A call an earlier attempt sent to finish (or its recording) without hearing the answer:
+        # Bitrix24's statistics say whether that went through before anything is sent again.
+        unsure = {i: states[r.delivery][CALL_ID] for i, r in enumerate(batch) if self._pending(r, states) and states[r.delivery].get(SENT)}  # fmt: skip
+        for i, entry in self._statistics(unsure).items():
+            self._mark(batch[i], states, entry)
         commands: list[tuple[str, str, dict[str, Any]]] = []
         for i, record in enumerate(batch):
             state, call_id = states[record.delivery], states[record.delivery][CALL_ID]
@@ -208,21 +213,23 @@ class Bitrix24Connector:
                 )
             if record.payload.get("record") and not state.get(RECORDED):
                 commands.append((f"a{i}", "telephony.externalCall.attachRecord", {"CALL_ID": call_id, **record.payload["record"]}))  # fmt: skip
-        answers = self.api.batch(commands) if commands else {}
-        refused = {i: a for i, r in enumerate(batch) if isinstance(a := answers.get(f"f{i}"), MethodError)}
-        finished_before = self._finished_before({i: states[batch[i].delivery][CALL_ID] for i in refused})
+            if self._pending(record, states):
+                # Written before the request: if its answer is lost, the retry asks first (above).
+                self._store(record, Update().set(**{SENT: clock.iso(clock.now())}))
+        answers = self.api.batch(commands, repeatable=False) if commands else {}
+        refused = {i: a for i in range(len(batch)) if isinstance(a := answers.get(f"f{i}"), MethodError)}
+        finished_before = self._statistics({i: states[batch[i].delivery][CALL_ID] for i in refused})
         for i, record in enumerate(batch):
-            state, detail = states[record.delivery], dict[str, Any]()
+            detail: dict[str, Any] = {}
             if f"f{i}" not in answers:
                 detail["duplicate"] = True  # finished by an earlier attempt
             elif i in refused:
                 if i not in finished_before:
                     results[record.delivery] = RecordResult("rejected", f"Bitrix24 finish: {refused[i]}"[:500])
                     continue
-                detail["duplicate"] = True  # the earlier finish went through; its answer was lost
-            if not state.get(FINISHED):
-                crm_calls.update(self.ctx.account, record.delivery, self.settings.name,
-                                 Update().set_if_absent(**{FINISHED: clock.iso(clock.now())}))  # fmt: skip
+                detail["duplicate"] = True  # finished already: an answer we never saw
+                self._mark(record, states, finished_before[i])
+            self._mark(record, states, {})
             attached = answers.get(f"a{i}")
             if isinstance(attached, MethodError):
                 # The call is filed; a recording Bitrix24 would not take is reported, not retried.
@@ -230,20 +237,42 @@ class Bitrix24Connector:
                     "Bitrix24 refused a recording", extra={"call_id": record.delivery, "error": str(attached)}
                 )
                 detail["recording"] = str(attached)
-            elif attached is not None:
-                crm_calls.update(
-                    self.ctx.account, record.delivery, self.settings.name, Update().set(**{RECORDED: True})
-                )
+            elif attached is not None and not states[record.delivery].get(RECORDED):
+                self._store(record, Update().set(**{RECORDED: True}))
             results[record.delivery] = RecordResult("ok", detail=detail)
 
-    def _finished_before(self, call_ids: dict[int, str]) -> set[int]:
-        """Which of the calls Bitrix24 refused to finish are in its statistics (finished)."""
+    @staticmethod
+    def _pending(record: Record, states: dict[str, dict[str, Any]]) -> bool:
+        state = states[record.delivery]
+        return not state.get(FINISHED) or bool(record.payload.get("record") and not state.get(RECORDED))
+
+    def _store(self, record: Record, update: Update) -> None:
+        crm_calls.update(self.ctx.account, record.delivery, self.settings.name, update)
+
+    def _mark(self, record: Record, states: dict[str, dict[str, Any]], statistic: dict[str, Any]) -> None:
+        """The call is finished (and, when its statistics entry names a file, its recording attached)."""
+        state = states[record.delivery]
+        recorded = bool(statistic.get("RECORD_FILE_ID") or statistic.get("CALL_RECORD_URL"))
+        if not state.get(FINISHED):
+            state[FINISHED] = clock.iso(clock.now())
+            self._store(record, Update().set_if_absent(**{FINISHED: state[FINISHED]}))
+        if recorded and not state.get(RECORDED):
+            state[RECORDED] = True
+            self._store(record, Update().set(**{RECORDED: True}))
+
+    def _statistics(self, call_ids: dict[int, str]) -> dict[int, dict[str, Any]]:
+        """The statistics entry (a finished call) of each of these calls Bitrix24 has one for."""
         if not call_ids:
-            return set()
+            return {}
         answers = self.api.batch(
             [(f"s{i}", "voximplant.statistic.get", {"FILTER": {"CALL_ID": c}}) for i, c in call_ids.items()]
         )
-        return {i for i in call_ids if isinstance(found := answers.get(f"s{i}"), list) and found}
+        found: dict[int, dict[str, Any]] = {}
+        for i in call_ids:
+            entries = answers.get(f"s{i}")
+            if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+                found[i] = entries[0]
+        return found
 
 
 CONNECTOR = Bitrix24Connector
