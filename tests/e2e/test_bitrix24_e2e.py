@@ -6,15 +6,23 @@ the portal's rate limit, repeated webhooks - and still one registered and finish
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from callbridge.core.accounts import clear_account_cache
+from callbridge.infra import aws, secrets
+from callbridge.infra.settings import reset_settings
+from callbridge_cli.main import cli
 from callbridge_local.testing import LocalBridge, running_bridge
 from tests.fakes import crm_server
 from tests.fakes.bitrix24 import FakeBitrix24
@@ -155,10 +163,10 @@ def test_a_day_of_calls_is_filed_once_with_cards_statuses_and_recordings(world: 
     assert set(portal.finished) <= {missed}
 
     # The histories, under faults: every first answer of register, finish and attachRecord is lost
-    # after the portal saved, and the portal's bucket is small enough to overflow.
+    # after the portal saved, and other applications have spent the portal's request bucket.
     portal.lose_answers.update({"telephony.externalcall.register": 1, "telephony.externalcall.finish": 1,
                                 "telephony.externalCall.attachRecord": 1})  # fmt: skip
-    portal.bucket = 3
+    portal.limit_next = 3
     days = [
         history("day-group", "79160000001", "andy", duration="60", link=link),
         history("day-missed", "79160000002", "andy", status="missed", duration="0", link=None),
@@ -190,12 +198,11 @@ def test_a_day_of_calls_is_filed_once_with_cards_statuses_and_recordings(world: 
     assert recorded == {"+79160000001", "+79160000003", "+79160000005"}
     assert all(audio == AUDIO for audio in portal.records.values())  # the portal downloaded and plays them
     assert portal.lose_answers == {k: 0 for k in portal.lose_answers}  # every fault was hit
-    assert portal.limited > 0  # the rate limit was hit, and cost nothing
+    assert portal.limited == 3  # the limit errors cost nothing, and our own pace never overflowed the bucket
     assert sorted(portal.leads) == [f"+7916000000{n}" for n in range(1, 6)]  # CRM_CREATE: unknown numbers
 
     # Later runs find nothing to do.
     methods = len(portal.methods)
-    portal.bucket = 50
     drain(world)
     assert world.http.post("/_local/schedules/DeliveryDrainFunction").status_code == 200
     assert len(portal.methods) == methods
@@ -244,3 +251,37 @@ def test_the_contact_answer_names_bitrix24s_responsible_manager(world: World) ->
     response = world.http.post("/v1/b24/cloudpbx", content=form(**{**fields, "callid": "contact-2"}), headers=FORM)
     assert response.json() == {"contact_name": "Иван Клиентов", "responsible": "daria"}
     assert world.portal.methods.count("telephony.externalCall.searchCrmEntities") == searches  # cached
+
+
+def cli_run(bridge: LocalBridge, *args: str) -> Any:
+    saved = dict(os.environ)
+    try:
+        return CliRunner().invoke(cli, ["--local", bridge.base_url, *args], catch_exceptions=False)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_settings()
+        aws.reset_clients()
+        secrets.reset_secret_cache()
+        clear_account_cache()
+
+
+def test_the_operator_sees_the_portals_users_beside_the_pbx_users_and_what_to_paste(
+    world: World, tmp_path: Path
+) -> None:
+    world.portal.users[3] = "103"  # a portal user nobody mapped
+    result = cli_run(world.bridge, "bitrix24", "users", "b24", "--json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.output)
+    assert {(u["id"], u["inner_phone"], u["pbx_user"]) for u in listed["users"]} == {
+        ("1", "101", "andy"), ("2", "102", "daria"), ("3", "103", None)
+    }  # fmt: skip
+    assert listed["mappings_naming_nobody"] == []
+    text = ACCOUNT.format(portal="https://portal.example.com", code=CODE, app_token=APP_TOKEN,
+                          pbx="https://pbx.example.com", pbx_path=PBX_PATH, pbx_token=PBX_TOKEN,
+                          crm_token=CRM_TOKEN).replace("account: b24", "account: b24paste")  # fmt: skip
+    (tmp_path / "b24paste.yaml").write_text(text, encoding="utf-8")
+    applied = cli_run(world.bridge, "accounts", "apply", str(tmp_path / "b24paste.yaml"))
+    assert applied.exit_code == 0, applied.output
+    assert "/v1/b24paste/bitrix24/make-call" in applied.output
+    assert CODE not in applied.output and APP_TOKEN not in applied.output

@@ -1,13 +1,14 @@
 """Fake Bitrix24 portal (docs/protocols/bitrix24.md): the REST methods CallBridge uses, through an
 inbound webhook (`/rest/{user}/{code}/{method}.json`), answering in Bitrix24's shape (`result` +
 `time`, or `error` + `error_description`) and checking every request against our notes:
-- `telephony.externalcall.register` (a repeat with the same parameters within 30 minutes answers
-  the same CALL_ID; CRM_CREATE makes a lead for an unknown number), `telephony.externalcall.finish`
+- `telephony.externalcall.register` (a repeat with the same parameters within 30 minutes, before the
+  call is finished, answers the same CALL_ID; CRM_CREATE makes a lead for an unknown number), `telephony.externalcall.finish`
   (once: a finished call is refused), `show` / `hide` (logged in order), `attachRecord` (the
   recording is downloaded, as the portal does), `voximplant.statistic.get` by CALL_ID,
   `telephony.externalCall.searchCrmEntities`, `user.get`, and `batch` (`$result[name][FIELD]`);
 - the portal's leaky bucket: 2 requests a second, 50 at once; beyond that QUERY_LIMIT_EXCEEDED (503);
-- faults: `lose_answers[method] = n` makes the next n requests that reach `method` do their work
+- faults: `limit_next = n` answers the next n requests with the limit error (other applications
+  spent the bucket), `lose_answers[method] = n` makes the next n requests that reach `method` do their work
   and then answer 500 (the answer lost after saving), `reject_phones` refuses a register.
 """
 
@@ -74,7 +75,8 @@ class FakeBitrix24:
     lose_answers: dict[str, int] = field(default_factory=dict)
     fetch_records: bool = False  # download RECORD_URL as the portal does (a reachable URL only)
     now: Callable[[], float] = time.time
-    bucket: int = BUCKET  # a test may make the portal stricter, to see the limit error handled
+    bucket: int = BUCKET
+    limit_next: int = 0  # answer the next n requests QUERY_LIMIT_EXCEEDED (others spent the bucket)
     errors: list[str] = field(default_factory=list)  # protocol violations seen
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)  # CALL_ID -> registered call
     finished: dict[str, dict[str, Any]] = field(default_factory=dict)  # CALL_ID -> the filed call
@@ -117,7 +119,8 @@ class FakeBitrix24:
                 return self._violation(f"{method} {path}: not a webhook method call")
             if match.group(2) != self.code:
                 return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}, {}
-            if not self._take_token():
+            if self.limit_next > 0 or not self._take_token():
+                self.limit_next = max(0, self.limit_next - 1)
                 self.limited += 1
                 return 503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}, {}
             if headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded" and body:
@@ -258,8 +261,8 @@ class FakeBitrix24:
         key = tuple(sorted((k, str(v)) for k, v in params.items()))
         now = self.now()
         repeated = self._registered.get(key)
-        if repeated and now - repeated[1] < REGISTER_REPEAT_S:
-            call_id = repeated[0]  # Bitrix24's own de-duplication of a repeated register
+        if repeated and now - repeated[1] < REGISTER_REPEAT_S and repeated[0] not in self.finished:
+            call_id = repeated[0]  # Bitrix24's own de-duplication: same parameters, call not finished yet
         else:
             call_id = f"externalCall.{len(self._registered) + 1:08x}.{int(now)}"
             self._registered[key] = (call_id, now)

@@ -13,6 +13,7 @@ features fan out to every CRM of the account that offers one, through callbridge
 - click_to_call_secret: the secret field the CRM presents on its make-call and user-status requests
   (e.g. retailCRM's clientId); the features check it, no connector is needed
 - module_registration: the CRM has an integration module to register (`ModuleRegistration`)
+- setup_lines: what the operator pastes into the CRM (our URLs), printed by `accounts apply`
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from callbridge.core.accounts import Account
-from callbridge.core.config import CrmSettings, UserMapping
+from callbridge.core.config import AccountConfig, CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import Callback, CallRecords, DeliveryContext, Record, RecordResult, Responsible, send_batch
@@ -87,6 +87,21 @@ class Bitrix24Connector:
         from callbridge.crm.bitrix24.callbacks import call_placed
 
         call_placed(account, settings, callback, pbx_user, e164, pbx_call_id)
+
+    @staticmethod
+    def setup_lines(config: AccountConfig, settings: CrmSettings, base_url: str) -> list[str]:
+        """What the operator pastes into the portal (docs/bitrix24.md): no secret, only our URL."""
+        assert isinstance(settings, Bitrix24Settings)
+        name = f"account {config.account}: Bitrix24 ({settings.name})"
+        lines = [f"{name}: inbound webhook scopes: telephony, crm, user"]
+        if settings.application_token is not None:
+            handler = f"{base_url}/v1/{config.account}/bitrix24/make-call"
+            lines.append(f"{name}: local application, event.bind OnExternalCallStart handler: {handler}")
+            lines.append(f"{name}: choose the application as the default outgoing line (Telephony settings)")
+        unmapped = [u.pbx_user for u in config.users if identity(u) is None]
+        if unmapped:
+            lines.append(f"{name}: users with no bitrix24_user_id nor inner phone: {', '.join(unmapped)}")
+        return lines
 
     def __init__(
         self,
