@@ -45,7 +45,7 @@ class Portal:
             users=[
                 UserMapping.model_validate({"pbx_user": "andy", "extension": "101", "bitrix24_user_id": 7}),
                 UserMapping.model_validate({"pbx_user": "boris", "extension": "103"}),
-            ],  # fmt: skip
+            ],
             recording_url=lambda call_id: f"https://bridge.example.com/v1/{self.account}/recordings/{call_id}",
         )
         return crm_registry.connector(crm, ctx, retry=ONCE)
