@@ -215,6 +215,11 @@ def test_a_click_in_bitrix24_rings_the_manager_and_that_call_is_finished_not_reg
     refused = world.http.post("/v1/b24/bitrix24/make-call", content=form(**click, **{"auth[application_token]": "x" * 26}),
                               headers=FORM)  # fmt: skip
     assert (refused.status_code, refused.json()) == (401, {"error": "Invalid clientId"})
+    as_json = world.http.post("/v1/b24/bitrix24/make-call", json={**click, "auth[application_token]": APP_TOKEN})
+    assert (as_json.status_code, as_json.json()) == (
+        415,
+        {"error": "Content-Type must be application/x-www-form-urlencoded"},
+    )
     assert world.pbx.calls("makeCall") == []
 
     response = world.http.post("/v1/b24/bitrix24/make-call", content=form(**click, **{"auth[application_token]": APP_TOKEN}),
