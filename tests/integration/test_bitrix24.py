@@ -160,3 +160,39 @@ def test_the_manager_is_a_user_id_an_inner_phone_or_the_default_never_a_guess(po
         connector.close()
     assert kinds(portal.send([ghost], default_user_id=9)) == ["ok"]
     assert [c["USER_ID"] for c in portal.fake.filed()][-1] == 9
+
+
+def test_an_answered_call_hides_the_other_ringing_managers_cards(portal: Portal) -> None:
+    """A PBX that reports `answered` without ending the other legs (Bitrix24's simultaneous queue):
+    the others' cards go when one answers, his goes when the call ends, then the call is filed."""
+    from callbridge.core import accounts
+    from callbridge.core.config import AccountConfig
+    from callbridge.core.live import LiveEvent
+    from callbridge.crm.base import with_secrets
+    from callbridge.crm.bitrix24.cards import send_live
+    from callbridge.crm.bitrix24.settings import Bitrix24Settings
+    from callbridge.features.admin import apply_account
+
+    apply_account(AccountConfig.model_validate({
+        "account": portal.account, "phone_region": "RU",
+        "pbx": {"kind": "cloudpbx", "crm_tokens": ["b24-integration-token-01"]},
+        "crms": [{"kind": "bitrix24", "webhook_url": f"{portal.url}/rest/1/{CODE}/"}],
+        "users": [{"pbx_user": "andy", "bitrix24_user_id": 7}, {"pbx_user": "boris", "bitrix24_user_id": 9}],
+    }))  # fmt: skip
+    accounts.clear_account_cache()
+    account = accounts.get_account(portal.account)
+    [crm] = account.settings.crms
+    assert isinstance(crm, Bitrix24Settings)
+    filled = with_secrets(account.id, crm)  # as the delivery worker hands it over: the webhook from SSM
+    [call] = day(portal.account, 1)
+    moments = [("ringing", ("andy",)), ("ringing", ("boris",)), ("answered", ("boris",)), ("ended", ("boris",))]
+    for stage, users in moments:
+        live = LiveEvent(stage, call["call_id"], call["phone"], users, direction="in")  # type: ignore[arg-type]
+        assert send_live(account, filled, {"live": live.as_dict()})
+    [call_id] = portal.fake.calls
+    assert [(action, users) for action, _, users in portal.fake.cards] == [
+        ("show", (7,)), ("show", (9,)), ("hide", (7,)), ("hide", (9,))
+    ]  # fmt: skip
+    call.update(user="boris")
+    assert kinds(portal.send([call])) == ["ok"]
+    assert portal.fake.finished[call_id]["USER_ID"] == 9 and len(portal.fake.calls) == 1

@@ -13,6 +13,7 @@ from callbridge.crm.bitrix24.settings import Bitrix24Settings
 TYPE_OUT, TYPE_IN = 1, 2
 # The stored item's fields (callbridge.store.crm_calls).
 REGISTER, CALL_ID, FINISHED, RECORDED = "register", "bitrix_call_id", "finished_at", "record_attached"
+SHOWN = "cards_shown"  # the USER_IDs whose card is up (a string set)
 SENT = "finish_sent_at"  # a finish or recording was sent; its answer may have been lost
 
 

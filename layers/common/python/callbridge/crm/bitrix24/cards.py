@@ -3,8 +3,9 @@ it knows, so the first ringing event registers the call (the parameters stored f
 delivery does: callbridge.crm.bitrix24.connector) and shows the card to the ringing managers with
 `telephony.externalcall.show` - both in one `batch` request; a later ringing leg only shows it to
 its manager. An ended leg (the manager hung up, or the PBX stopped ringing him because another one
-answered: Bitrix24's "simultaneous queue") hides his card with `telephony.externalcall.hide`. The
-delivery of the final call then finishes the same CALL_ID.
+answered: Bitrix24's "simultaneous queue") hides his card with `telephony.externalcall.hide`; an
+`answered` (from a PBX that ends no other leg) hides every card shown but the answering manager's.
+The delivery of the final call then finishes the same CALL_ID.
 
 A card is useful for seconds: a failed send is logged and dropped (callbridge.core.live).
 """
@@ -20,7 +21,7 @@ from callbridge.core.live import LiveEvent
 from callbridge.core.phones import is_number
 from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError
 from callbridge.crm.bitrix24.callbacks import take_click
-from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, REGISTER, bitrix_time, register_params
+from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, REGISTER, SHOWN, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import user_id
 from callbridge.infra import clock
@@ -39,22 +40,37 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
     assert isinstance(settings, Bitrix24Settings)
     live = LiveEvent.from_dict(message.get("live") or {})
     ids = _user_ids(account, live)
-    if not ids or live.stage == "answered":
-        return True  # nobody's card; the answering leg keeps its card, the others end on their own
+    if not ids:
+        return True  # nobody's card
     api = Bitrix24Api(settings.webhook_url.get_secret_value(), timeout_s=5.0,
                       retry=RetryPolicy(attempts=2, backoff_initial_s=0.2, backoff_max_s=0.5, jitter_s=0.1))  # fmt: skip
     try:
         if live.stage == "ringing":
             return _ringing(account, settings, api, live, ids)
         state = crm_calls.get(account.id, live.call_id, settings.name) or {}
-        if state.get(CALL_ID) and not state.get(FINISHED):  # a finished call's cards are gone already
-            api.call("telephony.externalcall.hide", {"CALL_ID": state[CALL_ID], "USER_ID": ids})
+        if not state.get(CALL_ID) or state.get(FINISHED):  # a finished call's cards are gone already
+            return True
+        # Answered: the others' cards go (the answering manager keeps his); ended: his card goes.
+        shown = {int(u) for u in state.get(SHOWN) or ()}
+        hidden = sorted(shown - set(ids)) if live.stage == "answered" else ids
+        if hidden:
+            api.call("telephony.externalcall.hide", {"CALL_ID": state[CALL_ID], "USER_ID": hidden})
+            _forget(account, settings, live, hidden)
         return True
     except HttpError as exc:
         logger().warning("Bitrix24 call card not delivered", extra={"error": str(exc), "stage": live.stage})
         return False
     finally:
         api.close()
+
+
+def _remember(account: Account, settings: Bitrix24Settings, live: LiveEvent, ids: list[int]) -> None:
+    """Whose card is up: an `answered` hides the others' (PBXs that report no per-leg end)."""
+    crm_calls.update(account.id, live.call_id, settings.name, Update().add_to_set(SHOWN, *map(str, ids)))
+
+
+def _forget(account: Account, settings: Bitrix24Settings, live: LiveEvent, ids: list[int]) -> None:
+    crm_calls.update(account.id, live.call_id, settings.name, Update().remove_from_set(SHOWN, *map(str, ids)))
 
 
 def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, live: LiveEvent, ids: list[int]) -> bool:
@@ -77,6 +93,7 @@ def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, liv
         return True  # the call was filed before its card came: nothing rings any more
     if state.get(CALL_ID):
         api.call("telephony.externalcall.show", {"CALL_ID": state[CALL_ID], "USER_ID": ids})
+        _remember(account, settings, live, ids)
         return True
     answers = api.batch([
         ("reg", "telephony.externalcall.register", state[REGISTER]),
@@ -89,4 +106,7 @@ def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, liv
     crm_calls.update(
         account.id, live.call_id, settings.name, Update().set_if_absent(**{CALL_ID: str(registered["CALL_ID"])})
     )
-    return not isinstance(answers.get("show"), MethodError)
+    if isinstance(answers.get("show"), MethodError):
+        return False
+    _remember(account, settings, live, ids)
+    return True
