@@ -9,9 +9,11 @@ Exactly once, although neither step is idempotent by an id of ours:
   answers a repeated register with the same parameters within 30 minutes with the same CALL_ID - so
   a register whose answer was lost costs nothing;
 - the CALL_ID is stored before `finish` is asked; a stored `finished_at` means done;
-- a finish whose answer was lost is found out by its retry: Bitrix24 refuses to finish a finished
-  call, and `voximplant.statistic.get` filtered by the CALL_ID shows it finished - then it is a
-  duplicate, not an error.
+- `finish_sent_at` is stored before a finish or a recording is sent, and never retried blindly in
+  process: a later attempt first asks `voximplant.statistic.get` (filtered by the CALL_ID) whether
+  the call is finished and has its recording, and sends only what is missing;
+- a finish Bitrix24 refuses for a call its statistics show finished is a duplicate, not an error.
+An outgoing call a manager clicked in Bitrix24 is finished under the CALL_ID of the click.
 Each step for a whole batch of calls is one `batch` request (Bitrix24 allows ~2 requests a second).
 """
 
