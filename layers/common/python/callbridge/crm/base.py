@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
 from callbridge.core.live import LIVE_CARDS, has_live_cards
@@ -103,14 +103,31 @@ def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False) -> C
     from callbridge.infra import secrets
 
     values = secrets.account_secrets(account_id, force=force)
+    filled: CrmSettings = _fill(crm, crm.name, "", values)
+    return filled
+
+
+def _fill(model: Any, crm: str, prefix: str, values: dict[str, str]) -> Any:
+    """`model` with its stored-secret placeholders filled, one section deep too (Bitrix24's `app`:
+    its secret is stored as `app.client_secret`, callbridge.features.admin.secret_fields)."""
     filled: dict[str, Any] = {}
-    for key in type(crm).model_fields:
-        value = getattr(crm, key)
+    for key in type(model).model_fields:
+        value = getattr(model, key)
         if isinstance(value, SecretStr) and value.get_secret_value() == STORED_SECRET:
-            stored = values.get(secrets.crm_secret_name(crm.name, key))
+            stored = values.get(_secret_name(crm, prefix + key))
             if stored:
                 filled[key] = SecretStr(stored)
-    return crm.model_copy(update=filled) if filled else crm
+        elif isinstance(value, BaseModel) and not prefix:
+            section = _fill(value, crm, f"{key}.", values)
+            if section is not value:
+                filled[key] = section
+    return model.model_copy(update=filled) if filled else model
+
+
+def _secret_name(crm: str, field_name: str) -> str:
+    from callbridge.infra import secrets
+
+    return secrets.crm_secret_name(crm, field_name)
 
 
 def secret(crm: CrmSettings, field_name: str) -> str:

@@ -57,6 +57,9 @@ def secret_fields(model: BaseModel) -> dict[str, str]:
         value = getattr(model, name)
         if isinstance(value, SecretStr):
             found[name] = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            # A section's secrets (Bitrix24's `app.client_secret`), one level deep: crm.base.with_secrets.
+            found.update({f"{name}.{key}": v for key, v in secret_fields(value).items() if "." not in key})
     return found
 
 

@@ -1,5 +1,6 @@
 """Bitrix24 REST client (docs/bitrix24.md, docs/protocols/bitrix24.md): the methods we call, through
-the portal's inbound webhook.
+the portal's inbound webhook, or as a local application (`https://{portal}/rest/{method}.json` with
+`auth={access token}`, the tokens kept fresh by callbridge.crm.bitrix24.oauth).
 
 A method is `POST {webhook}/{method}.json` with form fields, arrays and maps in PHP's bracket form
 (`USER_ID[]=1`, `FILTER[CALL_ID]=…`). An answer is `{"result": …, "time": {…}}`; a refusal is
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from callbridge.infra.http import (
@@ -31,6 +33,10 @@ from callbridge.infra.http import (
     mask_secrets,
 )
 
+if TYPE_CHECKING:
+    from callbridge.crm.bitrix24.oauth import TokenStore
+    from callbridge.crm.bitrix24.settings import Bitrix24Settings
+
 BATCH_LIMIT = 50  # methods per batch request: Bitrix24's own limit
 RATE_PER_SECOND = 2.0  # the documented average; the portal's bucket takes bursts, we stay below it
 BURST = 10
@@ -41,6 +47,11 @@ CONFIG_ERRORS = frozenset(
      "ERROR_METHOD_NOT_FOUND", "ACCESS_DENIED", "WRONG_AUTH_TYPE", "INVALID_REQUEST"}
 )  # fmt: skip
 LIMIT_ERRORS = frozenset({"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT"})
+# A stale access token: refreshed once and the method sent again. Safe for finish and attachRecord
+# too: the portal checks the token before it does anything.
+TOKEN_ERRORS = frozenset({"expired_token", "invalid_token"})
+# OAuth values in a URL's query (the OAuth server's GET): masked in httpx's request log line.
+_OAUTH_QUERY = re.compile(r"((?:client_secret|refresh_token|access_token|auth|code)=)[^&\s\"']+")
 
 
 class _MaskWebhookCodes(logging.Filter):
@@ -52,16 +63,19 @@ class _MaskWebhookCodes(logging.Filter):
         self.codes: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.codes:
-            text = record.getMessage()
-            masked = mask_secrets(text, sorted(self.codes))
-            if masked != text:
-                record.msg, record.args = masked, ()
+        text = record.getMessage()
+        masked = _OAUTH_QUERY.sub(r"\1***", mask_secrets(text, sorted(self.codes)))
+        if masked != text:
+            record.msg, record.args = masked, ()
         return True
 
 
 _MASK = _MaskWebhookCodes()
 logging.getLogger("httpx").addFilter(_MASK)
+
+
+class _StaleToken(Exception):
+    """The portal refused our access token (expired_token / invalid_token): refresh and resend."""
 
 
 class Bitrix24Error(PermanentHttpError):
@@ -123,6 +137,7 @@ class Bitrix24Api:
         self,
         webhook_url: str,
         *,
+        auth: TokenStore | None = None,
         timeout_s: float = 10.0,
         retry: RetryPolicy | None = None,
         rate_per_second: float = RATE_PER_SECOND,
@@ -130,6 +145,8 @@ class Bitrix24Api:
     ):
         base = webhook_url.rstrip("/")
         host = urlsplit(base).netloc
+        # App mode: `base` is https://{portal}/rest, each request carries `auth` (an access token).
+        self.auth = auth
         if code := webhook_secret(base):
             _MASK.codes.add(code)
         self.peer = HttpPeer(
@@ -176,10 +193,27 @@ class Bitrix24Api:
     def call(self, method: str, params: Mapping[str, Any] | None = None, *, repeatable: bool = True) -> Any:
         """One method's `result`; Bitrix24Error when it refuses, TransientHttpError for an outage,
         the rate limit, or our access being wrong. `repeatable=False`: an outage's answer is not
-        retried here (the portal may have done the work), only the limit error."""
+        retried here (the portal may have done the work), only the limit error. As an application,
+        a stale access token is refreshed (once per call) and the method sent again."""
         path = f"{method}.json"
+        data = dict(php_form(params or {}))
+        if self.auth is None:
+            return self._call(method, path, data, repeatable, "")
+        token = self.auth.access_token()
         try:
-            response = self._request(path, dict(php_form(params or {})), repeatable)
+            return self._call(method, path, {**data, "auth": token}, repeatable, token)
+        except _StaleToken:
+            token = self.auth.refresh(token).access_token
+        try:
+            return self._call(method, path, {**data, "auth": token}, repeatable, token)
+        except _StaleToken:
+            raise TransientHttpError(
+                "bitrix24", "POST", method, "the access token is refused right after its refresh"
+            ) from None
+
+    def _call(self, method: str, path: str, data: dict[str, str], repeatable: bool, token: str) -> Any:
+        try:
+            response = self._request(path, data, repeatable)
         except TransientHttpError:
             raise
         except PermanentHttpError as exc:
@@ -189,6 +223,11 @@ class Bitrix24Api:
                 body = {}
             found = _error(body)
             code, description = found if found else ("HTTP", exc.reason)
+            if token and code in TOKEN_ERRORS:
+                raise _StaleToken() from None
+            if token:  # a portal that echoes the request must not put the token into a reason
+                description = mask_secrets(description, [token])
+                exc.body = mask_secrets(exc.body, [token])
             if code in CONFIG_ERRORS or code in LIMIT_ERRORS or exc.status in (401, 403):
                 raise TransientHttpError("bitrix24", "POST", method, f"{code}: {description}"[:300],
                                          status=exc.status) from None  # fmt: skip
@@ -230,3 +269,15 @@ class Bitrix24Api:
                 else:
                     answers[name] = MethodError("NO_RESULT", "the batch answered nothing for this command")
         return answers
+
+
+def open_api(account_id: str, settings: Bitrix24Settings, **options: Any) -> Bitrix24Api:
+    """The client of one Bitrix24 of an account, whichever way the account file gives (settings
+    with their secrets filled: callbridge.crm.base.with_secrets)."""
+    if settings.app is not None:
+        from callbridge.crm.bitrix24.oauth import TokenStore
+
+        store = TokenStore(account_id, settings, timeout_s=float(options.get("timeout_s", 10.0)))
+        return Bitrix24Api(f"{settings.app.portal}/rest", auth=store, **options)
+    assert settings.webhook_url is not None  # Bitrix24Settings: exactly one of webhook_url and app
+    return Bitrix24Api(settings.webhook_url.get_secret_value(), **options)

@@ -19,7 +19,7 @@ from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings
 from callbridge.core.live import LiveEvent
 from callbridge.core.phones import is_number
-from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError
+from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError, open_api
 from callbridge.crm.bitrix24.callbacks import take_click
 from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, REGISTER, SHOWN, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
@@ -42,8 +42,8 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
     ids = _user_ids(account, live)
     if not ids:
         return True  # nobody's card
-    api = Bitrix24Api(settings.webhook_url.get_secret_value(), timeout_s=5.0,
-                      retry=RetryPolicy(attempts=2, backoff_initial_s=0.2, backoff_max_s=0.5, jitter_s=0.1))  # fmt: skip
+    api = open_api(account.id, settings, timeout_s=5.0,
+                   retry=RetryPolicy(attempts=2, backoff_initial_s=0.2, backoff_max_s=0.5, jitter_s=0.1))  # fmt: skip
     try:
         if live.stage == "ringing":
             return _ringing(account, settings, api, live, ids)

@@ -28,7 +28,7 @@ from callbridge.core.config import AccountConfig, CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import Callback, CallRecords, DeliveryContext, Record, RecordResult, Responsible, send_batch
-from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError
+from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError, open_api
 from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, SENT, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import identity
@@ -117,7 +117,7 @@ class Bitrix24Connector:
     ):
         self.settings = settings
         self.ctx = ctx
-        self.api = api or Bitrix24Api(settings.webhook_url.get_secret_value(), timeout_s=timeout_s, retry=retry)
+        self.api = api or open_api(ctx.account, settings, timeout_s=timeout_s, retry=retry)
 
     def close(self) -> None:
         self.api.close()

@@ -10,23 +10,28 @@ from typing import Any
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings
 from callbridge.crm.base import Responsible, with_secrets
-from callbridge.crm.bitrix24.api import Bitrix24Api
+from callbridge.crm.bitrix24.api import Bitrix24Api, open_api
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import find_user
 from callbridge.infra.http import RetryPolicy
 
-# One client per portal and warm Lambda: a new httpx client costs a TLS context every time.
-_apis: dict[tuple[str, float], Bitrix24Api] = {}
+# One client per way in and warm Lambda: a new httpx client costs a TLS context every time.
+_apis: dict[tuple[str, str, float], Bitrix24Api] = {}
 
 
 def lookup_responsible(account: Account, settings: CrmSettings, e164: str, timeout_s: float) -> Responsible:
     assert isinstance(settings, Bitrix24Settings)
     filled = with_secrets(account.id, settings)
     assert isinstance(filled, Bitrix24Settings)
-    webhook = filled.webhook_url.get_secret_value()
-    api = _apis.get((webhook, timeout_s))
+    # Keyed by the way in (the webhook, or the app's portal and client secret), not the account:
+    # a changed account file makes a new client.
+    app = filled.app
+    way = (f"{app.portal}|{app.client_id}|{app.client_secret.get_secret_value()}" if app is not None
+           else filled.webhook_url.get_secret_value() if filled.webhook_url is not None else "")  # fmt: skip
+    key = (account.id, way, timeout_s)
+    api = _apis.get(key)
     if api is None:
-        api = _apis[(webhook, timeout_s)] = Bitrix24Api(webhook, timeout_s=timeout_s, retry=RetryPolicy(attempts=1))
+        api = _apis[key] = open_api(account.id, filled, timeout_s=timeout_s, retry=RetryPolicy(attempts=1))
     found = api.call("telephony.externalCall.searchCrmEntities", {"PHONE_NUMBER": e164})
     entity = next((e for e in found if isinstance(e, dict)), None) if isinstance(found, list) else None
     if entity is None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from callbridge.core.config import (
     STORED_SECRET,
     CrmSettings,
     DeliveryMode,
+    Model,
     Secret,
     UserFields,
     WebhookToken,
@@ -19,16 +20,55 @@ from callbridge.core.config import (
 
 # https://{portal}/rest/{user id}/{code}/ : the portal's inbound webhook, as Bitrix24 shows it.
 WEBHOOK_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?/rest/\d+/[A-Za-z0-9_-]{6,}/?$")
+PORTAL_URL = r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?$"  # https://{portal}: no path, no trailing slash
+OAUTH_URL = "https://oauth.bitrix.info"  # Bitrix24's OAuth server, the same for every portal
+
+
+class Bitrix24App(Model):
+    """A local application of the portal (Developer resources → Other → Local application, "uses
+    only API"): its OAuth credentials. The tokens are not here: `callbridge bitrix24 authorize`
+    puts the first ones in SSM and the connector keeps them refreshed there (docs/bitrix24.md)."""
+
+    portal: str = Field(
+        pattern=PORTAL_URL, description="The portal, https://{portal} (the REST calls go to its /rest/)"
+    )
+    client_id: str = Field(
+        pattern=r"^[A-Za-z0-9._-]{4,128}$", description="The application's client_id (local.…); not a secret"
+    )
+    client_secret: Secret = Field(description="The application's client_secret (kept in SSM)")
+    member_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9]{8,64}$",
+        description="The portal's member_id: when set, tokens of any other portal are refused",
+    )
+    oauth_url: str = Field(
+        default=OAUTH_URL, pattern=PORTAL_URL, description="Bitrix24's OAuth server (tests: a fake one)"
+    )
+
+    @field_validator("client_secret", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return expand_env(value)
+
+    @property
+    def domain(self) -> str:
+        """The portal's host[:port], as Bitrix24 names it in `domain`."""
+        return self.portal.split("://", 1)[1]
 
 
 class Bitrix24Settings(CrmSettings):
-    """Bitrix24 telephony through an inbound webhook (docs/bitrix24.md)."""
+    """Bitrix24 telephony through an inbound webhook or a local application's OAuth tokens
+    (docs/bitrix24.md): exactly one of `webhook_url` and `app`."""
 
     kind: Literal["bitrix24"] = "bitrix24"
     name: str = Field(default="bitrix24", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
-    webhook_url: Secret = Field(
+    webhook_url: Secret | None = Field(
+        default=None,
         description="The portal's inbound webhook, https://{portal}/rest/{user}/{code}/, with the telephony, "
-        "crm and user scopes (its code is a secret: kept in SSM)"
+        "crm and user scopes (its code is a secret: kept in SSM); or `app`",
+    )
+    app: Bitrix24App | None = Field(
+        default=None, description="A local application's OAuth credentials (Bitrix24App); or `webhook_url`"
     )
     application_token: WebhookToken | None = Field(
         default=None,
@@ -54,9 +94,22 @@ class Bitrix24Settings(CrmSettings):
     def _env(cls, value: Any) -> Any:
         return expand_env(value)
 
+    @model_validator(mode="after")
+    def _one_way(self) -> Bitrix24Settings:
+        # Two ways to call the portal would mean two identities and two places a call could be
+        # filed from: the account file picks one.
+        if (self.webhook_url is None) == (self.app is None):
+            raise ValueError(
+                "set exactly one of webhook_url (an inbound webhook) and app (a local application's "
+                "client_id and client_secret)"
+            )
+        return self
+
     @field_validator("webhook_url")
     @classmethod
     def _webhook(cls, value: Any) -> Any:
+        if value is None:
+            return value
         text = value.get_secret_value()
         if text != STORED_SECRET and not WEBHOOK_URL.match(text):
             # The message names the expected shape, never the value (it holds the webhook's code).

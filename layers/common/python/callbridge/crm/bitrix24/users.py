@@ -39,7 +39,7 @@ def portal_users(account_id: str, crm_name: str | None = None) -> tuple[list[dic
     PBX users whose mapping names nobody in the portal. LookupError: the account has no such CRM."""
     from callbridge.core.accounts import get_account
     from callbridge.crm.base import with_secrets
-    from callbridge.crm.bitrix24.api import Bitrix24Api
+    from callbridge.crm.bitrix24.api import open_api
     from callbridge.crm.bitrix24.settings import Bitrix24Settings
 
     account = get_account(account_id)
@@ -49,7 +49,7 @@ def portal_users(account_id: str, crm_name: str | None = None) -> tuple[list[dic
         raise LookupError(f"account {account_id} has no Bitrix24 {crm_name or ''}".strip())
     filled = with_secrets(account.id, crm, force=True)
     assert isinstance(filled, Bitrix24Settings)
-    api = Bitrix24Api(filled.webhook_url.get_secret_value())
+    api = open_api(account.id, filled)
     try:
         found: list[dict[str, Any]] = []
         start = 0
