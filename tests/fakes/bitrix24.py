@@ -7,6 +7,11 @@ inbound webhook (`/rest/{user}/{code}/{method}.json`), answering in Bitrix24's s
   recording is downloaded, as the portal does), `voximplant.statistic.get` by CALL_ID,
   `telephony.externalCall.searchCrmEntities`, `user.get`, and `batch` (`$result[name][FIELD]`);
 - the portal's leaky bucket: 2 requests a second, 50 at once; beyond that QUERY_LIMIT_EXCEEDED (503);
+- as a local application (`/rest/{method}.json` with `auth={access token}`) and Bitrix24's OAuth
+  server (`GET /oauth/token/`, grant_type authorization_code or refresh_token): access tokens live
+  `access_lifetime`, `expire_access()` ends them now; a refresh rotates the refresh token and spends
+  the old one AND the access token issued with it (invalid_grant / invalid_token from then on);
+  a method called with a stale token answers 401 `expired_token`;
 - faults: `limit_next = n` answers the next n requests with the limit error (other applications
   spent the bucket), `lose_answers[method] = n` makes the next n requests that reach `method` do their work
   and then answer 500 (the answer lost after saving), `reject_phones` refuses a register.
@@ -15,6 +20,7 @@ inbound webhook (`/rest/{user}/{code}/{method}.json`), answering in Bitrix24's s
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +32,10 @@ from urllib.parse import parse_qsl
 import httpx
 
 PATH = re.compile(r"^/rest/(\d+)/([^/]+)/([A-Za-z0-9_.]+)\.json$")
+APP_PATH = re.compile(r"^/rest/([A-Za-z0-9_.]+)\.json$")  # a local application's call: auth= in the form
+CLIENT_ID = "local.0000fake0001.00000001"
+CLIENT_SECRET = "fake-client-secret-0123456789"
+MEMBER_ID = "a223c6b3710f85df22e9377d6c4f7553"
 STATUS_CODES = {"200", "304", "603", "603-S", "403", "404", "486", "484", "503", "480", "402", "423", "OTHER"}
 REGISTER_FIELDS = {
     "USER_ID", "USER_PHONE_INNER", "PHONE_NUMBER", "CALL_START_DATE", "CRM_CREATE", "CRM_SOURCE",
@@ -86,6 +96,21 @@ class FakeBitrix24:
     requests: int = 0
     methods: list[str] = field(default_factory=list)  # every method reached, batch commands too
     limited: int = 0  # requests answered QUERY_LIMIT_EXCEEDED
+    # The local application and the OAuth server.
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    member_id: str = MEMBER_ID
+    portal: str = ""  # our own base URL (http://127.0.0.1:port): client_endpoint is {portal}/rest/
+    access_lifetime: float = 3600.0
+    oauth_delay: float = 0.0  # the OAuth server answers this late (two refreshes overlap)
+    access_tokens: dict[str, float] = field(default_factory=dict)  # live token -> when it ends
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # unspent refresh token -> its access token
+    spent: set[str] = field(default_factory=set)  # refresh tokens used once (refused again)
+    codes: set[str] = field(default_factory=set)  # authorization codes not exchanged yet
+    grants: list[str] = field(default_factory=list)  # every grant served: authorization_code, refresh_token
+    refused_grants: list[str] = field(default_factory=list)  # every grant refused, with its error
+    stale_calls: int = 0  # methods refused expired_token / invalid_token
+    seen_tokens: list[str] = field(default_factory=list)  # every token issued (tests look for them in logs)
     _registered: dict[tuple[Any, ...], tuple[str, float]] = field(default_factory=dict)
     _level: float = 0.0
     _drained_at: float = field(default_factory=time.monotonic)
@@ -107,26 +132,94 @@ class FakeBitrix24:
                 "data[CALL_ID]": call_id, "data[CRM_ENTITY_TYPE]": "CONTACT", "data[CRM_ENTITY_ID]": "5",
                 "data[IS_MOBILE]": "0", "ts": str(int(time.time()))}  # fmt: skip
 
+    # -- the local application -------------------------------------------------------------------
+    def authorize(self) -> str:
+        """An administrator authorizes the application in his browser: the code its redirect gets."""
+        with self._lock:
+            code = secrets.token_hex(16)
+            self.codes.add(code)
+            return code
+
+    def expire_access(self) -> None:
+        """Every access token issued so far ends now (an hour passed)."""
+        with self._lock:
+            for token in self.access_tokens:
+                self.access_tokens[token] = 0.0
+
+    def _issue(self) -> dict[str, Any]:
+        access, refresh = secrets.token_hex(24), secrets.token_hex(24)
+        self.access_tokens[access] = time.time() + self.access_lifetime
+        self.refresh_tokens[refresh] = access
+        self.seen_tokens += [access, refresh]
+        return {"access_token": access, "expires": int(time.time() + self.access_lifetime),
+                "expires_in": int(self.access_lifetime), "scope": "app", "domain": "oauth.bitrix.info",
+                "server_endpoint": "https://oauth.bitrix.info/rest/", "status": "L",
+                "client_endpoint": f"{self.portal}/rest/", "member_id": self.member_id, "user_id": 1,
+                "refresh_token": refresh}  # fmt: skip
+
+    def _oauth(self, method: str, query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        if method != "GET":
+            return self._violation(f"{method} /oauth/token/: the OAuth server is asked with GET")
+        grant = query.get("grant_type", "")
+
+        def refuse(error: str, status: int = 400) -> tuple[int, Any, dict[str, str]]:
+            self.refused_grants.append(f"{grant}: {error}")
+            return status, {"error": error, "error_description": error.replace("_", " ")}, {}
+
+        if query.get("client_id") != self.client_id or query.get("client_secret") != self.client_secret:
+            return refuse("invalid_client", 401)
+        if grant == "authorization_code":
+            if query.get("code") not in self.codes:
+                return refuse("invalid_grant")
+            self.codes.discard(query["code"])
+        elif grant == "refresh_token":
+            token = query.get("refresh_token", "")
+            if token in self.spent or token not in self.refresh_tokens:
+                return refuse("invalid_grant")
+            # Bitrix24: the refresh token and the access token issued with it are both spent now.
+            self.spent.add(token)
+            self.access_tokens.pop(self.refresh_tokens.pop(token), None)
+        else:
+            self.errors.append(f"oauth: grant_type {grant!r}")
+            return refuse("unsupported_grant_type")
+        self.grants.append(grant)
+        return 200, self._issue(), {}
+
+    def _app_auth(self, params: dict[str, Any]) -> tuple[int, Any, dict[str, str]] | None:
+        token = str(params.pop("auth", "") or "")
+        ends = self.access_tokens.get(token)
+        if ends is None or ends <= time.time():
+            self.stale_calls += 1
+            error = "expired_token" if ends is not None else "invalid_token"
+            return 401, {"error": error, "error_description": "The access token provided has expired."}, {}
+        return None
+
     # -- HTTP ------------------------------------------------------------------------------------
     def handle(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
     ) -> tuple[int, Any, dict[str, str]]:
         started = time.time()
+        if path == "/oauth/token/" and self.oauth_delay:
+            time.sleep(self.oauth_delay)  # outside the lock: other requests go on meanwhile
         with self._lock:
             self.requests += 1
-            match = PATH.match(path)
-            if method != "POST" or not match:
+            if path == "/oauth/token/":
+                return self._oauth(method, query)
+            match, app = PATH.match(path), APP_PATH.match(path)
+            if method != "POST" or not (match or app):
                 return self._violation(f"{method} {path}: not a webhook method call")
-            if match.group(2) != self.code:
+            if match and match.group(2) != self.code:
                 return 401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}, {}
+            name = match.group(3) if match else app.group(1) if app else ""
+            if headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded" and body:
+                return self._violation(f"{name}: the body is not a form")
+            params = php_parse(parse_qsl(body.decode(), keep_blank_values=True))
+            if app and (stale := self._app_auth(params)):
+                return stale
             if self.limit_next > 0 or not self._take_token():
                 self.limit_next = max(0, self.limit_next - 1)
                 self.limited += 1
                 return 503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}, {}
-            if headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded" and body:
-                return self._violation(f"{match.group(3)}: the body is not a form")
-            params = php_parse(parse_qsl(body.decode(), keep_blank_values=True))
-            name = match.group(3)
             try:
                 result = self._batch(params) if name == "batch" else self._method(name, params)
             except Refused as refused:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from callbridge.crm.bitrix24.settings import Bitrix24App, Bitrix24Settings
 from callbridge.infra import aws, secrets
@@ -50,10 +50,10 @@ class Tokens:
     expires_at: float  # epoch seconds
     version: int  # +1 at each refresh: how a waiting Lambda sees that the refresh is done
     member_id: str = ""
-    domain: str = ""
+    client_endpoint: str = ""  # https://{portal}/rest/: whose tokens these are
 
     def __repr__(self) -> str:  # a Tokens in a traceback or a log line shows no token
-        return f"Tokens(version={self.version}, expires_at={self.expires_at:.0f}, domain={self.domain!r})"
+        return f"Tokens(version={self.version}, expires_at={self.expires_at:.0f}, endpoint={self.client_endpoint!r})"
 
     def dumps(self) -> str:
         return json.dumps(asdict(self))
@@ -90,7 +90,9 @@ def _app(settings: Bitrix24Settings) -> Bitrix24App:
 class OAuthServer:
     """Bitrix24's OAuth server (`oauth_url`, https://oauth.bitrix.info): `GET /oauth/token/` with
     grant_type refresh_token or authorization_code, client_id and client_secret. Its answer:
-    access_token, refresh_token, expires_in (or expires), domain, member_id, client_endpoint."""
+    access_token, refresh_token, expires_in (or expires), member_id, client_endpoint (the portal's
+    REST address; `domain` there is the OAuth server's own, oauth.bitrix.info). A refresh spends the
+    refresh token AND the access token issued with it."""
 
     def __init__(self, app: Bitrix24App, *, timeout_s: float = 10.0):
         self.app = app
@@ -125,7 +127,7 @@ class OAuthServer:
         lifetime = float(body.get("expires_in") or 3600)
         expires = float(body.get("expires") or time.time() + lifetime)
         return Tokens(str(body["access_token"]), str(body.get("refresh_token") or ""), expires, 0,
-                      str(body.get("member_id") or ""), str(body.get("domain") or ""))  # fmt: skip
+                      str(body.get("member_id") or ""), str(body.get("client_endpoint") or ""))  # fmt: skip
 
 
 def _error_code(body: str) -> str:
@@ -137,8 +139,9 @@ def _error_code(body: str) -> str:
 def check_portal(app: Bitrix24App, tokens: Tokens) -> None:
     """Tokens of another portal are refused: a wrong client_id/code pair (or a member_id that is
     not the account's) must not make us file calls in someone else's Bitrix24."""
-    if tokens.domain and tokens.domain.lower() != app.domain.lower():
-        raise ValueError(f"the tokens are for {tokens.domain}, not {app.domain} (the account's app.portal)")
+    host = urlsplit(tokens.client_endpoint).netloc.lower()
+    if host != app.domain.lower():
+        raise ValueError(f"the tokens are for {host or 'no portal'}, not {app.domain} (the account's app.portal)")
     if app.member_id and tokens.member_id != app.member_id:
         raise ValueError("the tokens' member_id is not the account's app.member_id")
 
@@ -224,7 +227,7 @@ class TokenStore:
         except ValueError as exc:
             raise TokenError(str(exc)) from None
         stored = Tokens(fresh.access_token, fresh.refresh_token or seen.refresh_token, fresh.expires_at,
-                        seen.version + 1, fresh.member_id or seen.member_id, fresh.domain or seen.domain)  # fmt: skip
+                        seen.version + 1, fresh.member_id or seen.member_id, fresh.client_endpoint)  # fmt: skip
         # Stored before anything uses it: the old refresh token is spent now, the new one exists
         # only in this Lambda's memory until this write.
         self.store(stored)
@@ -274,15 +277,13 @@ def authorize(account_id: str, settings: Bitrix24Settings, code: str, *, timeout
     store = TokenStore(account_id, settings, timeout_s=timeout_s)
     previous = store.read()
     tokens = Tokens(fresh.access_token, fresh.refresh_token, fresh.expires_at,
-                    (previous.version if previous else 0) + 1, fresh.member_id, fresh.domain)  # fmt: skip
+                    (previous.version if previous else 0) + 1, fresh.member_id, fresh.client_endpoint)  # fmt: skip
     store.store(tokens)
     return tokens
 
 
 def code_of(pasted: str) -> str:
     """The code from what the operator pasted: the code itself, or the whole redirected URL."""
-    from urllib.parse import parse_qs, urlsplit
-
     text = pasted.strip()
     if "code=" in text:
         found: Mapping[str, Any] = parse_qs(urlsplit(text).query or text)

@@ -52,7 +52,7 @@ class Bitrix24App(Model):
 
     @property
     def domain(self) -> str:
-        """The portal's host[:port], as Bitrix24 names it in `domain`."""
+        """The portal's host[:port], as the tokens' client_endpoint names it."""
         return self.portal.split("://", 1)[1]
 
 
