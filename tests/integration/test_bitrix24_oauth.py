@@ -100,7 +100,7 @@ def test_the_first_tokens_come_from_an_authorization_code_of_the_accounts_portal
     with pytest.raises(ValueError, match="member_id"):
         portal.authorize()
     assert store.read() == tokens
-    assert oauth.code_of(f"https://localhost/?code=abc123&domain=x&member_id=y") == "abc123"
+    assert oauth.code_of("https://localhost/?code=abc123&domain=x&member_id=y") == "abc123"
 
 
 def test_an_expired_access_token_is_refreshed_once_and_the_calls_filed_once(portal: Portal) -> None:
@@ -137,7 +137,7 @@ def test_two_lambdas_refreshing_at_once_rotate_the_refresh_token_once(portal: Po
         try:
             start.wait()
             got.append(oauth.TokenStore(portal.account, portal.settings()).refresh(stale).access_token)
-        except BaseException as exc:  # noqa: BLE001  (reported by the test thread)
+        except BaseException as exc:  # reported by the test thread
             failed.append(exc)
 
     threads = [threading.Thread(target=one_lambda) for _ in range(2)]
