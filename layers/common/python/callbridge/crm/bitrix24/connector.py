@@ -95,7 +95,13 @@ class Bitrix24Connector:
         """What the operator pastes into the portal (docs/bitrix24.md): no secret, only our URL."""
         assert isinstance(settings, Bitrix24Settings)
         name = f"account {config.account}: Bitrix24 ({settings.name})"
-        lines = [f"{name}: inbound webhook scopes: telephony, crm, user"]
+        if settings.app is None:
+            lines = [f"{name}: inbound webhook scopes: telephony, crm, user"]
+        else:
+            lines = [
+                f"{name}: local application, uses only API, scopes: telephony, crm, user",
+                f"{name}: then give it its tokens: callbridge bitrix24 authorize {config.account} --crm {settings.name}",
+            ]
         if settings.application_token is not None:
             handler = f"{base_url}/v1/{config.account}/bitrix24/make-call"
             lines.append(f"{name}: local application, event.bind OnExternalCallStart handler: {handler}")

@@ -282,6 +282,24 @@ def authorize(account_id: str, settings: Bitrix24Settings, code: str, *, timeout
     return tokens
 
 
+def account_app(account_id: str, crm_name: str | None = None) -> Bitrix24Settings:
+    """The account's Bitrix24 (by `name`; default: the first) with its secrets from SSM.
+    LookupError: no such Bitrix24, or it calls through a webhook, not an application."""
+    from callbridge.core.accounts import get_account
+    from callbridge.crm.base import with_secrets
+
+    account = get_account(account_id)
+    crms = [c for c in account.settings.crms if isinstance(c, Bitrix24Settings)] if account.has_crms else []
+    crm = next((c for c in crms if crm_name in (None, c.name)), None)
+    if crm is None:
+        raise LookupError(f"account {account_id} has no Bitrix24 {crm_name or ''}".strip())
+    if crm.app is None:
+        raise LookupError(f"account {account_id}: Bitrix24 {crm.name} calls through its webhook_url (no app section)")
+    filled = with_secrets(account.id, crm, force=True)
+    assert isinstance(filled, Bitrix24Settings)
+    return filled
+
+
 def code_of(pasted: str) -> str:
     """The code from what the operator pasted: the code itself, or the whole redirected URL."""
     text = pasted.strip()
