@@ -42,7 +42,9 @@ def portal(tmp_path: Path) -> Iterator[tuple[FakeBitrix24, Path]]:
         with crm_server.serve(fake) as url:
             fake.portal = url
             path = tmp_path / "cli-b24app.yaml"
-            path.write_text(ACCOUNT.format(url=url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, member_id=MEMBER_ID))
+            path.write_text(
+                ACCOUNT.format(url=url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, member_id=MEMBER_ID)
+            )
             yield fake, path
     finally:
         oauth.clear_cache()
