@@ -4,8 +4,10 @@ PY ?= python3
 VENV := .venv
 SAMVENV := .tools/sam
 export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)/functions:$(CURDIR)/tools
+# The SAM CLI reports usage to AWS unless told not to: a build or a test run must not phone home.
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint bench build validate clean
+.PHONY: run test lint bench bench-cost build validate clean
 
 $(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,6 +44,10 @@ build: $(SAMVENV)/.installed
 ## bench: cold start, warm and gateway latency figures (prints a table, writes bench/results/*.json)
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/benchmark.py $(ARGS)
+
+## bench-cost: cost per 1,000 and 1,000,000 calls by AWS line item, and hang-up → CRM latency (bench/cost.py)
+bench-cost: $(VENV)/.installed
+	$(VENV)/bin/python bench/cost.py $(ARGS)
 
 clean:
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

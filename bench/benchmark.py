@@ -249,6 +249,7 @@ class ColdSamples:
     import_ms: list[float] = field(default_factory=list)
     call_ms: list[float] = field(default_factory=list)
     process_ms: list[float] = field(default_factory=list)
+    max_rss_kb: list[int] = field(default_factory=list)
 
 
 def cold_once(workers: Workers, target: Target, run: int) -> tuple[dict[str, Any], float]:
@@ -274,6 +275,7 @@ def measure_cold(workers: Workers, targets: Sequence[Target], runs: int, progres
             entry.import_ms.append(float(result["import_ms"]))
             entry.call_ms.append(float(result["call_ms"]))
             entry.process_ms.append(wall_ms)
+            entry.max_rss_kb.append(int(result.get("max_rss_kb", 0)))
         progress.step(f"cold start round {run}/{runs}")
     return samples
 
@@ -551,6 +553,9 @@ def cold_report(samples: dict[str, ColdSamples]) -> dict[str, Any]:
             "import_ms": summary(entry.import_ms),
             "first_call_ms": summary(entry.call_ms),
             "process_wall_ms": summary(entry.process_ms),
+            # The whole interpreter's peak resident memory after the first call: the floor of the
+            # MemorySize the function can be given (bench/cost.py chooses it).
+            "max_rss_mb": round(max(entry.max_rss_kb, default=0) / 1024, 1),
             "ratio_to_floor": ratio(total["p50"], floor_p50["total_ms"]),
             "import_ratio_to_floor": ratio(percentile(entry.import_ms, 50), floor_p50["import_ms"]),
             "first_call_ratio_to_floor": ratio(percentile(entry.call_ms, 50), floor_p50["call_ms"]),
@@ -615,6 +620,11 @@ def render(results: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
 
+    lines += [
+        "",
+        "Peak resident memory after a cold start (MB): "
+        + ", ".join(f"{name} {entry['max_rss_mb']:.0f}" for name, entry in cold.items()),
+    ]
     profile = results["import_profile"]
     lines += [
         "",

@@ -95,6 +95,8 @@ def run(count: int) -> dict[str, Any]:
                         {"pbx_user": u, "extension": str(100 + i), "retailcrm_user_id": i + 1}
                         for i, u in enumerate(USERS)
                     ],
+                    # the fake CRMs on loopback, trusted host:port (docs/accounts.md, trusted_hosts)
+                    "trusted_hosts": [url.removeprefix("http://") for url in (mini_url, retail_url)],
                 }
             )
         )

@@ -89,6 +89,8 @@ def run(requests: int) -> dict[str, Any]:
                     ],
                     "users": [{"pbx_user": "andy", "extension": "100", "retailcrm_user_id": 1}],
                     "contacts": [{"name": "Directory Client", "phones": [DIRECTORY_PHONE], "responsible": "andy"}],
+                    # the fake CRM on loopback, trusted host:port (docs/accounts.md, trusted_hosts)
+                    "trusted_hosts": [crm_url.removeprefix("http://")],
                 }
             )
         )

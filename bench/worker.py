@@ -42,6 +42,20 @@ def _write(path: str, payload: dict[str, Any]) -> None:
         json.dump(payload, handle)
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory, read after the clock: what the function needs of its
+    MemorySize after a cold start. VmHWM, not getrusage's ru_maxrss, which Linux carries over from
+    the parent (the benchmark, with moto in it) through fork and exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def cold(module_name: str, function_name: str, result_file: str) -> None:
     event = json.load(sys.stdin)
     _mark(IMPORT_START)
@@ -57,6 +71,7 @@ def cold(module_name: str, function_name: str, result_file: str) -> None:
     _write(
         result_file,
         {
+            "max_rss_kb": _peak_rss_kb(),
             "import_ms": (imported - started) * 1000,
             "call_ms": (returned - called) * 1000,
             "total_ms": (returned - started) * 1000,

@@ -1,17 +1,12 @@
-"""GET /health - answers while the API and its function runtime are up."""
+"""The API's static answers (callbridge.edge.static): GET /health, and the retailCRM module's logo
+and page."""
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-
+from callbridge.edge.static import static_app
 from callbridge.infra.observability import invocation
 
-app = APIGatewayHttpResolver()
-
-
-@app.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+app = static_app()
 
 
 @invocation

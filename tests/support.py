@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 DEMO_ACCOUNT = "demo"
 DEMO_TOKEN = "demo-crm-token-0001"
@@ -92,3 +93,49 @@ def call_ids(bridge: Any, account: str) -> list[str]:
         ProjectionExpression="call_id",
     )
     return [item["call_id"]["S"] for page in pages for item in page["Items"]]
+
+
+# -- Trusting local fakes ----------------------------------------------------------------------
+# An account may send requests (and keys) only to https on public addresses; a fake on
+# http://127.0.0.1:<port> must be trusted by the account file, host:port by host:port
+# (`trusted_hosts`, docs/accounts.md). These helpers add exactly the fakes' host:ports.
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def host_port(url: str) -> str:
+    """The "host:port" of a URL, as trusted_hosts names it ("[::1]:8080" for IPv6)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _local_urls(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [url for item in value.values() for url in _local_urls(item)]
+    if isinstance(value, list):
+        return [url for item in value for url in _local_urls(item)]
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return [value] if urlsplit(value).hostname in _LOCAL_HOSTS else []
+    return []
+
+
+def trusting_fakes(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` (an account file as a dict) with the host:port of every loopback URL of its `pbx` and
+    `crms` added to `trusted_hosts`: what a test's account needs to reach its fakes."""
+    found = [host_port(url) for url in _local_urls([config.get("pbx"), config.get("crms")])]
+    trusted = list(dict.fromkeys([*config.get("trusted_hosts", []), *found]))
+    return {**config, "trusted_hosts": trusted} if trusted else config
+
+
+def trusting_fakes_yaml(text: str) -> str:
+    """An account file's text with its fakes trusted (trusting_fakes); comments are not kept."""
+    import yaml
+
+    dumped: str = yaml.safe_dump(trusting_fakes(yaml.safe_load(text)), allow_unicode=True, sort_keys=False)
+    return dumped
+
+
+def trusted_hosts_yaml(*urls: str) -> str:
+    """A `trusted_hosts:` line of an account file trusting the host:port of each URL."""
+    return "trusted_hosts: " + json.dumps(list(dict.fromkeys(host_port(url) for url in urls)))

@@ -14,7 +14,7 @@ from tests.cli.conftest import Cli
 from tests.fakes.base import serve
 from tests.fakes.ccrm import FakeCcrm, record
 from tests.fakes.telediscount import FakeTelediscount
-from tests.support import call_ids
+from tests.support import call_ids, trusting_fakes_yaml
 
 pytestmark = pytest.mark.timeout(120)
 CCRM_KEY = "cli-backfill-ccrm-key-0001"
@@ -45,7 +45,7 @@ def ccrm() -> Iterator[tuple[FakeCcrm, str]]:
 
 def apply(callbridge: Cli, tmp_path: Path, name: str, text: str) -> None:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(trusting_fakes_yaml(text), encoding="utf-8")
     result = callbridge("accounts", "apply", str(path))
     assert result.exit_code == 0, result.output
 

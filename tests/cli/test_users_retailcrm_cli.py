@@ -4,8 +4,11 @@ with a fake Cloud PBX and a fake retailCRM on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -13,6 +16,7 @@ from tests.fakes import crm_server
 from tests.fakes.cloudpbx_api import PATH as PBX_PATH
 from tests.fakes.cloudpbx_api import FakeCloudPbx
 from tests.fakes.retailcrm import FakeRetailCrm
+from tests.support import trusting_fakes_yaml
 
 PBX_TOKEN = "cli-sync-pbx-token-0001"
 CRM_KEY = "cli-retailcrm-key-0001"
@@ -47,8 +51,10 @@ def fakes(tmp_path: Path) -> Iterator[tuple[FakeCloudPbx, FakeRetailCrm, Path]]:
     with crm_server.serve(pbx) as pbx_url, crm_server.serve(crm) as crm_url:
         path = tmp_path / "cli-sync.yaml"
         path.write_text(
-            ACCOUNT.format(
-                pbx=pbx_url, path=PBX_PATH, token=PBX_TOKEN, crm=crm_url, crm_key=CRM_KEY, client_id=CLIENT_ID
+            trusting_fakes_yaml(
+                ACCOUNT.format(
+                    pbx=pbx_url, path=PBX_PATH, token=PBX_TOKEN, crm=crm_url, crm_key=CRM_KEY, client_id=CLIENT_ID
+                )
             )
         )
         yield pbx, crm, path
@@ -114,6 +120,9 @@ def test_retailcrm_register_is_idempotent(callbridge, fakes):
     assert telephony["changeUserStatusUrl"] == "https://bridge.example.com/v1/cli-sync/retailcrm/user-status"
     assert telephony["additionalCodes"] == [{"userId": "1", "code": "100"}, {"userId": "2", "code": "201"}]
     assert telephony["externalPhones"] == [{"siteCode": "shop1", "externalPhone": "+7-499-999-99-99"}]
+    # The logo and the page about this integration are the deployment's own (edge/static.py).
+    assert module["logo"] == "https://bridge.example.com/v1/retailcrm/logo.svg"
+    assert module["accountUrl"] == "https://bridge.example.com/v1/cli-sync/retailcrm/about"
 
     # Again, with another base URL: the one module is updated, not duplicated.
     again = callbridge("retailcrm", "register", "cli-sync", "--base-url", "https://new.example.com")
@@ -127,3 +136,24 @@ def test_retailcrm_register_is_idempotent(callbridge, fakes):
 def test_retailcrm_register_needs_a_retailcrm(callbridge):
     result = callbridge("retailcrm", "register", "demo", "--base-url", "https://bridge.example.com")
     assert result.exit_code == 1 and "has no retailCRM" in result.output
+
+
+def test_the_module_logo_and_page_are_served(callbridge, fakes):
+    """What the registered `logo` and `accountUrl` point at, fetched over HTTP as retailCRM's user's
+    browser would: an SVG, and an HTML page naming the account (escaped), for nobody's credentials."""
+    _, crm, path = fakes
+    assert callbridge("accounts", "apply", str(path)).exit_code == 0
+    result = callbridge("retailcrm", "register", "cli-sync", "--base-url", callbridge.bridge.base_url)
+    assert result.exit_code == 0, result.output
+    module = crm.modules["callbridge-test"]
+    with urllib.request.urlopen(module["logo"], timeout=10) as response:
+        assert response.status == 200 and response.headers["Content-Type"] == "image/svg+xml"
+        assert ElementTree.fromstring(response.read()).tag == "{http://www.w3.org/2000/svg}svg"
+    with urllib.request.urlopen(module["accountUrl"], timeout=10) as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+        page = response.read().decode()
+    assert "<code>cli-sync</code>" in page and "/v1/cli-sync/retailcrm/make-call" in page
+    assert CLIENT_ID not in page and CRM_KEY not in page
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(callbridge.bridge.url("/v1/Not%20An%20Account/retailcrm/about"), timeout=10)
+    assert refused.value.code == 404

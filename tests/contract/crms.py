@@ -62,9 +62,15 @@ def _local(call: Call, timezone: str) -> str:
 
 
 # -- MiniCRM: POST /Api/CallLog, one request per UserExtension, CallType 0 out / 1 received / 2 missed,
-# Date in UTC, no id of ours unless a recording is stored.
+# Date in UTC, no id of ours unless a recording is stored, a number of the account's country (RU here)
+# national with its trunk prefix, as MiniCRM's examples send it (the default number_format).
 def _minicrm_received(fake: FakeMiniCrm) -> list[dict[str, Any]]:
     return [{**record, "UserExtension": extension} for extension, record in fake.all_records()]
+
+
+def _national_ru(e164: str) -> str:
+    """+79101234567 as dialled in Russia: 89101234567 (trunk prefix 8); other numbers as they are."""
+    return "8" + e164[2:] if e164.startswith("+7") and len(e164) == 12 else e164
 
 
 def _minicrm_expected(call: Call, timezone: str) -> dict[str, Any]:
@@ -72,7 +78,7 @@ def _minicrm_expected(call: Call, timezone: str) -> dict[str, Any]:
     call_type = 0 if call.direction == Direction.OUT else answered
     return {
         "UserExtension": "101",
-        "Number": call.phone,
+        "Number": _national_ru(call.phone or ""),
         "Duration": call.duration,
         "CallType": call_type,
         "Date": _utc(call),
@@ -86,7 +92,7 @@ MINICRM = CrmProfile(
     fake=FakeMiniCrm,
     received=_minicrm_received,
     expected=_minicrm_expected,
-    reject=lambda fake, phone: fake.reject_numbers.add(phone),
+    reject=lambda fake, phone: fake.reject_numbers.add(_national_ru(phone)),
     violations=lambda fake: list(fake.errors),
 )
 

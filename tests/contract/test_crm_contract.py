@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -30,6 +31,8 @@ from tests.contract.conftest import T0, FakeServers, Logs
 from tests.contract.crms import CRMS, MANAGER, CrmProfile
 from tests.contract.harness import Faults, dynamodb_dump, leaks
 from tests.fakes.crm_server import serve
+from tests.integration.recording_server import guarded_network
+from tests.support import trusting_fakes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,22 +68,24 @@ class CrmStack:
     now: list[datetime]
     account: str
 
-    def entry(self, key: str = KEY) -> dict[str, Any]:
-        return {**self.profile.settings(self.url, key), "mode": "batch"}
+    def entry(self, key: str = KEY, url: str | None = None) -> dict[str, Any]:
+        return {**self.profile.settings(url or self.url, key), "mode": "batch"}
 
-    def apply(self, key: str = KEY) -> None:
-        apply_account(
-            AccountConfig.model_validate(
-                {
-                    "account": self.account,
-                    "timezone": TIMEZONE,
-                    "phone_region": "RU",
-                    "pbx": {"kind": "cloudpbx", "crm_tokens": ["contract-pbx-token-0001"]},
-                    "crms": [self.entry(key)],
-                    "users": [{"pbx_user": MANAGER, **self.profile.manager}],
-                }
-            )
-        )
+    def config(self, key: str = KEY, *, url: str | None = None, trust: bool = True) -> AccountConfig:
+        """The account: its only CRM is the profile's, at the fake (or `url`), whose host:port the
+        account trusts (trusted_hosts) unless `trust` is False."""
+        data = {
+            "account": self.account,
+            "timezone": TIMEZONE,
+            "phone_region": "RU",
+            "pbx": {"kind": "cloudpbx", "crm_tokens": ["contract-pbx-token-0001"]},
+            "crms": [self.entry(key, url)],
+            "users": [{"pbx_user": MANAGER, **self.profile.manager}],
+        }
+        return AccountConfig.model_validate(trusting_fakes(data) if trust else data)
+
+    def apply(self, key: str = KEY, *, url: str | None = None, trust: bool = True) -> None:
+        apply_account(self.config(key, url=url, trust=trust))
         accounts.clear_account_cache()
         secrets.reset_secret_cache()  # a new container (a warm one reads SSM again within 5 minutes)
 
@@ -103,13 +108,15 @@ class CrmStack:
         return item
 
     def connector(self, key: str = KEY, **options: Any) -> Connector:
-        model = registry.crm_settings_model(self.profile.kind)
-        crm_settings = model.model_validate({**self.entry(key), "name": self.profile.kind})
+        # Through the account (not the settings model alone): the fake's host:port is trusted there.
+        crm_settings = self.config(key).crms[0]
+        assert crm_settings.name == self.profile.kind
         ctx = DeliveryContext(
             account=self.account,
             timezone=TIMEZONE,
             users=[UserMapping.model_validate({"pbx_user": MANAGER, **self.profile.manager})],
             recording_url=lambda call_id: f"https://bridge.example.com/v1/recordings/{call_id}",
+            phone_region="RU",  # the account's, as the delivery engine gives it
         )
         return crm_registry.connector(crm_settings, ctx, **options)
 
@@ -405,3 +412,31 @@ def test_a_call_without_a_client_number_is_not_applicable_never_rejected(fake_cr
         connector.close()
     assert (built.records, built.rejected) == ([], "")
     assert "no client number" in built.not_applicable
+
+
+def test_a_crm_on_an_untrusted_address_receives_nothing(crm: CrmStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CRM's address is a name that resolves to loopback (applying it passes: a name is checked
+    on connect): the fake behind it gets no request at all, with the key or without, and the delivery
+    is not retried into the same refusal. Trusting that host:port in the account delivers."""
+    network = guarded_network(monkeypatch)
+    net = next(network)
+    port = urlsplit(crm.url).port
+    net.add("crm.test", "127.0.0.1")
+    crm.apply(url=f"https://crm.test:{port}", trust=False)
+    ids = crm.store(crm.day(2))
+    report = crm.drain()
+    assert report.delivered == 0 and crm.faults.requests == 0 and crm.received() == []
+    assert all(p != port for _, p in net.connects), net.connects
+    # Parked as rejected with the reason, for the operator: retrying would be refused the same way.
+    parked = crm.parked(deliveries.REJECTED)
+    assert sorted(d["call_id"] for d in parked) == sorted(ids)
+    assert all("address refused" in d["reason"] and "loopback" in d["reason"] for d in parked), parked
+    crm.later(hours=6)
+    assert crm.drain().claimed == 0 and crm.faults.requests == 0
+    # Trusted (the operator's explicit choice for a CRM on a private network), the same fake gets them.
+    crm.apply(url=f"http://127.0.0.1:{port}")
+    for call_id in ids:
+        assert deliveries.requeue(crm.account, call_id, crm.profile.kind, crm.now[0])
+    assert crm.drain().delivered == len(ids)
+    assert len(crm.received()) == len(ids)
+    next(network, None)  # the fake network's own check: nothing tried to leave the machine

@@ -22,6 +22,7 @@ from callbridge.store.keys import call_pk
 from tests.contract.conftest import FakeServers, Logs
 from tests.contract.harness import dynamodb_dump, leaks
 from tests.contract.pbxs import NOT_A_WEBHOOK, PBXS, ROTATION_OVERLAP, PbxProfile, PbxRun, credentials
+from tests.support import trusting_fakes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,7 +67,13 @@ class Pbx:
         """Apply the account with `credentials` (current first). `from_elsewhere`: as the operator's
         CLI does from another machine - this process's warm caches are left as they are."""
         config = AccountConfig.model_validate(
-            {"account": self.account, **self.profile.account, "pbx": self.profile.settings(self.run.url, credentials)}
+            trusting_fakes(
+                {
+                    "account": self.account,
+                    **self.profile.account,
+                    "pbx": self.profile.settings(self.run.url, credentials),
+                }
+            )
         )
         if from_elsewhere:
             with pytest.MonkeyPatch.context() as patch:

@@ -20,7 +20,7 @@ from tests.fakes import crm_server
 from tests.fakes.cloudpbx_api import PATH as PBX_PATH
 from tests.fakes.cloudpbx_api import FakeCloudPbx, FakeManagerCrm
 from tests.fakes.telediscount import FakeTelediscount
-from tests.support import form
+from tests.support import form, trusting_fakes_yaml
 
 pytestmark = pytest.mark.e2e
 
@@ -115,7 +115,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "tele": tele_url,
         }
         for name, text in (("routed", ROUTED), ("tele", TELE), ("nopbx", DOWN)):
-            (accounts / f"{name}.yaml").write_text(text.format(**values), encoding="utf-8")
+            (accounts / f"{name}.yaml").write_text(trusting_fakes_yaml(text.format(**values)), encoding="utf-8")
         bridge = stack.enter_context(
             running_bridge(accounts, params={"PbxTimeoutSeconds": str(PBX_TIMEOUT_S), "ContactBudgetMs": "1000"})
         )

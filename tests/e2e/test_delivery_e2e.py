@@ -28,7 +28,7 @@ from tests.fakes.crm_server import serve
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.integration.recording_server import RecordingServer, Reply
-from tests.support import form, seed_history
+from tests.support import form, seed_history, trusting_fakes_yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 TOKEN = "e2e-delivery-token-0001"
@@ -53,7 +53,7 @@ crms:
   - {{kind: retailcrm, base_url: "{retail}", api_key: {retail_key}, mode: {mode},
       client_id: e2e-retail-client-0001, default_user_id: 99}}
 recordings:
-  allow_hosts: [127.0.0.1]   # the test's file server: never on AWS
+  allow_hosts: ["127.0.0.1:{files_port}"]   # the test's file server (that port only): never on AWS
 """
 
 
@@ -92,15 +92,17 @@ def crms() -> Iterator[dict[str, Crm]]:
 
 
 @pytest.fixture(scope="module")
-def bridge(tmp_path_factory: pytest.TempPathFactory, crms: dict[str, Crm]) -> Iterator[LocalBridge]:
+def bridge(
+    tmp_path_factory: pytest.TempPathFactory, crms: dict[str, Crm], files: RecordingServer
+) -> Iterator[LocalBridge]:
     directory: Path = tmp_path_factory.mktemp("accounts")
     for name, mode in (("dbatch", "batch"), ("dreal", "realtime"), ("ddown", "batch")):
         crm = crms[name]
         text = ACCOUNT.format(
             name=name, token=TOKEN, mode=mode, mini=crm.mini_url, retail=crm.retail_url,
-            mini_key=MINI_KEY, retail_key=RETAIL_KEY,
+            mini_key=MINI_KEY, retail_key=RETAIL_KEY, files_port=files.port,
         )  # fmt: skip
-        (directory / f"{name}.yaml").write_text(text, encoding="utf-8")
+        (directory / f"{name}.yaml").write_text(trusting_fakes_yaml(text), encoding="utf-8")
     params = {"DeliveryRetryBaseSeconds": "0", "DeliveryHttpAttempts": "1", "DeliveryMaxAttempts": "5"}
     with running_bridge(directory, params=params) as running:
         yield running

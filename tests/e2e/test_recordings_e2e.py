@@ -34,15 +34,15 @@ pbx:
 recordings:
   basic_auth: {{username: {user}, password: {password}}}
   allowed_ips: {ips}
-  allow_hosts: [127.0.0.1]   # the test's file server: never on AWS
+  allow_hosts: ["127.0.0.1:{port}"]   # the test's file server (that port only): never on AWS
 """
 
 
 @pytest.fixture(scope="module")
-def bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBridge]:
+def bridge(tmp_path_factory: pytest.TempPathFactory, server: RecordingServer) -> Iterator[LocalBridge]:
     directory: Path = tmp_path_factory.mktemp("accounts")
     for name, ips in (("rec", "[]"), ("rec2", "[]"), ("recip", "[195.228.75.210, 195.228.75.211]")):
-        text = ACCOUNT.format(name=name, token=TOKEN, user=USER, password=PASSWORD, ips=ips)
+        text = ACCOUNT.format(name=name, token=TOKEN, user=USER, password=PASSWORD, ips=ips, port=server.port)
         (directory / f"{name}.yaml").write_text(text, encoding="utf-8")
     with running_bridge(directory, params={"RecordingRetryBaseSeconds": "0"}) as running:
         yield running

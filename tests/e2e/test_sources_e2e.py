@@ -21,7 +21,7 @@ from callbridge_local.testing import LocalBridge, running_bridge
 from tests.fakes.base import serve
 from tests.fakes.ccrm import FakeCcrm, record
 from tests.fakes.telediscount import AUDIO, FakeTelediscount
-from tests.support import call_ids
+from tests.support import call_ids, trusting_fakes_yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -57,8 +57,6 @@ pbx:
   webhook_secret: {secret}
 users:
   - {{pbx_user: olga, name: Olga Manoli, sip_account: SIP/00000000672}}
-recordings:
-  allow_hosts: [127.0.0.1]   # the fake telediscount API: never on AWS
 """
 CCRM_ACCOUNT = """\
 account: ccrmpl
@@ -94,9 +92,11 @@ def bridge(
 ) -> Iterator[LocalBridge]:
     directory: Path = tmp_path_factory.mktemp("accounts")
     (directory / "tele.yaml").write_text(
-        TELE_ACCOUNT.format(base=telediscount[1], key=TD_KEY, secret=TD_SECRET), encoding="utf-8"
+        trusting_fakes_yaml(TELE_ACCOUNT.format(base=telediscount[1], key=TD_KEY, secret=TD_SECRET)), encoding="utf-8"
     )
-    (directory / "ccrmpl.yaml").write_text(CCRM_ACCOUNT.format(base=ccrm[1], key=CCRM_KEY), encoding="utf-8")
+    (directory / "ccrmpl.yaml").write_text(
+        trusting_fakes_yaml(CCRM_ACCOUNT.format(base=ccrm[1], key=CCRM_KEY)), encoding="utf-8"
+    )
     params = {"CcrmBackoffMilliseconds": "0", "CcrmFirstLookbackMinutes": "120", "RecordingRetryBaseSeconds": "0"}
     with running_bridge(directory, params=params) as running:
         yield running

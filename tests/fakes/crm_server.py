@@ -1,4 +1,4 @@
-"""A threaded HTTP server on 127.0.0.1 for fake CRMs: GET and POST, the raw body handed to the fake.
+"""A threaded HTTP server on 127.0.0.1 for fake CRMs: GET, POST and PUT, the raw body handed to the fake.
 Run as a context manager: stopped on exit, even on failure."""
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = _serve
     do_POST = _serve
+    do_PUT = _serve
 
 
 @contextmanager

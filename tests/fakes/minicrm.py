@@ -1,8 +1,12 @@
 """Fake MiniCRM Call log API (docs/protocols/minicrm.md): `POST /Api/CallLog`, validating every request against
-the spec, de-duplicating identical records (answered `Exists`) and recording what arrived."""
+the spec, de-duplicating identical records (answered `Exists`) and recording what arrived. With
+`system_id` and `general_key` also the part of MiniCRM's general API (`/Api/R3`, HTTP Basic) that
+callback ToDos use: contacts by phone, cards by main contact, a card's ToDos, ToDo create (PUT) and
+close. `fail_after_save` answers the next N ToDo creates or closes with a 500 after saving them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -13,6 +17,7 @@ from tests.fakes.crm_server import Stall
 
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 FIELDS = {"Number", "Duration", "CallType", "Date", "ReferenceId"}
+TODO_FIELDS = {"ProjectId", "UserId", "Type", "Comment", "Deadline", "Status"}
 
 
 @dataclass
@@ -26,6 +31,12 @@ class FakeMiniCrm:
     stall: Stall = field(default_factory=Stall)
     reject_numbers: set[str] = field(default_factory=set)  # answered as Skipped (unknown number)
     attempts: int = 0
+    system_id: int | None = None
+    general_key: str | None = None
+    contacts: dict[int, dict[str, Any]] = field(default_factory=dict)  # Id -> {Id, Name, Phone}
+    projects: dict[int, dict[str, Any]] = field(default_factory=dict)  # Id -> {Id, Name, MainContactId}
+    todos: dict[int, dict[str, Any]] = field(default_factory=dict)  # Id -> ToDo as created, then updated
+    fail_after_save: dict[str, int] = field(default_factory=dict)  # "todo/create" | "todo/update" -> N
     _seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -43,6 +54,8 @@ class FakeMiniCrm:
         with self._lock:
             if self.down_status is not None:
                 return self.down_status, {"error": "down"}, {}
+            if path.startswith("/Api/R3/"):
+                return self._general(method, path, query, headers, body)
             if (method, path) != ("POST", "/Api/CallLog"):
                 return 404, {"error": "not found"}, {}
             if "application/json" not in headers.get("content-type", ""):
@@ -102,3 +115,85 @@ class FakeMiniCrm:
 
     def all_records(self) -> list[tuple[str, dict[str, Any]]]:
         return [(ext, r) for ext, items in self.records.items() for r in items]
+
+    # -- the general API (/Api/R3): what callback ToDos use ------------------------------------------
+    def _general(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        expected = base64.b64encode(f"{self.system_id}:{self.general_key}".encode()).decode()
+        if self.general_key is None or headers.get("authorization") != f"Basic {expected}":
+            return 401, {"error": "Unauthorized"}, {}
+        if (method, path) == ("GET", "/Api/R3/Contact"):
+            if "Phone" not in query:
+                return self._violation("we search contacts by Phone")
+            digits = _digits(query["Phone"])
+            found = {str(i): c for i, c in self.contacts.items() if _digits(c["Phone"])[-9:] == digits[-9:]}
+            return 200, {"Count": len(found), "Results": found}, {}
+        if (method, path) == ("GET", "/Api/R3/Project"):
+            if "MainContactId" not in query:
+                return self._violation("we search cards by MainContactId")
+            found = {str(i): p for i, p in self.projects.items() if str(p["MainContactId"]) == query["MainContactId"]}
+            return 200, {"Count": len(found), "Results": found}, {}
+        match = re.fullmatch(r"/Api/R3/ToDoList/(\d+)", path)
+        if match and method == "GET":
+            project = int(match.group(1))
+            if project not in self.projects:
+                return 404, {"error": "Project not found"}, {}
+            found = {str(i): t for i, t in self.todos.items() if t["ProjectId"] == project}
+            return 200, {"Count": len(found), "Results": found}, {}
+        if path.rstrip("/") == "/Api/R3/ToDo":
+            if method != "PUT":
+                return 405, {"error": "Method not allowed"}, {}
+            return self._create_todo(body)
+        match = re.fullmatch(r"/Api/R3/ToDo/(\d+)", path)
+        if match and method == "PUT":
+            return self._update_todo(int(match.group(1)), body)
+        return 404, {"error": "not found"}, {}
+
+    def _saved_then_failed(self, endpoint: str) -> bool:
+        left = self.fail_after_save.get(endpoint, 0)
+        if left <= 0:
+            return False
+        self.fail_after_save[endpoint] = left - 1
+        return True
+
+    def _create_todo(self, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        try:
+            todo = json.loads(body)
+        except ValueError:
+            return self._violation("ToDo body is not JSON")
+        if not isinstance(todo, dict) or set(todo) - TODO_FIELDS:
+            return self._violation(
+                f"ToDo: unknown fields {sorted(set(todo) - TODO_FIELDS) if isinstance(todo, dict) else todo}"
+            )
+        if todo.get("ProjectId") not in self.projects:
+            return self._violation("ToDo ProjectId must be an existing card")
+        if not isinstance(todo.get("UserId"), int):
+            return self._violation("ToDo UserId must be a MiniCRM user id (integer)")
+        if not isinstance(todo.get("Comment"), str) or not todo["Comment"]:
+            return self._violation("ToDo Comment is required")
+        if not DATE.match(str(todo.get("Deadline", ""))):
+            return self._violation(f"ToDo Deadline {todo.get('Deadline')!r} is not YYYY-MM-DD HH:MM:SS")
+        new_id = 500 + len(self.todos)
+        self.todos[new_id] = {**todo, "Id": new_id, "Status": "Open"}
+        if self._saved_then_failed("todo/create"):
+            return 500, {"error": "Internal Server Error"}, {}
+        return 200, {"Id": new_id}, {}
+
+    def _update_todo(self, todo_id: int, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        try:
+            update = json.loads(body)
+        except ValueError:
+            return self._violation("ToDo body is not JSON")
+        if not isinstance(update, dict) or set(update) - TODO_FIELDS:
+            return self._violation("ToDo update: unknown fields")
+        if todo_id not in self.todos:
+            return 404, {"error": "ToDo not found"}, {}
+        self.todos[todo_id].update(update)
+        if self._saved_then_failed("todo/update"):
+            return 500, {"error": "Internal Server Error"}, {}
+        return 200, {"Id": todo_id}, {}
+
+
+def _digits(value: Any) -> str:
+    return re.sub(r"\D", "", str(value or ""))

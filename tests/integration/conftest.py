@@ -13,9 +13,15 @@ from callbridge.core import accounts
 from callbridge.core.config import load_account_file
 from callbridge.features.admin import apply_account
 from callbridge.infra import aws, secrets, settings
-from callbridge_local.testing import moto_server, provisioned
+from callbridge_local.provision import AwsTarget, ProvisionedStack, provision
+from callbridge_local.template import load_template
+from callbridge_local.testing import moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+# The parameters the cloud is provisioned with.
+CLOUD_PARAMS = {"MissedCallSettleSeconds": "0"}
 
 
 def _reset_caches() -> None:
@@ -32,8 +38,14 @@ def aws_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def cloud(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A freshly provisioned emulated AWS with the demo account; yields the functions' env."""
+def cloud(cloud_stack: ProvisionedStack) -> dict[str, str]:
+    """A freshly provisioned emulated AWS with the demo account; the functions' env."""
+    return cloud_stack.environment
+
+
+@pytest.fixture
+def cloud_stack(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProvisionedStack]:
+    """What `cloud` provisions, as the stack (the sample-event test writes its `sam local` file)."""
     request = urllib.request.Request(f"{aws_endpoint}/moto-api/reset", method="POST")
     urllib.request.urlopen(request, timeout=10).close()
     for name, value in {
@@ -44,10 +56,10 @@ def cloud(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
         "AWS_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    env = provisioned(aws_endpoint, ROOT / "template.yaml", params={"MissedCallSettleSeconds": "0"})
-    for name, value in env.items():
+    stack = provision(load_template(ROOT / "template.yaml"), AwsTarget(aws_endpoint), params=CLOUD_PARAMS)
+    for name, value in stack.environment.items():
         monkeypatch.setenv(name, value)
     _reset_caches()
     apply_account(load_account_file(ROOT / "accounts" / "demo.yaml"))
-    yield env
+    yield stack
     _reset_caches()

@@ -201,6 +201,11 @@ class RecordingServer:
         self.routes[path] = list(replies)
         return self.url(path)
 
+    def allow(self, *hosts: str) -> frozenset[str]:
+        """An allowlist of this server's port on each host (127.0.0.1 by default): host:port entries,
+        since an allowed host opens only the port named."""
+        return frozenset(f"{host}:{self.port}" for host in hosts or ("127.0.0.1",))
+
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"{self._scheme}://{host}:{self.port}{path}"
 

@@ -21,6 +21,7 @@ from callbridge.store import calls
 from callbridge.store.dynamo import from_item
 from tests.fakes.base import serve
 from tests.fakes.ccrm import SEED_NOTES_BODY, SEED_RECORD, FakeCcrm, record
+from tests.support import trusting_fakes
 
 KEY = "integration-ccrm-key-0001"
 # The vendor documentation's call (2022-12-29 11:24:57 in Poland) falls in the first poll's window from here.
@@ -32,12 +33,14 @@ def ccrm(cloud: dict[str, str]) -> Iterator[FakeCcrm]:
     fake = FakeCcrm(api_key=KEY)
     with serve(fake) as base:
         config = AccountConfig.model_validate(
-            {
-                "account": "pl",
-                "phone_region": "PL",
-                "pbx": {"kind": "ccrm", "base_url": base, "api_key": KEY, "import_sms": True},
-                "users": [{"pbx_user": "jan", "ccrm_internal": "107"}],
-            }
+            trusting_fakes(
+                {
+                    "account": "pl",
+                    "phone_region": "PL",
+                    "pbx": {"kind": "ccrm", "base_url": base, "api_key": KEY, "import_sms": True},
+                    "users": [{"pbx_user": "jan", "ccrm_internal": "107"}],
+                }
+            )
         )
         apply_account(config)
         yield fake
@@ -66,7 +69,11 @@ def test_the_seed_call_is_stored_in_utc_with_its_notes(ccrm: FakeCcrm) -> None:
     call = calls.get_call("pl", SEED_RECORD["uuid"])
     assert call is not None
     assert call["started_at"] == "2022-12-29T10:24:57Z"
-    assert call["notes"] == "Notatka do tego połączenia"
+    # The note keeps its author and when it was written (the notes answer's `created`, in UTC).
+    assert call["notes"] == [
+        {"text": "Notatka do tego połączenia", "author": "Jan Kowalski",
+         "author_id": "a26b956b-ce46-48f4-a1bd-b657136d4148", "created_at": "2022-12-29T12:13:35Z"}
+    ]  # fmt: skip
     assert (call["user"], call["outcome"], call["phone"], call["source"]) == ("jan", "answered", "+48333333333", "ccrm")
     assert calls.get_call("pl", sms["uuid"]) is None and calls.get_call("pl", fax["uuid"]) is None
     assert (message_item(sms["uuid"]) or {}).get("text") == "Hello"
@@ -112,7 +119,8 @@ def test_a_request_limit_pauses_the_poll_and_the_next_run_resumes_at_that_page(
 
 
 def test_a_wrong_key_is_a_clear_error_and_moves_no_cursor(ccrm: FakeCcrm) -> None:
-    api = CcrmApi(base_url=importer.api_for(accounts.get_account("pl")).base_url, api_key="wrong-key")
+    trusted = importer.api_for(accounts.get_account("pl"))
+    api = CcrmApi(base_url=trusted.base_url, api_key="wrong-key", trusted_hosts=trusted.trusted_hosts)
     with pytest.raises(CcrmError) as error:
         poll_account("pl", api=api, now=NOW)
     assert error.value.status == 401 and "wrong-key" not in str(error.value)

@@ -29,6 +29,7 @@ from callbridge_local.drivers import sqs_event
 from tests.fakes.crm_server import serve
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.fakes.retailcrm import FakeRetailCrm
+from tests.support import trusting_fakes
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,35 +67,37 @@ def account_config(
     name: str, crms: Crms, mode: str, *, pbx: dict[str, Any] | None = None, more_users: Sequence[dict[str, Any]] = ()
 ) -> AccountConfig:
     return AccountConfig.model_validate(
-        {
-            "account": name,
-            "timezone": "Europe/Moscow",
-            "phone_region": "RU",
-            "pbx": pbx or {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0001"]},
-            "crms": [
-                {
-                    "kind": "minicrm",
-                    "base_url": crms.mini_url,
-                    "api_key": MINI_KEY,
-                    "mode": mode,
-                    "number_format": "national",
-                    "default_user_extension": "900",
-                },
-                {
-                    "kind": "retailcrm",
-                    "base_url": crms.retail_url,
-                    "api_key": RETAIL_KEY,
-                    "mode": mode,
-                    "client_id": "retail-client-id-0001",
-                    "default_user_id": 99,
-                    "site": "shop1",
-                },
-            ],
-            "users": [
-                {"pbx_user": u, "extension": str(101 + i), "retailcrm_user_id": i + 1} for i, u in enumerate(USERS)
-            ]
-            + list(more_users),
-        }
+        trusting_fakes(
+            {
+                "account": name,
+                "timezone": "Europe/Moscow",
+                "phone_region": "RU",
+                "pbx": pbx or {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0001"]},
+                "crms": [
+                    {
+                        "kind": "minicrm",
+                        "base_url": crms.mini_url,
+                        "api_key": MINI_KEY,
+                        "mode": mode,
+                        "number_format": "national",
+                        "default_user_extension": "900",
+                    },
+                    {
+                        "kind": "retailcrm",
+                        "base_url": crms.retail_url,
+                        "api_key": RETAIL_KEY,
+                        "mode": mode,
+                        "client_id": "retail-client-id-0001",
+                        "default_user_id": 99,
+                        "site": "shop1",
+                    },
+                ],
+                "users": [
+                    {"pbx_user": u, "extension": str(101 + i), "retailcrm_user_id": i + 1} for i, u in enumerate(USERS)
+                ]
+                + list(more_users),
+            }
+        )
     )
 
 
@@ -182,13 +185,8 @@ def store_delivered_history(account: str, count: int, *, start: int) -> None:
 
 
 def expected_minicrm_records(account: str, ids: list[str]) -> int:
-    total = 0
-    for call_id in ids:
-        call = make_call(account, int(call_id[1:]))
-        rang = call.get("users_rang")
-        exts = {u if u in USERS else "ghost" for u in rang} if rang else {call["user"]}
-        total += len(exts)
-    return total
+    """One MiniCRM record per call: a missed call that rang two users is still one call."""
+    return len(ids)
 
 
 def assert_exactly_once(crms: Crms, ids: list[str]) -> None:
@@ -657,3 +655,176 @@ def test_a_call_without_a_number_is_stored_and_not_applicable_where_a_crm_needs_
     assert store.list_parked("batch", "minicrm", store.FAILED) == []
     # Settled: a later drain finds nothing to do.
     assert engine.drain(accounts=["batch"]).claimed == 0
+
+
+def test_retailcrm_is_told_the_ring_time_where_the_pbx_reports_it(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """telediscount reports a call's ring time (`waiting_time`, or a get_calls record's
+    `num_b_waiting_time`): retailCRM gets it as `durationWaiting`. A call whose PBX reported none
+    (here a finished webhook without it, and a Cloud PBX call) is uploaded without the field, not as 0."""
+    import cloudpbx
+    import telediscount
+    from tests.support import form, http_event, seed_history
+
+    use_settings(monkeypatch, DELIVERY_RECORDING_WAIT_SECONDS="0")  # no waiting for the recordings
+    pbx = {"kind": "telediscount", "api_key": "td-api-key-000000002", "webhook_secret": "td-webhook-secret-0002"}
+    olga = {"pbx_user": "olga", "sip_account": "SIP/0000000672", "extension": "672", "retailcrm_user_id": 7}
+    apply_account(account_config("teleb", setup, "batch", pbx=pbx, more_users=[olga]))
+    accounts.clear_account_cache()
+
+    def finished(call_id: str, **fields: str) -> None:
+        event = {"rawPath": "/v1/teleb/telediscount/td-webhook-secret-0002/finished",
+                 "pathParameters": {"account": "teleb", "secret": "td-webhook-secret-0002"},
+                 "queryStringParameters": {"num_a": "79039998877", "num_m": "79037778899", "api_call_id": call_id,
+                                           "setup_time": "1700000000", "num_b": "SIP/0000000672", **fields}}  # fmt: skip
+        assert telediscount.handler(event, None)["statusCode"] == 200
+
+    finished("TD-W1", connection_time="12", waiting_time="5")
+    finished("TD-W2", connection_time="0", waiting_time="31")  # missed: rang 31 s
+    finished("TD-W3", connection_time="7")  # no ring time reported
+    history = seed_history(callid="CP-W1", phone="79101234567", crm_token="delivery-test-token-0001", link=None)
+    assert (
+        cloudpbx.handler(http_event("/v1/batch/cloudpbx", form(**history), account="batch"), None)["statusCode"] == 200
+    )
+
+    engine.drain(accounts=["teleb", "batch"])
+    assert setup.retail.errors == []
+    uploaded = setup.retail.calls
+    assert (uploaded["TD-W1"]["durationWaiting"], uploaded["TD-W1"]["duration"]) == (5, 12)
+    assert (uploaded["TD-W2"]["durationWaiting"], uploaded["TD-W2"]["result"]) == (31, "no answer")
+    assert "durationWaiting" not in uploaded["TD-W3"] and "durationWaiting" not in uploaded["CP-W1"]
+
+
+def test_minicrm_gets_national_numbers_by_default(setup: Crms, now: list[datetime]) -> None:
+    """MiniCRM's documentation sends `Number` national (`0620123456`): by default a number of the
+    account's country goes national with its trunk prefix, a foreign one stays E.164 (its national
+    digits would lose the country); `number_format: e164` sends every number in E.164."""
+    mini = {"kind": "minicrm", "base_url": setup.mini_url, "api_key": MINI_KEY, "mode": "batch"}
+    config = {
+        "account": "hu", "timezone": "Europe/Budapest", "phone_region": "HU",
+        "pbx": {"kind": "cloudpbx", "crm_tokens": ["delivery-test-token-0002"]},
+        "crms": [{**mini, "default_user_extension": "001"},
+                 {**mini, "name": "mini-e164", "number_format": "e164", "default_user_extension": "002"}],
+    }  # fmt: skip
+    apply_account(AccountConfig.model_validate(trusting_fakes(config)))
+    accounts.clear_account_cache()
+    phones = {"HU-1": "+36201234567", "HU-2": "+79101234567", "HU-3": "12345"}  # home, foreign, not E.164
+    items = [
+        {"pk": f"CALL#hu#{call_id}", "sk": "CALL", "account": "hu", "call_id": call_id, "source": "cloudpbx",
+         "final": True, "phone": phone, "direction": "in", "outcome": "answered", "user": "ghost", "duration": 30,
+         "started_at": clock.iso(T0), "finalized_at": clock.iso(T0)}
+        for call_id, phone in phones.items()
+    ]  # fmt: skip
+    for item in items:
+        aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(item))
+        handoff.call_final("hu", str(item["call_id"]), recording_pending=False)
+
+    engine.drain(accounts=["hu"])
+    assert setup.mini.errors == []
+    numbers = {ext: sorted(r["Number"] for r in records) for ext, records in setup.mini.records.items()}
+    assert numbers == {
+        "001": ["+79101234567", "06201234567", "12345"],
+        "002": ["+36201234567", "+79101234567", "12345"],
+    }
+
+
+def test_click_to_call_opens_an_out_card_and_the_telediscount_finish_closes_it(
+    setup: Crms, now: list[datetime]
+) -> None:
+    """A manager clicks a number in retailCRM; telediscount accepts the `outcome` with a call id and
+    rings him first: his card shows the client (`out`), and the call's `finished` webhook closes it
+    (`hangup`) under the same id. A call dialled on a phone (no click-to-call) opens no card."""
+    import telediscount
+    from callbridge.features import clicktocall
+    from tests.fakes.base import serve as serve_pbx
+    from tests.fakes.telediscount import FakeTelediscount
+
+    fake = FakeTelediscount(api_key="td-api-key-000000003", outcome_call_id="TD-OUT-1")
+    with serve_pbx(fake) as base:
+        pbx = {"kind": "telediscount", "api_url": f"{base}/api.php/telephony", "api_key": "td-api-key-000000003",
+               "webhook_secret": "td-webhook-secret-0003"}  # fmt: skip
+        olga = {"pbx_user": "olga", "sip_account": "SIP/00000000672", "extension": "672", "retailcrm_user_id": 7}
+        apply_account(account_config("teleo", setup, "realtime", pbx=pbx, more_users=[olga]))
+        accounts.clear_account_cache()
+        secrets.reset_secret_cache()
+        query = {"clientId": "retail-client-id-0001", "code": "672", "userId": "7", "phone": " 79039998877"}
+        placed = clicktocall.crm_make_call("teleo", "retailcrm", query)
+    assert (placed.pbx_call_id, placed.pbx_user) == ("TD-OUT-1", "olga")
+    assert fake.requests[-1][1]["num_b"] == "79039998877" and fake.errors == []
+
+    def finished(call_id: str) -> None:
+        event = {"rawPath": "/v1/teleo/telediscount/td-webhook-secret-0003/finished",
+                 "pathParameters": {"account": "teleo", "secret": "td-webhook-secret-0003"},
+                 "queryStringParameters": {"num_a": "SIP/0000000672", "num_m": "79037778899", "num_b": "79039998877",
+                                           "api_call_id": call_id, "setup_time": "1700000000",
+                                           "connection_time": "40", "waiting_time": "6"}}  # fmt: skip
+        assert telediscount.handler(event, None)["statusCode"] == 200
+
+    finished("TD-OUT-1")
+    finished("TD-OUT-2")  # dialled on the phone: no card was opened, none is closed
+    messages = queued_delivery_messages()
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert setup.retail.errors == []
+    cards = [(e["type"], e["codes"], e["userIds"], e["phone"], e.get("hangupStatus"), e["callExternalId"])
+             for e in setup.retail.events]  # fmt: skip
+    assert cards == [
+        ("out", ["672"], [7], "+79039998877", None, "TD-OUT-1"),
+        ("hangup", ["672"], [7], "+79039998877", "answered", "TD-OUT-1"),
+    ]
+
+
+def test_call_notes_reach_the_retailcrm_customer_with_their_author_and_time(setup: Crms, now: list[datetime]) -> None:
+    """A ccrm.pl call's notes: retailCRM's upload has no place for them, its customer card has. Each
+    note goes to the customers the caller's number finds, with its author and time (local time of
+    the account), once even when sent again; a number no customer has holds no note, and that is no
+    failure. MiniCRM's call log has no place for notes: only the call goes there."""
+    from callbridge.core.model import Call
+
+    retail = {"kind": "retailcrm", "base_url": setup.retail_url, "api_key": RETAIL_KEY, "mode": "batch",
+              "client_id": "retail-client-id-0002", "default_user_id": 99}  # fmt: skip
+    mini = {"kind": "minicrm", "base_url": setup.mini_url, "api_key": MINI_KEY, "mode": "batch",
+            "default_user_extension": "001"}  # fmt: skip
+    config = {"account": "notes", "timezone": "Europe/Warsaw", "phone_region": "PL",
+              "pbx": {"kind": "ccrm", "base_url": "https://notes.ccrm.pl", "api_key": "ccrm-key-notes-0001"},
+              "crms": [retail, mini]}  # fmt: skip
+    apply_account(AccountConfig.model_validate(trusting_fakes(config)))
+    accounts.clear_account_cache()
+    secrets.reset_secret_cache()
+    setup.retail.customers[501] = {"id": 501, "firstName": "Ola", "phones": [{"number": "+48333333333"}]}
+    notes = [
+        {"text": "Notatka do tego połączenia", "author": "Jan Kowalski", "author_id": "a26b956b",
+         "created_at": "2022-12-29T12:13:35Z"},
+        {"text": "Oddzwonić jutro"},
+    ]  # fmt: skip
+    items = [
+        {"pk": f"CALL#notes#{call_id}", "sk": "CALL", "account": "notes", "call_id": call_id, "source": "ccrm",
+         "final": True, "phone": phone, "direction": "in", "outcome": "answered", "duration": 368,
+         "started_at": "2022-12-29T10:24:57Z", "finalized_at": clock.iso(T0), "notes": notes}
+        for call_id, phone in (("N-1", "+48333333333"), ("N-2", "+48555555555"))
+    ]  # fmt: skip
+    for item in items:
+        aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(item))
+        handoff.call_final("notes", str(item["call_id"]), recording_pending=False)
+
+    report = engine.drain(accounts=["notes"])
+    assert (report.delivered, report.rejected, report.failed) == (4, 0, 0)
+    assert setup.retail.errors == [] and setup.mini.errors == [] and set(setup.retail.calls) == {"N-1", "N-2"}
+    assert [(n["customer"], n["text"]) for n in setup.retail.notes] == [
+        ({"id": 501}, "Notatka do tego połączenia\n\n— Jan Kowalski, 2022-12-29 13:13 (note on call N-1, 1)"),
+        ({"id": 501}, "Oddzwonić jutro\n\n— (note on call N-1, 2)"),
+    ]
+    assert all(set(r) <= {"Number", "Duration", "CallType", "Date", "ReferenceId"} for _, r in setup.mini.all_records())
+
+    # Sent again (a retried delivery): the notes are recognised, not written twice.
+    account = accounts.get_account("notes")
+    crm = account.settings.crms[0]
+    connector = engine.default_connector(crm, account)
+    try:
+        built = connector.records(Call.from_item(items[0]), False)
+        notes_records = [r for r in built.records if r.group != ""]
+        assert [r.kind for r in connector.send(notes_records)] == ["ok", "ok"]
+    finally:
+        connector.close()
+    assert len(setup.retail.notes) == 2

@@ -35,7 +35,6 @@ from callbridge.features.recordings.storage import PART_SIZE
 from tests.integration.recording_server import FakeNet, RecordingServer, Reply, digest, generated, guarded_network
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = frozenset({"127.0.0.1"})
 MiB = 1024 * 1024
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,7 +108,7 @@ def test_a_small_recording_is_stored_byte_for_byte(s3: Any, bucket: str, server:
     seen = calls(s3)
 
     stored = fetch_to_s3(
-        url, bucket=bucket, key="acc/call-1", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3
+        url, bucket=bucket, key="acc/call-1", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=10, s3_client=s3
     )
     assert seen == {"PutObject": 1}
 
@@ -131,7 +130,7 @@ def test_a_large_recording_goes_up_in_8_mib_parts(s3: Any, bucket: str, server: 
     seen = calls(s3)
 
     stored = fetch_to_s3(
-        url, bucket=bucket, key="big", allow_hosts=LOCAL, max_bytes=64 * MiB, timeout_s=30, s3_client=s3
+        url, bucket=bucket, key="big", allow_hosts=server.allow(), max_bytes=64 * MiB, timeout_s=30, s3_client=s3
     )
     assert seen == {"CreateMultipartUpload": 1, "UploadPart": 3, "CompleteMultipartUpload": 1}
 
@@ -147,7 +146,7 @@ def test_exactly_one_part_of_body_is_one_part(s3: Any, bucket: str, server: Reco
     url = server.route("/one.mp3", Reply(body=generated(PART_SIZE)))
     seen = calls(s3)
     stored = fetch_to_s3(
-        url, bucket=bucket, key="one", allow_hosts=LOCAL, max_bytes=PART_SIZE, timeout_s=30, s3_client=s3
+        url, bucket=bucket, key="one", allow_hosts=server.allow(), max_bytes=PART_SIZE, timeout_s=30, s3_client=s3
     )
     assert stored.size == PART_SIZE
     assert seen == {"CreateMultipartUpload": 1, "UploadPart": 1, "CompleteMultipartUpload": 1}
@@ -161,7 +160,14 @@ def test_kms_encryption_when_a_key_is_given(aws_endpoint: str, s3: Any, bucket: 
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
     url = server.route("/k.mp3", Reply(body=b"ID3" + os.urandom(1000)))
     fetch_to_s3(
-        url, bucket=bucket, key="k", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3, kms_key_id=key_id
+        url,
+        bucket=bucket,
+        key="k",
+        allow_hosts=server.allow(),
+        max_bytes=MiB,
+        timeout_s=10,
+        s3_client=s3,
+        kms_key_id=key_id,
     )
     head = s3.head_object(Bucket=bucket, Key="k")
     assert head["ServerSideEncryption"] == "aws:kms"
@@ -190,7 +196,13 @@ def test_content_types(
 ) -> None:
     url = server.route(path, Reply(body=b"x" * 100, headers={"Content-Type": header} if header else {}))
     stored = fetch_to_s3(
-        url + "?token=abc", bucket=bucket, key="ct", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3
+        url + "?token=abc",
+        bucket=bucket,
+        key="ct",
+        allow_hosts=server.allow(),
+        max_bytes=MiB,
+        timeout_s=10,
+        s3_client=s3,
     )
     assert stored.content_type == expected
     assert s3.head_object(Bucket=bucket, Key="ct")["ContentType"] == expected
@@ -202,7 +214,7 @@ def test_the_extension_of_the_final_url_counts(s3: Any, bucket: str, server: Rec
     )
     url = server.route("/play", Reply(status=302, headers={"Location": "/files/abc.wav?sig=1"}))
     stored = fetch_to_s3(
-        url + "?id=7", bucket=bucket, key="r", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3
+        url + "?id=7", bucket=bucket, key="r", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=10, s3_client=s3
     )
     assert stored.content_type == "audio/wav"
 
@@ -243,7 +255,8 @@ _MEMORY_PROBE = textwrap.dedent(
         peak_reset = False
     before = rss("VmRSS")
     tracemalloc.start()
-    stored = fetch_to_s3(url, bucket=bucket, key="fifty", allow_hosts={"127.0.0.1"},
+    host_port = url.split("/")[2]  # the file server, that port only
+    stored = fetch_to_s3(url, bucket=bucket, key="fifty", allow_hosts={host_port},
                          max_bytes=64 * 1024 * 1024, timeout_s=50, s3_client=s3)
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -301,7 +314,7 @@ def test_two_503s_then_success_store_the_file_once(s3: Any, bucket: str, server:
 
     def attempt() -> StoredRecording:
         return fetch_to_s3(
-            url, bucket=bucket, key="flaky", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3
+            url, bucket=bucket, key="flaky", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=10, s3_client=s3
         )
 
     with pytest.raises(TransientFetchError) as first:
@@ -320,7 +333,9 @@ def test_too_large_while_streaming_aborts_the_multipart_upload(s3: Any, bucket: 
     url = server.route("/huge.mp3", Reply(body=generated(12 * MiB)))  # chunked: found out on the way
     seen = calls(s3)
     with pytest.raises(TooLarge):
-        fetch_to_s3(url, bucket=bucket, key="huge", allow_hosts=LOCAL, max_bytes=10 * MiB, timeout_s=30, s3_client=s3)
+        fetch_to_s3(
+            url, bucket=bucket, key="huge", allow_hosts=server.allow(), max_bytes=10 * MiB, timeout_s=30, s3_client=s3
+        )
     assert seen["CreateMultipartUpload"] == 1
     assert seen["AbortMultipartUpload"] == 1
     assert pending_uploads(s3, bucket) == []
@@ -331,7 +346,7 @@ def test_too_large_by_content_length_uploads_nothing(s3: Any, bucket: str, serve
     url = server.route("/declared.mp3", Reply(body=generated(3 * MiB), content_length=3 * MiB))
     seen = calls(s3)
     with pytest.raises(TooLarge):
-        fetch_to_s3(url, bucket=bucket, key="d", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3)
+        fetch_to_s3(url, bucket=bucket, key="d", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=10, s3_client=s3)
     assert seen == {}
     assert keys(s3, bucket) == []
 
@@ -341,7 +356,9 @@ def test_a_body_cut_short_is_transient_and_leaves_nothing(s3: Any, bucket: str, 
     url = server.route("/cut.mp3", Reply(body=generated(9 * MiB), content_length=20 * MiB))
     seen = calls(s3)
     with pytest.raises(TransientFetchError):
-        fetch_to_s3(url, bucket=bucket, key="cut", allow_hosts=LOCAL, max_bytes=64 * MiB, timeout_s=30, s3_client=s3)
+        fetch_to_s3(
+            url, bucket=bucket, key="cut", allow_hosts=server.allow(), max_bytes=64 * MiB, timeout_s=30, s3_client=s3
+        )
     assert seen["UploadPart"] == 1
     assert seen["AbortMultipartUpload"] == 1
     assert pending_uploads(s3, bucket) == []
@@ -360,7 +377,9 @@ def test_an_s3_failure_mid_upload_aborts_too(s3: Any, bucket: str, server: Recor
 
     s3.meta.events.register("before-call.s3.UploadPart", fail_second_part)
     with pytest.raises(RuntimeError, match="S3 is down"):
-        fetch_to_s3(url, bucket=bucket, key="s3fail", allow_hosts=LOCAL, max_bytes=64 * MiB, timeout_s=30, s3_client=s3)
+        fetch_to_s3(
+            url, bucket=bucket, key="s3fail", allow_hosts=server.allow(), max_bytes=64 * MiB, timeout_s=30, s3_client=s3
+        )
     assert pending_uploads(s3, bucket) == []
     assert keys(s3, bucket) == []
 
@@ -373,7 +392,7 @@ def test_an_s3_failure_mid_upload_aborts_too(s3: Any, bucket: str, server: Recor
 def test_status_codes(s3: Any, bucket: str, server: RecordingServer, status: int, error: type[Exception]) -> None:
     url = server.route("/status.mp3", Reply(status=status, body=b"" if status == 204 else b"nope"))
     with pytest.raises(error) as raised:
-        fetch_to_s3(url, bucket=bucket, key="s", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3)
+        fetch_to_s3(url, bucket=bucket, key="s", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=10, s3_client=s3)
     assert getattr(raised.value, "status", None) == status
     assert keys(s3, bucket) == []
 
@@ -384,7 +403,7 @@ def test_404_is_permanent(s3: Any, bucket: str, server: RecordingServer) -> None
             server.url("/missing.mp3"),
             bucket=bucket,
             key="m",
-            allow_hosts=LOCAL,
+            allow_hosts=server.allow(),
             max_bytes=MiB,
             timeout_s=10,
             s3_client=s3,
@@ -396,7 +415,7 @@ def test_404_is_permanent(s3: Any, bucket: str, server: RecordingServer) -> None
 def test_a_compressed_body_is_refused(s3: Any, bucket: str, server: RecordingServer) -> None:
     url = server.route("/gz.mp3", Reply(body=b"\x1f\x8b" + b"\0" * 20, headers={"Content-Encoding": "gzip"}))
     with pytest.raises(PermanentFetchError, match="Content-Encoding"):
-        fetch_to_s3(url, bucket=bucket, key="gz", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3)
+        fetch_to_s3(url, bucket=bucket, key="gz", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=10, s3_client=s3)
 
 
 def test_a_trickling_server_is_cut_off_at_the_overall_deadline(s3: Any, bucket: str, server: RecordingServer) -> None:
@@ -408,7 +427,9 @@ def test_a_trickling_server_is_cut_off_at_the_overall_deadline(s3: Any, bucket: 
     url = server.route("/slow.mp3", Reply(body=trickle))
     started = time.monotonic()
     with pytest.raises(TransientFetchError, match="timed out"):
-        fetch_to_s3(url, bucket=bucket, key="slow", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=1.0, s3_client=s3)
+        fetch_to_s3(
+            url, bucket=bucket, key="slow", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=1.0, s3_client=s3
+        )
     assert time.monotonic() - started < 2.0
     assert keys(s3, bucket) == []
 
@@ -417,7 +438,9 @@ def test_a_server_that_never_answers_times_out(s3: Any, bucket: str, server: Rec
     url = server.route("/mute.mp3", Reply(body=b"late", delay_s=3))
     started = time.monotonic()
     with pytest.raises(TransientFetchError):
-        fetch_to_s3(url, bucket=bucket, key="mute", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=0.5, s3_client=s3)
+        fetch_to_s3(
+            url, bucket=bucket, key="mute", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=0.5, s3_client=s3
+        )
     assert time.monotonic() - started < 1.5
 
 
@@ -438,7 +461,7 @@ def test_redirects_within_the_allowlist_are_followed(
         url,
         bucket=bucket,
         key="redir",
-        allow_hosts={"127.0.0.1", "files.test"},
+        allow_hosts=server.allow("127.0.0.1", "files.test"),
         max_bytes=MiB,
         timeout_s=10,
         s3_client=s3,
@@ -476,7 +499,7 @@ def test_a_redirect_to_a_private_destination_is_refused_before_connecting(
     net.add("127.0.0.1.nip.test", "127.0.0.1")
     url = server.route("/go", Reply(status=302, headers={"Location": location.format(port=server.port)}))
     with pytest.raises(error):
-        fetch_to_s3(url, bucket=bucket, key="x", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3)
+        fetch_to_s3(url, bucket=bucket, key="x", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=10, s3_client=s3)
     assert {address for address, port in net.connects if port == server.port} == {"127.0.0.1"}
     assert [address for address, _port in net.connects if address != "127.0.0.1"] == []
     assert server.hits["/go"] == 1
@@ -486,7 +509,9 @@ def test_a_redirect_to_a_private_destination_is_refused_before_connecting(
 def test_more_than_five_redirects_are_refused(s3: Any, bucket: str, server: RecordingServer) -> None:
     url = server.route("/loop", Reply(status=302, headers={"Location": "/loop"}))
     with pytest.raises(PermanentFetchError, match="redirects"):
-        fetch_to_s3(url, bucket=bucket, key="loop", allow_hosts=LOCAL, max_bytes=MiB, timeout_s=10, s3_client=s3)
+        fetch_to_s3(
+            url, bucket=bucket, key="loop", allow_hosts=server.allow(), max_bytes=MiB, timeout_s=10, s3_client=s3
+        )
     assert server.hits["/loop"] == 6
 
 
@@ -569,7 +594,7 @@ def test_tls_to_the_pinned_address_verifies_the_hostname(
         tls_server.url("/rec.mp3", host="pbx.test"),
         bucket=bucket,
         key="tls",
-        allow_hosts={"pbx.test", "other.test"},
+        allow_hosts=tls_server.allow("pbx.test", "other.test"),
         max_bytes=MiB,
         timeout_s=10,
         s3_client=s3,
@@ -586,7 +611,7 @@ def test_tls_to_the_pinned_address_verifies_the_hostname(
             tls_server.url("/rec.mp3", host="other.test"),
             bucket=bucket,
             key="tls2",
-            allow_hosts={"pbx.test", "other.test"},
+            allow_hosts=tls_server.allow("pbx.test", "other.test"),
             max_bytes=MiB,
             timeout_s=10,
             s3_client=s3,
@@ -598,7 +623,7 @@ def test_tls_to_the_pinned_address_verifies_the_hostname(
             tls_server.url("/rec.mp3", host="pbx.test"),
             bucket=bucket,
             key="tls3",
-            allow_hosts={"pbx.test"},
+            allow_hosts=tls_server.allow("pbx.test"),
             max_bytes=MiB,
             timeout_s=10,
             s3_client=s3,

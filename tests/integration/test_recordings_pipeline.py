@@ -52,26 +52,28 @@ def server(net: FakeNet) -> Iterator[RecordingServer]:
         running.stop()
 
 
-def _account(name: str, **recordings_section: Any) -> AccountConfig:
+def _account(name: str, port: int, **recordings_section: Any) -> AccountConfig:
     data = load_account_file(ROOT / "accounts" / "demo.yaml").model_dump(mode="python")
     data["account"] = name
     data["pbx"] = {"kind": "cloudpbx", "crm_tokens": [DEMO_TOKEN]}
     data["recordings"] = {
         "basic_auth": {"username": USER, "password": PASSWORD},
-        "allow_hosts": ["127.0.0.1"],
+        "allow_hosts": [f"127.0.0.1:{port}"],  # the test's file server, that port only
         **recordings_section,
     }
     return AccountConfig.model_validate(data)
 
 
 @pytest.fixture
-def env(cloud: dict[str, str], net: FakeNet, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def env(
+    cloud: dict[str, str], net: FakeNet, server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     monkeypatch.setenv("RECORDING_RETRY_BASE_SECONDS", "0")
     settings.reset_settings()
-    apply_account(_account("demo"))
-    apply_account(_account("other"))
-    apply_account(_account("guarded", allowed_ips=["195.228.75.210", "195.228.75.211"]))
-    apply_account(_account("office", allowed_ips=["203.0.113.0/24"]))
+    apply_account(_account("demo", server.port))
+    apply_account(_account("other", server.port))
+    apply_account(_account("guarded", server.port, allowed_ips=["195.228.75.210", "195.228.75.211"]))
+    apply_account(_account("office", server.port, allowed_ips=["203.0.113.0/24"]))
     accounts.clear_account_cache()
     secrets.reset_secret_cache()
     return cloud
@@ -225,7 +227,7 @@ def test_a_permanent_error_marks_unavailable_at_once(env, server, net):
 
 
 def test_loopback_is_refused_for_an_account_that_does_not_allow_it(env, server):
-    config = _account("strict")
+    config = _account("strict", server.port)
     apply_account(config.model_copy(update={"recordings": config.recordings.model_copy(update={"allow_hosts": []})}))
     link = server.route("/x.mp3", Reply(body=AUDIO))
     assert post_history("REC-8", link, account="strict") == 200
@@ -337,8 +339,8 @@ def test_signature_refusals(env, server):
     assert _status(signed(unknown)) == NOT_FOUND
 
 
-def test_the_signing_key_is_kept_across_applies(env):
+def test_the_signing_key_is_kept_across_applies(env, server):
     key = secrets.account_secrets("demo", force=True)[secrets.RECORDINGS_SIGNING_KEY]
     assert len(key) == 64
-    apply_account(_account("demo"))
+    apply_account(_account("demo", server.port))
     assert secrets.account_secrets("demo", force=True)[secrets.RECORDINGS_SIGNING_KEY] == key

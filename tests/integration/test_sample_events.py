@@ -1,5 +1,7 @@
 """Every file in events/ is invoked through its function's handler, so the samples that
-`sam local invoke -e` would use stay true."""
+`sam local invoke -e` would use stay true; each with its function's entry of the `--env-vars` file
+the local runtime writes for `sam local` (callbridge_local/samlocal.py), the environment the README's
+`sam local invoke … --env-vars` gives it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from typing import Any
 import pytest
 
 from callbridge.store import calls
+from callbridge_local.provision import ProvisionedStack
+from callbridge_local.samlocal import write_sam_env_vars
 from callbridge_local.template import load_template
+from tests.integration.conftest import _reset_caches
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -77,6 +82,15 @@ def test_every_sample_has_an_expectation_and_a_function():
         assert name.split(".")[0] in TEMPLATE.functions, name
 
 
+@pytest.fixture
+def sam_env(cloud_stack: ProvisionedStack, tmp_path: Path) -> dict[str, dict[str, str]]:
+    """The `sam local --env-vars` file for the provisioned cloud, written and read back as `sam
+    local` reads it."""
+    path = write_sam_env_vars(tmp_path / "env-vars.json", cloud_stack, public_base_url="http://127.0.0.1:3000")
+    found: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
 def invoke(name: str) -> Any:
     spec = TEMPLATE.functions[name.split(".")[0]]
     handler = getattr(importlib.import_module(spec.module_name), spec.function_name)
@@ -84,7 +98,10 @@ def invoke(name: str) -> Any:
 
 
 @pytest.mark.parametrize("name", SAMPLES)
-def test_sample_event_through_its_handler(cloud, name):
+def test_sample_event_through_its_handler(sam_env, monkeypatch, name):
+    for variable, value in sam_env[name.split(".")[0]].items():
+        monkeypatch.setenv(variable, value)
+    _reset_caches()  # settings and clients are read again from this environment
     result = invoke(name)
     expected = EXPECTED[name]
     if isinstance(expected, tuple):

@@ -6,18 +6,27 @@ from collections.abc import Iterator
 
 import pytest
 
+from callbridge.infra.netguard import normalize_hosts
 from callbridge.pbx.telediscount.client import TelediscountApi, TelediscountError, call_records
 from tests.fakes.base import serve
 from tests.fakes.telediscount import AUDIO, FakeTelediscount
+from tests.support import host_port
 
 KEY = "abonent1609ssHJka8732kfrsd6778ahd982h"
+
+
+def trust(url: str) -> frozenset[str]:
+    return normalize_hosts([host_port(url)])
 
 
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeTelediscount, TelediscountApi]]:
     peer = FakeTelediscount(api_key=KEY)
     with serve(peer) as base:
-        yield peer, TelediscountApi(api_url=f"{base}/api.php/telephony", api_key=KEY, timeout_s=5)
+        yield (
+            peer,
+            TelediscountApi(api_url=f"{base}/api.php/telephony", api_key=KEY, timeout_s=5, trusted_hosts=trust(base)),
+        )
 
 
 def test_outcome_sends_the_seed_parameters(fake: tuple[FakeTelediscount, TelediscountApi]) -> None:
@@ -48,16 +57,39 @@ def test_get_record_returns_the_audio(fake: tuple[FakeTelediscount, Telediscount
 def test_errors_are_typed_and_never_carry_the_key(fake: tuple[FakeTelediscount, TelediscountApi]) -> None:
     _, api = fake
     with pytest.raises(TelediscountError) as error:
-        TelediscountApi(api_url=api.api_url, api_key="wrong-key-12345").get_calls()
+        TelediscountApi(api_url=api.api_url, api_key="wrong-key-12345", trusted_hosts=api.trusted_hosts).get_calls()
     assert error.value.status == 403 and not error.value.transient
     with pytest.raises(TelediscountError) as error:
         api.get_record("missing")
     assert KEY not in str(error.value) and "wrong-key" not in str(error.value)
-    unreachable = TelediscountApi(api_url="http://127.0.0.1:9/api.php/telephony", api_key=KEY, timeout_s=2)
+    unreachable = TelediscountApi(
+        api_url="http://127.0.0.1:9/api.php/telephony",
+        api_key=KEY,
+        timeout_s=2,
+        trusted_hosts=trust("http://127.0.0.1:9"),
+    )
     with pytest.raises(TelediscountError) as error:
         unreachable.outcome("SIP/1", "74951234567")
     assert error.value.transient and KEY not in str(error.value)
     assert KEY not in repr(api)
+
+
+def test_the_api_on_an_untrusted_private_address_receives_nothing(
+    fake: tuple[FakeTelediscount, TelediscountApi],
+) -> None:
+    """The account's key goes nowhere it did not trust: the fake on loopback, not in the account's
+    trusted_hosts (nor its other port), gets no request, and the refusal is final, not retried."""
+    peer, api = fake
+    before = len(peer.requests)
+    port = int(api.api_url.split(":")[2].split("/")[0])
+    for trusted in (frozenset(), trust(f"http://127.0.0.1:{port + 1}")):
+        untrusted = TelediscountApi(api_url=api.api_url, api_key=KEY, timeout_s=5, trusted_hosts=trusted)
+        with pytest.raises(TelediscountError, match="address refused") as error:
+            untrusted.outcome("SIP/00000000672", "74951234567")
+        assert not error.value.transient and KEY not in str(error.value)
+    assert len(peer.requests) == before
+    assert api.outcome("SIP/00000000672", "74951234567") == {"result": "ok"}  # the trusted one does
+    assert len(peer.requests) == before + 1
 
 
 @pytest.mark.parametrize(

@@ -105,8 +105,10 @@ def test_the_real_template_as_a_typed_view():
     assert (health.memory_size, health.timeout) == (128, 10)
     assert health.environment["CALLS_TABLE"] == {"Ref": "CallsTable"}
     assert health.environment["POWERTOOLS_SERVICE_NAME"] == "callbridge"
-    [event] = health.http_events
+    # The static answers: liveness, and the retailCRM module's logo and page (edge/static.py).
+    event, *_ = health.http_events
     assert (event.path, event.method, event.api_id) == ("/health", "GET", {"Ref": "HttpApi"})
+    assert [e.path for e in health.http_events[1:]] == ["/v1/retailcrm/logo.svg", "/v1/{account}/retailcrm/about"]
 
     settle = template.functions["CallSettleFunction"]
     [sqs] = settle.sqs_events

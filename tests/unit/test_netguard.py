@@ -247,14 +247,33 @@ def test_unknown_hosts_are_permanent_failures(net: FakeNet) -> None:
 def test_an_allowed_loopback_host_is_connected_to_even_over_http(net: FakeNet) -> None:
     port = closed_port()
     with pytest.raises(TransientFetchError):  # nothing listens there: refused by the kernel
-        fetch(f"http://127.0.0.1:{port}/rec.mp3", allow={"127.0.0.1"})
+        fetch(f"http://127.0.0.1:{port}/rec.mp3", allow={f"127.0.0.1:{port}"})
     assert net.connects == [("127.0.0.1", port)]
+
+
+def test_an_allowed_host_port_opens_that_port_only(net: FakeNet) -> None:
+    port = closed_port()
+    other = port + 1 if port < 65535 else port - 1
+    # The same host on another port, and a bare host (its ports 443 and 80), stay refused.
+    for url, allow in (
+        (f"http://127.0.0.1:{other}/rec.mp3", {f"127.0.0.1:{port}"}),
+        (f"https://127.0.0.1:{other}/rec.mp3", {f"127.0.0.1:{port}"}),
+        (f"https://127.0.0.1:{port}/rec.mp3", {"127.0.0.1"}),
+        (f"https://loopback.test:{other}/rec.mp3", {f"loopback.test:{port}"}),
+    ):
+        with pytest.raises((BlockedAddress, DisallowedScheme)):
+            fetch(url, allow=allow)
+    assert net.connects == []
+    # A bare host still opens its default ports (account files written before ports were named).
+    with pytest.raises(TransientFetchError):  # nothing listens on 127.0.0.1:443 here
+        fetch("https://127.0.0.1/rec.mp3", allow={"127.0.0.1"})
+    assert net.connects == [("127.0.0.1", 443)]
 
 
 def test_an_allowed_name_still_connects_to_the_address_it_resolved_to(net: FakeNet) -> None:
     port = closed_port()
     with pytest.raises(TransientFetchError):
-        fetch(f"http://loopback.test:{port}/rec.mp3", allow={"LOOPBACK.test."})
+        fetch(f"http://loopback.test:{port}/rec.mp3", allow={f"LOOPBACK.test.:{port}"})
     assert net.lookups == ["loopback.test"]
     assert net.connects == [("127.0.0.1", port)]
 
@@ -271,16 +290,30 @@ def test_the_allowlist_is_exact(net: FakeNet) -> None:
 
 
 def test_allowlist_entries_are_normalised() -> None:
-    assert normalize_hosts(["[::1]", "0:0::1", "PBX.Example.COM.", "bücher.test", "127.0.0.1"]) == {
-        "::1",
-        "pbx.example.com",
-        "xn--bcher-kva.test",
-        "127.0.0.1",
+    assert normalize_hosts(["[::1]:8443", "[0:0::1]:8443", "PBX.Example.COM.:8080", "bücher.test:443"]) == {
+        "[::1]:8443",
+        "pbx.example.com:8080",
+        "xn--bcher-kva.test:443",
     }
+    # A bare host (or IPv6 literal) stands for its default ports.
+    assert normalize_hosts(["127.0.0.1", "::1"]) == {"127.0.0.1:443", "127.0.0.1:80", "[::1]:443", "[::1]:80"}
     assert normalize_host("::ffff:7f00:1") == normalize_host("::FFFF:127.0.0.1")
 
 
-@pytest.mark.parametrize("entry", ["", "pbx.test:8080", "https://pbx.test", "a/b", "user@pbx.test"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "",
+        "pbx.test:0",
+        "pbx.test:65536",
+        "pbx.test:*",
+        "pbx.test:",
+        "https://pbx.test",
+        "a/b",
+        "user@pbx.test",
+        "[::1]x",
+    ],
+)
 def test_malformed_allowlist_entries_are_rejected(entry: str) -> None:
     with pytest.raises(ValueError):
         normalize_hosts([entry])

@@ -60,6 +60,9 @@ NOT_ANSWERED: dict[tuple[str, str], dict[int, str]] = {
         415: "only POST /calls has a body (edge/clicktocall.py call_request)",
         422: "only POST /calls has a body (edge/clicktocall.py call_request)",
     },
+    ("GET", "/v1/{account}/calls/{callid}"): {
+        400: "only the list reads filters and a cursor (edge/calls.py list_calls)",
+    },
     ("POST", "/v1/{account}/cloudpbx/contact"): {
         503: "contact answers 200 {} on our failure, so that the ringing phone still gets an answer",
     },

@@ -10,7 +10,7 @@ from callbridge.core.config import AccountConfig
 from callbridge.core.model import Direction, Outcome
 from callbridge.pbx.ccrm.client import note_plain_text, parse_json
 from callbridge.pbx.ccrm.protocol import final_call as ccrm_call
-from callbridge.pbx.ccrm.protocol import local_to_utc, outcome_of, utc_to_local
+from callbridge.pbx.ccrm.protocol import local_to_utc, note_of, outcome_of, utc_to_local
 from callbridge.pbx.telediscount.protocol import BadRecord, final_call, parse_setup_time, sip_digits, user_for_sip
 from tests.fakes.ccrm import SEED_NOTES_BODY, SEED_RECORD
 
@@ -91,12 +91,14 @@ def test_seed_ccrm_call_in_poland_is_stored_in_utc() -> None:
         2022, 12, 29, 11, 24, 57
     )
     users = [{"pbx_user": "jan", "ccrm_internal": "107"}]
-    call = ccrm_call(SEED_RECORD, region="PL", timezone="Europe/Warsaw", users=users, received=RECEIVED, notes="n")
+    call = ccrm_call(
+        SEED_RECORD, region="PL", timezone="Europe/Warsaw", users=users, received=RECEIVED, notes=[{"text": "n"}]
+    )
     assert call is not None
     assert call.started_at == "2022-12-29T10:24:57Z" and call.start_source.value == "pbx"
     assert (call.direction, call.outcome, call.user, call.duration) == (Direction.IN, Outcome.ANSWERED, "jan", 368)
     assert (call.phone, call.our_number) == ("+48333333333", "+48777888999")
-    assert call.extra["tags"] == ["Billing"] and call.extra["notes"] == "n"
+    assert call.extra["tags"] == ["Billing"] and call.extra["notes"] == [{"text": "n"}]
 
 
 @pytest.mark.parametrize(
@@ -121,6 +123,13 @@ def test_ccrm_internal_calls_are_not_client_calls() -> None:
 def test_notes_rich_text_becomes_plain_text_even_from_the_seeds_broken_json() -> None:
     body = parse_json(SEED_NOTES_BODY.decode(), "notes")
     assert [note_plain_text(n["text"]) for n in body["data"]] == ["Notatka do tego połączenia"]
+    # Repaired, not just salvaged: each note keeps its author and time (`created`, read as UTC).
+    assert [note_of(n) for n in body["data"]] == [
+        {"text": "Notatka do tego połączenia", "author": "Jan Kowalski",
+         "author_id": "a26b956b-ce46-48f4-a1bd-b657136d4148", "created_at": "2022-12-29T12:13:35Z"}
+    ]  # fmt: skip
+    broken_beyond_repair = '{"data":[{"text":"{"blocks":[{"key":"k","text":"Only the text","type":"unstyled"}]}",}'
+    assert [note_of(n) for n in parse_json(broken_beyond_repair, "notes")["data"]] == [{"text": "Only the text"}]
     document = '{"blocks":[{"text":"Line 1"},{"text":"Line 2"}],"entityMap":{}}'
     assert note_plain_text(document) == "Line 1\nLine 2"
     assert note_plain_text("plain words") == "plain words"

@@ -29,6 +29,7 @@ FUNCTIONS = sorted(k for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverl
 # Functions that call a CRM or a PBX over the internet: a fixed egress puts them in the VPC.
 IN_VPC = [
     "CcrmPollFunction",  # ccrm.pl call history
+    "CloudPbxReconcileFunction",  # the Cloud PBX call history (history command)
     "DeliveryDrainFunction",  # MiniCRM, retailCRM
     "DeliveryFunction",  # MiniCRM, retailCRM (calls and call events)
     "MakeCallFunction",  # the account's PBX (Cloud PBX, telediscount)
@@ -40,6 +41,7 @@ IN_VPC = [
 # CloudPbxFunction and ContactFunction, whose retailCRM routing lookup is optional and bounded by the
 # contact budget: they answer the ringing phone and must not depend on a NAT's AZ.
 OUTSIDE = [
+    "CallHistoryFunction",  # reads the Calls table and SSM only
     "CallSettleFunction",
     "CloudPbxFunction",
     "ContactFunction",

@@ -8,7 +8,9 @@ They let tests and developers trigger what AWS would trigger on its own time:
 - ``POST /_local/queues/drain[?timeout=30]`` processes every queue-driven function's queue until
   all are empty and answers counts (200 when drained, 504 when the timeout passed first);
 - ``GET /_local/env`` answers the AWS endpoint and the functions' merged environment;
-- ``GET /_local/routes`` answers the HTTP routes and the functions behind them.
+- ``GET /_local/routes`` answers the HTTP routes and the functions behind them;
+- ``POST /_local/faults/dynamodb?error=<Code>`` makes every DynamoDB write fail with that error until
+  ``?error=`` (empty) is posted (faults.py: a store outage for tests); ``GET`` answers the state.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from callbridge_local import faults
 from callbridge_local.drivers import QueueDriver, ScheduleSource
 from callbridge_local.handlers import FunctionRegistry
 from callbridge_local.httpapi import HttpResponse, json_response
@@ -55,6 +58,8 @@ class ControlApi:
             return self._only(method, "POST") or self._drain(query.get("timeout"))
         if parts == ["env"]:
             return self._only(method, "GET") or json_response(200, self.info)
+        if parts == ["faults", "dynamodb"]:
+            return self._faults(method, query)
         if parts == ["routes"]:
             return self._only(method, "GET") or json_response(
                 200, [{"routeKey": r.route_key, "function": r.function_id} for r in self.routes.routes]
@@ -86,6 +91,17 @@ class ControlApi:
             log.exception("%s failed", source.label)
             return json_response(500, {"errorType": type(exc).__name__, "errorMessage": str(exc)})
         return json_response(200, result)
+
+    @staticmethod
+    def _faults(method: str, query: Mapping[str, str]) -> HttpResponse:
+        if method == "POST":
+            try:
+                faults.arm(query.get("error") or None)
+            except ValueError as exc:
+                return json_response(400, {"message": str(exc)})
+        elif method != "GET":
+            return json_response(405, {"message": "use GET or POST"}, [("allow", "GET, POST")])
+        return json_response(200, faults.state())
 
     def _drain(self, raw_timeout: str | None) -> HttpResponse:
         try:

@@ -87,9 +87,10 @@ class MotoServer:
             _check_port_free(self.host, self.port)
         from moto.server import ThreadedMotoServer
 
-        from callbridge_local import moto_fixes
+        from callbridge_local import faults, moto_fixes
 
         moto_fixes.apply()
+        faults.apply()
         server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         server.start()
         self._server = server

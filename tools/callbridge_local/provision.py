@@ -322,6 +322,9 @@ class Provisioner:
         return PhysicalResource(name, {"Arn": f"arn:aws:s3:::{name}"})
 
 
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+
+
 def resolve_function_env(stack: ProvisionedStack) -> None:
     resolver = stack.resolver
     for function in stack.template.functions.values():
@@ -335,6 +338,10 @@ def resolve_function_env(stack: ProvisionedStack) -> None:
                 raise ProvisionError(f"{function.logical_id}: environment variable {name}: {exc}") from exc
             if value is not NO_VALUE:
                 env[str(name)] = as_env_value(value)
+        if AWS_ENDPOINT_URL in env:
+            # Empty on AWS (botocore then uses the real endpoints); here the functions' AWS is the
+            # emulator, and this is the value `sam local --env-vars` hands them (samlocal.py).
+            env[AWS_ENDPOINT_URL] = stack.target.endpoint_url
         stack.function_env[function.logical_id] = env
 
 

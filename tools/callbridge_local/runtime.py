@@ -32,6 +32,7 @@ from callbridge_local.handlers import FunctionRegistry, prepare_sys_path
 from callbridge_local.intrinsics import IntrinsicError
 from callbridge_local.provision import AwsTarget, ProvisionedStack, ProvisionError, provision
 from callbridge_local.routing import Route, RouteError, RouteTable
+from callbridge_local.samlocal import write_sam_env_vars
 from callbridge_local.template import Template, TemplateError, load_template
 
 log = logging.getLogger("callbridge_local")
@@ -40,6 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 READY_MESSAGE = "CallBridge local is ready on"
 AWS_ENDPOINT_MESSAGE = "AWS endpoint:"
+ENV_VARS_MESSAGE = "sam local --env-vars:"
+DEFAULT_ENV_VARS = Path(".aws-sam") / "local-env-vars.json"  # beside the template
 
 
 class AccountsError(RuntimeError):
@@ -76,6 +79,8 @@ class RuntimeConfig:
     stack_name: str = DEFAULT_STACK_NAME
     region: str = DEFAULT_REGION
     log_level: str = "INFO"
+    # Where to write the `sam local --env-vars` file (samlocal.py); None: nowhere.
+    env_vars_path: Path | None = None
 
 
 def apply_accounts(directory: Path, base_url: str) -> list[str]:
@@ -224,6 +229,9 @@ class LocalRuntime:
         # otherwise (the template's API_URL fallback names an AWS host that does not exist here).
         if not os.environ.get("PUBLIC_BASE_URL"):
             os.environ["PUBLIC_BASE_URL"] = self.gateway.url
+        if config.env_vars_path is not None:
+            written = write_sam_env_vars(config.env_vars_path, stack, public_base_url=self.gateway.url)
+            print(f"{ENV_VARS_MESSAGE} {written}", file=self.out, flush=True)
         for route in routes.routes:
             log.info("route %-40s -> %s", route.route_key, route.function_id)
         self._checkpoint(should_stop)
@@ -342,6 +350,12 @@ def parse_args(argv: Sequence[str] | None = None) -> RuntimeConfig:
     parser.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help="stack name (default %(default)s)")
     parser.add_argument("--no-schedules", action="store_true", help="do not run rate() schedules on their own")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--env-vars",
+        default=os.environ.get("CALLBRIDGE_ENV_VARS"),
+        help=f"where to write the `sam local invoke|start-api --env-vars` file; '' writes none "
+        f"(env CALLBRIDGE_ENV_VARS, default {DEFAULT_ENV_VARS} beside the template)",
+    )
     args = parser.parse_args(argv)
     template_path = Path(args.template).resolve()
     if args.accounts is None:
@@ -349,7 +363,12 @@ def parse_args(argv: Sequence[str] | None = None) -> RuntimeConfig:
         accounts_dir = default_accounts if default_accounts.is_dir() else None
     else:
         accounts_dir = Path(args.accounts).resolve() if args.accounts.strip() else None
+    if args.env_vars is None:
+        env_vars_path: Path | None = template_path.parent / DEFAULT_ENV_VARS
+    else:
+        env_vars_path = Path(args.env_vars).resolve() if args.env_vars.strip() else None
     return RuntimeConfig(
+        env_vars_path=env_vars_path,
         template_path=template_path,
         host=args.host,
         port=args.port,

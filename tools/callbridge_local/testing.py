@@ -164,13 +164,15 @@ def running_bridge(
     schedules: bool = False,
     startup_timeout: float = 60.0,
     host: str = LOCALHOST,
+    env_vars_file: Path | None = None,
 ) -> Iterator[LocalBridge]:
     """Run ``python -m callbridge_local`` as a subprocess on free ports until the block exits.
 
     ``accounts_dir=None`` applies no account files. Scheduled runs are off unless ``schedules``
     (tests trigger them with POST /_local/schedules/<Function>). ``host`` is the gateway's --host;
     the URLs it yields are loopback ones whatever it is. Raises BridgeStartupError if the runtime
-    is not ready within ``startup_timeout`` seconds.
+    is not ready within ``startup_timeout`` seconds. The `sam local --env-vars` file is written to
+    ``env_vars_file`` only (never beside the template: tests run side by side).
     """
     command = [
         sys.executable,
@@ -186,6 +188,8 @@ def running_bridge(
         str(Path(template or DEFAULT_TEMPLATE).resolve()),
         "--accounts",
         "" if accounts_dir is None else str(Path(accounts_dir).resolve()),
+        "--env-vars",
+        "" if env_vars_file is None else str(Path(env_vars_file).resolve()),
     ]
     for key, value in (params or {}).items():
         command += ["--param", f"{key}={value}"]

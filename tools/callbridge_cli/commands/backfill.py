@@ -1,4 +1,5 @@
-"""Backfill: import a past date range of calls from ccrm.pl (callHistory) or telediscount (get_calls)."""
+"""Backfill: import a past date range of calls from ccrm.pl (callHistory), telediscount (get_calls) or
+the Cloud PBX (its history command)."""
 
 from __future__ import annotations
 
@@ -121,4 +122,5 @@ def group(
         )
     mode = "stored and queued for delivery" if deliver else "stored (not delivered)"
     resumed = f", resumed at {result.resumed_at}" if result.resumed else ""
-    context.out.print(f"{result.records} records read{resumed}: {result.stored} new calls {mode}")
+    unreadable = f"; {result.unreadable} unreadable records skipped (see the log)" if result.unreadable else ""
+    context.out.print(f"{result.records} records read{resumed}: {result.stored} new calls {mode}{unreadable}")

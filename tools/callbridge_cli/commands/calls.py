@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
+from callbridge.core.model import Direction, Outcome
 from callbridge_cli import context
 from callbridge_cli.errors import CliError
 from callbridge_cli.render import as_json, dumps, table
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
-CALL_FIELDS = ("direction", "outcome", "phone", "our_number", "user", "duration", "started_at", "final", "source")
+T = TypeVar("T")
 
 
 @click.group(name="calls")
@@ -19,24 +21,74 @@ def group() -> None:
     """Calls: list an account's calls, show one with its timeline, deliveries and recording state."""
 
 
+def _account(ctx: click.Context, account: str | None) -> Any:
+    from callbridge.core.accounts import UnknownAccount, get_account
+
+    account_id = context.resolve_account(ctx, account)
+    try:
+        return get_account(account_id)
+    except UnknownAccount:
+        raise CliError(f"no account {account_id!r}") from None
+
+
+def _query(action: Callable[[], T]) -> T:
+    from callbridge.features.calls import BadQuery
+
+    try:
+        return action()
+    except BadQuery as error:
+        raise click.UsageError(str(error)) from None
+
+
 @group.command("list")
 @context.account_option()
 @click.option(
-    "--limit", "-n", type=click.IntRange(1, 1000), default=50, show_default=True, help="Newest calls to show."
+    "--from", "since", metavar="TIME", help="Calls that started at or after TIME (ISO 8601 with a zone, or a date)."
 )
+@click.option("--to", "before", metavar="TIME", help="Calls that started before TIME.")
+@click.option("--direction", type=click.Choice([d.value for d in Direction]))
+@click.option("--outcome", type=click.Choice([o.value for o in Outcome]))
+@click.option("--phone", help="The client's number, any format (matched in E.164).")
+@click.option("--user", help="The PBX user who took or made the call.")
+@click.option("--limit", "-n", type=int, help="Calls per page (1..500, default 50).")
+@click.option("--cursor", help="Go on where the previous page stopped (the cursor it printed).")
 @json_option
 @click.pass_context
-def list_calls(ctx: click.Context, account: str | None, limit: int, json_output: bool) -> None:
-    """The account's newest calls."""
-    from callbridge.store.calls import list_calls as stored_calls
+def list_calls(
+    ctx: click.Context,
+    account: str | None,
+    since: str | None,
+    before: str | None,
+    direction: str | None,
+    outcome: str | None,
+    phone: str | None,
+    user: str | None,
+    limit: int | None,
+    cursor: str | None,
+    json_output: bool,
+) -> None:
+    """The account's calls, newest first, a page at a time (the query of GET /v1/{account}/calls)."""
+    from callbridge.features.calls import DEFAULT_LIMIT, CallFilter, recording_state
+    from callbridge.features.calls import list_calls as calls_page
 
-    account_id = context.resolve_account(ctx, account)
-    calls = [{k: v for k, v in c.items() if not k.startswith("gsi")} for c in stored_calls(account_id, limit)]
+    found = _account(ctx, account)
+    asked = {"from": since, "to": before, "direction": direction, "outcome": outcome, "phone": phone, "user": user}
+    page = _query(
+        lambda: calls_page(
+            found, CallFilter.parse(found, asked), limit=DEFAULT_LIMIT if limit is None else limit, cursor=cursor
+        )
+    )
+    calls = page.calls
+    if page.next_cursor:
+        # stderr: `--json` keeps its list of calls on stdout.
+        context.err.print(f"more calls: --cursor {page.next_cursor}", markup=False, soft_wrap=True)
     if json_output:
         as_json(calls)
         return
     if not calls:
-        context.err.print(f"no calls in account {account_id} yet")
+        context.err.print(
+            f"no calls in account {found.id} yet" if not cursor and not any(asked.values()) else "no calls"
+        )
         return
     table(
         None,
@@ -50,30 +102,11 @@ def list_calls(ctx: click.Context, account: str | None, limit: int, json_output:
                 c.get("phone"),
                 c.get("user"),
                 c.get("duration"),
-                c.get("recording_state") or ("pending" if c.get("recording_url") else ""),
+                recording_state(c) if recording_state(c) != "none" else "",
             ]
             for c in calls
         ],
     )
-
-
-def _deliveries(account: str, call_id: str) -> list[dict[str, Any]]:
-    from callbridge.store.deliveries import of_call
-    from callbridge.store.keys import DELIVERY_PREFIX
-
-    return [
-        {
-            "crm": str(item["sk"]).removeprefix(DELIVERY_PREFIX),
-            **{k: v for k, v in item.items() if k not in ("pk", "sk")},
-        }
-        for item in of_call(account, call_id)
-    ]
-
-
-def recording_state(call: dict[str, Any]) -> str:
-    if call.get("recording_state"):
-        return str(call["recording_state"])
-    return "pending" if call.get("recording_url") else "none"
 
 
 @group.command()
@@ -82,31 +115,24 @@ def recording_state(call: dict[str, Any]) -> str:
 @json_option
 @click.pass_context
 def show(ctx: click.Context, call_id: str, account: str | None, json_output: bool) -> None:
-    """One call CALL_ID: the canonical call, every webhook received (timeline), deliveries, recording."""
-    from callbridge.store.calls import get_call, timeline
+    """One call CALL_ID: the canonical call, every webhook received (timeline), deliveries, recording
+    (the answer of GET /v1/{account}/calls/{callid}; the playback link points at the target's API)."""
+    from callbridge.features.calls import call_detail
 
-    account_id = context.resolve_account(ctx, account)
-    call = get_call(account_id, call_id)
-    if call is None:
-        raise CliError(f"no call {call_id!r} in account {account_id}")
-    events = [
-        {k: v for k, v in e.items() if k in ("received_at", "cmd", "type", "user", "raw")}
-        for e in timeline(account_id, call_id)
-    ]
-    deliveries = _deliveries(account_id, call_id)
-    recording = {
-        "state": recording_state(call),
-        "error": call.get("recording_error"),
-        "object": call.get("recording"),
-    }
+    found = _account(ctx, account)
+    detail = call_detail(found, call_id, base_url=context.target(ctx).base_url)
+    if detail is None:
+        raise CliError(f"no call {call_id!r} in account {found.id}")
     if json_output:
-        as_json({"call": call, "timeline": events, "deliveries": deliveries, "recording": recording})
+        as_json(detail.as_dict())
         return
 
-    context.out.print(f"call {call_id} (account {account_id})")
-    for name in CALL_FIELDS:
-        if call.get(name) not in (None, ""):
-            context.out.print(f"  {name}: {call[name]}", markup=False)
+    call, events, deliveries, recording = detail.call, detail.timeline, detail.deliveries, detail.recording
+    context.out.print(f"call {call_id} (account {found.id})")
+    for name, value in call.items():
+        if name not in ("account", "call_id") and value not in (None, "", []):
+            shown = ", ".join(sorted(map(str, value))) if isinstance(value, set | list) else value
+            context.out.print(f"  {name}: {shown}", markup=False)
     table(
         "timeline",
         ["received", "webhook", "type", "user", "payload"],
@@ -121,7 +147,10 @@ def show(ctx: click.Context, call_id: str, account: str | None, json_output: boo
                     d["crm"],
                     d.get("state") or d.get("status"),
                     d.get("attempts"),
-                    d.get("error") or d.get("last_error") or d.get("reason"),
+                    d.get("error")
+                    or d.get("last_error")
+                    or d.get("reason")
+                    or (d.get("crm_answer") or {}).get("callback"),
                 ]
                 for d in deliveries
             ],
@@ -129,9 +158,11 @@ def show(ctx: click.Context, call_id: str, account: str | None, json_output: boo
     else:
         context.out.print("deliveries: none")
     line = f"recording: {recording['state']}"
-    if recording["error"]:
+    if recording.get("error"):
         line += f" ({recording['error']})"
     context.out.print(line, markup=False)
+    if recording.get("playback_url"):
+        context.out.print(f"playback: {recording['playback_url']}", markup=False, soft_wrap=True)
 
 
 def _short(raw: Any, limit: int = 120) -> str:

@@ -12,23 +12,27 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, cast
+from typing import Annotated, Any, ClassVar, Literal, Self, cast, get_args
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     SerializeAsAny,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from callbridge.store.keys import ACCOUNT_ID
 
@@ -59,12 +63,102 @@ WebhookToken = Annotated[SecretStr, Field(min_length=16, max_length=256)]
 DeliveryMode = Literal["realtime", "batch"]
 
 
+class _PeerUrlMarker:
+    """Marks a settings field as the address of a CRM or PBX API we send requests (and keys) to:
+    AccountConfig checks it against the account's `trusted_hosts` (`_check_peer_urls`)."""
+
+
+PEER_URL = _PeerUrlMarker()
+
+
+def _peer_url_syntax(value: str) -> str:
+    # What no trust lifts: another scheme (file://, gopher://), credentials, a malformed host or port.
+    import httpx
+
+    from callbridge.infra.netguard import PermanentFetchError, check_url, host_key, normalize_host
+
+    try:
+        parsed = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError):
+        raise ValueError("not a URL") from None
+    if parsed.scheme not in ("https", "http"):
+        raise ValueError(f"scheme {parsed.scheme or '(none)'!r} is not allowed: https only")
+    try:
+        host = normalize_host(parsed.raw_host.decode("ascii"))
+    except (ValueError, UnicodeError):
+        raise ValueError("not a URL with a valid host") from None
+    try:
+        # Checked as if the host were trusted: only what trust cannot lift is refused here.
+        check_url(parsed, frozenset({host_key(host, parsed.port or (443 if parsed.scheme == "https" else 80))}))
+    except PermanentFetchError as exc:
+        raise ValueError(str(exc)) from None
+    if parsed.query or parsed.fragment:
+        raise ValueError("a base address takes no query or fragment")
+    return value
+
+
+def _is_peer_url(annotation: Any, metadata: list[Any]) -> bool:
+    """Whether a field is typed PeerUrl (also as `PeerUrl | None`)."""
+    if PEER_URL in metadata:
+        return True
+    return any(PEER_URL in getattr(arg, "__metadata__", ()) for arg in get_args(annotation))
+
+
+# The address of a CRM or PBX API (a package's `base_url`, `api_url`): http(s) without credentials
+# here; https and a public address unless the account lists its host:port in `trusted_hosts`, checked
+# when the account is applied (AccountConfig) and again on every connection (infra.netguard).
+PeerUrl = Annotated[str, AfterValidator(_peer_url_syntax), PEER_URL]
+
+
+def _peer_urls(model: BaseModel, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """The PeerUrl fields of a settings section and of its sub-sections (Bitrix24's `app`), as
+    (location, URL, URL as an error may show it). A URL that holds a secret (an inbound webhook's
+    code, a SecretStr field) is checked like any other but shown as its scheme and host only; a
+    placeholder of a stored secret (a config read back from the store) is not a URL to check."""
+    found: list[tuple[tuple[str | int, ...], str, str]] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            found += _peer_urls(value, (*loc, name))
+        elif _is_peer_url(field.annotation, field.metadata):
+            if isinstance(value, str):
+                found.append(((*loc, name), value, value))
+            elif isinstance(value, SecretStr) and value.get_secret_value() != STORED_SECRET:
+                raw = value.get_secret_value()
+                parts = urlsplit(raw)
+                found.append(((*loc, name), raw, f"{parts.scheme}://{parts.netloc}/…"))
+    return found
+
+
+def peer_url_problem(url: str, trusted: frozenset[str]) -> str | None:
+    """Why the account may not send requests to `url` (None: it may). `trusted` is normalize_hosts()
+    of the account's trusted_hosts. Without I/O: a hostname that resolves to a private address is
+    refused on connect (infra.netguard.GuardedBackend)."""
+    from callbridge.infra.netguard import PermanentFetchError, check_url, host_key, normalize_host
+
+    try:
+        parsed = check_url(url, trusted)
+    except PermanentFetchError as exc:
+        return str(exc)
+    host = normalize_host(parsed.raw_host.decode("ascii"))
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if host_key(host, port) not in trusted and (host == "localhost" or host.endswith(".localhost")):
+        return f"{host} is loopback"  # RFC 6761: always the local machine, whatever DNS says
+    return None
+
+
 class PbxSettings(Model):
     """What every PBX adapter's settings share. Each adapter (callbridge.pbx.*) subclasses it with its
     own fields and a `kind` literal; the account file's `pbx.kind` picks the adapter from
     callbridge.registry, and that adapter's model validates the rest."""
 
     kind: str
+    _trusted_hosts: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def trusted_hosts(self) -> frozenset[str]:
+        """The account's trusted_hosts (normalised), for the package's HTTP clients (infra.http)."""
+        return self._trusted_hosts
 
     @classmethod
     def stored_placeholders(cls) -> dict[str, Any]:
@@ -94,6 +188,12 @@ class CrmSettings(Model):
     kind: str
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
     mode: DeliveryMode = Field(default="batch", description="realtime: right after each call; batch: by schedule")
+    _trusted_hosts: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @property
+    def trusted_hosts(self) -> frozenset[str]:
+        """The account's trusted_hosts (normalised), for the connector's HTTP clients (infra.http)."""
+        return self._trusted_hosts
 
     @model_validator(mode="wrap")
     @classmethod
@@ -226,7 +326,8 @@ class RecordingsSettings(Model):
     )
     allow_hosts: list[str] = Field(
         default_factory=list,
-        description="Recording hosts trusted even on private addresses or plain http (exact names or IPs)",
+        description="Recording hosts trusted even on private addresses or plain http: host:port "
+        "(a bare host: its ports 443 and 80)",
     )
     serve_direct: bool = Field(
         default=False,
@@ -248,8 +349,60 @@ class RecordingsSettings(Model):
     def _hosts(cls, value: list[str]) -> list[str]:
         from callbridge.infra.netguard import normalize_hosts
 
-        normalize_hosts(value)  # raises ValueError on a malformed host
+        normalize_hosts(value)  # raises ValueError on a malformed entry
         return value
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class CallbackSettings(Model):
+    """Callback tasks for missed incoming calls, per CRM (a CRM package that can create tasks puts
+    this, or a subclass with its own options, in its settings as `callbacks`)."""
+
+    mode: Literal["off", "all", "unknown_numbers"] = Field(
+        default="off",
+        description="all: a task for every missed caller; unknown_numbers: only for numbers the CRM does not "
+        "know; off: none (YAML's bare on / off mean all / off)",
+    )
+    hours: str | None = Field(
+        default=None,
+        description="Only calls missed within these hours, in the account's time zone: HH:MM-HH:MM (e.g. 09:00-18:00)",
+    )
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), description="Only calls missed on these days")
+    window_minutes: int = Field(
+        default=10, ge=1, le=1440, description="Missed calls of one caller within this time are one task"
+    )
+    due_minutes: int = Field(default=30, ge=0, le=10080, description="The task is due this long after the call")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `on` / `off` as a boolean.
+        if isinstance(value, bool):
+            return "all" if value else "off"
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is not None and not _HOURS.match(value):
+            raise ValueError("hours must be HH:MM-HH:MM, e.g. 09:00-18:00")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
+class MissedCallSettings(Model):
+    owner: str | None = Field(
+        default=None,
+        description="PBX user who owns missed calls (record and callback task) when the caller has no "
+        "responsible manager; unset: each CRM's default user",
+    )
 
 
 class AccountConfig(Model):
@@ -262,12 +415,64 @@ class AccountConfig(Model):
     users: list[UserMapping] = Field(default_factory=list)
     contacts: list[ContactEntry] = Field(default_factory=list)
     recordings: RecordingsSettings = Field(default_factory=RecordingsSettings)
+    missed_calls: MissedCallSettings = Field(default_factory=MissedCallSettings)
     api_keys: list[WebhookToken] = Field(
         default_factory=list,
         max_length=2,
-        description="Bearer keys of POST /v1/{account}/calls (click-to-call for any CRM or script). "
-        "The first is current; a second stays valid during a rotation. Empty: that endpoint is closed.",
+        description="Bearer keys of /v1/{account}/calls: POST (click-to-call for any CRM or script) and GET "
+        "(the call history). The first is current; a second stays valid during a rotation. Empty: those "
+        "endpoints are closed.",
     )
+    trusted_hosts: list[str] = Field(
+        default_factory=list,
+        description="host:port of CRM, PBX or recording servers reached on a private address or over "
+        "plain http (a PBX in the office network; a local fake in tests): only those ports",
+    )
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _trusted(cls, value: list[str]) -> list[str]:
+        from callbridge.infra.netguard import parse_host_port
+
+        for entry in value:
+            if parse_host_port(entry)[1] is None:
+                # Trusting a whole host would open its every port (SSH, a database) to our requests.
+                raise ValueError(f"{entry!r} names no port: write host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _check_peer_urls(self, info: ValidationInfo) -> AccountConfig:
+        """Every CRM and PBX address (the fields typed PeerUrl) is https to a public address, unless
+        its host:port is in trusted_hosts; the error names the field (crms.0.base_url). Not checked
+        again on a config read back from the store (from_stored): it was when it was applied, and an
+        account stored before this rule must still take webhooks (the connection guard refuses)."""
+        from callbridge.infra.netguard import normalize_hosts
+
+        trusted = normalize_hosts(self.trusted_hosts)
+        sections: list[tuple[tuple[str | int, ...], PbxSettings | CrmSettings]] = [(("pbx",), self.pbx)]
+        sections += [(("crms", i), crm) for i, crm in enumerate(self.crms)]
+        errors: list[InitErrorDetails] = []
+        for loc, section in sections:
+            section._trusted_hosts = trusted
+            if (info.context or {}).get("stored"):
+                continue
+            for where, value, shown in _peer_urls(section, loc):
+                problem = peer_url_problem(value, trusted)
+                if problem is not None:
+                    errors.append(
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "peer_url",
+                                "{problem} (list its host:port in trusted_hosts to allow it)",
+                                {"problem": problem.replace(value, shown)},
+                            ),
+                            loc=where,
+                            input=shown,
+                        )
+                    )
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -320,6 +525,13 @@ class AccountConfig(Model):
             raise ValueError("every CRM of an account needs its own name")
         return self
 
+    @model_validator(mode="after")
+    def _missed_call_owner(self) -> AccountConfig:
+        owner = self.missed_calls.owner
+        if owner and all(u.pbx_user != owner for u in self.users):
+            raise ValueError(f"missed_calls.owner {owner!r} is not a pbx_user of `users`")
+        return self
+
     def crm(self, name: str) -> CrmSettings | None:
         return next((crm for crm in self.crms if crm.name == name), None)
 
@@ -335,7 +547,7 @@ class AccountConfig(Model):
 
             model = registry.pbx_settings_model(str(pbx.get("kind", "")))
             data["pbx"] = {**pbx, **model.stored_placeholders()}
-        return cls.model_validate(data)
+        return cls.model_validate(data, context={"stored": True})
 
     def public(self) -> dict[str, Any]:
         """The config without secrets, as stored in DynamoDB."""

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Direction(StrEnum):
@@ -23,6 +23,18 @@ class Outcome(StrEnum):
     NOT_ALLOWED = "not_allowed"
     NOT_FOUND = "not_found"
     UNKNOWN = "unknown"
+
+
+class MissedReason(StrEnum):
+    """Why a call was not answered, as far as the PBX told us. Set by each PBX package's mapping
+    (and by the missed-call settle of live events); None on an answered call."""
+
+    NO_ANSWER = "no_answer"  # it rang, nobody picked up before the caller hung up
+    BUSY = "busy"  # every line that could take it was busy
+    REJECTED = "rejected"  # a user or a PBX rule refused it
+    UNAVAILABLE = "unavailable"  # nobody available: no user logged in, outside the PBX's hours, no route
+    QUEUE_ABANDONED = "queue_abandoned"  # the caller gave up while waiting in a queue
+    UNKNOWN = "unknown"  # unanswered, and the PBX said nothing more
 
 
 class StartSource(StrEnum):
@@ -42,6 +54,21 @@ class Flag(StrEnum):
     DURATION_UNPARSED = "duration_unparsed"  # a talk or ring time was junk; counted as 0, kept as sent
     BAD_RECORDING_LINK = "bad_recording_link"
     GROUP_USER = "group_user"  # `user` is a department: the call rang a group
+    # An answered call recorded from its live events because the source's final record did not come
+    # within the quiet time (talk time from the answer and end receipts); a later final record of
+    # the source corrects it in place and drops the flag.
+    DERIVED_FROM_EVENTS = "derived_from_events"
+
+
+class Note(BaseModel):
+    """A note a PBX keeps about a call (ccrm.pl's notes): its text, who wrote it and when (UTC)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: str
+    author: str | None = None  # the author's name, as the PBX has it
+    author_id: str | None = None  # the author's id in the PBX
+    created_at: datetime | None = None
 
 
 class Call(BaseModel):
@@ -54,6 +81,7 @@ class Call(BaseModel):
     source: str
     direction: Direction | None = None
     outcome: Outcome | None = None
+    missed_reason: MissedReason | None = None
     final: bool = False
     phone: str | None = None  # E.164 when it could be understood, else as sent
     phone_raw: str | None = None
@@ -62,6 +90,9 @@ class Call(BaseModel):
     extension: str | None = None
     department: str | None = None
     duration: int = 0
+    # Seconds the call rang before it was answered or given up, when the PBX reports it (telediscount's
+    # `waiting_time`); None when it does not: a CRM is then told nothing rather than 0.
+    waiting_time: int | None = None
     started_at: datetime | None = None
     start_source: StartSource | None = None
     recording_url: str | None = None
@@ -70,6 +101,15 @@ class Call(BaseModel):
     users_rang: set[str] = Field(default_factory=set)
     accepted_by: str | None = None
     flags: set[str] = Field(default_factory=set)
+    notes: list[Note] = Field(default_factory=list)
+
+    @field_validator("notes", mode="before")
+    @classmethod
+    def _notes(cls, value: Any) -> Any:
+        # Calls stored before notes kept their author and time have them as one text.
+        if isinstance(value, str):
+            return [{"text": value}] if value.strip() else []
+        return value or []
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Call:

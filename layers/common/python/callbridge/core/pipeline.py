@@ -21,6 +21,7 @@ def call_stored(
     repeat_of_final: bool = False,
     source: str | None = None,
     outcome: str | None = None,
+    reason: str | None = None,
 ) -> None:
     """Hand a stored call to the workers; the webhook or poller that stored it never waits for them.
 
@@ -31,10 +32,11 @@ def call_stored(
     `repeat_of_final`: a source sent again what made the call final. The hand-off to delivery is done
     again (creating deliveries is idempotent): if it failed the first time, the source's retry is the
     only chance to hand the call on, and a repeat must not be ignored for it.
-    `source`, `outcome`: the call's, for the CallsIngested metric of a newly final call.
+    `source`, `outcome`, `reason`: the call's, for the CallsIngested metric of a newly final call
+    (`Reason`: why an unanswered call was missed; `answered` for an answered one).
     """
     if newly_final and source:
-        metric("CallsIngested", Source=source, Outcome=outcome or "unknown")
+        metric("CallsIngested", Source=source, Outcome=outcome or "unknown", Reason=reason or "answered")
     if (newly_final or repeat_of_final) and deliver:
         from callbridge.core.handoff import call_final
 

@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from callbridge.core import phones, pipeline
-from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
@@ -32,6 +32,9 @@ from callbridge.store import calls
 from callbridge.store.updates import Update
 
 RAW_ATTRIBUTE = "history_raw"  # the source's record on the call item, for every source
+# Set on a call recorded from its live events (what it was derived from: "events"); removed when
+# the source's own final record corrects it.
+DERIVED_ATTRIBUTE = "derived_from"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class FinalCall:
     extension: str | None = None  # the user's internal number, when the source names it
     department: str | None = None  # the group the call rang, when the source names it
     source_status: str | None = None  # the source's own word for the outcome, kept as sent
+    missed_reason: MissedReason | None = None  # why an unanswered call was not answered (None: answered)
     rating: str | None = None  # the caller's rating of the call, when the source has one
     recording_url: str | None = None  # the link the source gave (never with a key)
     flags: frozenset[str] = frozenset()
@@ -80,6 +84,7 @@ class FinalCall:
             "source": self.source,
             "direction": self.direction.value,
             "outcome": self.outcome.value,
+            "missed_reason": self.missed_reason.value if self.missed_reason else None,
             "final": True,
             "user": self.user,
             "extension": self.extension,
@@ -108,6 +113,7 @@ def store_final(
     deliver: bool = True,
     existing: Mapping[str, Any] | None = None,
     received: datetime | None = None,
+    unless_final: bool = False,
 ) -> bool:
     """Store one final call once and hand it on. False when this source record was already stored
     (by the webhook, the reconciliation, the poller or a backfill).
@@ -117,13 +123,32 @@ def store_final(
     the final call to delivery and re-queues the recording fetch while the recording has no state:
     the first hand-off may have failed after the call was stored, and the source's retry is the only
     chance left. Without it a repeat changes nothing. `received`: when the record arrived (now).
+
+    A call recorded from its live events (settle_call, `derived_from`) is corrected in place by the
+    source's record: same item, its values replaced, the flag dropped; never handed on again.
+    `unless_final`: a record read back from the source (reconciliation) that must not overwrite a
+    call another of the source's records already made final; it still corrects a derived one.
     """
     now_iso = clock.iso(received or clock.now())
     update = Update().set(**call.attributes(account, now_iso))
     update.set_if_absent(created_at=now_iso, finalized_at=now_iso)
-    if call.stored_flags:
+    # The call's derivation from events ends here, whichever record corrects it.
+    update.remove(DERIVED_ATTRIBUTE)
+    if existing is not None and existing.get(DERIVED_ATTRIBUTE):
+        # The derived call's flags are replaced by the record's (ADD and DELETE of one attribute
+        # cannot share an update); the events' talk time stays beside it (`events_duration`).
+        update.set(corrected_at=now_iso)
+        if call.stored_flags:
+            update.set(flags=set(call.stored_flags))
+        else:
+            update.remove("flags")
+    elif call.stored_flags:
         update.add_to_set("flags", *sorted(call.stored_flags))
-    applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update)
+    condition = None
+    if unless_final:
+        condition = "attribute_not_exists(#uf) OR #uf = :uf_no OR attribute_exists(#ud)"
+        update.bind({"#uf": "final", "#ud": DERIVED_ATTRIBUTE}, uf_no=False)
+    applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update, condition)
     if existing is None:
         if applied:
             _hand_off(account, call, deliver)
@@ -138,6 +163,7 @@ def store_final(
         repeat_of_final=not applied and was_final,
         source=call.source,
         outcome=call.outcome.value,
+        reason=call.missed_reason.value if call.missed_reason else None,
     )
     return applied
 
@@ -164,15 +190,19 @@ def store_imported(account: str, batch: Sequence[FinalCall], *, deliver: bool = 
     return len(created)
 
 
-def store_final_batch(account: str, batch: Sequence[FinalCall], *, deliver: bool = False) -> int:
+def store_final_batch(
+    account: str, batch: Sequence[FinalCall], *, deliver: bool = False, without_items: bool = False
+) -> int:
     """Store many final calls with batch reads and writes (backfill); returns how many were new.
 
     The calls whose marker exists are skipped, so a second run changes nothing. Unlike store_final
     this is not atomic against a webhook storing the same call at the same instant: that call's item
     is then written twice with the same content. Bulk imports of past days do not meet live calls.
+    `without_items`: the caller just read that none of these calls has an item, so none has a
+    marker either (a marker is written after its call): the marker read is skipped.
     """
     unique = list({c.call_id: c for c in batch}.values())
-    known = calls.marked(account, [(c.call_id, c.marker) for c in unique])
+    known = set() if without_items else calls.marked(account, [(c.call_id, c.marker) for c in unique])
     fresh = [c for c in unique if (c.call_id, c.marker.sk) not in known]
     now_iso = clock.iso(clock.now())
     items: list[dict[str, Any]] = []
@@ -197,6 +227,7 @@ def _hand_off(account: str, call: FinalCall, deliver: bool) -> None:
         deliver=deliver,
         source=call.source,
         outcome=call.outcome.value,
+        reason=call.missed_reason.value if call.missed_reason else None,
     )
 
 
@@ -273,7 +304,7 @@ def record_live(account: str, event: LiveEvent) -> bool:
         update.add_to_set("transferred_to", event.user)
     applied = calls.apply_once(account, event.call_id, event.marker, now_iso, event.raw, update)
     if applied and event.kind in (Live.STOPPED_RINGING, Live.ENDED):
-        _schedule_settle_if_unanswered(account, event.call_id)
+        _schedule_settle(account, event.call_id)
     return applied
 
 
@@ -287,37 +318,63 @@ def _unanswered_and_silent(call: Mapping[str, Any]) -> bool:
     )
 
 
-def _schedule_settle_if_unanswered(account: str, call_id: str, delay: int | None = None) -> None:
+def _answered_and_ended(call: Mapping[str, Any]) -> bool:
+    """Taken and hung up, but no final record yet: the source's record may still come."""
+    return (
+        not call.get("final")
+        and bool(call.get("accepted_by"))
+        and bool(call.get("accepted_at"))
+        and bool(call.get("completed_at"))
+    )
+
+
+def _schedule_settle(account: str, call_id: str, delay: int | None = None) -> None:
+    """Queue the settle of a call that may be final by now: unanswered and silent (missed after
+    MISSED_CALL_SETTLE_SECONDS), or answered and ended (recorded from its events if its final
+    record has not come after HISTORY_QUIET_SECONDS). SQS delays a message 15 minutes at most; a
+    longer wait is a chain of messages (settle_call queues the next one)."""
     call = calls.get_call(account, call_id)
-    if call is None or not _unanswered_and_silent(call):
+    if call is None:
         return
     settings = get_settings()
+    if _unanswered_and_silent(call):
+        wait = settings.missed_call_settle_seconds
+    elif _answered_and_ended(call):
+        wait = settings.history_quiet_seconds
+    else:
+        return
     if not settings.settle_queue_url:
-        logger().error("SETTLE_QUEUE_URL is not set: cannot settle a possibly missed call")
+        logger().error("SETTLE_QUEUE_URL is not set: cannot settle a call that may be final")
         return
     aws.sqs().send_message(
         QueueUrl=settings.settle_queue_url,
         MessageBody=json.dumps({"account": account, "call_id": call_id}),
-        DelaySeconds=settings.missed_call_settle_seconds if delay is None else delay,
+        DelaySeconds=min(wait if delay is None else delay, 900),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class SettleResult:
-    status: str  # "missed" | "answered" | "ringing" | "final" | "waiting" | "unknown_call"
+    # "missed" | "derived" | "answered" | "ringing" | "final" | "waiting" | "unknown_call"
+    status: str
 
 
 def settle_call(account: str, call_id: str) -> SettleResult:
-    """Decide whether a call whose phones all stopped ringing was missed.
+    """Decide whether a call whose phones all stopped ringing was missed, or whether an answered
+    call that ended is to be recorded from its events.
 
     Hunting groups ring one phone after another, so an empty `ringing` set is not yet the end of
-    the call: it is missed only after MISSED_CALL_SETTLE_SECONDS without a new event.
+    the call: it is missed only after MISSED_CALL_SETTLE_SECONDS without a new event. An answered
+    call is final when its source's record comes; only if none came HISTORY_QUIET_SECONDS after
+    its last event is it recorded from the events (`_derive_answered`).
     """
     call = calls.get_call(account, call_id)
     if call is None:
         return SettleResult("unknown_call")
     if call.get("final"):
         return SettleResult("final")
+    if _answered_and_ended(call):
+        return _derive_answered(account, call_id, call)
     if call.get("accepted_by"):
         return SettleResult("answered")
     if call.get("ringing"):
@@ -327,13 +384,15 @@ def settle_call(account: str, call_id: str) -> SettleResult:
     last = clock.parse_iso(str(call.get("last_event_at") or call.get("first_event_at")))
     remaining = settle - int((now - last).total_seconds())
     if remaining > 0:
-        _schedule_settle_if_unanswered(account, call_id, delay=min(remaining, 900))
+        _schedule_settle(account, call_id, delay=remaining)
         return SettleResult("waiting")
     first = str(call["first_event_at"])
     update = Update().set(
         direction=Direction.IN.value,
         outcome=Outcome.MISSED.value,
         final=True,
+        # Every phone stopped ringing and nobody took the call: the caller hung up unanswered.
+        missed_reason=MissedReason.NO_ANSWER.value,
         duration=0,
         started_at=first,
         start_source=StartSource.FIRST_EVENT.value,
@@ -346,6 +405,57 @@ def settle_call(account: str, call_id: str) -> SettleResult:
     if recorded:
         source = str(call.get("source") or "") or None
         pipeline.call_stored(
-            account, call_id, newly_final=True, fetch_recording=False, source=source, outcome=Outcome.MISSED.value
+            account,
+            call_id,
+            newly_final=True,
+            fetch_recording=False,
+            source=source,
+            outcome=Outcome.MISSED.value,
+            reason=MissedReason.NO_ANSWER.value,
         )
     return SettleResult("missed" if recorded else "final")
+
+
+def _derive_answered(account: str, call_id: str, call: Mapping[str, Any]) -> SettleResult:
+    """Record an answered call from its events: its final record (Cloud PBX `history`) did not come
+    within HISTORY_QUIET_SECONDS of its last event (a lost webhook, a PBX that never sends it).
+
+    Events carry no time stamps, so the talk time is the time between the receipts of the answer
+    and of the end, and the start the receipt of the first event. The call is flagged
+    `derived_from_events` and carries `derived_from`; the source's record, whenever it comes (its
+    webhook, the reconciliation, a backfill), corrects the same item in place (store_final) and is
+    not handed on again: the CRMs keep what they were sent (docs/delivery.md).
+    """
+    now = clock.now()
+    last = clock.parse_iso(str(call.get("last_event_at") or call["completed_at"]))
+    remaining = get_settings().history_quiet_seconds - int((now - last).total_seconds())
+    if remaining > 0:
+        _schedule_settle(account, call_id, delay=remaining)
+        return SettleResult("waiting")
+    accepted = clock.parse_iso(str(call["accepted_at"]))
+    completed = clock.parse_iso(str(call["completed_at"]))
+    talk = max(0, int((completed - accepted).total_seconds()))
+    first = str(call.get("first_event_at") or call["accepted_at"])
+    update = Update().set(
+        direction=str(call.get("direction") or Direction.IN.value),
+        outcome=Outcome.ANSWERED.value,
+        final=True,
+        duration=talk,
+        events_duration=talk,
+        started_at=first,
+        start_source=StartSource.FIRST_EVENT.value,
+        updated_at=clock.iso(now),
+        gsi1pk=account,
+        gsi1sk=f"{first}#{call_id}",
+        **{DERIVED_ATTRIBUTE: "events"},
+    )
+    update.set_if_absent(finalized_at=clock.iso(now), user=str(call["accepted_by"]))
+    update.add_to_set("flags", Flag.DERIVED_FROM_EVENTS.value)
+    if not calls.finalize_if_not_final(account, call_id, update):
+        return SettleResult("final")  # the final record came meanwhile: it wins
+    source = str(call.get("source") or "") or None
+    pipeline.call_stored(
+        account, call_id, newly_final=True, fetch_recording=False, source=source, outcome=Outcome.ANSWERED.value
+    )
+    logger().info("answered call recorded from its events", extra={"call_id": call_id, "duration": talk})
+    return SettleResult("derived")

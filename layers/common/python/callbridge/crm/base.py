@@ -13,20 +13,24 @@ features fan out to every CRM of the account that offers one, through callbridge
 - click_to_call_secret: the secret field the CRM presents on its make-call and user-status requests
   (e.g. retailCRM's clientId); the features check it, no connector is needed
 - module_registration: the CRM has an integration module to register (`ModuleRegistration`)
+- callback_tasks: a missed incoming call becomes a callback task for a manager, closed when the
+  client is reached (`CallbackTasks`; switched on by the CRM's `callbacks` settings). The features
+  (callbridge.features.callbacks) own when, for whom and exactly-once; connectors speak the CRM.
 - setup_lines: what the operator pastes into the CRM (our URLs), printed by `accounts apply`
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, SecretStr
 
 from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
 from callbridge.core.live import LIVE_CARDS, has_live_cards
-from callbridge.core.model import Call
+from callbridge.core.model import Call, Direction, Outcome
 
 if TYPE_CHECKING:
     from callbridge.core.accounts import Account
@@ -75,11 +79,32 @@ class DeliveryContext:
     timezone: str
     users: list[UserMapping]
     recording_url: Any  # Callable[[call_id], str]: our playback URL of a stored recording
+    phone_region: str | None = None  # the account's country (ISO code): which numbers are national
+    missed_owner: str | None = None  # the account's owner of missed calls (`missed_calls.owner`)
+    # The PBX user responsible for a client number, as we know it (our directory, or the manager a
+    # CRM named while the call rang); None when nobody is.
+    responsible: Callable[[str], str | None] | None = None
 
     def user(self, pbx_user: str | None) -> UserMapping | None:
         if not pbx_user:
             return None
         return next((u for u in self.users if u.pbx_user == pbx_user), None)
+
+    def missed_owners(self, call: Call) -> list[UserMapping]:
+        """Whom a missed incoming call is filed under, best first: the caller's responsible manager,
+        then the account's owner of missed calls. Empty: the CRM's default user. A group or hunting
+        ring that nobody answered is ONE call, whoever's phones rang (`users_rang` stays ours)."""
+        found: list[UserMapping] = []
+        candidates = [self.responsible(call.phone) if self.responsible and call.phone else None, self.missed_owner]
+        for pbx_user in candidates:
+            mapping = self.user(pbx_user)
+            if mapping is not None and mapping not in found:
+                found.append(mapping)
+        return found
+
+
+def is_missed_incoming(call: Call) -> bool:
+    return call.direction != Direction.OUT and call.outcome != Outcome.ANSWERED
 
 
 class Connector(Protocol):
@@ -96,13 +121,13 @@ class Connector(Protocol):
 CrmSettingsModel = CrmSettings
 
 
-def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False) -> CrmSettings:
+def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False, fast: bool = False) -> CrmSettings:
     """A CRM's typed settings (`account.settings.crms`) with the secret placeholders of the stored
     config replaced by the secrets in SSM. A secret SSM lacks keeps its placeholder, which no CRM
     accepts: the request fails like a wrong key and is retried once the secret is put."""
     from callbridge.infra import secrets
 
-    values = secrets.account_secrets(account_id, force=force)
+    values = secrets.account_secrets(account_id, force=force, fast=fast)  # fast: the contact path
     filled: CrmSettings = _fill(crm, crm.name, "", values)
     return filled
 
@@ -140,6 +165,7 @@ def secret(crm: CrmSettings, field_name: str) -> str:
 RESPONSIBLE_LOOKUP = "responsible_lookup"
 CLICK_TO_CALL_SECRET = "click_to_call_secret"
 MODULE_REGISTRATION = "module_registration"
+CALLBACK_TASKS = "callback_tasks"
 
 
 def offers(settings: CrmSettings, capability: str) -> bool:
@@ -263,3 +289,44 @@ def query_phone(raw: str | None) -> str:
     """A phone from a query string: an unencoded `+` (retailCRM's own example) decodes to a space."""
     value = raw or ""
     return "+" + value.strip() if value.startswith(" ") and value.strip()[:1].isdigit() else value.strip()
+
+
+# -- callback tasks ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    """A callback task to open in a CRM for a missed caller."""
+
+    marker: str  # ours, unique per task; written into the task so that a retry can find it
+    phone: str  # E.164
+    missed_at: datetime  # the first missed call of the task (UTC)
+    due_at: datetime  # when the manager should have called back (UTC)
+    reason: str  # why the call was missed (core.model.MissedReason)
+    owners: list[UserMapping]  # the manager, best first (empty: the CRM's default user)
+    only_unknown: bool = False  # open it only when the CRM does not know the number
+    retry: bool = False  # an earlier attempt may have saved the task: look for the marker first
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackOpened:
+    task_id: str | None  # None: not opened (`skipped` says why, e.g. a known customer)
+    skipped: str = ""
+    customer_created: bool = False
+
+
+class CallbackTasks(Protocol):
+    """Errors: callbridge.infra.http.TransientHttpError (retried later with the delivery) or
+    PermanentHttpError (given up, recorded)."""
+
+    def open_callback_task(self, account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
+        """Open the task (idempotent with `request.retry`: an existing task with the marker is
+        returned, not created again)."""
+        ...
+
+    def close_callback_task(self, account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
+        """Mark the task done: the client was reached (`note` says how). Closing a closed task is fine."""
+        ...
+
+    def new_contact(self, account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
+        """Create the contact of an outgoing call to a number the CRM does not know, when its settings
+        ask for it; idempotent; True when one was created now."""
+        ...

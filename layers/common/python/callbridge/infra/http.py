@@ -2,6 +2,11 @@
 with exponential backoff and jitter (tenacity) that honour `Retry-After`, a per-peer rate limiter and
 typed errors.
 
+Every request goes through the address guard (infra/netguard.py, GuardedTransport below): https to
+public addresses only, checked on each connection after one DNS lookup; plain http or a private
+address only for the host:ports the account trusts (its `trusted_hosts`). A refused address is a
+PermanentHttpError before anything is sent.
+
 What is retried: timeouts, connection errors, 429 and 5xx. Any other 4xx is permanent for that
 request. No secret reaches a log line or an exception text: errors name the peer, the method, the
 path (never the query string, where some peers carry keys) and the status; httpx's own exceptions,
@@ -10,19 +15,23 @@ whose text may hold a full URL, are never chained.
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import httpcore
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from callbridge.infra import clock
+from callbridge.infra.netguard import FetchError, GuardedBackend, PermanentFetchError, check_url, normalize_hosts
 from callbridge.infra.observability import logger
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -149,6 +158,54 @@ def mask_secrets(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """certifi's CA bundle, built once per cold start (loading it costs tens of milliseconds)."""
+    return httpx.create_ssl_context()
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's own transport with the address guard: every URL is checked before anything is sent
+    (scheme, credentials, port, an IP literal) and every connection is opened by GuardedBackend (one
+    DNS lookup, every address checked, the socket connected to a checked address). `trusted` is
+    normalize_hosts() of the host:ports the account trusts.
+
+    Raises the netguard errors (BlockedAddress, DisallowedScheme, ...) for a refused address: they are
+    not httpx errors, so no caller can mistake one for a network failure worth retrying."""
+
+    def __init__(self, trusted: frozenset[str] = frozenset()) -> None:
+        super().__init__(verify=_ssl_context(), retries=0)
+        self._trusted = trusted
+        # httpx takes no network backend: its pool is replaced by the same pool (HTTP/1.1, no retries)
+        # whose only way to open a socket is the guard.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=_ssl_context(), network_backend=GuardedBackend(trusted), http1=True, http2=False, retries=0
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        check_url(request.url, self._trusted)
+        return super().handle_request(request)
+
+
+def guarded_client(
+    trusted_hosts: Iterable[str] = (),
+    *,
+    timeout_s: float,
+    transport: httpx.BaseTransport | None = None,
+    **options: Any,
+) -> httpx.Client:
+    """An httpx client whose requests go through the address guard (GuardedTransport), for a package
+    that needs a client of its own rather than an HttpPeer. `trusted_hosts`: the account's;
+    `transport`: a test's (httpx.MockTransport) instead of the network. No proxy from the
+    environment: it would carry the request past the guard."""
+    return httpx.Client(
+        transport=transport or GuardedTransport(normalize_hosts(trusted_hosts)),
+        timeout=timeout_s,
+        trust_env=False,
+        **options,
+    )
+
+
 class HttpPeer:
     """One remote service. Use `request`; it returns the response of a 2xx (or 3xx) answer or raises
     TransientHttpError / PermanentHttpError after the retries."""
@@ -165,6 +222,7 @@ class HttpPeer:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         secrets: Sequence[str] = (),
+        trusted_hosts: Iterable[str] = (),
     ):
         self.name = name
         # Masked in every error's `body`: a peer that echoes our request (a key in a form or JSON
@@ -178,8 +236,11 @@ class HttpPeer:
             base_url=self.base_url,
             headers=dict(headers or {}),
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            transport=transport,
+            # `transport` only from tests (httpx.MockTransport); otherwise the guard, and no proxy
+            # from the environment, which would carry the request past the guard.
+            transport=transport or GuardedTransport(normalize_hosts(trusted_hosts)),
             follow_redirects=False,
+            trust_env=False,
         )
         self.requests_sent = 0  # every attempt, for tests and the benchmark
 
@@ -248,6 +309,11 @@ class HttpPeer:
         self.requests_sent += 1
         try:
             response = self._client.request(method, path, params=params, data=data, json=json, headers=headers)
+        except PermanentFetchError as exc:
+            # The address guard refused the URL or the address it resolves to: nothing was sent.
+            raise PermanentHttpError(self.name, method, path, f"address refused: {exc}") from None
+        except FetchError as exc:  # the DNS lookup failed for now
+            raise TransientHttpError(self.name, method, path, f"connection error ({exc})") from None
         except httpx.TimeoutException:
             raise TransientHttpError(self.name, method, path, "timeout") from None
         except httpx.TransportError as exc:

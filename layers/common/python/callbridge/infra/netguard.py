@@ -12,15 +12,19 @@ Policy
     - The socket is then connected to one of exactly those checked addresses (never to a name that a
       second, rebinding DNS answer could point elsewhere); TLS SNI, certificate verification and the
       Host header still use the hostname.
-    - The allowlist (exact hostnames or IP literals an account explicitly trusts, such as a PBX on a
-      private network, or 127.0.0.1 in tests) lifts the address and port checks and allows `http`
-      for those hosts only. Redirects are checked like any other URL, hop by hop.
+    - The allowlist (exact host:port pairs an account explicitly trusts, such as a PBX on a private
+      network, or 127.0.0.1:<port> of a fake in tests) lifts the address and port checks and allows
+      `http` for those host:ports only: trusting one service of a host does not open its other ports
+      (an SSH or database port beside it). A bare host stands for its default ports, 80 and 443.
+      Redirects are checked like any other URL, hop by hop.
 
 API
     check_url(url, allow_hosts) -> httpx.URL   scheme, credentials, port, IP literal: before any I/O
     resolve(host, port, allow_hosts) -> list[IPv4Address | IPv6Address]   one lookup, all checked
     blocked_reason(ip) -> str | None           why an address is refused (None: public)
-    normalize_hosts(hosts) -> frozenset[str]   the canonical allowlist the functions above expect
+    normalize_hosts(entries) -> frozenset[str] the canonical allowlist ("host:port" keys) the functions
+                                               above expect, from "host:port", "[v6]:port" or a bare host
+    host_key(host, port) -> str                the key of one host:port in that allowlist
     GuardedBackend(allow_hosts, deadline)      an httpcore network backend doing resolve-then-connect
 
 The error types of the whole recordings package live here, at the bottom of its import graph:
@@ -173,12 +177,49 @@ def normalize_host(host: str) -> str:
 _HOSTNAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?")
 
 
-def normalize_hosts(hosts: Iterable[str]) -> frozenset[str]:
-    """Canonical allowlist from exact hostnames or IP literals (no ports, no wildcards)."""
-    if isinstance(hosts, str):
+# The ports a bare host (no ":port") in an allowlist stands for: those of https and http URLs that
+# name no port. Older account files named hosts only; they keep working for services on those ports.
+BARE_HOST_PORTS = (443, 80)
+
+
+def host_key(host: str, port: int) -> str:
+    """The allowlist key of `host` (already normalised) at `port`: "host:port", "[v6]:port"."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_host_port(entry: str) -> tuple[str, int | None]:
+    """("host", port) from "host:port", "[v6]:port" or a bare host / IP literal (port None).
+    Raises ValueError for anything else (a scheme, a path, a port outside 1-65535, a wildcard)."""
+    value = entry.strip()
+    port_text: str | None = None
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"not host:port: {entry!r}")
+        port_text = rest[1:] if rest else None
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    else:
+        host = value  # a hostname, an IPv4 literal or a bare IPv6 literal
+    port: int | None = None
+    if port_text is not None:
+        if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
+            raise ValueError(f"not a port (1-65535): {entry!r}")
+        port = int(port_text)
+    return normalize_host(host), port
+
+
+def normalize_hosts(entries: Iterable[str]) -> frozenset[str]:
+    """The canonical allowlist ("host:port" keys, see host_key) from "host:port" entries; a bare host
+    stands for its ports 443 and 80 (BARE_HOST_PORTS). No wildcards."""
+    if isinstance(entries, str):
         # A lone string is iterable too: it would allow each of its characters as a host.
-        raise TypeError("allow_hosts must be a collection of hostnames, not a string")
-    return frozenset(normalize_host(h) for h in hosts)
+        raise TypeError("allow_hosts must be a collection of host:port entries, not a string")
+    keys: set[str] = set()
+    for entry in entries:
+        host, port = parse_host_port(entry)
+        keys.update(host_key(host, p) for p in ((port,) if port is not None else BARE_HOST_PORTS))
+    return frozenset(keys)
 
 
 def _ip_literal(host: str) -> IPAddress | None:
@@ -211,16 +252,16 @@ def check_url(url: str | httpx.URL, allow_hosts: frozenset[str]) -> httpx.URL:
         host = normalize_host(parsed.raw_host.decode("ascii"))
     except (ValueError, UnicodeError):
         raise PermanentFetchError("URL without a valid host") from None
-    allowed = host in allow_hosts
+    port = parsed.port if parsed.port is not None else _DEFAULT_PORTS[scheme]
+    if not 0 < port < 65536:
+        raise PermanentFetchError(f"invalid port {port}")
+    allowed = host_key(host, port) in allow_hosts
     if scheme == "http" and not allowed:
-        raise DisallowedScheme(f"plain http is allowed only for explicitly allowed hosts, not {host}")
+        raise DisallowedScheme(f"plain http is allowed only for explicitly allowed host:ports, not {host}:{port}")
     if parsed.userinfo:
         # Never forwarded anywhere (a redirect would carry them to another host), and a classic way to
         # make a URL look like it points somewhere else: https://trusted.example@10.0.0.1/.
         raise PermanentFetchError("credentials in the URL are not supported")
-    port = parsed.port if parsed.port is not None else _DEFAULT_PORTS[scheme]
-    if not 0 < port < 65536:
-        raise PermanentFetchError(f"invalid port {port}")
     if not allowed and port not in (80, 443) and port < 1024:
         raise BlockedAddress(f"port {port} is not allowed")
     literal = _ip_literal(host)
@@ -232,7 +273,7 @@ def check_url(url: str | httpx.URL, allow_hosts: frozenset[str]) -> httpx.URL:
 
 
 def resolve(host: str, port: int, allow_hosts: frozenset[str]) -> list[IPAddress]:
-    """Resolve `host` once and check every address it resolves to (unless the host is allowed).
+    """Resolve `host` once and check every address it resolves to (unless host:port is allowed).
 
     Returns the addresses to connect to, in resolver order, IPv4-mapped ones as plain IPv4."""
     key = normalize_host(host)
@@ -258,7 +299,7 @@ def resolve(host: str, port: int, allow_hosts: frozenset[str]) -> list[IPAddress
                 addresses.append(address)
         if not addresses:
             raise PermanentFetchError(f"{host} has no IP address")
-    if key not in allow_hosts:
+    if host_key(key, port) not in allow_hosts:
         for address in addresses:
             reason = blocked_reason(address)
             if reason is not None:

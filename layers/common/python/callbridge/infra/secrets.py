@@ -28,7 +28,7 @@ _refresh = RefreshBudget()
 CRM_TOKEN = "crm_token"
 CRM_TOKEN_PREVIOUS = "crm_token_previous"
 PBX_TOKEN = "pbx_token"
-# Bearer keys of POST /v1/{account}/calls (AccountConfig.api_keys): current and, during a rotation, previous.
+# Bearer keys of /v1/{account}/calls, POST and GET (AccountConfig.api_keys): current and, during a rotation, previous.
 API_KEY = "api_key"
 API_KEY_PREVIOUS = "api_key_previous"
 RECORDINGS_USER = "recordings_user"
@@ -38,10 +38,14 @@ RECORDINGS_SIGNING_KEY = "recordings_signing_key"
 
 
 @cache
-def _provider() -> SSMProvider:
+def _provider(fast: bool) -> SSMProvider:
+    """Two providers, each with its own cache: the contact path's (`fast`: one attempt within its
+    time budget, it answers the ringing phone without a contact rather than late) and everyone
+    else's, whose SSM client retries a throttled or slow answer (botocore standard mode) instead of
+    failing the request with a 503 at the first hiccup."""
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-    return SSMProvider(boto3_client=aws.ssm(fast=True))
+    return SSMProvider(boto3_client=aws.ssm(fast=fast))
 
 
 def pbx_secret_name(field: str) -> str:
@@ -58,8 +62,9 @@ def account_path(account_id: str) -> str:
     return f"{get_settings().ssm_prefix}/accounts/{account_id}"
 
 
-def account_secrets(account_id: str, *, force: bool = False) -> dict[str, str]:
-    values = _provider().get_multiple(
+def account_secrets(account_id: str, *, force: bool = False, fast: bool = False) -> dict[str, str]:
+    """`fast`: on the contact path only (see _provider)."""
+    values = _provider(fast).get_multiple(
         account_path(account_id), max_age=CACHE_SECONDS, decrypt=True, force_fetch=force, recursive=True
     )
     return {str(k): str(v) for k, v in values.items()}

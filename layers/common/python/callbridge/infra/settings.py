@@ -28,6 +28,9 @@ class Settings:
     settle_queue_url: str
     missed_call_settle_seconds: int
     contact_budget_ms: int
+    # How long an answered call whose events ended waits for its source's final record before it is
+    # recorded from its events (core/record.py settle_call).
+    history_quiet_seconds: int = 900
     # Recordings. Optional, so functions that do not touch recordings start without them.
     recording_queue_url: str = ""
     recordings_bucket: str = ""
@@ -54,6 +57,10 @@ class Settings:
     pbx_timeout_s: int = 5
     # telediscount and ccrm.pl as call sources.
     telediscount_reconcile_window_s: int = 3 * 3600
+    # How often the reconciliation reads telediscount's whole call list (get_calls without a
+    # filter); the runs between ask only about the calls it knows began (pbx/telediscount/reconcile.py).
+    telediscount_full_sweep_s: int = 3600
+    cloudpbx_reconcile_window_s: int = 3 * 3600
     ccrm_overlap_s: int = 3600
     ccrm_first_lookback_s: int = 3600
     ccrm_rate_limit_retries: int = 3
@@ -89,6 +96,7 @@ class Settings:
             settle_queue_url=src.get("SETTLE_QUEUE_URL", "").strip(),
             missed_call_settle_seconds=integer("MISSED_CALL_SETTLE_SECONDS", 30, 0, 900),
             contact_budget_ms=integer("CONTACT_BUDGET_MS", 1000, 100, 5000),
+            history_quiet_seconds=integer("HISTORY_QUIET_SECONDS", 900, 1, 86400),
             recording_queue_url=src.get("RECORDING_QUEUE_URL", "").strip(),
             recordings_bucket=src.get("RECORDINGS_BUCKET", "").strip(),
             recording_max_bytes=integer("RECORDING_MAX_BYTES", 500 * 1024 * 1024, 1024, 5 * 1024**3),
@@ -110,6 +118,8 @@ class Settings:
             routing_cache_ttl_s=integer("ROUTING_CACHE_TTL_SECONDS", 300, 1, 86400),
             pbx_timeout_s=integer("PBX_TIMEOUT_SECONDS", 5, 1, 25),
             telediscount_reconcile_window_s=integer("TELEDISCOUNT_RECONCILE_WINDOW_MINUTES", 180, 5, 10080) * 60,
+            telediscount_full_sweep_s=integer("TELEDISCOUNT_FULL_SWEEP_MINUTES", 60, 0, 10080) * 60,
+            cloudpbx_reconcile_window_s=integer("CLOUDPBX_RECONCILE_WINDOW_MINUTES", 180, 5, 10080) * 60,
             ccrm_overlap_s=integer("CCRM_OVERLAP_MINUTES", 60, 0, 10080) * 60,
             ccrm_first_lookback_s=integer("CCRM_FIRST_LOOKBACK_MINUTES", 60, 1, 525600) * 60,
             ccrm_rate_limit_retries=integer("CCRM_RATE_LIMIT_RETRIES", 3, 0, 10),

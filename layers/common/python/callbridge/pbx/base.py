@@ -78,6 +78,7 @@ class BackfillResult:
     records: int = 0
     stored: int = 0
     resumed_at: int = 0  # where the run started: a page or a record offset, as the PBX pages
+    unreadable: int = 0  # source records that could not be read: reported and skipped, not fatal
     first: int = 0  # where a run that resumes nothing starts (the first page, or offset 0)
 
     @property

@@ -113,14 +113,24 @@ def stored_raw(raw: Mapping[str, Any]) -> StoredRaw:
 
 
 def apply_once(
-    account: str, call_id: str, marker: Marker, received_at: str, raw: dict[str, Any], update: Update
+    account: str,
+    call_id: str,
+    marker: Marker,
+    received_at: str,
+    raw: dict[str, Any],
+    update: Update,
+    condition: str | None = None,
 ) -> bool:
     """Apply `update` to the call and record `marker`, atomically. False when this exact webhook was
-    already applied (a retry): nothing is changed then."""
+    already applied (a retry), or when `condition` (on the call item; its names and values bound on
+    `update`) does not hold: nothing is changed then."""
     client = aws.dynamodb()
     stored = stored_raw(raw)
     if stored.truncated:
         update.set(raw_truncated=True)
+    call_update: dict[str, Any] = {"TableName": _table(), "Key": call_key(account, call_id), **update.request()}
+    if condition:
+        call_update["ConditionExpression"] = condition
     try:
         client.transact_write_items(
             TransactItems=[
@@ -131,12 +141,15 @@ def apply_once(
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
-                {"Update": {"TableName": _table(), "Key": call_key(account, call_id), **update.request()}},  # type: ignore[typeddict-item]
+                {"Update": call_update},  # type: ignore[typeddict-item]
             ]
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
             raise
+        reasons = [str(r.get("Code")) for r in error.response.get("CancellationReasons", [])]
+        if condition and reasons[:2] == ["None", "ConditionalCheckFailed"]:
+            return False  # the call is not in the state the caller required
         # Cancelled: either the marker exists (a retry, or a twin racing us) or a transient
         # conflict. Only the first is a duplicate; anything else must surface so the PBX retries.
         existing = client.get_item(
@@ -243,6 +256,13 @@ def finalize_if_unanswered(account: str, call_id: str, update: Update) -> bool:
     )
 
 
+def finalize_if_not_final(account: str, call_id: str, update: Update) -> bool:
+    """Apply `update` (a call made final from its events) only while no final record made it final."""
+    update.names["#cf"] = "final"
+    update.values[":cfalse"] = {"BOOL": False}
+    return update_call(account, call_id, update, condition="attribute_not_exists(#cf) OR #cf = :cfalse")
+
+
 # -- bulk writes of final calls (importers, backfill) ---------------------------------------------
 
 _BATCH_GET = 100
@@ -314,5 +334,31 @@ def marked(account: str, wanted: Sequence[tuple[str, Marker]]) -> set[tuple[str,
             response = client.batch_get_item(RequestItems=request)
             for item in response.get("Responses", {}).get(table, []):
                 found.add((by_pk[item["pk"]["S"]], item["sk"]["S"]))
+            request = response.get("UnprocessedKeys") or {}
+    return found
+
+
+def states(account: str, call_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The call items among `call_ids` that exist, with batch reads: whether each is final and was
+    derived from its events, its recording's state (only those attributes are read)."""
+    table = _table()
+    client = aws.dynamodb()
+    found: dict[str, dict[str, Any]] = {}
+    unique = list(dict.fromkeys(call_ids))
+    for start in range(0, len(unique), _BATCH_GET):
+        keys = [call_key(account, call_id) for call_id in unique[start : start + _BATCH_GET]]
+        request: dict[str, Any] = {
+            table: {
+                "Keys": keys,
+                "ConsistentRead": True,
+                "ProjectionExpression": "call_id, #f, derived_from, recording_state",
+                "ExpressionAttributeNames": {"#f": "final"},
+            }
+        }
+        while request:
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                state = from_item(item)
+                found[str(state.get("call_id"))] = state
             request = response.get("UnprocessedKeys") or {}
     return found

@@ -11,6 +11,8 @@ Calls table (pk, sk):
     CALL#{account}#{call id}  DLV#{crm}                 one delivery per CRM
     CALL#{account}#{call id}  CRMCALL#{crm}             the CRM's own id of the call, when it has one (store/crm_calls.py)
     MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
+    OPEN#{account}#{source}   {since}#{call id}         a call a source began and may not finish (store/open_calls.py)
+    CBK#{account}#{crm}#{E.164}  HEAD | T#{first missed at}#{call id}   callback tasks (store/callbacks.py)
 Contacts table (account, phone): one item per account and E.164 phone (store/contacts.py).
 RoutingCacheTable (account, phone):
     {account}  {E.164 phone}        a caller's responsible manager as a CRM named it (expires)
@@ -36,6 +38,8 @@ EVENT_PREFIX = "EVT#"
 DELIVERY_PREFIX = "DLV#"
 MESSAGE_PREFIX = "MSG#"
 CRM_CALL_PREFIX = "CRMCALL#"
+OPEN_PREFIX = "OPEN#"
+CALLBACK_PREFIX = "CBK#"
 
 
 def account_pk(account: str) -> str:
@@ -79,6 +83,10 @@ def message_pk(account: str, uuid: str) -> str:
     return f"{MESSAGE_PREFIX}{account}#{uuid}"
 
 
+def open_pk(account: str, source: str) -> str:
+    return f"{OPEN_PREFIX}{account}#{source}"
+
+
 def contact_key(account: str, e164: str) -> dict[str, Any]:
     """A DynamoDB key (typed) of the Contacts table."""
     return {"account": {"S": account}, "phone": {"S": e164}}
@@ -93,3 +101,8 @@ def cursor_sk(name: str) -> str:
 
 def pbx_user_sk(name: str) -> str:
     return f"{PBX_USER_PREFIX}{name}"
+
+
+def callback_pk(account: str, crm: str, phone: str) -> str:
+    """The partition of one caller's callback tasks in one CRM of an account."""
+    return f"{CALLBACK_PREFIX}{account}#{crm}#{phone}"

@@ -274,6 +274,7 @@ class Bitrix24Api:
 def open_api(account_id: str, settings: Bitrix24Settings, **options: Any) -> Bitrix24Api:
     """The client of one Bitrix24 of an account, whichever way the account file gives (settings
     with their secrets filled: callbridge.crm.base.with_secrets)."""
+    options.setdefault("trusted_hosts", settings.trusted_hosts)
     if settings.app is not None:
         from callbridge.crm.bitrix24.oauth import TokenStore
 

@@ -94,13 +94,13 @@ class OAuthServer:
     REST address; `domain` there is the OAuth server's own, oauth.bitrix.info). A refresh spends the
     refresh token AND the access token issued with it."""
 
-    def __init__(self, app: Bitrix24App, *, timeout_s: float = 10.0):
+    def __init__(self, app: Bitrix24App, *, timeout_s: float = 10.0, trusted_hosts: frozenset[str] = frozenset()):
         self.app = app
         secret = app.client_secret.get_secret_value()
         # One attempt: a refresh whose answer is lost may have rotated the token already; the
         # caller re-reads SSM instead of asking twice with a token that may be spent.
         self.peer = HttpPeer("bitrix24-oauth", app.oauth_url, timeout_s=timeout_s,
-                             retry=RetryPolicy(attempts=1), secrets=(secret,))  # fmt: skip
+                             retry=RetryPolicy(attempts=1), secrets=(secret,), trusted_hosts=trusted_hosts)  # fmt: skip
 
     def close(self) -> None:
         self.peer.close()
@@ -159,6 +159,7 @@ class TokenStore:
         after_store: Callable[[Tokens], None] | None = None,
     ):
         self.app = _app(settings)
+        self.trusted_hosts = settings.trusted_hosts
         self.name = tokens_name(account_id, settings.name)
         self.claim = claim_name(account_id, settings.name)
         self.timeout_s = timeout_s
@@ -217,7 +218,7 @@ class TokenStore:
         again = self.read()
         if again is not None and again.version != seen.version:
             return again  # another Lambda finished its refresh between our read and our claim
-        server = OAuthServer(self.app, timeout_s=self.timeout_s)
+        server = OAuthServer(self.app, timeout_s=self.timeout_s, trusted_hosts=self.trusted_hosts)
         try:
             fresh = server.grant("refresh_token", refresh_token=seen.refresh_token)
         finally:
@@ -268,7 +269,7 @@ def authorize(account_id: str, settings: Bitrix24Settings, code: str, *, timeout
     """The first tokens, from an authorization code: exchanged, checked against the account's
     portal (and member_id), stored. ValueError: tokens of another portal."""
     app = _app(settings)
-    server = OAuthServer(app, timeout_s=timeout_s)
+    server = OAuthServer(app, timeout_s=timeout_s, trusted_hosts=settings.trusted_hosts)
     try:
         fresh = server.grant("authorization_code", code=code)
     finally:

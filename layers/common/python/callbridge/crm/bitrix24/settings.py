@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from callbridge.core.config import (
+    PEER_URL,
     STORED_SECRET,
     CrmSettings,
     DeliveryMode,
     Model,
+    PeerUrl,
     Secret,
     UserFields,
     WebhookToken,
@@ -29,7 +31,7 @@ class Bitrix24App(Model):
     only API"): its OAuth credentials. The tokens are not here: `callbridge bitrix24 authorize`
     puts the first ones in SSM and the connector keeps them refreshed there (docs/bitrix24.md)."""
 
-    portal: str = Field(
+    portal: PeerUrl = Field(
         pattern=PORTAL_URL, description="The portal, https://{portal} (the REST calls go to its /rest/)"
     )
     client_id: str = Field(
@@ -41,7 +43,7 @@ class Bitrix24App(Model):
         pattern=r"^[A-Za-z0-9]{8,64}$",
         description="The portal's member_id: when set, tokens of any other portal are refused",
     )
-    oauth_url: str = Field(
+    oauth_url: PeerUrl = Field(
         default=OAUTH_URL, pattern=PORTAL_URL, description="Bitrix24's OAuth server (tests: a fake one)"
     )
 
@@ -62,7 +64,8 @@ class Bitrix24Settings(CrmSettings):
 
     kind: Literal["bitrix24"] = "bitrix24"
     name: str = Field(default="bitrix24", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
-    webhook_url: Secret | None = Field(
+    # A secret and an address: checked against trusted_hosts like every PeerUrl (core/config.py).
+    webhook_url: Annotated[Secret, PEER_URL] | None = Field(
         default=None,
         description="The portal's inbound webhook, https://{portal}/rest/{user}/{code}/, with the telephony, "
         "crm and user scopes (its code is a secret: kept in SSM); or `app`",

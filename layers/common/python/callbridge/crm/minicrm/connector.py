@@ -1,7 +1,7 @@
 """MiniCRM Call log connector: `POST {base}/Api/CallLog` (docs/minicrm.md).
 
 One request per `UserExtension` (one MiniCRM user) with `Data` as an array of records; `CallType` 0
-outgoing / 1 received / 2 missed; `Date` = the call's start in UTC; `ReferenceId` = our call id (the id
+outgoing / 1 received / 2 missed; `Date` = the call's start in UTC; a missed call is one record under its owner (`_extensions`); `ReferenceId` = our call id (the id
 our MiniCRM recordings URL resolves) only when the recording is stored. The answer's counters come in
 two documented sets (`Missing`/`NotFound`/`Processed` and `Skipped`/`Processed`/`Exists`); `Exists`
 is success (MiniCRM de-duplicates), the others reject records without saying which: we then halve the
@@ -15,11 +15,25 @@ import json
 from datetime import UTC
 from typing import Any
 
+import phonenumbers
 from phonenumbers import NumberParseException
 
+from callbridge.core.accounts import Account
+from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number, national_digits
-from callbridge.crm.base import CONFIG_STATUSES, OK, CallRecords, DeliveryContext, Record, RecordResult, send_batch
+from callbridge.crm.base import (
+    CONFIG_STATUSES,
+    OK,
+    CallbackOpened,
+    CallbackRequest,
+    CallRecords,
+    DeliveryContext,
+    Record,
+    RecordResult,
+    is_missed_incoming,
+    send_batch,
+)
 from callbridge.crm.minicrm.settings import MiniCrmSettings, MiniCrmUser
 from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError, limiter
 
@@ -50,6 +64,25 @@ class MiniCrmConnector:
     kind = "minicrm"
     max_batch = MAX_BATCH
 
+    # The callback_tasks capability (callbridge.crm.base), loaded when used.
+    @staticmethod
+    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
+        from callbridge.crm.minicrm.todos import open_callback_task
+
+        return open_callback_task(account, settings, request)
+
+    @staticmethod
+    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
+        from callbridge.crm.minicrm.todos import close_callback_task
+
+        close_callback_task(account, settings, task_id, note)
+
+    @staticmethod
+    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
+        from callbridge.crm.minicrm.todos import new_contact
+
+        return new_contact(account, settings, call, owners)
+
     def __init__(
         self,
         settings: MiniCrmSettings,
@@ -70,25 +103,57 @@ class MiniCrmConnector:
             timeout_s=timeout_s,
             rate_limiter=limiter(f"minicrm:{base}", RATE_PER_SECOND, burst=5),
             secrets=(api_key,),
+            trusted_hosts=settings.trusted_hosts,
         )
 
     def close(self) -> None:
         self.peer.close()
 
+    def _extension_of(self, pbx_user: str | None) -> str | None:
+        mapping = self.ctx.user(pbx_user)
+        return (MiniCrmUser.of(mapping).minicrm_extension or mapping.extension) if mapping else None
+
     def _extensions(self, call: Call) -> tuple[list[str], bool]:
-        """The UserExtensions the call belongs to, and whether the default user stood in."""
-        missed = call.direction != Direction.OUT and call.outcome != Outcome.ANSWERED
-        pbx_users = sorted(call.users_rang) if missed and call.users_rang else [call.user or ""]
-        extensions: list[str] = []
-        defaulted = False
-        for pbx_user in pbx_users:
-            mapping = self.ctx.user(pbx_user)
-            extension = (MiniCrmUser.of(mapping).minicrm_extension or mapping.extension) if mapping else None
-            if not extension:
-                extension, defaulted = self.settings.default_user_extension, True
-            if extension and extension not in extensions:
-                extensions.append(extension)
-        return extensions, defaulted
+        """The UserExtension the call is filed under, and whether the default user stood in.
+
+        One call, one record: a missed call (a group or hunting ring nobody answered) goes to the
+        caller's responsible manager, else the account's owner of missed calls, else
+        `default_user_extension`; only without any of them to the first mapped user whose phone rang.
+        """
+        if is_missed_incoming(call):
+            for owner in self.ctx.missed_owners(call):
+                extension = self._extension_of(owner.pbx_user)
+                if extension:
+                    return [extension], False
+            if self.settings.default_user_extension:
+                return [self.settings.default_user_extension], True
+            for pbx_user in sorted(call.users_rang) or [call.user or ""]:
+                extension = self._extension_of(pbx_user)
+                if extension:
+                    return [extension], False
+            return [], True
+        extension = self._extension_of(call.user)
+        if extension:
+            return [extension], False
+        default = self.settings.default_user_extension
+        return ([default] if default else []), True
+
+    def number(self, stored: str) -> str:
+        """`Number` as MiniCRM gets it. `national`: a number of the account's own country as it is
+        dialled there, trunk prefix included (the documentation's `0620123456`); a foreign number
+        stays E.164, since its national digits would lose the country. A number that is no E.164
+        (kept as the PBX sent it) goes as it is."""
+        if self.settings.number_format != "national" or not stored.startswith("+"):
+            return stored
+        try:
+            parsed = phonenumbers.parse(stored, None)
+        except NumberParseException:
+            return stored
+        if phonenumbers.region_code_for_number(parsed) != (self.ctx.phone_region or "").upper():
+            return stored
+        with contextlib.suppress(NumberParseException):
+            return national_digits(stored)
+        return stored
 
     def records(self, call: Call, recording_stored: bool) -> CallRecords:
         extensions, defaulted = self._extensions(call)
@@ -102,11 +167,8 @@ class MiniCrmConnector:
             return CallRecords([], rejected="no MiniCRM user for this call and no default_user_extension", flags=flags)
         if call.started_at is None:
             return CallRecords([], rejected="the call has no start time", flags=flags)
-        if self.settings.number_format == "national" and number.startswith("+"):
-            with contextlib.suppress(NumberParseException):  # keep the number as stored
-                number = national_digits(number)
         data: dict[str, Any] = {
-            "Number": number,
+            "Number": self.number(number),
             "Duration": int(call.duration),
             "CallType": call_type(call),
             "Date": call.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),

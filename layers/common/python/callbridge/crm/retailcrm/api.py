@@ -148,3 +148,79 @@ class RetailCrmApi:
         body = self._call("GET", f"/api/v5/integration-modules/{code}")
         module = body.get("integrationModule")
         return module if isinstance(module, dict) else body
+
+    def customer_ids(self, phone: str) -> list[int]:
+        """The ids of the customers a phone number finds (see customers_by_phone; the API key needs
+        the customers scope)."""
+        found = [c.get("id") for c in self.customers_by_phone(phone)]
+        return [i for i in found if isinstance(i, int) and not isinstance(i, bool)]
+
+    def customer_note_texts(self, customer_id: int, text: str) -> list[str]:
+        """GET /api/v5/customers/notes: the texts of the customer's notes that contain `text`."""
+        params = {"filter[customerIds][]": str(customer_id), "filter[text]": text, "limit": "100"}
+        body = self._call("GET", "/api/v5/customers/notes", params=params)
+        notes = body.get("notes")
+        return [str(n.get("text")) for n in notes if isinstance(n, dict)] if isinstance(notes, list) else []
+
+    def create_customer_note(self, customer_id: int, text: str, *, manager_id: int | None = None) -> None:
+        """POST /api/v5/customers/notes/create (form field `note` = JSON)."""
+        note: dict[str, Any] = {"text": text, "customer": {"id": customer_id}}
+        if manager_id is not None:
+            note["managerId"] = manager_id
+        self._call("POST", "/api/v5/customers/notes/create", data={"note": json.dumps(note, ensure_ascii=False)})
+
+    # -- customers and tasks (callback work: callbridge.crm.retailcrm.tasks) -------------------------
+    def customers_by_phone(self, phone: str) -> list[dict[str, Any]]:
+        """GET /api/v5/customers?filter[name]=…: retailCRM's customer search, which matches the name,
+        the phones and the e-mail (the caller checks the phones of what it returns)."""
+        body = self._call("GET", "/api/v5/customers", params={"filter[name]": phone, "limit": 20})
+        found = body.get("customers")
+        return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+
+    def customer_by_external_id(self, external_id: str, site: str | None) -> dict[str, Any] | None:
+        """GET /api/v5/customers/{externalId}?by=externalId: None when retailCRM has none (404)."""
+        params = {"by": "externalId", **({"site": site} if site else {})}
+        try:
+            body = self._call("GET", f"/api/v5/customers/{external_id}", params=params)
+        except RetailCrmError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        customer = body.get("customer")
+        return customer if isinstance(customer, dict) else None
+
+    def create_customer(self, customer: Mapping[str, Any], site: str | None) -> int:
+        """POST /api/v5/customers/create (`customer` as JSON, `site`): the new customer's id."""
+        data = {"customer": json.dumps(dict(customer), ensure_ascii=False), **({"site": site} if site else {})}
+        return _id(self._call("POST", "/api/v5/customers/create", data=data), "POST", "/api/v5/customers/create")
+
+    def edit_customer(self, external_id: str, changes: Mapping[str, Any], site: str | None) -> None:
+        """POST /api/v5/customers/{externalId}/edit?by=externalId (`customer` as JSON, `site`)."""
+        data = {
+            "by": "externalId",
+            "customer": json.dumps(dict(changes), ensure_ascii=False),
+            **({"site": site} if site else {}),
+        }
+        self._call("POST", f"/api/v5/customers/{external_id}/edit", data=data)
+
+    def tasks_by_text(self, text: str) -> list[dict[str, Any]]:
+        """GET /api/v5/tasks?filter[text]=…: the tasks whose text contains `text`."""
+        body = self._call("GET", "/api/v5/tasks", params={"filter[text]": text, "limit": 20})
+        found = body.get("tasks")
+        return [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []
+
+    def create_task(self, task: Mapping[str, Any], site: str | None) -> int:
+        """POST /api/v5/tasks/create (`task` as JSON, `site`): the new task's id."""
+        data = {"task": json.dumps(dict(task), ensure_ascii=False), **({"site": site} if site else {})}
+        return _id(self._call("POST", "/api/v5/tasks/create", data=data), "POST", "/api/v5/tasks/create")
+
+    def edit_task(self, task_id: int, task: Mapping[str, Any]) -> None:
+        """POST /api/v5/tasks/{id}/edit (`task` as JSON): e.g. `complete: true` with a commentary."""
+        self._call("POST", f"/api/v5/tasks/{task_id}/edit", data={"task": json.dumps(dict(task), ensure_ascii=False)})
+
+
+def _id(body: dict[str, Any], method: str, path: str) -> int:
+    value = body.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise RetailCrmError(method, path, "answer without the new id", status=None, body=json.dumps(body)[:500])

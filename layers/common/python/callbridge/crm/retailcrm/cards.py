@@ -62,7 +62,8 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
     if event is None:
         return True  # nobody's card to show
     api = RetailCrmApi(settings.base_url, settings.api_key.get_secret_value(), timeout_s=5.0,
-                       retry=RetryPolicy(attempts=2, backoff_initial_s=0.2, backoff_max_s=0.5, jitter_s=0.1))  # fmt: skip
+                       retry=RetryPolicy(attempts=2, backoff_initial_s=0.2, backoff_max_s=0.5, jitter_s=0.1),
+                       trusted_hosts=settings.trusted_hosts)  # fmt: skip
     try:
         api.call_event(event)
     except HttpError as exc:

@@ -2,10 +2,14 @@
 request (docs/retailcrm.md; the client is callbridge.crm.retailcrm.api).
 
 Fields: `date` in the account's time zone (`Y-m-d H:i:s`, as retailCRM expects), `type` in/out,
-`phone`, `code` + `userId` of the manager, `result`, `duration`, `externalId` = our call id (retailCRM
+`phone`, `code` + `userId` of the manager, `result`, `duration`, `durationWaiting` (ring time, when
+the PBX reports it), `externalId` = our call id (retailCRM
 answers a repeat as a duplicate), `recordUrl` = our signed recordings URL (only when stored),
 `externalPhone` = our number the call came through, `site`. A refused upload names the faulty calls
 in `errors` (`calls[3][phone]`); when it doesn't, the batch is halved until they stand alone.
+
+An upload has no place for a note: the notes a PBX keeps on a call (ccrm.pl) go to the customer
+card of the caller's number (`customers/notes/create`) as records of their own, after the uploads.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
-from callbridge.core.model import Call, Direction, Outcome
+from callbridge.core.model import Call, Direction, Note, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import (
     CONFIG_STATUSES,
     Callback,
+    CallbackOpened,
+    CallbackRequest,
     CallRecords,
     DeliveryContext,
     Record,
     RecordResult,
     Responsible,
+    is_missed_incoming,
     send_batch,
 )
 from callbridge.crm.retailcrm.api import UPLOAD_LIMIT, RetailCrmApi, RetailCrmError
@@ -47,6 +54,11 @@ RESULTS = {
     Outcome.UNKNOWN: "unknown",
 }
 _INDEX = re.compile(r"(?:^|\[)(\d+)(?:\]|$)")
+NOTES = "customer-notes"  # the records (group) of a call's notes: customer notes, not the upload
+
+
+def note_mark(call_id: str, n: int) -> str:
+    return f"{call_id}, {n}"
 
 
 def faulty_indexes(errors: Any, size: int) -> set[int]:
@@ -95,6 +107,24 @@ class RetailCrmConnector:
 
         return register_module(account, settings, base_url)
 
+    @staticmethod
+    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
+        from callbridge.crm.retailcrm.tasks import open_callback_task
+
+        return open_callback_task(account, settings, request)
+
+    @staticmethod
+    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
+        from callbridge.crm.retailcrm.tasks import close_callback_task
+
+        close_callback_task(account, settings, task_id, note)
+
+    @staticmethod
+    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
+        from callbridge.crm.retailcrm.tasks import new_contact
+
+        return new_contact(account, settings, call, owners)
+
     def __init__(
         self,
         settings: RetailCrmSettings,
@@ -107,21 +137,36 @@ class RetailCrmConnector:
     ):
         self.settings = settings
         self.ctx = ctx
-        self.api = api or RetailCrmApi(settings.base_url, api_key, timeout_s=timeout_s, retry=retry)
+        self.api = api or RetailCrmApi(
+            settings.base_url, api_key, timeout_s=timeout_s, retry=retry, trusted_hosts=settings.trusted_hosts
+        )
         self._zone = ZoneInfo(ctx.timezone)
 
     def close(self) -> None:
         self.api.close()
 
+    def _ids(self, mapping: UserMapping | None) -> tuple[int | None, str | None]:
+        if mapping is None:
+            return None, None
+        return retailcrm_user_id(mapping), retailcrm_code(mapping)
+
     def manager(self, call: Call) -> tuple[int | None, str | None, bool]:
-        """(userId, code, defaulted) of the manager the call belongs to."""
-        missed = call.direction != Direction.OUT and call.outcome != Outcome.ANSWERED
-        candidates = sorted(call.users_rang) if missed and call.users_rang else [call.user or ""]
+        """(userId, code, defaulted) of the manager the call belongs to. A missed call (one call,
+        whoever's phones rang) goes to the caller's responsible manager, else the account's owner of
+        missed calls, else `default_user_id`; only without any of them to the first mapped user
+        whose phone rang."""
+        if is_missed_incoming(call):
+            for owner in self.ctx.missed_owners(call):
+                user_id, code = self._ids(owner)
+                if user_id is not None or code:
+                    return user_id, code, False
+            if self.settings.default_user_id is not None:
+                return self.settings.default_user_id, None, True
+            candidates = sorted(call.users_rang) or [call.user or ""]
+        else:
+            candidates = [call.user or ""]
         for pbx_user in candidates:
-            mapping = self.ctx.user(pbx_user)
-            if mapping is None:
-                continue
-            user_id, code = retailcrm_user_id(mapping), retailcrm_code(mapping)
+            user_id, code = self._ids(self.ctx.user(pbx_user))
             if user_id is not None or code:
                 return user_id, code, False
         return self.settings.default_user_id, None, True
@@ -145,6 +190,8 @@ class RetailCrmConnector:
             "duration": int(call.duration),
             "externalId": call.call_id,
         }
+        if call.waiting_time is not None:
+            payload["durationWaiting"] = int(call.waiting_time)  # only where the PBX reports ring time
         if user_id is not None:
             payload["userId"] = user_id
         if code:
@@ -155,10 +202,50 @@ class RetailCrmConnector:
             payload["externalPhone"] = call.our_number
         if self.settings.site:
             payload["site"] = self.settings.site
-        return CallRecords([Record(call.call_id, "", payload)], flags=flags)
+        records = [Record(call.call_id, "", payload)]
+        if self.settings.call_notes:
+            records += [
+                Record(call.call_id, NOTES, {"phone": phone, "text": self.note_text(call, n, note)})
+                for n, note in enumerate(call.notes, 1)
+            ]
+        return CallRecords(records, flags=flags)
+
+    def note_text(self, call: Call, n: int, note: Note) -> str:
+        """A call's note as a customer note: its text, who wrote it and when (the account's local
+        time, as retailCRM shows dates), and a mark naming our call and the note, which makes a
+        resent note recognisable (a customer note has no id of ours)."""
+        written = []
+        if note.author:
+            written.append(note.author)
+        if note.created_at is not None:
+            written.append(note.created_at.astimezone(self._zone).strftime("%Y-%m-%d %H:%M"))
+        byline = f"— {', '.join(written)}" if written else "—"
+        return f"{note.text}\n\n{byline} (note on call {note_mark(call.call_id, n)})"
 
     def send(self, batch: list[Record]) -> list[RecordResult]:
+        if batch and batch[0].group == NOTES:
+            return [self._send_note(record) for record in batch]
         return send_batch(batch, self._attempt)
+
+    def _send_note(self, record: Record) -> RecordResult:
+        """One note on the customer cards the call's number finds. A number no customer has, has no
+        card to hold it: nothing is wrong then. A note already there (a resent delivery) is not
+        written twice."""
+        phone, text = str(record.payload["phone"]), str(record.payload["text"])
+        mark = text[text.rindex("(note on call ") :]
+        try:
+            customers = self.api.customer_ids(phone)
+            for customer_id in customers:
+                if not any(mark in existing for existing in self.api.customer_note_texts(customer_id, mark)):
+                    self.api.create_customer_note(customer_id, text)
+        except RetailCrmError as exc:
+            if exc.status in CONFIG_STATUSES:
+                reason = f"{exc.reason} (call notes need the customers scope on the API key, or call_notes: false)"
+                return RecordResult("transient", f"retailCRM: {reason}")
+            return RecordResult("rejected", f"retailCRM refused the call's note: {exc.reason}"[:500])
+        except TransientHttpError as exc:
+            return RecordResult("transient", str(exc), retry_after=exc.retry_after)
+        return RecordResult("ok", detail={} if customers else {"note": "no customer has this number"})
 
     def _attempt(self, batch: list[Record]) -> list[RecordResult] | str:
         try:

@@ -16,17 +16,22 @@ from callbridge.crm.retailcrm.users import find_user
 from callbridge.infra.http import RetryPolicy
 
 # One client per CRM and warm Lambda: a new httpx client costs a TLS context every time.
-_apis: dict[tuple[str, str], RetailCrmApi] = {}
+_apis: dict[tuple[str, str, frozenset[str]], RetailCrmApi] = {}
 
 
 def lookup_responsible(account: Account, settings: CrmSettings, e164: str, timeout_s: float) -> Responsible:
     """Empty when retailCRM names nobody (an unknown client, or the manager is not free)."""
     assert isinstance(settings, RetailCrmSettings)
-    api_key = secret(with_secrets(account.id, settings), "api_key")
-    api = _apis.get((settings.base_url, api_key))
+    api_key = secret(with_secrets(account.id, settings, fast=True), "api_key")  # a ringing phone waits
+    key = (settings.base_url, api_key, settings.trusted_hosts)  # the trust is the account's
+    api = _apis.get(key)
     if api is None:
-        api = _apis[(settings.base_url, api_key)] = RetailCrmApi(
-            settings.base_url, api_key, timeout_s=timeout_s, retry=RetryPolicy(attempts=1)
+        api = _apis[key] = RetailCrmApi(
+            settings.base_url,
+            api_key,
+            timeout_s=timeout_s,
+            retry=RetryPolicy(attempts=1),
+            trusted_hosts=settings.trusted_hosts,
         )
     body = _manager_answer(api, e164)
     customer = body.get("customer")

@@ -2,7 +2,9 @@
 `POST /api/v5/integration-modules/{code}/edit` creates the module or, when one with that code exists,
 changes it - so running it again updates and never duplicates.
 
-`clientId` goes at the top level (API v5) and inside `integrations.telephony` too.
+`clientId` goes at the top level (API v5) and inside `integrations.telephony` too. `logo` and
+`accountUrl` point at the deployment's own static answers (callbridge.edge.static): the logo SVG
+(retailCRM takes module logos as SVG) and a page about this integration for this account.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ MODULE_NAME = "CallBridge"
 
 class RegistrationError(RuntimeError):
     """The account has no retailCRM to register with, or lacks what the module needs."""
+
+
+def module_urls(base_url: str, account_id: str) -> dict[str, str]:
+    """The module's `logo` and `accountUrl` (served by functions/health.py, callbridge.edge.static)."""
+    base = base_url.rstrip("/")
+    return {"logo": f"{base}/v1/retailcrm/logo.svg", "accountUrl": f"{base}/v1/{account_id}/retailcrm/about"}
 
 
 def callback_urls(base_url: str, account_id: str) -> dict[str, str]:
@@ -47,7 +55,7 @@ def module_payload(
         "name": MODULE_NAME,
         "clientId": client_id,
         "baseUrl": base_url.rstrip("/"),
-        "accountUrl": base_url.rstrip("/"),
+        **module_urls(base_url, account_id),
         "integrations": {
             "telephony": {
                 "clientId": client_id,
@@ -90,7 +98,7 @@ def register_module(account: Account, settings: CrmSettings, base_url: str) -> d
     if STORED_SECRET in (client_id, api_key):
         raise RegistrationError(f"account {account.id}: retailCRM {settings.name} has no client_id or api_key in SSM")
     payload = module_payload(account.id, account.settings.users, settings, client_id, base_url)
-    api = RetailCrmApi(settings.base_url, api_key)
+    api = RetailCrmApi(settings.base_url, api_key, trusted_hosts=settings.trusted_hosts)
     try:
         api.edit_module(payload)
     finally:

@@ -6,7 +6,17 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import CrmSettings, DeliveryMode, Model, Secret, UserFields, WebhookToken, expand_env
+from callbridge.core.config import (
+    CallbackSettings,
+    CrmSettings,
+    DeliveryMode,
+    Model,
+    PeerUrl,
+    Secret,
+    UserFields,
+    WebhookToken,
+    expand_env,
+)
 
 
 class ExternalPhone(Model):
@@ -14,12 +24,22 @@ class ExternalPhone(Model):
     external_phone: str
 
 
+class RetailCrmCallbacks(CallbackSettings):
+    """Callback tasks in retailCRM (`tasks/create`), and customers for numbers it does not know."""
+
+    create_customers: bool = Field(
+        default=False,
+        description="A missed call from, or an outgoing call to, a number retailCRM does not know creates "
+        "a customer with that phone, assigned to the missed-call owner (the callback task is linked to it)",
+    )
+
+
 class RetailCrmSettings(CrmSettings):
     """retailCRM telephony module (docs/retailcrm.md)."""
 
     kind: Literal["retailcrm"] = "retailcrm"
     name: str = Field(default="retailcrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
-    base_url: str = Field(description="https://{account}.retailcrm.ru")
+    base_url: PeerUrl = Field(description="https://{account}.retailcrm.ru")
     api_key: Secret = Field(description="API key with the telephony and integration scopes")
     client_id: WebhookToken = Field(description="clientId we register; retailCRM presents it on makeCallUrl")
     module_code: str = Field(default="callbridge", pattern=r"^[a-zA-Z0-9_-]{1,64}$")
@@ -27,7 +47,13 @@ class RetailCrmSettings(CrmSettings):
     mode: DeliveryMode = "realtime"
     call_events: bool = Field(default=True, description="Send call cards (in) and hangups as they happen")
     default_user_id: int | None = Field(default=None, description="userId for calls of unmapped PBX users")
+    call_notes: bool = Field(
+        default=True,
+        description="Write the notes a PBX keeps on a call (ccrm.pl) to the caller's customer card; "
+        "the API key then needs the customers scope",
+    )
     external_phones: list[ExternalPhone] = Field(default_factory=list)
+    callbacks: RetailCrmCallbacks = Field(default_factory=RetailCrmCallbacks)
 
     # The optional capabilities retailCRM offers (callbridge.crm.base).
     responsible_lookup: ClassVar[bool] = True
@@ -37,6 +63,10 @@ class RetailCrmSettings(CrmSettings):
     @property
     def live_cards(self) -> bool:
         return self.call_events
+
+    @property
+    def callback_tasks(self) -> bool:
+        return self.callbacks.enabled or self.callbacks.create_customers
 
     @field_validator("api_key", "client_id", mode="before")
     @classmethod

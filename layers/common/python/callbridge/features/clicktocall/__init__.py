@@ -15,10 +15,12 @@ status our API answers and a message safe to show (no secret, no URL).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from callbridge.core import live
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.phones import normalize
@@ -188,7 +190,20 @@ def make_call(account: Account, user: UserMapping | None, phone: str, *, clid: s
         call_id = dial(account, user, number.e164, clid)
     except ClickToCallRefused as refused:
         raise ClickToCallError(refused.message, refused.status) from None
+    _open_card(account, user, number.e164, call_id)
     return Placed(account.id, user.pbx_user, number.e164, call_id)
+
+
+def _open_card(account: Account, user: UserMapping, e164: str, pbx_call_id: str | None) -> None:
+    """The PBX accepted: it rings the manager first, then dials the client. The manager sees the
+    client's card (`out`) in the CRMs that show cards (callbridge.core.live), whatever PBX places
+    the call: the PBXs report no outgoing call as it starts (telediscount has no such webhook, the
+    Cloud PBX's documented events are incoming). Under the PBX's call id when it gave one, so that
+    the call's end closes the same card; a card is never worth failing the call for."""
+    if not live.wanted(account):
+        return
+    call_id = pbx_call_id or f"c2c-{uuid.uuid4().hex}"
+    live.publish(account, live.event(account, "ringing", call_id, e164, (user.pbx_user,), direction="out"))
 
 
 def resolve_api_user(account: Account, user: str | None, extension: str | None) -> UserMapping | None:

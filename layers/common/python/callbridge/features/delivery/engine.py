@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from callbridge.core import live
+from callbridge.core import live, missed
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.core.config import CrmSettings
 from callbridge.core.handoff import send_messages
@@ -32,6 +32,7 @@ from callbridge.core.model import Call
 from callbridge.crm.base import CallRecords, Connector, DeliveryContext, LiveCards, Record, RecordResult
 from callbridge.crm.registry import connector as make_connector
 from callbridge.crm.registry import connector_class, with_secrets
+from callbridge.features import callbacks
 from callbridge.infra import clock
 from callbridge.infra.http import RetryPolicy
 from callbridge.infra.observability import in_context, logger
@@ -111,7 +112,15 @@ def _context(account: Account) -> DeliveryContext:
             raise LookupError("PUBLIC_BASE_URL is not set: no recording link can be given to the CRM")
         return signed_recording_url(settings.public_base_url, account.id, call_id, settings.recording_link_ttl_s)
 
-    return DeliveryContext(account=account.id, timezone=account.timezone, users=users, recording_url=recording_url)
+    return DeliveryContext(
+        account=account.id,
+        timezone=account.timezone,
+        users=users,
+        recording_url=recording_url,
+        phone_region=account.phone_region,
+        missed_owner=account.settings.missed_calls.owner,
+        responsible=partial(missed.responsible, account.id),
+    )
 
 
 ConnectorFactory = Callable[[CrmSettings, Account], Connector]
@@ -230,6 +239,7 @@ def process(
                 results[record.delivery].append(result)
     finally:
         connector.close()
+    follow_ups = _follow_ups(account, crm, [calls[c] for c in to_send if _taken(results.get(c) or [])])
     for call_id, built in to_send.items():
         outcome = results.get(call_id) or []
         attempts = int(items[call_id].get("attempts") or 0)
@@ -266,7 +276,29 @@ def process(
             report.rejected += 1
         else:
             duplicate = all(r.detail.get("duplicate") for r in outcome)
-            answer = {"records": len(outcome), "duplicate": duplicate}
+            answer: dict[str, Any] = {"records": len(outcome), "duplicate": duplicate}
+            # The CRM has the call; its callback work (features/callbacks.py) is part of the delivery:
+            # a failure for now retries the delivery (the call is then answered as a duplicate).
+            follow = follow_ups.get(call_id, callbacks.NOTHING)
+            if follow.kind == "transient":
+                attempts += 1
+                if attempts >= settings.delivery_max_attempts:
+                    # The call itself is in the CRM; what keeps failing is its callback work.
+                    reason = f"gave up after {attempts} tries: {follow.detail}"
+                    marks.append(_park(account.id, call_id, name, store.FAILED, reason, attempts, flags))
+                    report.failed += 1
+                    continue
+                due = now + timedelta(seconds=_backoff(attempts, None))
+                marks.append(
+                    partial(
+                        store.reschedule, account.id, call_id, name, owner, due, attempts=attempts, error=follow.detail
+                    )
+                )
+                report.retried += 1
+                report.retry_in[(call_id, name)] = int((due - now).total_seconds())
+                continue
+            if follow.detail:
+                answer["callback"] = follow.detail
             marks.append(partial(_delivered, account.id, call_id, name, answer, flags))
             report.delivered += 1
             report.duplicates += int(duplicate)
@@ -274,6 +306,19 @@ def process(
     if report.rejected or report.failed:
         logger().warning("deliveries parked", extra={"crm": name, "rejected": report.rejected, "failed": report.failed})
     return report
+
+
+def _taken(outcome: list[RecordResult]) -> bool:
+    return bool(outcome) and all(r.kind == "ok" for r in outcome)
+
+
+def _follow_ups(account: Account, crm: CrmSettings, taken: list[dict[str, Any]]) -> dict[str, callbacks.FollowUp]:
+    """The callback work of the calls the CRM took, in parallel: calls of one caller may meet
+    (store/callbacks.py moves a caller's task with conditional updates)."""
+    wanted = [Call.from_item(raw) for raw in taken]
+    wanted = [c for c in wanted if callbacks.applies(crm, c)]
+    done = _parallel(callbacks.follow_up, ((account, crm, c) for c in wanted))
+    return {c.call_id: f for c, f in zip(wanted, done, strict=True)}
 
 
 def _delivered(account: str, call_id: str, crm: str, answer: dict[str, Any], flags: list[str]) -> None:

@@ -119,7 +119,8 @@ def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> Fetch
     settings = get_settings()
     if not settings.recordings_bucket:
         raise SettingsError("environment variable RECORDINGS_BUCKET is not set")
-    allow_hosts = account.settings.recordings.allow_hosts
+    # The account's trusted host:ports hold for its recordings too (the PBX API serving them, often).
+    allow_hosts = [*account.settings.recordings.allow_hosts, *account.settings.trusted_hosts]
     try:
         stored = fetch_to_s3(
             registry.pbx_adapter(account.pbx_kind).recording_fetch_url(

@@ -18,6 +18,8 @@ from urllib.parse import quote
 
 import httpx
 
+from callbridge.infra.http import guarded_client
+from callbridge.infra.netguard import FetchError, PermanentFetchError
 from callbridge.pbx.base import PbxFailure
 
 PAGE_SIZE = 1000
@@ -65,14 +67,21 @@ class CcrmApi:
     api_key: str = field(repr=False)
     timeout_s: float = DEFAULT_TIMEOUT_S
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    # The account's trusted host:ports (PbxSettings.trusted_hosts): its API may sit on a private address.
+    trusted_hosts: frozenset[str] = frozenset()
 
     def _get(self, endpoint: str, query: str) -> Any:
         # The one place this client touches the network.
         url = f"{self.base_url.rstrip('/')}/publicApi/{endpoint}?{query}"
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
         try:
-            with httpx.Client(timeout=self.timeout_s, transport=self.transport, trust_env=False) as client:
+            # Through the address guard (infra.netguard); `transport` is a test's MockTransport.
+            with guarded_client(self.trusted_hosts, timeout_s=self.timeout_s, transport=self.transport) as client:
                 response = client.get(url, headers=headers)
+        except PermanentFetchError as exc:
+            raise CcrmError(endpoint, f"address refused ({exc})") from None
+        except FetchError as exc:
+            raise CcrmError(endpoint, f"request failed ({exc})", transient=True) from None
         except httpx.TimeoutException:
             raise CcrmError(endpoint, "timed out", transient=True) from None
         except httpx.HTTPError as exc:
@@ -108,14 +117,33 @@ class CcrmApi:
 _NOTE_TEXT = re.compile(r'"text"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"type"')
 
 
+# The editor document pasted unescaped into a note's `text`, up to the field that follows it.
+_RAW_DOCUMENT = re.compile(r'("text"\s*:\s*)"(\{.*?\})"(\s*,\s*"created")', re.DOTALL)
+_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+
+
+def _repaired(text: str) -> Any:
+    """The documentation's broken notes answer made JSON: each `text` document escaped, trailing
+    commas dropped; so the author and time of each note survive. None when that is not enough."""
+    escaped = _RAW_DOCUMENT.sub(lambda m: m.group(1) + json.dumps(m.group(2)) + m.group(3), text)
+    try:
+        return json.loads(_TRAILING_COMMA.sub(r"\1", escaped))
+    except ValueError:
+        return None
+
+
 def parse_json(text: str, endpoint: str) -> Any:
     """The answer as JSON. The documentation's own notes example is not valid JSON (an editor document
-    pasted unescaped into `text`, a trailing comma): for notes, fall back to the block texts."""
+    pasted unescaped into `text`, a trailing comma): for notes, repair that, else fall back to the
+    block texts."""
     try:
         return json.loads(text)
     except ValueError:
         if endpoint != "notes":
             raise CcrmError(endpoint, "answer is not JSON") from None
+    repaired = _repaired(text)
+    if isinstance(repaired, dict):
+        return repaired
     blocks = [json.loads(f'"{m}"') for m in _NOTE_TEXT.findall(text)]
     return {
         "success": True,

@@ -26,8 +26,17 @@ from callbridge.core.record import FinalCall, marked, store_final_batch, store_i
 from callbridge.infra import aws, clock, secrets
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
-from callbridge.pbx.ccrm.client import PAGE_SIZE, CcrmApi, CcrmError, Page, RateLimited, note_plain_text
-from callbridge.pbx.ccrm.protocol import MARKER, SOURCE, BadRecord, final_call, message, service_of, utc_to_local
+from callbridge.pbx.ccrm.client import PAGE_SIZE, CcrmApi, CcrmError, Page, RateLimited
+from callbridge.pbx.ccrm.protocol import (
+    MARKER,
+    SOURCE,
+    BadRecord,
+    final_call,
+    message,
+    note_of,
+    service_of,
+    utc_to_local,
+)
 from callbridge.store.cursors import load_cursor as load_cursor
 from callbridge.store.cursors import put_message_once, save_cursor
 
@@ -81,7 +90,7 @@ def api_for(account: Account) -> CcrmApi:
     key = secrets.account_secrets(account.id).get(secrets.pbx_secret_name("api_key"), "")
     if not key:
         raise CcrmError("callHistory", "the account has no api_key in SSM")
-    return CcrmApi(base_url=_settings(account).base_url, api_key=key)
+    return CcrmApi(base_url=_settings(account).base_url, api_key=key, trusted_hosts=account.settings.pbx.trusted_hosts)
 
 
 def _with_backoff(call: Callable[[], Any], *, retries: int, base_s: float, sleep: Callable[[float], None]) -> Any:
@@ -114,17 +123,13 @@ class _Context:
     users: list[dict[str, Any]] = field(default_factory=list)  # the account's user mapping, read once
 
 
-def _notes_text(ctx: _Context, uuid: str) -> str | None:
+def _notes(ctx: _Context, uuid: str) -> list[dict[str, Any]]:
     notes = _with_backoff(lambda: ctx.api.notes(uuid), retries=ctx.retries, base_s=ctx.backoff_s, sleep=ctx.sleep)
-    texts = [note_plain_text(n.get("text")) for n in notes if str(n.get("status") or "exist").lower() == "exist"]
-    joined = "\n\n".join(t for t in texts if t)
-    return joined or None
+    return [n for n in (note_of(n) for n in notes if str(n.get("status") or "exist").lower() == "exist") if n]
 
 
 def _to_call(ctx: _Context, record: dict[str, Any], received: datetime) -> FinalCall | None:
-    notes = (
-        _notes_text(ctx, str(record.get("uuid"))) if str(record.get("note") or "0") not in ("0", "", "False") else None
-    )
+    notes = _notes(ctx, str(record.get("uuid"))) if str(record.get("note") or "0") not in ("0", "", "False") else None
     return final_call(
         record,
         region=ctx.account.phone_region,

@@ -9,11 +9,11 @@ be JSON numbers or strings. Only `service` CALL is a call; SMS and FAX never bec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
 from callbridge.infra import clock
@@ -46,7 +46,9 @@ class Message:
 
 def local_to_utc(value: str, timezone: str) -> datetime | None:
     """`YYYY-MM-DD HH:MM:SS` in `timezone` as UTC; None when it is not such a time. An ambiguous
-    time (the hour repeated when summer time ends) is read as the first one (fold=0)."""
+    time (the hour repeated when summer time ends) is read as the first one (fold=0), and a time
+    that does not exist (the hour skipped when it begins) with the offset before the change: the
+    operator's account of both is docs/ccrm.md, "Summer time changes", whose examples a test checks."""
     try:
         naive = datetime.strptime(value.strip(), DATE_FORMAT)
     except (ValueError, AttributeError):
@@ -70,6 +72,19 @@ def _number(party: Any) -> str:
         if party.get(key) not in (None, ""):
             return str(party[key])
     return ""
+
+
+def reason_of(status: Any, queue_status: Any) -> MissedReason | None:
+    """Why a call was not answered: ccrm.pl says `noAnswer` or `busy`, and `userTalk.status` tells
+    whether the caller waited in a queue (a `noAnswer` there is a caller who gave up waiting)."""
+    key = _lower(status)
+    if key == "answered":
+        return None
+    if key == "busy":
+        return MissedReason.BUSY
+    if key in _UNANSWERED:
+        return MissedReason.QUEUE_ABANDONED if _lower(queue_status) == "queue" else MissedReason.NO_ANSWER
+    return MissedReason.UNKNOWN
 
 
 def outcome_of(status: Any, direction: Direction) -> Outcome:
@@ -113,6 +128,32 @@ def message(record: dict[str, Any], *, region: str, timezone: str, received: dat
     )
 
 
+def note_of(note: dict[str, Any]) -> dict[str, Any] | None:
+    """A note of `notes` as the call keeps it (core.model.Note): plain text, its author and when it
+    was written, in UTC. `created` is read as UTC: the same answer gives the call's time in UTC
+    (`call.callDate` 10:24:57 for a call that callHistory shows at 11:24:57 Warsaw time). None for a
+    note without text."""
+    from callbridge.pbx.ccrm.client import note_plain_text
+
+    text = note_plain_text(note.get("text"))
+    if not text:
+        return None
+    kept: dict[str, Any] = {"text": text}
+    found = note.get("user")
+    user: dict[str, Any] = found if isinstance(found, dict) else {}
+    author = " ".join(str(user[k]).strip() for k in ("firstName", "lastName") if user.get(k))
+    if author:
+        kept["author"] = author
+    if user.get("uuid"):
+        kept["author_id"] = str(user["uuid"])
+    try:
+        created = datetime.strptime(str(note.get("created") or "").strip(), DATE_FORMAT).replace(tzinfo=UTC)
+        kept["created_at"] = clock.iso(created)
+    except ValueError:
+        pass
+    return kept
+
+
 def final_call(
     record: dict[str, Any],
     *,
@@ -120,7 +161,7 @@ def final_call(
     timezone: str,
     users: list[dict[str, Any]],
     received: datetime,
-    notes: str | None = None,
+    notes: list[dict[str, Any]] | None = None,
 ) -> FinalCall | None:
     """A CALL record as a final call; None for internal calls (between two extensions)."""
     uuid = record_uuid(record)
@@ -165,6 +206,7 @@ def final_call(
         our_number=normalize(our_raw, region).key if our_raw else None,
         user=user,
         source_status=str(record.get("status") or "") or None,
+        missed_reason=reason_of(record.get("status"), (record.get("userTalk") or {}).get("status")),
         duration=duration,
         started_at=started_at,
         start_source=start_source,

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import PbxSettings, Secret, UserFields, expand_env
+from callbridge.core.config import PbxSettings, PeerUrl, Secret, UserFields, expand_env
 
 
 class CcrmSettings(PbxSettings):
@@ -16,7 +16,7 @@ class CcrmSettings(PbxSettings):
     default_timezone: ClassVar[str | None] = "Europe/Warsaw"
 
     kind: Literal["ccrm"] = "ccrm"
-    base_url: str = Field(description="https://{name}.ccrm.pl")
+    base_url: PeerUrl = Field(description="https://{name}.ccrm.pl")
     api_key: Secret = Field(description="Bearer API key")
     import_sms: bool = Field(default=False, description="Store SMS records (never as calls)")
     import_fax: bool = Field(default=False, description="Store FAX records (never as calls)")

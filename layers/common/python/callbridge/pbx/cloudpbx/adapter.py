@@ -1,18 +1,21 @@
 """The Cloud PBX as a PBX adapter (callbridge.pbx.base): the keys it presents to us, its cabinet
-lines, click-to-call (`makeCall`) and its user list (`accounts`), docs/cloudpbx.md."""
+lines, click-to-call (`makeCall`), its user list (`accounts`), and its call history (`history`)
+for the scheduled reconciliation and backfill, docs/cloudpbx.md."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from callbridge.infra import secrets
-from callbridge.infra.settings import get_settings
 from callbridge.pbx.base import ClickToCallRefused, ListedUser, NotConfigured, PbxAdapter, PbxNotConfigured
 from callbridge.pbx.cloudpbx.protocol import KIND
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from callbridge.core.accounts import Account
     from callbridge.core.config import AccountConfig, PbxSettings, UserMapping
+    from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult, JobResult
     from callbridge.pbx.cloudpbx.client import CloudPbxClient
     from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
 
@@ -50,13 +53,9 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
 
 
 def _client(account: Account, *, force: bool = False) -> CloudPbxClient | None:
-    from callbridge.pbx.cloudpbx.client import CloudPbxClient
+    from callbridge.pbx.cloudpbx.client import for_account
 
-    api_url = _settings(account.settings.pbx).api_url
-    token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
-    if not api_url or not token:
-        return None
-    return CloudPbxClient(str(api_url), token, timeout_s=get_settings().pbx_timeout_s)
+    return for_account(account, force=force)
 
 
 def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> str | None:
@@ -84,6 +83,20 @@ def lists_users(account: Account) -> bool:
     return bool(_settings(account.settings.pbx).api_url)
 
 
+def reconcile(account_id: str) -> JobResult:
+    from callbridge.pbx.cloudpbx.recovery import reconcile_account
+
+    return reconcile_account(account_id)
+
+
+def backfill(
+    account: Account, date_from: datetime, date_to: datetime, cursor: BackfillCursor, options: BackfillOptions
+) -> BackfillResult:
+    from callbridge.pbx.cloudpbx.recovery import backfill as run
+
+    return run(account, date_from, date_to, cursor, options)
+
+
 ADAPTER = PbxAdapter(
     kind=KIND,
     webhook_tokens=webhook_tokens,
@@ -92,4 +105,6 @@ ADAPTER = PbxAdapter(
     dialer=dial,
     list_users=list_users,
     lists_users=lists_users,
+    scheduled_job=reconcile,
+    backfill=backfill,
 )

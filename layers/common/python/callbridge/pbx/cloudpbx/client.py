@@ -1,5 +1,5 @@
-"""Cloud PBX REST API for CRM, sending side (docs/cloudpbx.md): `makeCall` and
-`accounts`, form POSTs to the PBX's single address with its `token`.
+"""Cloud PBX REST API for CRM, sending side (docs/cloudpbx.md): `makeCall`, `accounts` and
+`history` (the call history as CSV, for reconciliation and backfill), form POSTs to the PBX's single address with its `token`.
 
 Field-proven details beyond the documentation: `phone` must be digits only (the PBX rejects a leading `+`);
 `makeCall` may answer `{"uuid": …}`, a bare id or an empty `OK`; `accounts` answers
@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from callbridge.pbx.base import PbxFailure
+
+if TYPE_CHECKING:
+    import httpx
+
+    from callbridge.core.accounts import Account
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -55,11 +61,36 @@ def pbx_phone(e164: str) -> str:
     return "".join(ch for ch in e164 if ch.isdigit())
 
 
+def for_account(account: Account, *, force: bool = False) -> CloudPbxClient | None:
+    """Our client of the account's PBX API (its key from SSM, `force` reads it again); None without
+    api_url or token."""
+    from callbridge.infra import secrets
+    from callbridge.infra.settings import get_settings
+    from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
+
+    settings = account.settings.pbx
+    api_url = settings.api_url if isinstance(settings, CloudPbxSettings) else None
+    token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
+    if not api_url or not token:
+        return None
+    return CloudPbxClient(
+        str(api_url), token, timeout_s=get_settings().pbx_timeout_s, trusted_hosts=settings.trusted_hosts
+    )
+
+
 class CloudPbxClient:
-    def __init__(self, api_url: str, token: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        trusted_hosts: frozenset[str] = frozenset(),
+    ) -> None:
         self._url = api_url
         self._token = token
         self._timeout_s = timeout_s
+        self._trusted_hosts = trusted_hosts  # the account's: the PBX may sit on its private network
 
     def make_call(self, user: str, phone_e164: str, *, clid: str | None = None) -> str | None:
         """Ring `user`, then connect them to the number. The PBX's call id when it gives one."""
@@ -100,7 +131,25 @@ class CloudPbxClient:
             )
         return users
 
+    def history(self, start: datetime, end: datetime, *, limit: int, kind: str = "all") -> bytes:
+        """The calls that started within [start, end] (both ends in UTC, to the second) as the PBX
+        writes them: CSV bytes (callbridge.pbx.cloudpbx.protocol parses them). A read: retried once."""
+        from callbridge.pbx.cloudpbx.protocol import compact_utc
+
+        fields = {
+            "cmd": "history",
+            "token": self._token,
+            "start": compact_utc(start),
+            "end": compact_utc(end),
+            "type": kind,
+            "limit": str(limit),
+        }
+        return self._request(fields, attempts=2).content
+
     def _post(self, fields: dict[str, str], *, attempts: int = 1) -> str:
+        return self._request(fields, attempts=attempts).text
+
+    def _request(self, fields: dict[str, str], *, attempts: int = 1) -> httpx.Response:
         from urllib.parse import urlsplit
 
         from callbridge.infra.http import HttpError, HttpPeer, RetryPolicy, TransientHttpError
@@ -114,6 +163,7 @@ class CloudPbxClient:
             timeout_s=self._timeout_s,
             retry=RetryPolicy(attempts=attempts, backoff_initial_s=0.2, backoff_max_s=1.0, jitter_s=0.2),
             secrets=(self._token,),
+            trusted_hosts=self._trusted_hosts,
         )
         try:
             response = peer.request("POST", path, data=fields)
@@ -124,6 +174,8 @@ class CloudPbxClient:
                 raise PbxUnavailable(f"the PBX could not be reached ({error.reason})", 502) from None
             raise PbxUnavailable(f"the PBX failed (HTTP {error.status})", 502) from None
         except HttpError as error:
+            if error.status is None:  # the address guard refused the PBX's address: nothing was sent
+                raise PbxRejected(f"the PBX API address is not allowed ({error.reason})") from None
             if error.status == 401:
                 raise PbxRejected("the PBX refused our token (401 Invalid token)") from None
             raise PbxRejected(f"the PBX refused the request ({error.status}: {_reason(error.body)})") from None
@@ -131,7 +183,7 @@ class CloudPbxClient:
             peer.close()
         if response.status_code != 200:
             raise PbxUnavailable(f"the PBX answered HTTP {response.status_code}", 502)
-        return response.text
+        return response
 
 
 def _text(value: Any) -> str | None:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account
-from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall, Live, LiveEvent, record_live, store_final
 from callbridge.infra import clock
@@ -40,6 +40,29 @@ def history_outcome(direction: str, status: str) -> Outcome:
     if key in _UNANSWERED:
         return Outcome.MISSED if direction == Direction.IN else Outcome.NO_ANSWER
     return _STATUS.get(key, Outcome.UNKNOWN)
+
+
+# Why an unanswered history was not answered, by its `status` (docs/cloudpbx.md): `NotAllowed` is
+# the PBX's own refusal (a barred direction, a blocked number), `NotAvailable` / `NotFound` mean no
+# one could take it (nobody on line, no route: how the PBX reports calls outside its hours).
+_REASONS = {
+    "missed": MissedReason.NO_ANSWER,
+    "cancel": MissedReason.NO_ANSWER,
+    "cancelled": MissedReason.NO_ANSWER,
+    "noanswer": MissedReason.NO_ANSWER,
+    "busy": MissedReason.BUSY,
+    "notallowed": MissedReason.REJECTED,
+    "notavailable": MissedReason.UNAVAILABLE,
+    "notfound": MissedReason.UNAVAILABLE,
+}
+
+
+def history_reason(status: str) -> MissedReason | None:
+    """None for an answered call; `unknown` for an unanswered status the PBX had no word for."""
+    key = status.replace("_", "").replace(" ", "").lower()
+    if key == "success":
+        return None
+    return _REASONS.get(key, MissedReason.UNKNOWN)
 
 
 def _is_department(user: str) -> bool:
@@ -85,6 +108,7 @@ def final_call(account: Account, history: HistoryIn, existing: Mapping[str, Any]
         extension=history.ext,
         department=history.department,
         source_status=history.status,
+        missed_reason=history_reason(history.status),
         rating=history.rating,
         recording_url=link,
         flags=frozenset(flags),

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import STORED_SECRET, PbxSettings, Secret, WebhookToken, expand_env
+from callbridge.core.config import STORED_SECRET, PbxSettings, PeerUrl, Secret, WebhookToken, expand_env
 
 
 class CloudPbxSettings(PbxSettings):
@@ -19,7 +19,7 @@ class CloudPbxSettings(PbxSettings):
         return {"crm_tokens": [STORED_SECRET]}
 
     kind: Literal["cloudpbx"] = "cloudpbx"
-    api_url: str | None = Field(
+    api_url: PeerUrl | None = Field(
         default=None, description="The PBX's CRM API address, e.g. https://domain/sys/crm_api.wcgp"
     )
     token: Secret | None = Field(default=None, description="The PBX key from its web cabinet (our requests to it)")

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from callbridge.infra import secrets
+from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.pbx.base import (
     BackfillCursor,
@@ -66,7 +67,7 @@ def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> st
     """`num_a` is the user's SIP account, `num_b` the number in universal format (digits, country
     code first)."""
     from callbridge.pbx.telediscount.client import TelediscountApi, TelediscountError, universal_number
-    from callbridge.pbx.telediscount.ingest import api_url
+    from callbridge.pbx.telediscount.ingest import api_url, record_dialled
     from callbridge.pbx.telediscount.settings import TelediscountUser
 
     sip = TelediscountUser.of(user).sip_account
@@ -75,7 +76,12 @@ def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> st
     api_key = secrets.account_secrets(account.id).get(secrets.pbx_secret_name("api_key"))
     if not api_key:
         raise NotConfigured("the account's telediscount PBX has no api_url or api_key")
-    api = TelediscountApi(api_url(account), api_key, timeout_s=float(get_settings().pbx_timeout_s))
+    api = TelediscountApi(
+        api_url(account),
+        api_key,
+        timeout_s=float(get_settings().pbx_timeout_s),
+        trusted_hosts=account.settings.pbx.trusted_hosts,
+    )
     try:
         answer = api.outcome(str(sip), universal_number(e164))
     except TelediscountError as error:
@@ -86,8 +92,15 @@ def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> st
     refusal = outcome_refusal(answer)
     if refusal:
         raise ClickToCallRefused(f"the PBX refused the call: {refusal}", 502)
-    call_id = answer.get("api_call_id") or answer.get("call_id")
-    return str(call_id) if call_id else None
+    call_id = str(answer.get("api_call_id") or answer.get("call_id") or "").strip()
+    if not call_id:
+        return None
+    try:
+        # No webhook tells of an outgoing call's start: keep it, for its card and the reconciliation.
+        record_dialled(account, call_id, user.pbx_user, e164)
+    except Exception:  # the call is under way whatever we could keep of it
+        logger().exception("could not keep a telediscount click-to-call call")
+    return call_id
 
 
 def outcome_refusal(answer: dict[str, Any]) -> str | None:

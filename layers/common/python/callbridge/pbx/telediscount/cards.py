@@ -3,7 +3,8 @@
 The `incoming` webhook names no ringing user, but telediscount forwards a known contact's call to the
 SIP account of the contact's responsible user (docs/telediscount.md, "Mapping CRM users ↔ SIP
 accounts"): that user's card is opened, and `finished` closes it. A caller we don't know rings the
-"new contacts" users, whom the webhook doesn't name: no card. Never raises: the PBX's answer must not
+"new contacts" users, whom the webhook doesn't name: no card. An outgoing call's card is opened by
+click-to-call, which names the manager; `finished` closes it. Never raises: the PBX's answer must not
 depend on a call card.
 """
 
@@ -50,8 +51,11 @@ def finished(account: Account, fields: Mapping[str, Any]) -> None:
     try:
         call_id = str(fields.get("api_call_id") or "")
         call = calls.get_call(account.id, call_id) if call_id else None
+        if call and call.get("direction") == "out":
+            _finished_out(account, call, fields)
+            return
         if not call or call.get("direction") != "in":
-            return  # an outgoing call: no card was opened
+            return
         found = _responsible(account, str(fields.get("num_a") or ""))
         if found:
             phone, user = found
@@ -62,3 +66,18 @@ def finished(account: Account, fields: Mapping[str, Any]) -> None:
             )
     except Exception:
         logger().exception("could not close a retailCRM call card for a telediscount call")
+
+
+def _finished_out(account: Account, call: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+    """An outgoing call ends. Its card (`out`) was opened by click-to-call (callbridge.features.
+    clicktocall) for the manager who clicked, when telediscount accepted it with this call id
+    (`dialled_at`, ingest.record_dialled); a call dialled on a phone had no card to close."""
+    user = str(call.get("user") or "")
+    if not call.get("dialled_at") or not user or not live.wanted(account):
+        return
+    answered = str(fields.get("connection_time") or "0").strip() not in ("", "0")
+    phone, ours = str(call.get("phone") or ""), str(fields.get("num_m") or "") or None
+    live.publish(
+        account,
+        live.event(account, "ended", str(call["call_id"]), phone, (user,), our_number=ours, answered=answered),
+    )

@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 
 import httpx
 
+from callbridge.infra.http import guarded_client
+from callbridge.infra.netguard import FetchError, PermanentFetchError
 from callbridge.pbx.base import PbxFailure
 
 DEFAULT_TIMEOUT_S = 20.0
@@ -47,6 +49,8 @@ class TelediscountApi:
     api_key: str = field(repr=False)
     timeout_s: float = DEFAULT_TIMEOUT_S
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    # The account's trusted host:ports (PbxSettings.trusted_hosts): its API may sit on a private address.
+    trusted_hosts: frozenset[str] = frozenset()
 
     def method_url(self, method: str, params: Mapping[str, str] | None = None) -> str:
         """The URL of a method *without* the key: safe to store (e.g. a recording link)."""
@@ -63,8 +67,13 @@ class TelediscountApi:
         query = {k: v for k, v in params.items() if v is not None and v != ""}
         query[KEY_PARAM] = self.api_key
         try:
-            with httpx.Client(timeout=self.timeout_s, transport=self.transport, trust_env=False) as client:
+            # Through the address guard (infra.netguard); `transport` is a test's MockTransport.
+            with guarded_client(self.trusted_hosts, timeout_s=self.timeout_s, transport=self.transport) as client:
                 response = client.get(f"{self.api_url.rstrip('/')}/{method}", params=query)
+        except PermanentFetchError as exc:
+            raise TelediscountError(method, f"address refused ({exc})") from None
+        except FetchError as exc:
+            raise TelediscountError(method, f"request failed ({exc})", transient=True) from None
         except httpx.TimeoutException:
             raise TelediscountError(method, "timed out", transient=True) from None
         except httpx.HTTPError as exc:

@@ -6,17 +6,18 @@ record.store_final, with the same marker, so each call is stored once whoever re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account
 from callbridge.core.record import store_final
 from callbridge.infra import clock
 from callbridge.infra.observability import logger
+from callbridge.infra.settings import get_settings
 from callbridge.pbx.telediscount.client import TelediscountApi
-from callbridge.pbx.telediscount.protocol import INCOMING, SOURCE, final_call, parse_incoming
+from callbridge.pbx.telediscount.protocol import DIALLED, INCOMING, SOURCE, final_call, parse_incoming
 from callbridge.pbx.telediscount.settings import TelediscountSettings
-from callbridge.store import calls
+from callbridge.store import calls, open_calls
 from callbridge.store.updates import Update
 
 
@@ -61,7 +62,35 @@ def record_incoming(account: Account, fields: Mapping[str, Any], received: datet
     if incoming.setup_time_raw and incoming.start_source != "pbx":
         update.set_if_absent(setup_time_raw=incoming.setup_time_raw)
     applied = calls.apply_once(account.id, incoming.call_id, INCOMING, now_iso, incoming.raw, update)
+    if applied:
+        remember_open(account, incoming.call_id, now)
     logger().info("telediscount incoming stored" if applied else "telediscount incoming repeated, ignored")
+    return applied
+
+
+def remember_open(account: Account, call_id: str, since: datetime) -> None:
+    """A call telediscount told us about before it ended: the reconciliation asks about it by id
+    (store/open_calls.py) until it is final, for as long as its window lasts."""
+    expires = since + timedelta(seconds=get_settings().telediscount_reconcile_window_s + 86400)
+    open_calls.mark_open(account.id, SOURCE, call_id, clock.iso(since), int(expires.timestamp()))
+
+
+def record_dialled(account: Account, call_id: str, pbx_user: str, e164: str, received: datetime | None = None) -> bool:
+    """A click-to-call `outcome` telediscount accepted with a call id: the outgoing call begins. No
+    webhook tells of its start, so it is kept here: its start time for a `finished` without a usable
+    setup_time, `dialled_at` for its call card's end (callbridge.pbx.telediscount.cards), and the id
+    for the reconciliation. False when it was kept before."""
+    now = received or clock.now()
+    now_iso = clock.iso(now)
+    update = Update().set(account=account.id, call_id=call_id, source=SOURCE, last_event_at=now_iso)
+    update.set_if_absent(
+        created_at=now_iso, direction="out", phone=e164, phone_raw=e164, user=pbx_user, first_event_at=now_iso,
+        dialled_at=now_iso,
+    )  # fmt: skip
+    raw = {"api_call_id": call_id, "num_b": e164, "pbx_user": pbx_user}
+    applied = calls.apply_once(account.id, call_id, DIALLED, now_iso, raw, update)
+    if applied:
+        remember_open(account, call_id, now)
     return applied
 
 

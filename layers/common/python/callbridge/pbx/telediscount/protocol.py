@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
 from callbridge.infra import clock
@@ -25,6 +25,7 @@ from callbridge.store.calls import Marker
 SOURCE = "telediscount"
 FINISHED = Marker(SOURCE, "finished", "")
 INCOMING = Marker(SOURCE, "incoming", "")
+DIALLED = Marker(SOURCE, "dialled", "")  # our click-to-call `outcome`, accepted
 _CALL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _SIP = re.compile(r"^sip/", re.IGNORECASE)
 # No call lasts or rings longer (the same bound as the Cloud PBX's, pbx/cloudpbx/protocol.py): a
@@ -164,6 +165,9 @@ def final_call(
     if unparsed:
         flags.add(Flag.DURATION_UNPARSED.value)
     talk, waiting = seconds["connection_time"] or 0, seconds["waiting_time"] or 0
+    # Ring time is kept only when the PBX reported a readable one: a CRM that shows it (retailCRM's
+    # durationWaiting) must not be told 0 s for "not reported".
+    waiting_reported = _text(durations, "waiting_time") != "" and seconds["waiting_time"] is not None
     answered = talk > 0
     outcome = Outcome.ANSWERED if answered else (Outcome.NO_ANSWER if outgoing else Outcome.MISSED)
 
@@ -180,7 +184,11 @@ def final_call(
             start_source = StartSource.RECEIPT_MINUS_DURATION
 
     num_m = _text(fields, "num_m")
-    extra: dict[str, Any] = {"waiting_time": waiting, "setup_time_raw": setup_raw or None, **unparsed}
+    extra: dict[str, Any] = {
+        "waiting_time": waiting if waiting_reported else None,
+        "setup_time_raw": setup_raw or None,
+        **unparsed,
+    }
     if is_sip(sip):
         extra["sip_account"] = sip
     for name in ("price", "code_name_num_a", "code_name_num_b", "service_name"):
@@ -192,6 +200,8 @@ def final_call(
         marker=FINISHED,
         direction=direction,
         outcome=outcome,
+        # telediscount says only `connection_time=0`: nobody talked, the caller (or callee) hung up.
+        missed_reason=None if answered else MissedReason.NO_ANSWER,
         phone=phone.key,
         phone_raw=phone.raw,
         our_number=normalize(num_m, region).key if num_m else None,

@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from callbridge.core.config import PbxSettings, Secret, UserFields, WebhookToken, expand_env
+from callbridge.core.config import PbxSettings, PeerUrl, Secret, UserFields, WebhookToken, expand_env
 
 
 class TelediscountSettings(PbxSettings):
     """telediscount (docs/telediscount.md): it GETs our webhook URLs; we GET its API."""
 
     kind: Literal["telediscount"] = "telediscount"
-    api_url: str = Field(
+    api_url: PeerUrl = Field(
         default="https://my.telediscount.ru/api.php/telephony",
         description="Base of the PBX API (outcome, get_calls, get_record)",
     )

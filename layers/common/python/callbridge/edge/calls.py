@@ -1,0 +1,94 @@
+"""The call history API as API Gateway (HTTP API) sees it: routing, the query string and the one
+mapping of refusals and failures to statuses. What is read, and how it pages, is
+callbridge.features.calls's (the CLI's `calls list|show` read through it too).
+
+GET /v1/{account}/calls?from=&to=&direction=&outcome=&phone=&user=&limit=&cursor=
+GET /v1/{account}/calls/{callid}
+
+Both take `Authorization: Bearer <account API key>` (the account file's api_keys). An unknown
+account and a wrong key get the same 401; another account's call is the 404 of an unknown call.
+A bad filter or cursor is 400; our own failure a retryable 503 — never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+
+from callbridge.core.accounts import Account
+from callbridge.features import calls
+from callbridge.features.calls import BadQuery, CallFilter
+from callbridge.features.clicktocall import Unauthorized, authorize_api_key, load_account
+from callbridge.infra.observability import bind, logger
+from callbridge.infra.settings import get_settings
+
+app = APIGatewayHttpResolver()
+_JSON = "application/json"
+# Never cached by a proxy: the answer is one account's data, read with its key.
+_PRIVATE = {"Cache-Control": "private, no-store"}
+
+
+def _authorized(account_id: str) -> Account:
+    account = load_account(account_id)
+    authorize_api_key(account, app.current_event.headers.get("authorization"))
+    bind(account=account.id)
+    return account
+
+
+@app.get("/v1/<account>/calls")
+def list_calls(account: str) -> Response[Any]:
+    allowed = _authorized(account)
+    event = app.current_event
+    where = CallFilter.parse(
+        allowed,
+        {
+            "from": event.get_query_string_value("from"),
+            "to": event.get_query_string_value("to"),
+            "direction": event.get_query_string_value("direction"),
+            "outcome": event.get_query_string_value("outcome"),
+            "phone": event.get_query_string_value("phone"),
+            "user": event.get_query_string_value("user"),
+        },
+    )
+    limit = calls.parse_limit(event.get_query_string_value("limit"))
+    page = calls.list_calls(allowed, where, limit=limit, cursor=event.get_query_string_value("cursor") or None)
+    return Response(200, _JSON, page.as_dict(), headers=_PRIVATE)
+
+
+@app.get("/v1/<account>/calls/<callid>")
+def show_call(account: str, callid: str) -> Response[Any]:
+    allowed = _authorized(account)
+    call_id = unquote(callid)  # the route matches the raw (still percent-encoded) path
+    bind(call_id=call_id)
+    detail = calls.call_detail(allowed, call_id, base_url=get_settings().public_base_url)
+    if detail is None:
+        return Response(404, _JSON, {"error": "Call not found"})
+    return Response(200, _JSON, detail.as_dict(), headers=_PRIVATE)
+
+
+@app.exception_handler(Unauthorized)  # type: ignore[untyped-decorator]
+def refused(error: Unauthorized) -> Response[Any]:
+    # The same answer for an unknown account, a missing and a wrong key.
+    return Response(401, _JSON, {"error": "Invalid credentials"}, headers={"WWW-Authenticate": "Bearer"})
+
+
+@app.exception_handler(BadQuery)  # type: ignore[untyped-decorator]
+def bad_query(error: BadQuery) -> Response[Any]:
+    return Response(400, _JSON, {"error": str(error)})
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+def failed(error: Exception) -> Response[Any]:
+    logger().exception("reading the call history failed")
+    return Response(503, _JSON, {"error": "Temporarily unavailable"})
+
+
+@app.not_found
+def not_found(error: Exception) -> Response[Any]:
+    return Response(404, _JSON, {"error": "Not found"})
+
+
+def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return app.resolve(event, context)
