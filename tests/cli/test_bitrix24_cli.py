@@ -11,6 +11,7 @@ import pytest
 
 from tests.fakes import crm_server
 from tests.fakes.bitrix24 import CLIENT_ID, CLIENT_SECRET, MEMBER_ID, FakeBitrix24
+from tests.support import trusting_fakes_yaml
 
 ACCOUNT = """\
 account: cli-b24app
@@ -43,7 +44,9 @@ def portal(tmp_path: Path) -> Iterator[tuple[FakeBitrix24, Path]]:
             fake.portal = url
             path = tmp_path / "cli-b24app.yaml"
             path.write_text(
-                ACCOUNT.format(url=url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, member_id=MEMBER_ID)
+                trusting_fakes_yaml(
+                    ACCOUNT.format(url=url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, member_id=MEMBER_ID)
+                )
             )
             yield fake, path
     finally:

@@ -30,7 +30,7 @@ from tests.fakes.cloudpbx_api import PATH as PBX_PATH
 from tests.fakes.cloudpbx_api import FakeCloudPbx
 from tests.integration.recording_server import RecordingServer, Reply
 from tests.log_secrets import leaked_lines
-from tests.support import form, seed_event, seed_history
+from tests.support import form, seed_event, seed_history, trusting_fakes_yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -85,7 +85,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             pbx_url = stack.enter_context(crm_server.serve(pbx))
             text = ACCOUNT.format(portal=portal_url, code=CODE, app_token=APP_TOKEN, pbx=pbx_url, pbx_path=PBX_PATH,
                                   pbx_token=PBX_TOKEN, crm_token=CRM_TOKEN)  # fmt: skip
-            (accounts / "b24.yaml").write_text(text, encoding="utf-8")
+            (accounts / "b24.yaml").write_text(trusting_fakes_yaml(text), encoding="utf-8")
             params = {"DeliveryRetryBaseSeconds": "0", "MissedCallSettleSeconds": "1", "ContactBudgetMs": "1000"}
             bridge = stack.enter_context(running_bridge(accounts, params=params))
             http = stack.enter_context(httpx.Client(base_url=bridge.base_url, timeout=120))

@@ -20,11 +20,13 @@ from callbridge.crm import registry as crm_registry
 from callbridge.crm.base import Connector, DeliveryContext, RecordResult
 from callbridge.crm.bitrix24.connector import NO_USER
 from callbridge.infra.http import RetryPolicy
+from callbridge.infra.netguard import normalize_hosts
 from callbridge.store import crm_calls
 from tests.contract.conftest import T0, account_id, stack_env  # noqa: F401  (fixtures, by import)
 from tests.contract.test_crm_contract import canonical
 from tests.fakes.bitrix24 import FakeBitrix24
 from tests.fakes.crm_server import serve
+from tests.support import host_port, trusting_fakes
 
 pytestmark = pytest.mark.timeout(60)
 CODE = "integration-b24-code-01"
@@ -39,6 +41,7 @@ class Portal:
         model = registry.crm_settings_model("bitrix24")
         crm = model.model_validate({"kind": "bitrix24", "name": "bitrix24", "webhook_url": f"{self.url}/rest/1/{CODE}/",
                                     **settings})  # fmt: skip
+        crm._trusted_hosts = normalize_hosts([host_port(self.url)])  # what AccountConfig gives a trusted fake
         ctx = DeliveryContext(
             account=self.account,
             timezone="Europe/Moscow",
@@ -173,12 +176,12 @@ def test_an_answered_call_hides_the_other_ringing_managers_cards(portal: Portal)
     from callbridge.crm.bitrix24.settings import Bitrix24Settings
     from callbridge.features.admin import apply_account
 
-    apply_account(AccountConfig.model_validate({
+    apply_account(AccountConfig.model_validate(trusting_fakes({
         "account": portal.account, "phone_region": "RU",
         "pbx": {"kind": "cloudpbx", "crm_tokens": ["b24-integration-token-01"]},
         "crms": [{"kind": "bitrix24", "webhook_url": f"{portal.url}/rest/1/{CODE}/"}],
         "users": [{"pbx_user": "andy", "bitrix24_user_id": 7}, {"pbx_user": "boris", "bitrix24_user_id": 9}],
-    }))  # fmt: skip
+    })))  # fmt: skip
     accounts.clear_account_cache()
     account = accounts.get_account(portal.account)
     [crm] = account.settings.crms

@@ -22,10 +22,12 @@ from callbridge.crm.bitrix24.api import Bitrix24Api
 from callbridge.crm.bitrix24.connector import Bitrix24Connector
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.infra.http import RetryPolicy
+from callbridge.infra.netguard import normalize_hosts
 from tests.contract.conftest import T0, account_id, stack_env  # noqa: F401  (fixtures, by import)
 from tests.contract.test_crm_contract import canonical
 from tests.fakes.bitrix24 import CLIENT_ID, CLIENT_SECRET, MEMBER_ID, FakeBitrix24
 from tests.fakes.crm_server import serve
+from tests.support import host_port
 
 pytestmark = pytest.mark.timeout(60)
 ONCE = RetryPolicy(attempts=1)
@@ -40,11 +42,13 @@ class Portal:
         self.fake, self.url, self.account = fake, url, account
 
     def settings(self, **app: Any) -> Bitrix24Settings:
-        return Bitrix24Settings.model_validate({
+        settings = Bitrix24Settings.model_validate({
             "kind": "bitrix24", "name": "bitrix24",
             "app": {"portal": self.url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
                     "member_id": MEMBER_ID, "oauth_url": self.url, **app},
         })  # fmt: skip
+        settings._trusted_hosts = normalize_hosts([host_port(self.url)])  # what AccountConfig gives a trusted fake
+        return settings
 
     def authorize(self) -> oauth.Tokens:
         return oauth.authorize(self.account, self.settings(), self.fake.authorize())
@@ -180,7 +184,9 @@ def test_a_lambda_that_dies_after_storing_the_new_tokens_strands_nothing(portal:
         raise Crash()
 
     store = oauth.TokenStore(portal.account, portal.settings(), after_store=crash)
-    api = Bitrix24Api(f"{portal.url}/rest", auth=store, retry=ONCE)
+    api = Bitrix24Api(
+        f"{portal.url}/rest", auth=store, retry=ONCE, trusted_hosts=normalize_hosts([host_port(portal.url)])
+    )
     calls = portal.day(1)
     with pytest.raises(Crash):
         portal.send(calls, api=api)
