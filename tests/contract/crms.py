@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from callbridge.core.model import Call, Direction, Outcome
+from tests.fakes.bitrix24 import CLIENT_ID, MEMBER_ID, FakeBitrix24
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.fakes.retailcrm import FakeRetailCrm
 
@@ -40,9 +41,14 @@ class CrmProfile:
     violations: Callable[[Any], list[str]]
     # check name -> why this connector is known to fail it (run as a strict xfail: fixing it shows)
     known_gaps: dict[str, str] = field(default_factory=dict)
+    # a second way of the same connector (Bitrix24's local application): run as `{kind}-{variant}`
+    variant: str = ""
+    # (the fake, its URL, the account, the API key) -> what the account needs besides its file, once
+    # the fake is served (Bitrix24's application: its first tokens in SSM)
+    prepare: Callable[[Any, str, str, str], None] | None = None
 
     def __str__(self) -> str:
-        return self.kind
+        return f"{self.kind}-{self.variant}" if self.variant else self.kind
 
 
 def _utc(call: Call) -> str:
@@ -132,4 +138,65 @@ RETAILCRM = CrmProfile(
     violations=lambda fake: list(fake.errors),
 )
 
-CRMS: list[CrmProfile] = [MINICRM, RETAILCRM]
+# -- Bitrix24: register + finish under the CALL_ID it hands out (the fake keeps each finished call as
+# its register and finish parameters), the start in UTC with its offset, the manager's USER_ID.
+BITRIX24_STATUS = {Outcome.ANSWERED: "200", Outcome.MISSED: "304", Outcome.NO_ANSWER: "304", Outcome.BUSY: "486"}
+
+
+def _bitrix24_expected(call: Call, timezone: str) -> dict[str, Any]:
+    assert call.started_at is not None and call.outcome is not None
+    return {
+        "PHONE_NUMBER": call.phone,
+        "TYPE": 1 if call.direction == Direction.OUT else 2,
+        "USER_ID": 7,
+        "DURATION": call.duration,
+        "STATUS_CODE": BITRIX24_STATUS[call.outcome],
+        "CALL_START_DATE": call.started_at.astimezone(ZoneInfo("UTC")).isoformat(timespec="seconds"),
+    }
+
+
+BITRIX24 = CrmProfile(
+    kind="bitrix24",
+    settings=lambda url, key: {"kind": "bitrix24", "webhook_url": f"{url}/rest/1/{key}/", "call_cards": False},
+    manager={"bitrix24_user_id": 7},
+    fake=lambda key: FakeBitrix24(code=key, users={7: "101"}),
+    received=lambda fake: fake.filed(),
+    expected=_bitrix24_expected,
+    reject=lambda fake, phone: fake.reject_phones.add(phone),
+    violations=lambda fake: list(fake.errors),
+)
+
+
+# -- Bitrix24 as a local application: the same portal, called with OAuth tokens (the API key is the
+# client secret); the first tokens come from an authorization code, as `callbridge bitrix24 authorize`.
+def _bitrix24_app_settings(url: str, key: str) -> dict[str, Any]:
+    app = {"portal": url, "client_id": CLIENT_ID, "client_secret": key, "member_id": MEMBER_ID, "oauth_url": url}
+    return {"kind": "bitrix24", "app": app, "call_cards": False}
+
+
+def _bitrix24_authorize(fake: FakeBitrix24, url: str, account: str, key: str) -> None:
+    from callbridge.crm.bitrix24 import oauth
+    from callbridge.crm.bitrix24.settings import Bitrix24Settings
+
+    fake.portal = url
+    settings = Bitrix24Settings.model_validate({**_bitrix24_app_settings(url, key), "name": "bitrix24"})
+    oauth.authorize(account, settings, fake.authorize())
+
+
+BITRIX24_APP = CrmProfile(
+    kind="bitrix24",
+    variant="app",
+    settings=_bitrix24_app_settings,
+    manager={"bitrix24_user_id": 7},
+    fake=lambda key: FakeBitrix24(code="contract-unused-webhook", client_secret=key, users={7: "101"}),
+    received=lambda fake: fake.filed(),
+    expected=_bitrix24_expected,
+    reject=lambda fake, phone: fake.reject_phones.add(phone),
+    violations=lambda fake: list(fake.errors),
+    prepare=_bitrix24_authorize,
+    known_gaps={
+        "wrong_key": "a wrong client_secret shows at the next refresh only: the stored tokens still work",
+    },
+)
+
+CRMS: list[CrmProfile] = [MINICRM, RETAILCRM, BITRIX24, BITRIX24_APP]

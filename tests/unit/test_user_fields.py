@@ -93,8 +93,8 @@ def test_every_registered_package_field_is_optional_and_has_one_owner() -> None:
     assert all(not field.is_required() for model in models for field in model.model_fields.values())
 
 
-class Bitrix24User(UserFields):
-    bitrix24_user_id: int | None = Field(default=None, description="The user's ID in Bitrix24")
+class AmoCrmUser(UserFields):
+    amocrm_user_id: int | None = Field(default=None, description="The user's ID in amoCRM")
 
 
 def register(monkeypatch: pytest.MonkeyPatch, path: str, model: type[UserFields]) -> None:
@@ -106,10 +106,10 @@ def register(monkeypatch: pytest.MonkeyPatch, path: str, model: type[UserFields]
 
 
 def test_a_new_connector_brings_its_user_fields_without_a_core_change(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert errors([{"pbx_user": "a", "bitrix24_user_id": 9}]) == [("users.0.bitrix24_user_id", "extra_forbidden")]
-    register(monkeypatch, "tests_userfields.bitrix24", Bitrix24User)
-    andy = UserMapping.model_validate({"pbx_user": "andy", "bitrix24_user_id": "9", "retailcrm_user_id": 7})
-    assert Bitrix24User.of(andy).bitrix24_user_id == 9
+    assert errors([{"pbx_user": "a", "amocrm_user_id": 9}]) == [("users.0.amocrm_user_id", "extra_forbidden")]
+    register(monkeypatch, "tests_userfields.amocrm", AmoCrmUser)
+    andy = UserMapping.model_validate({"pbx_user": "andy", "amocrm_user_id": "9", "retailcrm_user_id": 7})
+    assert AmoCrmUser.of(andy).amocrm_user_id == 9
     assert RetailCrmUser.of(andy).retailcrm_user_id == 7
 
 

@@ -22,6 +22,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "recordings": "callbridge_cli.commands.recordings",
     "users": "callbridge_cli.commands.users",
     "retailcrm": "callbridge_cli.commands.retailcrm",
+    "bitrix24": "callbridge_cli.commands.bitrix24",
 }
 
 

@@ -35,6 +35,7 @@ PBX: dict[str, str] = {
 CRM: dict[str, str] = {
     "minicrm": "callbridge.crm.minicrm",
     "retailcrm": "callbridge.crm.retailcrm",
+    "bitrix24": "callbridge.crm.bitrix24",
 }
 
 

@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, cast, get_args
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -107,6 +108,26 @@ def _is_peer_url(annotation: Any, metadata: list[Any]) -> bool:
 # here; https and a public address unless the account lists its host:port in `trusted_hosts`, checked
 # when the account is applied (AccountConfig) and again on every connection (infra.netguard).
 PeerUrl = Annotated[str, AfterValidator(_peer_url_syntax), PEER_URL]
+
+
+def _peer_urls(model: BaseModel, loc: tuple[str | int, ...]) -> list[tuple[tuple[str | int, ...], str, str]]:
+    """The PeerUrl fields of a settings section and of its sub-sections (Bitrix24's `app`), as
+    (location, URL, URL as an error may show it). A URL that holds a secret (an inbound webhook's
+    code, a SecretStr field) is checked like any other but shown as its scheme and host only; a
+    placeholder of a stored secret (a config read back from the store) is not a URL to check."""
+    found: list[tuple[tuple[str | int, ...], str, str]] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            found += _peer_urls(value, (*loc, name))
+        elif _is_peer_url(field.annotation, field.metadata):
+            if isinstance(value, str):
+                found.append(((*loc, name), value, value))
+            elif isinstance(value, SecretStr) and value.get_secret_value() != STORED_SECRET:
+                raw = value.get_secret_value()
+                parts = urlsplit(raw)
+                found.append(((*loc, name), raw, f"{parts.scheme}://{parts.netloc}/…"))
+    return found
 
 
 def peer_url_problem(url: str, trusted: frozenset[str]) -> str | None:
@@ -435,10 +456,7 @@ class AccountConfig(Model):
             section._trusted_hosts = trusted
             if (info.context or {}).get("stored"):
                 continue
-            for name, field in type(section).model_fields.items():
-                value = getattr(section, name)
-                if not isinstance(value, str) or not _is_peer_url(field.annotation, field.metadata):
-                    continue
+            for where, value, shown in _peer_urls(section, loc):
                 problem = peer_url_problem(value, trusted)
                 if problem is not None:
                     errors.append(
@@ -446,10 +464,10 @@ class AccountConfig(Model):
                             type=PydanticCustomError(
                                 "peer_url",
                                 "{problem} (list its host:port in trusted_hosts to allow it)",
-                                {"problem": problem},
+                                {"problem": problem.replace(value, shown)},
                             ),
-                            loc=(*loc, name),
-                            input=value,
+                            loc=where,
+                            input=shown,
                         )
                     )
         if errors:

@@ -16,6 +16,7 @@ features fan out to every CRM of the account that offers one, through callbridge
 - callback_tasks: a missed incoming call becomes a callback task for a manager, closed when the
   client is reached (`CallbackTasks`; switched on by the CRM's `callbacks` settings). The features
   (callbridge.features.callbacks) own when, for whom and exactly-once; connectors speak the CRM.
+- setup_lines: what the operator pastes into the CRM (our URLs), printed by `accounts apply`
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
 from callbridge.core.live import LIVE_CARDS, has_live_cards
@@ -127,14 +128,31 @@ def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False, fast
     from callbridge.infra import secrets
 
     values = secrets.account_secrets(account_id, force=force, fast=fast)  # fast: the contact path
+    filled: CrmSettings = _fill(crm, crm.name, "", values)
+    return filled
+
+
+def _fill(model: Any, crm: str, prefix: str, values: dict[str, str]) -> Any:
+    """`model` with its stored-secret placeholders filled, one section deep too (Bitrix24's `app`:
+    its secret is stored as `app.client_secret`, callbridge.features.admin.secret_fields)."""
     filled: dict[str, Any] = {}
-    for key in type(crm).model_fields:
-        value = getattr(crm, key)
+    for key in type(model).model_fields:
+        value = getattr(model, key)
         if isinstance(value, SecretStr) and value.get_secret_value() == STORED_SECRET:
-            stored = values.get(secrets.crm_secret_name(crm.name, key))
+            stored = values.get(_secret_name(crm, prefix + key))
             if stored:
                 filled[key] = SecretStr(stored)
-    return crm.model_copy(update=filled) if filled else crm
+        elif isinstance(value, BaseModel) and not prefix:
+            section = _fill(value, crm, f"{key}.", values)
+            if section is not value:
+                filled[key] = section
+    return model.model_copy(update=filled) if filled else model
+
+
+def _secret_name(crm: str, field_name: str) -> str:
+    from callbridge.infra import secrets
+
+    return secrets.crm_secret_name(crm, field_name)
 
 
 def secret(crm: CrmSettings, field_name: str) -> str:
@@ -244,6 +262,9 @@ class Callback:
     status: str = ""  # the manager's status, as sent
     # How the CRM names the manager: kept with a stored status, for the operator.
     manager: dict[str, str | None] = field(default_factory=dict)
+    # The CRM's own id of the call it asks for, when it registered one (Bitrix24's CALL_ID): the
+    # connector's `call_placed` keeps it, so that the call is filed under it, not as a second one.
+    reference: str | None = None
 
 
 class Callbacks(Protocol):
@@ -254,6 +275,14 @@ class Callbacks(Protocol):
     def callback_user(self, users: Sequence[UserMapping], callback: Callback) -> UserMapping | None:
         """The PBX user of the manager the request names; None when no mapping names him."""
         ...
+
+
+class CallPlaced(Protocol):
+    """Optional beside Callbacks: told once the PBX accepted the call a request with a `reference`
+    asked for (callbridge.features.clicktocall)."""
+
+    def call_placed(self, account: Account, settings: CrmSettings, callback: Callback, pbx_user: str, e164: str,
+                    pbx_call_id: str | None) -> None: ...  # fmt: skip
 
 
 def query_phone(raw: str | None) -> str:

@@ -4,6 +4,8 @@ route 404, our own failure a retryable 503 — never a 500.
 
 - GET /v1/{account}/{crm}/make-call: a CRM's click-to-call (retailCRM's makeCallUrl). 200 only when
   the PBX accepted the call; the CRM shows any other status to the manager as a failed call.
+- POST /v1/{account}/{crm}/make-call: the same for a CRM that posts an event as a form (Bitrix24's
+  OnExternalCallStart; the connector reads the fields and the token).
 - POST /v1/{account}/calls: the same for any CRM or script: JSON `{user | extension, phone, clid?}`,
   `Authorization: Bearer <account API key>`. The body is read here, before anything else: a body
   that is not JSON (another Content-Type 415; not UTF-8, not JSON, nested too deep 400; not the
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any
+from urllib.parse import parse_qs
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
@@ -80,6 +83,21 @@ def _query(app: APIGatewayHttpResolver) -> dict[str, str]:
     return dict(app.current_event.query_string_parameters or {})
 
 
+def _form(app: APIGatewayHttpResolver) -> dict[str, str]:
+    """A CRM's request posted as a form (Bitrix24's event handlers), as flat fields: nested names
+    stay as sent (`data[PHONE_NUMBER]`), the connector reads its own. Not a form: 415."""
+    event = app.current_event
+    media = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise UnsupportedBody("application/x-www-form-urlencoded")
+    try:
+        raw = event.body or ""
+        text = base64.b64decode(raw, validate=True).decode("utf-8") if event.is_base64_encoded else raw
+    except ValueError:
+        raise BadRequestError("The body is not a form in UTF-8") from None
+    return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
+
+
 def make_call_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -87,6 +105,13 @@ def make_call_app() -> APIGatewayHttpResolver:
     def crm_make_call(account: str, crm: str) -> Response[Any]:
         bind(account=account)
         placed = clicktocall.crm_make_call(account, crm, _query(app))
+        logger().info("click-to-call placed", extra={"pbx_user": placed.pbx_user, "source": crm})
+        return Response(200, JSON, placed.as_dict())
+
+    @app.post("/v1/<account>/<crm>/make-call")
+    def crm_event_make_call(account: str, crm: str) -> Response[Any]:
+        bind(account=account)
+        placed = clicktocall.crm_make_call(account, crm, _form(app))
         logger().info("click-to-call placed", extra={"pbx_user": placed.pbx_user, "source": crm})
         return Response(200, JSON, placed.as_dict())
 
@@ -105,7 +130,7 @@ def make_call_app() -> APIGatewayHttpResolver:
         return Response(422, JSON, {"error": "Invalid request", "details": [str(p) for p in error.errors()]})
 
     def unsupported(error: UnsupportedBody) -> Response[Any]:
-        return Response(415, JSON, {"error": f"Content-Type must be {JSON}"})
+        return Response(415, JSON, {"error": f"Content-Type must be {error.args[0] if error.args else JSON}"})
 
     def bad_request(error: BadRequestError) -> Response[Any]:
         return Response(400, JSON, {"error": error.msg})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 
+from callbridge import registry
 from callbridge.core.accounts import clear_account_cache, token_digest
 from callbridge.core.config import ACCOUNT_FILE_SUFFIXES, AccountConfig, load_account_file
 from callbridge.core.phones import normalize
@@ -56,6 +57,9 @@ def secret_fields(model: BaseModel) -> dict[str, str]:
         value = getattr(model, name)
         if isinstance(value, SecretStr):
             found[name] = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            # A section's secrets (Bitrix24's `app.client_secret`), one level deep: crm.base.with_secrets.
+            found.update({f"{name}.{key}": v for key, v in secret_fields(value).items() if "." not in key})
     return found
 
 
@@ -126,6 +130,11 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
     base = base_url.rstrip("/")
     account = config.account
     lines = _adapter(config).cabinet_lines(config, base)
+    for crm in config.crms:
+        # A CRM whose portal needs our URLs pasted (callbridge.crm.base: `setup_lines`).
+        setup = getattr(registry.crm_connector(crm.kind), "setup_lines", None)
+        if setup is not None:
+            lines.extend(setup(config, crm, base))
     if config.recordings.basic_auth:
         lines.append(
             f"account {account}: MiniCRM recording URL template: {base}/v1/{account}/recordings?Rec={{%RefereceId%}}"

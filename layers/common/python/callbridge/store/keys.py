@@ -9,6 +9,7 @@ Calls table (pk, sk):
     CALL#{account}#{call id}  CALL                      the canonical call
     CALL#{account}#{call id}  EVT#{cmd}#{type}#{user}   one per distinct source record (timeline, idempotency)
     CALL#{account}#{call id}  DLV#{crm}                 one delivery per CRM
+    CALL#{account}#{call id}  CRMCALL#{crm}             the CRM's own id of the call, when it has one (store/crm_calls.py)
     MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
     OPEN#{account}#{source}   {since}#{call id}         a call a source began and may not finish (store/open_calls.py)
     CBK#{account}#{crm}#{E.164}  HEAD | T#{first missed at}#{call id}   callback tasks (store/callbacks.py)
@@ -36,6 +37,7 @@ CALL_SK = "CALL"
 EVENT_PREFIX = "EVT#"
 DELIVERY_PREFIX = "DLV#"
 MESSAGE_PREFIX = "MSG#"
+CRM_CALL_PREFIX = "CRMCALL#"
 OPEN_PREFIX = "OPEN#"
 CALLBACK_PREFIX = "CBK#"
 
@@ -71,6 +73,10 @@ def event_sk(cmd: str, type_: str, user: str) -> str:
 
 def delivery_sk(crm: str) -> str:
     return f"{DELIVERY_PREFIX}{crm}"
+
+
+def crm_call_sk(crm: str) -> str:
+    return f"{CRM_CALL_PREFIX}{crm}"
 
 
 def message_pk(account: str, uuid: str) -> str:

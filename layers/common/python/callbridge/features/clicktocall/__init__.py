@@ -27,6 +27,7 @@ from callbridge.core.phones import normalize
 from callbridge.crm.base import Callbacks, click_to_call_secret
 from callbridge.crm.base import query_phone as query_phone
 from callbridge.infra import secrets
+from callbridge.infra.observability import logger
 from callbridge.pbx.base import ClickToCallRefused, adapter_of
 
 INVALID_CLIENT_ID = "Invalid clientId"
@@ -132,11 +133,20 @@ def crm_make_call(account_id: str, kind: str, query: Mapping[str, str]) -> Place
     crms = callback_crms(account, kind)
     callbacks = _callbacks(kind)
     request = callbacks.read_callback(query)
-    authorize_crm(account, crms, request.secret)
+    crm = authorize_crm(account, crms, request.secret)
     if not request.phone:
         raise ClickToCallError("phone is required")
     user = callbacks.callback_user(account.settings.users, request)
-    return make_call(account, user, request.phone, clid=request.clid)
+    placed = make_call(account, user, request.phone, clid=request.clid)
+    placed_hook = getattr(callbacks, "call_placed", None)
+    if placed_hook is not None and request.reference:
+        # The CRM registered the call itself (its `reference`): its connector files our call under it.
+        # The PBX is dialling already: a failure here is logged, the answer stays "calling".
+        try:
+            placed_hook(account, crm, request, placed.pbx_user, placed.phone, placed.pbx_call_id)
+        except Exception:
+            logger().exception("the CRM's call id could not be kept for the placed call")
+    return placed
 
 
 def crm_user_status(account_id: str, kind: str, query: Mapping[str, str]) -> tuple[str, str]:

@@ -1,0 +1,38 @@
+"""What we keep of a call filed in Bitrix24 (callbridge.store.crm_calls), and the register
+parameters, shared by the delivery (callbridge.crm.bitrix24.connector), the cards and the clicks:
+whoever starts a call in Bitrix24 first stores the parameters every later attempt registers with."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from callbridge.crm.bitrix24.settings import Bitrix24Settings
+
+TYPE_OUT, TYPE_IN = 1, 2
+# The stored item's fields (callbridge.store.crm_calls).
+REGISTER, CALL_ID, FINISHED, RECORDED = "register", "bitrix_call_id", "finished_at", "record_attached"
+SHOWN = "cards_shown"  # the USER_IDs whose card is up (a string set)
+SENT = "finish_sent_at"  # a finish or recording was sent; its answer may have been lost
+
+
+def bitrix_time(moment: datetime) -> str:
+    """ISO 8601 with its offset, in UTC (Bitrix24 shows it in each user's own zone)."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def register_params(
+    settings: Bitrix24Settings, who: Mapping[str, Any], phone: str, direction: str, started: str, line: str | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        **who,
+        "PHONE_NUMBER": phone,
+        "CALL_START_DATE": started,
+        "TYPE": TYPE_OUT if direction == "out" else TYPE_IN,
+        "CRM_CREATE": 1 if settings.crm_create else 0,
+        "SHOW": 0,  # cards are shown by telephony.externalcall.show, to every ringing manager
+    }
+    if settings.line_number or line:
+        params["LINE_NUMBER"] = settings.line_number or line
+    return params

@@ -1,0 +1,112 @@
+"""Bitrix24 live call cards (docs/bitrix24.md, "Call cards"): Bitrix24 shows a card only for a call
+it knows, so the first ringing event registers the call (the parameters stored first, as the
+delivery does: callbridge.crm.bitrix24.connector) and shows the card to the ringing managers with
+`telephony.externalcall.show` - both in one `batch` request; a later ringing leg only shows it to
+its manager. An ended leg (the manager hung up, or the PBX stopped ringing him because another one
+answered: Bitrix24's "simultaneous queue") hides his card with `telephony.externalcall.hide`; an
+`answered` (from a PBX that ends no other leg) hides every card shown but the answering manager's.
+The delivery of the final call then finishes the same CALL_ID.
+
+A card is useful for seconds: a failed send is logged and dropped (callbridge.core.live).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from callbridge.core.accounts import Account
+from callbridge.core.config import CrmSettings
+from callbridge.core.live import LiveEvent
+from callbridge.core.phones import is_number
+from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError, open_api
+from callbridge.crm.bitrix24.callbacks import take_click
+from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, REGISTER, SHOWN, bitrix_time, register_params
+from callbridge.crm.bitrix24.settings import Bitrix24Settings
+from callbridge.crm.bitrix24.users import user_id
+from callbridge.infra import clock
+from callbridge.infra.http import HttpError, RetryPolicy
+from callbridge.infra.observability import logger
+from callbridge.store import crm_calls
+from callbridge.store.updates import Update
+
+
+def _user_ids(account: Account, live: LiveEvent) -> list[int]:
+    mappings = [m for pbx_user in live.users for m in account.settings.users if m.pbx_user == pbx_user]
+    return [found for m in mappings if (found := user_id(m)) is not None]
+
+
+def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) -> bool:
+    assert isinstance(settings, Bitrix24Settings)
+    live = LiveEvent.from_dict(message.get("live") or {})
+    ids = _user_ids(account, live)
+    if not ids:
+        return True  # nobody's card
+    api = open_api(account.id, settings, timeout_s=5.0,
+                   retry=RetryPolicy(attempts=2, backoff_initial_s=0.2, backoff_max_s=0.5, jitter_s=0.1))  # fmt: skip
+    try:
+        if live.stage == "ringing":
+            return _ringing(account, settings, api, live, ids)
+        state = crm_calls.get(account.id, live.call_id, settings.name) or {}
+        if not state.get(CALL_ID) or state.get(FINISHED):  # a finished call's cards are gone already
+            return True
+        # Answered: the others' cards go (the answering manager keeps his); ended: his card goes.
+        shown = {int(u) for u in state.get(SHOWN) or ()}
+        hidden = sorted(shown - set(ids)) if live.stage == "answered" else ids
+        if hidden:
+            api.call("telephony.externalcall.hide", {"CALL_ID": state[CALL_ID], "USER_ID": hidden})
+            _forget(account, settings, live, hidden)
+        return True
+    except HttpError as exc:
+        logger().warning("Bitrix24 call card not delivered", extra={"error": str(exc), "stage": live.stage})
+        return False
+    finally:
+        api.close()
+
+
+def _remember(account: Account, settings: Bitrix24Settings, live: LiveEvent, ids: list[int]) -> None:
+    """Whose card is up: an `answered` hides the others' (PBXs that report no per-leg end)."""
+    crm_calls.update(account.id, live.call_id, settings.name, Update().add_to_set(SHOWN, *map(str, ids)))
+
+
+def _forget(account: Account, settings: Bitrix24Settings, live: LiveEvent, ids: list[int]) -> None:
+    crm_calls.update(account.id, live.call_id, settings.name, Update().remove_from_set(SHOWN, *map(str, ids)))
+
+
+def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, live: LiveEvent, ids: list[int]) -> bool:
+    if not is_number(live.phone):
+        return True  # Bitrix24 registers calls by number: no card for a withheld caller id
+    direction = live.direction or "in"
+    params = register_params(
+        settings, {"USER_ID": ids[0]}, live.phone, direction, bitrix_time(clock.now()), live.our_number
+    )
+    attributes: dict[str, Any] = {REGISTER: params, "via": "card"}
+    if direction == "out" and crm_calls.get(account.id, live.call_id, settings.name) is None:
+        # The call a click in Bitrix24 asked for: Bitrix24 registered it, our card shows that one.
+        for pbx_user in live.users:
+            clicked = take_click(account.id, settings.name, live.call_id, pbx_user, live.phone, time.time())
+            if clicked:
+                attributes.update({CALL_ID: clicked, "via": "click"})
+                break
+    state = crm_calls.claim(account.id, live.call_id, settings.name, attributes, int(time.time()))
+    if state.get(FINISHED):
+        return True  # the call was filed before its card came: nothing rings any more
+    if state.get(CALL_ID):
+        api.call("telephony.externalcall.show", {"CALL_ID": state[CALL_ID], "USER_ID": ids})
+        _remember(account, settings, live, ids)
+        return True
+    answers = api.batch([
+        ("reg", "telephony.externalcall.register", state[REGISTER]),
+        ("show", "telephony.externalcall.show", {"CALL_ID": "$result[reg][CALL_ID]", "USER_ID": ids}),
+    ])  # fmt: skip
+    registered = answers.get("reg")
+    if isinstance(registered, MethodError) or not isinstance(registered, dict) or not registered.get("CALL_ID"):
+        logger().warning("Bitrix24 did not register a ringing call", extra={"error": str(registered)})
+        return False
+    crm_calls.update(
+        account.id, live.call_id, settings.name, Update().set_if_absent(**{CALL_ID: str(registered["CALL_ID"])})
+    )
+    if isinstance(answers.get("show"), MethodError):
+        return False
+    _remember(account, settings, live, ids)
+    return True

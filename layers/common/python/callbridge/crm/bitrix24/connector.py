@@ -1,0 +1,301 @@
+"""Bitrix24 call history connector (docs/bitrix24.md): a call is filed in two steps under the
+CALL_ID Bitrix24 hands out - `telephony.externalcall.register`, then `telephony.externalcall.finish`
+(duration, status code, the manager) - and its recording attached with
+`telephony.externalCall.attachRecord` (our signed playback URL, which Bitrix24 downloads).
+
+Exactly once, although neither step is idempotent by an id of ours:
+- the register parameters are written first (callbridge.store.crm_calls, `claim`): every attempt
+  (a live card, a retry, another Lambda) registers with the same stored parameters, and Bitrix24
+  answers a repeated register with the same parameters within 30 minutes with the same CALL_ID - so
+  a register whose answer was lost costs nothing;
+- the CALL_ID is stored before `finish` is asked; a stored `finished_at` means done;
+- `finish_sent_at` is stored before a finish or a recording is sent, and never retried blindly in
+  process: a later attempt first asks `voximplant.statistic.get` (filtered by the CALL_ID) whether
+  the call is finished and has its recording, and sends only what is missing;
+- a finish Bitrix24 refuses for a call its statistics show finished is a duplicate, not an error.
+An outgoing call a manager clicked in Bitrix24 is finished under the CALL_ID of the click.
+Each step for a whole batch of calls is one `batch` request (Bitrix24 allows ~2 requests a second).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from callbridge.core.accounts import Account
+from callbridge.core.config import AccountConfig, CrmSettings, UserMapping
+from callbridge.core.model import Call, Direction, Outcome
+from callbridge.core.phones import is_number
+from callbridge.crm.base import Callback, CallRecords, DeliveryContext, Record, RecordResult, Responsible, send_batch
+from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError, open_api
+from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, SENT, bitrix_time, register_params
+from callbridge.crm.bitrix24.settings import Bitrix24Settings
+from callbridge.crm.bitrix24.users import identity
+from callbridge.infra import clock
+from callbridge.infra.http import RetryPolicy
+from callbridge.infra.observability import logger
+from callbridge.store import crm_calls
+from callbridge.store.updates import Update
+
+DEFAULT_USER = "default_user"
+NO_NUMBER = "the call has no client number (withheld caller id); Bitrix24 files calls by phone"
+NO_USER = "no Bitrix24 user for this call: map its PBX user (bitrix24_user_id) or set default_user_id"
+# Bitrix24's call status codes (SIP-like; docs/protocols/bitrix24.md).
+STATUS_CODES = {
+    Outcome.ANSWERED: "200",
+    Outcome.MISSED: "304",
+    Outcome.NO_ANSWER: "304",
+    Outcome.BUSY: "486",
+    Outcome.NOT_AVAILABLE: "480",
+    Outcome.NOT_ALLOWED: "403",
+    Outcome.NOT_FOUND: "404",
+    Outcome.UNKNOWN: "OTHER",
+}
+
+
+class Bitrix24Connector:
+    kind = "bitrix24"
+    max_batch = 25  # two commands per call (finish + attachRecord) in one batch of at most 50
+
+    # Optional capabilities (callbridge.crm.base), each in its own module, loaded when used.
+    @staticmethod
+    def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) -> bool:
+        from callbridge.crm.bitrix24.cards import send_live
+
+        return send_live(account, settings, message)
+
+    @staticmethod
+    def lookup_responsible(account: Account, settings: CrmSettings, e164: str, timeout_s: float) -> Responsible:
+        from callbridge.crm.bitrix24.managers import lookup_responsible
+
+        return lookup_responsible(account, settings, e164, timeout_s)
+
+    @staticmethod
+    def read_callback(query: Mapping[str, str]) -> Callback:
+        from callbridge.crm.bitrix24.callbacks import read_callback
+
+        return read_callback(query)
+
+    @staticmethod
+    def callback_user(users: Sequence[UserMapping], callback: Callback) -> UserMapping | None:
+        from callbridge.crm.bitrix24.callbacks import callback_user
+
+        return callback_user(users, callback)
+
+    @staticmethod
+    def call_placed(account: Account, settings: CrmSettings, callback: Callback, pbx_user: str, e164: str,
+                    pbx_call_id: str | None) -> None:  # fmt: skip
+        from callbridge.crm.bitrix24.callbacks import call_placed
+
+        call_placed(account, settings, callback, pbx_user, e164, pbx_call_id)
+
+    @staticmethod
+    def setup_lines(config: AccountConfig, settings: CrmSettings, base_url: str) -> list[str]:
+        """What the operator pastes into the portal (docs/bitrix24.md): no secret, only our URL."""
+        assert isinstance(settings, Bitrix24Settings)
+        name = f"account {config.account}: Bitrix24 ({settings.name})"
+        if settings.app is None:
+            lines = [f"{name}: inbound webhook scopes: telephony, crm, user"]
+        else:
+            lines = [
+                f"{name}: local application, uses only API, scopes: telephony, crm, user",
+                f"{name}: then give it its tokens: callbridge bitrix24 authorize {config.account} --crm {settings.name}",
+            ]
+        if settings.application_token is not None:
+            handler = f"{base_url}/v1/{config.account}/bitrix24/make-call"
+            lines.append(f"{name}: local application, event.bind OnExternalCallStart handler: {handler}")
+            lines.append(f"{name}: choose the application as the default outgoing line (Telephony settings)")
+        unmapped = [u.pbx_user for u in config.users if identity(u) is None]
+        if unmapped:
+            lines.append(f"{name}: users with no bitrix24_user_id nor inner phone: {', '.join(unmapped)}")
+        return lines
+
+    def __init__(
+        self,
+        settings: Bitrix24Settings,
+        ctx: DeliveryContext,
+        api_key: str = "",
+        *,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 10.0,
+        api: Bitrix24Api | None = None,
+    ):
+        self.settings = settings
+        self.ctx = ctx
+        self.api = api or open_api(ctx.account, settings, timeout_s=timeout_s, retry=retry)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def manager(self, call: Call) -> tuple[dict[str, Any] | None, bool]:
+        """How Bitrix24 names the call's manager, and whether it is the account's default."""
+        missed = call.direction != Direction.OUT and call.outcome != Outcome.ANSWERED
+        candidates = sorted(call.users_rang) if missed and call.users_rang else [call.user or ""]
+        for pbx_user in candidates:
+            mapping = self.ctx.user(pbx_user)
+            who = identity(mapping) if mapping is not None else None
+            if who:
+                return who, False
+        if self.settings.default_user_id is not None:
+            return {"USER_ID": self.settings.default_user_id}, True
+        return None, True
+
+    def records(self, call: Call, recording_stored: bool) -> CallRecords:
+        who, defaulted = self.manager(call)
+        flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
+        phone = call.phone or call.phone_raw or ""
+        if not is_number(phone):
+            return CallRecords([], not_applicable=NO_NUMBER, flags=flags)
+        if call.started_at is None:
+            return CallRecords([], rejected="the call has no start time", flags=flags)
+        if who is None:
+            return CallRecords([], rejected=NO_USER, flags=flags)
+        direction = "out" if call.direction == Direction.OUT else "in"
+        started = bitrix_time(call.started_at)
+        payload: dict[str, Any] = {
+            REGISTER: register_params(self.settings, who, phone, direction, started, call.our_number),
+            "finish": {
+                **who,
+                "DURATION": int(call.duration),
+                "STATUS_CODE": STATUS_CODES.get(call.outcome or Outcome.UNKNOWN, "OTHER"),
+            },
+        }
+        if direction == "out" and call.user:
+            # Perhaps the call a click in Bitrix24 asked for (callbridge.crm.bitrix24.callbacks).
+            payload["click"] = {"pbx_user": call.user, "phone": phone, "started": call.started_at.timestamp()}
+        if recording_stored:
+            payload["record"] = {"FILENAME": f"{call.call_id}.mp3", "RECORD_URL": self.ctx.recording_url(call.call_id)}
+        return CallRecords([Record(call.call_id, "", payload)], flags=flags)
+
+    def send(self, batch: list[Record]) -> list[RecordResult]:
+        return send_batch(batch, self._attempt)
+
+    def _attempt(self, batch: list[Record]) -> list[RecordResult] | str:
+        now = int(time.time())
+        states = {r.delivery: self._state(r, now) for r in batch}
+        results: dict[str, RecordResult] = {}
+        try:
+            self._register(batch, states, results)
+            self._finish([r for r in batch if r.delivery not in results], states, results)
+        except Bitrix24Error as exc:
+            # The batch request itself was refused, naming no command: halved until the faulty call
+            # stands alone (callbridge.crm.base.isolate). What went through is stored and not repeated.
+            return f"Bitrix24 refused the request: {exc.reason}"
+        return [results[r.delivery] for r in batch]
+
+    def _state(self, record: Record, now: int) -> dict[str, Any]:
+        """The stored item of the call, created with this record's register parameters unless a
+        card or a click created it; an outgoing call a manager clicked in Bitrix24 gets the click's
+        CALL_ID (Bitrix24 registered that call itself)."""
+        crm, account = self.settings.name, self.ctx.account
+        found = crm_calls.get(account, record.delivery, crm)
+        if found is not None:
+            return found
+        attributes: dict[str, Any] = {REGISTER: record.payload[REGISTER], "via": "delivery"}
+        click = record.payload.get("click")
+        if click:
+            from callbridge.crm.bitrix24.callbacks import take_click
+
+            clicked = take_click(account, crm, record.delivery, click["pbx_user"], click["phone"], click["started"])
+            if clicked:
+                attributes.update({CALL_ID: clicked, "via": "click"})
+        return crm_calls.claim(account, record.delivery, crm, attributes, now)
+
+    def _register(
+        self, batch: list[Record], states: dict[str, dict[str, Any]], results: dict[str, RecordResult]
+    ) -> None:
+        wanted = [r for r in batch if not states[r.delivery].get(CALL_ID)]
+        if not wanted:
+            return
+        answers = self.api.batch(
+            [(f"r{i}", "telephony.externalcall.register", states[r.delivery][REGISTER]) for i, r in enumerate(wanted)]
+        )
+        for i, record in enumerate(wanted):
+            answer = answers[f"r{i}"]
+            call_id = answer.get("CALL_ID") if isinstance(answer, dict) else None
+            if isinstance(answer, MethodError) or not call_id:
+                results[record.delivery] = RecordResult("rejected", f"Bitrix24 register: {answer}"[:500])
+                continue
+            crm_calls.update(self.ctx.account, record.delivery, self.settings.name,
+                             Update().set_if_absent(**{CALL_ID: str(call_id)}))  # fmt: skip
+            states[record.delivery][CALL_ID] = str(call_id)
+
+    def _finish(self, batch: list[Record], states: dict[str, dict[str, Any]], results: dict[str, RecordResult]) -> None:
+        # A call an earlier attempt sent to finish (or its recording) without hearing the answer:
+        # Bitrix24's statistics say whether that went through before anything is sent again.
+        unsure = {i: states[r.delivery][CALL_ID] for i, r in enumerate(batch) if self._pending(r, states) and states[r.delivery].get(SENT)}  # fmt: skip
+        for i, entry in self._statistics(unsure).items():
+            self._mark(batch[i], states, entry)
+        commands: list[tuple[str, str, dict[str, Any]]] = []
+        for i, record in enumerate(batch):
+            state, call_id = states[record.delivery], states[record.delivery][CALL_ID]
+            if not state.get(FINISHED):
+                commands.append(
+                    (f"f{i}", "telephony.externalcall.finish", {"CALL_ID": call_id, **record.payload["finish"]})
+                )
+            if record.payload.get("record") and not state.get(RECORDED):
+                commands.append((f"a{i}", "telephony.externalCall.attachRecord", {"CALL_ID": call_id, **record.payload["record"]}))  # fmt: skip
+            if self._pending(record, states):
+                # Written before the request: if its answer is lost, the retry asks first (above).
+                self._store(record, Update().set(**{SENT: clock.iso(clock.now())}))
+        answers = self.api.batch(commands, repeatable=False) if commands else {}
+        refused = {i: a for i in range(len(batch)) if isinstance(a := answers.get(f"f{i}"), MethodError)}
+        finished_before = self._statistics({i: states[batch[i].delivery][CALL_ID] for i in refused})
+        for i, record in enumerate(batch):
+            detail: dict[str, Any] = {}
+            if f"f{i}" not in answers:
+                detail["duplicate"] = True  # finished by an earlier attempt
+            elif i in refused:
+                if i not in finished_before:
+                    results[record.delivery] = RecordResult("rejected", f"Bitrix24 finish: {refused[i]}"[:500])
+                    continue
+                detail["duplicate"] = True  # finished already: an answer we never saw
+                self._mark(record, states, finished_before[i])
+            self._mark(record, states, {})
+            attached = answers.get(f"a{i}")
+            if isinstance(attached, MethodError):
+                # The call is filed; a recording Bitrix24 would not take is reported, not retried.
+                logger().warning(
+                    "Bitrix24 refused a recording", extra={"call_id": record.delivery, "error": str(attached)}
+                )
+                detail["recording"] = str(attached)
+            elif attached is not None and not states[record.delivery].get(RECORDED):
+                self._store(record, Update().set(**{RECORDED: True}))
+            results[record.delivery] = RecordResult("ok", detail=detail)
+
+    @staticmethod
+    def _pending(record: Record, states: dict[str, dict[str, Any]]) -> bool:
+        state = states[record.delivery]
+        return not state.get(FINISHED) or bool(record.payload.get("record") and not state.get(RECORDED))
+
+    def _store(self, record: Record, update: Update) -> None:
+        crm_calls.update(self.ctx.account, record.delivery, self.settings.name, update)
+
+    def _mark(self, record: Record, states: dict[str, dict[str, Any]], statistic: dict[str, Any]) -> None:
+        """The call is finished (and, when its statistics entry names a file, its recording attached)."""
+        state = states[record.delivery]
+        recorded = bool(statistic.get("RECORD_FILE_ID") or statistic.get("CALL_RECORD_URL"))
+        if not state.get(FINISHED):
+            state[FINISHED] = clock.iso(clock.now())
+            self._store(record, Update().set_if_absent(**{FINISHED: state[FINISHED]}))
+        if recorded and not state.get(RECORDED):
+            state[RECORDED] = True
+            self._store(record, Update().set(**{RECORDED: True}))
+
+    def _statistics(self, call_ids: dict[int, str]) -> dict[int, dict[str, Any]]:
+        """The statistics entry (a finished call) of each of these calls Bitrix24 has one for."""
+        if not call_ids:
+            return {}
+        answers = self.api.batch(
+            [(f"s{i}", "voximplant.statistic.get", {"FILTER": {"CALL_ID": c}}) for i, c in call_ids.items()]
+        )
+        found: dict[int, dict[str, Any]] = {}
+        for i in call_ids:
+            entries = answers.get(f"s{i}")
+            if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+                found[i] = entries[0]
+        return found
+
+
+CONNECTOR = Bitrix24Connector
