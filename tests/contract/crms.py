@@ -177,9 +177,12 @@ def _bitrix24_app_settings(url: str, key: str) -> dict[str, Any]:
 def _bitrix24_authorize(fake: FakeBitrix24, url: str, account: str, key: str) -> None:
     from callbridge.crm.bitrix24 import oauth
     from callbridge.crm.bitrix24.settings import Bitrix24Settings
+    from callbridge.infra.netguard import normalize_hosts
+    from tests.support import host_port
 
     fake.portal = url
     settings = Bitrix24Settings.model_validate({**_bitrix24_app_settings(url, key), "name": "bitrix24"})
+    settings._trusted_hosts = normalize_hosts([host_port(url)])  # what the test account's trusted_hosts give it
     oauth.authorize(account, settings, fake.authorize())
 
 

@@ -5,8 +5,9 @@ They let tests and developers trigger what AWS would trigger on its own time:
 - ``POST /_local/schedules/{FunctionLogicalId}[?event=EventName]`` invokes the function once with
   its scheduled event and answers the handler's result as JSON (500 with errorType/errorMessage if
   the handler raised);
-- ``POST /_local/queues/drain[?timeout=30]`` processes every queue-driven function's queue until
-  all are empty and answers counts (200 when drained, 504 when the timeout passed first);
+- ``POST /_local/queues/drain[?timeout=30][&delayed=0]`` processes every queue-driven function's
+  queue until all are empty and answers counts (200 when drained, 504 when the timeout passed
+  first); ``delayed=0`` does not wait for messages whose delay has not run out;
 - ``GET /_local/env`` answers the AWS endpoint and the functions' merged environment;
 - ``GET /_local/routes`` answers the HTTP routes and the functions behind them;
 - ``POST /_local/faults/dynamodb?error=<Code>`` makes every DynamoDB write fail with that error until
@@ -55,7 +56,7 @@ class ControlApi:
         if parts[:1] == ["schedules"] and len(parts) == 2:
             return self._only(method, "POST") or self._run_schedule(parts[1], query.get("event"))
         if parts == ["queues", "drain"]:
-            return self._only(method, "POST") or self._drain(query.get("timeout"))
+            return self._only(method, "POST") or self._drain(query.get("timeout"), query.get("delayed"))
         if parts == ["env"]:
             return self._only(method, "GET") or json_response(200, self.info)
         if parts == ["faults", "dynamodb"]:
@@ -103,12 +104,14 @@ class ControlApi:
             return json_response(405, {"message": "use GET or POST"}, [("allow", "GET, POST")])
         return json_response(200, faults.state())
 
-    def _drain(self, raw_timeout: str | None) -> HttpResponse:
+    def _drain(self, raw_timeout: str | None, raw_delayed: str | None = None) -> HttpResponse:
+        if raw_delayed not in (None, "0", "1"):
+            return json_response(400, {"message": f"delayed must be 0 or 1, got {raw_delayed!r}"})
         try:
             timeout = DEFAULT_DRAIN_TIMEOUT if raw_timeout is None else float(raw_timeout)
         except ValueError:
             return json_response(400, {"message": f"timeout must be a number of seconds, got {raw_timeout!r}"})
         if not 0 <= timeout <= MAX_DRAIN_TIMEOUT:
             return json_response(400, {"message": f"timeout must be within 0..{MAX_DRAIN_TIMEOUT:g} s"})
-        report = self.queues.drain(timeout)
+        report = self.queues.drain(timeout, delayed=raw_delayed != "0")
         return json_response(200 if report.drained else 504, report.as_json())

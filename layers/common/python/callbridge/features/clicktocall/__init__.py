@@ -137,7 +137,7 @@ def crm_make_call(account_id: str, kind: str, query: Mapping[str, str]) -> Place
     if not request.phone:
         raise ClickToCallError("phone is required")
     user = callbacks.callback_user(account.settings.users, request)
-    placed = make_call(account, user, request.phone, clid=request.clid)
+    placed = make_call(account, user, request.phone, clid=request.clid, card=False)
     placed_hook = getattr(callbacks, "call_placed", None)
     if placed_hook is not None and request.reference:
         # The CRM registered the call itself (its `reference`): its connector files our call under it.
@@ -146,6 +146,9 @@ def crm_make_call(account_id: str, kind: str, query: Mapping[str, str]) -> Place
             placed_hook(account, crm, request, placed.pbx_user, placed.phone, placed.pbx_call_id)
         except Exception:
             logger().exception("the CRM's call id could not be kept for the placed call")
+    # After call_placed: a CRM that registered the call itself shows the card under its own id.
+    if user is not None:
+        _open_card(account, user, placed.phone, placed.pbx_call_id)
     return placed
 
 
@@ -176,7 +179,9 @@ def api_make_call(account_id: str, authorization: str | None, user: str | None, 
     return make_call(account, resolve_api_user(account, user, extension), phone, clid=clid)
 
 
-def make_call(account: Account, user: UserMapping | None, phone: str, *, clid: str | None = None) -> Placed:
+def make_call(
+    account: Account, user: UserMapping | None, phone: str, *, clid: str | None = None, card: bool = True
+) -> Placed:
     if user is None:
         raise UnknownUser("No PBX user is mapped to this CRM user")
     number = normalize(phone, account.phone_region)
@@ -190,7 +195,8 @@ def make_call(account: Account, user: UserMapping | None, phone: str, *, clid: s
         call_id = dial(account, user, number.e164, clid)
     except ClickToCallRefused as refused:
         raise ClickToCallError(refused.message, refused.status) from None
-    _open_card(account, user, number.e164, call_id)
+    if card:
+        _open_card(account, user, number.e164, call_id)
     return Placed(account.id, user.pbx_user, number.e164, call_id)
 
 
