@@ -26,6 +26,7 @@ HANDLERS = """
 import base64
 import json
 import os
+import time
 
 
 def echo(event, context):
@@ -51,6 +52,16 @@ def binary(event, context):
 
 def bad(event, context):
     return {"statusCode": 200, "body": {"not": "a string"}}
+
+
+CURRENT = {}
+
+
+def stateful(event, context):
+    # Keeps the event in module state while it works, as a Powertools resolver does.
+    CURRENT["event"] = event
+    time.sleep(0.3)
+    return {"path": CURRENT["event"]["rawPath"]}
 
 
 def env(event, context):
@@ -112,6 +123,11 @@ Resources:
     Properties:
       Handler: {module}.bad
       Events: {E: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /bad, Method: GET}}}
+  StatefulFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: {module}.stateful
+      Events: {E: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: "/stateful/{n}", Method: GET}}}
   EnvFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -248,6 +264,36 @@ def test_handlers_see_the_function_env_and_a_lambda_context(runtime, client):
     assert first["memory"] == 128
     assert 4000 < first["remaining"] <= 5000
     assert first["request_id"] != second["request_id"]
+
+
+def test_concurrent_invocations_of_a_function_run_in_separate_instances(runtime):
+    # Lambda never runs two invocations in one execution environment at once; handlers that keep
+    # the current event in module state rely on it.
+    paths = [f"/stateful/{n}" for n in range(6)]
+    answers: dict[str, str] = {}
+
+    def call(path: str) -> None:
+        with httpx.Client(base_url=runtime.base_url, timeout=10) as http:
+            answers[path] = http.get(path).json()["path"]
+
+    threads = [threading.Thread(target=call, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == {path: path for path in paths}
+    assert 2 <= runtime.functions["StatefulFunction"].instances <= len(paths)
+
+    # Warm instances are reused: a second wave starts no new ones when they suffice.
+    started = runtime.functions["StatefulFunction"].instances
+    answers.clear()
+    threads = [threading.Thread(target=call, args=(path,)) for path in paths[:2]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == {path: path for path in paths[:2]}
+    assert runtime.functions["StatefulFunction"].instances == started
 
 
 def test_head_answers_headers_of_the_get_route_without_a_body(client):

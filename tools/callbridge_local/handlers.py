@@ -5,12 +5,19 @@ its task root, and only on first invocation (a cold start), so os.environ must a
 function environment and AWS_ENDPOINT_URL when the first event arrives. Events and results make a
 JSON round trip, as they do on Lambda, so that a handler returning something Lambda could not
 serialise fails here too.
+
+Lambda runs one invocation at a time in an execution environment and starts another environment
+when a second request arrives meanwhile. Handlers rely on that: a Powertools resolver keeps the
+current event in module state. So a function here is a pool of instances, each used by one
+invocation at a time; a second instance is the handler module imported again under its own name
+(its module state is its own, the library modules it imports are shared, as a warm process's are).
 """
 
 from __future__ import annotations
 
 import decimal
 import importlib
+import importlib.util
 import json
 import logging
 import sys
@@ -110,6 +117,9 @@ class LocalFunction:
         self.region = region
         self._handler: Handler | None = None
         self._lock = threading.Lock()
+        # Instances not serving an invocation right now; the first is the module under its own name.
+        self._idle: list[Handler] = []
+        self._instances = 0
 
     @property
     def logical_id(self) -> str:
@@ -148,6 +158,45 @@ class LocalFunction:
         log.debug("%s: loaded %s", self.logical_id, self.spec.handler)
         return handler  # type: ignore[no-any-return]
 
+    def _another_instance(self, number: int) -> Handler:
+        path = next(path for path in self._module_files() if path.is_file())
+        spec = importlib.util.spec_from_file_location(f"{self.spec.module_name}__instance{number}", path)
+        if spec is None or spec.loader is None:
+            raise HandlerLoadError(f"{self.logical_id}: cannot load {path} again")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        handler = getattr(module, self.spec.function_name)
+        log.debug("%s: started instance %d", self.logical_id, number)
+        return handler  # type: ignore[no-any-return]
+
+    def _acquire(self) -> Handler:
+        first = self.load()
+        with self._lock:
+            if self._instances == 0:
+                self._instances = 1
+                return first
+            if self._idle:
+                return self._idle.pop()
+            self._instances += 1
+            number = self._instances
+        # Imported outside the lock: a cold start must not hold up the warm instances.
+        try:
+            return self._another_instance(number)
+        except BaseException:
+            with self._lock:
+                self._instances -= 1
+            raise
+
+    def _release(self, handler: Handler) -> None:
+        with self._lock:
+            self._idle.append(handler)
+
+    @property
+    def instances(self) -> int:
+        """How many execution environments this function has started so far."""
+        with self._lock:
+            return self._instances
+
     def new_context(self) -> LambdaContext:
         return LambdaContext(
             function_name=self.function_name,
@@ -159,13 +208,14 @@ class LocalFunction:
 
     def invoke(self, event: Any) -> Any:
         """Call the handler with a JSON copy of ``event``; returns its JSON-round-tripped result."""
-        handler = self.load()
-        context = self.new_context()
         payload = json.loads(json.dumps(event))
+        handler = self._acquire()
+        context = self.new_context()
         started = time.monotonic()
         try:
             result = handler(payload, context)
         finally:
+            self._release(handler)
             elapsed = time.monotonic() - started
             if elapsed > self.spec.timeout:
                 log.warning(

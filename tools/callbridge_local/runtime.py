@@ -151,6 +151,7 @@ class LocalRuntime:
         self.moto = MotoServer(LOCALHOST, config.aws_port)
         self.stack: ProvisionedStack | None = None
         self.gateway: Gateway | None = None
+        self.functions: FunctionRegistry | None = None
         self.queue_driver: QueueDriver | None = None
         self.schedule_driver: ScheduleDriver | None = None
         self.account_lines: list[str] = []
@@ -197,7 +198,7 @@ class LocalRuntime:
         os.environ.update(stack.environment)
         self._checkpoint(should_stop)
 
-        functions = self._functions(template, stack)
+        functions = self.functions = self._functions(template, stack)
         routes = RouteTable(
             Route.create(event.method, event.path, function.logical_id, stack.http_api_id(event.api_id))
             for function in stack.functions
