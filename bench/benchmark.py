@@ -7,7 +7,9 @@ floor (bench/floor.py, a bare boto3 handler doing one GetItem) measured in the s
 
 Figures are only comparable within a run: the moto emulator, the machine and its load all move
 them, while they move the floor alike. That is why every figure is reported as a ratio to the floor.
-The goal of the contact path: cold start ≤ 1.2× the floor.
+The goal of the contact path: cold start ≤ 1.1× the floor, for a known caller in the form the PBX
+sends (docs/protocols/cloudpbx.md: 79101234567). The same caller written with the Russian trunk
+prefix (89101234567), which only phonenumbers' metadata can read, is measured beside it.
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ FLOOR_HANDLER = "floor.handler"
 FLOOR_PATH = "/bench/floor"
 CONTACT = "ContactFunction"
 CONTACT_PATH = "/v1/demo/cloudpbx/contact"
-GOAL_RATIO = 1.2
+GOAL_RATIO = 1.1
 # The goal is about answering a ringing phone; both addresses the PBX may use for it are held to it.
 GOAL_FUNCTIONS = (CONTACT, "CloudPbxFunction")
 # The one sample event per function when it has several: the contact case is the latency-critical one.
 EVENT_FILES = {CONTACT: "ContactFunction.known-caller.json", "CloudPbxFunction": "CloudPbxFunction.contact.json"}
 IMPORT_PROFILE_FUNCTION = CONTACT
+# Measured beside the goal functions, held to no goal: (name, function, sample event).
+EXTRA_TARGETS = (("ContactFunction, trunk prefix", CONTACT, "ContactFunction.known-caller-trunk-prefix.json"),)
 FIRST_PARTY = ("callbridge",)
 
 # (cold runs, warm calls, gateway requests): the full run, and --quick.
@@ -163,6 +167,10 @@ def http_targets() -> list[Target]:
                 expects_contact="cmd=contact" in str(event.get("body") or ""),
             )
         )
+    handlers = {t.name: t.handler for t in targets}
+    for name, function, file_name in EXTRA_TARGETS:
+        event = json.loads((EVENTS / file_name).read_text(encoding="utf-8"))
+        targets.append(Target(name, handlers[function], event, file_name, expects_contact=True))
     return targets
 
 

@@ -250,12 +250,35 @@ def test_per_command_addresses_dispatch_to_the_same_code(cloud):
     assert post(seed_contact(cmd=None), path="/v1/demo/cloudpbx/contact", handler=contact.handler)[0] == 200
 
 
-@pytest.mark.parametrize("phone", ["79101234567", "89101234567", "+7 (910) 123-45-67", "9101234567"])
+CONTACT_FORMS = ["79101234567", "89101234567", "+7 (910) 123-45-67", "9101234567", "+7 8 910 123 45 67"]
+
+
+@pytest.mark.parametrize("phone", CONTACT_FORMS)
 def test_contact_is_found_whatever_the_phone_format(cloud, phone):
     assert post(seed_contact(phone=phone)) == (
         200,
         {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"},
     )
+
+
+@pytest.mark.parametrize("phone", CONTACT_FORMS)
+def test_contact_is_found_for_an_account_applied_before_its_country_code_was_stored(cloud, phone):
+    boto3.client("dynamodb").update_item(
+        TableName=cloud["ACCOUNTS_TABLE"],
+        Key=accounts.account_key("demo"),
+        UpdateExpression="REMOVE phone_country_code",
+    )
+    accounts.clear_account_cache()
+    assert post(seed_contact(phone=phone)) == (
+        200,
+        {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"},
+    )
+
+
+def test_a_number_with_an_extension_is_not_taken_for_the_contact_its_digits_would_make(cloud):
+    # Digits of "+7 910 123 45 6" and the extension 7 spell the known +79101234567; the caller is
+    # someone else (an invalid number with an extension), so nobody is named.
+    assert post(seed_contact(phone="+7 910 123 45 6 ext. 7")) == (200, {})
 
 
 def test_contact_unknown_number_is_an_empty_object(cloud):

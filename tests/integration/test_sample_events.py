@@ -34,6 +34,11 @@ EXPECTED: dict[str, Any] = {
         200,
         {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"},
     ),
+    # The same caller written with the Russian trunk prefix (8...), which only the metadata can read.
+    "ContactFunction.known-caller-trunk-prefix.json": (
+        200,
+        {"contact_name": "Manager of Horns and Hooves LLC", "responsible": "andy"},
+    ),
     "CallSettleFunction.json": {"batchItemFailures": []},
     # The sample call has no stored recording: the same 404 as an unknown call.
     "RecordingsFunction.minicrm-not-fetched.json": (404, {"error": "Recording not found"}),

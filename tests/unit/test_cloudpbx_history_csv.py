@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from callbridge.pbx.cloudpbx.protocol import compact_utc, decode_history, parse_history_csv
+from callbridge.pbx.cloudpbx.history_csv import compact_utc, decode_history, parse_history_csv
 
 # The field notes' example line, with the uid completed.
 EXAMPLE = "a252179d-0001,out,+79002445949,admin@ats23.example.ru,+74996861574,2017-07-07T16:14:08+03:00,0,11,"

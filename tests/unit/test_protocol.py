@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from callbridge.pbx.cloudpbx import protocol
-from callbridge.pbx.cloudpbx.protocol import CloudPbxError, decode_body, parse_event, parse_history, parse_start
+from callbridge.pbx.cloudpbx.notifications import parse_event, parse_history, parse_start
+from callbridge.pbx.cloudpbx.protocol import CloudPbxError, decode_body
 
 SEED_HISTORY = (
     "cmd=history&type=in&status=Success&phone=79101234567&user=user&duration=124"

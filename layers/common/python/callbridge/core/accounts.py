@@ -51,6 +51,9 @@ class Account:
     config: dict[str, Any]  # the stored config as read; only `settings` below interprets it
     webhook_token_digests: tuple[str, ...] = ()
     version: str = ""  # when the config was applied: a new version is parsed again
+    # phone_region's calling code ("7"), stored by the apply: core/phones.py known_e164. Empty on
+    # an account applied before it was stored; such an account's numbers are simply parsed.
+    phone_country_code: str = ""
 
     @property
     def has_crms(self) -> bool:
@@ -126,6 +129,7 @@ def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -
         config=data.get("config") or {},
         webhook_token_digests=tuple(str(d) for d in data.get("webhook_token_digests") or ()),
         version=str(data.get("updated_at") or ""),
+        phone_country_code=str(data.get("phone_country_code") or ""),
     )
     _cache[account_id] = (now + _CACHE_SECONDS, account)
     if account_id in _missing:

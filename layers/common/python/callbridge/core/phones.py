@@ -3,19 +3,24 @@
 PBXs send numbers in every shape: `79101234567`, `+7 (910) 123-45-67`, `89101234567` (Russian trunk
 prefix), `0620123456` (national), `0036...` (international prefix). The account's default region
 decides what a number without a country code means.
+
+phonenumbers is imported where it is used, not here: its import is about a tenth of the contact
+path's cold start (bench/benchmark.py), and `known_e164` lets that path answer a known caller
+without it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import phonenumbers
+from typing import NamedTuple
 
 _MAX_INPUT = 64
+# What may surround the digits of a number that `known_e164` reads without phonenumbers: no letters
+# (an extension: "ext. 12", "x12"), no '#', ';' or ',' (extensions and pauses), which phonenumbers
+# would read apart from the number.
+_PLAIN = frozenset("0123456789+ -().\u00a0")
 
 
-@dataclass(frozen=True, slots=True)
-class Phone:
+class Phone(NamedTuple):
     raw: str
     e164: str | None
 
@@ -32,7 +37,40 @@ def is_number(text: str | None) -> bool:
     return any(ch.isdigit() for ch in text or "")
 
 
+def country_code(region: str | None) -> str:
+    """The calling code of a region ("7" for RU), "" when there is none: stored on the account when
+    it is applied (features/admin.py), so that the contact path has it without phonenumbers."""
+    if not region:
+        return ""
+    import phonenumbers
+
+    code = phonenumbers.country_code_for_region(region.upper())
+    return str(code) if code else ""
+
+
+def known_e164(raw: str, home_code: str) -> str | None:
+    """The E.164 number `raw` is *if it is valid*, read without phonenumbers, or None when only
+    parsing can tell (a trunk or international prefix, a national number, an extension).
+
+    It is the first candidate `normalize` tries for a number written with its country code (a '+',
+    or digits that begin with the account's code `home_code` and no trunk prefix), and `normalize`
+    takes that candidate whenever it is valid. So where this E.164 is a stored key - stored keys
+    are valid numbers, `normalize` made them - it is exactly what `normalize` would have answered.
+    Whether it is valid is for the caller to learn that way, never from this function."""
+    text = raw.strip()[:_MAX_INPUT]
+    if not text or not set(text) <= _PLAIN:
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not digits or "+" in text[1:] or digits.startswith("0"):
+        return None
+    if text.startswith("+") or (home_code and not text.startswith("0") and digits.startswith(home_code)):
+        return "+" + digits
+    return None
+
+
 def normalize(raw: str, region: str | None) -> Phone:
+    import phonenumbers
+
     text = raw.strip()[:_MAX_INPUT]
     if not text or not any(ch.isdigit() for ch in text):
         return Phone(raw=text, e164=None)
@@ -54,6 +92,8 @@ def normalize(raw: str, region: str | None) -> Phone:
 
 
 def _first_valid(raw: str, candidates: list[tuple[str, str | None]]) -> Phone:
+    import phonenumbers
+
     for candidate, region in candidates:
         try:
             parsed = phonenumbers.parse(candidate, region)
@@ -66,6 +106,8 @@ def _first_valid(raw: str, candidates: list[tuple[str, str | None]]) -> Phone:
 
 def national_digits(e164: str) -> str:
     """The national significant number with the trunk prefix, as people dial it (e.g. 0620123456)."""
+    import phonenumbers
+
     parsed = phonenumbers.parse(e164, None)
     formatted: str = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
     return "".join(ch for ch in formatted if ch.isdigit())

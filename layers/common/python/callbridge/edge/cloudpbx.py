@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from callbridge.core.accounts import Account, UnknownAccount, authenticate
-from callbridge.core.phones import normalize
+from callbridge.core.phones import known_e164, normalize
 from callbridge.infra.observability import contact_latency
 from callbridge.pbx.cloudpbx.protocol import (
     KIND,
@@ -112,22 +112,22 @@ def _contact(account: Account, fields: dict[str, str], started: float, served: l
     """The answer; `served` gets where it came from (directory, cache, crm, timeout, error), or
     stays empty when there was nothing to look up."""
     request = parse_contact(fields)
-    phone = normalize(request.phone, account.phone_region)
-    if phone.e164 is None:
-        return {}
     try:
-        contact = find_by_phone(account.id, phone.e164, fast=True)
+        found = _directory(account, request.phone)
     except Exception:  # the ringing phone gets a valid answer whatever happened to the directory
         from callbridge.infra.observability import logger
 
         logger().exception("contact lookup failed; answering without a contact", extra={"account": account.id})
         served.append("error")
         return {}
+    if found is None:
+        return {}
+    e164, contact = found
     if account.has_crms:
         # Owner's status, and for a caller the directory does not know, the CRM under the budget.
         from callbridge.features.routing import SERVED, route
 
-        routed = route(account, phone.e164, contact, started)
+        routed = route(account, e164, contact, started)
         served.append(SERVED.get())
         return routed
     served.append("directory")
@@ -135,3 +135,18 @@ def _contact(account: Account, fields: dict[str, str], started: float, served: l
         return {}
     answer = {"contact_name": contact.get("name"), "responsible": contact.get("responsible")}
     return {k: str(v) for k, v in answer.items() if v}
+
+
+def _directory(account: Account, phone: str) -> tuple[str, dict[str, Any] | None] | None:
+    """The caller's E.164 number and directory entry (None if not in the directory); None when the
+    number is none. A known caller in the form the PBX sends (79101234567) is found without parsing
+    the number (core/phones.py known_e164): phonenumbers loads only for the others."""
+    guessed = known_e164(phone, account.phone_country_code)
+    if guessed is not None:
+        contact = find_by_phone(account.id, guessed, fast=True)
+        if contact is not None:
+            return guessed, contact
+    e164 = normalize(phone, account.phone_region).e164
+    if e164 is None:
+        return None
+    return e164, (find_by_phone(account.id, e164, fast=True) if e164 != guessed else None)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, SecretStr
 from callbridge import registry
 from callbridge.core.accounts import clear_account_cache, token_digest
 from callbridge.core.config import ACCOUNT_FILE_SUFFIXES, AccountConfig, load_account_file
-from callbridge.core.phones import normalize
+from callbridge.core.phones import country_code, normalize
 from callbridge.infra import aws, clock, secrets
 from callbridge.pbx.base import PbxAdapter, adapter_of
 from callbridge.store import users
@@ -83,6 +83,7 @@ def apply_account(config: AccountConfig) -> ApplyReport:
             "account": config.account,
             "name": config.name,
             "phone_region": config.phone_region,
+            "phone_country_code": country_code(config.phone_region),
             "timezone": config.timezone,
             "pbx_kind": config.pbx.kind,
             "config": config.public(),

@@ -4,6 +4,8 @@ emulation; nothing here knows whether it runs on AWS or on a laptop."""
 
 from __future__ import annotations
 
+import gc
+import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +36,29 @@ def _client(service: str, fast: bool) -> Any:
         config = Config(connect_timeout=share, read_timeout=share, retries={"max_attempts": 1, "mode": "standard"})
     else:
         config = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
-    return _session().client(service, config=config)
+    return _create(service, config)
+
+
+# One client is created at a time: a boto3 session is not safe to create clients from on several
+# threads at once (the local runtime serves requests on several), and the GC switch below is global.
+_creating = threading.Lock()
+
+
+def _create(service: str, config: Any) -> Any:
+    """Creating a client loads its service model and the endpoint rules: tens of thousands of
+    objects that live as long as the container. Python's cyclic GC counts them as new, and a full
+    collection that started halfway through walked every object of the process - a fifth of the
+    contact function's cold start (bench/benchmark.py). So no collection runs while a client is
+    created, and what exists afterwards is frozen: later collections skip it (gc.freeze)."""
+    with _creating:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return _session().client(service, config=config)
+        finally:
+            gc.freeze()
+            if enabled:
+                gc.enable()
 
 
 def dynamodb(fast: bool = False) -> DynamoDBClient:
@@ -58,6 +82,9 @@ def s3() -> S3Client:
 
 
 def reset_clients() -> None:
-    """Drop cached clients (tests point AWS_ENDPOINT_URL at a new emulator)."""
+    """Drop cached clients (tests point AWS_ENDPOINT_URL at a new emulator), and let the GC have
+    what was frozen with them: a process that creates clients again and again must not keep every
+    object it ever made."""
     _client.cache_clear()
     _session.cache_clear()
+    gc.unfreeze()

@@ -1,14 +1,15 @@
 """Deployment settings, read from the environment once per cold start and validated.
 
-A frozen dataclass rather than a pydantic model: the contact path imports this module and must not
-pay pydantic's import time (see bench/benchmark.py).
+A NamedTuple rather than a pydantic model or a dataclass: the contact path imports this module, and
+pydantic's import, or a frozen dataclass's generated methods for these many fields (about 4 ms),
+would be paid by every cold start of it (bench/benchmark.py).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 # The longest a recording is kept (template.yaml's RecordingRetentionDays MaxValue), and so the
 # longest a signed recording URL may live (callbridge.features.recordings.playback.verify_signature).
@@ -19,8 +20,7 @@ class SettingsError(RuntimeError):
     """A required setting is missing or malformed: a deployment bug, not a client error."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(NamedTuple):
     accounts_table: str
     calls_table: str
     contacts_table: str

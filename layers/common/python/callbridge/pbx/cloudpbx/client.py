@@ -133,8 +133,8 @@ class CloudPbxClient:
 
     def history(self, start: datetime, end: datetime, *, limit: int, kind: str = "all") -> bytes:
         """The calls that started within [start, end] (both ends in UTC, to the second) as the PBX
-        writes them: CSV bytes (callbridge.pbx.cloudpbx.protocol parses them). A read: retried once."""
-        from callbridge.pbx.cloudpbx.protocol import compact_utc
+        writes them: CSV bytes (callbridge.pbx.cloudpbx.history_csv parses them). A read: retried once."""
+        from callbridge.pbx.cloudpbx.history_csv import compact_utc
 
         fields = {
             "cmd": "history",

@@ -7,7 +7,7 @@ from typing import Any
 
 from callbridge.core.accounts import Account
 from callbridge.infra.observability import bind, logger, redact
-from callbridge.pbx.cloudpbx import ingest, protocol
+from callbridge.pbx.cloudpbx import ingest, notifications
 
 # The event types a live call card follows (callbridge.core.live): (stage, direction, answered).
 LIVE: dict[str, tuple[Any, Any, bool]] = {"INCOMING": ("ringing", "in", False), "OUTGOING": ("ringing", "out", False),
@@ -18,9 +18,9 @@ def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, d
     raw = redact(fields)
     bind(account=account.id, call_id=fields.get("callid", "")[:256] or None, cmd=cmd)
     if cmd == "history":
-        applied = ingest.record_history(account, protocol.parse_history(fields, raw))
+        applied = ingest.record_history(account, notifications.parse_history(fields, raw))
     elif cmd == "event":
-        event = protocol.parse_event(fields, raw)
+        event = notifications.parse_event(fields, raw)
         applied = ingest.record_event(account, event)
         if applied and event.type in LIVE:
             from callbridge.core import live
@@ -30,7 +30,7 @@ def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, d
                                our_number=event.diversion, answered=answered)  # fmt: skip
             live.publish(account, found)
     else:
-        applied = ingest.record_rating(account, protocol.parse_rating(fields, raw))
+        applied = ingest.record_rating(account, notifications.parse_rating(fields, raw))
     if not applied:
         logger().info("repeated webhook ignored")
     return 200, None

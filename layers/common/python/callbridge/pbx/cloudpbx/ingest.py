@@ -18,7 +18,8 @@ from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall, Live, LiveEvent, record_live, store_final
 from callbridge.infra import clock
 from callbridge.infra.observability import logger
-from callbridge.pbx.cloudpbx.protocol import KIND, EventIn, HistoryIn, RatingIn, parse_start
+from callbridge.pbx.cloudpbx.notifications import EventIn, HistoryIn, RatingIn, parse_start
+from callbridge.pbx.cloudpbx.protocol import KIND
 from callbridge.store import calls
 from callbridge.store.updates import Update
 

@@ -26,7 +26,8 @@ from callbridge.infra.observability import in_context, logger
 from callbridge.infra.settings import get_settings
 from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult, PbxNotConfigured
 from callbridge.pbx.cloudpbx.client import CloudPbxClient, for_account
-from callbridge.pbx.cloudpbx.protocol import KIND, HistoryRow, MalformedLine, decode_history, parse_history_csv
+from callbridge.pbx.cloudpbx.history_csv import HistoryRow, MalformedLine, decode_history, parse_history_csv
+from callbridge.pbx.cloudpbx.protocol import KIND
 from callbridge.store import calls
 
 # Lines asked for per request. The PBX documents `limit` but no paging: an answer that fills it may
