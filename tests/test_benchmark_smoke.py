@@ -83,7 +83,8 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     assert results["machine"]["python"] and _positive(results["machine"]["cpu_count"])
 
     http_functions = {f.logical_id for f in load_template(ROOT / "template.yaml").functions.values() if f.http_events}
-    assert set(results["cold_start"]) == http_functions | {"FloorFunction"}
+    # Every HTTP function, the floor, and the contact path's other number form (bench/benchmark.py).
+    assert set(results["cold_start"]) == http_functions | {"FloorFunction", "ContactFunction, trunk prefix"}
     for name, cold in results["cold_start"].items():
         for metric in ("total_ms", "import_ms", "first_call_ms"):
             assert cold[metric]["n"] == COLD_RUNS, (name, metric)
@@ -91,7 +92,7 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
         assert _positive(cold["ratio_to_floor"]), name
 
     goal = results["goals"]["ContactFunction"]
-    assert _positive(goal["ratio"]) and goal["goal"] == 1.2 and isinstance(goal["met"], bool)
+    assert _positive(goal["ratio"]) and goal["goal"] == 1.1 and isinstance(goal["met"], bool)
 
     profile = results["import_profile"]
     assert profile["function"] == "ContactFunction"

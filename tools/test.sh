@@ -26,4 +26,4 @@ echo "Build Succeeded"
 echo "== pytest"
 # Test files run on both cores (pytest-xdist), a file on one worker so that a module's shared local
 # runtime starts once; every server a test starts binds port 0, so workers never collide.
-pytest -q -n "${CALLBRIDGE_TEST_WORKERS:-2}" --dist loadfile "$@"
+pytest -q -n "${CALLBRIDGE_TEST_WORKERS:-2}" --dist loadfile --durations=30 "$@"
