@@ -50,9 +50,9 @@ def stub_code_locations(sam_template: Mapping[str, Any]) -> dict[str, Any]:
     places.append(("AWS::Serverless::Function", (template.get("Globals") or {}).get("Function")))
     for kind, properties in places:
         prop = _CODE_PROPERTIES.get(kind)
-        if prop and isinstance(properties, dict) and isinstance(properties.get(prop), str):
-            if not properties[prop].startswith("s3://"):
-                properties[prop] = f"s3://{LOCAL_CODE_BUCKET}/{properties[prop]}"
+        value = properties.get(prop) if prop and isinstance(properties, dict) else None
+        if prop and isinstance(properties, dict) and isinstance(value, str) and not value.startswith("s3://"):
+            properties[prop] = f"s3://{LOCAL_CODE_BUCKET}/{value}"
     return template
 
 

@@ -135,7 +135,16 @@ _HTTP_METHODS = frozenset(
 )
 _BODY_KEYS = frozenset({"openapi", "info", "paths", "tags"})
 _OPERATION_KEYS = frozenset(
-    {"x-amazon-apigateway-integration", "responses", "parameters", "summary", "description", "operationId", "tags"}
+    {
+        "x-amazon-apigateway-integration",
+        "responses",
+        "parameters",
+        "summary",
+        "description",
+        "operationId",
+        "tags",
+        "isDefaultRoute",
+    }
 )
 _INTEGRATION_KEYS = frozenset({"type", "httpMethod", "uri", "payloadFormatVersion", "timeoutInMillis"})
 _FUNCTION_ARN_IN_SUB = re.compile(r"\$\{([A-Za-z0-9]+)\.Arn\}")
@@ -470,6 +479,13 @@ def _parse_resource(logical_id: str, spec: Any) -> Resource:
     )
 
 
+def _sns_to_lambda(resource: Resource) -> bool:
+    # Skipped resources are not read, but a subscription that would invoke a function is an event
+    # source the runtime would silently not drive.
+    protocol = resource.properties.get("Protocol")
+    return isinstance(protocol, str) and protocol.lower() == "lambda"
+
+
 def _parameters(raw: Mapping[str, Any]) -> dict[str, Parameter]:
     return {
         name: Parameter(
@@ -544,6 +560,11 @@ def parse_template(raw: Any, path: Path, params: Mapping[str, str] | None = None
         elif resource.type in (EVENTS_RULE, SCHEDULER_SCHEDULE):
             for function_id, rule in _schedules(resource, resources):
                 schedules.setdefault(function_id, []).append(rule)
+        elif resource.type == "AWS::SNS::Subscription" and _sns_to_lambda(resource):
+            raise TemplateError(
+                f"resource {resource.logical_id}: SNS delivery to a function is not emulated by the local runtime "
+                "(it skips SNS, which only carries alarms)"
+            )
     functions: dict[str, FunctionSpec] = {}
     for resource in resources.values():
         if resource.type == LAMBDA_FUNCTION:
