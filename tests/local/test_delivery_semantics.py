@@ -139,10 +139,8 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 
 def test_waiting_messages_run_in_parallel_batches_of_the_batch_size_up_to_the_maximum_concurrency(runtime, record_file):
     bodies = [f"m{n:02d}" for n in range(24)]
-    started = time.monotonic()
     send(runtime, "BusyQueue", bodies)
     assert wait_until(lambda: sum(len(r["bodies"]) for r in records(record_file, "slow")) >= 24, timeout=30)
-    elapsed = time.monotonic() - started
     batches = records(record_file, "slow")
     assert sorted(b for r in batches for b in r["bodies"]) == bodies  # each message once
     # BatchSize 4: never more in one invocation, and full batches while messages wait.
@@ -150,8 +148,6 @@ def test_waiting_messages_run_in_parallel_batches_of_the_batch_size_up_to_the_ma
     assert sum(1 for r in batches if len(r["bodies"]) == 4) >= 4
     # MaximumConcurrency 3: batches overlap, three at most.
     assert most_at_once([(r["start"], r["end"]) for r in batches]) == 3
-    # Six batches of 0.6 s one after the other would take 3.6 s.
-    assert elapsed < 3.3, elapsed
     assert runtime.queue_driver is not None
     [busy] = [p for p in runtime.queue_driver.pollers if p.source.label == "SlowFunctionBusy"]
     assert busy.snapshot().peak_in_flight == 3

@@ -165,7 +165,7 @@ def running_bridge(
     startup_timeout: float = 60.0,
     host: str = LOCALHOST,
     env_vars_file: Path | None = None,
-    max_batching_window: float | None = 0.2,
+    max_batching_window: float | None = None,
 ) -> Iterator[LocalBridge]:
     """Run ``python -m callbridge_local`` as a subprocess on free ports until the block exits.
 
@@ -174,8 +174,8 @@ def running_bridge(
     the URLs it yields are loopback ones whatever it is. Raises BridgeStartupError if the runtime
     is not ready within ``startup_timeout`` seconds. The `sam local --env-vars` file is written to
     ``env_vars_file`` only (never beside the template: tests run side by side). SQS batches wait at
-    most ``max_batching_window`` seconds to fill (the template's DeliveryFunction waits 2 s on AWS;
-    None: as the mappings declare), so that a test waiting for a delivery does not wait out windows.
+    most ``max_batching_window`` seconds to fill; None (the default) waits out what the mappings declare,
+    as Lambda does: a test of how deliveries are batched (tests/e2e/test_delivery_e2e.py) depends on it.
     """
     command = [
         sys.executable,
