@@ -42,11 +42,17 @@ def stub_code_locations(sam_template: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the template whose local `CodeUri`/`ContentUri` folders are S3 URIs the translator
     accepts (it refuses a local path, which `sam build`/`sam package` would have uploaded)."""
     template = copy.deepcopy(dict(sam_template))
-    for resource in (template.get("Resources") or {}).values():
-        prop = _CODE_PROPERTIES.get(resource.get("Type", ""))
-        properties = resource.get("Properties") or {}
-        if prop and isinstance(properties.get(prop), str) and not properties[prop].startswith("s3://"):
-            properties[prop] = f"s3://{LOCAL_CODE_BUCKET}/{properties[prop]}"
+    # Globals.Function.CodeUri (merged into each function by the transform) is one more such place.
+    places = [
+        (resource.get("Type", ""), resource.get("Properties"))
+        for resource in (template.get("Resources") or {}).values()
+    ]
+    places.append(("AWS::Serverless::Function", (template.get("Globals") or {}).get("Function")))
+    for kind, properties in places:
+        prop = _CODE_PROPERTIES.get(kind)
+        value = properties.get(prop) if prop and isinstance(properties, dict) else None
+        if prop and isinstance(properties, dict) and isinstance(value, str) and not value.startswith("s3://"):
+            properties[prop] = f"s3://{LOCAL_CODE_BUCKET}/{value}"
     return template
 
 
