@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from callbridge_local import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME
+from callbridge_local import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME, iam
 from callbridge_local.cfn_yaml import TemplateSyntaxError
 from callbridge_local.control import ControlApi
 from callbridge_local.drivers import (
@@ -58,6 +58,7 @@ STARTUP_ERRORS: tuple[type[Exception], ...] = (
     EmulatorError,
     RouteError,
     AccountsError,
+    iam.PolicyError,
     OSError,
 )
 
@@ -155,6 +156,7 @@ class LocalRuntime:
         self.queue_driver: QueueDriver | None = None
         self.schedule_driver: ScheduleDriver | None = None
         self.account_lines: list[str] = []
+        self.iam: iam.Enforcer | None = None
 
     @property
     def base_url(self) -> str:
@@ -199,6 +201,7 @@ class LocalRuntime:
         self._checkpoint(should_stop)
 
         functions = self.functions = self._functions(template, stack)
+        self._enforce_iam(stack)  # iam.py: every function's AWS calls are checked against its role
         routes = RouteTable(
             Route.create(event.method, event.path, function.logical_id, stack.http_api_id(event.api_id))
             for function in stack.functions
@@ -264,8 +267,19 @@ class LocalRuntime:
                 queue = stack.queue_for_arn(str(stack.resolver.resolve(sqs.queue)))
                 source = QueueSource(functions[function.logical_id], sqs, str(queue.ref), str(queue.attributes["Arn"]))
                 # A client per poller: each thread long-polls on its own connection.
-                pollers.append(QueuePoller(source, stack.target.client("sqs"), self.config.region))
+                client = stack.target.client("sqs")
+                iam.bind_client(client, function.logical_id)  # Lambda polls as the function's role
+                pollers.append(QueuePoller(source, client, self.config.region))
         return pollers
+
+    def _enforce_iam(self, stack: ProvisionedStack) -> None:
+        """The functions' roles as the SAM transform writes them, enforced from now on (iam.py)."""
+        from callbridge_local.sam_transform import transform_file
+
+        transformed = transform_file(self.config.template_path, self.config.params, region=self.config.region)
+        names = {f.logical_id: stack.physical_name(f.logical_id) for f in stack.functions}
+        self.iam = iam.Enforcer(iam.function_roles(transformed, stack.resolver, names), DEFAULT_ACCOUNT_ID)
+        iam.install(self.iam)
 
     def _apply_accounts(self, directory: Path) -> None:
         try:
@@ -297,6 +311,12 @@ class LocalRuntime:
                 driver.stop()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.iam is not None:  # iam.py: what the functions' roles allowed and no call used
+            iam.uninstall()
+            report_dir = os.environ.get(iam.REPORT_DIR_ENV)
+            if report_dir:
+                log.info("IAM report: %s", iam.write_report(self.iam, Path(report_dir)))
+            self.iam = None
         self.moto.stop()
 
 
