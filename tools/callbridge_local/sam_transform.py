@@ -42,9 +42,12 @@ def stub_code_locations(sam_template: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the template whose local `CodeUri`/`ContentUri` folders are S3 URIs the translator
     accepts (it refuses a local path, which `sam build`/`sam package` would have uploaded)."""
     template = copy.deepcopy(dict(sam_template))
-    for resource in (template.get("Resources") or {}).values():
-        prop = _CODE_PROPERTIES.get(resource.get("Type", ""))
-        properties = resource.get("Properties") or {}
+    # Globals.Function.CodeUri too: the translator merges Globals after it has checked the URIs.
+    globals_function = ((template.get("Globals") or {}).get("Function")) or {}
+    places = [("AWS::Serverless::Function", globals_function)]
+    places += [(r.get("Type", ""), r.get("Properties") or {}) for r in (template.get("Resources") or {}).values()]
+    for kind, properties in places:
+        prop = _CODE_PROPERTIES.get(kind)
         if prop and isinstance(properties.get(prop), str) and not properties[prop].startswith("s3://"):
             properties[prop] = f"s3://{LOCAL_CODE_BUCKET}/{properties[prop]}"
     return template
