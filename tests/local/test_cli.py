@@ -156,6 +156,7 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       CodeUri: src/
+      Runtime: python3.12
       Handler: {module}.ping
       Environment: {Variables: {POWERTOOLS_SERVICE_NAME: callbridge}}
       Events: {E: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /ping, Method: GET}}}

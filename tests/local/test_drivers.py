@@ -56,6 +56,7 @@ TEMPLATE = """
 Globals:
   Function:
     CodeUri: src/
+    Runtime: python3.12
 Resources:
   WorkQueue:
     Type: AWS::SQS::Queue

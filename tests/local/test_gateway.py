@@ -81,6 +81,7 @@ TEMPLATE = """
 Globals:
   Function:
     CodeUri: src/
+    Runtime: python3.12
     Timeout: 5
     Environment:
       Variables:
