@@ -10,6 +10,8 @@ They let tests and developers trigger what AWS would trigger on its own time:
   first); ``delayed=0`` does not wait for messages whose delay has not run out;
 - ``GET /_local/env`` answers the AWS endpoint and the functions' merged environment;
 - ``GET /_local/routes`` answers the HTTP routes and the functions behind them;
+- ``GET /_local/iam`` answers every statement of the functions' roles with the calls it allowed,
+  and the calls denied (iam.py);
 - ``POST /_local/faults/dynamodb?error=<Code>`` makes every DynamoDB write fail with that error until
   ``?error=`` (empty) is posted (faults.py: a store outage for tests); ``GET`` answers the state.
 """
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from callbridge_local import faults
+from callbridge_local import faults, iam
 from callbridge_local.drivers import QueueDriver, ScheduleSource
 from callbridge_local.handlers import FunctionRegistry
 from callbridge_local.httpapi import HttpResponse, json_response
@@ -61,6 +63,11 @@ class ControlApi:
             return self._only(method, "POST") or self._drain(query.get("timeout"), query.get("delayed"))
         if parts == ["env"]:
             return self._only(method, "GET") or json_response(200, self.info)
+        if parts == ["iam"]:
+            enforcer = iam.current()
+            if enforcer is None:
+                return json_response(404, {"message": "IAM is not enforced"})
+            return self._only(method, "GET") or json_response(200, enforcer.report())
         if parts == ["faults", "dynamodb"]:
             return self._faults(method, query)
         if parts == ["routes"]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from callbridge_local import iam
 from callbridge_local.template import FunctionSpec, Template
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,8 @@ class LocalFunction:
         context = self.new_context()
         started = time.monotonic()
         try:
-            result = handler(payload, context)
+            with iam.acting_as(self.logical_id):  # its AWS calls are checked against its role (iam.py)
+                result = handler(payload, context)
         finally:
             self._release(handler)
             elapsed = time.monotonic() - started

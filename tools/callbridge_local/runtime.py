@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from callbridge_local import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME
+from callbridge_local import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME, iam
 from callbridge_local.cfn_yaml import TemplateSyntaxError
 from callbridge_local.control import ControlApi
 from callbridge_local.drivers import (
@@ -60,6 +60,7 @@ STARTUP_ERRORS: tuple[type[Exception], ...] = (
     EmulatorError,
     RouteError,
     AccountsError,
+    iam.PolicyError,
     OSError,
 )
 
@@ -160,6 +161,7 @@ class LocalRuntime:
         self.queue_driver: QueueDriver | None = None
         self.schedule_driver: ScheduleDriver | None = None
         self.account_lines: list[str] = []
+        self.iam: iam.Enforcer | None = None
 
     @property
     def base_url(self) -> str:
@@ -204,6 +206,7 @@ class LocalRuntime:
         self._checkpoint(should_stop)
 
         functions = self.functions = self._functions(template, stack)
+        self._enforce_iam(stack)  # iam.py: every function's AWS calls are checked against its role
         routes = RouteTable(
             Route.create(route.method, route.path, function.logical_id, stack.api_id(route.api))
             for function in stack.functions
@@ -277,13 +280,10 @@ class LocalRuntime:
                     str(queue.attributes["Arn"]),
                 )
                 # A client per poller: each thread long-polls on its own connection.
+                client = stack.target.client("sqs")
+                iam.bind_client(client, function.logical_id)  # Lambda polls as the function's role
                 pollers.append(
-                    QueuePoller(
-                        source,
-                        stack.target.client("sqs"),
-                        self.config.region,
-                        max_batching_window=self.config.max_batching_window,
-                    )
+                    QueuePoller(source, client, self.config.region, max_batching_window=self.config.max_batching_window)
                 )
         return pollers
 
@@ -297,6 +297,12 @@ class LocalRuntime:
                 schedule = ScheduleEvent.from_properties(rule.name, rule.type, expression, state, raw_input)
                 sources.append(ScheduleSource(functions[function.logical_id], schedule))
         return sources
+
+    def _enforce_iam(self, stack: ProvisionedStack) -> None:
+        """The functions' roles as the SAM transform wrote them, enforced from now on (iam.py)."""
+        names = {f.logical_id: stack.physical_name(f.logical_id) for f in stack.functions}
+        self.iam = iam.Enforcer(iam.function_roles(stack.template.raw, stack.resolver, names), DEFAULT_ACCOUNT_ID)
+        iam.install(self.iam)
 
     def _apply_accounts(self, directory: Path) -> None:
         try:
@@ -328,6 +334,12 @@ class LocalRuntime:
                 driver.stop()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.iam is not None:  # iam.py: what the functions' roles allowed and no call used
+            iam.uninstall()
+            report_dir = os.environ.get(iam.REPORT_DIR_ENV)
+            if report_dir:
+                log.info("IAM report: %s", iam.write_report(self.iam, Path(report_dir)))
+            self.iam = None
         self.moto.stop()
 
 

@@ -118,8 +118,9 @@ SKIPPED: Mapping[str, str] = {
     "AWS::SNS::Topic": "alarms are not emulated",
     "AWS::SNS::Subscription": "alarms are not emulated",
     "AWS::S3::BucketPolicy": "bucket policies are not enforced",
-    # A function's Role stays named on the function (FunctionSpec.role) for whoever checks it.
-    IAM_ROLE: "roles are not assumed: handlers run with the runtime's credentials",
+    # Not created in moto, but enforced: iam.py reads each role from the transformed template and
+    # checks every AWS call of its function against it (FunctionSpec.role names it).
+    IAM_ROLE: "not created; iam.py checks each function's calls against its role",
     "AWS::Lambda::Permission": "the gateway, the rules and the mappings here call the handlers directly",
     "AWS::Lambda::EventInvokeConfig": "an asynchronous (scheduled) invocation runs once, without retries or destinations",
 }
