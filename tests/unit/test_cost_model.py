@@ -3,10 +3,27 @@ scripts that call the SAM CLI keeping its telemetry off."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
-from bench.cost import Invocation, PlannedCall, item_size, lambda_ms, plan_day, read_units, write_units
+from bench.cost import (
+    Arrivals,
+    DayResult,
+    Invocation,
+    PlannedCall,
+    item_size,
+    lambda_ms,
+    plan_day,
+    read_units,
+    realtime_latency,
+    write_accounts,
+    write_units,
+)
+
+from callbridge.core.config import load_account_file
+from callbridge.features.recordings import open_download
+from tests.integration.recording_server import RecordingServer, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,3 +66,33 @@ def test_scripts_that_call_the_sam_cli_turn_its_telemetry_off():
     assert re.search(r"^export SAM_CLI_TELEMETRY := 0$", makefile, re.MULTILINE)
     script = (ROOT / "tools" / "test.sh").read_text(encoding="utf-8")
     assert script.index("export SAM_CLI_TELEMETRY=0") < script.index("sam validate")
+
+
+def test_realtime_latency_counts_the_calls_that_reached_each_crm():
+    planned = plan_day(4)
+    hangups = {c.call_id: 100.0 for c in planned}
+    day = DayResult(planned, hangups, api_requests=0, wall_s=1.0)
+    arrivals = Arrivals()
+    first, second, third, fourth = (c.call_id for c in planned)
+    arrivals.at["minicrm"].update({first: 101.0, second: 102.0, third: 103.0, fourth: 104.0})
+    arrivals.at["retailcrm"].update({first: 110.0, "a call of another day": 999.0})
+    latency = realtime_latency(arrivals, day, planned)
+    assert latency["n"] == 4 and latency["reached"] == {"minicrm": 4, "retailcrm": 1}
+    assert (latency["p50"], latency["max"]) == (3.0, 10.0)
+    nothing = realtime_latency(Arrivals(), day, planned)
+    assert nothing["reached"] == {"minicrm": 0, "retailcrm": 0} and math.isnan(nothing["max"])
+
+
+def test_the_benchmarks_account_lets_its_recordings_be_fetched(tmp_path: Path):
+    # Plain http on loopback is trusted by host:port only: with a bare host the recordings were
+    # refused and the "with recording" calls carried none.
+    files = RecordingServer().start()
+    try:
+        files.route("/rec.mp3", Reply(200, b"ID3 recording"))
+        link = files.url("/rec.mp3")
+        write_accounts(tmp_path, "http://127.0.0.1:1", "http://127.0.0.1:2", link, "costday", "realtime")
+        account = load_account_file(tmp_path / "costday.yaml")
+        with open_download(link, allow_hosts=account.recordings.allow_hosts, max_bytes=1000, timeout_s=10) as got:
+            assert got.status == 200 and b"".join(got.chunks()) == b"ID3 recording"
+    finally:
+        files.stop()
