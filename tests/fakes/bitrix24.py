@@ -1,8 +1,9 @@
 """Fake Bitrix24 portal (docs/protocols/bitrix24.md): the REST methods CallBridge uses, through an
 inbound webhook (`/rest/{user}/{code}/{method}.json`), answering in Bitrix24's shape (`result` +
 `time`, or `error` + `error_description`) and checking every request against our notes:
-- `telephony.externalcall.register` (a repeat with the same parameters within 30 minutes, before the
-  call is finished, answers the same CALL_ID; CRM_CREATE makes a lead for an unknown number), `telephony.externalcall.finish`
+- `telephony.externalcall.register` (a repeat with the same number, type, user, line and
+  EXTERNAL_CALL_ID within 30 minutes, before the call is finished, answers the same CALL_ID whatever
+  its start time; CRM_CREATE makes a lead for an unknown number), `telephony.externalcall.finish`
   (once: a finished call is refused), `show` / `hide` (logged in order), `attachRecord` (the
   recording is downloaded, as the portal does), `voximplant.statistic.get` by CALL_ID,
   `telephony.externalCall.searchCrmEntities`, `user.get`, and `batch` (`$result[name][FIELD]`);
@@ -40,7 +41,12 @@ STATUS_CODES = {"200", "304", "603", "603-S", "403", "404", "486", "484", "503",
 REGISTER_FIELDS = {
     "USER_ID", "USER_PHONE_INNER", "PHONE_NUMBER", "CALL_START_DATE", "CRM_CREATE", "CRM_SOURCE",
     "CRM_ENTITY_TYPE", "CRM_ENTITY_ID", "SHOW", "CALL_LIST_ID", "LINE_NUMBER", "TYPE", "ADD_TO_CHAT",
+    "EXTERNAL_CALL_ID",
 }  # fmt: skip
+# What Bitrix24 compares to answer a register with an earlier CALL_ID (its register page, "Features
+# of re-registration"): number, type, user, line and EXTERNAL_CALL_ID - never the start time nor the
+# CRM fields. The user counts as named, whichever of USER_ID and USER_PHONE_INNER named him.
+REPEAT_KEYS = ("PHONE_NUMBER", "TYPE", "LINE_NUMBER", "EXTERNAL_CALL_ID")
 FINISH_FIELDS = {
     "CALL_ID", "USER_ID", "USER_PHONE_INNER", "DURATION", "COST", "COST_CURRENCY", "STATUS_CODE",
     "FAILED_REASON", "RECORD_URL", "VOTE", "ADD_TO_CHAT",
@@ -351,19 +357,20 @@ class FakeBitrix24:
                 self.errors.append(f"{method}: {flag} must be 0 or 1")
         if phone in self.reject_phones:
             raise Refused("ERROR_ARGUMENT", f"PHONE_NUMBER {phone} is refused")
-        key = tuple(sorted((k, str(v)) for k, v in params.items()))
+        key = (user, *(str(params.get(k) or "") for k in REPEAT_KEYS))
         now = self.now()
         repeated = self._registered.get(key)
         if repeated and now - repeated[1] < REGISTER_REPEAT_S and repeated[0] not in self.finished:
             call_id = repeated[0]  # Bitrix24's own de-duplication: same parameters, call not finished yet
         else:
-            call_id = f"externalCall.{len(self._registered) + 1:08x}.{int(now)}"
+            call_id = f"externalCall.{len(self.calls) + 1:08x}.{int(now)}"
             self._registered[key] = (call_id, now)
             lead = str(params.get("CRM_CREATE")) == "1" and phone not in self.entities
             if lead:
                 self.leads.append(phone)
             self.calls[call_id] = {"USER_ID": user, "PHONE_NUMBER": phone, "TYPE": kind, "CALL_START_DATE": start,
-                                   "CRM_CREATE": str(params.get("CRM_CREATE", "0")), "LEAD": lead}  # fmt: skip
+                                   "CRM_CREATE": str(params.get("CRM_CREATE", "0")), "LEAD": lead,
+                                   "EXTERNAL_CALL_ID": str(params.get("EXTERNAL_CALL_ID") or "")}  # fmt: skip
             if str(params.get("SHOW", "1")) == "1":  # Bitrix24 shows the card unless told not to
                 self.cards.append(("show", call_id, (user,)))
         return {"CALL_ID": call_id, "CRM_CREATED_LEAD": None, "CRM_ENTITY_TYPE": "LEAD", "CRM_ENTITY_ID": 1}

@@ -77,8 +77,10 @@ def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, liv
     if not is_number(live.phone):
         return True  # Bitrix24 registers calls by number: no card for a withheld caller id
     direction = live.direction or "in"
+    # The call's own start, not when the queue got to its card (it lags under Bitrix24's limit).
+    started = live.moment() or clock.now()
     params = register_params(
-        settings, {"USER_ID": ids[0]}, live.phone, direction, bitrix_time(clock.now()), live.our_number
+        settings, {"USER_ID": ids[0]}, live.phone, direction, bitrix_time(started), live.our_number, live.call_id
     )
     attributes: dict[str, Any] = {REGISTER: params, "via": "card"}
     if direction == "out" and crm_calls.get(account.id, live.call_id, settings.name) is None:

@@ -154,7 +154,7 @@ class Bitrix24Connector:
         direction = "out" if call.direction == Direction.OUT else "in"
         started = bitrix_time(call.started_at)
         payload: dict[str, Any] = {
-            REGISTER: register_params(self.settings, who, phone, direction, started, call.our_number),
+            REGISTER: register_params(self.settings, who, phone, direction, started, call.our_number, call.call_id),
             "finish": {
                 **who,
                 "DURATION": int(call.duration),
