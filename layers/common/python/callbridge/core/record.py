@@ -279,12 +279,16 @@ class LiveEvent:
     raw: dict[str, Any] = field(default_factory=dict)  # the source record, secrets removed
 
 
-def record_live(account: str, event: LiveEvent) -> bool:
+def record_live(account: str, event: LiveEvent, received: datetime | None = None) -> bool:
     """Update the live state of a call (who rings, who answered). False when this event was
-    already applied. A call whose phones all stopped ringing unanswered is queued to be settled."""
-    now_iso = clock.iso(clock.now())
+    already applied. A call whose phones all stopped ringing unanswered is queued to be settled.
+    `received`: when the event arrived (now), the time its call card carries too."""
+    now_iso = clock.iso(received or clock.now())
     update = Update().set(account=account, call_id=event.call_id, source=event.source, last_event_at=now_iso)
     update.set_if_absent(created_at=now_iso, phone=event.phone, phone_raw=event.phone_raw)
+    if not (phones.is_number(event.phone_raw) or phones.is_number(event.phone)):
+        # A withheld caller id: the call is kept like a final record without a number (FinalCall).
+        update.add_to_set("flags", Flag.NO_NUMBER.value)
     if event.our_number:
         update.set_if_absent(our_number=event.our_number)
     update.set(extension=event.extension or None, department=event.department or None)
