@@ -295,6 +295,9 @@ def record_live(account: str, event: LiveEvent, received: datetime | None = None
     if event.kind is Live.RINGING:
         update.set_if_absent(first_event_at=now_iso, direction=(event.direction or Direction.IN).value)
         update.add_to_set("ringing", event.user).add_to_set("users_rang", event.user)
+        # The order the phones rang (a set has none): a missed call's last resort owner is the
+        # first mapped user rung (docs/missed-calls.md). A user rung again is appended again.
+        update.append_to_list("ring_order", event.user)
     elif event.kind is Live.DIALING:
         update.set_if_absent(first_event_at=now_iso).set(direction=Direction.OUT.value, user=event.user)
     elif event.kind is Live.ANSWERED:

@@ -27,7 +27,16 @@ from callbridge.core.accounts import Account
 from callbridge.core.config import AccountConfig, CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
-from callbridge.crm.base import Callback, CallRecords, DeliveryContext, Record, RecordResult, Responsible, send_batch
+from callbridge.crm.base import (
+    Callback,
+    CallRecords,
+    DeliveryContext,
+    Record,
+    RecordResult,
+    Responsible,
+    is_missed_incoming,
+    send_batch,
+)
 from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError, open_api
 from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, SENT, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
@@ -129,17 +138,16 @@ class Bitrix24Connector:
         self.api.close()
 
     def manager(self, call: Call) -> tuple[dict[str, Any] | None, bool]:
-        """How Bitrix24 names the call's manager, and whether it is the account's default."""
-        missed = call.direction != Direction.OUT and call.outcome != Outcome.ANSWERED
-        candidates = sorted(call.users_rang) if missed and call.users_rang else [call.user or ""]
-        for pbx_user in candidates:
-            mapping = self.ctx.user(pbx_user)
-            who = identity(mapping) if mapping is not None else None
-            if who:
-                return who, False
-        if self.settings.default_user_id is not None:
-            return {"USER_ID": self.settings.default_user_id}, True
-        return None, True
+        """How Bitrix24 names the call's manager, and whether it is the account's default. A missed
+        call follows the one rule of every CRM (DeliveryContext.missed_call_owner)."""
+        default = {"USER_ID": self.settings.default_user_id} if self.settings.default_user_id is not None else None
+        if is_missed_incoming(call):
+            return self.ctx.missed_call_owner(call, identity, default)
+        mapping = self.ctx.user(call.user)
+        who = identity(mapping) if mapping is not None else None
+        if who:
+            return who, False
+        return default, True
 
     def records(self, call: Call, recording_stored: bool) -> CallRecords:
         who, defaulted = self.manager(call)
