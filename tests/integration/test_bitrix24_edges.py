@@ -96,3 +96,18 @@ def test_a_card_and_the_delivery_of_one_call_stay_one_call_and_a_redial_is_anoth
     assert len(portal.fake.calls) == 2  # the redial rang while the first was not finished
     assert kinds(portal.send([first, second])) == ["ok", "ok"]
     assert len(portal.fake.calls) == 2 and len(portal.fake.finished) == 2
+
+
+def test_a_portal_without_call_statistics_parks_nothing(portal: Portal) -> None:  # noqa: F811
+    """voximplant.statistic.get answers ERROR_METHOD_NOT_FOUND: the check of a finish whose answer
+    was lost cannot run. The documented fallback: the finish is sent again (refused for a finished
+    call: done) and the recording again (it replaces the file) - never a batch retried until parked."""
+    portal.fake.without.add("voximplant.statistic.get")
+    calls = day(portal.account, 3)
+    portal.fake.lose_answers["telephony.externalcall.finish"] = 1
+    assert kinds(portal.send(calls, recorded=True)) == ["transient"] * 3
+    results = portal.send(calls, recorded=True)
+    assert kinds(results) == ["ok"] * 3 and all(r.detail.get("duplicate") for r in results)
+    assert len(portal.fake.calls) == 3 and len(portal.fake.finished) == 3 and len(portal.fake.records) == 3
+    assert kinds(portal.send(calls, recorded=True)) == ["ok"] * 3  # done: nothing more is sent
+    assert portal.fake.methods.count("telephony.externalcall.finish") == 6

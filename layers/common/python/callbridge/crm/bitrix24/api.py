@@ -244,10 +244,16 @@ class Bitrix24Api:
         return body["result"]
 
     def batch(
-        self, commands: Sequence[tuple[str, str, Mapping[str, Any]]], *, repeatable: bool = True
+        self,
+        commands: Sequence[tuple[str, str, Mapping[str, Any]]],
+        *,
+        repeatable: bool = True,
+        tolerate: frozenset[str] = frozenset(),
     ) -> dict[str, Any | MethodError]:
         """Run (name, method, params) commands in batch requests of at most 50; each name's result
-        or MethodError. `halt=0`: one refusal does not stop the others."""
+        or MethodError. `halt=0`: one refusal does not stop the others. A command refused with an
+        access or limit error stops the delivery (retried like an outage) unless its code is in
+        `tolerate`: then it is that command's MethodError, for a caller that can do without it."""
         answers: dict[str, Any | MethodError] = {}
         for start in range(0, len(commands), BATCH_LIMIT):
             chunk = commands[start : start + BATCH_LIMIT]
@@ -261,7 +267,7 @@ class Bitrix24Api:
                 failed = _error(errors.get(name))
                 if failed is not None:
                     code, description = failed
-                    if code in CONFIG_ERRORS or code in LIMIT_ERRORS:
+                    if (code in CONFIG_ERRORS or code in LIMIT_ERRORS) and code not in tolerate:
                         raise TransientHttpError("bitrix24", "POST", "batch", f"{name}: {code}")
                     answers[name] = MethodError(code, description)
                 elif name in results:

@@ -48,6 +48,7 @@ from callbridge.store import crm_calls
 from callbridge.store.updates import Update
 
 DEFAULT_USER = "default_user"
+NO_STATISTICS = "ERROR_METHOD_NOT_FOUND"  # voximplant.statistic.get on a portal without it
 NO_NUMBER = "the call has no client number (withheld caller id); Bitrix24 files calls by phone"
 NO_USER = "no Bitrix24 user for this call: map its PBX user (bitrix24_user_id) or set default_user_id"
 # Bitrix24's call status codes (SIP-like; docs/protocols/bitrix24.md).
@@ -233,7 +234,12 @@ class Bitrix24Connector:
         # A call an earlier attempt sent to finish (or its recording) without hearing the answer:
         # Bitrix24's statistics say whether that went through before anything is sent again.
         unsure = {i: states[r.delivery][CALL_ID] for i, r in enumerate(batch) if self._pending(r, states) and states[r.delivery].get(SENT)}  # fmt: skip
-        for i, entry in self._statistics(unsure).items():
+        checked = self._statistics(unsure)
+        # Without the statistics (a portal without the telephony module's statistics method), the
+        # documented fallback: send again - a repeated finish is refused for a finished call (taken
+        # below as the unseen answer) and a repeated attachRecord replaces the file, never adds one.
+        blind = set(unsure) if checked is None else set()
+        for i, entry in (checked or {}).items():
             self._mark(batch[i], states, entry)
         commands: list[tuple[str, str, dict[str, Any]]] = []
         for i, record in enumerate(batch):
@@ -249,17 +255,17 @@ class Bitrix24Connector:
                 self._store(record, Update().set(**{SENT: clock.iso(clock.now())}))
         answers = self.api.batch(commands, repeatable=False) if commands else {}
         refused = {i: a for i in range(len(batch)) if isinstance(a := answers.get(f"f{i}"), MethodError)}
-        finished_before = self._statistics({i: states[batch[i].delivery][CALL_ID] for i in refused})
+        finished_before = self._statistics({i: states[batch[i].delivery][CALL_ID] for i in refused}) or {}
         for i, record in enumerate(batch):
             detail: dict[str, Any] = {}
             if f"f{i}" not in answers:
                 detail["duplicate"] = True  # finished by an earlier attempt
             elif i in refused:
-                if i not in finished_before:
+                if i not in finished_before and i not in blind:
                     results[record.delivery] = RecordResult("rejected", f"Bitrix24 finish: {refused[i]}"[:500])
                     continue
                 detail["duplicate"] = True  # finished already: an answer we never saw
-                self._mark(record, states, finished_before[i])
+                self._mark(record, states, finished_before.get(i, {}))
             self._mark(record, states, {})
             attached = answers.get(f"a{i}")
             if isinstance(attached, MethodError):
@@ -291,13 +297,19 @@ class Bitrix24Connector:
             state[RECORDED] = True
             self._store(record, Update().set(**{RECORDED: True}))
 
-    def _statistics(self, call_ids: dict[int, str]) -> dict[int, dict[str, Any]]:
-        """The statistics entry (a finished call) of each of these calls Bitrix24 has one for."""
+    def _statistics(self, call_ids: dict[int, str]) -> dict[int, dict[str, Any]] | None:
+        """The statistics entry (a finished call) of each of these calls Bitrix24 has one for; None
+        when the portal has no `voximplant.statistic.get` (ERROR_METHOD_NOT_FOUND): a check that
+        cannot run, not an access problem that should hold the delivery back."""
         if not call_ids:
             return {}
         answers = self.api.batch(
-            [(f"s{i}", "voximplant.statistic.get", {"FILTER": {"CALL_ID": c}}) for i, c in call_ids.items()]
+            [(f"s{i}", "voximplant.statistic.get", {"FILTER": {"CALL_ID": c}}) for i, c in call_ids.items()],
+            tolerate=frozenset({NO_STATISTICS}),
         )
+        if any(isinstance(a, MethodError) and a.code == NO_STATISTICS for a in answers.values()):
+            logger().warning("Bitrix24 has no call statistics: finishes are sent again, refusals taken as done")
+            return None
         found: dict[int, dict[str, Any]] = {}
         for i in call_ids:
             entries = answers.get(f"s{i}")
