@@ -427,11 +427,15 @@ class FakeBitrix24:
             raise Refused("ERROR_ARGUMENT", "RECORD_URL or FILE_CONTENT is required")
         # Bitrix24: a second attachRecord for a call replaces its file (the tests count them).
         self.attached[call_id] = self.attached.get(call_id, 0) + 1
+        if not re.search(r"\.(mp3|wav)$", str(params.get("FILENAME") or ""), re.IGNORECASE):
+            self.errors.append(f"{method}: FILENAME must end in .mp3 or .wav")
+            raise Refused("ERROR_CORE", "Wrong file extension. Only wav and mp3 are allowed")
         if url and self.fetch_records:
-            with httpx.Client(timeout=10, follow_redirects=True) as http:
+            # Bitrix24 documents a download, not a redirect followed: anything but 200 is an error.
+            with httpx.Client(timeout=10, follow_redirects=False) as http:
                 got = http.get(url)
             if got.status_code != 200:
-                raise Refused("ERROR_RECORD", f"the recording could not be downloaded ({got.status_code})")
+                raise Refused("ERROR_CORE", f"Server returns HTTP error code {got.status_code}")
             self.records[call_id] = got.content
         else:
             self.records[call_id] = url

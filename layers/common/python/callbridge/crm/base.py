@@ -81,6 +81,9 @@ class DeliveryContext:
     timezone: str
     users: list[UserMapping]
     recording_url: Any  # Callable[[call_id], str]: our playback URL of a stored recording
+    # (a URL that answers the stored bytes themselves - no redirect, valid for a download now - and
+    # the file's extension) of a call's stored recording, for a CRM that downloads it on receipt
+    recording_file: Callable[[str], tuple[str, str]] | None = None
     phone_region: str | None = None  # the account's country (ISO code): which numbers are national
     missed_owner: str | None = None  # the account's owner of missed calls (`missed_calls.owner`)
     # The PBX user responsible for a client number, as we know it (our directory, or the manager a

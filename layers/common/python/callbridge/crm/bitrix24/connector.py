@@ -1,7 +1,7 @@
 """Bitrix24 call history connector (docs/bitrix24.md): a call is filed in two steps under the
 CALL_ID Bitrix24 hands out - `telephony.externalcall.register`, then `telephony.externalcall.finish`
 (duration, status code, the manager) - and its recording attached with
-`telephony.externalCall.attachRecord` (our signed playback URL, which Bitrix24 downloads).
+`telephony.externalCall.attachRecord` (the stored file's own URL, which Bitrix24 downloads).
 
 Exactly once, although neither step is idempotent by an id of ours:
 - the register parameters are written first (callbridge.store.crm_calls, `claim`): every attempt
@@ -174,8 +174,17 @@ class Bitrix24Connector:
             # Perhaps the call a click in Bitrix24 asked for (callbridge.crm.bitrix24.callbacks).
             payload["click"] = {"pbx_user": call.user, "phone": phone, "started": call.started_at.timestamp()}
         if recording_stored:
-            payload["record"] = {"FILENAME": f"{call.call_id}.mp3", "RECORD_URL": self.ctx.recording_url(call.call_id)}
+            payload["record"] = self._record(call.call_id)
         return CallRecords([Record(call.call_id, "", payload)], flags=flags)
+
+    def _record(self, call_id: str) -> dict[str, Any]:
+        """attachRecord's file: Bitrix24 downloads RECORD_URL and its documentation promises no
+        redirect, so it gets the stored object's own URL, which answers the bytes (any size;
+        docs/bitrix24.md, "Recordings"). FILENAME must end in .mp3 or .wav."""
+        if self.ctx.recording_file is None:  # a context without storage (tests of the mapping)
+            return {"FILENAME": f"{call_id}.mp3", "RECORD_URL": self.ctx.recording_url(call_id)}
+        url, extension = self.ctx.recording_file(call_id)
+        return {"FILENAME": f"{call_id}.{extension}", "RECORD_URL": url}
 
     def send(self, batch: list[Record]) -> list[RecordResult]:
         return send_batch(batch, self._attempt)

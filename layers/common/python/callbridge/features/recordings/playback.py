@@ -203,6 +203,19 @@ def presigned_url(stored: StoredObject, ttl: int = PRESIGN_TTL_S) -> str:
     return url
 
 
+# A CRM that downloads the recording itself when it gets the call (Bitrix24's attachRecord) gets
+# the object's own URL, which serves the bytes (no redirect): it is used within seconds.
+DOWNLOAD_TTL_S = 3600
+
+
+def download_link(account_id: str, call_id: str) -> tuple[str, str]:
+    """(a presigned GET URL that answers the stored bytes, the file's extension: wav or mp3) of a
+    call's stored recording; RecordingNotFound when it has none."""
+    stored = locate(account_id, call_id)
+    extension = "wav" if "wav" in stored.content_type.lower() else "mp3"
+    return presigned_url(stored, DOWNLOAD_TTL_S), extension
+
+
 def read_small(stored: StoredObject) -> bytes | None:
     """The object's bytes when it is small enough for a response body, else None."""
     if stored.size > DIRECT_MAX_BYTES:
