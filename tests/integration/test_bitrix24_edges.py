@@ -7,6 +7,7 @@ portal without the statistics module does not hold deliveries back."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -111,3 +112,44 @@ def test_a_portal_without_call_statistics_parks_nothing(portal: Portal) -> None:
     assert len(portal.fake.calls) == 3 and len(portal.fake.finished) == 3 and len(portal.fake.records) == 3
     assert kinds(portal.send(calls, recorded=True)) == ["ok"] * 3  # done: nothing more is sent
     assert portal.fake.methods.count("telephony.externalcall.finish") == 6
+
+
+def test_a_click_the_pbx_placed_without_an_id_is_finished_under_the_clicks_call_id(
+    portal: Portal,  # noqa: F811
+    now: list[datetime],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bitrix24 registered the clicked call itself (OnExternalCallStart); the PBX accepted without a
+    call id, so the card goes under our placeholder, and the PBX's own call (its history, its callid)
+    comes later: it finishes the click's CALL_ID - one Bitrix24 call, nothing registered anew. (The
+    queue between the webhooks and the cards is played by handing each card message on in order.)"""
+    from callbridge.core import live
+    from callbridge.core.model import Direction, Outcome, StartSource
+    from callbridge.core.record import FinalCall, store_final
+    from callbridge.crm.bitrix24.callbacks import call_placed, read_callback
+    from callbridge.crm.bitrix24.cards import send_live
+    from callbridge.features import clicktocall
+    from callbridge.store import calls
+    from callbridge.store.calls import Marker
+
+    account, crm = card_account(portal)
+    [andy] = [u for u in account.settings.users if u.pbx_user == "andy"]
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(live, "publish", lambda _, event: queued.append(live.message(account.id, crm.name, event)))
+    clicked = portal.fake.click(7, "+79165550123")
+    call_placed(account, crm, read_callback(clicked), "andy", "+79165550123", None)
+    clicktocall._open_card(account, andy, "+79165550123", None)
+    assert len(queued) == 1 and send_live(account, crm, queued[0])  # shown under the click's CALL_ID
+    history = FinalCall(
+        call_id="PBX-OUT-7", source="cloudpbx", marker=Marker("history", "out", "andy"), direction=Direction.OUT,
+        outcome=Outcome.ANSWERED, phone="+79165550123", phone_raw="79165550123", started_at=clock.iso(now[0]),
+        start_source=StartSource.PBX, duration=42, user="andy",
+    )  # fmt: skip
+    assert store_final(portal.account, history, deliver=False)
+    assert len(queued) == 2 and send_live(account, crm, queued[1])  # the placeholder's card closes
+    stored = calls.get_call(portal.account, "PBX-OUT-7")
+    assert stored is not None and stored["card_call_id"] == queued[0]["live"]["call_id"]
+    assert kinds(portal.send([stored])) == ["ok"]
+    [call_id] = portal.fake.calls  # the click's: nothing registered anew
+    assert list(portal.fake.finished) == [call_id] and portal.fake.finished[call_id]["DURATION"] == 42
+    assert [action for action, _, _ in portal.fake.cards] == ["show", "show", "hide"]

@@ -101,6 +101,9 @@ class Call(BaseModel):
     users_rang: set[str] = Field(default_factory=set)
     ring_order: list[str] = Field(default_factory=list)  # users_rang in the order their phones rang
     accepted_by: str | None = None
+    # The call id of ours a click-to-call's card was opened under, when the PBX named no call and
+    # this call is the one it placed (callbridge.core.clicks).
+    card_call_id: str | None = None
     flags: set[str] = Field(default_factory=set)
     notes: list[Note] = Field(default_factory=list)
 

@@ -151,9 +151,12 @@ def store_final(
     applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update, condition)
     if existing is None:
         if applied:
+            _follow_click(account, call)
             _hand_off(account, call, deliver)
         return applied
     was_final = bool(existing.get("final"))
+    if applied and not was_final:
+        _follow_click(account, call)
     pipeline.call_stored(
         account,
         call.call_id,
@@ -215,6 +218,29 @@ def store_final_batch(
     for call in fresh:
         _hand_off(account, call, deliver)
     return len(fresh)
+
+
+def _follow_click(account: str, call: FinalCall) -> None:
+    """An outgoing call that answers a click-to-call the PBX accepted without naming its call
+    (core/clicks.py): it keeps the click's placeholder before it is handed on, and the card opened
+    under the placeholder is closed. Never raises: the call is stored whatever happens here."""
+    if call.direction != Direction.OUT or not call.user or not phones.is_number(call.phone):
+        return
+    from callbridge.core import clicks
+
+    placeholder = clicks.link(account, call.call_id, call.user, call.phone, clock.parse_iso(call.started_at))
+    if placeholder is None:
+        return
+    try:
+        calls.update_call(account, call.call_id, Update().set(**{clicks.CARD_CALL_ID: placeholder}))
+        from callbridge.core import live
+        from callbridge.core.accounts import get_account
+
+        answered = call.outcome == Outcome.ANSWERED
+        ended = live.event(get_account(account), "ended", placeholder, call.phone, (call.user,), answered=answered)
+        live.publish(get_account(account), ended)
+    except Exception:
+        logger().exception("could not follow a click-to-call to its PBX call")
 
 
 def _hand_off(account: str, call: FinalCall, deliver: bool) -> None:

@@ -170,6 +170,9 @@ class Bitrix24Connector:
                 "STATUS_CODE": STATUS_CODES.get(call.outcome or Outcome.UNKNOWN, "OTHER"),
             },
         }
+        if call.card_call_id:
+            # The click-to-call's card was registered under our placeholder (core/clicks.py).
+            payload["card"] = call.card_call_id
         if direction == "out" and call.user:
             # Perhaps the call a click in Bitrix24 asked for (callbridge.crm.bitrix24.callbacks).
             payload["click"] = {"pbx_user": call.user, "phone": phone, "started": call.started_at.timestamp()}
@@ -211,8 +214,12 @@ class Bitrix24Connector:
         if found is not None:
             return found
         attributes: dict[str, Any] = {REGISTER: record.payload[REGISTER], "via": "delivery"}
+        card = crm_calls.get(account, record.payload["card"], crm) if record.payload.get("card") else None
         click = record.payload.get("click")
-        if click:
+        if card and card.get(CALL_ID):
+            # The card of the click (its placeholder) has the CALL_ID: the PBX's call finishes it.
+            attributes.update({CALL_ID: card[CALL_ID], "via": "click"})
+        elif click:
             from callbridge.crm.bitrix24.callbacks import take_click
 
             clicked = take_click(account, crm, record.delivery, click["pbx_user"], click["phone"], click["started"])
@@ -302,6 +309,9 @@ class Bitrix24Connector:
         if not state.get(FINISHED):
             state[FINISHED] = clock.iso(clock.now())
             self._store(record, Update().set_if_absent(**{FINISHED: state[FINISHED]}))
+            if record.payload.get("card"):  # the placeholder's card is over too: no hide after the finish
+                crm_calls.update(self.ctx.account, record.payload["card"], self.settings.name,
+                                 Update().set_if_absent(**{FINISHED: state[FINISHED]}))  # fmt: skip
         if recorded and not state.get(RECORDED):
             state[RECORDED] = True
             self._store(record, Update().set(**{RECORDED: True}))
