@@ -153,3 +153,70 @@ def test_a_click_the_pbx_placed_without_an_id_is_finished_under_the_clicks_call_
     [call_id] = portal.fake.calls  # the click's: nothing registered anew
     assert list(portal.fake.finished) == [call_id] and portal.fake.finished[call_id]["DURATION"] == 42
     assert [action for action, _, _ in portal.fake.cards] == ["show", "show", "hide"]
+
+
+def pbx_event(account: str, kind: str, user: str, callid: str) -> None:
+    """A Cloud PBX event through its webhook handler: the call's live state in the Calls table."""
+    import cloudpbx
+    from tests.support import form, http_event
+
+    fields = {"cmd": "event", "type": kind, "phone": "79165550123", "user": user, "callid": callid,
+              "crm_token": "b24-edges-token-0001"}  # fmt: skip
+    answer = cloudpbx.handler(http_event(f"/v1/{account}/cloudpbx", form(**fields), account=account), None)
+    assert answer["statusCode"] == 200
+
+
+def test_a_ringing_card_that_comes_after_its_leg_ended_is_never_shown(portal: Portal) -> None:  # noqa: F811
+    """Under load the card queue lags: andy's phone rang and stopped (the caller hung up) before his
+    card's turn. Its hide was dropped (nothing registered yet); the card must not appear now."""
+    from callbridge.core import live
+    from callbridge.crm.bitrix24.cards import send_live
+
+    account, crm = card_account(portal)
+    pbx_event(account.id, "INCOMING", "andy", "LATE-LEG-1")
+    pbx_event(account.id, "INCOMING", "boris", "LATE-LEG-1")
+    pbx_event(account.id, "CANCELLED", "andy", "LATE-LEG-1")
+    ended = live.event(account, "ended", "LATE-LEG-1", "79165550123", ("andy",))
+    assert send_live(account, crm, live.message(account.id, crm.name, ended))  # nothing to hide yet
+    for user in ("andy", "boris"):
+        ringing = live.event(account, "ringing", "LATE-LEG-1", "79165550123", (user,), direction="in")
+        assert send_live(account, crm, live.message(account.id, crm.name, ringing))
+    assert [(action, users) for action, _, users in portal.fake.cards] == [("show", (9,))]  # boris still rings
+
+
+def test_a_card_shown_while_its_leg_ended_is_hidden_at_once(portal: Portal) -> None:  # noqa: F811
+    """The leg ends while its card is being registered (the hide found no CALL_ID and was dropped):
+    once the card is up, the call's state is asked again and the card goes."""
+    from callbridge.core import live
+    from callbridge.crm.bitrix24 import cards
+
+    account, crm = card_account(portal)
+    pbx_event(account.id, "INCOMING", "andy", "RACE-1")
+    ringing = live.event(account, "ringing", "RACE-1", "79165550123", ("andy",), direction="in")
+    checks = iter([True, False])  # ringing when the card's turn came, ended once it was shown
+    original = cards.still_ringing
+
+    def racing(account_of: str, event: live.LiveEvent) -> bool:
+        if next(checks, None) is False:
+            pbx_event(account.id, "CANCELLED", "andy", "RACE-1")  # the PBX's CANCELLED lands meanwhile
+        return original(account_of, event)
+
+    cards.still_ringing = racing  # type: ignore[assignment]
+    try:
+        assert cards.send_live(account, crm, live.message(account.id, crm.name, ringing))
+    finally:
+        cards.still_ringing = original  # type: ignore[assignment]
+    assert [(action, users) for action, _, users in portal.fake.cards] == [("show", (7,)), ("hide", (7,))]
+
+
+def test_an_answer_by_an_unmapped_user_hides_every_card(portal: Portal) -> None:  # noqa: F811
+    from callbridge.core import live
+    from callbridge.crm.bitrix24.cards import send_live
+
+    account, crm = card_account(portal)
+    for stage, user in (("ringing", "andy"), ("ringing", "boris"), ("answered", "reception")):
+        event = live.event(account, stage, "UNMAPPED-1", "79165550123", (user,), direction="in")  # type: ignore[arg-type]
+        assert send_live(account, crm, live.message(account.id, crm.name, event))
+    assert [(action, users) for action, _, users in portal.fake.cards] == [
+        ("show", (7,)), ("show", (9,)), ("hide", (7, 9))
+    ]  # fmt: skip

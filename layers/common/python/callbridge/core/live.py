@@ -83,6 +83,27 @@ def event(account: Account, stage: Stage, call_id: str, phone: str, users: tuple
                      answered, clock.iso(at or clock.now()))  # fmt: skip
 
 
+def still_ringing(account_id: str, live: LiveEvent) -> bool:
+    """Whether a ringing card still shows the call's real state when it is sent (the card queue may
+    lag behind the PBX): not once the call is final or ended, answered by another user, or - for a
+    source that tracks each user's leg (`users_rang` / `ringing`, core/record.py) - once this
+    user's phone stopped ringing. A call we hold no state of (a click-to-call's placeholder) rings."""
+    from callbridge.store import calls
+
+    call = calls.get_call(account_id, live.call_id)
+    if call is None:
+        return True
+    if call.get("final") or call.get("completed_at"):
+        return False
+    accepted = call.get("accepted_by")
+    if accepted and accepted not in live.users:
+        return False
+    tracked = set(call.get("users_rang") or ())
+    ringing = set(call.get("ringing") or ())
+    legs = [u for u in live.users if u in tracked]
+    return not legs or any(u in ringing for u in legs)
+
+
 def has_live_cards(settings: CrmSettings) -> bool:
     return getattr(settings, LIVE_CARDS, False) is True
 
