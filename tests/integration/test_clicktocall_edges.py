@@ -91,7 +91,7 @@ def test_retailcrm_out_card_of_a_click_without_a_pbx_id_is_closed_by_the_pbx_cal
     assert len(cards) == 2 and [t for t, _ in cards] == ["out", "hangup"], cards
     placeholder = cards[0][1]
     assert placeholder.startswith("c2c-") and cards[1][1] == placeholder  # the card opened is the card closed
-    assert calls.get_call(account_id, "PBX-OUT-1")["card_call_id"] == placeholder  # type: ignore[index]
+    assert calls.get_call(account_id, "PBX-OUT-1")["card_call_id"] == placeholder
 
 
 def test_a_second_call_to_the_number_is_not_the_click(

@@ -57,8 +57,8 @@ def test_reconciled_calls_of_login_at_tenant_are_the_accounts_users(cloud: dict[
     store_rows(account, [row("REC-1", "andy@ats23.example.ru", start),
                          row("REC-2", "g_4f1c@ats23.example.ru", start, type="missed")], result)  # fmt: skip
     assert result.stored == 2
-    assert calls.get_call("demo", "REC-1")["user"] == "andy"  # type: ignore[index]
-    assert calls.get_call("demo", "REC-2")["user"] == "g_4f1c@ats23.example.ru"  # type: ignore[index]
+    assert calls.get_call("demo", "REC-1")["user"] == "andy"
+    assert calls.get_call("demo", "REC-2")["user"] == "g_4f1c@ats23.example.ru"
 
 
 def test_a_call_its_webhook_stored_is_known_to_the_reconciliation_under_the_same_marker(
@@ -67,7 +67,7 @@ def test_a_call_its_webhook_stored_is_known_to_the_reconciliation_under_the_same
     """The webhook names the user `andy`, the PBX's history `andy@tenant`: one source record."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     assert post(seed_history(callid="REC-3", user="andy@ats23.example.ru", start=clock.iso(start)))[0] == 200
-    assert calls.get_call("demo", "REC-3")["user"] == "andy"  # type: ignore[index]
+    assert calls.get_call("demo", "REC-3")["user"] == "andy"
     result = RecoveryResult()
     store_rows(accounts.get_account("demo"), [row("REC-3", "andy@ats23.example.ru", start, duration=124)], result)
     assert (result.stored, result.corrected, result.known) == (0, 0, 1)
