@@ -115,7 +115,7 @@ def _context(account: Account) -> DeliveryContext:
     def recording_file(call_id: str) -> tuple[str, str]:
         from callbridge.features.recordings.playback import download_link
 
-        return download_link(account.id, call_id)
+        return download_link(account.id, call_id, recording_url(call_id))
 
     return DeliveryContext(
         account=account.id,
