@@ -19,6 +19,7 @@ from tests.fakes.retailcrm import FakeRetailCrm
 
 # The PBX user every contract call belongs to, and who they are in the CRM (a UserMapping's fields).
 MANAGER = "andy"
+COLLEAGUE = "boris"  # a second user of the account (the missed-call owner checks)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class CrmProfile:
     reject: Callable[[Any, str], None]
     # protocol violations the fake saw
     violations: Callable[[Any], list[str]]
+    # the UserMapping fields of COLLEAGUE, a second user, and the fields of a record filed under him
+    colleague: dict[str, Any] = field(default_factory=dict)
+    filed_under_colleague: dict[str, Any] = field(default_factory=dict)
     # check name -> why this connector is known to fail it (run as a strict xfail: fixing it shows)
     known_gaps: dict[str, str] = field(default_factory=dict)
     # a second way of the same connector (Bitrix24's local application): run as `{kind}-{variant}`
@@ -89,6 +93,8 @@ MINICRM = CrmProfile(
     kind="minicrm",
     settings=lambda url, key: {"kind": "minicrm", "base_url": url, "api_key": key},
     manager={"minicrm_extension": "101"},
+    colleague={"minicrm_extension": "103"},
+    filed_under_colleague={"UserExtension": "103"},
     fake=FakeMiniCrm,
     received=_minicrm_received,
     expected=_minicrm_expected,
@@ -131,6 +137,8 @@ RETAILCRM = CrmProfile(
         "call_events": False,
     },
     manager={"retailcrm_user_id": 7, "retailcrm_code": "101"},
+    colleague={"retailcrm_user_id": 9, "retailcrm_code": "103"},
+    filed_under_colleague={"userId": 9, "code": "103"},
     fake=FakeRetailCrm,
     received=lambda fake: list(fake.calls.values()),
     expected=_retailcrm_expected,
@@ -159,7 +167,9 @@ BITRIX24 = CrmProfile(
     kind="bitrix24",
     settings=lambda url, key: {"kind": "bitrix24", "webhook_url": f"{url}/rest/1/{key}/", "call_cards": False},
     manager={"bitrix24_user_id": 7},
-    fake=lambda key: FakeBitrix24(code=key, users={7: "101"}),
+    colleague={"bitrix24_user_id": 9},
+    filed_under_colleague={"USER_ID": 9},
+    fake=lambda key: FakeBitrix24(code=key, users={7: "101", 9: "103"}),
     received=lambda fake: fake.filed(),
     expected=_bitrix24_expected,
     reject=lambda fake, phone: fake.reject_phones.add(phone),
@@ -191,7 +201,9 @@ BITRIX24_APP = CrmProfile(
     variant="app",
     settings=_bitrix24_app_settings,
     manager={"bitrix24_user_id": 7},
-    fake=lambda key: FakeBitrix24(code="contract-unused-webhook", client_secret=key, users={7: "101"}),
+    colleague={"bitrix24_user_id": 9},
+    filed_under_colleague={"USER_ID": 9},
+    fake=lambda key: FakeBitrix24(code="contract-unused-webhook", client_secret=key, users={7: "101", 9: "103"}),
     received=lambda fake: fake.filed(),
     expected=_bitrix24_expected,
     reject=lambda fake, phone: fake.reject_phones.add(phone),

@@ -28,7 +28,7 @@ from callbridge.store import deliveries
 from callbridge.store.dynamo import to_item
 from callbridge.store.keys import call_pk
 from tests.contract.conftest import T0, FakeServers, Logs
-from tests.contract.crms import CRMS, MANAGER, CrmProfile
+from tests.contract.crms import COLLEAGUE, CRMS, MANAGER, CrmProfile
 from tests.contract.harness import Faults, dynamodb_dump, leaks
 from tests.fakes.crm_server import serve
 from tests.integration.recording_server import guarded_network
@@ -71,21 +71,23 @@ class CrmStack:
     def entry(self, key: str = KEY, url: str | None = None) -> dict[str, Any]:
         return {**self.profile.settings(url or self.url, key), "mode": "batch"}
 
-    def config(self, key: str = KEY, *, url: str | None = None, trust: bool = True) -> AccountConfig:
+    def config(self, key: str = KEY, *, url: str | None = None, trust: bool = True, **extra: Any) -> AccountConfig:
         """The account: its only CRM is the profile's, at the fake (or `url`), whose host:port the
-        account trusts (trusted_hosts) unless `trust` is False."""
+        account trusts (trusted_hosts) unless `trust` is False; `extra`: more account-file fields."""
+        colleague = [{"pbx_user": COLLEAGUE, **self.profile.colleague}] if self.profile.colleague else []
         data = {
             "account": self.account,
             "timezone": TIMEZONE,
             "phone_region": "RU",
             "pbx": {"kind": "cloudpbx", "crm_tokens": ["contract-pbx-token-0001"]},
             "crms": [self.entry(key, url)],
-            "users": [{"pbx_user": MANAGER, **self.profile.manager}],
+            "users": [{"pbx_user": MANAGER, **self.profile.manager}, *colleague],
+            **extra,
         }
         return AccountConfig.model_validate(trusting_fakes(data) if trust else data)
 
-    def apply(self, key: str = KEY, *, url: str | None = None, trust: bool = True) -> None:
-        apply_account(self.config(key, url=url, trust=trust))
+    def apply(self, key: str = KEY, *, url: str | None = None, trust: bool = True, **extra: Any) -> None:
+        apply_account(self.config(key, url=url, trust=trust, **extra))
         accounts.clear_account_cache()
         secrets.reset_secret_cache()  # a new container (a warm one reads SSM again within 5 minutes)
 
@@ -440,3 +442,41 @@ def test_a_crm_on_an_untrusted_address_receives_nothing(crm: CrmStack, monkeypat
     assert crm.drain().delivered == len(ids)
     assert len(crm.received()) == len(ids)
     next(network, None)  # the fake network's own check: nothing tried to leave the machine
+
+
+# -- the edges every CRM shares -------------------------------------------------------------------------
+def filed_under_colleague(crm: CrmStack) -> list[bool]:
+    return [matches(r, crm.profile.filed_under_colleague) for r in crm.received()]
+
+
+def test_a_missed_call_goes_to_the_first_user_rung_in_ring_order(crm: CrmStack) -> None:
+    """docs/missed-calls.md: without a responsible manager, a missed-call owner or a default user,
+    the first mapped user whose phone rang - the first to ring, not the first in the alphabet."""
+    [call] = crm.day(1)
+    call.pop("user")
+    call.update(outcome="missed", duration=0, users_rang={MANAGER, COLLEAGUE, "nobody"},
+                ring_order=["nobody", COLLEAGUE, MANAGER])  # fmt: skip
+    crm.store([call])
+    assert crm.drain().delivered == 1
+    assert filed_under_colleague(crm) == [True]
+
+
+def test_a_missed_call_goes_to_the_accounts_owner_of_missed_calls_before_the_users_rung(crm: CrmStack) -> None:
+    crm.apply(missed_calls={"owner": COLLEAGUE})
+    [call] = crm.day(1)
+    call.pop("user")
+    call.update(outcome="missed", duration=0, users_rang={MANAGER}, ring_order=[MANAGER])
+    crm.store([call])
+    assert crm.drain().delivered == 1
+    assert filed_under_colleague(crm) == [True]
+
+
+def test_two_calls_from_one_number_minutes_apart_are_two_records(crm: CrmStack) -> None:
+    """One CRM call per PBX call: a caller who rings the same manager again within minutes (the
+    first not delivered yet) is a second record, with its own start."""
+    first, second = crm.day(2)
+    second.update(phone=first["phone"], phone_raw=first["phone_raw"])
+    crm.store([first, second])
+    assert crm.drain().delivered == 2
+    assert len(crm.received()) == 2
+    assert crm.arrived(first) and crm.arrived(second)

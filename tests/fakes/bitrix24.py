@@ -1,10 +1,11 @@
 """Fake Bitrix24 portal (docs/protocols/bitrix24.md): the REST methods CallBridge uses, through an
 inbound webhook (`/rest/{user}/{code}/{method}.json`), answering in Bitrix24's shape (`result` +
 `time`, or `error` + `error_description`) and checking every request against our notes:
-- `telephony.externalcall.register` (a repeat with the same parameters within 30 minutes, before the
-  call is finished, answers the same CALL_ID; CRM_CREATE makes a lead for an unknown number), `telephony.externalcall.finish`
+- `telephony.externalcall.register` (a repeat with the same number, type, user, line and
+  EXTERNAL_CALL_ID within 30 minutes, before the call is finished, answers the same CALL_ID whatever
+  its start time; CRM_CREATE makes a lead for an unknown number), `telephony.externalcall.finish`
   (once: a finished call is refused), `show` / `hide` (logged in order), `attachRecord` (the
-  recording is downloaded, as the portal does), `voximplant.statistic.get` by CALL_ID,
+  recording is downloaded, as the portal does; a second one replaces the file, counted in `attached`), `voximplant.statistic.get` by CALL_ID,
   `telephony.externalCall.searchCrmEntities`, `user.get`, and `batch` (`$result[name][FIELD]`);
 - the portal's leaky bucket: 2 requests a second, 50 at once; beyond that QUERY_LIMIT_EXCEEDED (503);
 - as a local application (`/rest/{method}.json` with `auth={access token}`) and Bitrix24's OAuth
@@ -40,7 +41,12 @@ STATUS_CODES = {"200", "304", "603", "603-S", "403", "404", "486", "484", "503",
 REGISTER_FIELDS = {
     "USER_ID", "USER_PHONE_INNER", "PHONE_NUMBER", "CALL_START_DATE", "CRM_CREATE", "CRM_SOURCE",
     "CRM_ENTITY_TYPE", "CRM_ENTITY_ID", "SHOW", "CALL_LIST_ID", "LINE_NUMBER", "TYPE", "ADD_TO_CHAT",
+    "EXTERNAL_CALL_ID",
 }  # fmt: skip
+# What Bitrix24 compares to answer a register with an earlier CALL_ID (its register page, "Features
+# of re-registration"): number, type, user, line and EXTERNAL_CALL_ID - never the start time nor the
+# CRM fields. The user counts as named, whichever of USER_ID and USER_PHONE_INNER named him.
+REPEAT_KEYS = ("PHONE_NUMBER", "TYPE", "LINE_NUMBER", "EXTERNAL_CALL_ID")
 FINISH_FIELDS = {
     "CALL_ID", "USER_ID", "USER_PHONE_INNER", "DURATION", "COST", "COST_CURRENCY", "STATUS_CODE",
     "FAILED_REASON", "RECORD_URL", "VOTE", "ADD_TO_CHAT",
@@ -84,6 +90,9 @@ class FakeBitrix24:
     reject_phones: set[str] = field(default_factory=set)
     lose_answers: dict[str, int] = field(default_factory=dict)
     fetch_records: bool = False  # download RECORD_URL as the portal does (a reachable URL only)
+    # Methods this portal lacks (a plan or module without them): ERROR_METHOD_NOT_FOUND, no violation.
+    without: set[str] = field(default_factory=set)
+    attached: dict[str, int] = field(default_factory=dict)  # CALL_ID -> attachRecord requests taken
     now: Callable[[], float] = time.time
     bucket: int = BUCKET
     limit_next: int = 0  # answer the next n requests QUERY_LIMIT_EXCEEDED (others spent the bucket)
@@ -301,7 +310,9 @@ class FakeBitrix24:
             "telephony.externalCall.searchCrmEntities": self._search,
             "user.get": lambda p: [{"ID": str(i), "UF_PHONE_INNER": phone, "ACTIVE": True} for i, phone in self.users.items()],
         }  # fmt: skip
-        handler = handlers.get(name)
+        handler = handlers.get(name) if name not in self.without else None
+        if name in self.without:
+            raise Refused("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
         if handler is None:
             self.errors.append(f"{name}: a method CallBridge does not use")
             raise Refused("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
@@ -351,19 +362,20 @@ class FakeBitrix24:
                 self.errors.append(f"{method}: {flag} must be 0 or 1")
         if phone in self.reject_phones:
             raise Refused("ERROR_ARGUMENT", f"PHONE_NUMBER {phone} is refused")
-        key = tuple(sorted((k, str(v)) for k, v in params.items()))
+        key = (user, *(str(params.get(k) or "") for k in REPEAT_KEYS))
         now = self.now()
         repeated = self._registered.get(key)
         if repeated and now - repeated[1] < REGISTER_REPEAT_S and repeated[0] not in self.finished:
             call_id = repeated[0]  # Bitrix24's own de-duplication: same parameters, call not finished yet
         else:
-            call_id = f"externalCall.{len(self._registered) + 1:08x}.{int(now)}"
+            call_id = f"externalCall.{len(self.calls) + 1:08x}.{int(now)}"
             self._registered[key] = (call_id, now)
             lead = str(params.get("CRM_CREATE")) == "1" and phone not in self.entities
             if lead:
                 self.leads.append(phone)
             self.calls[call_id] = {"USER_ID": user, "PHONE_NUMBER": phone, "TYPE": kind, "CALL_START_DATE": start,
-                                   "CRM_CREATE": str(params.get("CRM_CREATE", "0")), "LEAD": lead}  # fmt: skip
+                                   "CRM_CREATE": str(params.get("CRM_CREATE", "0")), "LEAD": lead,
+                                   "EXTERNAL_CALL_ID": str(params.get("EXTERNAL_CALL_ID") or "")}  # fmt: skip
             if str(params.get("SHOW", "1")) == "1":  # Bitrix24 shows the card unless told not to
                 self.cards.append(("show", call_id, (user,)))
         return {"CALL_ID": call_id, "CRM_CREATED_LEAD": None, "CRM_ENTITY_TYPE": "LEAD", "CRM_ENTITY_ID": 1}
@@ -413,13 +425,17 @@ class FakeBitrix24:
         if not url and not params.get("FILE_CONTENT"):
             self.errors.append(f"{method}: neither RECORD_URL nor FILE_CONTENT")
             raise Refused("ERROR_ARGUMENT", "RECORD_URL or FILE_CONTENT is required")
-        if call_id in self.records:
-            self.errors.append(f"{method}: a second recording for {call_id}")
+        # Bitrix24: a second attachRecord for a call replaces its file (the tests count them).
+        self.attached[call_id] = self.attached.get(call_id, 0) + 1
+        if not re.search(r"\.(mp3|wav)$", str(params.get("FILENAME") or ""), re.IGNORECASE):
+            self.errors.append(f"{method}: FILENAME must end in .mp3 or .wav")
+            raise Refused("ERROR_CORE", "Wrong file extension. Only wav and mp3 are allowed")
         if url and self.fetch_records:
-            with httpx.Client(timeout=10, follow_redirects=True) as http:
+            # Bitrix24 documents a download, not a redirect followed: anything but 200 is an error.
+            with httpx.Client(timeout=10, follow_redirects=False) as http:
                 got = http.get(url)
             if got.status_code != 200:
-                raise Refused("ERROR_RECORD", f"the recording could not be downloaded ({got.status_code})")
+                raise Refused("ERROR_CORE", f"Server returns HTTP error code {got.status_code}")
             self.records[call_id] = got.content
         else:
             self.records[call_id] = url

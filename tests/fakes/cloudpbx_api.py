@@ -66,6 +66,8 @@ class FakeCloudPbx:
     fail_history_after: int | None = None  # history answers served before the PBX starts failing (503)
     fail_history_times: int = 0  # how many history requests then fail
     history_served: int = 0
+    # makeCall answers with no call id (an empty 200), a form docs/protocols/cloudpbx.md documents
+    make_call_without_id: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(
@@ -96,6 +98,8 @@ class FakeCloudPbx:
                 return 400, {"error": "Invalid parameters"}, {}
             if form["user"] not in {a["name"] for a in self.accounts}:
                 return 400, {"error": "Invalid parameters"}, {}
+            if self.make_call_without_id:
+                return 200, b"", {}
             return 200, {"uuid": f"call-{len(self.requests)}"}, {}
         if form.get("cmd") == "accounts":
             return 200, self.accounts, {}

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from callbridge.core.phones import normalize
-from callbridge.infra import aws
+from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 
@@ -43,6 +44,16 @@ class LiveEvent:
     direction: LiveDirection | None = None  # None when the PBX does not say (an ended leg)
     our_number: str | None = None  # E.164 of our number the call came through
     answered: bool = False
+    # When it happened (UTC ISO): the PBX's time, else the receipt of its webhook. A card is sent
+    # after a queue that may lag; Bitrix24 files the call's start from the card's register.
+    at: str | None = None
+
+    def moment(self) -> datetime | None:
+        """`at` as a time; None for a message queued before events carried their time."""
+        try:
+            return clock.parse_iso(self.at) if self.at else None
+        except ValueError:
+            return None
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "users": list(self.users)}
@@ -58,16 +69,39 @@ class LiveEvent:
             direction=direction if direction in ("in", "out") else None,
             our_number=str(data["our_number"]) if data.get("our_number") else None,
             answered=bool(data.get("answered")),
+            at=str(data["at"]) if data.get("at") else None,
         )
 
 
 def event(account: Account, stage: Stage, call_id: str, phone: str, users: tuple[str, ...], *,
           direction: LiveDirection | None = None, our_number: str | None = None,
-          answered: bool = False) -> LiveEvent:  # fmt: skip
-    """A LiveEvent with the numbers as the PBX sent them normalized in the account's region."""
+          answered: bool = False, at: datetime | None = None) -> LiveEvent:  # fmt: skip
+    """A LiveEvent with the numbers as the PBX sent them normalized in the account's region, at
+    `at` (the PBX's time of the event) or now (its receipt: the webhooks publish as they arrive)."""
     ours = normalize(our_number, account.phone_region).key if our_number else None
     return LiveEvent(stage, call_id, normalize(phone, account.phone_region).key, users, direction, ours or None,
-                     answered)  # fmt: skip
+                     answered, clock.iso(at or clock.now()))  # fmt: skip
+
+
+def still_ringing(account_id: str, live: LiveEvent) -> bool:
+    """Whether a ringing card still shows the call's real state when it is sent (the card queue may
+    lag behind the PBX): not once the call is final or ended, answered by another user, or - for a
+    source that tracks each user's leg (`users_rang` / `ringing`, core/record.py) - once this
+    user's phone stopped ringing. A call we hold no state of (a click-to-call's placeholder) rings."""
+    from callbridge.store import calls
+
+    call = calls.get_call(account_id, live.call_id)
+    if call is None:
+        return True
+    if call.get("final") or call.get("completed_at"):
+        return False
+    accepted = call.get("accepted_by")
+    if accepted and accepted not in live.users:
+        return False
+    tracked = set(call.get("users_rang") or ())
+    ringing = set(call.get("ringing") or ())
+    legs = [u for u in live.users if u in tracked]
+    return not legs or any(u in ringing for u in legs)
 
 
 def has_live_cards(settings: CrmSettings) -> bool:

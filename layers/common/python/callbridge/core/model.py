@@ -99,7 +99,11 @@ class Call(BaseModel):
     rating: str | None = None
     pbx_status: str | None = None
     users_rang: set[str] = Field(default_factory=set)
+    ring_order: list[str] = Field(default_factory=list)  # users_rang in the order their phones rang
     accepted_by: str | None = None
+    # The call id of ours a click-to-call's card was opened under, when the PBX named no call and
+    # this call is the one it placed (callbridge.core.clicks).
+    card_call_id: str | None = None
     flags: set[str] = Field(default_factory=set)
     notes: list[Note] = Field(default_factory=list)
 
@@ -110,6 +114,12 @@ class Call(BaseModel):
         if isinstance(value, str):
             return [{"text": value}] if value.strip() else []
         return value or []
+
+    def rang_in_order(self) -> list[str]:
+        """The users whose phones rang, first rung first; users a source reported without an order
+        (or rung before the order was kept) follow, alphabetically."""
+        ordered = list(dict.fromkeys(u for u in self.ring_order if u))
+        return ordered + sorted(self.users_rang - set(ordered))
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Call:

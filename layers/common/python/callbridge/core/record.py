@@ -151,9 +151,12 @@ def store_final(
     applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update, condition)
     if existing is None:
         if applied:
+            _follow_click(account, call)
             _hand_off(account, call, deliver)
         return applied
     was_final = bool(existing.get("final"))
+    if applied and not was_final:
+        _follow_click(account, call)
     pipeline.call_stored(
         account,
         call.call_id,
@@ -215,6 +218,29 @@ def store_final_batch(
     for call in fresh:
         _hand_off(account, call, deliver)
     return len(fresh)
+
+
+def _follow_click(account: str, call: FinalCall) -> None:
+    """An outgoing call that answers a click-to-call the PBX accepted without naming its call
+    (core/clicks.py): it keeps the click's placeholder before it is handed on, and the card opened
+    under the placeholder is closed. Never raises: the call is stored whatever happens here."""
+    if call.direction != Direction.OUT or not call.user or not phones.is_number(call.phone):
+        return
+    from callbridge.core import clicks
+
+    placeholder = clicks.link(account, call.call_id, call.user, call.phone, clock.parse_iso(call.started_at))
+    if placeholder is None:
+        return
+    try:
+        calls.update_call(account, call.call_id, Update().set(**{clicks.CARD_CALL_ID: placeholder}))
+        from callbridge.core import live
+        from callbridge.core.accounts import get_account
+
+        answered = call.outcome == Outcome.ANSWERED
+        ended = live.event(get_account(account), "ended", placeholder, call.phone, (call.user,), answered=answered)
+        live.publish(get_account(account), ended)
+    except Exception:
+        logger().exception("could not follow a click-to-call to its PBX call")
 
 
 def _hand_off(account: str, call: FinalCall, deliver: bool) -> None:
@@ -279,18 +305,25 @@ class LiveEvent:
     raw: dict[str, Any] = field(default_factory=dict)  # the source record, secrets removed
 
 
-def record_live(account: str, event: LiveEvent) -> bool:
+def record_live(account: str, event: LiveEvent, received: datetime | None = None) -> bool:
     """Update the live state of a call (who rings, who answered). False when this event was
-    already applied. A call whose phones all stopped ringing unanswered is queued to be settled."""
-    now_iso = clock.iso(clock.now())
+    already applied. A call whose phones all stopped ringing unanswered is queued to be settled.
+    `received`: when the event arrived (now), the time its call card carries too."""
+    now_iso = clock.iso(received or clock.now())
     update = Update().set(account=account, call_id=event.call_id, source=event.source, last_event_at=now_iso)
     update.set_if_absent(created_at=now_iso, phone=event.phone, phone_raw=event.phone_raw)
+    if not (phones.is_number(event.phone_raw) or phones.is_number(event.phone)):
+        # A withheld caller id: the call is kept like a final record without a number (FinalCall).
+        update.add_to_set("flags", Flag.NO_NUMBER.value)
     if event.our_number:
         update.set_if_absent(our_number=event.our_number)
     update.set(extension=event.extension or None, department=event.department or None)
     if event.kind is Live.RINGING:
         update.set_if_absent(first_event_at=now_iso, direction=(event.direction or Direction.IN).value)
         update.add_to_set("ringing", event.user).add_to_set("users_rang", event.user)
+        # The order the phones rang (a set has none): a missed call's last resort owner is the
+        # first mapped user rung (docs/missed-calls.md). A user rung again is appended again.
+        update.append_to_list("ring_order", event.user)
     elif event.kind is Live.DIALING:
         update.set_if_absent(first_event_at=now_iso).set(direction=Direction.OUT.value, user=event.user)
     elif event.kind is Live.ANSWERED:

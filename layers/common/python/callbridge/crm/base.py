@@ -24,13 +24,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
 from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
 from callbridge.core.live import LIVE_CARDS, has_live_cards
 from callbridge.core.model import Call, Direction, Outcome
+
+T = TypeVar("T")  # how one CRM names a user
 
 if TYPE_CHECKING:
     from callbridge.core.accounts import Account
@@ -79,6 +81,9 @@ class DeliveryContext:
     timezone: str
     users: list[UserMapping]
     recording_url: Any  # Callable[[call_id], str]: our playback URL of a stored recording
+    # (a URL that answers the stored bytes themselves - no redirect, valid for a download now - and
+    # the file's extension) of a call's stored recording, for a CRM that downloads it on receipt
+    recording_file: Callable[[str], tuple[str, str]] | None = None
     phone_region: str | None = None  # the account's country (ISO code): which numbers are national
     missed_owner: str | None = None  # the account's owner of missed calls (`missed_calls.owner`)
     # The PBX user responsible for a client number, as we know it (our directory, or the manager a
@@ -101,6 +106,27 @@ class DeliveryContext:
             if mapping is not None and mapping not in found:
                 found.append(mapping)
         return found
+
+    def missed_call_owner(
+        self, call: Call, identify: Callable[[UserMapping], T | None], default: T | None
+    ) -> tuple[T | None, bool]:
+        """Whom a missed incoming call is filed under, in one CRM's terms, and whether it is the
+        CRM's default user - the one rule of docs/missed-calls.md for every CRM: the caller's
+        responsible manager, the account's owner of missed calls, the CRM's default user
+        (`default`), then the first user rung, in the order the phones rang. `identify` is how the
+        CRM names a user (None: the user is not mapped in that CRM)."""
+        for owner in self.missed_owners(call):
+            found = identify(owner)
+            if found is not None:
+                return found, False
+        if default is not None:
+            return default, True
+        for pbx_user in call.rang_in_order() or [call.user or ""]:
+            mapping = self.user(pbx_user)
+            found = identify(mapping) if mapping is not None else None
+            if found is not None:
+                return found, False
+        return None, True
 
 
 def is_missed_incoming(call: Call) -> bool:

@@ -40,6 +40,7 @@ MESSAGE_PREFIX = "MSG#"
 CRM_CALL_PREFIX = "CRMCALL#"
 OPEN_PREFIX = "OPEN#"
 CALLBACK_PREFIX = "CBK#"
+CLICK_PREFIX = "CLICK#"
 
 
 def account_pk(account: str) -> str:
@@ -106,3 +107,8 @@ def pbx_user_sk(name: str) -> str:
 def callback_pk(account: str, crm: str, phone: str) -> str:
     """The partition of one caller's callback tasks in one CRM of an account."""
     return f"{CALLBACK_PREFIX}{account}#{crm}#{phone}"
+
+
+def click_pk(account: str, pbx_user: str, e164: str) -> str:
+    """A click-to-call waiting for the PBX call that answers it (store/clicks.py)."""
+    return f"{CLICK_PREFIX}{account}#{pbx_user}#{e164}"

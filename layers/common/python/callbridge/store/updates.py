@@ -51,6 +51,12 @@ class Update:
         self._delete.append(f"{self._name(attr)} {self._value(set(members))}")
         return self
 
+    def append_to_list(self, attr: str, *items: Any) -> Update:
+        """Append to a list attribute, created when absent (the order of arrival is kept)."""
+        n = self._name(attr)
+        self._set.append(f"{n} = list_append(if_not_exists({n}, {self._value([])}), {self._value(list(items))})")
+        return self
+
     def remove(self, *attrs: str) -> Update:
         self._remove.extend(self._name(attr) for attr in attrs)
         return self

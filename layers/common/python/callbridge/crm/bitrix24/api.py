@@ -114,6 +114,20 @@ def php_form(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str
     return fields
 
 
+def form_fields(params: Mapping[str, Any]) -> dict[str, str | list[str]]:
+    """php_form as the HTTP client's form: a repeated name (`USER_ID[]` of a list) keeps every
+    value - a plain dict of the pairs would keep only the last (a hide for two managers would
+    reach one)."""
+    fields: dict[str, str | list[str]] = {}
+    for name, value in php_form(params):
+        present = fields.get(name)
+        if present is None:
+            fields[name] = value
+        else:
+            fields[name] = [*(present if isinstance(present, list) else [present]), value]
+    return fields
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
@@ -176,7 +190,7 @@ class Bitrix24Api:
         self.peer.close()
         self._once.close()
 
-    def _request(self, path: str, data: dict[str, str], repeatable: bool) -> Any:
+    def _request(self, path: str, data: dict[str, str | list[str]], repeatable: bool) -> Any:
         if repeatable:
             return self.peer.request("POST", path, data=data)
         for attempt in range(1, self.retry.attempts + 1):
@@ -196,7 +210,7 @@ class Bitrix24Api:
         retried here (the portal may have done the work), only the limit error. As an application,
         a stale access token is refreshed (once per call) and the method sent again."""
         path = f"{method}.json"
-        data = dict(php_form(params or {}))
+        data = form_fields(params or {})
         if self.auth is None:
             return self._call(method, path, data, repeatable, "")
         token = self.auth.access_token()
@@ -211,7 +225,7 @@ class Bitrix24Api:
                 "bitrix24", "POST", method, "the access token is refused right after its refresh"
             ) from None
 
-    def _call(self, method: str, path: str, data: dict[str, str], repeatable: bool, token: str) -> Any:
+    def _call(self, method: str, path: str, data: dict[str, str | list[str]], repeatable: bool, token: str) -> Any:
         try:
             response = self._request(path, data, repeatable)
         except TransientHttpError:
@@ -244,10 +258,16 @@ class Bitrix24Api:
         return body["result"]
 
     def batch(
-        self, commands: Sequence[tuple[str, str, Mapping[str, Any]]], *, repeatable: bool = True
+        self,
+        commands: Sequence[tuple[str, str, Mapping[str, Any]]],
+        *,
+        repeatable: bool = True,
+        tolerate: frozenset[str] = frozenset(),
     ) -> dict[str, Any | MethodError]:
         """Run (name, method, params) commands in batch requests of at most 50; each name's result
-        or MethodError. `halt=0`: one refusal does not stop the others."""
+        or MethodError. `halt=0`: one refusal does not stop the others. A command refused with an
+        access or limit error stops the delivery (retried like an outage) unless its code is in
+        `tolerate`: then it is that command's MethodError, for a caller that can do without it."""
         answers: dict[str, Any | MethodError] = {}
         for start in range(0, len(commands), BATCH_LIMIT):
             chunk = commands[start : start + BATCH_LIMIT]
@@ -261,7 +281,7 @@ class Bitrix24Api:
                 failed = _error(errors.get(name))
                 if failed is not None:
                     code, description = failed
-                    if code in CONFIG_ERRORS or code in LIMIT_ERRORS:
+                    if (code in CONFIG_ERRORS or code in LIMIT_ERRORS) and code not in tolerate:
                         raise TransientHttpError("bitrix24", "POST", "batch", f"{name}: {code}")
                     answers[name] = MethodError(code, description)
                 elif name in results:

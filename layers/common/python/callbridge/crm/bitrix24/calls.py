@@ -23,10 +23,21 @@ def bitrix_time(moment: datetime) -> str:
 
 
 def register_params(
-    settings: Bitrix24Settings, who: Mapping[str, Any], phone: str, direction: str, started: str, line: str | None
+    settings: Bitrix24Settings,
+    who: Mapping[str, Any],
+    phone: str,
+    direction: str,
+    started: str,
+    line: str | None,
+    call_id: str,
 ) -> dict[str, Any]:
+    """`call_id`: our id of the call, sent as EXTERNAL_CALL_ID. Bitrix24 answers a register with the
+    same number, type, user and line within 30 minutes with the CALL_ID it gave before
+    (docs/protocols/bitrix24.md, quirk 1): without an id of the physical call, a caller who rings the
+    same manager twice would be one call in Bitrix24."""
     params: dict[str, Any] = {
         **who,
+        "EXTERNAL_CALL_ID": call_id,
         "PHONE_NUMBER": phone,
         "CALL_START_DATE": started,
         "TYPE": TYPE_OUT if direction == "out" else TYPE_IN,

@@ -17,7 +17,7 @@ from typing import Any
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings
-from callbridge.core.live import LiveEvent
+from callbridge.core.live import LiveEvent, still_ringing
 from callbridge.core.phones import is_number
 from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError, open_api
 from callbridge.crm.bitrix24.callbacks import take_click
@@ -40,8 +40,8 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
     assert isinstance(settings, Bitrix24Settings)
     live = LiveEvent.from_dict(message.get("live") or {})
     ids = _user_ids(account, live)
-    if not ids:
-        return True  # nobody's card
+    if not ids and live.stage != "answered":
+        return True  # nobody's card (an answer by an unmapped user still hides the others')
     api = open_api(account.id, settings, timeout_s=5.0,
                    retry=RetryPolicy(attempts=2, backoff_initial_s=0.2, backoff_max_s=0.5, jitter_s=0.1))  # fmt: skip
     try:
@@ -76,9 +76,13 @@ def _forget(account: Account, settings: Bitrix24Settings, live: LiveEvent, ids: 
 def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, live: LiveEvent, ids: list[int]) -> bool:
     if not is_number(live.phone):
         return True  # Bitrix24 registers calls by number: no card for a withheld caller id
+    if not still_ringing(account.id, live):
+        return True  # answered or ended while the card waited in the queue: never shown late
     direction = live.direction or "in"
+    # The call's own start, not when the queue got to its card (it lags under Bitrix24's limit).
+    started = live.moment() or clock.now()
     params = register_params(
-        settings, {"USER_ID": ids[0]}, live.phone, direction, bitrix_time(clock.now()), live.our_number
+        settings, {"USER_ID": ids[0]}, live.phone, direction, bitrix_time(started), live.our_number, live.call_id
     )
     attributes: dict[str, Any] = {REGISTER: params, "via": "card"}
     if direction == "out" and crm_calls.get(account.id, live.call_id, settings.name) is None:
@@ -94,6 +98,7 @@ def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, liv
     if state.get(CALL_ID):
         api.call("telephony.externalcall.show", {"CALL_ID": state[CALL_ID], "USER_ID": ids})
         _remember(account, settings, live, ids)
+        _recheck(account, settings, api, live, ids, str(state[CALL_ID]))
         return True
     answers = api.batch([
         ("reg", "telephony.externalcall.register", state[REGISTER]),
@@ -109,4 +114,15 @@ def _ringing(account: Account, settings: Bitrix24Settings, api: Bitrix24Api, liv
     if isinstance(answers.get("show"), MethodError):
         return False
     _remember(account, settings, live, ids)
+    _recheck(account, settings, api, live, ids, str(registered["CALL_ID"]))
     return True
+
+
+def _recheck(
+    account: Account, settings: Bitrix24Settings, api: Bitrix24Api, live: LiveEvent, ids: list[int], call_id: str
+) -> None:
+    """The leg may have ended while its card was being shown: its hide found no CALL_ID yet and
+    was dropped. Asked again once the card is up, so that it never outlives the ringing."""
+    if not still_ringing(account.id, live):
+        api.call("telephony.externalcall.hide", {"CALL_ID": call_id, "USER_ID": ids})
+        _forget(account, settings, live, ids)

@@ -1,7 +1,7 @@
 """Bitrix24 call history connector (docs/bitrix24.md): a call is filed in two steps under the
 CALL_ID Bitrix24 hands out - `telephony.externalcall.register`, then `telephony.externalcall.finish`
 (duration, status code, the manager) - and its recording attached with
-`telephony.externalCall.attachRecord` (our signed playback URL, which Bitrix24 downloads).
+`telephony.externalCall.attachRecord` (the stored file's own URL, which Bitrix24 downloads).
 
 Exactly once, although neither step is idempotent by an id of ours:
 - the register parameters are written first (callbridge.store.crm_calls, `claim`): every attempt
@@ -27,7 +27,16 @@ from callbridge.core.accounts import Account
 from callbridge.core.config import AccountConfig, CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
-from callbridge.crm.base import Callback, CallRecords, DeliveryContext, Record, RecordResult, Responsible, send_batch
+from callbridge.crm.base import (
+    Callback,
+    CallRecords,
+    DeliveryContext,
+    Record,
+    RecordResult,
+    Responsible,
+    is_missed_incoming,
+    send_batch,
+)
 from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError, open_api
 from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, SENT, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
@@ -39,6 +48,7 @@ from callbridge.store import crm_calls
 from callbridge.store.updates import Update
 
 DEFAULT_USER = "default_user"
+NO_STATISTICS = "ERROR_METHOD_NOT_FOUND"  # voximplant.statistic.get on a portal without it
 NO_NUMBER = "the call has no client number (withheld caller id); Bitrix24 files calls by phone"
 NO_USER = "no Bitrix24 user for this call: map its PBX user (bitrix24_user_id) or set default_user_id"
 # Bitrix24's call status codes (SIP-like; docs/protocols/bitrix24.md).
@@ -129,17 +139,16 @@ class Bitrix24Connector:
         self.api.close()
 
     def manager(self, call: Call) -> tuple[dict[str, Any] | None, bool]:
-        """How Bitrix24 names the call's manager, and whether it is the account's default."""
-        missed = call.direction != Direction.OUT and call.outcome != Outcome.ANSWERED
-        candidates = sorted(call.users_rang) if missed and call.users_rang else [call.user or ""]
-        for pbx_user in candidates:
-            mapping = self.ctx.user(pbx_user)
-            who = identity(mapping) if mapping is not None else None
-            if who:
-                return who, False
-        if self.settings.default_user_id is not None:
-            return {"USER_ID": self.settings.default_user_id}, True
-        return None, True
+        """How Bitrix24 names the call's manager, and whether it is the account's default. A missed
+        call follows the one rule of every CRM (DeliveryContext.missed_call_owner)."""
+        default = {"USER_ID": self.settings.default_user_id} if self.settings.default_user_id is not None else None
+        if is_missed_incoming(call):
+            return self.ctx.missed_call_owner(call, identity, default)
+        mapping = self.ctx.user(call.user)
+        who = identity(mapping) if mapping is not None else None
+        if who:
+            return who, False
+        return default, True
 
     def records(self, call: Call, recording_stored: bool) -> CallRecords:
         who, defaulted = self.manager(call)
@@ -154,19 +163,31 @@ class Bitrix24Connector:
         direction = "out" if call.direction == Direction.OUT else "in"
         started = bitrix_time(call.started_at)
         payload: dict[str, Any] = {
-            REGISTER: register_params(self.settings, who, phone, direction, started, call.our_number),
+            REGISTER: register_params(self.settings, who, phone, direction, started, call.our_number, call.call_id),
             "finish": {
                 **who,
                 "DURATION": int(call.duration),
                 "STATUS_CODE": STATUS_CODES.get(call.outcome or Outcome.UNKNOWN, "OTHER"),
             },
         }
+        if call.card_call_id:
+            # The click-to-call's card was registered under our placeholder (core/clicks.py).
+            payload["card"] = call.card_call_id
         if direction == "out" and call.user:
             # Perhaps the call a click in Bitrix24 asked for (callbridge.crm.bitrix24.callbacks).
             payload["click"] = {"pbx_user": call.user, "phone": phone, "started": call.started_at.timestamp()}
         if recording_stored:
-            payload["record"] = {"FILENAME": f"{call.call_id}.mp3", "RECORD_URL": self.ctx.recording_url(call.call_id)}
+            payload["record"] = self._record(call.call_id)
         return CallRecords([Record(call.call_id, "", payload)], flags=flags)
+
+    def _record(self, call_id: str) -> dict[str, Any]:
+        """attachRecord's file: Bitrix24 downloads RECORD_URL and its documentation promises no
+        redirect, so it gets the stored object's own URL, which answers the bytes (any size;
+        docs/bitrix24.md, "Recordings"). FILENAME must end in .mp3 or .wav."""
+        if self.ctx.recording_file is None:  # a context without storage (tests of the mapping)
+            return {"FILENAME": f"{call_id}.mp3", "RECORD_URL": self.ctx.recording_url(call_id)}
+        url, extension = self.ctx.recording_file(call_id)
+        return {"FILENAME": f"{call_id}.{extension}", "RECORD_URL": url}
 
     def send(self, batch: list[Record]) -> list[RecordResult]:
         return send_batch(batch, self._attempt)
@@ -193,8 +214,12 @@ class Bitrix24Connector:
         if found is not None:
             return found
         attributes: dict[str, Any] = {REGISTER: record.payload[REGISTER], "via": "delivery"}
+        card = crm_calls.get(account, record.payload["card"], crm) if record.payload.get("card") else None
         click = record.payload.get("click")
-        if click:
+        if card and card.get(CALL_ID):
+            # The card of the click (its placeholder) has the CALL_ID: the PBX's call finishes it.
+            attributes.update({CALL_ID: card[CALL_ID], "via": "click"})
+        elif click:
             from callbridge.crm.bitrix24.callbacks import take_click
 
             clicked = take_click(account, crm, record.delivery, click["pbx_user"], click["phone"], click["started"])
@@ -225,7 +250,12 @@ class Bitrix24Connector:
         # A call an earlier attempt sent to finish (or its recording) without hearing the answer:
         # Bitrix24's statistics say whether that went through before anything is sent again.
         unsure = {i: states[r.delivery][CALL_ID] for i, r in enumerate(batch) if self._pending(r, states) and states[r.delivery].get(SENT)}  # fmt: skip
-        for i, entry in self._statistics(unsure).items():
+        checked = self._statistics(unsure)
+        # Without the statistics (a portal without the telephony module's statistics method), the
+        # documented fallback: send again - a repeated finish is refused for a finished call (taken
+        # below as the unseen answer) and a repeated attachRecord replaces the file, never adds one.
+        blind = set(unsure) if checked is None else set()
+        for i, entry in (checked or {}).items():
             self._mark(batch[i], states, entry)
         commands: list[tuple[str, str, dict[str, Any]]] = []
         for i, record in enumerate(batch):
@@ -241,17 +271,17 @@ class Bitrix24Connector:
                 self._store(record, Update().set(**{SENT: clock.iso(clock.now())}))
         answers = self.api.batch(commands, repeatable=False) if commands else {}
         refused = {i: a for i in range(len(batch)) if isinstance(a := answers.get(f"f{i}"), MethodError)}
-        finished_before = self._statistics({i: states[batch[i].delivery][CALL_ID] for i in refused})
+        finished_before = self._statistics({i: states[batch[i].delivery][CALL_ID] for i in refused}) or {}
         for i, record in enumerate(batch):
             detail: dict[str, Any] = {}
             if f"f{i}" not in answers:
                 detail["duplicate"] = True  # finished by an earlier attempt
             elif i in refused:
-                if i not in finished_before:
+                if i not in finished_before and i not in blind:
                     results[record.delivery] = RecordResult("rejected", f"Bitrix24 finish: {refused[i]}"[:500])
                     continue
                 detail["duplicate"] = True  # finished already: an answer we never saw
-                self._mark(record, states, finished_before[i])
+                self._mark(record, states, finished_before.get(i, {}))
             self._mark(record, states, {})
             attached = answers.get(f"a{i}")
             if isinstance(attached, MethodError):
@@ -279,17 +309,26 @@ class Bitrix24Connector:
         if not state.get(FINISHED):
             state[FINISHED] = clock.iso(clock.now())
             self._store(record, Update().set_if_absent(**{FINISHED: state[FINISHED]}))
+            if record.payload.get("card"):  # the placeholder's card is over too: no hide after the finish
+                crm_calls.update(self.ctx.account, record.payload["card"], self.settings.name,
+                                 Update().set_if_absent(**{FINISHED: state[FINISHED]}))  # fmt: skip
         if recorded and not state.get(RECORDED):
             state[RECORDED] = True
             self._store(record, Update().set(**{RECORDED: True}))
 
-    def _statistics(self, call_ids: dict[int, str]) -> dict[int, dict[str, Any]]:
-        """The statistics entry (a finished call) of each of these calls Bitrix24 has one for."""
+    def _statistics(self, call_ids: dict[int, str]) -> dict[int, dict[str, Any]] | None:
+        """The statistics entry (a finished call) of each of these calls Bitrix24 has one for; None
+        when the portal has no `voximplant.statistic.get` (ERROR_METHOD_NOT_FOUND): a check that
+        cannot run, not an access problem that should hold the delivery back."""
         if not call_ids:
             return {}
         answers = self.api.batch(
-            [(f"s{i}", "voximplant.statistic.get", {"FILTER": {"CALL_ID": c}}) for i, c in call_ids.items()]
+            [(f"s{i}", "voximplant.statistic.get", {"FILTER": {"CALL_ID": c}}) for i, c in call_ids.items()],
+            tolerate=frozenset({NO_STATISTICS}),
         )
+        if any(isinstance(a, MethodError) and a.code == NO_STATISTICS for a in answers.values()):
+            logger().warning("Bitrix24 has no call statistics: finishes are sent again, refusals taken as done")
+            return None
         found: dict[int, dict[str, Any]] = {}
         for i in call_ids:
             entries = answers.get(f"s{i}")

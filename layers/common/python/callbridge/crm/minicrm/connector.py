@@ -121,17 +121,10 @@ class MiniCrmConnector:
         `default_user_extension`; only without any of them to the first mapped user whose phone rang.
         """
         if is_missed_incoming(call):
-            for owner in self.ctx.missed_owners(call):
-                extension = self._extension_of(owner.pbx_user)
-                if extension:
-                    return [extension], False
-            if self.settings.default_user_extension:
-                return [self.settings.default_user_extension], True
-            for pbx_user in sorted(call.users_rang) or [call.user or ""]:
-                extension = self._extension_of(pbx_user)
-                if extension:
-                    return [extension], False
-            return [], True
+            found, defaulted = self.ctx.missed_call_owner(
+                call, lambda m: self._extension_of(m.pbx_user) or None, self.settings.default_user_extension or None
+            )
+            return ([found], defaulted) if found else ([], True)
         extension = self._extension_of(call.user)
         if extension:
             return [extension], False

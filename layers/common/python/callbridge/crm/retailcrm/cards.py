@@ -11,7 +11,7 @@ from typing import Any
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
-from callbridge.core.live import LiveEvent
+from callbridge.core.live import LiveEvent, still_ringing
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
 from callbridge.crm.retailcrm.users import retailcrm_code, retailcrm_user_id
 from callbridge.infra.observability import logger
@@ -58,7 +58,10 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
     if isinstance(legacy, dict):
         event: dict[str, Any] | None = legacy
     else:
-        event = build(account.settings.users, settings, LiveEvent.from_dict(message.get("live") or {}))
+        live = LiveEvent.from_dict(message.get("live") or {})
+        if live.stage == "ringing" and not still_ringing(account.id, live):
+            return True  # answered or ended while the card waited in the queue: never shown late
+        event = build(account.settings.users, settings, live)
     if event is None:
         return True  # nobody's card to show
     api = RetailCrmApi(settings.base_url, settings.api_key.get_secret_value(), timeout_s=5.0,

@@ -156,20 +156,20 @@ class RetailCrmConnector:
         missed calls, else `default_user_id`; only without any of them to the first mapped user
         whose phone rang."""
         if is_missed_incoming(call):
-            for owner in self.ctx.missed_owners(call):
-                user_id, code = self._ids(owner)
-                if user_id is not None or code:
-                    return user_id, code, False
-            if self.settings.default_user_id is not None:
-                return self.settings.default_user_id, None, True
-            candidates = sorted(call.users_rang) or [call.user or ""]
-        else:
-            candidates = [call.user or ""]
-        for pbx_user in candidates:
-            user_id, code = self._ids(self.ctx.user(pbx_user))
-            if user_id is not None or code:
-                return user_id, code, False
+            default: tuple[int | None, str | None] | None = (
+                (self.settings.default_user_id, None) if self.settings.default_user_id is not None else None
+            )
+            found, defaulted = self.ctx.missed_call_owner(call, self._named, default)
+            return (*found, defaulted) if found is not None else (None, None, True)
+        user_id, code = self._ids(self.ctx.user(call.user))
+        if user_id is not None or code:
+            return user_id, code, False
         return self.settings.default_user_id, None, True
+
+    def _named(self, mapping: UserMapping) -> tuple[int | None, str | None] | None:
+        """(userId, code) of a user retailCRM knows; None for one it does not."""
+        user_id, code = self._ids(mapping)
+        return (user_id, code) if user_id is not None or code else None
 
     def records(self, call: Call, recording_stored: bool) -> CallRecords:
         user_id, code, defaulted = self.manager(call)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from callbridge.core import live
+from callbridge.core import clicks, live
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.phones import normalize
@@ -209,6 +209,13 @@ def _open_card(account: Account, user: UserMapping, e164: str, pbx_call_id: str 
     if not live.wanted(account):
         return
     call_id = pbx_call_id or f"c2c-{uuid.uuid4().hex}"
+    if pbx_call_id is None:
+        # The PBX's own call of this manager to this number, when it comes, is this one
+        # (callbridge.core.clicks): it closes this card and files under what the CRM keeps for it.
+        try:
+            clicks.expect(account.id, user.pbx_user, e164, call_id)
+        except Exception:
+            logger().exception("could not keep a click-to-call for the PBX call that answers it")
     live.publish(account, live.event(account, "ringing", call_id, e164, (user.pbx_user,), direction="out"))
 
 

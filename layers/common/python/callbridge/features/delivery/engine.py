@@ -112,11 +112,17 @@ def _context(account: Account) -> DeliveryContext:
             raise LookupError("PUBLIC_BASE_URL is not set: no recording link can be given to the CRM")
         return signed_recording_url(settings.public_base_url, account.id, call_id, settings.recording_link_ttl_s)
 
+    def recording_file(call_id: str) -> tuple[str, str]:
+        from callbridge.features.recordings.playback import download_link
+
+        return download_link(account.id, call_id, recording_url(call_id))
+
     return DeliveryContext(
         account=account.id,
         timezone=account.timezone,
         users=users,
         recording_url=recording_url,
+        recording_file=recording_file,
         phone_region=account.phone_region,
         missed_owner=account.settings.missed_calls.owner,
         responsible=partial(missed.responsible, account.id),

@@ -203,6 +203,24 @@ def presigned_url(stored: StoredObject, ttl: int = PRESIGN_TTL_S) -> str:
     return url
 
 
+# A CRM that downloads the recording itself when it gets the call (Bitrix24's attachRecord) gets a
+# URL that answers the bytes (no redirect); it is used within seconds.
+DOWNLOAD_TTL_S = 3600
+
+
+def download_link(account_id: str, call_id: str, playback_url: str) -> tuple[str, str]:
+    """(a URL that answers the stored bytes themselves, the file's extension: wav or mp3) of a
+    call's stored recording; RecordingNotFound when it has none. A file our playback may answer in
+    its body: `playback_url` (signed) with `direct=1`, served by the recordings function. A larger
+    one: the object's presigned GET URL - signed with the caller's role, which must then be allowed
+    to read the recordings bucket."""
+    stored = locate(account_id, call_id)
+    extension = "wav" if "wav" in stored.content_type.lower() else "mp3"
+    if stored.size and stored.size <= DIRECT_MAX_BYTES:
+        return f"{playback_url}{'&' if '?' in playback_url else '?'}direct=1", extension
+    return presigned_url(stored, DOWNLOAD_TTL_S), extension
+
+
 def read_small(stored: StoredObject) -> bytes | None:
     """The object's bytes when it is small enough for a response body, else None."""
     if stored.size > DIRECT_MAX_BYTES:

@@ -20,6 +20,7 @@ from callbridge.infra import clock
 from callbridge.infra.observability import logger
 from callbridge.pbx.cloudpbx.notifications import EventIn, HistoryIn, RatingIn, parse_start
 from callbridge.pbx.cloudpbx.protocol import KIND
+from callbridge.pbx.cloudpbx.users import pbx_user
 from callbridge.store import calls
 from callbridge.store.updates import Update
 
@@ -93,10 +94,11 @@ def final_call(account: Account, history: HistoryIn, existing: Mapping[str, Any]
         flags.add(Flag.BAD_RECORDING_LINK)
     if _is_department(history.user):
         flags.add(Flag.GROUP_USER)
+    user = pbx_user(account, history.user)
     return FinalCall(
         call_id=history.callid,
         source=SOURCE,
-        marker=calls.Marker("history", history.direction, history.user),
+        marker=calls.Marker("history", history.direction, user),
         direction=Direction(history.direction),
         outcome=history_outcome(history.direction, history.status),
         phone=phone.key,
@@ -105,7 +107,7 @@ def final_call(account: Account, history: HistoryIn, existing: Mapping[str, Any]
         start_source=start_source,
         duration=history.duration,
         our_number=normalize(history.diversion, account.phone_region).key if history.diversion else None,
-        user=history.user,
+        user=user,
         extension=history.ext,
         department=history.department,
         source_status=history.status,
@@ -148,9 +150,9 @@ def live_event(account: Account, event: EventIn) -> LiveEvent:
     return LiveEvent(
         call_id=event.callid,
         source=SOURCE,
-        marker=calls.Marker("event", event.type, event.user),
+        marker=calls.Marker("event", event.type, pbx_user(account, event.user)),
         kind=_LIVE.get(event.type, Live.OTHER),
-        user=event.user,
+        user=pbx_user(account, event.user),
         phone=phone.key,
         phone_raw=phone.raw,
         our_number=normalize(event.diversion, account.phone_region).key if event.diversion else None,
@@ -161,12 +163,13 @@ def live_event(account: Account, event: EventIn) -> LiveEvent:
     )
 
 
-def record_event(account: Account, event: EventIn) -> bool:
-    """Update the live state of a call. False when this event was already applied."""
+def record_event(account: Account, event: EventIn, received: datetime | None = None) -> bool:
+    """Update the live state of a call. False when this event was already applied. Events carry no
+    time: `received` (now) is the event's time (docs/protocols/cloudpbx.md)."""
     live = live_event(account, event)
     if live.kind is Live.OTHER:
         logger().warning("unknown event type kept on the timeline", extra={"type": event.type})
-    return record_live(account.id, live)
+    return record_live(account.id, live, received)
 
 
 def record_rating(account: Account, rating: RatingIn) -> bool:

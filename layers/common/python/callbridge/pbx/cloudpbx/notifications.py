@@ -121,7 +121,7 @@ def parse_event(fields: dict[str, str], raw: dict[str, str]) -> EventIn:
     return EventIn(
         type=required_text(fields, "type", limit=32).upper(),
         user=required_text(fields, "user"),
-        phone=required_text(fields, "phone", limit=64),
+        phone=_present(fields, "phone", limit=64),
         callid=required_text(fields, "callid", limit=256),
         diversion=field_text(fields, "diversion", required=False, limit=64),
         direction=_direction(field_text(fields, "direction", required=False), required=False),
@@ -143,8 +143,9 @@ def parse_rating(fields: dict[str, str], raw: dict[str, str]) -> RatingIn:
 
 
 def _present(fields: dict[str, str], name: str, limit: int) -> str:
-    """A field that must be sent but may be empty: a history's `phone` is empty for a withheld
-    caller id, and that call happened (docs/cloudpbx.md, "What is stored"). Missing is still a 400:
+    """A field that must be sent but may be empty: a history's or an event's `phone` is empty for a
+    withheld caller id, and that call happened - a missed one only its events report
+    (docs/cloudpbx.md, "What is stored"). Missing is still a 400:
     the vendor documentation requires the field (docs/protocols/cloudpbx.md)."""
     if name not in fields:
         raise invalid_parameters()

@@ -103,8 +103,12 @@ class ContactIn(NamedTuple):
 
 
 def parse_contact(fields: dict[str, str]) -> ContactIn:
+    """`phone` must be sent but may be empty (a withheld caller id): the answer is then `{}`, the
+    PBX routes by its own rules (docs/cloudpbx.md, "Answers")."""
+    if "phone" not in fields:
+        raise invalid_parameters()
     return ContactIn(
-        phone=required_text(fields, "phone", limit=64),
+        phone=field_text(fields, "phone", required=False, limit=64) or "",
         callid=required_text(fields, "callid", limit=256),
         diversion=field_text(fields, "diversion", required=False, limit=64),
     )

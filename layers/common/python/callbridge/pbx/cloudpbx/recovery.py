@@ -28,6 +28,7 @@ from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult,
 from callbridge.pbx.cloudpbx.client import CloudPbxClient, for_account
 from callbridge.pbx.cloudpbx.history_csv import HistoryRow, MalformedLine, decode_history, parse_history_csv
 from callbridge.pbx.cloudpbx.protocol import KIND
+from callbridge.pbx.cloudpbx.users import pbx_user
 from callbridge.store import calls
 
 # Lines asked for per request. The PBX documents `limit` but no paging: an answer that fills it may
@@ -110,10 +111,11 @@ def final_call(account: Account, row: HistoryRow) -> FinalCall:
         outcome = Outcome.NO_ANSWER
     else:
         outcome = Outcome.ANSWERED
+    user = pbx_user(account, row.account)
     return FinalCall(
         call_id=row.uid,
         source=KIND,
-        marker=calls.Marker("history", row.direction, row.account),
+        marker=calls.Marker("history", row.direction, user),
         direction=Direction(row.direction),
         outcome=outcome,
         phone=phone.key,
@@ -122,7 +124,7 @@ def final_call(account: Account, row: HistoryRow) -> FinalCall:
         start_source=StartSource.PBX,
         duration=row.duration,
         our_number=normalize(row.via, account.phone_region).key if row.via else None,
-        user=row.account,
+        user=user,
         source_status=row.type,
         recording_url=link,
         flags=frozenset(flags),

@@ -1,0 +1,42 @@
+"""A click-to-call the PBX accepted without naming its call (a Cloud PBX `makeCall` may answer an
+empty body, docs/protocols/cloudpbx.md): the manager's card is opened under a call id of ours (the
+placeholder, `c2c-…`), and the click waits for the PBX's own call (store/clicks.py). The PBX's next
+outgoing call of that manager to that number within the window is the clicked call, for every CRM:
+it carries the placeholder (`card_call_id` on the call item) so that a CRM that filed the click
+under an id of its own (Bitrix24's CALL_ID) finishes that one, and the placeholder's card is closed
+when the call is final (docs/clicktocall.md, "A PBX that names no call")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from callbridge.infra import clock
+from callbridge.infra.observability import logger
+from callbridge.store import clicks
+
+# The PBX rings the manager first, then dials: its call starts shortly after the click (a clock a
+# little apart may put it just before).
+BEFORE_S, AFTER_S = 60, 600
+CARD_CALL_ID = "card_call_id"  # the call item's attribute: the placeholder its card was opened under
+
+
+def expect(account_id: str, pbx_user: str, e164: str, placeholder: str) -> None:
+    now = int(clock.now().timestamp())
+    clicks.expect(account_id, pbx_user, e164, placeholder, now, now + AFTER_S + 3600)
+
+
+def link(account_id: str, call_id: str, pbx_user: str, e164: str, started: datetime) -> str | None:
+    """The placeholder of the click `call_id` answers (taken once), or None. Never raises: a click
+    that cannot be matched leaves the call as it is."""
+    try:
+        waiting = clicks.waiting(account_id, pbx_user, e164)
+        if not waiting or not waiting.get("placeholder"):
+            return None
+        clicked = float(waiting.get("clicked_at") or 0)
+        if not clicked - BEFORE_S <= started.timestamp() <= clicked + AFTER_S:
+            return None
+        placeholder = str(waiting["placeholder"])
+        return placeholder if clicks.take(account_id, pbx_user, e164, placeholder, call_id) else None
+    except Exception:
+        logger().exception("could not match a click-to-call to its PBX call")
+        return None

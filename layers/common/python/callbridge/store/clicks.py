@@ -1,0 +1,56 @@
+"""Clicks waiting for their PBX call (Calls table, `CLICK#{account}#{pbx user}#{e164}` / `PENDING`):
+a click-to-call the PBX accepted without naming its call gets a call id of ours for its card
+(callbridge.core.clicks); the PBX's own call for that manager and number, when it comes, takes the
+click once. The latest click of a manager on a number is the one waiting; entries expire by
+themselves (`expires_at`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from callbridge.infra import aws
+from callbridge.infra.settings import get_settings
+from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.keys import click_pk
+
+SK = "PENDING"
+
+
+def _key(account: str, pbx_user: str, e164: str) -> dict[str, Any]:
+    return {"pk": {"S": click_pk(account, pbx_user, e164)}, "sk": {"S": SK}}
+
+
+def expect(account: str, pbx_user: str, e164: str, placeholder: str, clicked_at: int, expires_at: int) -> None:
+    item = {"placeholder": placeholder, "clicked_at": clicked_at, "expires_at": expires_at}
+    aws.dynamodb().put_item(
+        TableName=get_settings().calls_table, Item={**to_item(item), **_key(account, pbx_user, e164)}
+    )
+
+
+def waiting(account: str, pbx_user: str, e164: str) -> dict[str, Any] | None:
+    found = (
+        aws.dynamodb()
+        .get_item(TableName=get_settings().calls_table, Key=_key(account, pbx_user, e164), ConsistentRead=True)
+        .get("Item")
+    )
+    return from_item(found) if found else None
+
+
+def take(account: str, pbx_user: str, e164: str, placeholder: str, call_id: str) -> bool:
+    """The click (still the one with `placeholder`) is `call_id`'s: once, the first call to take it
+    keeps it (the same call taking it again is still its)."""
+    try:
+        aws.dynamodb().update_item(
+            TableName=get_settings().calls_table,
+            Key=_key(account, pbx_user, e164),
+            UpdateExpression="SET taken_by = :me",
+            ConditionExpression="placeholder = :p AND (attribute_not_exists(taken_by) OR taken_by = :me)",
+            ExpressionAttributeValues={":me": {"S": call_id}, ":p": {"S": placeholder}},
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
