@@ -69,3 +69,24 @@ def test_a_function_naming_its_own_http_api_is_a_cycle_and_a_dangling_reference_
     assert any("CallHistoryFunction" in f.message or "CallHistoryFunction" in f.where for f in cycle)
     assert any("NoSuchQueue" in f.message for f in findings), findings
     assert "W1001" in rules, findings  # EgressVpc only exists when FixedEgress is one-az/two-az
+
+
+def test_local_code_folders_survive_the_transform_relative_and_absolute():
+    """The runtime finds each function's code from the transformed Code; a template written elsewhere
+    (bench/benchmark.py's) names our folders by absolute path, and S3 keys lose leading slashes."""
+    from callbridge_local import sam_transform
+
+    function = {"Handler": "health.handler", "Runtime": "python3.12"}
+    sam = {
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Resources": {
+            "Relative": {"Type": "AWS::Serverless::Function", "Properties": {**function, "CodeUri": "functions/"}},
+            "Absolute": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {**function, "CodeUri": "/srv/cb/functions"},
+            },
+        },
+    }
+    resources = sam_transform.transform(sam)["Resources"]
+    assert sam_transform.local_code_path(resources["Relative"]["Properties"]["Code"]) == "functions/"
+    assert sam_transform.local_code_path(resources["Absolute"]["Properties"]["Code"]) == "/srv/cb/functions"

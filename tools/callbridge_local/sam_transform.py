@@ -52,7 +52,7 @@ def stub_code_locations(sam_template: Mapping[str, Any]) -> dict[str, Any]:
         prop = _CODE_PROPERTIES.get(kind)
         value = properties.get(prop) if prop and isinstance(properties, dict) else None
         if prop and isinstance(properties, dict) and isinstance(value, str) and not value.startswith("s3://"):
-            properties[prop] = f"s3://{LOCAL_CODE_BUCKET}/{value}"
+            properties[prop] = f"s3://{LOCAL_CODE_BUCKET}/{_key_of(value)}"
     return template
 
 
@@ -87,10 +87,21 @@ def transform_file(
     return transform(cfn_yaml.load(path), parameter_values, region=region)
 
 
+# The translator reads an S3 URI's key without its leading slashes, so an absolute folder (a template
+# written elsewhere that names our code by absolute path, as bench/benchmark.py does) is marked.
+_ABSOLUTE = "_absolute_"
+
+
+def _key_of(folder: str) -> str:
+    return f"{_ABSOLUTE}{folder}" if folder.startswith("/") else folder
+
+
 def local_code_path(code: Mapping[str, Any]) -> str | None:
     """The folder a transformed function's `Code` (or a layer's `Content`) came from, relative to
     the template, or None if it is not one of ours."""
     if code.get("S3Bucket") != LOCAL_CODE_BUCKET:
         return None
     key = code.get("S3Key")
-    return key if isinstance(key, str) else None
+    if not isinstance(key, str):
+        return None
+    return key.removeprefix(_ABSOLUTE) if key.startswith(_ABSOLUTE + "/") else key
