@@ -9,10 +9,11 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: run test test-fast lint bench bench-cost build validate clean
 
-$(VENV)/.installed: requirements-dev.txt layers/deps/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-dev.txt requirements-translator.txt layers/deps/requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	$(VENV)/bin/python -m pip install -q --no-deps -r requirements-translator.txt
 	$(VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 

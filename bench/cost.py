@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ is sys.path[0], and its delivery.py would shadow functions/delivery.py,
@@ -113,6 +114,7 @@ crms:
       client_id: bench-retail-client-0001, default_user_id: 99}}
 recordings:
   allow_hosts: [127.0.0.1]   # the benchmark's file server: never on AWS
+trusted_hosts: [{mini_host}, {retail_host}]   # the fake CRMs on loopback, plain http
 """
 
 
@@ -879,7 +881,15 @@ def render(model: Model, advice: list[dict[str, Any]], latency: dict[str, Any], 
 
 def write_accounts(directory: Path, mini: str, retail: str, name: str, mode: str) -> None:
     text = ACCOUNT_FILE.format(
-        name=name, token=TOKEN, mini=mini, retail=retail, mini_key=MINI_KEY, retail_key=RETAIL_KEY, mode=mode
+        name=name,
+        token=TOKEN,
+        mini=mini,
+        retail=retail,
+        mini_key=MINI_KEY,
+        retail_key=RETAIL_KEY,
+        mode=mode,
+        mini_host=urlsplit(mini).netloc,
+        retail_host=urlsplit(retail).netloc,
     )
     (directory / f"{name}.yaml").write_text(text, encoding="utf-8")
 

@@ -75,7 +75,7 @@ def drain(client: httpx.Client) -> dict[str, Any]:
     response = client.post("/_local/queues/drain", params={"timeout": "20"})
     assert response.status_code == 200, response.text
     functions: dict[str, dict[str, Any]] = response.json()["functions"]
-    return functions["RecordingFetchFunction.Fetch"]
+    return functions["RecordingFetchFunctionFetch"]
 
 
 def call_item(bridge: LocalBridge, account: str, call_id: str) -> dict[str, Any]:

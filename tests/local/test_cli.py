@@ -39,13 +39,24 @@ def test_runtime_serves_health_and_stops_cleanly(stop_signal):
     assert "CallBridge local is ready on http://127.0.0.1:" in output
 
 
-FUNCTION = "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: m.h, Environment: {Variables: {V: %s}}}}"
+FUNCTION = (
+    "Fn: {Type: AWS::Serverless::Function, Properties: {CodeUri: src/, Runtime: python3.12, Handler: m.h, "
+    "Environment: {Variables: {V: %s}}}}"
+)
 
 
 @pytest.mark.parametrize(
     ("resources", "reason"),
     [
-        ("Fn: {Type: AWS::Serverless::Function, Properties: {}}", "Handler must look like module.function"),
+        (
+            "Fn: {Type: AWS::Serverless::Function, Properties: {CodeUri: src/, Runtime: python3.12, Handler: nodot}}",
+            "Handler must look like module.function",
+        ),
+        # What the SAM transform refuses, the runtime says in the translator's words.
+        (
+            "Fn: {Type: AWS::Serverless::Function, Properties: {CodeUri: src/}}",
+            "the SAM transform refused the template: Resource with id [Fn] is invalid",
+        ),
         # What the runtime does not emulate is refused by name, before or while provisioning.
         (
             "Setting: {Type: AWS::SSM::Parameter, Properties: {Type: String, Value: x}}",
@@ -53,7 +64,7 @@ FUNCTION = "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: m.h, Env
         ),
         (FUNCTION % "!Split [-, a-b]", "Fn: environment variable V: Fn::Split is not supported by the local runtime"),
     ],
-    ids=["no-handler", "resource-type", "intrinsic"],
+    ids=["no-handler", "sam-transform", "resource-type", "intrinsic"],
 )
 def test_a_template_it_cannot_run_fails_fast_with_a_one_line_reason(tmp_path, resources, reason):
     (tmp_path / "template.yaml").write_text(f"Resources:\n  {resources}\n")
@@ -156,6 +167,7 @@ Resources:
     Type: AWS::Serverless::Function
     Properties:
       CodeUri: src/
+      Runtime: python3.12
       Handler: {module}.ping
       Environment: {Variables: {POWERTOOLS_SERVICE_NAME: callbridge}}
       Events: {E: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /ping, Method: GET}}}

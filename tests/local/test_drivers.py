@@ -56,11 +56,14 @@ TEMPLATE = """
 Globals:
   Function:
     CodeUri: src/
+    Runtime: python3.12
 Resources:
   WorkQueue:
     Type: AWS::SQS::Queue
     Properties:
-      VisibilityTimeout: 1
+      # Longer than the mapping's batching window, as AWS advises: a message must not reappear while
+      # its batch is still being assembled.
+      VisibilityTimeout: 3
       RedrivePolicy: {deadLetterTargetArn: !GetAtt WorkDLQ.Arn, maxReceiveCount: 2}
   WorkDLQ:
     Type: AWS::SQS::Queue
@@ -158,7 +161,7 @@ def queue_counts(sqs, url: str) -> tuple[int, int]:
 
 
 def test_batch_item_failures_leave_only_the_failed_message_on_the_queue(runtime, sqs):
-    work = poller(runtime, "SettleFunction.Work")
+    work = poller(runtime, "SettleFunctionWork")
     for body in ("ok-1", "fail", "ok-2"):
         sqs.send_message(QueueUrl=work.source.queue_url, MessageBody=body)
     before = work.snapshot()
@@ -167,14 +170,14 @@ def test_batch_item_failures_leave_only_the_failed_message_on_the_queue(runtime,
     assert (after.deleted - before.deleted, after.failed - before.failed) == (2, 1)
     # The failed one is in flight until its visibility timeout, then visible again; the rest are gone.
     assert sum(queue_counts(sqs, work.source.queue_url)) == 1
-    time.sleep(1.2)
+    time.sleep(3.2)
     message = sqs.receive_message(QueueUrl=work.source.queue_url, WaitTimeSeconds=1)["Messages"][0]
     assert message["Body"] == "fail"
     sqs.delete_message(QueueUrl=work.source.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def test_a_batch_size_over_ten_is_assembled_from_several_receives(runtime, sqs):
-    work = poller(runtime, "SettleFunction.Work")
+    work = poller(runtime, "SettleFunctionWork")
     bodies = [f"big-{n:02d}" for n in range(30)]
     for start in range(0, 30, 10):
         entries = [{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
@@ -182,12 +185,12 @@ def test_a_batch_size_over_ten_is_assembled_from_several_receives(runtime, sqs):
     seen = handler_module(runtime).SEEN
     assert work.poll_once(wait_seconds=1) == 25  # one invocation of BatchSize messages, as Lambda does
     assert len(seen[-1]) == 25
-    assert work.poll_once(wait_seconds=1) == 5  # what is left: no waiting for a full batch
+    assert work.poll_once(wait_seconds=1) == 5  # what is left when the batching window (1 s) has passed
     assert sorted(seen[-2] + seen[-1]) == bodies
 
 
 def test_a_handler_that_always_raises_sends_the_message_to_the_dlq(runtime, sqs):
-    poison = poller(runtime, "PoisonFunction.Poison")
+    poison = poller(runtime, "PoisonFunctionPoison")
     dlq_url = runtime.stack.physical_name("PoisonDLQ")
     sqs.send_message(QueueUrl=poison.source.queue_url, MessageBody="bad news")
     invocations_before = poison.snapshot().invocation_errors
@@ -203,23 +206,23 @@ def test_a_handler_that_always_raises_sends_the_message_to_the_dlq(runtime, sqs)
 
 
 def test_drain_processes_every_queue_until_empty(runtime, client, sqs):
-    work = poller(runtime, "SettleFunction.Work")
+    work = poller(runtime, "SettleFunctionWork")
     for i in range(12):
         sqs.send_message(QueueUrl=work.source.queue_url, MessageBody=f"m{i}")
     response = client.post("/_local/queues/drain", params={"timeout": 20})
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["drained"] is True
-    assert report["functions"]["SettleFunction.Work"] == {"received": 12, "processed": 12, "failed": 0, "remaining": 0}
-    assert report["functions"]["PoisonFunction.Poison"]["remaining"] == 0
+    assert report["functions"]["SettleFunctionWork"] == {"received": 12, "processed": 12, "failed": 0, "remaining": 0}
+    assert report["functions"]["PoisonFunctionPoison"]["remaining"] == 0
 
 
 def test_drain_that_cannot_finish_says_so(runtime, client, sqs):
-    work = poller(runtime, "SettleFunction.Work")
+    work = poller(runtime, "SettleFunctionWork")
     sqs.send_message(QueueUrl=work.source.queue_url, MessageBody="fail")
     response = client.post("/_local/queues/drain?timeout=0.5")
     assert response.status_code == 504
-    assert response.json()["functions"]["SettleFunction.Work"]["remaining"] == 1
+    assert response.json()["functions"]["SettleFunctionWork"]["remaining"] == 1
     # Clean up: the DLQ takes it after the second failed receive.
     assert client.post("/_local/queues/drain?timeout=20").status_code == 200
     assert client.post("/_local/queues/drain?timeout=abc").status_code == 400
@@ -256,10 +259,10 @@ def test_schedule_driver_runs_rate_schedules_and_stops_promptly(runtime):
     function = functions(runtime)["OftenTickFunction"]
     seen = handler_module(runtime).SEEN
     seen.clear()
-    source = ScheduleSource(function, function.spec.schedule_events[0])
-    cron = ScheduleSource(
-        functions(runtime)["TickFunction"], functions(runtime)["TickFunction"].spec.schedule_events[0]
-    )
+    assert runtime.schedule_driver is not None
+    by_function = {s.function.logical_id: s for s in runtime.schedule_driver.sources}
+    source = ScheduleSource(function, by_function["OftenTickFunction"].schedule)
+    cron = by_function["TickFunction"]
     driver = ScheduleDriver(
         [source, cron],
         lambda s: {"job": s.label},
@@ -274,7 +277,7 @@ def test_schedule_driver_runs_rate_schedules_and_stops_promptly(runtime):
         started = time.monotonic()
         driver.stop()
         assert time.monotonic() - started < 1
-    assert seen[:2] == [{"job": "OftenTickFunction.Often"}] * 2
+    assert seen[:2] == [{"job": "OftenTickFunctionOften"}] * 2
     assert not [t for t in threading.enumerate() if t.name.startswith("schedule-")]
 
 
@@ -338,7 +341,7 @@ def test_sqs_event_shape():
 
 
 def test_queue_driver_threads_poll_in_the_background_and_stop_promptly(runtime, sqs):
-    work = poller(runtime, "SettleFunction.Work")
+    work = poller(runtime, "SettleFunctionWork")
     driver = QueueDriver([work])
     driver.start()
     try:

@@ -81,6 +81,7 @@ TEMPLATE = """
 Globals:
   Function:
     CodeUri: src/
+    Runtime: python3.12
     Timeout: 5
     Environment:
       Variables:
@@ -182,7 +183,7 @@ def test_form_post_arrives_as_api_gateway_builds_it(runtime, client):
     assert context["http"]["path"] == "/v1/acme%20co/hook"
     assert context["http"]["sourceIp"] == "127.0.0.1"
     assert context["http"]["userAgent"].startswith("python-httpx/")
-    assert context["apiId"] == runtime.stack.http_api_id({"Ref": "Api"})
+    assert context["apiId"] == runtime.stack.api_id("Api")
     assert (context["stage"], context["routeKey"], context["accountId"]) == (
         "$default",
         "POST /v1/{account}/hook",

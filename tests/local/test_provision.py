@@ -62,6 +62,10 @@ def test_intrinsics_resolve_against_parameters_pseudo_parameters_and_resources()
         "st/eu-west-1/amazonaws.com/https://q-url/st-Q/${Raw}"
     )
     assert r.resolve({"Fn::Sub": "${Env}-${Size}"}) == "dev-3"
+    # What the transform's own output uses (the HTTP API's integrations, role policies).
+    assert (
+        r.resolve({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}) == "arn:aws:iam::111122223333:root"
+    )
     assert r.resolve({"Fn::If": ["IsProd", "big", "small"]}) == "small"
     assert r.condition("NotProd") is True
     assert r.resolve({"Condition": "IsProd"}) is False
@@ -82,8 +86,11 @@ def test_intrinsics_resolve_against_parameters_pseudo_parameters_and_resources()
         ({"Fn::GetAtt": ["Q", "Arn"]}, "Q has not been created"),
         ({"Ref": "Topic"}, "Topic is an AWS::SNS::Topic, which the local runtime does not emulate"),
         ({"Ref": "ProdQueue"}, "ProdQueue is not created: its condition IsProd is false"),
-        ({"Ref": "AWS::AccountId"}, "Ref AWS::AccountId: pseudo parameter not supported by the local runtime"),
-        ({"Fn::Sub": "arn:${AWS::Partition}:s3:::b"}, "AWS::Partition: pseudo parameter not supported"),
+        (
+            {"Ref": "AWS::NotificationARNs"},
+            "Ref AWS::NotificationARNs: pseudo parameter not supported by the local runtime",
+        ),
+        ({"Fn::Sub": "arn:aws:sns:${AWS::NotificationARNs}"}, "AWS::NotificationARNs: pseudo parameter not supported"),
         ({"Ref": "Subnets"}, "parameters of type List<AWS::EC2::Subnet::Id> are not supported by the local runtime"),
         ({"Fn::ImportValue": "x"}, "Fn::ImportValue is not supported by the local runtime"),
         ({"Fn::Split": ["-", "a-b"]}, "Fn::Split is not supported by the local runtime"),
@@ -151,8 +158,11 @@ def test_the_real_template_is_provisioned_in_moto(moto_endpoint, stack_name):
     assert env["MISSED_CALL_SETTLE_SECONDS"] == "30"
     assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
     assert set(stack.function_env) == set(load_template(TEMPLATE).functions)
-    assert stack.queue_for_arn(dlq["QueueArn"]).ref == dlq_url
-    assert len(stack.http_api_id({"Ref": "HttpApi"})) == 10
+    assert stack.physical_name("CallSettleDLQ") == dlq_url
+    assert len(stack.api_id("HttpApi")) == 10
+    # The role each function runs as: its transformed Role, the template's AWS::IAM::Role.
+    [health] = [f for f in stack.functions if f.logical_id == "HealthFunction"]
+    assert stack.role_arn(health) == f"arn:aws:iam::123456789012:role/{stack_name}-HealthFunctionRole"
 
 
 def test_provisioning_again_is_harmless_and_parameters_override_defaults(moto_endpoint, stack_name):
@@ -182,6 +192,8 @@ def test_buckets_queues_and_what_functions_read_of_them(moto_endpoint, stack_nam
               Fn:
                 Type: AWS::Serverless::Function
                 Properties:
+                  CodeUri: src/
+                  Runtime: python3.12
                   Handler: m.h
                   Policies: [{S3ReadPolicy: {BucketName: !Sub "${AWS::AccountId}-${Uploads}"}}]
                   Environment:
@@ -241,6 +253,8 @@ Resources:
   Fn:
     Type: AWS::Serverless::Function
     Properties:
+      CodeUri: src/
+      Runtime: python3.12
       Handler: m.h
       Environment:
         Variables:
@@ -267,9 +281,9 @@ def test_networking_behind_a_condition_is_skipped(moto_endpoint, stack_name, tmp
             "Work (AWS::SQS::Queue): Fn::Base64 is not supported by the local runtime",
         ),
         (
-            "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: m.h, "
-            "Environment: {Variables: {ID: !Sub '${AWS::AccountId}'}}}}",
-            "Fn: environment variable ID: Ref AWS::AccountId: pseudo parameter not supported",
+            "Fn: {Type: AWS::Serverless::Function, Properties: {CodeUri: src/, Runtime: python3.12, Handler: m.h, "
+            "Environment: {Variables: {ID: !Sub '${AWS::NotificationARNs}'}}}}",
+            "Fn: environment variable ID: Ref AWS::NotificationARNs: pseudo parameter not supported",
         ),
     ],
 )

@@ -1,4 +1,5 @@
-"""template.py and cfn_yaml.py: short-form tags, the typed view of a SAM template, and what it refuses."""
+"""template.py and cfn_yaml.py: short-form tags, the runtime's view of the transformed template, and what it
+refuses."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import textwrap
 import pytest
 
 from callbridge_local import cfn_yaml
-from callbridge_local.template import TemplateError, load_template, merge_globals, parse_template
+from callbridge_local.template import TemplateError, load_template, parse_template
 
 from .conftest import ROOT, TEMPLATE
 
@@ -73,14 +74,18 @@ def test_malformed_getatt_and_yaml_are_reported():
         cfn_yaml.loads("A: [unclosed")
 
 
-def test_the_real_template_as_a_typed_view():
+def test_the_real_template_as_the_transform_builds_it():
     template = load_template(TEMPLATE)
     assert {"AccountsTable", "ContactsTable", "CallsTable", "RoutingCacheTable"} <= {
         t.logical_id for t in template.tables
     }
-    # A schedule that is a template Parameter runs locally at the parameter's default.
+    # The schedule is the AWS::Events::Rule the transform made, its expression still the parameter.
     [sync] = template.functions["UserSyncFunction"].schedule_events
-    assert sync.expression == template.parameters["UserSyncSchedule"].default == "rate(1 hour)"
+    assert (sync.name, sync.type, sync.expression) == (
+        "UserSyncFunctionSync",
+        "AWS::Events::Rule",
+        {"Ref": "UserSyncSchedule"},
+    )
     assert {q.logical_id for q in template.queues} == {
         "CallSettleQueue",
         "CallSettleDLQ",
@@ -93,6 +98,10 @@ def test_the_real_template_as_a_typed_view():
     assert {b.logical_id for b in template.buckets} == {"RecordingsBucket"}
     assert template.parameters["MissedCallSettleSeconds"].default == 30
     assert template.layer_python_dirs() == [ROOT / "layers" / "common" / "python"]
+    # Implicit resources exist as CloudFormation has them: roles, permissions, mappings, the API body.
+    kinds = {r.type for r in template.resources.values()}
+    assert {"AWS::IAM::Role", "AWS::Lambda::Permission", "AWS::Lambda::EventSourceMapping"} <= kinds
+    assert "AWS::Serverless::Function" not in kinds
 
     health = template.functions["HealthFunction"]
     assert (health.code_uri, health.handler, health.module_name, health.function_name) == (
@@ -101,32 +110,43 @@ def test_the_real_template_as_a_typed_view():
         "health",
         "handler",
     )
-    # Globals: MemorySize overridden by the function, Timeout and Environment inherited.
+    # Globals merged by the transform: MemorySize overridden by the function, Timeout and Environment inherited.
     assert (health.memory_size, health.timeout) == (128, 10)
     assert health.environment["CALLS_TABLE"] == {"Ref": "CallsTable"}
     assert health.environment["POWERTOOLS_SERVICE_NAME"] == "callbridge"
+    assert health.role == "HealthFunctionRole"
+    assert template.resources["HealthFunctionRole"].type == "AWS::IAM::Role"
+    assert template.layer_python_dirs(health) == [ROOT / "layers" / "common" / "python"]
     # The static answers: liveness, and the retailCRM module's logo and page (edge/static.py).
-    event, *_ = health.http_events
-    assert (event.path, event.method, event.api_id) == ("/health", "GET", {"Ref": "HttpApi"})
-    assert [e.path for e in health.http_events[1:]] == ["/v1/retailcrm/logo.svg", "/v1/{account}/retailcrm/about"]
+    assert {(e.path, e.method, e.api) for e in health.http_events} == {
+        ("/health", "GET", "HttpApi"),
+        ("/v1/retailcrm/logo.svg", "GET", "HttpApi"),
+        ("/v1/{account}/retailcrm/about", "GET", "HttpApi"),
+    }
 
     settle = template.functions["CallSettleFunction"]
-    [sqs] = settle.sqs_events
-    assert sqs.queue == {"Fn::GetAtt": ["CallSettleQueue", "Arn"]}
-    assert sqs.batch_size == 10 and sqs.reports_batch_item_failures
+    [mapping] = settle.sqs_events
+    assert (mapping.name, mapping.queue) == ("CallSettleFunctionSettle", "CallSettleQueue")
+    assert mapping.properties["BatchSize"] == 10
+    assert mapping.properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert template.code_dir(settle) == ROOT / "functions"
+    [deliver] = template.functions["DeliveryFunction"].sqs_events
+    assert (deliver.properties["BatchSize"], deliver.properties["MaximumBatchingWindowInSeconds"]) == (100, 2)
 
 
-def test_events_of_every_emulated_kind():
+def test_events_of_every_kind_come_from_the_transforms_resources():
     raw = cfn_yaml.loads(
         textwrap.dedent(
             """
             Globals:
               Function:
                 Timeout: 7
+                Runtime: python3.12
+                CodeUri: .
                 Environment: {Variables: {A: global, B: global}}
             Resources:
               Api: {Type: AWS::Serverless::HttpApi}
+              Work: {Type: AWS::SQS::Queue}
               Fn:
                 Type: AWS::Serverless::Function
                 Properties:
@@ -135,9 +155,16 @@ def test_events_of_every_emulated_kind():
                   Events:
                     Catch: {Type: HttpApi, Properties: {ApiId: !Ref Api}}
                     Lower: {Type: HttpApi, Properties: {ApiId: !Ref Api, Path: /x, Method: post}}
-                    Q: {Type: SQS, Properties: {Queue: arn:aws:sqs:us-east-1:1:q, MaximumBatchingWindowInSeconds: 2}}
+                    Q:
+                      Type: SQS
+                      Properties:
+                        Queue: !GetAtt Work.Arn
+                        BatchSize: 50
+                        MaximumBatchingWindowInSeconds: 2
+                        ScalingConfig: {MaximumConcurrency: 3}
                     Tick: {Type: Schedule, Properties: {Schedule: rate(5 minutes), Description: every 5 minutes}}
-                    Nightly: {Type: Schedule, Properties: {Schedule: "cron(0 1 * * ? *)"}}
+                    Nightly: {Type: Schedule, Properties: {Schedule: "cron(0 1 * * ? *)", Enabled: false}}
+                    Later: {Type: ScheduleV2, Properties: {ScheduleExpression: rate(1 hour), Input: '{"k": 1}'}}
             """
         )
     )
@@ -150,44 +177,29 @@ def test_events_of_every_emulated_kind():
         128,
     )
     assert fn.environment == {"A": "global", "B": "own"}
-    api = {"Ref": "Api"}
-    assert [(e.path, e.method, e.api_id) for e in fn.http_events] == [(None, "ANY", api), ("/x", "POST", api)]
+    assert sorted((e.path or "", e.method, e.api) for e in fn.http_events) == [
+        ("", "ANY", "Api"),
+        ("/x", "POST", "Api"),
+    ]
     [q] = fn.sqs_events
-    assert (q.batch_size, q.function_response_types, q.reports_batch_item_failures) == (10, (), False)
-    assert [(s.name, s.expression) for s in fn.schedule_events] == [
-        ("Tick", "rate(5 minutes)"),
-        ("Nightly", "cron(0 1 * * ? *)"),
+    assert q.queue == "Work"
+    assert {k: q.properties[k] for k in ("BatchSize", "MaximumBatchingWindowInSeconds", "ScalingConfig")} == {
+        "BatchSize": 50,
+        "MaximumBatchingWindowInSeconds": 2,
+        "ScalingConfig": {"MaximumConcurrency": 3},
+    }
+    assert sorted((s.name, s.type, s.expression, s.state, s.input) for s in fn.schedule_events) == [
+        ("FnLater", "AWS::Scheduler::Schedule", "rate(1 hour)", "ENABLED", '{"k": 1}'),
+        ("FnNightly", "AWS::Events::Rule", "cron(0 1 * * ? *)", "DISABLED", None),
+        ("FnTick", "AWS::Events::Rule", "rate(5 minutes)", "ENABLED", None),
     ]
 
 
-def test_globals_merge_like_sam():
-    merged = merge_globals(
-        {"Layers": ["a"], "Environment": {"Variables": {"X": {"Ref": "P"}, "Y": "1"}}, "Timeout": 3},
-        {"Layers": ["b"], "Environment": {"Variables": {"X": {"Fn::Sub": "s"}}}, "Timeout": 9},
-    )
-    assert merged == {
-        "Layers": ["a", "b"],
-        "Environment": {"Variables": {"X": {"Fn::Sub": "s"}, "Y": "1"}},
-        "Timeout": 9,
-    }
-
-
-@pytest.mark.parametrize(
-    "resources",
-    [
-        "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: nodot}}",
-        "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: a.b, CodeUri: {Bucket: b, Key: k}}}",
-        "Fn: {Type: AWS::Serverless::Function, Properties: {Handler: a.b, Events: {E: {Type: SQS}}}}",
-        "Thing: {Properties: {}}",
-    ],
-)
-def test_templates_the_runtime_cannot_emulate_are_rejected(resources):
-    with pytest.raises(TemplateError):
-        parse_template(cfn_yaml.loads(f"Resources:\n  {resources}\n"), ROOT / "t.yaml")
-
-
 def _function_with(event: str) -> str:
-    return f"Fn: {{Type: AWS::Serverless::Function, Properties: {{Handler: a.b, Events: {{E: {event}}}}}}}"
+    return (
+        "Fn: {Type: AWS::Serverless::Function, Properties: {CodeUri: ., Runtime: python3.12, Handler: a.b, "
+        f"Events: {{E: {event}}}}}}}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -195,43 +207,54 @@ def _function_with(event: str) -> str:
     [
         # Resource types it neither emulates nor knows to skip.
         ("P: {Type: AWS::SSM::Parameter, Properties: {Type: String, Value: x}}", "type AWS::SSM::Parameter is not"),
-        (
-            "R: {Type: AWS::Events::Rule, Properties: {ScheduleExpression: rate(1 hour)}}",
-            "type AWS::Events::Rule is not",
-        ),
-        ("L: {Type: AWS::Lambda::Function, Properties: {}}", "type AWS::Lambda::Function is not supported"),
-        # Properties of emulated resources it would not honour.
+        # Properties of emulated resources it would not honour, in CloudFormation's terms.
         ("Q: {Type: AWS::SQS::Queue, Properties: {FifoQueue: true}}", "AWS::SQS::Queue property FifoQueue is not"),
         (
             "T: {Type: AWS::DynamoDB::Table, Properties: {TableName: t, StreamSpecification: {}}}",
             "property StreamSpecification, TableName is not supported",
         ),
-        ("A: {Type: AWS::Serverless::HttpApi, Properties: {CorsConfiguration: {}}}", "property CorsConfiguration"),
-        # Events it does not drive, or would drive differently.
-        (_function_with("{Type: SNS, Properties: {Topic: arn}}"), "event type 'SNS' is not supported"),
-        (_function_with("{Type: ScheduleV2, Properties: {ScheduleExpression: rate(1 hour)}}"), "'ScheduleV2'"),
-        (_function_with("{Type: Schedule, Properties: {Schedule: rate(1 hour), Enabled: false}}"), "property Enabled"),
-        (_function_with("{Type: Schedule, Properties: {Schedule: rate(1 hour), Input: '{}'}}"), "property Input"),
-        (_function_with("{Type: SQS, Properties: {Queue: arn, FilterCriteria: {}}}"), "property FilterCriteria"),
-        (_function_with("{Type: HttpApi, Properties: {Path: /x, Method: GET}}"), "implicit API is not supported"),
+        (
+            "R: {Type: AWS::Events::Rule, Properties: {EventPattern: {source: [x]}}}",
+            "AWS::Events::Rule property EventPattern is not supported",
+        ),
+        (
+            "L: {Type: AWS::Lambda::Function, Properties: {Handler: a.b, Code: {ZipFile: x}, Role: arn}}",
+            "L.Code must be a local folder",
+        ),
+        (
+            "A: {Type: AWS::Serverless::HttpApi, Properties: {CorsConfiguration: {AllowOrigins: ['*']}}}",
+            "Body x-amazon-apigateway-cors is not supported",
+        ),
+        # SAM events become resources the runtime does not drive, or drives otherwise: refused by name.
+        (_function_with("{Type: SNS, Properties: {Topic: arn:aws:sns:us-east-1:1:t}}"), "SNS delivery to a function"),
+        (
+            _function_with("{Type: Schedule, Properties: {Schedule: rate(1 hour), Input: '{}'}}"),
+            "rule target property Input is not supported",
+        ),
+        (
+            _function_with("{Type: SQS, Properties: {Queue: arn:aws:sqs:us-east-1:1:q}}"),
+            "EventSourceArn must name an AWS::SQS::Queue of the template",
+        ),
+        (
+            _function_with("{Type: SQS, Properties: {Queue: !GetAtt Q.Arn, FilterCriteria: {Filters: []}}}")
+            + "\n  Q: {Type: AWS::SQS::Queue}",
+            "AWS::Lambda::EventSourceMapping property FilterCriteria is not supported",
+        ),
     ],
 )
 def test_what_the_runtime_does_not_support_is_refused_by_name(resources, message):
-    with pytest.raises(TemplateError, match=message):
+    with pytest.raises(TemplateError, match=re.escape(message)):
         parse_template(cfn_yaml.loads(f"Resources:\n  {resources}\n"), ROOT / "t.yaml")
 
 
-@pytest.mark.parametrize(
-    ("section", "message"),
-    [
-        ("Transform: AWS::LanguageExtensions", "Transform 'AWS::LanguageExtensions' is not supported"),
-        ("Transform: [AWS::Serverless-2016-10-31, AWS::LanguageExtensions]", "'AWS::LanguageExtensions'"),
-        ("Globals: {HttpApi: {CorsConfiguration: {}}}", "Globals.HttpApi is not supported"),
-    ],
-)
-def test_transforms_and_globals_it_does_not_implement_are_refused(section, message):
-    with pytest.raises(TemplateError, match=re.escape(message)):
-        parse_template(cfn_yaml.loads(f"{section}\nResources: {{}}\n"), ROOT / "t.yaml")
+def test_transforms_it_does_not_implement_and_what_the_translator_refuses_are_said_in_one_error():
+    with pytest.raises(TemplateError, match=re.escape("Transform 'AWS::LanguageExtensions' is not supported")):
+        parse_template(cfn_yaml.loads("Transform: AWS::LanguageExtensions\nResources: {}\n"), ROOT / "t.yaml")
+    with pytest.raises(TemplateError, match=re.escape("the SAM transform refused the template")):
+        parse_template(
+            cfn_yaml.loads("Resources: {Fn: {Type: AWS::Serverless::Function, Properties: {Handler: a.b}}}\n"),
+            ROOT / "t.yaml",
+        )
 
 
 def test_skipped_resources_are_not_looked_into():

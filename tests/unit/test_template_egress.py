@@ -238,7 +238,7 @@ def test_dynamodb_and_s3_bypass_the_nat_through_gateway_endpoints(mode: str):
     private_tables = sorted(k for k in created(resolver) if k.startswith("EgressPrivateRouteTable"))
     services = {}
     for logical_id in created(resolver):
-        if RESOURCES[logical_id]["Type"] == "AWS::EC2::VPCEndpoint":
+        if RESOURCES.get(logical_id, {}).get("Type") == "AWS::EC2::VPCEndpoint":
             props = resolver.resolve(RESOURCES[logical_id]["Properties"])
             assert props["VpcEndpointType"] == "Gateway"
             assert props["VpcId"] == "EgressVpc"

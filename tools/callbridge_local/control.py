@@ -2,14 +2,16 @@
 
 They let tests and developers trigger what AWS would trigger on its own time:
 
-- ``POST /_local/schedules/{FunctionLogicalId}[?event=EventName]`` invokes the function once with
-  its scheduled event and answers the handler's result as JSON (500 with errorType/errorMessage if
+- ``POST /_local/schedules/{FunctionLogicalId}[?event=RuleLogicalId]`` invokes the function once
+  with its scheduled event (a DISABLED rule's too) and answers the handler's result as JSON (500 with errorType/errorMessage if
   the handler raised);
 - ``POST /_local/queues/drain[?timeout=30][&delayed=0]`` processes every queue-driven function's
   queue until all are empty and answers counts (200 when drained, 504 when the timeout passed
   first); ``delayed=0`` does not wait for messages whose delay has not run out;
 - ``GET /_local/env`` answers the AWS endpoint and the functions' merged environment;
 - ``GET /_local/routes`` answers the HTTP routes and the functions behind them;
+- ``GET /_local/iam`` answers every statement of the functions' roles with the calls it allowed,
+  and the calls denied (iam.py);
 - ``POST /_local/faults/dynamodb?error=<Code>`` makes every DynamoDB write fail with that error until
   ``?error=`` (empty) is posted (faults.py: a store outage for tests); ``GET`` answers the state.
 """
@@ -17,11 +19,11 @@ They let tests and developers trigger what AWS would trigger on its own time:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from callbridge_local import faults
+from callbridge_local import faults, iam
 from callbridge_local.drivers import QueueDriver, ScheduleSource
 from callbridge_local.handlers import FunctionRegistry
 from callbridge_local.httpapi import HttpResponse, json_response
@@ -41,12 +43,14 @@ class ControlApi:
         functions: FunctionRegistry,
         routes: RouteTable,
         queues: QueueDriver,
+        schedules: Iterable[ScheduleSource],
         schedule_event: Callable[[ScheduleSource], Any],
         info: Mapping[str, Any],
     ) -> None:
         self.functions = functions
         self.routes = routes
         self.queues = queues
+        self.schedules = list(schedules)
         self.schedule_event = schedule_event
         self.info = dict(info)
 
@@ -59,6 +63,11 @@ class ControlApi:
             return self._only(method, "POST") or self._drain(query.get("timeout"), query.get("delayed"))
         if parts == ["env"]:
             return self._only(method, "GET") or json_response(200, self.info)
+        if parts == ["iam"]:
+            enforcer = iam.current()
+            if enforcer is None:
+                return json_response(404, {"message": "IAM is not enforced"})
+            return self._only(method, "GET") or json_response(200, enforcer.report())
         if parts == ["faults", "dynamodb"]:
             return self._faults(method, query)
         if parts == ["routes"]:
@@ -76,18 +85,17 @@ class ControlApi:
     def _run_schedule(self, function_id: str, event_name: str | None) -> HttpResponse:
         if function_id not in self.functions:
             return json_response(404, {"message": f"no function {function_id} in the template"})
-        function = self.functions[function_id]
-        schedules = function.spec.schedule_events
+        schedules = [s for s in self.schedules if s.function.logical_id == function_id]
         if event_name is not None:
-            schedules = tuple(s for s in schedules if s.name == event_name)
+            schedules = [s for s in schedules if s.schedule.name == event_name]
         if not schedules:
-            return json_response(404, {"message": f"{function_id} has no schedule event {event_name or ''}".strip()})
+            return json_response(404, {"message": f"{function_id} has no schedule {event_name or ''}".strip()})
         if len(schedules) > 1:
-            names = ", ".join(s.name for s in schedules)
+            names = ", ".join(s.schedule.name for s in schedules)
             return json_response(400, {"message": f"{function_id} has several schedules; add ?event= one of {names}"})
-        source = ScheduleSource(function, schedules[0])
+        source = schedules[0]
         try:
-            result = function.invoke(self.schedule_event(source))
+            result = source.function.invoke(self.schedule_event(source))
         except Exception as exc:
             log.exception("%s failed", source.label)
             return json_response(500, {"errorType": type(exc).__name__, "errorMessage": str(exc)})

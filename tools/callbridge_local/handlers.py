@@ -30,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from callbridge_local import iam
 from callbridge_local.template import FunctionSpec, Template
 
 log = logging.getLogger(__name__)
@@ -109,12 +110,15 @@ class LocalFunction:
         function_name: str,
         arn: str,
         region: str,
+        role_arn: str | None = None,
     ) -> None:
         self.spec = spec
         self.code_dir = code_dir
         self.function_name = function_name
         self.arn = arn
         self.region = region
+        # The execution role (spec.role names its AWS::IAM::Role in the template).
+        self.role_arn = role_arn
         self._handler: Handler | None = None
         self._lock = threading.Lock()
         # Instances not serving an invocation right now; the first is the module under its own name.
@@ -213,7 +217,8 @@ class LocalFunction:
         context = self.new_context()
         started = time.monotonic()
         try:
-            result = handler(payload, context)
+            with iam.acting_as(self.logical_id):  # its AWS calls are checked against its role (iam.py)
+                result = handler(payload, context)
         finally:
             self._release(handler)
             elapsed = time.monotonic() - started
@@ -245,6 +250,7 @@ class FunctionRegistry:
         arns: Mapping[str, str],
         region: str,
         only: Iterable[str] | None = None,
+        roles: Mapping[str, str | None] | None = None,
     ) -> FunctionRegistry:
         wanted = set(template.functions) if only is None else set(only)
         return cls(
@@ -254,6 +260,7 @@ class FunctionRegistry:
                 function_name=names[spec.logical_id],
                 arn=arns[spec.logical_id],
                 region=region,
+                role_arn=(roles or {}).get(spec.logical_id),
             )
             for spec in template.functions.values()
             if spec.logical_id in wanted

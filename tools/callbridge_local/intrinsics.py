@@ -1,9 +1,10 @@
 """Resolution of CloudFormation intrinsic functions against locally created resources.
 
-Only what template.yaml needs where the runtime reads it (resource properties it applies, function
-environments, event sources): Ref to parameters, resources and the pseudo parameters AWS::StackName,
-AWS::Region and AWS::URLSuffix; Fn::GetAtt; Fn::Sub (its string form); and conditions: Fn::If with
-AWS::NoValue, Fn::Equals, Fn::Not and Condition. Parameters are String or Number. Anything else
+Only what template.yaml's transformed template needs where the runtime reads it (resource
+properties it applies, function environments, event-source mappings, schedules): Ref to parameters,
+resources and the pseudo parameters AWS::StackName, AWS::Region, AWS::AccountId, AWS::Partition and
+AWS::URLSuffix; Fn::GetAtt; Fn::Sub (its string form); and conditions: Fn::If with AWS::NoValue,
+Fn::Equals, Fn::Not and Condition. Parameters are String or Number. Anything else
 is refused with an IntrinsicError that names it; values the runtime does not read (IAM policies,
 outputs, skipped resources) are never resolved, so what they contain does not matter.
 """
@@ -25,6 +26,7 @@ SUPPORTED_FUNCTIONS: Final = (
 )  # fmt: skip
 SUPPORTED_PARAMETER_TYPES: Final = ("String", "Number", "CommaDelimitedList")
 URL_SUFFIX: Final = "amazonaws.com"
+PARTITION: Final = "aws"
 
 
 class IntrinsicError(ValueError):
@@ -119,6 +121,8 @@ class Resolver:
         self.pseudo: dict[str, Any] = {
             "AWS::StackName": stack_name,
             "AWS::Region": region,
+            "AWS::AccountId": account_id,
+            "AWS::Partition": PARTITION,
             "AWS::URLSuffix": URL_SUFFIX,
             "AWS::NoValue": NO_VALUE,
         }

@@ -27,10 +27,13 @@ from callbridge_local.intrinsics import (
 )
 from callbridge_local.template import (
     DYNAMODB_TABLE,
+    EVENTS_RULE,
+    HTTP_API,
+    IAM_ROLE,
+    LAMBDA_FUNCTION,
+    LAMBDA_LAYER,
     S3_BUCKET,
-    SERVERLESS_FUNCTION,
-    SERVERLESS_HTTP_API,
-    SERVERLESS_LAYER,
+    SCHEDULER_SCHEDULE,
     SQS_QUEUE,
     FunctionSpec,
     Resource,
@@ -106,18 +109,30 @@ class ProvisionedStack:
     def functions(self) -> list[FunctionSpec]:
         return [f for f in self.template.functions.values() if f.logical_id in self.function_env]
 
+    def created(self, logical_id: str) -> bool:
+        """Whether the resource exists in this stack (its Condition, if any, holds)."""
+        resource = self.template.resources[logical_id]
+        return resource.condition is None or self.resolver.condition(resource.condition)
+
+    def resolve(self, logical_id: str, value: Any) -> Any:
+        """``value``, read from resource ``logical_id``, with its intrinsics resolved."""
+        try:
+            return self.resolver.resolve(value)
+        except IntrinsicError as exc:
+            raise ProvisionError(f"{logical_id}: {exc}") from exc
+
     def physical_name(self, logical_id: str) -> str:
         return str(self.resolver.resources[logical_id].ref)
 
-    def queue_for_arn(self, arn: str) -> PhysicalResource:
-        for logical_id, resource in self.resolver.resources.items():
-            if self.template.resources[logical_id].type == SQS_QUEUE and resource.attributes.get("Arn") == arn:
-                return resource
-        raise ProvisionError(f"queue {arn} is not a queue of the template")
+    def api_id(self, logical_id: str) -> str:
+        """The id of the template's AWS::ApiGatewayV2::Api ``logical_id``."""
+        return str(self.resolver.ref(logical_id))
 
-    def http_api_id(self, api_ref: Any) -> str:
-        """The API id an HttpApi event's ApiId refers to."""
-        return str(self.resolver.resolve(api_ref))
+    def role_arn(self, function: FunctionSpec) -> str | None:
+        """The ARN of the AWS::IAM::Role the function runs as (None for a role outside the template)."""
+        if function.role is None:
+            return None
+        return str(self.resolver.get_att(function.role, "Arn"))
 
 
 def api_id_for(stack_name: str, logical_id: str) -> str:
@@ -239,20 +254,28 @@ class Provisioner:
     def _register_virtual_resources(self) -> None:
         """Resources that are not created in moto but whose Ref/GetAtt the runtime uses."""
         for resource in self.template.resources.values():
-            if resource.type not in (SERVERLESS_FUNCTION, SERVERLESS_HTTP_API, SERVERLESS_LAYER):
-                continue
             if not self._included(resource):
                 continue
             logical_id, name = resource.logical_id, f"{self._stack}-{resource.logical_id}"
-            if resource.type == SERVERLESS_FUNCTION:
-                self.resolver.register(
-                    logical_id, PhysicalResource(name, {"Arn": self._arn("lambda", f"function:{name}")})
-                )
-            elif resource.type == SERVERLESS_HTTP_API:
-                self.resolver.register(logical_id, PhysicalResource(api_id_for(self._stack, logical_id)))
-            else:
+            physical: PhysicalResource | None = None
+            if resource.type == LAMBDA_FUNCTION:
+                physical = PhysicalResource(name, {"Arn": self._arn("lambda", f"function:{name}")})
+            elif resource.type == HTTP_API:
+                api_id = api_id_for(self._stack, logical_id)
+                endpoint = f"https://{api_id}.execute-api.{self.resolver.region}.amazonaws.com"
+                physical = PhysicalResource(api_id, {"ApiEndpoint": endpoint, "ApiId": api_id})
+            elif resource.type == LAMBDA_LAYER:
                 arn = self._arn("lambda", f"layer:{name}:1")
-                self.resolver.register(logical_id, PhysicalResource(arn, {"Arn": arn}))
+                physical = PhysicalResource(arn, {"Arn": arn})
+            elif resource.type == IAM_ROLE:
+                arn = f"arn:aws:iam::{self.resolver.account_id}:role/{name}"
+                physical = PhysicalResource(name, {"Arn": arn, "RoleId": api_id_for(self._stack, logical_id).upper()})
+            elif resource.type == EVENTS_RULE:
+                physical = PhysicalResource(name, {"Arn": self._arn("events", f"rule/{name}")})
+            elif resource.type == SCHEDULER_SCHEDULE:
+                physical = PhysicalResource(name, {"Arn": self._arn("scheduler", f"schedule/default/{name}")})
+            if physical is not None:
+                self.resolver.register(logical_id, physical)
 
     # -- DynamoDB ------------------------------------------------------------------------------
 

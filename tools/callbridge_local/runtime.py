@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from callbridge_local import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME
+from callbridge_local import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME, iam
 from callbridge_local.cfn_yaml import TemplateSyntaxError
 from callbridge_local.control import ControlApi
 from callbridge_local.drivers import (
@@ -23,7 +23,9 @@ from callbridge_local.drivers import (
     QueuePoller,
     QueueSource,
     ScheduleDriver,
+    ScheduleEvent,
     ScheduleSource,
+    SqsMapping,
     scheduled_event,
 )
 from callbridge_local.emulator import LOCALHOST, EmulatorError, MotoServer, aws_env, point_environ_at
@@ -58,6 +60,7 @@ STARTUP_ERRORS: tuple[type[Exception], ...] = (
     EmulatorError,
     RouteError,
     AccountsError,
+    iam.PolicyError,
     OSError,
 )
 
@@ -81,6 +84,9 @@ class RuntimeConfig:
     log_level: str = "INFO"
     # Where to write the `sam local --env-vars` file (samlocal.py); None: nowhere.
     env_vars_path: Path | None = None
+    # Caps the event-source mappings' MaximumBatchingWindowInSeconds (tests: a batch need not wait
+    # seconds to fill); None waits each window out as Lambda does.
+    max_batching_window: float | None = None
 
 
 def apply_accounts(directory: Path, base_url: str) -> list[str]:
@@ -155,6 +161,7 @@ class LocalRuntime:
         self.queue_driver: QueueDriver | None = None
         self.schedule_driver: ScheduleDriver | None = None
         self.account_lines: list[str] = []
+        self.iam: iam.Enforcer | None = None
 
     @property
     def base_url(self) -> str:
@@ -179,7 +186,7 @@ class LocalRuntime:
 
     def _start(self, should_stop: Callable[[], bool]) -> None:
         config = self.config
-        template = load_template(config.template_path)
+        template = load_template(config.template_path, config.params)
         if config.accounts_dir is not None and not config.accounts_dir.is_dir():
             raise AccountsError(f"accounts directory {config.accounts_dir} does not exist")
         # Layer code importable now: the account files are checked with the product's own model.
@@ -199,20 +206,20 @@ class LocalRuntime:
         self._checkpoint(should_stop)
 
         functions = self.functions = self._functions(template, stack)
+        self._enforce_iam(stack)  # iam.py: every function's AWS calls are checked against its role
         routes = RouteTable(
-            Route.create(event.method, event.path, function.logical_id, stack.http_api_id(event.api_id))
+            Route.create(route.method, route.path, function.logical_id, stack.api_id(route.api))
             for function in stack.functions
-            for event in function.http_events
+            for route in function.http_events
+            if stack.created(route.api)
         )
         self.queue_driver = QueueDriver(self._queue_pollers(stack, functions))
-        self.schedule_driver = ScheduleDriver(
-            (ScheduleSource(functions[f.logical_id], s) for f in stack.functions for s in f.schedule_events),
-            self._schedule_event,
-        )
+        self.schedule_driver = ScheduleDriver(self._schedule_sources(stack, functions), self._schedule_event)
         control = ControlApi(
             functions=functions,
             routes=routes,
             queues=self.queue_driver,
+            schedules=self.schedule_driver.sources,
             schedule_event=self._schedule_event,
             info={
                 "awsEndpoint": endpoint,
@@ -255,17 +262,47 @@ class LocalRuntime:
             arns={fid: str(stack.resources[fid].attributes["Arn"]) for fid in included},
             region=self.config.region,
             only=included,
+            roles={f.logical_id: stack.role_arn(f) for f in stack.functions},
         )
 
     def _queue_pollers(self, stack: ProvisionedStack, functions: FunctionRegistry) -> list[QueuePoller]:
         pollers = []
         for function in stack.functions:
-            for sqs in function.sqs_events:
-                queue = stack.queue_for_arn(str(stack.resolver.resolve(sqs.queue)))
-                source = QueueSource(functions[function.logical_id], sqs, str(queue.ref), str(queue.attributes["Arn"]))
+            for mapping in function.sqs_events:
+                if not stack.created(mapping.name):
+                    continue
+                properties = stack.resolve(mapping.name, mapping.properties)
+                queue = stack.resources[mapping.queue]
+                source = QueueSource(
+                    functions[function.logical_id],
+                    SqsMapping.from_properties(mapping.name, properties),
+                    str(queue.ref),
+                    str(queue.attributes["Arn"]),
+                )
                 # A client per poller: each thread long-polls on its own connection.
-                pollers.append(QueuePoller(source, stack.target.client("sqs"), self.config.region))
+                client = stack.target.client("sqs")
+                iam.bind_client(client, function.logical_id)  # Lambda polls as the function's role
+                pollers.append(
+                    QueuePoller(source, client, self.config.region, max_batching_window=self.config.max_batching_window)
+                )
         return pollers
+
+    def _schedule_sources(self, stack: ProvisionedStack, functions: FunctionRegistry) -> list[ScheduleSource]:
+        sources = []
+        for function in stack.functions:
+            for rule in function.schedule_events:
+                if not stack.created(rule.name):
+                    continue
+                expression, state, raw_input = stack.resolve(rule.name, [rule.expression, rule.state, rule.input])
+                schedule = ScheduleEvent.from_properties(rule.name, rule.type, expression, state, raw_input)
+                sources.append(ScheduleSource(functions[function.logical_id], schedule))
+        return sources
+
+    def _enforce_iam(self, stack: ProvisionedStack) -> None:
+        """The functions' roles as the SAM transform wrote them, enforced from now on (iam.py)."""
+        names = {f.logical_id: stack.physical_name(f.logical_id) for f in stack.functions}
+        self.iam = iam.Enforcer(iam.function_roles(stack.template.raw, stack.resolver, names), DEFAULT_ACCOUNT_ID)
+        iam.install(self.iam)
 
     def _apply_accounts(self, directory: Path) -> None:
         try:
@@ -297,6 +334,12 @@ class LocalRuntime:
                 driver.stop()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.iam is not None:  # iam.py: what the functions' roles allowed and no call used
+            iam.uninstall()
+            report_dir = os.environ.get(iam.REPORT_DIR_ENV)
+            if report_dir:
+                log.info("IAM report: %s", iam.write_report(self.iam, Path(report_dir)))
+            self.iam = None
         self.moto.stop()
 
 
@@ -350,6 +393,14 @@ def parse_args(argv: Sequence[str] | None = None) -> RuntimeConfig:
     )
     parser.add_argument("--stack-name", default=DEFAULT_STACK_NAME, help="stack name (default %(default)s)")
     parser.add_argument("--no-schedules", action="store_true", help="do not run rate() schedules on their own")
+    parser.add_argument(
+        "--max-batching-window",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wait at most this long for an SQS batch to fill, whatever MaximumBatchingWindowInSeconds says "
+        "(default: as the event-source mapping declares)",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument(
         "--env-vars",
@@ -379,6 +430,7 @@ def parse_args(argv: Sequence[str] | None = None) -> RuntimeConfig:
         schedules=not args.no_schedules,
         stack_name=args.stack_name,
         log_level=args.log_level,
+        max_batching_window=args.max_batching_window,
     )
 
 

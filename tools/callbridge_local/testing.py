@@ -168,6 +168,7 @@ def running_bridge(
     startup_timeout: float = 60.0,
     host: str = LOCALHOST,
     env_vars_file: Path | None = None,
+    max_batching_window: float | None = None,
 ) -> Iterator[LocalBridge]:
     """Run ``python -m callbridge_local`` as a subprocess on free ports until the block exits.
 
@@ -175,7 +176,9 @@ def running_bridge(
     (tests trigger them with POST /_local/schedules/<Function>). ``host`` is the gateway's --host;
     the URLs it yields are loopback ones whatever it is. Raises BridgeStartupError if the runtime
     is not ready within ``startup_timeout`` seconds. The `sam local --env-vars` file is written to
-    ``env_vars_file`` only (never beside the template: tests run side by side).
+    ``env_vars_file`` only (never beside the template: tests run side by side). SQS batches wait at
+    most ``max_batching_window`` seconds to fill; None (the default) waits out what the mappings declare,
+    as Lambda does: a test of how deliveries are batched (tests/e2e/test_delivery_e2e.py) depends on it.
     """
     command = [
         sys.executable,
@@ -198,6 +201,8 @@ def running_bridge(
         command += ["--param", f"{key}={value}"]
     if not schedules:
         command.append("--no-schedules")
+    if max_batching_window is not None:
+        command += ["--max-batching-window", str(max_batching_window)]
     env = dict(os.environ)
     env.pop(MOTO_ACCOUNT_ID, None)  # the runtime's own moto: its stack is in the default account
     env.update(extra_env or {})

@@ -37,6 +37,19 @@ def _authorized(account_id: str) -> Account:
     return account
 
 
+def _own_base_url() -> str:
+    """The API's own address, as API Gateway received this request: where the playback link points
+    when PublicBaseUrl is not set. Taken from the request because this function cannot be told its
+    API's URL by the template: the API's routes name the function, so an `API_URL` naming the API
+    would make the two depend on each other, a cycle CloudFormation refuses (template.yaml, CallHistoryFunction)."""
+    context = app.current_event.request_context
+    domain = context.domain_name
+    if not domain:
+        return ""
+    stage = context.stage
+    return f"https://{domain}" + ("" if not stage or stage == "$default" else f"/{stage}")
+
+
 @app.get("/v1/<account>/calls")
 def list_calls(account: str) -> Response[Any]:
     allowed = _authorized(account)
@@ -62,7 +75,7 @@ def show_call(account: str, callid: str) -> Response[Any]:
     allowed = _authorized(account)
     call_id = unquote(callid)  # the route matches the raw (still percent-encoded) path
     bind(call_id=call_id)
-    detail = calls.call_detail(allowed, call_id, base_url=get_settings().public_base_url)
+    detail = calls.call_detail(allowed, call_id, base_url=get_settings().public_base_url or _own_base_url())
     if detail is None:
         return Response(404, _JSON, {"error": "Call not found"})
     return Response(200, _JSON, detail.as_dict(), headers=_PRIVATE)
