@@ -61,9 +61,10 @@ build() {
 }
 
 # Test files run on both cores (pytest-xdist), a file on one worker so that a module's shared local
-# runtime starts once; every server a test starts binds port 0, so workers never collide.
+# runtime starts once; every server a test starts binds port 0, so workers never collide. The files
+# go out in the order tests/conftest.py gives them (the longest first), not xdist's (most tests first).
 tests() {
-  pytest -q -n "${CALLBRIDGE_TEST_WORKERS:-2}" --dist loadfile --durations=30 "$@"
+  pytest -q -n "${CALLBRIDGE_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder --durations=30 "$@"
 }
 
 if ((fast)); then
