@@ -577,7 +577,12 @@ def test_a_realtime_delivery_that_failed_for_now_is_retried_from_the_queue(
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
     assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == str(len(ids))  # retailCRM's, backed off
     setup.retail.down_status = None
-    time.sleep(1.5)  # the backoff: 1 s
+    deadline = time.monotonic() + 10  # the backoff is 1 s: the delayed messages become visible
+    while time.monotonic() < deadline:
+        counts = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+        if counts["Attributes"]["ApproximateNumberOfMessages"] == str(len(ids)):
+            break
+        time.sleep(0.05)
     retries = queued_delivery_messages()
     assert sorted(json.loads(m["Body"])["call_id"] for m in retries) == ids
     assert all(json.loads(m["Body"])["crm"] == "retailcrm" for m in retries)
