@@ -176,3 +176,17 @@ def test_only_the_functions_that_apply_accounts_or_sync_users_may_write_the_acco
                     writers.add(function)
     assert "UserStatusFunction" not in writers
     assert writers <= {"UserSyncFunction", "CcrmPollFunction"}, writers
+
+
+def test_every_table_that_holds_calls_contacts_or_accounts_is_deletion_protected_by_default():
+    """A stack deletion must not take the calls with it unless the operator said so
+    (TableDeletionProtection, "true" by default; docs/deploy.md, "Deleting a stack")."""
+    assert TEMPLATE["Parameters"]["TableDeletionProtection"]["Default"] == "true"
+    tables = {k for k, v in RESOURCES.items() if v["Type"] == "AWS::DynamoDB::Table"}
+    kept = {"AccountsTable", "ContactsTable", "CallsTable"}
+    assert kept <= tables
+    for table in kept:
+        protection = RESOURCES[table]["Properties"].get("DeletionProtectionEnabled")
+        assert protection == {"Ref": "TableDeletionProtection"}, table
+    # The routing cache is rebuilt from the CRM on demand: nothing in it to protect.
+    assert tables - kept == {"RoutingCacheTable"}

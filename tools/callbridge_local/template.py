@@ -101,7 +101,12 @@ EMULATED: Mapping[str, Support] = {
     # the code checks expires_at on read, as DynamoDB's TTL is late anyway).
     DYNAMODB_TABLE: _support(
         ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes"),
-        ("TimeToLiveSpecification", "PointInTimeRecoverySpecification", "SSESpecification"),
+        (
+            "TimeToLiveSpecification",
+            "PointInTimeRecoverySpecification",
+            "SSESpecification",
+            "DeletionProtectionEnabled",
+        ),
     ),
     SQS_QUEUE: _support(("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy"), ("SqsManagedSseEnabled",)),
     S3_BUCKET: _support(
