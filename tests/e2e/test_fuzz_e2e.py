@@ -20,6 +20,7 @@ recording link is one of those or an IP literal the address guard refuses withou
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import random
 import string
@@ -73,8 +74,16 @@ FAULT_WEBHOOK = "well-formed, during a store fault"
 
 
 # -- the routes ---------------------------------------------------------------------------------
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """docs/openapi.yaml, parsed once: a request for a route without a generator of its own is
+    built from its operation, and parsing the document for each was seconds of every thousand."""
+    spec: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
+    return spec
+
+
 def openapi_routes() -> list[tuple[str, str]]:
-    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
+    spec = openapi_document()
     return sorted(
         (method.upper(), path)
         for path, item in spec["paths"].items()
@@ -84,7 +93,8 @@ def openapi_routes() -> list[tuple[str, str]]:
 
 
 def openapi_operation(method: str, path: str) -> dict[str, Any]:
-    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text(encoding="utf-8"))
+    """A route's operation with its references resolved (a new dict: the document is shared)."""
+    spec = openapi_document()
     operation: dict[str, Any] = _resolve(spec, spec["paths"][path][method.lower()])
     return operation
 
