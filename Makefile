@@ -7,7 +7,7 @@ export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)/functions:$(CURDIR
 # The SAM CLI reports usage to AWS unless told not to: a build or a test run must not phone home.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test lint bench bench-cost build validate clean
+.PHONY: run test test-fast lint bench bench-cost build validate clean
 
 $(VENV)/.installed: requirements-dev.txt requirements-translator.txt layers/deps/requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,9 +27,13 @@ $(SAMVENV)/.installed: requirements-sam.txt
 run: $(VENV)/.installed
 	$(VENV)/bin/python -m callbridge_local $(ARGS)
 
-## test: lint, types, unit + integration + e2e tests, sam validate --lint, sam build
+## test: lint, types, architecture, sam validate --lint, sam build, all the tests; the time of each stage
 test: $(VENV)/.installed $(SAMVENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAMVENV)/bin:$$PATH" bash tools/test.sh
+
+## test-fast: the edit-test loop: architecture contracts, unit + contract + architecture tests
+test-fast: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash tools/test.sh --fast
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -16,7 +16,7 @@ from tests.fakes.ccrm import FakeCcrm, record
 from tests.fakes.telediscount import FakeTelediscount
 from tests.support import call_ids, trusting_fakes_yaml
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(480)  # as test_cloudpbx_backfill_cli: 120 s ran out on a loaded machine
 CCRM_KEY = "cli-backfill-ccrm-key-0001"
 TD_KEY = "cli-backfill-td-key-0001"
 

@@ -80,7 +80,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         )  # fmt: skip
         (directory / f"{ACCOUNT_ID}.yaml").write_text(trusting_fakes_yaml(text), encoding="utf-8")
         params = {
-            "HistoryQuietSeconds": "2",
+            # Long enough that "not final yet" is seen after the last event's answer on a loaded
+            # machine (at 2 s a slow answer outlasted it), short enough that the drain's wait is short.
+            "HistoryQuietSeconds": "6",
             "MissedCallSettleSeconds": "1",
             "DeliveryRetryBaseSeconds": "0",
             "DeliveryHttpAttempts": "1",

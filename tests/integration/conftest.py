@@ -1,9 +1,12 @@
-"""Integration fixtures: one moto server (HTTP, as boto3 talks to AWS) per session, reset and
-re-provisioned from template.yaml before every test, with the demo account applied."""
+"""Integration fixtures: one moto server (HTTP, as boto3 talks to AWS) per test session, and for
+every test a stack of its own in it: template.yaml provisioned into a fresh AWS account (moto keeps
+each account's state apart) under a stack name of its own (S3 bucket names are global), with the
+demo account applied. Nothing is reset between tests, so a suite sharing the server (the contract
+tests' stack, provisioned once) keeps its state, and a test never sees another's."""
 
 from __future__ import annotations
 
-import urllib.request
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,14 +17,16 @@ from callbridge.core.config import load_account_file
 from callbridge.features.admin import apply_account
 from callbridge.infra import aws, secrets, settings
 from callbridge_local.provision import AwsTarget, ProvisionedStack, provision
-from callbridge_local.template import load_template
-from callbridge_local.testing import moto_server
+from callbridge_local.template import Template, load_template
+from callbridge_local.testing import MOTO_ACCOUNT_ID, moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # The parameters the cloud is provisioned with.
 CLOUD_PARAMS = {"MissedCallSettleSeconds": "0"}
+# AWS account ids (12 digits) and stack names for each test's stack; a worker has its own moto.
+_stacks = itertools.count(1)
 
 
 def _reset_caches() -> None:
@@ -37,6 +42,11 @@ def aws_endpoint() -> Iterator[str]:
         yield endpoint
 
 
+@pytest.fixture(scope="session")
+def cloud_template() -> Template:
+    return load_template(ROOT / "template.yaml")
+
+
 @pytest.fixture
 def cloud(cloud_stack: ProvisionedStack) -> dict[str, str]:
     """A freshly provisioned emulated AWS with the demo account; the functions' env."""
@@ -44,10 +54,14 @@ def cloud(cloud_stack: ProvisionedStack) -> dict[str, str]:
 
 
 @pytest.fixture
-def cloud_stack(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProvisionedStack]:
+def cloud_stack(
+    aws_endpoint: str, cloud_template: Template, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ProvisionedStack]:
     """What `cloud` provisions, as the stack (the sample-event test writes its `sam local` file)."""
-    request = urllib.request.Request(f"{aws_endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=10).close()
+    number = next(_stacks)
+    account_id = f"{200000000000 + number}"
+    # The moto server runs in this process and reads the account of every request from here.
+    monkeypatch.setenv(MOTO_ACCOUNT_ID, account_id)
     for name, value in {
         "AWS_ENDPOINT_URL": aws_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -56,7 +70,9 @@ def cloud_stack(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         "AWS_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)
-    stack = provision(load_template(ROOT / "template.yaml"), AwsTarget(aws_endpoint), params=CLOUD_PARAMS)
+    stack = provision(
+        cloud_template, AwsTarget(aws_endpoint), stack_name=f"it{number}", params=CLOUD_PARAMS, account_id=account_id
+    )
     for name, value in stack.environment.items():
         monkeypatch.setenv(name, value)
     _reset_caches()

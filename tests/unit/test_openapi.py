@@ -6,13 +6,14 @@ documented but read nowhere, or read (get_query_string_value) but not documented
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from callbridge_local.template import load_template
+from callbridge_local.template import Template, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
@@ -23,7 +24,7 @@ def test_openapi_routes_equal_the_template_routes():
     documented = {
         (method.upper(), path) for path, item in document["paths"].items() for method in item if method in METHODS
     }
-    template = load_template(ROOT / "template.yaml")
+    template = _template()
     routed = {(event.method.upper(), event.path) for f in template.functions.values() for event in f.http_events}
     assert routed, "no HttpApi routes found in template.yaml"
     assert documented - routed == set(), "documented in docs/openapi.yaml but not routed in template.yaml"
@@ -87,7 +88,10 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _imports(path: Path) -> set[Path]:
+# Every route walks the modules its edge imports, most of them the same ones: each file is parsed
+# once per run (the files do not change while the tests run).
+@functools.cache
+def _imports(path: Path) -> frozenset[Path]:
     """The callbridge modules a file imports (also inside functions: the lazy imports)."""
     found: set[Path] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -97,7 +101,7 @@ def _imports(path: Path) -> set[Path]:
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names if alias.name.startswith("callbridge")]
         found |= {file for file in map(_module_file, names) if file is not None}
-    return found
+    return frozenset(found)
 
 
 def _edge_module(function_file: Path) -> Path:
@@ -188,20 +192,25 @@ def _strings(files: Iterable[Path]) -> set[str]:
     """The string literals of these files, docstrings left out."""
     found: set[str] = set()
     for file in files:
-        tree = ast.parse(file.read_text(encoding="utf-8"))
-        docstrings = {
-            id(node.body[0].value)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
-            and node.body
-            and isinstance(node.body[0], ast.Expr)
-        }
-        found |= {
-            n.value
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
-        }
+        found |= _file_strings(file)
     return found
+
+
+@functools.cache
+def _file_strings(file: Path) -> frozenset[str]:
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    return frozenset(
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+    )
 
 
 def _readers(edge: Path, path: str) -> set[Path]:
@@ -222,8 +231,14 @@ def _readers(edge: Path, path: str) -> set[Path]:
     return found
 
 
+@functools.cache
+def _template() -> Template:
+    """template.yaml as the runtime reads it (through the SAM transform: a second or more), once."""
+    return load_template(ROOT / "template.yaml")
+
+
 def _routes() -> list[tuple[str, str, Path]]:
-    template = load_template(ROOT / "template.yaml")
+    template = _template()
     return [
         (event.method.upper(), event.path, ROOT / spec.code_uri / f"{spec.module_name.replace('.', '/')}.py")
         for spec in template.functions.values()

@@ -29,6 +29,9 @@ from callbridge_local.template import load_template
 TOOLS_DIR = Path(__file__).resolve().parent.parent
 _READY = re.compile(re.escape(READY_MESSAGE) + r" (http://\S+)")
 _AWS_ENDPOINT = re.compile(re.escape(AWS_ENDPOINT_MESSAGE) + r" (http://\S+)")
+# moto keeps every AWS account's state apart; a moto server in this process takes the account of
+# every request from this variable when it is set (tests give each test an account of its own).
+MOTO_ACCOUNT_ID = "MOTO_ACCOUNT_ID"
 
 
 class BridgeStartupError(RuntimeError):
@@ -201,6 +204,7 @@ def running_bridge(
     if max_batching_window is not None:
         command += ["--max-batching-window", str(max_batching_window)]
     env = dict(os.environ)
+    env.pop(MOTO_ACCOUNT_ID, None)  # the runtime's own moto: its stack is in the default account
     env.update(extra_env or {})
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TOOLS_DIR), env.get("PYTHONPATH", "")) if p)
