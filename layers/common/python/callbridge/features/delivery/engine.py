@@ -10,6 +10,10 @@ Exactly once, as seen by the CRM:
   answer that replay as a duplicate, which we count as delivered.
 Nothing pending is dropped: a transient failure reschedules with exponential backoff, and after
 DELIVERY_MAX_ATTEMPTS the delivery is parked `failed` (visible with `callbridge deliveries failed`).
+
+One call never holds back the others: a call its connector cannot build or send (an exception of
+ours, not the CRM's answer) is parked `rejected` on its own with the error as its reason, the rest of
+the run goes out, and the error counts in the alarmed DeliveriesParked metric (Report.errors).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from callbridge.core import live, missed
 from callbridge.core.accounts import Account, UnknownAccount, get_account
@@ -62,6 +68,9 @@ class Report:
     deferred: int = 0
     busy: int = 0  # due but leased by another worker
     requests: int = 0
+    # Failures of ours: a call the connector could not build or send (parked `rejected`, counted there
+    # too), callback work that raised, or a whole CRM's run that crashed (its deliveries stay pending).
+    errors: int = 0
     per_crm: dict[str, int] = field(default_factory=dict)  # deliveries handled per CRM kind
     # (call id, CRM name) -> seconds until its retry is due: the realtime worker queues the retry
     retry_in: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
@@ -78,6 +87,7 @@ class Report:
             "deferred",
             "busy",
             "requests",
+            "errors",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, count in other.per_crm.items():
@@ -88,13 +98,16 @@ class Report:
         return {name: value for name, value in self.__dict__.items() if name != "retry_in"}
 
     def metrics(self) -> dict[str, int]:
-        """CloudWatch metrics (namespace CallBridge). DeliveriesParked: failed after every retry, the
-        operator's alarm (`callbridge deliveries failed`); rejected ones are counted apart."""
+        """CloudWatch metrics (namespace CallBridge). DeliveriesParked, the operator's alarm
+        (`callbridge deliveries failed`): failed after every retry, plus every error of ours
+        (DeliveryErrors: a call we could not build or send, a CRM's run that crashed); deliveries the
+        CRM itself rejected are counted apart."""
         return {
             "DeliveriesDelivered": self.delivered,
             "DeliveriesRejected": self.rejected,
             "DeliveriesNotApplicable": self.not_applicable,
-            "DeliveriesParked": self.failed,
+            "DeliveriesParked": self.failed + self.errors,
+            "DeliveryErrors": self.errors,
             "DeliveriesRetried": self.retried,
             "DeliveryRequests": self.requests,
         }
@@ -202,13 +215,21 @@ def process(
                 )
                 report.rejected += 1
                 continue
-            call = Call.from_item(raw)
             if _recording_pending(raw, now, settings.delivery_recording_wait_s):
                 due = now + timedelta(seconds=max(60, settings.delivery_realtime_grace_s))
                 marks.append(partial(store.reschedule, account.id, call_id, name, owner, due, attempts=attempts))
                 report.deferred += 1
                 continue
-            built = connector.records(call, raw.get("recording_state") == RECORDING_STORED)
+            try:
+                built = connector.records(Call.from_item(raw), raw.get("recording_state") == RECORDING_STORED)
+            except Exception as exc:
+                # A call the connector cannot build (a start in year 9999 overflows the account's
+                # zone) is parked alone; building it again would fail the same way.
+                reason = _error_reason("could not build the CRM's record", exc)
+                marks.append(_park(account.id, call_id, name, store.REJECTED, reason, attempts, []))
+                report.rejected += 1
+                report.errors += 1
+                continue
             if built.not_applicable:
                 marks.append(
                     partial(_not_applicable, account.id, call_id, name, built.not_applicable, sorted(built.flags))
@@ -231,8 +252,7 @@ def process(
                 # rest of the run; they are retried with the same backoff.
                 sent = [unavailable] * len(batch)
             else:
-                report.requests += 1
-                sent = connector.send(batch)
+                sent = _send(connector, batch, report)
                 if sent and all(r.kind == "transient" for r in sent):
                     unavailable = sent[0]
             for record, result in zip(batch, sent, strict=True):
@@ -270,6 +290,7 @@ def process(
                 report.retried += 1
                 report.retry_in[(call_id, name)] = int((due - now).total_seconds())
         elif rejected:
+            report.errors += sum(1 for r in rejected if r.detail.get(OUR_ERROR))
             marks.append(
                 _park(account.id, call_id, name, store.REJECTED, "; ".join(r.reason for r in rejected), attempts, flags)
             )
@@ -299,6 +320,7 @@ def process(
                 continue
             if follow.detail:
                 answer["callback"] = follow.detail
+            report.errors += int(follow.error)
             marks.append(partial(_delivered, account.id, call_id, name, answer, flags))
             report.delivered += 1
             report.duplicates += int(duplicate)
@@ -306,6 +328,31 @@ def process(
     if report.rejected or report.failed:
         logger().warning("deliveries parked", extra={"crm": name, "rejected": report.rejected, "failed": report.failed})
     return report
+
+
+OUR_ERROR = "callbridge_error"  # a RecordResult's detail: the send raised; it is not the CRM's answer
+
+
+def _error_reason(what: str, exc: BaseException) -> str:
+    logger().error(f"delivery: {what}", exc_info=exc)
+    return f"CallBridge {what}: {type(exc).__name__}: {exc}"[:500]
+
+
+def _send(connector: Connector, batch: list[Record], report: Report) -> list[RecordResult]:
+    """`connector.send(batch)`, whose exception (a fault of ours, not the CRM's answer) fails only the
+    calls it comes from: the batch is halved until the faulty record stands alone, which is
+    rejected; an AWS error (the store a connector keeps beside the call) is retried like an outage."""
+    report.requests += 1
+    try:
+        return connector.send(batch)
+    except (BotoCoreError, ClientError) as exc:
+        logger().warning("delivery: the store failed while sending", extra={"error": str(exc)[:300]})
+        return [RecordResult("transient", f"AWS error while sending: {type(exc).__name__}") for _ in batch]
+    except Exception as exc:
+        if len(batch) == 1:
+            return [RecordResult("rejected", _error_reason("could not send the call", exc), detail={OUR_ERROR: True})]
+    middle = len(batch) // 2
+    return _send(connector, batch[:middle], report) + _send(connector, batch[middle:], report)
 
 
 def _taken(outcome: list[RecordResult]) -> bool:
@@ -317,8 +364,17 @@ def _follow_ups(account: Account, crm: CrmSettings, taken: list[dict[str, Any]])
     (store/callbacks.py moves a caller's task with conditional updates)."""
     wanted = [Call.from_item(raw) for raw in taken]
     wanted = [c for c in wanted if callbacks.applies(crm, c)]
-    done = _parallel(callbacks.follow_up, ((account, crm, c) for c in wanted))
+    done = _parallel(_follow_up, ((account, crm, c) for c in wanted))
     return {c.call_id: f for c, f in zip(wanted, done, strict=True)}
+
+
+def _follow_up(account: Account, crm: CrmSettings, call: Call) -> callbacks.FollowUp:
+    """One call's callback work; an exception of ours gives it up for this call alone (the call
+    stays delivered, `crm_answer.callback` says why, DeliveryErrors counts it)."""
+    try:
+        return callbacks.follow_up(account, crm, call)
+    except Exception as exc:
+        return callbacks.FollowUp("failed", _error_reason("callback work failed", exc), error=True)
 
 
 def _delivered(account: str, call_id: str, crm: str, answer: dict[str, Any], flags: list[str]) -> None:
@@ -474,8 +530,10 @@ def drain(
                     report = process(account, crm, due, connector_for=connector_for)
                 except Exception:
                     # One CRM's trouble (a missing secret, a bad config) must not stop the others;
-                    # its deliveries stay pending and the next run tries again.
+                    # its deliveries stay pending and the next run tries again. Counted as an error
+                    # (the DeliveriesParked alarm): a run that keeps crashing is not silent.
                     logger().exception("delivery to a CRM failed", extra={"account": account_id, "crm": crm.name})
+                    total.errors += 1
                     break
                 total.add(report)
                 if report.claimed == 0 or len(due) < settings.delivery_chunk:
