@@ -68,6 +68,7 @@ EXPECTED: dict[str, Any] = {
             "deferred",
             "busy",
             "requests",
+            "errors",
         ),
         0,
     )

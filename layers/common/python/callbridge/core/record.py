@@ -281,7 +281,12 @@ class LiveEvent:
 
 def record_live(account: str, event: LiveEvent) -> bool:
     """Update the live state of a call (who rings, who answered). False when this event was
-    already applied. A call whose phones all stopped ringing unanswered is queued to be settled."""
+    already applied. A call whose phones all stopped ringing unanswered is queued to be settled.
+
+    Events are facts about a leg, whatever order they arrive in (a PBX retry brings an INCOMING
+    after its CANCELLED): a phone that stopped, answered or ended is kept in `stopped`, and its ring
+    arriving later does not make it ring again (store/calls.py unring_if_stopped). Every event may
+    be the one that completes what a settle needs, so each one looks whether to queue it."""
     now_iso = clock.iso(clock.now())
     update = Update().set(account=account, call_id=event.call_id, source=event.source, last_event_at=now_iso)
     update.set_if_absent(created_at=now_iso, phone=event.phone, phone_raw=event.phone_raw)
@@ -295,16 +300,18 @@ def record_live(account: str, event: LiveEvent) -> bool:
         update.set_if_absent(first_event_at=now_iso).set(direction=Direction.OUT.value, user=event.user)
     elif event.kind is Live.ANSWERED:
         update.set(accepted_by=event.user, user=event.user, accepted_at=now_iso)
-        update.remove_from_set("ringing", event.user)
+        update.remove_from_set("ringing", event.user).add_to_set("stopped", event.user)
     elif event.kind in (Live.STOPPED_RINGING, Live.ENDED):
-        update.remove_from_set("ringing", event.user)
+        update.remove_from_set("ringing", event.user).add_to_set("stopped", event.user)
         if event.kind is Live.ENDED:
             update.set(completed_at=now_iso)
     elif event.kind is Live.TRANSFERRED:
         update.add_to_set("transferred_to", event.user)
     applied = calls.apply_once(account, event.call_id, event.marker, now_iso, event.raw, update)
-    if applied and event.kind in (Live.STOPPED_RINGING, Live.ENDED):
-        _schedule_settle(account, event.call_id)
+    if applied and event.kind is Live.RINGING:
+        calls.unring_if_stopped(account, event.call_id, event.user)
+    if applied and event.kind in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED):
+        _schedule_settle(account, event.call_id, first_ring=now_iso if event.kind is Live.RINGING else None)
     return applied
 
 
@@ -328,16 +335,33 @@ def _answered_and_ended(call: Mapping[str, Any]) -> bool:
     )
 
 
-def _schedule_settle(account: str, call_id: str, delay: int | None = None) -> None:
+def _ringing_unanswered(call: Mapping[str, Any]) -> bool:
+    return not call.get("final") and not call.get("accepted_by") and bool(call.get("ringing"))
+
+
+def _schedule_settle(
+    account: str, call_id: str, delay: int | None = None, *, first_ring: str | None = None, age_check: bool = False
+) -> None:
     """Queue the settle of a call that may be final by now: unanswered and silent (missed after
     MISSED_CALL_SETTLE_SECONDS), or answered and ended (recorded from its events if its final
     record has not come after HISTORY_QUIET_SECONDS). SQS delays a message 15 minutes at most; a
-    longer wait is a chain of messages (settle_call queues the next one)."""
+    longer wait is a chain of messages (settle_call queues the next one).
+
+    A call still ringing gets one chain of its own, started by a ring (`first_ring`: its receipt)
+    that finds none started (`ring_check_at`, set once): the check of its maximum ringing age
+    (MAX_RINGING_SECONDS), after which it is settled even if the stop of a phone never came."""
     call = calls.get_call(account, call_id)
     if call is None:
         return
     settings = get_settings()
-    if _unanswered_and_silent(call):
+    if age_check or (
+        first_ring is not None
+        and _ringing_unanswered(call)
+        and not call.get("ring_check_at")
+        and calls.set_once(account, call_id, ring_check_at=first_ring)
+    ):
+        wait, age_check = settings.max_ringing_seconds, True
+    elif _unanswered_and_silent(call):
         wait = settings.missed_call_settle_seconds
     elif _answered_and_ended(call):
         wait = settings.history_quiet_seconds
@@ -346,10 +370,13 @@ def _schedule_settle(account: str, call_id: str, delay: int | None = None) -> No
     if not settings.settle_queue_url:
         logger().error("SETTLE_QUEUE_URL is not set: cannot settle a call that may be final")
         return
+    body: dict[str, Any] = {"account": account, "call_id": call_id}
+    if age_check:
+        body["check"] = RINGING_AGE
     aws.sqs().send_message(
         QueueUrl=settings.settle_queue_url,
-        MessageBody=json.dumps({"account": account, "call_id": call_id}),
-        DelaySeconds=min(wait if delay is None else delay, 900),
+        MessageBody=json.dumps(body),
+        DelaySeconds=max(0, min(wait if delay is None else delay, 900)),
     )
 
 
@@ -359,14 +386,19 @@ class SettleResult:
     status: str
 
 
-def settle_call(account: str, call_id: str) -> SettleResult:
+RINGING_AGE = "ringing_age"  # a settle message's `check`: the maximum ringing age of a ringing call
+
+
+def settle_call(account: str, call_id: str, *, check: str | None = None) -> SettleResult:
     """Decide whether a call whose phones all stopped ringing was missed, or whether an answered
     call that ended is to be recorded from its events.
 
     Hunting groups ring one phone after another, so an empty `ringing` set is not yet the end of
     the call: it is missed only after MISSED_CALL_SETTLE_SECONDS without a new event. An answered
     call is final when its source's record comes; only if none came HISTORY_QUIET_SECONDS after
-    its last event is it recorded from the events (`_derive_answered`).
+    its last event is it recorded from the events (`_derive_answered`). `check=RINGING_AGE`: a call
+    still ringing MAX_RINGING_SECONDS after its first event is settled as missed all the same (the
+    stop of a phone was lost; reason `unknown`); younger, the check is queued again.
     """
     call = calls.get_call(account, call_id)
     if call is None:
@@ -377,22 +409,32 @@ def settle_call(account: str, call_id: str) -> SettleResult:
         return _derive_answered(account, call_id, call)
     if call.get("accepted_by"):
         return SettleResult("answered")
-    if call.get("ringing"):
-        return SettleResult("ringing")
-    settle = get_settings().missed_call_settle_seconds
     now = clock.now()
-    last = clock.parse_iso(str(call.get("last_event_at") or call.get("first_event_at")))
-    remaining = settle - int((now - last).total_seconds())
-    if remaining > 0:
-        _schedule_settle(account, call_id, delay=remaining)
-        return SettleResult("waiting")
+    reason = MissedReason.NO_ANSWER
+    if call.get("ringing"):
+        if check != RINGING_AGE or not call.get("first_event_at"):
+            return SettleResult("ringing")
+        age = int((now - clock.parse_iso(str(call["first_event_at"]))).total_seconds())
+        if age < get_settings().max_ringing_seconds:
+            _schedule_settle(account, call_id, delay=get_settings().max_ringing_seconds - age, age_check=True)
+            return SettleResult("ringing")
+        reason = MissedReason.UNKNOWN  # we never learnt how it ended
+    elif check == RINGING_AGE:
+        return SettleResult("final" if call.get("final") else "waiting")  # the stops' own settle decides
+    else:
+        settle = get_settings().missed_call_settle_seconds
+        last = clock.parse_iso(str(call.get("last_event_at") or call.get("first_event_at")))
+        remaining = settle - int((now - last).total_seconds())
+        if remaining > 0:
+            _schedule_settle(account, call_id, delay=remaining)
+            return SettleResult("waiting")
     first = str(call["first_event_at"])
     update = Update().set(
         direction=Direction.IN.value,
         outcome=Outcome.MISSED.value,
         final=True,
         # Every phone stopped ringing and nobody took the call: the caller hung up unanswered.
-        missed_reason=MissedReason.NO_ANSWER.value,
+        missed_reason=reason.value,
         duration=0,
         started_at=first,
         start_source=StartSource.FIRST_EVENT.value,
@@ -401,7 +443,9 @@ def settle_call(account: str, call_id: str) -> SettleResult:
         gsi1sk=f"{first}#{call_id}",
     )
     update.set_if_absent(finalized_at=clock.iso(now))
-    recorded = calls.finalize_if_unanswered(account, call_id, update)
+    if reason is MissedReason.UNKNOWN:
+        update.remove("ringing")
+    recorded = calls.finalize_if_unanswered(account, call_id, update, ringing_ok=reason is MissedReason.UNKNOWN)
     if recorded:
         source = str(call.get("source") or "") or None
         pipeline.call_stored(
@@ -411,7 +455,7 @@ def settle_call(account: str, call_id: str) -> SettleResult:
             fetch_recording=False,
             source=source,
             outcome=Outcome.MISSED.value,
-            reason=MissedReason.NO_ANSWER.value,
+            reason=reason.value,
         )
     return SettleResult("missed" if recorded else "final")
 
