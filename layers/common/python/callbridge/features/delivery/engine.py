@@ -71,6 +71,10 @@ class Report:
     # Failures of ours: a call the connector could not build or send (parked `rejected`, counted there
     # too), callback work that raised, or a whole CRM's run that crashed (its deliveries stay pending).
     errors: int = 0
+    # Live call cards: best-effort and useful for seconds, so never retried; one whose call has
+    # ended by the time it is taken (a queue backlog) is not shown at all.
+    cards_failed: int = 0
+    cards_late: int = 0
     per_crm: dict[str, int] = field(default_factory=dict)  # deliveries handled per CRM kind
     # (call id, CRM name) -> seconds until its retry is due: the realtime worker queues the retry
     retry_in: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
@@ -88,6 +92,8 @@ class Report:
             "busy",
             "requests",
             "errors",
+            "cards_failed",
+            "cards_late",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, count in other.per_crm.items():
@@ -108,6 +114,8 @@ class Report:
             "DeliveriesNotApplicable": self.not_applicable,
             "DeliveriesParked": self.failed + self.errors,
             "DeliveryErrors": self.errors,
+            "LiveCardsFailed": self.cards_failed,
+            "LiveCardsLate": self.cards_late,
             "DeliveriesRetried": self.retried,
             "DeliveryRequests": self.requests,
         }
@@ -443,7 +451,7 @@ def deliver_messages(
     (a live call card, callbridge.core.live), handed to that CRM's connector. The calls of one CRM go
     out together in the fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
     records it and the drain retries when due); only a crash (DynamoDB unreachable…) fails the
-    messages it concerns, for SQS to redeliver."""
+    deliveries it concerns, for SQS to redeliver. A card's message never fails: see below."""
     total = Report()
     failed: list[str] = []
     groups: dict[tuple[str, str], list[_Message]] = defaultdict(list)
@@ -465,13 +473,20 @@ def deliver_messages(
         if crm is None:
             logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
             continue
-        # Call cards first and in order: `in` before `hangup` of the same call.
-        for message in (m for m in group if m.card is not None):
+        # Call cards first and in order: `in` before `hangup` of the same call. A card that failed is
+        # not retried (a redelivered message would show it minutes late), and a ringing or answered
+        # card of a call that has ended is not shown: a card is never wrong.
+        cards = [m.card or {} for m in group if m.card is not None]
+        ended = _ended_calls(account_id, [_card_call(c) for c in cards if _card_stage(c) in OPEN_STAGES])
+        for card in cards:
+            if _card_stage(card) in OPEN_STAGES and _card_call(card) in ended:
+                total.cards_late += 1
+                continue
             try:
-                _show_card(account, crm, message.card or {})
+                _show_card(account, crm, card)
             except Exception:
-                logger().exception("a live call card failed", extra={"crm": crm_name})
-                failed.append(message.id)
+                logger().exception("a live call card failed; not retried", extra={"crm": crm_name})
+                total.cards_failed += 1
         calls = [m for m in group if m.card is None]
         if not calls:
             continue
@@ -484,6 +499,33 @@ def deliver_messages(
         total.add(report)
         _queue_retries(account_id, report.retry_in)
     return total, failed
+
+
+OPEN_STAGES = ("ringing", "answered")  # cards that show a call as going on
+
+
+def _card_stage(message: dict[str, Any]) -> str:
+    body = message.get("live")
+    return str(body.get("stage") or "") if isinstance(body, dict) else ""
+
+
+def _card_call(message: dict[str, Any]) -> str:
+    body = message.get("live")
+    return str(body.get("call_id") or "") if isinstance(body, dict) else ""
+
+
+def _ended_calls(account_id: str, call_ids: list[str]) -> set[str]:
+    """The calls among `call_ids` that have ended (final, or their end event came); one batch read.
+    Best-effort like the cards: a failed read shows them."""
+    wanted = [c for c in dict.fromkeys(call_ids) if c]
+    if not wanted:
+        return set()
+    try:
+        found = _read_calls(account_id, wanted)
+    except Exception:
+        logger().exception("could not read the calls of live cards")
+        return set()
+    return {c for c, item in found.items() if item.get("final") or item.get("completed_at")}
 
 
 def _show_card(account: Account, crm: CrmSettings, message: dict[str, Any]) -> None:
