@@ -72,10 +72,8 @@ def call_request(app: APIGatewayHttpResolver) -> CallRequest:
         data = json.loads(text)
         # A lone surrogate escaped in JSON (`"\ud800"`) is no UTF-8 text: refused like bytes that are not.
         json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except (
-        ValueError,
-        RecursionError,
-    ):  # binascii.Error, UnicodeDecodeError/UnicodeEncodeError and JSONDecodeError are ValueErrors
+    # binascii.Error, UnicodeDecodeError, UnicodeEncodeError and JSONDecodeError are ValueErrors
+    except (ValueError, RecursionError):
         raise BadRequestError("The body is not a JSON document in UTF-8") from None
     try:
         return CallRequest.model_validate(data)
