@@ -1,6 +1,7 @@
 """A JSON body may escape a lone surrogate (`"\\ud800"`), which no UTF-8 text can hold and nothing
-can store: through the handlers against moto, the Cloud PBX webhook and POST /calls answer it 400,
-never a 5xx that the sender would retry for ever (docs/cloudpbx.md, docs/clicktocall.md)."""
+can store: through the handler against moto, the Cloud PBX webhook answers it 400, never a 5xx that
+the PBX would retry for ever (docs/cloudpbx.md, "Answers"). POST /calls answers such a body 422
+(tests/integration/test_bad_input.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from typing import Any
 import pytest
 
 import cloudpbx
-import make_call
 from callbridge.store import calls
 from tests.support import DEMO_TOKEN, http_event
 
@@ -49,9 +49,3 @@ def test_a_cloudpbx_webhook_with_a_lone_surrogate_is_a_400(cloud: dict[str, str]
     good = json.dumps({**fields, "user": "andy", "department": "\\ud83d\\ude00"}).replace("\\\\", "\\")
     assert post_json(cloudpbx.handler, "/v1/demo/cloudpbx", good)[0] == 200
     assert calls.get_call("demo", "SURROGATE-1") is not None
-
-
-def test_post_calls_with_a_lone_surrogate_is_a_400(cloud: dict[str, str]) -> None:
-    body = '{"user": "andy\\ud800", "phone": "+79101234567"}'
-    status, _ = post_json(make_call.handler, "/v1/demo/calls", body)
-    assert status == 400

@@ -69,6 +69,8 @@ EXPECTED: dict[str, Any] = {
             "busy",
             "requests",
             "errors",
+            "cards_failed",
+            "cards_late",
         ),
         0,
     )

@@ -70,10 +70,7 @@ def call_request(app: APIGatewayHttpResolver) -> CallRequest:
         text = base64.b64decode(raw, validate=True).decode("utf-8") if event.is_base64_encoded else raw
         # json.loads recurses once per nesting level: 100,000 '[' exhaust the stack (RecursionError).
         data = json.loads(text)
-        # A lone surrogate escaped in JSON (`"\ud800"`) is no UTF-8 text: refused like bytes that are not.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    # binascii.Error, UnicodeDecodeError, UnicodeEncodeError and JSONDecodeError are ValueErrors
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise BadRequestError("The body is not a JSON document in UTF-8") from None
     try:
         return CallRequest.model_validate(data)
