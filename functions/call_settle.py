@@ -1,5 +1,4 @@
-"""SQS worker: records a call nobody answered as missed once all its phones stopped ringing (or once
-it rang past its maximum ringing age), and an answered call from its events when no final record came."""
+"""SQS worker: records a call nobody answered as missed once all its phones stopped ringing."""
 
 import json
 from typing import Any
@@ -14,8 +13,7 @@ from callbridge.infra.observability import bind, invocation, logger
 def _settle(record: SQSRecord) -> None:
     message = json.loads(record.body)
     bind(account=message.get("account"), call_id=message.get("call_id"))
-    check = message.get("check")
-    result = settle_call(str(message["account"]), str(message["call_id"]), check=str(check) if check else None)
+    result = settle_call(str(message["account"]), str(message["call_id"]))
     logger().info(
         "settled",
         extra={"account": message["account"], "call_id": message["call_id"], "result": result.status},

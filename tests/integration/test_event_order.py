@@ -1,23 +1,19 @@
 """Cloud PBX live events are facts about a leg, whatever order they arrive in (docs/cloudpbx.md,
 "Events out of order"): through the webhook handler and the settle worker against moto, every
 permutation of the events of an answered, a missed and two group-rung calls, each with a retry of
-one of its events arriving later, ends in the same final call as the ordered replay. And a call whose
-stop never comes settles after its maximum ringing age."""
+one of its events arriving later, ends in the same final call as the ordered replay."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
-import call_settle
 from callbridge.infra import clock, settings
 from callbridge.store import calls
 from tests.integration.test_cloudpbx_webhooks import drain_settle_queue, post
@@ -118,49 +114,3 @@ def test_a_ring_arriving_after_its_stop_is_the_missed_call_of_a_pbx_retry(
     settle_all(cloud, frozen)
     call = calls.get_call("demo", "retried") or {}
     assert (call.get("final"), call.get("outcome"), call.get("missed_reason")) == (True, "missed", "no_answer")
-
-
-def test_a_call_whose_stop_never_comes_settles_after_its_maximum_ringing_age(
-    cloud: dict[str, str], frozen: list[datetime], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MAX_RINGING_SECONDS", "600")
-    settings.reset_settings()
-    sqs = boto3.client("sqs")
-
-    def delayed() -> int:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=cloud["SETTLE_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessagesDelayed"])
-
-    before = delayed()
-    replay("lost-stop", [("INCOMING", "andy"), ("INCOMING", "daria"), ("CANCELLED", "daria")])
-    assert delayed() == before + 1  # one age check per call, from its first ring only
-
-    def age_check() -> str:
-        body = json.dumps({"account": "demo", "call_id": "lost-stop", "check": "ringing_age"})
-        record = {
-            "messageId": "m1",
-            "receiptHandle": "r1",
-            "body": body,
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:settle",
-            "awsRegion": "us-east-1",
-        }
-        assert call_settle.handler({"Records": [record]}, None) == {"batchItemFailures": []}
-        return str((calls.get_call("demo", "lost-stop") or {}).get("outcome"))
-
-    frozen[0] = T0 + timedelta(seconds=599)
-    assert age_check() == "None"  # still young: checked again later
-    assert delayed() == before + 2
-    frozen[0] = T0 + timedelta(seconds=600)
-    assert age_check() == "missed"
-    call = calls.get_call("demo", "lost-stop") or {}
-    assert (call["final"], call["missed_reason"], call.get("ringing")) == (True, "unknown", None)
-    assert call["users_rang"] == {"andy", "daria"}
-    # A late stop or answer changes nothing: the call was settled.
-    replay("lost-stop", [("ACCEPTED", "andy")])
-    assert (calls.get_call("demo", "lost-stop") or {})["outcome"] == "missed"

@@ -311,7 +311,7 @@ def record_live(account: str, event: LiveEvent) -> bool:
     if applied and event.kind is Live.RINGING:
         calls.unring_if_stopped(account, event.call_id, event.user)
     if applied and event.kind in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED):
-        _schedule_settle(account, event.call_id, first_ring=now_iso if event.kind is Live.RINGING else None)
+        _schedule_settle(account, event.call_id)
     return applied
 
 
@@ -335,33 +335,16 @@ def _answered_and_ended(call: Mapping[str, Any]) -> bool:
     )
 
 
-def _ringing_unanswered(call: Mapping[str, Any]) -> bool:
-    return not call.get("final") and not call.get("accepted_by") and bool(call.get("ringing"))
-
-
-def _schedule_settle(
-    account: str, call_id: str, delay: int | None = None, *, first_ring: str | None = None, age_check: bool = False
-) -> None:
+def _schedule_settle(account: str, call_id: str, delay: int | None = None) -> None:
     """Queue the settle of a call that may be final by now: unanswered and silent (missed after
     MISSED_CALL_SETTLE_SECONDS), or answered and ended (recorded from its events if its final
     record has not come after HISTORY_QUIET_SECONDS). SQS delays a message 15 minutes at most; a
-    longer wait is a chain of messages (settle_call queues the next one).
-
-    A call still ringing gets one chain of its own, started by a ring (`first_ring`: its receipt)
-    that finds none started (`ring_check_at`, set once): the check of its maximum ringing age
-    (MAX_RINGING_SECONDS), after which it is settled even if the stop of a phone never came."""
+    longer wait is a chain of messages (settle_call queues the next one)."""
     call = calls.get_call(account, call_id)
     if call is None:
         return
     settings = get_settings()
-    if age_check or (
-        first_ring is not None
-        and _ringing_unanswered(call)
-        and not call.get("ring_check_at")
-        and calls.set_once(account, call_id, ring_check_at=first_ring)
-    ):
-        wait, age_check = settings.max_ringing_seconds, True
-    elif _unanswered_and_silent(call):
+    if _unanswered_and_silent(call):
         wait = settings.missed_call_settle_seconds
     elif _answered_and_ended(call):
         wait = settings.history_quiet_seconds
@@ -370,13 +353,10 @@ def _schedule_settle(
     if not settings.settle_queue_url:
         logger().error("SETTLE_QUEUE_URL is not set: cannot settle a call that may be final")
         return
-    body: dict[str, Any] = {"account": account, "call_id": call_id}
-    if age_check:
-        body["check"] = RINGING_AGE
     aws.sqs().send_message(
         QueueUrl=settings.settle_queue_url,
-        MessageBody=json.dumps(body),
-        DelaySeconds=max(0, min(wait if delay is None else delay, 900)),
+        MessageBody=json.dumps({"account": account, "call_id": call_id}),
+        DelaySeconds=min(wait if delay is None else delay, 900),
     )
 
 
@@ -386,19 +366,14 @@ class SettleResult:
     status: str
 
 
-RINGING_AGE = "ringing_age"  # a settle message's `check`: the maximum ringing age of a ringing call
-
-
-def settle_call(account: str, call_id: str, *, check: str | None = None) -> SettleResult:
+def settle_call(account: str, call_id: str) -> SettleResult:
     """Decide whether a call whose phones all stopped ringing was missed, or whether an answered
     call that ended is to be recorded from its events.
 
     Hunting groups ring one phone after another, so an empty `ringing` set is not yet the end of
     the call: it is missed only after MISSED_CALL_SETTLE_SECONDS without a new event. An answered
     call is final when its source's record comes; only if none came HISTORY_QUIET_SECONDS after
-    its last event is it recorded from the events (`_derive_answered`). `check=RINGING_AGE`: a call
-    still ringing MAX_RINGING_SECONDS after its first event is settled as missed all the same (the
-    stop of a phone was lost; reason `unknown`); younger, the check is queued again.
+    its last event is it recorded from the events (`_derive_answered`).
     """
     call = calls.get_call(account, call_id)
     if call is None:
@@ -409,32 +384,22 @@ def settle_call(account: str, call_id: str, *, check: str | None = None) -> Sett
         return _derive_answered(account, call_id, call)
     if call.get("accepted_by"):
         return SettleResult("answered")
-    now = clock.now()
-    reason = MissedReason.NO_ANSWER
     if call.get("ringing"):
-        if check != RINGING_AGE or not call.get("first_event_at"):
-            return SettleResult("ringing")
-        age = int((now - clock.parse_iso(str(call["first_event_at"]))).total_seconds())
-        if age < get_settings().max_ringing_seconds:
-            _schedule_settle(account, call_id, delay=get_settings().max_ringing_seconds - age, age_check=True)
-            return SettleResult("ringing")
-        reason = MissedReason.UNKNOWN  # we never learnt how it ended
-    elif check == RINGING_AGE:
-        return SettleResult("final" if call.get("final") else "waiting")  # the stops' own settle decides
-    else:
-        settle = get_settings().missed_call_settle_seconds
-        last = clock.parse_iso(str(call.get("last_event_at") or call.get("first_event_at")))
-        remaining = settle - int((now - last).total_seconds())
-        if remaining > 0:
-            _schedule_settle(account, call_id, delay=remaining)
-            return SettleResult("waiting")
+        return SettleResult("ringing")
+    settle = get_settings().missed_call_settle_seconds
+    now = clock.now()
+    last = clock.parse_iso(str(call.get("last_event_at") or call.get("first_event_at")))
+    remaining = settle - int((now - last).total_seconds())
+    if remaining > 0:
+        _schedule_settle(account, call_id, delay=remaining)
+        return SettleResult("waiting")
     first = str(call["first_event_at"])
     update = Update().set(
         direction=Direction.IN.value,
         outcome=Outcome.MISSED.value,
         final=True,
         # Every phone stopped ringing and nobody took the call: the caller hung up unanswered.
-        missed_reason=reason.value,
+        missed_reason=MissedReason.NO_ANSWER.value,
         duration=0,
         started_at=first,
         start_source=StartSource.FIRST_EVENT.value,
@@ -443,9 +408,7 @@ def settle_call(account: str, call_id: str, *, check: str | None = None) -> Sett
         gsi1sk=f"{first}#{call_id}",
     )
     update.set_if_absent(finalized_at=clock.iso(now))
-    if reason is MissedReason.UNKNOWN:
-        update.remove("ringing")
-    recorded = calls.finalize_if_unanswered(account, call_id, update, ringing_ok=reason is MissedReason.UNKNOWN)
+    recorded = calls.finalize_if_unanswered(account, call_id, update)
     if recorded:
         source = str(call.get("source") or "") or None
         pipeline.call_stored(
@@ -455,7 +418,7 @@ def settle_call(account: str, call_id: str, *, check: str | None = None) -> Sett
             fetch_recording=False,
             source=source,
             outcome=Outcome.MISSED.value,
-            reason=reason.value,
+            reason=MissedReason.NO_ANSWER.value,
         )
     return SettleResult("missed" if recorded else "final")
 

@@ -31,9 +31,6 @@ class Settings(NamedTuple):
     # How long an answered call whose events ended waits for its source's final record before it is
     # recorded from its events (core/record.py settle_call).
     history_quiet_seconds: int = 900
-    # A call still ringing this long after its first event is settled as missed: the stop of a phone
-    # may never come (core/record.py settle_call). Longer than any queue or hunting group rings.
-    max_ringing_seconds: int = 3600
     # Recordings. Optional, so functions that do not touch recordings start without them.
     recording_queue_url: str = ""
     recordings_bucket: str = ""
@@ -100,7 +97,6 @@ class Settings(NamedTuple):
             missed_call_settle_seconds=integer("MISSED_CALL_SETTLE_SECONDS", 30, 0, 900),
             contact_budget_ms=integer("CONTACT_BUDGET_MS", 1000, 100, 5000),
             history_quiet_seconds=integer("HISTORY_QUIET_SECONDS", 900, 1, 86400),
-            max_ringing_seconds=integer("MAX_RINGING_SECONDS", 3600, 60, 86400),
             recording_queue_url=src.get("RECORDING_QUEUE_URL", "").strip(),
             recordings_bucket=src.get("RECORDINGS_BUCKET", "").strip(),
             recording_max_bytes=integer("RECORDING_MAX_BYTES", 500 * 1024 * 1024, 1024, 5 * 1024**3),

@@ -241,24 +241,19 @@ def list_calls(account: str, limit: int = 50) -> list[dict[str, Any]]:
     return [from_item(i) for i in response.get("Items", [])]
 
 
-def finalize_if_unanswered(account: str, call_id: str, update: Update, *, ringing_ok: bool = False) -> bool:
+def finalize_if_unanswered(account: str, call_id: str, update: Update) -> bool:
     """Apply `update` (a call made final as missed) only while the call is still not final, not
-    answered and ringing nowhere (`ringing_ok`: even while a phone seems to ring, for a call past
-    its maximum ringing age), so that a late answer or a final record that raced us wins."""
-    update.bind({"#cf": "final", "#ca": "accepted_by"}, cfalse=False)
-    condition = "(attribute_not_exists(#cf) OR #cf = :cfalse) AND attribute_not_exists(#ca)"
-    if not ringing_ok:
-        update.bind({"#cr": "ringing"})
-        condition += " AND attribute_not_exists(#cr)"
-    return update_call(account, call_id, update, condition=condition)
-
-
-def set_once(account: str, call_id: str, **values: Any) -> bool:
-    """Set attributes the call does not have yet; True for the one writer that set them."""
-    update = Update().set(**values)
-    first = next(iter(values))
-    update.names["#once"] = first
-    return update_call(account, call_id, update, condition="attribute_not_exists(#once)")
+    answered and ringing nowhere, so that a late answer or a final record that raced us wins."""
+    for attr, alias in (("final", "#cf"), ("accepted_by", "#ca"), ("ringing", "#cr")):
+        update.names[alias] = attr
+    update.values[":cfalse"] = {"BOOL": False}
+    return update_call(
+        account,
+        call_id,
+        update,
+        condition="(attribute_not_exists(#cf) OR #cf = :cfalse) AND attribute_not_exists(#ca) "
+        "AND attribute_not_exists(#cr)",
+    )
 
 
 def unring_if_stopped(account: str, call_id: str, user: str) -> bool:
