@@ -15,14 +15,16 @@ from callbridge.infra import aws
 class Faults:
     """Stands in front of a fake server's `handle`: while `status` is set, every request gets it
     (with `headers`); `echo` answers 400 with the request echoed back, as some APIs do in their error
-    bodies; `hang_s` makes every request wait that long (or until `release`) and then 504.
-    Otherwise the fake answers."""
+    bodies; `hang_s` makes every request wait that long (or until `release`) and then 504; `raw`
+    answers every request with that (status, body bytes, headers) as it is: a redirect, a login
+    page, truncated JSON. Otherwise the fake answers."""
 
     fake: Any
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     echo: bool = False
     hang_s: float = 0.0
+    raw: tuple[int, bytes, dict[str, str]] | None = None
     requests: int = 0
     _released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -38,6 +40,9 @@ class Faults:
         if self.echo:
             echoed = {"error": "bad request", "errorMsg": body.decode(errors="replace"), "query": query}
             return 400, echoed, {}
+        if self.raw is not None:
+            status, body, headers = self.raw
+            return status, body, dict(headers)  # a copy: the server pops the content type
         if self.status is not None:
             return self.status, {"success": False, "error": f"HTTP {self.status}"}, dict(self.headers)
         answer: tuple[int, Any, dict[str, str]] = self.fake.handle(method, path, query, headers, body)
@@ -49,7 +54,7 @@ class Faults:
 
     def heal(self) -> None:
         """Back to the fake's own answers; hung requests are let go."""
-        self.status, self.headers, self.echo, self.hang_s = None, {}, False, 0.0
+        self.status, self.headers, self.echo, self.hang_s, self.raw = None, {}, False, 0.0, None
         self._released.set()
 
 

@@ -337,6 +337,33 @@ def test_outages_and_timeouts_are_transient_and_lose_nothing(
     assert crm.drain().claimed == 0
 
 
+# -- answers no CRM documents as success: a moved host, an http→https redirect, a login page -------
+UNDOCUMENTED: dict[str, tuple[int, bytes, dict[str, str]]] = {
+    "redirect_302": (302, b"", {"Location": "https://moved.example.com/login?next=/api"}),
+    "redirect_301": (301, b"<html>Moved</html>", {"Location": "https://crm.example.com/", "content-type": "text/html"}),
+    "html_200": (200, b"<!doctype html><html><body><form>Log in</form></body></html>", {"content-type": "text/html"}),
+    "truncated_json": (200, b'{"success": true, "result": {"CALL_ID": "x"', {}),
+    "empty_200": (200, b"", {}),
+    "foreign_json_200": (200, b'{"status": "ok"}', {}),
+}
+
+
+@pytest.mark.parametrize("answer", list(UNDOCUMENTED))
+def test_an_answer_that_is_not_the_documented_success_is_never_delivered(crm: CrmStack, answer: str) -> None:
+    """Through the engine: nothing is marked delivered, nothing rejected; the calls stay pending
+    (after DeliveryMaxAttempts parked `failed`, alarmed), and arrive once the CRM answers again."""
+    crm.faults.raw = UNDOCUMENTED[answer]
+    ids = crm.store(crm.day(3))
+    report = crm.drain()
+    assert (report.delivered, report.rejected, report.failed, report.retried) == (0, 0, 0, len(ids))
+    assert all(crm.delivery(i)["state"] == deliveries.PENDING for i in ids)
+    assert crm.received() == []
+    crm.faults.heal()
+    crm.later(hours=1)
+    assert crm.drain().delivered == len(ids)
+    assert len(crm.received()) == len(ids)
+
+
 # -- the connector alone, under every kind of answer: (fault injected, what every result must be) ---
 FAULTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "401": ({"status": 401}, ["transient"] * 3),  # configuration: retried like an outage
@@ -350,6 +377,9 @@ FAULTS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "timeout": ({"hang_s": 5.0}, ["transient"] * 3),
     "rejected": ({}, ["ok", "rejected", "ok"]),  # the CRM refuses the second record only
     "echoed_key": ({"echo": True}, ["rejected"] * 3),  # a 400 whose body echoes our request
+    # Answers that are not the CRM's documented success: the CRM may have taken nothing, and it is no
+    # fault of the records. Never delivered, never rejected: retried later like an outage.
+    **{name: ({"raw": raw}, ["transient"] * 3) for name, raw in UNDOCUMENTED.items()},
 }
 
 

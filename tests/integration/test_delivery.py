@@ -413,16 +413,20 @@ def test_retailcrm_call_events_from_the_event_webhook(setup: Crms, now: list[dat
         event = http_event("/v1/realtime/cloudpbx", form(**fields), account="realtime")
         assert cloudpbx.handler(event, None)["statusCode"] == 200
 
-    post("INCOMING")
-    post("INCOMING")  # a PBX retry: no second card
-    post("INCOMING", "ghost")  # unmapped: nobody's card to open
-    deliver_queued()  # the card while the phone rings (a card whose turn comes after the end is not shown)
-    post("COMPLETED")
     sqs = aws.sqs()
     queue_url = settings.get_settings().delivery_queue_url
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+
+    def work() -> None:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+
+    post("INCOMING")
+    post("INCOMING")  # a PBX retry: no second card
+    post("INCOMING", "ghost")  # unmapped: nobody's card to open
+    work()  # while it rings (a ringing card taken after the call ended is not shown)
+    post("COMPLETED")
+    work()
     assert setup.retail.errors == []
     assert sorted(setup.retail.events, key=lambda e: str(e["type"])) == [
         {"phone": "+79101234567", "type": "hangup", "codes": ["101"], "callExternalId": "EV-1", "userIds": [1],
@@ -462,18 +466,6 @@ def test_a_failed_hand_off_is_done_again_by_the_pbx_retry(
     report = engine.drain(accounts=["batch"])
     assert report.delivered == 2
     assert setup.retail.received["RETRY-1"] == 1
-
-
-def deliver_queued() -> None:
-    """Hand what the delivery queue holds now to the delivery function, as its event source does."""
-    messages = queued_delivery_messages()
-    if not messages:
-        return
-    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
-    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
-    queue_url = settings.get_settings().delivery_queue_url
-    for message in messages:
-        aws.sqs().delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def queued_delivery_messages() -> list[Any]:
@@ -626,14 +618,18 @@ def test_telediscount_calls_open_and_close_the_responsible_managers_card(setup: 
                                            "setup_time": "1700000000", **fields}}  # fmt: skip
         return int(telediscount.handler(event, None)["statusCode"])
 
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+
+    def work() -> None:
+        messages = queued_delivery_messages()
+        assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+
     assert webhook("incoming") == 200
     assert webhook("incoming") == 200  # a PBX retry: no second card
-    deliver_queued()  # the card while the phone rings (a card whose turn comes after the end is not shown)
+    work()  # while it rings (a ringing card taken after the call ended is not shown)
     assert webhook("finished", num_b="SIP/0000000672", connection_time="12", waiting_time="5") == 200
     assert webhook("incoming", num_a="79035550000", api_call_id="TD-2") == 200  # unknown caller: no card
-    messages = queued_delivery_messages()
-    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
-    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    work()
     assert setup.retail.errors == []
     cards = [e for e in setup.retail.events if e["callExternalId"] == "TD-1"]
     assert [(e["type"], e["codes"], e["userIds"], e.get("hangupStatus")) for e in cards] == [
@@ -772,9 +768,15 @@ def test_click_to_call_opens_an_out_card_and_the_telediscount_finish_closes_it(
         secrets.reset_secret_cache()
         query = {"clientId": "retail-client-id-0001", "code": "672", "userId": "7", "phone": " 79039998877"}
         placed = clicktocall.crm_make_call("teleo", "retailcrm", query)
-    deliver_queued()  # the card while the phone rings (a card whose turn comes after the end is not shown)
     assert (placed.pbx_call_id, placed.pbx_user) == ("TD-OUT-1", "olga")
     assert fake.requests[-1][1]["num_b"] == "79039998877" and fake.errors == []
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+
+    def work() -> None:
+        messages = queued_delivery_messages()
+        assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+
+    work()  # the card shows while the call goes on (one taken after the call ended is not shown)
 
     def finished(call_id: str) -> None:
         event = {"rawPath": "/v1/teleo/telediscount/td-webhook-secret-0003/finished",
@@ -786,9 +788,7 @@ def test_click_to_call_opens_an_out_card_and_the_telediscount_finish_closes_it(
 
     finished("TD-OUT-1")
     finished("TD-OUT-2")  # dialled on the phone: no card was opened, none is closed
-    messages = queued_delivery_messages()
-    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
-    assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    work()
     assert setup.retail.errors == []
     cards = [(e["type"], e["codes"], e["userIds"], e["phone"], e.get("hangupStatus"), e["callExternalId"])
              for e in setup.retail.events]  # fmt: skip

@@ -68,6 +68,9 @@ EXPECTED: dict[str, Any] = {
             "deferred",
             "busy",
             "requests",
+            "errors",
+            "cards_failed",
+            "cards_late",
         ),
         0,
     )

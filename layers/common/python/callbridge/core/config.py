@@ -75,7 +75,7 @@ def _peer_url_syntax(value: str) -> str:
     # What no trust lifts: another scheme (file://, gopher://), credentials, a malformed host or port.
     import httpx
 
-    from callbridge.infra.netguard import PermanentFetchError, check_url, host_key, normalize_host
+    from callbridge.infra.netguard import PermanentFetchError, ShorthandAddress, check_url, host_key, normalize_host
 
     try:
         parsed = httpx.URL(value)
@@ -85,6 +85,8 @@ def _peer_url_syntax(value: str) -> str:
         raise ValueError(f"scheme {parsed.scheme or '(none)'!r} is not allowed: https only")
     try:
         host = normalize_host(parsed.raw_host.decode("ascii"))
+    except ShorthandAddress as exc:
+        raise ValueError(str(exc)) from None  # an address with two spellings: no trust lifts it
     except (ValueError, UnicodeError):
         raise ValueError("not a URL with a valid host") from None
     try:
@@ -432,10 +434,13 @@ class AccountConfig(Model):
     @field_validator("trusted_hosts")
     @classmethod
     def _trusted(cls, value: list[str]) -> list[str]:
-        from callbridge.infra.netguard import parse_host_port
+        from callbridge.infra.netguard import is_metadata, parse_host_port
 
         for entry in value:
-            if parse_host_port(entry)[1] is None:
+            host, port = parse_host_port(entry)
+            if is_metadata(host):
+                raise ValueError(f"{entry!r} is the cloud's instance metadata address: it is never trusted")
+            if port is None:
                 # Trusting a whole host would open its every port (SSH, a database) to our requests.
                 raise ValueError(f"{entry!r} names no port: write host:port")
         return value

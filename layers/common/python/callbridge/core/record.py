@@ -308,7 +308,12 @@ class LiveEvent:
 def record_live(account: str, event: LiveEvent, received: datetime | None = None) -> bool:
     """Update the live state of a call (who rings, who answered). False when this event was
     already applied. A call whose phones all stopped ringing unanswered is queued to be settled.
-    `received`: when the event arrived (now), the time its call card carries too."""
+    `received`: when the event arrived (now), the time its call card carries too.
+
+    Events are facts about a leg, whatever order they arrive in (a PBX retry brings an INCOMING
+    after its CANCELLED): a phone that stopped, answered or ended is kept in `stopped`, and its ring
+    arriving later does not make it ring again (store/calls.py unring_if_stopped). Every event may
+    be the one that completes what a settle needs, so each one looks whether to queue it."""
     now_iso = clock.iso(received or clock.now())
     update = Update().set(account=account, call_id=event.call_id, source=event.source, last_event_at=now_iso)
     update.set_if_absent(created_at=now_iso, phone=event.phone, phone_raw=event.phone_raw)
@@ -328,15 +333,17 @@ def record_live(account: str, event: LiveEvent, received: datetime | None = None
         update.set_if_absent(first_event_at=now_iso).set(direction=Direction.OUT.value, user=event.user)
     elif event.kind is Live.ANSWERED:
         update.set(accepted_by=event.user, user=event.user, accepted_at=now_iso)
-        update.remove_from_set("ringing", event.user)
+        update.remove_from_set("ringing", event.user).add_to_set("stopped", event.user)
     elif event.kind in (Live.STOPPED_RINGING, Live.ENDED):
-        update.remove_from_set("ringing", event.user)
+        update.remove_from_set("ringing", event.user).add_to_set("stopped", event.user)
         if event.kind is Live.ENDED:
             update.set(completed_at=now_iso)
     elif event.kind is Live.TRANSFERRED:
         update.add_to_set("transferred_to", event.user)
     applied = calls.apply_once(account, event.call_id, event.marker, now_iso, event.raw, update)
-    if applied and event.kind in (Live.STOPPED_RINGING, Live.ENDED):
+    if applied and event.kind is Live.RINGING:
+        calls.unring_if_stopped(account, event.call_id, event.user)
+    if applied and event.kind in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED):
         _schedule_settle(account, event.call_id)
     return applied
 

@@ -34,6 +34,7 @@ from callbridge.store import callbacks as store
 class FollowUp:
     kind: str  # "ok" | "transient" | "failed" (given up: recorded, the call stays delivered)
     detail: str = ""
+    error: bool = False  # given up for an exception of ours, not for the CRM's answer
 
 
 NOTHING = FollowUp("ok")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 
@@ -29,3 +29,15 @@ def parse_iso(value: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {value!r}")
     return parsed.astimezone(UTC)
+
+
+# The times a PBX may tell us of a call: none before this, none later than a day after our own
+# now (clocks drift, time zones are misread). A time outside is junk, like an unparseable one: it
+# would overflow the conversion into an account's zone (year 9999) and make the call undeliverable.
+EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=1)
+
+
+def plausible(value: datetime) -> bool:
+    """Whether `value` (aware) can be the time of a real call (EARLIEST_CALL .. now + LATEST_AHEAD)."""
+    return EARLIEST_CALL <= value <= now() + LATEST_AHEAD

@@ -8,7 +8,9 @@ address only for the host:ports the account trusts (its `trusted_hosts`). A refu
 PermanentHttpError before anything is sent.
 
 What is retried: timeouts, connection errors, 429 and 5xx. Any other 4xx is permanent for that
-request. No secret reaches a log line or an exception text: errors name the peer, the method, the
+request. A redirect is never followed nor taken for success: it is an UnexpectedAnswer (the peer
+moved, or the address is wrong), as is a 2xx whose body is not what the peer's protocol documents as
+success (each client checks that: a login page, truncated JSON). No secret reaches a log line or an exception text: errors name the peer, the method, the
 path (never the query string, where some peers carry keys) and the status; httpx's own exceptions,
 whose text may hold a full URL, are never chained.
 """
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 import httpcore
 import httpx
@@ -58,6 +60,12 @@ class TransientHttpError(HttpError):
     def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.retry_after = retry_after
+
+
+class UnexpectedAnswer(TransientHttpError):
+    """The peer answered, but not with anything its protocol documents: a redirect, an HTML page, a
+    truncated or foreign JSON body. Never success (the peer may not have taken anything), never the
+    record's fault: retried later like an outage, and not in-process (the same answer would come)."""
 
 
 class PermanentHttpError(HttpError):
@@ -207,8 +215,8 @@ def guarded_client(
 
 
 class HttpPeer:
-    """One remote service. Use `request`; it returns the response of a 2xx (or 3xx) answer or raises
-    TransientHttpError / PermanentHttpError after the retries."""
+    """One remote service. Use `request`; it returns the response of a 2xx answer or raises
+    TransientHttpError (UnexpectedAnswer for a 3xx) / PermanentHttpError after the retries."""
 
     def __init__(
         self,
@@ -285,7 +293,9 @@ class HttpPeer:
         retrying = Retrying(
             stop=stop_after_attempt(policy.attempts),
             wait=wait,
-            retry=retry_if_exception(lambda e: isinstance(e, TransientHttpError)),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, TransientHttpError) and not isinstance(e, UnexpectedAnswer)
+            ),
             sleep=self._sleep,
             before_sleep=before_sleep,
             reraise=True,
@@ -319,8 +329,14 @@ class HttpPeer:
         except httpx.TransportError as exc:
             raise TransientHttpError(self.name, method, path, f"connection error ({type(exc).__name__})") from None
         status = response.status_code
-        if status < 400:
+        if status < 300:
             return response
+        if status < 400:
+            # Where it points is named (scheme and host only: a query may hold a key), for the operator.
+            target = urlsplit(response.headers.get("Location") or "")
+            where = f" to {target.scheme}://{target.netloc}" if target.netloc else ""
+            reason = mask_secrets(f"HTTP {status}: redirected{where} (has the address moved?)", self._secrets)
+            raise UnexpectedAnswer(self.name, method, path, reason, status=status)
         body = mask_secrets(response.text[:4000], self._secrets)
         if status in RETRYABLE_STATUS:
             error = TransientHttpError(

@@ -155,6 +155,21 @@ def _embedded(kind: str, inner: ipaddress.IPv4Address) -> str | None:
     return None if reason is None else f"{kind} form of {inner} ({reason})"
 
 
+class ShorthandAddress(ValueError):
+    """A host that is an IPv4 address in a shorthand spelling (normalize_host)."""
+
+
+# The instance metadata service (AWS: IPv4 link-local, and its IPv6 address): never to be trusted,
+# whatever an account file says - it hands out the function's own credentials.
+METADATA_NETWORKS = (ipaddress.IPv4Network("169.254.0.0/16"), ipaddress.IPv6Network("fd00:ec2::254/128"))
+
+
+def is_metadata(host: str) -> bool:
+    """Whether `host` (normalised) is an address of the instance metadata service's networks."""
+    literal = _ip_literal(host)
+    return literal is not None and any(literal.version == n.version and literal in n for n in METADATA_NETWORKS)
+
+
 def normalize_host(host: str) -> str:
     """The form hosts are compared in: lower case, no brackets, no trailing dot, IDNA-encoded,
     IP literals in their canonical notation (so that '0:0::1' matches '::1')."""
@@ -162,6 +177,12 @@ def normalize_host(host: str) -> str:
     literal = _ip_literal(value)
     if literal is not None:
         return str(literal)
+    shorthand = _ipv4_shorthand(value)
+    if shorthand is not None:
+        # `127.1`, `2130706433`, `0x7f000001`, `0177.0.0.1`: the resolver reads them as an IPv4
+        # address, we would read them as a name; refused, so that an address has one spelling.
+        kind = blocked_reason(shorthand) or "public"
+        raise ShorthandAddress(f"{host} is a shorthand of the IPv4 address {shorthand} ({kind}): write {shorthand}")
     if not value or any(c in value for c in "/@:?#[]\\%"):
         raise ValueError(f"not a hostname: {host!r}")
     try:
@@ -222,6 +243,16 @@ def normalize_hosts(entries: Iterable[str]) -> frozenset[str]:
     return frozenset(keys)
 
 
+def _ipv4_shorthand(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address the C resolver (inet_aton) reads a non-canonical numeric host as."""
+    if not host or not all(c in "0123456789abcdefx." for c in host) or not host[0].isdigit():
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
 def _ip_literal(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host.removeprefix("[").removesuffix("]").split("%", 1)[0])
@@ -250,7 +281,9 @@ def check_url(url: str | httpx.URL, allow_hosts: frozenset[str]) -> httpx.URL:
         raise DisallowedScheme(f"scheme {scheme or '(none)'!r} is not allowed")
     try:
         host = normalize_host(parsed.raw_host.decode("ascii"))
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError) as exc:
+        if isinstance(exc, ShorthandAddress):
+            raise BlockedAddress(str(exc)) from None
         raise PermanentFetchError("URL without a valid host") from None
     port = parsed.port if parsed.port is not None else _DEFAULT_PORTS[scheme]
     if not 0 < port < 65536:

@@ -256,6 +256,13 @@ def finalize_if_unanswered(account: str, call_id: str, update: Update) -> bool:
     )
 
 
+def unring_if_stopped(account: str, call_id: str, user: str) -> bool:
+    """Take `user` off the call's ringing phones when a stop of that phone (`stopped`) was recorded
+    before its ring arrived: events are facts about a leg, whatever order they come in."""
+    update = Update().remove_from_set("ringing", user).bind({"#cs": "stopped"}, cu=user)
+    return update_call(account, call_id, update, condition="contains(#cs, :cu)")
+
+
 def finalize_if_not_final(account: str, call_id: str, update: Update) -> bool:
     """Apply `update` (a call made final from its events) only while no final record made it final."""
     update.names["#cf"] = "final"

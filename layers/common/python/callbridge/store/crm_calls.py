@@ -57,6 +57,21 @@ def claim(account: str, call_id: str, crm: str, attributes: dict[str, Any], now_
     return found
 
 
+def release(account: str, call_id: str, crm: str, owner: str) -> None:
+    """Delete the item `claim` created with {"owner": owner}, unless another writer's item is there."""
+    try:
+        aws.dynamodb().delete_item(
+            TableName=get_settings().calls_table,
+            Key=_key(account, call_id, crm),
+            ConditionExpression="#o = :o",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":o": {"S": owner}},
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+
+
 def put(account: str, call_id: str, crm: str, attributes: dict[str, Any], now_epoch: int) -> None:
     """Write the item whatever was there (a newer fact replaces an older one)."""
     item = {**to_item({**attributes, "expires_at": now_epoch + KEEP_SECONDS}), **_key(account, call_id, crm)}

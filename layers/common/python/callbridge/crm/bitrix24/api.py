@@ -29,6 +29,7 @@ from callbridge.infra.http import (
     PermanentHttpError,
     RetryPolicy,
     TransientHttpError,
+    UnexpectedAnswer,
     limiter,
     mask_secrets,
 )
@@ -249,12 +250,15 @@ class Bitrix24Api:
         try:
             body = response.json()
         except ValueError:
-            raise Bitrix24Error(method, "NOT_JSON", "the answer is not JSON", status=response.status_code) from None
+            body = None
         found = _error(body)
         if found:
             raise Bitrix24Error(method, *found, status=response.status_code)
+        # Success is `{"result": …}` (docs/protocols/bitrix24.md); anything else (a login page,
+        # truncated JSON) is not the portal's answer: it may have taken nothing, retried later.
         if not isinstance(body, dict) or "result" not in body:
-            raise Bitrix24Error(method, "NO_RESULT", "the answer has no result", status=response.status_code)
+            reason = f"HTTP {response.status_code}: not the portal's answer (no result)"
+            raise UnexpectedAnswer("bitrix24", "POST", method, reason, status=response.status_code)
         return body["result"]
 
     def batch(

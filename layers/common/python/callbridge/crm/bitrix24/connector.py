@@ -271,9 +271,22 @@ class Bitrix24Connector:
                 self._store(record, Update().set(**{SENT: clock.iso(clock.now())}))
         answers = self.api.batch(commands, repeatable=False) if commands else {}
         refused = {i: a for i in range(len(batch)) if isinstance(a := answers.get(f"f{i}"), MethodError)}
-        finished_before = self._statistics({i: states[batch[i].delivery][CALL_ID] for i in refused}) or {}
+        statistics = self._statistics({i: states[batch[i].delivery][CALL_ID] for i in refused})
+        finished_before = statistics or {}
+        # A click's CALL_ID refused and not finished per the statistics is one Bitrix24 does not know.
+        # Without statistics (a portal lacking the method) the two cannot be told apart, and the
+        # documented fallback applies: the refusal is taken as the finish we never saw.
+        unknown = [
+            batch[i]
+            for i in refused
+            if statistics is not None and i not in finished_before and states[batch[i].delivery].get("via") == "click"
+        ]
+        if unknown:
+            self._refile(unknown, states, results)
         for i, record in enumerate(batch):
             detail: dict[str, Any] = {}
+            if record in unknown:
+                continue
             if f"f{i}" not in answers:
                 detail["duplicate"] = True  # finished by an earlier attempt
             elif i in refused:
@@ -293,6 +306,20 @@ class Bitrix24Connector:
             elif attached is not None and not states[record.delivery].get(RECORDED):
                 self._store(record, Update().set(**{RECORDED: True}))
             results[record.delivery] = RecordResult("ok", detail=detail)
+
+    def _refile(self, batch: list[Record], states: dict[str, dict[str, Any]], results: dict[str, RecordResult]) -> None:
+        """Calls filed under a click's CALL_ID that Bitrix24 does not know (a made-up one in an
+        authentic click, a call deleted in the portal): registered and finished as calls of their
+        own, so that no click can break a real call's delivery."""
+        for record in batch:
+            logger().warning("the CALL_ID of a click is unknown to Bitrix24: the call is registered anew",
+                             extra={"call_id": record.delivery})  # fmt: skip
+            state = {REGISTER: record.payload[REGISTER], "via": "click_unknown"}
+            update = Update().set(**state).remove(CALL_ID, SENT)
+            self._store(record, update)
+            states[record.delivery] = state
+        self._register(batch, states, results)
+        self._finish([r for r in batch if r.delivery not in results], states, results)
 
     @staticmethod
     def _pending(record: Record, states: dict[str, dict[str, Any]]) -> bool:

@@ -35,7 +35,14 @@ from callbridge.crm.base import (
     send_batch,
 )
 from callbridge.crm.minicrm.settings import MiniCrmSettings, MiniCrmUser
-from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError, limiter
+from callbridge.infra.http import (
+    HttpPeer,
+    PermanentHttpError,
+    RetryPolicy,
+    TransientHttpError,
+    UnexpectedAnswer,
+    limiter,
+)
 
 PATH = "/Api/CallLog"
 MAX_BATCH = 1000  # records per request: MiniCRM documents no limit; this keeps a body under ~150 kB
@@ -185,9 +192,13 @@ class MiniCrmConnector:
         try:
             answer = response.json()
         except ValueError:
-            answer = {}
-        if not isinstance(answer, dict):
-            answer = {}
+            answer = None
+        # The documented success is a JSON object of counters, `Processed` in both sets
+        # (docs/protocols/minicrm.md, "Answer"); anything else (a login page, truncated JSON) took nothing.
+        if not isinstance(answer, dict) or not isinstance(answer.get("Processed"), int | str):
+            raise UnexpectedAnswer(
+                "minicrm", "POST", PATH, f"HTTP {response.status_code}: not MiniCRM's answer (no counters)"
+            )
         rejected = sum(_counter(answer, name) for name in REJECT_COUNTERS)
         if rejected == 0:
             return [OK for _ in batch]

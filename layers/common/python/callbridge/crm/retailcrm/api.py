@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, limiter
+from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, UnexpectedAnswer, limiter
 
 UPLOAD_LIMIT = 50  # calls per telephony/calls/upload request: retailCRM's own limit
 RATE_PER_SECOND = 10.0  # commonly cited per-account limit; 429/503 are retried as "slow down"
@@ -34,12 +34,16 @@ class UploadResult:
 
 
 def _answer(response: httpx.Response, method: str, path: str) -> dict[str, Any]:
+    """A 2xx answer's body. Success is only `{"success": true, …}` (docs/protocols/retailcrm.md); a
+    body that is not retailCRM's (a login page, truncated JSON) is an UnexpectedAnswer: retailCRM
+    may not have taken anything, and it is no fault of what we sent."""
     try:
         body = response.json()
     except ValueError:
-        raise RetailCrmError(method, path, "answer is not JSON", status=response.status_code) from None
-    if not isinstance(body, dict):
-        raise RetailCrmError(method, path, "answer is not a JSON object", status=response.status_code)
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
+        reason = f"HTTP {response.status_code}: not retailCRM's answer (no `success`)"
+        raise UnexpectedAnswer("retailcrm", method, path, reason, status=response.status_code)
     if body.get("success") is False:
         raise RetailCrmError(
             method,

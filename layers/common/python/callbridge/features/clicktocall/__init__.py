@@ -15,6 +15,7 @@ status our API answers and a message safe to show (no secret, no URL).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from callbridge.core import clicks, live
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.phones import normalize
-from callbridge.crm.base import Callbacks, click_to_call_secret
+from callbridge.crm.base import Callback, Callbacks, click_to_call_secret
 from callbridge.crm.base import query_phone as query_phone
 from callbridge.infra import secrets
 from callbridge.infra.observability import logger
 from callbridge.pbx.base import ClickToCallRefused, adapter_of
+from callbridge.store.updates import Update
 
 INVALID_CLIENT_ID = "Invalid clientId"
 
@@ -137,6 +139,39 @@ def crm_make_call(account_id: str, kind: str, query: Mapping[str, str]) -> Place
     if not request.phone:
         raise ClickToCallError("phone is required")
     user = callbacks.callback_user(account.settings.users, request)
+    if request.reference:
+        return _once_per_reference(account, crm, callbacks, request, user)
+    return _placed(account, crm, callbacks, request, user)
+
+
+def _once_per_reference(
+    account: Account, crm: CrmSettings, callbacks: Callbacks, request: Callback, user: UserMapping | None
+) -> Placed:
+    """A request naming the CRM's own call id (Bitrix24's CALL_ID) is executed once per id: the id
+    is claimed before the PBX is asked (store/crm_calls.py), a replay of the same request - the
+    CRM's retry or anyone's - gets the first one's answer and dials nothing. A request the PBX
+    refused releases its claim, so that the CRM's retry may try again."""
+    from callbridge.store import crm_calls
+
+    key, owner, now = f"click-ref#{request.reference}", uuid.uuid4().hex, int(time.time())
+    claimed = crm_calls.claim(account.id, key, crm.name, {"owner": owner}, now)
+    if claimed.get("owner") != owner:
+        logger().warning("a click-to-call request repeated for the same CRM call id: not dialled again")
+        return Placed(account.id, str(claimed.get("pbx_user") or ""), str(claimed.get("phone") or ""),
+                      str(claimed.get("pbx_call_id") or "") or None)  # fmt: skip
+    try:
+        placed = _placed(account, crm, callbacks, request, user)
+    except Exception:
+        crm_calls.release(account.id, key, crm.name, owner)
+        raise
+    kept = {"pbx_user": placed.pbx_user, "phone": placed.phone, "pbx_call_id": placed.pbx_call_id}
+    crm_calls.update(account.id, key, crm.name, Update().set(**{k: v for k, v in kept.items() if v}))
+    return placed
+
+
+def _placed(
+    account: Account, crm: CrmSettings, callbacks: Callbacks, request: Callback, user: UserMapping | None
+) -> Placed:
     placed = make_call(account, user, request.phone, clid=request.clid, card=False)
     placed_hook = getattr(callbacks, "call_placed", None)
     if placed_hook is not None and request.reference:

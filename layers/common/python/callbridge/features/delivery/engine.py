@@ -10,6 +10,10 @@ Exactly once, as seen by the CRM:
   answer that replay as a duplicate, which we count as delivered.
 Nothing pending is dropped: a transient failure reschedules with exponential backoff, and after
 DELIVERY_MAX_ATTEMPTS the delivery is parked `failed` (visible with `callbridge deliveries failed`).
+
+One call never holds back the others: a call its connector cannot build or send (an exception of
+ours, not the CRM's answer) is parked `rejected` on its own with the error as its reason, the rest of
+the run goes out, and the error counts in the alarmed DeliveriesParked metric (Report.errors).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from callbridge.core import live, missed
 from callbridge.core.accounts import Account, UnknownAccount, get_account
@@ -62,6 +68,13 @@ class Report:
     deferred: int = 0
     busy: int = 0  # due but leased by another worker
     requests: int = 0
+    # Failures of ours: a call the connector could not build or send (parked `rejected`, counted there
+    # too), callback work that raised, or a whole CRM's run that crashed (its deliveries stay pending).
+    errors: int = 0
+    # Live call cards: best-effort and useful for seconds, so never retried; one whose call has
+    # ended by the time it is taken (a queue backlog) is not shown at all.
+    cards_failed: int = 0
+    cards_late: int = 0
     per_crm: dict[str, int] = field(default_factory=dict)  # deliveries handled per CRM kind
     # (call id, CRM name) -> seconds until its retry is due: the realtime worker queues the retry
     retry_in: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
@@ -78,6 +91,9 @@ class Report:
             "deferred",
             "busy",
             "requests",
+            "errors",
+            "cards_failed",
+            "cards_late",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, count in other.per_crm.items():
@@ -88,13 +104,18 @@ class Report:
         return {name: value for name, value in self.__dict__.items() if name != "retry_in"}
 
     def metrics(self) -> dict[str, int]:
-        """CloudWatch metrics (namespace CallBridge). DeliveriesParked: failed after every retry, the
-        operator's alarm (`callbridge deliveries failed`); rejected ones are counted apart."""
+        """CloudWatch metrics (namespace CallBridge). DeliveriesParked, the operator's alarm
+        (`callbridge deliveries failed`): failed after every retry, plus every error of ours
+        (DeliveryErrors: a call we could not build or send, a CRM's run that crashed); deliveries the
+        CRM itself rejected are counted apart."""
         return {
             "DeliveriesDelivered": self.delivered,
             "DeliveriesRejected": self.rejected,
             "DeliveriesNotApplicable": self.not_applicable,
-            "DeliveriesParked": self.failed,
+            "DeliveriesParked": self.failed + self.errors,
+            "DeliveryErrors": self.errors,
+            "LiveCardsFailed": self.cards_failed,
+            "LiveCardsLate": self.cards_late,
             "DeliveriesRetried": self.retried,
             "DeliveryRequests": self.requests,
         }
@@ -208,13 +229,21 @@ def process(
                 )
                 report.rejected += 1
                 continue
-            call = Call.from_item(raw)
             if _recording_pending(raw, now, settings.delivery_recording_wait_s):
                 due = now + timedelta(seconds=max(60, settings.delivery_realtime_grace_s))
                 marks.append(partial(store.reschedule, account.id, call_id, name, owner, due, attempts=attempts))
                 report.deferred += 1
                 continue
-            built = connector.records(call, raw.get("recording_state") == RECORDING_STORED)
+            try:
+                built = connector.records(Call.from_item(raw), raw.get("recording_state") == RECORDING_STORED)
+            except Exception as exc:
+                # A call the connector cannot build (a start in year 9999 overflows the account's
+                # zone) is parked alone; building it again would fail the same way.
+                reason = _error_reason("could not build the CRM's record", exc)
+                marks.append(_park(account.id, call_id, name, store.REJECTED, reason, attempts, []))
+                report.rejected += 1
+                report.errors += 1
+                continue
             if built.not_applicable:
                 marks.append(
                     partial(_not_applicable, account.id, call_id, name, built.not_applicable, sorted(built.flags))
@@ -237,8 +266,7 @@ def process(
                 # rest of the run; they are retried with the same backoff.
                 sent = [unavailable] * len(batch)
             else:
-                report.requests += 1
-                sent = connector.send(batch)
+                sent = _send(connector, batch, report)
                 if sent and all(r.kind == "transient" for r in sent):
                     unavailable = sent[0]
             for record, result in zip(batch, sent, strict=True):
@@ -276,6 +304,7 @@ def process(
                 report.retried += 1
                 report.retry_in[(call_id, name)] = int((due - now).total_seconds())
         elif rejected:
+            report.errors += sum(1 for r in rejected if r.detail.get(OUR_ERROR))
             marks.append(
                 _park(account.id, call_id, name, store.REJECTED, "; ".join(r.reason for r in rejected), attempts, flags)
             )
@@ -305,6 +334,7 @@ def process(
                 continue
             if follow.detail:
                 answer["callback"] = follow.detail
+            report.errors += int(follow.error)
             marks.append(partial(_delivered, account.id, call_id, name, answer, flags))
             report.delivered += 1
             report.duplicates += int(duplicate)
@@ -312,6 +342,31 @@ def process(
     if report.rejected or report.failed:
         logger().warning("deliveries parked", extra={"crm": name, "rejected": report.rejected, "failed": report.failed})
     return report
+
+
+OUR_ERROR = "callbridge_error"  # a RecordResult's detail: the send raised; it is not the CRM's answer
+
+
+def _error_reason(what: str, exc: BaseException) -> str:
+    logger().error(f"delivery: {what}", exc_info=exc)
+    return f"CallBridge {what}: {type(exc).__name__}: {exc}"[:500]
+
+
+def _send(connector: Connector, batch: list[Record], report: Report) -> list[RecordResult]:
+    """`connector.send(batch)`, whose exception (a fault of ours, not the CRM's answer) fails only the
+    calls it comes from: the batch is halved until the faulty record stands alone, which is
+    rejected; an AWS error (the store a connector keeps beside the call) is retried like an outage."""
+    report.requests += 1
+    try:
+        return connector.send(batch)
+    except (BotoCoreError, ClientError) as exc:
+        logger().warning("delivery: the store failed while sending", extra={"error": str(exc)[:300]})
+        return [RecordResult("transient", f"AWS error while sending: {type(exc).__name__}") for _ in batch]
+    except Exception as exc:
+        if len(batch) == 1:
+            return [RecordResult("rejected", _error_reason("could not send the call", exc), detail={OUR_ERROR: True})]
+    middle = len(batch) // 2
+    return _send(connector, batch[:middle], report) + _send(connector, batch[middle:], report)
 
 
 def _taken(outcome: list[RecordResult]) -> bool:
@@ -323,8 +378,17 @@ def _follow_ups(account: Account, crm: CrmSettings, taken: list[dict[str, Any]])
     (store/callbacks.py moves a caller's task with conditional updates)."""
     wanted = [Call.from_item(raw) for raw in taken]
     wanted = [c for c in wanted if callbacks.applies(crm, c)]
-    done = _parallel(callbacks.follow_up, ((account, crm, c) for c in wanted))
+    done = _parallel(_follow_up, ((account, crm, c) for c in wanted))
     return {c.call_id: f for c, f in zip(wanted, done, strict=True)}
+
+
+def _follow_up(account: Account, crm: CrmSettings, call: Call) -> callbacks.FollowUp:
+    """One call's callback work; an exception of ours gives it up for this call alone (the call
+    stays delivered, `crm_answer.callback` says why, DeliveryErrors counts it)."""
+    try:
+        return callbacks.follow_up(account, crm, call)
+    except Exception as exc:
+        return callbacks.FollowUp("failed", _error_reason("callback work failed", exc), error=True)
 
 
 def _delivered(account: str, call_id: str, crm: str, answer: dict[str, Any], flags: list[str]) -> None:
@@ -393,7 +457,7 @@ def deliver_messages(
     (a live call card, callbridge.core.live), handed to that CRM's connector. The calls of one CRM go
     out together in the fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
     records it and the drain retries when due); only a crash (DynamoDB unreachable…) fails the
-    messages it concerns, for SQS to redeliver."""
+    deliveries it concerns, for SQS to redeliver. A card's message never fails: see below."""
     total = Report()
     failed: list[str] = []
     groups: dict[tuple[str, str], list[_Message]] = defaultdict(list)
@@ -415,13 +479,20 @@ def deliver_messages(
         if crm is None:
             logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
             continue
-        # Call cards first and in order: `in` before `hangup` of the same call.
-        for message in (m for m in group if m.card is not None):
+        # Call cards first and in order: `in` before `hangup` of the same call. A card that failed is
+        # not retried (a redelivered message would show it minutes late), and a ringing or answered
+        # card of a call that has ended is not shown: a card is never wrong.
+        cards = [m.card or {} for m in group if m.card is not None]
+        ended = _ended_calls(account_id, [_card_call(c) for c in cards if _card_stage(c) in OPEN_STAGES])
+        for card in cards:
+            if _card_stage(card) in OPEN_STAGES and _card_call(card) in ended:
+                total.cards_late += 1
+                continue
             try:
-                _show_card(account, crm, message.card or {})
+                _show_card(account, crm, card)
             except Exception:
-                logger().exception("a live call card failed", extra={"crm": crm_name})
-                failed.append(message.id)
+                logger().exception("a live call card failed; not retried", extra={"crm": crm_name})
+                total.cards_failed += 1
         calls = [m for m in group if m.card is None]
         if not calls:
             continue
@@ -434,6 +505,33 @@ def deliver_messages(
         total.add(report)
         _queue_retries(account_id, report.retry_in)
     return total, failed
+
+
+OPEN_STAGES = ("ringing", "answered")  # cards that show a call as going on
+
+
+def _card_stage(message: dict[str, Any]) -> str:
+    body = message.get("live")
+    return str(body.get("stage") or "") if isinstance(body, dict) else ""
+
+
+def _card_call(message: dict[str, Any]) -> str:
+    body = message.get("live")
+    return str(body.get("call_id") or "") if isinstance(body, dict) else ""
+
+
+def _ended_calls(account_id: str, call_ids: list[str]) -> set[str]:
+    """The calls among `call_ids` that have ended (final, or their end event came); one batch read.
+    Best-effort like the cards: a failed read shows them."""
+    wanted = [c for c in dict.fromkeys(call_ids) if c]
+    if not wanted:
+        return set()
+    try:
+        found = _read_calls(account_id, wanted)
+    except Exception:
+        logger().exception("could not read the calls of live cards")
+        return set()
+    return {c for c, item in found.items() if item.get("final") or item.get("completed_at")}
 
 
 def _show_card(account: Account, crm: CrmSettings, message: dict[str, Any]) -> None:
@@ -480,8 +578,10 @@ def drain(
                     report = process(account, crm, due, connector_for=connector_for)
                 except Exception:
                     # One CRM's trouble (a missing secret, a bad config) must not stop the others;
-                    # its deliveries stay pending and the next run tries again.
+                    # its deliveries stay pending and the next run tries again. Counted as an error
+                    # (the DeliveriesParked alarm): a run that keeps crashing is not silent.
                     logger().exception("delivery to a CRM failed", extra={"account": account_id, "crm": crm.name})
+                    total.errors += 1
                     break
                 total.add(report)
                 if report.claimed == 0 or len(due) < settings.delivery_chunk:

@@ -48,12 +48,14 @@ def local_to_utc(value: str, timezone: str) -> datetime | None:
     """`YYYY-MM-DD HH:MM:SS` in `timezone` as UTC; None when it is not such a time. An ambiguous
     time (the hour repeated when summer time ends) is read as the first one (fold=0), and a time
     that does not exist (the hour skipped when it begins) with the offset before the change: the
-    operator's account of both is docs/ccrm.md, "Summer time changes", whose examples a test checks."""
+    operator's account of both is docs/ccrm.md, "Summer time changes", whose examples a test checks.
+    An implausible time (clock.plausible) is None too."""
     try:
         naive = datetime.strptime(value.strip(), DATE_FORMAT)
-    except (ValueError, AttributeError):
+        start = clock.parse_iso(naive.replace(tzinfo=ZoneInfo(timezone)).isoformat())
+    except (ValueError, AttributeError, OverflowError):
         return None
-    return clock.parse_iso(naive.replace(tzinfo=ZoneInfo(timezone)).isoformat())
+    return start if clock.plausible(start) else None
 
 
 def utc_to_local(value: datetime, timezone: str) -> datetime:

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from callbridge.infra import clock
 from callbridge.pbx.cloudpbx.protocol import MAX_DURATION, MAX_VALUE
 
 # -- CRM → PBX `history`: the call history as CSV (docs/protocols/cloudpbx.md, "Beyond the basic
@@ -94,6 +95,8 @@ def _history_row(values: list[str], number: int) -> tuple[HistoryRow | None, str
     start = _iso_start(start_raw)
     if start is None:
         return None, "start is not an ISO-8601 time with an offset"
+    if not clock.plausible(start):
+        return None, "start is not a plausible time (clock.plausible)"
     wait, duration = _seconds(wait_raw), _seconds(duration_raw)
     if wait is None or duration is None:
         return None, "wait or duration is not a number of seconds"
@@ -122,9 +125,9 @@ def _iso_start(raw: str) -> datetime | None:
     the PBX's local zone is not ours to guess."""
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else None
 
 
 def _seconds(raw: str) -> int | None:

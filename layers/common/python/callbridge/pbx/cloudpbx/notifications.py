@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from callbridge.infra import clock
 from callbridge.pbx.cloudpbx.protocol import MAX_DURATION, field_text, invalid_parameters, required_text
 
 
@@ -25,7 +26,13 @@ def _duration(fields: dict[str, str], name: str, *, required: bool) -> int | Non
 
 def parse_start(raw: str | None) -> datetime | None:
     """`start` as real PBXs send it: compact UTC `20170703T121110Z`, or ISO-8601 with an offset.
-    Unparseable → None (the caller flags the call and derives the start another way)."""
+    Unparseable or implausible (clock.plausible: year 9999, 1970) → None (the caller flags the call
+    and derives the start another way)."""
+    parsed = _parse_start(raw)
+    return parsed if parsed is not None and clock.plausible(parsed) else None
+
+
+def _parse_start(raw: str | None) -> datetime | None:
     if not raw:
         return None
     for fmt in ("%Y%m%dT%H%M%SZ", "%Y%m%dT%H%M%S%z"):
@@ -35,13 +42,13 @@ def parse_start(raw: str | None) -> datetime | None:
                 if fmt.endswith("Z")
                 else (datetime.strptime(raw, fmt).astimezone(UTC))
             )
-        except ValueError:
+        except (ValueError, OverflowError):
             continue
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else None
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else None
 
 
 @dataclass(frozen=True, slots=True)

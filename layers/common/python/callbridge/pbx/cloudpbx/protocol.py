@@ -69,7 +69,10 @@ def decode_body(body: str | None, is_base64: bool, content_type: str) -> dict[st
 def _from_json(text: str) -> dict[str, str]:
     try:
         data = json.loads(text)
-    except (ValueError, RecursionError):
+        # JSON may escape a lone surrogate (`"\ud800"`): no UTF-8 text holds one, so nothing could
+        # store it. The PBX's mistake, answered 400 like any other (a 5xx would be retried for ever).
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         raise invalid_parameters() from None
     if not isinstance(data, dict) or len(data) > MAX_FIELDS:
         raise invalid_parameters()

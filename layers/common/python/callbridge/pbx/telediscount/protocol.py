@@ -39,16 +39,19 @@ class BadRecord(ValueError):
 
 def parse_setup_time(raw: str | None) -> datetime | None:
     """10 digits are UNIX seconds, 13 milliseconds; anything else (the documentation's own 14-digit
-    example) is not a time we can trust."""
+    example) is not a time we can trust, and neither is an implausible one (clock.plausible: year
+    9999 fits in 13 digits)."""
     text = (raw or "").strip()
     # ASCII only: str.isdigit() also accepts '²' and other Unicode digits, which int() refuses.
     if not (text.isascii() and text.isdigit()):
         return None
     if len(text) == 10:
-        return datetime.fromtimestamp(int(text), UTC)
-    if len(text) == 13:
-        return datetime.fromtimestamp(int(text) / 1000, UTC).replace(microsecond=0)
-    return None
+        start = datetime.fromtimestamp(int(text), UTC)
+    elif len(text) == 13:
+        start = datetime.fromtimestamp(int(text) / 1000, UTC).replace(microsecond=0)
+    else:
+        return None
+    return start if clock.plausible(start) else None
 
 
 def is_sip(value: str) -> bool:
