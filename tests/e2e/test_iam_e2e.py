@@ -35,7 +35,9 @@ def bridge_without_permission(tmp_path_factory: pytest.TempPathFactory) -> Itera
         (project / folder).symlink_to(ROOT / folder, target_is_directory=True)
     template = project / "template.yaml"
     template.write_text(without_event_function_writes((ROOT / "template.yaml").read_text(encoding="utf-8")))
-    with running_bridge(ROOT / "accounts", template=template, params={"MissedCallSettleSeconds": "1"}) as bridge:
+    # Denied calls are this fixture's point: they must not fail its teardown.
+    params = {"MissedCallSettleSeconds": "1"}
+    with running_bridge(ROOT / "accounts", template=template, params=params, allow_denied=True) as bridge:
         yield bridge
 
 
@@ -77,3 +79,20 @@ def test_the_same_webhook_passes_with_the_template_as_it_is(bridge: Any) -> None
         report = client.get("/_local/iam").json()
     used = {(s["function"], u["action"]) for s in report["statements"] for u in s["used"]}
     assert ("EventFunction", "dynamodb:PutItem") in used or ("EventFunction", "dynamodb:UpdateItem") in used
+
+
+def test_a_denied_call_the_product_swallows_still_fails_the_runtime_block(tmp_path: Path) -> None:
+    """The product often carries on when a read fails (a missed call's owner falls back to the
+    default user when the contacts cannot be read): on AWS that is a silent loss. So every test
+    runtime fails when it ends if any call was denied, whatever the test saw."""
+    project = tmp_path / "iam-swallowed"
+    project.mkdir()
+    for folder in ("functions", "layers"):
+        (project / folder).symlink_to(ROOT / folder, target_is_directory=True)
+    template = project / "template.yaml"
+    template.write_text(without_event_function_writes((ROOT / "template.yaml").read_text(encoding="utf-8")))
+    denied = pytest.raises(AssertionError, match=r"AWS would deny these calls[\s\S]*EventFunction: dynamodb:")
+    params = {"MissedCallSettleSeconds": "1"}
+    with denied, running_bridge(ROOT / "accounts", template=template, params=params) as bridge:
+        event = form(**seed_event("INCOMING", callid="IAM-3"))
+        httpx.post(f"{bridge.base_url}/v1/demo/cloudpbx/event", content=event, headers=FORM, timeout=10)

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -156,6 +157,14 @@ def _get_json(url: str) -> Any:
         return json.load(response)
 
 
+def _fail_on_denied_calls(base_url: str) -> None:
+    denied = _get_json(base_url + "/_local/iam").get("denied") or []
+    if denied:
+        counts = Counter(f"{d.get('function')}: {d.get('action')} on {d.get('resource')}" for d in denied)
+        lines = "\n".join(f"  {n} x {call}" for call, n in counts.most_common())
+        raise AssertionError(f"AWS would deny these calls (the functions' roles in template.yaml):\n{lines}")
+
+
 @contextmanager
 def running_bridge(
     accounts_dir: Path | None,
@@ -169,6 +178,7 @@ def running_bridge(
     host: str = LOCALHOST,
     env_vars_file: Path | None = None,
     max_batching_window: float | None = None,
+    allow_denied: bool = False,
 ) -> Iterator[LocalBridge]:
     """Run ``python -m callbridge_local`` as a subprocess on free ports until the block exits.
 
@@ -179,6 +189,10 @@ def running_bridge(
     ``env_vars_file`` only (never beside the template: tests run side by side). SQS batches wait at
     most ``max_batching_window`` seconds to fill; None (the default) waits out what the mappings declare,
     as Lambda does: a test of how deliveries are batched (tests/e2e/test_delivery_e2e.py) depends on it.
+
+    A call that a function's role does not allow fails the block when it ends (unless
+    ``allow_denied``), even where the product caught the AccessDenied and carried on: on AWS that
+    would be a silent loss of whatever the call was for (tools/callbridge_local/iam.py).
     """
     command = [
         sys.executable,
@@ -242,6 +256,8 @@ def running_bridge(
         aws_endpoint = endpoint_match.group(1) if endpoint_match else str(info["awsEndpoint"])
         bridge_env = {**aws_env(aws_endpoint, str(info.get("region", DEFAULT_REGION))), **info["environment"]}
         yield LocalBridge(process, base_url, aws_endpoint, bridge_env, buffer)
+        if not allow_denied:
+            _fail_on_denied_calls(base_url)
     finally:
         _terminate(process)
         reader.join(5)
