@@ -256,7 +256,8 @@ def running_bridge(
         aws_endpoint = endpoint_match.group(1) if endpoint_match else str(info["awsEndpoint"])
         bridge_env = {**aws_env(aws_endpoint, str(info.get("region", DEFAULT_REGION))), **info["environment"]}
         yield LocalBridge(process, base_url, aws_endpoint, bridge_env, buffer)
-        if not allow_denied:
+        # A block that stopped the runtime itself (a test of Ctrl-C) has no one left to ask.
+        if not allow_denied and process.poll() is None:
             _fail_on_denied_calls(base_url)
     finally:
         _terminate(process)
