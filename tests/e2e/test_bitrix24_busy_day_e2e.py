@@ -1,63 +1,30 @@
 """A busy day into Bitrix24, through the local runtime (a real `python -m callbridge_local`): 120 Cloud
-PBX calls started two a second over HTTP - answered, group-rung, missed, a missed caller who redials
-at once, outgoing, withheld - with recordings, while the strict fake portal (tests/fakes/bitrix24.py:
-its 2 requests a second, the 30-minute repeat rule as documented, downloads without redirects)
-loses answers after saving. It ends with one registered and finished Bitrix24 call per PBX call,
-each with its own start (±2 s), user, duration, status and recording, no card after its call ended,
-and nothing twice."""
+PBX calls started two a second over HTTP (tests/e2e/busy_day.py) - answered, group-rung, missed, a
+missed caller who redials at once, outgoing, withheld, and clicks in Bitrix24 whose `makeCall` the
+PBX answers with its call id or with an empty 200 - with recordings, while the strict fake portal
+(tests/fakes/bitrix24.py: its 2 requests a second, the 30-minute repeat rule as documented, downloads
+without redirects) loses answers after saving. It ends with one registered and finished Bitrix24 call
+per PBX call (a click's own CALL_ID finished, never a second one registered), each with its own start
+(±2 s), user, duration, status and recording, no card after its call ended, and nothing twice."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 
-from tests.e2e.test_bitrix24_e2e import ANDY, AUDIO, DARIA, World, drain, pbx_post, world  # noqa: F401  (a fixture)
-from tests.support import seed_event, seed_history
+from tests.e2e.busy_day import CLICKS, blind_numbers, callid_of, kind_of, phone_of, play_day
+from tests.e2e.test_bitrix24_e2e import ANDY, APP_TOKEN, AUDIO, DARIA, FORM, World, drain, pbx_post, world  # noqa: F401  (a fixture)
+from tests.support import form
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 CALLS = 120
 EVERY_S = 0.5  # a call starts every half second
-STEP_S = 0.2  # between the webhooks of one call
-KINDS = ("answered", "group", "missed", "redial", "out", "withheld")
-
-
-def phone_of(n: int) -> str:
-    kind = KINDS[n % len(KINDS)]
-    if kind == "redial":
-        return phone_of(n - 1)  # the caller of the missed call just before rings again
-    if kind == "withheld":
-        return ""
-    return f"7916{n:07d}"
-
-
-def script(n: int, link: str) -> list[dict[str, Any]]:
-    """The webhooks of call n, in the order the PBX sends them (start: filled in when sent)."""
-    kind, callid, phone = KINDS[n % len(KINDS)], f"busy-{n:03d}", phone_of(n)
-
-    def ev(kind_: str, user: str) -> dict[str, Any]:
-        return seed_event(kind_, user, callid=callid, phone=phone)
-
-    def hist(user: str, **fields: Any) -> dict[str, Any]:
-        return seed_history(callid=callid, phone=phone, user=user, **fields)
-
-    if kind == "answered":
-        return [ev("INCOMING", "andy"), ev("ACCEPTED", "andy"), ev("COMPLETED", "andy"),
-                hist("andy", duration="30", link=link)]  # fmt: skip
-    if kind == "group":
-        return [ev("INCOMING", "andy"), ev("INCOMING", "daria"), ev("CANCELLED", "andy"), ev("ACCEPTED", "daria"),
-                ev("COMPLETED", "daria"), hist("daria", duration="40", link=link)]  # fmt: skip
-    if kind == "missed":  # daria's phone rings first: the missed call's owner (docs/missed-calls.md)
-        return [ev("INCOMING", "daria"), ev("INCOMING", "andy"), ev("CANCELLED", "daria"), ev("CANCELLED", "andy")]
-    if kind in ("redial", "withheld"):
-        return [ev("INCOMING", "andy"), ev("CANCELLED", "andy")]
-    return [hist("andy", type="out", duration="20", link=link)]
-
+BITRIX24_USERS = {"andy": ANDY, "daria": DARIA}
 
 EXPECTED = {  # kind -> (TYPE, USER_ID, DURATION, STATUS_CODE, recorded)
     "answered": (2, ANDY, 30, "200", True),
@@ -65,40 +32,49 @@ EXPECTED = {  # kind -> (TYPE, USER_ID, DURATION, STATUS_CODE, recorded)
     "missed": (2, DARIA, 0, "304", False),
     "redial": (2, ANDY, 0, "304", False),
     "out": (1, ANDY, 20, "200", True),
+    "click": (1, ANDY, 25, "200", True),
+    "blind_click": (1, DARIA, 25, "200", True),
 }
 
 
-def play(bridge: World, n: int, due: float, link: str, started: dict[int, float]) -> None:
-    time.sleep(max(0.0, due - time.monotonic()))
-    for i, fields in enumerate(script(n, link)):
-        if i == 0:
-            started[n] = time.time()
-        if fields["cmd"] == "history":
-            # The PBX's own start of the call (compact UTC), as its history sends it.
-            fields["start"] = datetime.fromtimestamp(int(started[n]), UTC).strftime("%Y%m%dT%H%M%SZ")
-        pbx_post(bridge, fields)
-        time.sleep(STEP_S)
+@dataclass
+class Day:
+    started: dict[int, float]  # call n -> when it started (epoch seconds)
+    clicked: dict[int, str]  # click call n -> the CALL_ID Bitrix24 registered for the click
+    pbx_ids: dict[int, str]  # click call n -> the call id makeCall answered (none: the PBX named none)
 
 
 @pytest.fixture
-def day(world: World) -> Iterator[dict[int, float]]:  # noqa: F811
+def day(world: World) -> Iterator[Day]:  # noqa: F811
     """The day, played at its pace; the runtime's queue drivers work meanwhile, as they would."""
     portal, link = world.portal, world.files.url("/rec.mp3")
     portal.lose_answers.update({"telephony.externalcall.register": 2, "telephony.externalcall.finish": 2,
                                 "telephony.externalCall.attachRecord": 2})  # fmt: skip
-    started: dict[int, float] = {}
-    begin = time.monotonic()
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        for result in [pool.submit(play, world, n, begin + n * EVERY_S, link, started) for n in range(CALLS)]:
-            result.result()
-    took = time.monotonic() - begin
-    assert CALLS / took >= 1.0, f"the day was played at {CALLS / took:.2f} calls a second"
-    yield started
+    world.pbx.make_call_without_id_to.update(blind_numbers(CALLS))
+    clicked: dict[int, str] = {}
+    pbx_ids: dict[int, str] = {}
+
+    def click(n: int) -> str | None:
+        """A manager clicks the number in Bitrix24: the portal registers the call and posts
+        ONEXTERNALCALLSTART to our handler, which asks the PBX's makeCall."""
+        event = portal.click(BITRIX24_USERS[CLICKS[kind_of(n)]], "+" + phone_of(n))
+        clicked[n] = event["data[CALL_ID]"]
+        answer = world.http.post("/v1/b24/bitrix24/make-call", headers=FORM,
+                                 content=form(**event, **{"auth[application_token]": APP_TOKEN}))  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        pbx_id = answer.json().get("pbx_call_id")
+        if not pbx_id:
+            return None
+        pbx_ids[n] = str(pbx_id)
+        return pbx_ids[n]
+
+    started = play_day(CALLS, EVERY_S, link, lambda fields: pbx_post(world, fields), click)
+    yield Day(started, clicked, pbx_ids)
 
 
-def test_a_busy_day_is_one_bitrix24_call_per_pbx_call(world: World, day: dict[int, float]) -> None:  # noqa: F811
+def test_a_busy_day_is_one_bitrix24_call_per_pbx_call(world: World, day: Day) -> None:  # noqa: F811
     portal = world.portal
-    filed_kinds = [n for n in range(CALLS) if KINDS[n % len(KINDS)] != "withheld"]
+    filed_kinds = [n for n in range(CALLS) if kind_of(n) != "withheld"]
     deadline = time.monotonic() + 240
     while len(portal.finished) < len(filed_kinds) and time.monotonic() < deadline:
         drain(world)
@@ -107,12 +83,17 @@ def test_a_busy_day_is_one_bitrix24_call_per_pbx_call(world: World, day: dict[in
     drain(world)
 
     assert portal.errors == [], portal.errors[:20]
-    by_call = {call["EXTERNAL_CALL_ID"]: (call_id, call) for call_id, call in portal.calls.items()}
-    assert sorted(by_call) == sorted(f"busy-{n:03d}" for n in filed_kinds)  # one registered call per call
+    clicks = [n for n in filed_kinds if kind_of(n) in CLICKS]
+    assert sorted(day.clicked) == clicks and sorted(day.pbx_ids) == [n for n in clicks if kind_of(n) == "click"]
+    assert len(set(day.pbx_ids.values())) == len(day.pbx_ids)  # the PBX named each clicked call its own
+    # One Bitrix24 call per PBX call: ours registered under the PBX's call id, a click's the one
+    # Bitrix24 registered for it (no EXTERNAL_CALL_ID), finished - never a second one registered.
+    by_call = {call["EXTERNAL_CALL_ID"]: call_id for call_id, call in portal.calls.items() if call["EXTERNAL_CALL_ID"]}
+    assert sorted(by_call) == sorted(callid_of(n) for n in filed_kinds if n not in day.clicked)
     assert len(portal.calls) == len(filed_kinds) and sorted(portal.finished) == sorted(portal.calls)
     for n in filed_kinds:
-        kind = KINDS[n % len(KINDS)]
-        call_id, _ = by_call[f"busy-{n:03d}"]
+        kind = kind_of(n)
+        call_id = day.clicked.get(n) or by_call[callid_of(n)]
         filed = portal.finished[call_id]
         kind_type, user, duration, status, recorded = EXPECTED[kind]
         assert (filed["TYPE"], filed["USER_ID"], filed["DURATION"], filed["STATUS_CODE"]) == (
@@ -120,7 +101,7 @@ def test_a_busy_day_is_one_bitrix24_call_per_pbx_call(world: World, day: dict[in
         ), (n, kind, filed)  # fmt: skip
         assert filed["PHONE_NUMBER"] == "+" + phone_of(n)
         start = datetime.fromisoformat(filed["CALL_START_DATE"]).timestamp()
-        assert abs(start - day[n]) <= 2.0, (n, kind, filed["CALL_START_DATE"], day[n])
+        assert abs(start - day.started[n]) <= 2.0, (n, kind, filed["CALL_START_DATE"], day.started[n])
         assert (call_id in portal.records) is recorded, (n, kind)
         assert not recorded or portal.records[call_id] == AUDIO  # downloaded by the portal, bytes intact
     assert all(count == 1 for count in portal.attached.values())  # each recording attached once

@@ -66,8 +66,11 @@ class FakeCloudPbx:
     fail_history_after: int | None = None  # history answers served before the PBX starts failing (503)
     fail_history_times: int = 0  # how many history requests then fail
     history_served: int = 0
-    # makeCall answers with no call id (an empty 200), a form docs/protocols/cloudpbx.md documents
+    # makeCall answers with no call id (an empty 200), a form docs/protocols/cloudpbx.md documents:
+    # always, or for the numbers (digits, as makeCall sends them) of this set
     make_call_without_id: bool = False
+    make_call_without_id_to: set[str] = field(default_factory=set)
+    placed: int = 0  # calls makeCall accepted (their uuids are call-1, call-2, ...)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(
@@ -98,9 +101,11 @@ class FakeCloudPbx:
                 return 400, {"error": "Invalid parameters"}, {}
             if form["user"] not in {a["name"] for a in self.accounts}:
                 return 400, {"error": "Invalid parameters"}, {}
-            if self.make_call_without_id:
+            if self.make_call_without_id or form["phone"] in self.make_call_without_id_to:
                 return 200, b"", {}
-            return 200, {"uuid": f"call-{len(self.requests)}"}, {}
+            with self._lock:  # one uuid per call, also when clicks arrive at once
+                self.placed += 1
+                return 200, {"uuid": f"call-{self.placed}"}, {}
         if form.get("cmd") == "accounts":
             return 200, self.accounts, {}
         if form.get("cmd") == "history":
