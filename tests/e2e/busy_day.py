@@ -21,6 +21,9 @@ from tests.support import seed_event, seed_history
 KINDS = ("answered", "group", "missed", "redial", "out", "withheld", "click", "blind_click")
 CLICKS = {"click": "andy", "blind_click": "daria"}  # click kind -> the manager who clicks
 STEP_S = 0.2  # between the webhooks of one call
+# From a click to its PBX call's history (the call is talked through): longer than DeliveryFunction's
+# 2 s batching window, so that the click's card is out before its call is final.
+TALK_S = 3.0
 
 # (callid a click's PBX call is known by, or None: the PBX's own) <- the CRM-side click of call n
 Click = Callable[[int], str | None]
@@ -83,7 +86,7 @@ def _play(n: int, due: float, link: str, post: Post, click: Click, started: dict
     callid = None
     if kind_of(n) in CLICKS:
         callid = click(n)  # the manager clicks; the PBX rings him, then dials the client
-        time.sleep(STEP_S)
+        time.sleep(TALK_S)
     for fields in script(n, link, callid):
         if fields["cmd"] == "history":
             # The PBX's own start of the call (compact UTC), as its history sends it.

@@ -2,7 +2,8 @@
 integration-modules, customers (search, get by externalId, create, edit), customer notes (list,
 create) and tasks (list, create, edit), validating every request against the spec and recording what
 arrived. `fail_after_save` answers the next N requests of an endpoint with a 500 after it saved them
-(the fault exactly-once must survive)."""
+(the fault exactly-once must survive); a call uploaded again is not kept twice (retailCRM answers it
+in `duplicateCalls`)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,10 @@ class FakeRetailCrm:
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> customer
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> task (as created, then edited)
     task_edits: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    # "tasks/create" | "customers/create" | "tasks/edit" -> how many of the next ones fail after saving
+    # "tasks/create" | "customers/create" | "tasks/edit" | "telephony/calls/upload" -> how many of the
+    # next ones fail after saving
     fail_after_save: dict[str, int] = field(default_factory=dict)
+    lost_uploads: list[list[str]] = field(default_factory=list)  # externalIds of uploads saved, answered 500
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _saved_then_failed(self, endpoint: str) -> bool:
@@ -204,6 +207,9 @@ class FakeRetailCrm:
             else:
                 self.calls[external_id] = call
         self.uploads.append(calls)
+        if self._saved_then_failed("telephony/calls/upload"):
+            self.lost_uploads.append([call["externalId"] for call in calls])
+            return 500, {"success": False, "errorMsg": "Internal error"}, {}
         return (
             200,
             {"success": True, "processedCallsCount": len(calls) - len(duplicates), "duplicateCalls": duplicates},

@@ -4,7 +4,11 @@ placeholder, `c2c-…`), and the click waits for the PBX's own call (store/click
 outgoing call of that manager to that number within the window is the clicked call, for every CRM:
 it carries the placeholder (`card_call_id` on the call item) so that a CRM that filed the click
 under an id of its own (Bitrix24's CALL_ID) finishes that one, and the placeholder's card is closed
-when the call is final (docs/clicktocall.md, "A PBX that names no call")."""
+when the call is final (docs/clicktocall.md, "A PBX that names no call").
+
+A PBX that named its call but reports no end of an outgoing call except its final record (the Cloud
+PBX's `history`) has its click wait here too, `named`: only the call of that id takes it, and its
+final record closes the card opened under it."""
 
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ BEFORE_S, AFTER_S = 60, 600
 CARD_CALL_ID = "card_call_id"  # the call item's attribute: the placeholder its card was opened under
 
 
-def expect(account_id: str, pbx_user: str, e164: str, placeholder: str) -> None:
+def expect(account_id: str, pbx_user: str, e164: str, placeholder: str, *, named: bool = False) -> None:
+    """`named`: `placeholder` is the PBX's own id of the call it placed, not one of ours."""
     now = int(clock.now().timestamp())
-    clicks.expect(account_id, pbx_user, e164, placeholder, now, now + AFTER_S + 3600)
+    clicks.expect(account_id, pbx_user, e164, placeholder, now, now + AFTER_S + 3600, named=named)
 
 
 def link(account_id: str, call_id: str, pbx_user: str, e164: str, started: datetime) -> str | None:
@@ -36,6 +41,8 @@ def link(account_id: str, call_id: str, pbx_user: str, e164: str, started: datet
         if not clicked - BEFORE_S <= started.timestamp() <= clicked + AFTER_S:
             return None
         placeholder = str(waiting["placeholder"])
+        if waiting.get("named") and placeholder != call_id:
+            return None  # the PBX named the clicked call: another call of the manager to the number is not it
         return placeholder if clicks.take(account_id, pbx_user, e164, placeholder, call_id) else None
     except Exception:
         logger().exception("could not match a click-to-call to its PBX call")

@@ -22,8 +22,10 @@ def _key(account: str, pbx_user: str, e164: str) -> dict[str, Any]:
     return {"pk": {"S": click_pk(account, pbx_user, e164)}, "sk": {"S": SK}}
 
 
-def expect(account: str, pbx_user: str, e164: str, placeholder: str, clicked_at: int, expires_at: int) -> None:
-    item = {"placeholder": placeholder, "clicked_at": clicked_at, "expires_at": expires_at}
+def expect(
+    account: str, pbx_user: str, e164: str, placeholder: str, clicked_at: int, expires_at: int, *, named: bool = False
+) -> None:
+    item = {"placeholder": placeholder, "clicked_at": clicked_at, "expires_at": expires_at, "named": named}
     aws.dynamodb().put_item(
         TableName=get_settings().calls_table, Item={**to_item(item), **_key(account, pbx_user, e164)}
     )
