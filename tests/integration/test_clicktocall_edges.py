@@ -108,3 +108,16 @@ def test_a_second_call_to_the_number_is_not_the_click(
     assert clicks.link(account_id, "PBX-B", "andy", NUMBER, now[0]) is None
     clicks.expect(account_id, "andy", NUMBER, "c2c-late")
     assert clicks.link(account_id, "PBX-C", "andy", NUMBER, now[0].replace(hour=now[0].hour + 1)) is None
+
+
+def test_a_click_the_pbx_named_is_taken_by_that_call_only(
+    account_id: str,  # noqa: F811
+    now: list[datetime],  # noqa: F811
+) -> None:
+    """makeCall answered its uuid (the Cloud PBX): only the history of that call closes the click's
+    card; another call of the manager to the number meanwhile is a call of its own."""
+    from callbridge.core import clicks
+
+    clicks.expect(account_id, "andy", NUMBER, "PBX-NAMED", named=True)
+    assert clicks.link(account_id, "PBX-OTHER", "andy", NUMBER, now[0]) is None
+    assert clicks.link(account_id, "PBX-NAMED", "andy", NUMBER, now[0]) == "PBX-NAMED"
