@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,6 +35,8 @@ class CrmProfile:
     fake: Callable[[str], Any]
     # the records the fake accepted and kept, in the CRM's own format (once each)
     received: Callable[[Any], list[dict[str, Any]]]
+    # (a record the fake kept, the account's time zone) -> the call's start it names (aware)
+    started: Callable[[dict[str, Any], str], datetime]
     # (a stored canonical call, the account's time zone) -> fields its record must carry
     expected: Callable[[Call, str], dict[str, Any]]
     # make the fake refuse (as the CRM does: a business error, not an outage) the record of a phone
@@ -45,6 +48,11 @@ class CrmProfile:
     filed_under_colleague: dict[str, Any] = field(default_factory=dict)
     # check name -> why this connector is known to fail it (run as a strict xfail: fixing it shows)
     known_gaps: dict[str, str] = field(default_factory=dict)
+    # the fields of the account-file entry that turn the CRM's live call cards on (none: it shows none)
+    cards: dict[str, Any] = field(default_factory=dict)
+    # what the fake holds open that a finished call should have closed: a card shown and never hidden,
+    # a call registered and never finished
+    left_open: Callable[[Any], list[Any]] = lambda fake: []
     # a second way of the same connector (Bitrix24's local application): run as `{kind}-{variant}`
     variant: str = ""
     # (the fake, its URL, the account, the API key) -> what the account needs besides its file, once
@@ -63,6 +71,11 @@ def _utc(call: Call) -> str:
 def _local(call: Call, timezone: str) -> str:
     assert call.started_at is not None
     return call.started_at.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _wall_clock(text: str, timezone: str) -> datetime:
+    """A `Y-m-d H:i:s` time read in `timezone`."""
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=ZoneInfo(timezone))
 
 
 # -- MiniCRM: POST /Api/CallLog, one request per UserExtension, CallType 0 out / 1 received / 2 missed,
@@ -97,6 +110,7 @@ MINICRM = CrmProfile(
     filed_under_colleague={"UserExtension": "103"},
     fake=FakeMiniCrm,
     received=_minicrm_received,
+    started=lambda record, timezone: _wall_clock(record["Date"], "UTC"),
     expected=_minicrm_expected,
     reject=lambda fake, phone: fake.reject_numbers.add(_national_ru(phone)),
     violations=lambda fake: list(fake.errors),
@@ -127,6 +141,15 @@ def _retailcrm_expected(call: Call, timezone: str) -> dict[str, Any]:
     }
 
 
+def _retailcrm_open_cards(fake: FakeRetailCrm) -> list[tuple[str, str]]:
+    """(callExternalId, code) of each card whose last event is not its `hangup`."""
+    last: dict[tuple[str, str], str] = {}
+    for event in fake.events:
+        for code in event.get("codes") or []:
+            last[(str(event.get("callExternalId")), code)] = event["type"]
+    return [card for card, kind in last.items() if kind != "hangup"]
+
+
 RETAILCRM = CrmProfile(
     kind="retailcrm",
     settings=lambda url, key: {
@@ -141,6 +164,9 @@ RETAILCRM = CrmProfile(
     filed_under_colleague={"userId": 9, "code": "103"},
     fake=FakeRetailCrm,
     received=lambda fake: list(fake.calls.values()),
+    started=lambda record, timezone: _wall_clock(record["date"], timezone),
+    cards={"call_events": True},
+    left_open=_retailcrm_open_cards,
     expected=_retailcrm_expected,
     reject=lambda fake, phone: fake.reject_phones.add(phone),
     violations=lambda fake: list(fake.errors),
@@ -163,6 +189,10 @@ def _bitrix24_expected(call: Call, timezone: str) -> dict[str, Any]:
     }
 
 
+def _bitrix24_unfinished(fake: FakeBitrix24) -> list[str]:
+    return [call_id for call_id in fake.calls if call_id not in fake.finished]
+
+
 BITRIX24 = CrmProfile(
     kind="bitrix24",
     settings=lambda url, key: {"kind": "bitrix24", "webhook_url": f"{url}/rest/1/{key}/", "call_cards": False},
@@ -171,6 +201,9 @@ BITRIX24 = CrmProfile(
     filed_under_colleague={"USER_ID": 9},
     fake=lambda key: FakeBitrix24(code=key, users={7: "101", 9: "103"}),
     received=lambda fake: fake.filed(),
+    started=lambda record, timezone: datetime.fromisoformat(record["CALL_START_DATE"]),
+    cards={"call_cards": True},
+    left_open=_bitrix24_unfinished,
     expected=_bitrix24_expected,
     reject=lambda fake, phone: fake.reject_phones.add(phone),
     violations=lambda fake: list(fake.errors),
@@ -205,6 +238,9 @@ BITRIX24_APP = CrmProfile(
     filed_under_colleague={"USER_ID": 9},
     fake=lambda key: FakeBitrix24(code="contract-unused-webhook", client_secret=key, users={7: "101", 9: "103"}),
     received=lambda fake: fake.filed(),
+    started=lambda record, timezone: datetime.fromisoformat(record["CALL_START_DATE"]),
+    cards={"call_cards": True},
+    left_open=_bitrix24_unfinished,
     expected=_bitrix24_expected,
     reject=lambda fake, phone: fake.reject_phones.add(phone),
     violations=lambda fake: list(fake.errors),

@@ -1,5 +1,6 @@
-"""Machinery shared by the contract tests: a fault injector in front of any fake, and a look at
-everything DynamoDB holds."""
+"""Machinery shared by the contract tests: a fault injector in front of any fake, a look at
+everything DynamoDB holds, and the PBX side of a call: its Cloud PBX webhooks through the handler,
+and the queued work (call cards) run through the delivery function as Lambda's SQS source would."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from callbridge.infra import aws
+from callbridge.infra import aws, settings
+from tests.support import form, http_event
 
 
 @dataclass
@@ -76,3 +78,30 @@ def dynamodb_dump() -> str:
 def leaks(text: str, secrets: list[str]) -> list[str]:
     """The lines of `text` that contain any of `secrets`."""
     return [line for line in text.splitlines() if any(s and s in line for s in secrets)]
+
+
+def pbx_webhook(account: str, fields: dict[str, Any]) -> None:
+    """One Cloud PBX webhook (`history`, `event`) to the account, through its function's handler."""
+    import cloudpbx
+
+    answer = cloudpbx.handler(http_event(f"/v1/{account}/cloudpbx", form(**fields), account=account), None)
+    assert answer["statusCode"] == 200, answer
+
+
+def run_queued(account: str) -> int:
+    """Play Lambda's SQS event source for the delivery function: this account's messages only
+    (the stack is shared by the run's tests); returns how many ran."""
+    import delivery as delivery_handler
+    from callbridge_local.drivers import sqs_event
+
+    sqs, queue = aws.sqs(), settings.get_settings().delivery_queue_url
+    handled = 0
+    while found := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        mine = [m for m in found if json.loads(m["Body"]).get("account") == account]
+        if mine:
+            arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+            assert delivery_handler.handler(sqs_event(mine, arn, "us-east-1"), None) == {"batchItemFailures": []}
+        for m in mine:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        handled += len(mine)
+    return handled

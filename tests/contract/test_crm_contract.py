@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +30,7 @@ from callbridge.store.dynamo import to_item
 from callbridge.store.keys import call_pk
 from tests.contract.conftest import T0, FakeServers, Logs
 from tests.contract.crms import COLLEAGUE, CRMS, MANAGER, CrmProfile
-from tests.contract.harness import Faults, dynamodb_dump, leaks
+from tests.contract.harness import Faults, dynamodb_dump, leaks, pbx_webhook, run_queued
 from tests.fakes.crm_server import serve
 from tests.integration.recording_server import guarded_network
 from tests.support import trusting_fakes
@@ -68,26 +69,31 @@ class CrmStack:
     now: list[datetime]
     account: str
 
-    def entry(self, key: str = KEY, url: str | None = None) -> dict[str, Any]:
-        return {**self.profile.settings(url or self.url, key), "mode": "batch"}
+    def entry(self, key: str = KEY, url: str | None = None, cards: bool = False) -> dict[str, Any]:
+        return {**self.profile.settings(url or self.url, key), "mode": "batch", **(self.profile.cards if cards else {})}
 
-    def config(self, key: str = KEY, *, url: str | None = None, trust: bool = True, **extra: Any) -> AccountConfig:
+    def config(
+        self, key: str = KEY, *, url: str | None = None, trust: bool = True, cards: bool = False, **extra: Any
+    ) -> AccountConfig:
         """The account: its only CRM is the profile's, at the fake (or `url`), whose host:port the
-        account trusts (trusted_hosts) unless `trust` is False; `extra`: more account-file fields."""
+        account trusts (trusted_hosts) unless `trust` is False, with its live call cards if `cards`;
+        `extra`: more account-file fields."""
         colleague = [{"pbx_user": COLLEAGUE, **self.profile.colleague}] if self.profile.colleague else []
         data = {
             "account": self.account,
             "timezone": TIMEZONE,
             "phone_region": "RU",
             "pbx": {"kind": "cloudpbx", "crm_tokens": ["contract-pbx-token-0001"]},
-            "crms": [self.entry(key, url)],
+            "crms": [self.entry(key, url, cards)],
             "users": [{"pbx_user": MANAGER, **self.profile.manager}, *colleague],
             **extra,
         }
         return AccountConfig.model_validate(trusting_fakes(data) if trust else data)
 
-    def apply(self, key: str = KEY, *, url: str | None = None, trust: bool = True, **extra: Any) -> None:
-        apply_account(self.config(key, url=url, trust=trust, **extra))
+    def apply(
+        self, key: str = KEY, *, url: str | None = None, trust: bool = True, cards: bool = False, **extra: Any
+    ) -> None:
+        apply_account(self.config(key, url=url, trust=trust, cards=cards, **extra))
         accounts.clear_account_cache()
         secrets.reset_secret_cache()  # a new container (a warm one reads SSM again within 5 minutes)
 
@@ -510,3 +516,76 @@ def test_two_calls_from_one_number_minutes_apart_are_two_records(crm: CrmStack) 
     assert crm.drain().delivered == 2
     assert len(crm.received()) == 2
     assert crm.arrived(first) and crm.arrived(second)
+
+
+PBX_TOKEN = "contract-pbx-token-0001"  # the account's crm_tokens (CrmStack.config)
+
+
+def serve_pbx(fake: Any) -> AbstractContextManager[str]:
+    """The fake Cloud PBX's own server (FakeServers keeps one per way of serving: the CRM's is `serve`)."""
+    return serve(fake)
+
+
+def pbx_post(crm: CrmStack, **fields: Any) -> None:
+    pbx_webhook(crm.account, {**fields, "crm_token": PBX_TOKEN, "user": MANAGER})
+
+
+def test_the_crm_gets_the_calls_own_start_not_the_time_it_was_processed(crm: CrmStack) -> None:
+    """The card queue lags 90 s behind the PBX, the history (without the PBX's start) comes 5 minutes
+    later and the delivery an hour later: every CRM - its card's registration too, where it shows
+    cards (Bitrix24 registers the call then) - gets the start of the call's first event, within 2 s."""
+    crm.apply(cards=True)
+    call = {"callid": "start-1", "phone": "79165550101"}
+    began = crm.now[0]
+    pbx_post(crm, cmd="event", type="INCOMING", **call)
+    crm.later(seconds=90)
+    run_queued(crm.account)  # the card, late, while the phone still rings
+    for kind in ("ACCEPTED", "COMPLETED"):
+        pbx_post(crm, cmd="event", type=kind, **call)
+        crm.later(seconds=15)
+    crm.later(minutes=5)
+    pbx_post(crm, cmd="history", type="in", status="Success", duration="30", **call)
+    run_queued(crm.account)
+    crm.later(hours=1)
+    assert crm.drain().delivered == 1
+    [record] = crm.received()
+    started = crm.profile.started(record, TIMEZONE)
+    assert abs((started - began).total_seconds()) <= 2.0, (started, began, record)
+    assert crm.profile.left_open(crm.fake) == []
+
+
+def test_a_click_the_pbx_placed_without_an_id_is_one_crm_call_with_the_pbx_call_that_follows(
+    crm: CrmStack, fake_servers: FakeServers
+) -> None:
+    """A click-to-call whose `makeCall` the Cloud PBX answered with an empty 200 (the card opened
+    under a placeholder of ours, core/clicks.py), then the PBX's `out` history under its own call
+    id: one CRM record, of the PBX's call, and nothing the click opened left open (a card shown, a
+    call the CRM registered for it)."""
+    from callbridge.core.accounts import get_account
+    from callbridge.features import clicktocall
+    from callbridge.store import calls
+    from tests.fakes.cloudpbx_api import PATH, FakeCloudPbx
+
+    pbx = FakeCloudPbx(token="contract-pbx-api-token-01", make_call_without_id=True)
+    pbx_url = fake_servers.put(serve_pbx, pbx)
+    crm.apply(cards=True, pbx={"kind": "cloudpbx", "crm_tokens": [PBX_TOKEN], "api_url": f"{pbx_url}{PATH}",
+                               "token": pbx.token})  # fmt: skip
+    account = get_account(crm.account)
+    [manager] = [u for u in account.settings.users if u.pbx_user == MANAGER]
+    clicked = crm.now[0]  # the PBX rings the manager at once: its call starts with the click
+    placed = clicktocall.make_call(account, manager, "+79165550102")
+    assert placed.pbx_call_id is None and [r["cmd"] for r in pbx.requests] == ["makeCall"]
+    run_queued(crm.account)  # the click's card
+    crm.later(seconds=20)
+    pbx_post(crm, cmd="history", type="out", status="Success", duration="42", phone="79165550102",
+             callid="pbx-own-1", start=clock.iso(clicked))  # fmt: skip
+    run_queued(crm.account)
+    crm.later(minutes=5)
+    assert crm.drain().delivered == 1
+    stored = calls.get_call(crm.account, "pbx-own-1")
+    assert stored is not None
+    if crm.profile.cards:  # the click's card was opened under a placeholder, which the PBX call took
+        assert str(stored.get("card_call_id") or "").startswith("c2c-"), stored
+    assert [matches(r, crm.profile.expected(Call.from_item(stored), TIMEZONE)) for r in crm.received()] == [True]
+    assert crm.profile.left_open(crm.fake) == []
+    assert pbx.errors == []

@@ -6,22 +6,20 @@ queued card and delivery messages run through the delivery function's handler.""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
 import cloudpbx
-import delivery as delivery_handler
 from callbridge.core import accounts
 from callbridge.core.config import AccountConfig
 from callbridge.features import clicktocall
 from callbridge.features.admin import apply_account
-from callbridge.infra import aws, clock, secrets, settings
+from callbridge.infra import clock, secrets
 from callbridge.store import calls
-from callbridge_local.drivers import sqs_event
 from tests.contract.conftest import account_id, now, stack_env  # noqa: F401  (fixtures, by import)
+from tests.contract.harness import run_queued
 from tests.fakes.cloudpbx_api import PATH, FakeCloudPbx
 from tests.fakes.crm_server import serve
 from tests.fakes.retailcrm import FakeRetailCrm
@@ -31,22 +29,6 @@ pytestmark = pytest.mark.timeout(60)
 PBX_TOKEN, CRM_TOKEN = "c2c-edges-pbx-token-01", "c2c-edges-crm-token-01"
 RETAIL_KEY, CLIENT_ID = "c2c-edges-retail-key-01", "c2c-edges-client-id-01"
 NUMBER = "+79165550123"
-
-
-def run_queued(account: str) -> int:
-    """Play Lambda's SQS event source for the delivery function: this account's messages only
-    (the stack is shared by the run's tests)."""
-    sqs, queue = aws.sqs(), settings.get_settings().delivery_queue_url
-    handled = 0
-    while found := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
-        mine = [m for m in found if json.loads(m["Body"]).get("account") == account]
-        if mine:
-            arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
-            assert delivery_handler.handler(sqs_event(mine, arn, "us-east-1"), None) == {"batchItemFailures": []}
-        for m in mine:
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-        handled += len(mine)
-    return handled
 
 
 def history_out(account: str, callid: str, user: str, started: datetime) -> None:
