@@ -29,6 +29,8 @@ from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import (
     Callback,
+    CallbackOpened,
+    CallbackRequest,
     CallRecords,
     DeliveryContext,
     Record,
@@ -99,6 +101,25 @@ class Bitrix24Connector:
         from callbridge.crm.bitrix24.callbacks import call_placed
 
         call_placed(account, settings, callback, pbx_user, e164, pbx_call_id)
+
+    # The callback_tasks capability: to-dos on the caller's contact or lead (crm/bitrix24/todos.py).
+    @staticmethod
+    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
+        from callbridge.crm.bitrix24.todos import open_callback_task
+
+        return open_callback_task(account, settings, request)
+
+    @staticmethod
+    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
+        from callbridge.crm.bitrix24.todos import close_callback_task
+
+        close_callback_task(account, settings, task_id, note)
+
+    @staticmethod
+    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
+        from callbridge.crm.bitrix24.todos import new_contact
+
+        return new_contact(account, settings, call, owners)
 
     @staticmethod
     def setup_lines(config: AccountConfig, settings: CrmSettings, base_url: str) -> list[str]:
