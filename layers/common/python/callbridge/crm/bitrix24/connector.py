@@ -40,7 +40,16 @@ from callbridge.crm.base import (
     send_batch,
 )
 from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError, open_api
-from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, SENT, bitrix_time, register_params
+from callbridge.crm.bitrix24.calls import (
+    CALL_ID,
+    FINISHED,
+    RECORDED,
+    REGISTER,
+    SENT,
+    WITHHELD,
+    bitrix_time,
+    register_params,
+)
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import identity
 from callbridge.infra import clock
@@ -51,7 +60,6 @@ from callbridge.store.updates import Update
 
 DEFAULT_USER = "default_user"
 NO_STATISTICS = "ERROR_METHOD_NOT_FOUND"  # voximplant.statistic.get on a portal without it
-NO_NUMBER = "the call has no client number (withheld caller id); Bitrix24 files calls by phone"
 NO_USER = "no Bitrix24 user for this call: map its PBX user (bitrix24_user_id) or set default_user_id"
 # Bitrix24's call status codes (SIP-like; docs/protocols/bitrix24.md).
 STATUS_CODES = {
@@ -175,8 +183,11 @@ class Bitrix24Connector:
         who, defaulted = self.manager(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
         phone = call.phone or call.phone_raw or ""
-        if not is_number(phone):
-            return CallRecords([], not_applicable=NO_NUMBER, flags=flags)
+        withheld = not is_number(phone)
+        if withheld:
+            # Bitrix24 files a call under any PHONE_NUMBER (register documents no format): a withheld
+            # caller id is filed as "withheld", so that the portal's statistics count the call.
+            phone = WITHHELD
         if call.started_at is None:
             return CallRecords([], rejected="the call has no start time", flags=flags)
         if who is None:
@@ -194,7 +205,7 @@ class Bitrix24Connector:
         if call.card_call_id:
             # The click-to-call's card was registered under our placeholder (core/clicks.py).
             payload["card"] = call.card_call_id
-        if direction == "out" and call.user:
+        if direction == "out" and call.user and not withheld:
             # Perhaps the call a click in Bitrix24 asked for (callbridge.crm.bitrix24.callbacks).
             payload["click"] = {"pbx_user": call.user, "phone": phone, "started": call.started_at.timestamp()}
         if recording_stored:
