@@ -68,7 +68,7 @@ def _responsible(settings: Bitrix24Settings, entity: dict[str, Any], owners: lis
     by = entity.get("ASSIGNED_BY")
     assigned = by.get("ID") if isinstance(by, dict) else None
     assigned = assigned if assigned not in (None, "") else entity.get("ASSIGNED_BY_ID")
-    if str(assigned or "").isdigit():
+    if str(assigned or "").isdigit() and int(str(assigned)) > 0:
         return int(str(assigned))
     for owner in owners:
         found = user_id(owner)
