@@ -105,9 +105,12 @@ def answered(portal: Portal, n: int, phone: str, direction: str, started: dateti
 
 def test_a_missed_caller_gets_one_todo_on_his_contact_completed_once_he_is_reached(portal: Portal) -> None:
     first, again = missed(portal, 1, CONTACT_PHONE), missed(portal, 2, CONTACT_PHONE, T0 + timedelta(minutes=3))
-    portal.store(first, again)
+    portal.store(first)
     portal.deliver()
-    [todo] = portal.fake.todos()  # two missed calls within the window: one to-do
+    portal.store(again)  # he rings again three minutes later: within the window, the same to-do
+    portal.deliver()
+    assert "joined task" in portal.answer(again["call_id"])["callback"]
+    [todo] = portal.fake.todos()
     assert (todo["OWNER_TYPE_ID"], todo["OWNER_ID"]) == (3, 12)  # on the caller's contact
     assert todo["RESPONSIBLE_ID"] == BORIS  # the contact's responsible user, not the missed-call owner
     assert datetime.fromisoformat(todo["DEADLINE"]) == T0 + timedelta(minutes=30)  # callbacks.due_minutes
@@ -172,3 +175,40 @@ def test_without_crm_create_an_unknown_caller_gets_no_todo_and_the_reason_says_w
     assert portal.fake.todos() == [] and portal.fake.methods.count("crm.activity.todo.add") == 0
     answer = portal.answer(call["call_id"])["callback"]
     assert "no contact, company or lead" in answer and "crm_create is off" in answer
+
+
+def test_the_fake_portal_holds_the_todo_methods_to_their_documented_parameters() -> None:
+    """What the checks above rely on: the fake refuses or notes what Bitrix24's documentation of the
+    three methods does not allow (so a connector that sent it would fail those tests)."""
+    from urllib.parse import urlencode
+
+    from callbridge.crm.bitrix24.api import php_form
+
+    fake = FakeBitrix24(code=CODE, users={ANDY: "101"})
+    fake.entities[CONTACT_PHONE] = {"CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": 12}
+
+    def call(method: str, params: dict[str, Any]) -> int:
+        body = urlencode(php_form(params)).encode()
+        headers = {"content-type": "application/x-www-form-urlencoded"}
+        status, _, _ = fake.handle("POST", f"/rest/1/{CODE}/{method}.json", {}, headers, body)
+        return status
+
+    todo = {"ownerTypeId": 3, "ownerId": 12, "deadline": "2024-05-01T06:30:00+00:00", "responsibleId": ANDY}
+    assert call("crm.activity.todo.add", todo) == 200 and fake.errors == []
+    assert call("crm.activity.todo.add", {**todo, "ownerId": 13}) == 400  # no such contact
+    assert call("crm.activity.todo.add", {**todo, "responsibleId": 99}) == 400  # no such user
+    assert call("crm.activity.todo.add", {k: v for k, v in todo.items() if k != "deadline"}) == 400
+    assert call("crm.activity.todo.add", {**todo, "deadline": "tomorrow"}) == 400
+    assert call("crm.activity.todo.add", {**todo, "COMMUNICATIONS": "x"}) == 200
+    assert call("crm.activity.update", {"id": 1, "fields": {"COMPLETED": "yes"}}) == 200
+    assert call("crm.activity.update", {"id": 1}) == 400
+    assert call("crm.activity.update", {"id": 77, "fields": {"COMPLETED": "Y"}}) == 400  # no such activity
+    assert call("crm.activity.list", {"filter": {"NOTE": "x"}}) == 200
+    assert fake.errors == [
+        "crm.activity.todo.add: no deadline",
+        "crm.activity.todo.add: deadline is not ISO 8601: 'tomorrow'",
+        "crm.activity.todo.add: unknown parameters ['COMMUNICATIONS']",
+        "crm.activity.update: COMPLETED must be Y or N",
+        "crm.activity.update: no fields",
+        "crm.activity.list: NOTE is no activity field",
+    ]
