@@ -212,3 +212,14 @@ def test_the_fake_portal_holds_the_todo_methods_to_their_documented_parameters()
         "crm.activity.update: no fields",
         "crm.activity.list: NOTE is no activity field",
     ]
+
+
+def test_two_missed_calls_of_one_caller_in_one_batch_count_the_due_time_from_the_first(portal: Portal) -> None:
+    # Stored and handed to delivery in the wrong order: the later call first, as a PBX retry can do.
+    later, earlier = missed(portal, 2, CONTACT_PHONE, T0 + timedelta(minutes=4)), missed(portal, 1, CONTACT_PHONE)
+    portal.store(later, earlier)
+    portal.deliver()
+    [todo] = portal.fake.todos()
+    assert datetime.fromisoformat(todo["DEADLINE"]) == T0 + timedelta(minutes=30)  # from the first missed call
+    assert portal.answer(earlier["call_id"])["callback"] == f"callback: task {todo['ID']} opened"
+    assert "joined task" in portal.answer(later["call_id"])["callback"]
