@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 import history as history_fn
 from callbridge.core import accounts
-from callbridge.infra import aws, secrets
+from callbridge.infra import aws, deadline, secrets, settings
 from callbridge.store import calls
 from callbridge_local.handlers import LambdaContext
 from tests.integration.slow_store import Fault, SlowStore, slow_store
@@ -81,3 +82,18 @@ def test_a_history_answers_503_within_its_timeout_and_its_retry_is_stored_once(
     call = calls.get_call("demo", call_id) or {}
     assert (call.get("final"), call.get("outcome")) == (True, "answered")
     assert len(calls.timeline("demo", call_id)) == 1, "the retry of a webhook is stored once"
+
+
+def test_near_the_deadline_an_error_botocore_would_not_retry_reaches_the_caller_as_it_is(store: SlowStore) -> None:
+    """The deadline ends only what a retry would prolong: a refused condition (the store's answer
+    to a repeated write, store/calls.py) is still the store's answer, however little time is left."""
+    table = settings.get_settings().calls_table
+    item = {"pk": {"S": "DEADLINE#cond"}, "sk": {"S": "x"}}
+    client = aws.dynamodb()
+    client.put_item(TableName=table, Item=item)
+    with deadline.deadline_in(0.5), pytest.raises(ClientError) as refused:
+        client.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+    assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    with deadline.deadline_in(0.0), pytest.raises(deadline.DeadlineExceeded):
+        client.put_item(TableName=table, Item=item)
+    assert store.writes_faulted == 0
