@@ -1,8 +1,12 @@
 """Account secrets (PBX tokens, our webhook tokens, CRM keys) in SSM Parameter Store.
 
-Layout: `{SSM_PREFIX}/accounts/{account}/{name}` SecureString parameters, read as one path with
-Powertools' parameters utility and cached. Values never leave this module except to be compared or
-sent to their own peer, and are never logged.
+Layout: `{SSM_PREFIX}/accounts/{account}/{name}` SecureString parameters, read with Powertools'
+parameters utility and cached. Values never leave this module except to be compared or sent to their
+own peer, and are never logged.
+
+A function reads only the part of an account's secrets its work needs - the CRMs' (`crm/…`), the
+PBX's (`pbx/…`), or one secret by name - so that its role (template.yaml) may read only that part;
+docs/tenancy.md lists which function reads what.
 """
 
 from __future__ import annotations
@@ -48,26 +52,51 @@ def _provider(fast: bool) -> SSMProvider:
     return SSMProvider(boto3_client=aws.ssm(fast=fast))
 
 
+# The parts of an account's path below which secrets are read together (`under`).
+PBX = "pbx"
+CRMS = "crm"
+
+
 def pbx_secret_name(field: str) -> str:
     """Name (inside the account path) of a secret field of a non-Cloud-PBX PBX's settings."""
-    return f"pbx/{field}"
+    return f"{PBX}/{field}"
 
 
 def crm_secret_name(crm: str, field: str) -> str:
     """Name (inside the account path) of a secret field of one of the account's CRMs."""
-    return f"crm/{crm}/{field}"
+    return f"{CRMS}/{crm}/{field}"
 
 
 def account_path(account_id: str) -> str:
     return f"{get_settings().ssm_prefix}/accounts/{account_id}"
 
 
-def account_secrets(account_id: str, *, force: bool = False, fast: bool = False) -> dict[str, str]:
-    """`fast`: on the contact path only (see _provider)."""
-    values = _provider(fast).get_multiple(
-        account_path(account_id), max_age=CACHE_SECONDS, decrypt=True, force_fetch=force, recursive=True
-    )
-    return {str(k): str(v) for k, v in values.items()}
+def account_secrets(account_id: str, *, force: bool = False, fast: bool = False, under: str = "") -> dict[str, str]:
+    """The account's secrets by name (inside its path); `under` (PBX, CRMS): only those below that
+    part, one GetParametersByPath on it, named as ever (`crm/<crm>/<field>`). `fast`: on the contact
+    path only (see _provider)."""
+    path = f"{account_path(account_id)}/{under}" if under else account_path(account_id)
+    values = _provider(fast).get_multiple(path, max_age=CACHE_SECONDS, decrypt=True, force_fetch=force, recursive=True)
+    prefix = f"{under}/" if under else ""
+    return {f"{prefix}{k}": str(v) for k, v in values.items()}
+
+
+def account_secret(account_id: str, name: str, *, force: bool = False) -> str | None:
+    """One secret of the account by name (GetParameter: a role may read just that name); None when
+    SSM has no such parameter."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    try:
+        value = _provider(False).get(
+            f"{account_path(account_id)}/{name}", max_age=CACHE_SECONDS, decrypt=True, force_fetch=force
+        )
+    except GetParameterError as error:
+        # Powertools wraps every failure; only a parameter that is not there is an answer.
+        cause = getattr(error.__context__, "response", {}).get("Error", {}).get("Code")
+        if cause == "ParameterNotFound":
+            return None
+        raise
+    return None if value is None else str(value)
 
 
 def matches_any(presented: str, valid: list[str]) -> bool:
@@ -80,14 +109,15 @@ def matches_any(presented: str, valid: list[str]) -> bool:
     return result
 
 
-def check_with_refresh(account_id: str, check: Callable[[dict[str, str]], bool]) -> bool:
-    """`check` against the cached secrets and, if it fails, once more against fresh ones (a secret
-    rotated after this warm Lambda cached it), within a budget per account (infra/refresh.py)."""
-    if check(account_secrets(account_id)):
+def check_with_refresh(account_id: str, check: Callable[[dict[str, str]], bool], *, under: str = "") -> bool:
+    """`check` against the cached secrets (`under`: see account_secrets) and, if it fails, once more
+    against fresh ones (a secret rotated after this warm Lambda cached it), within a budget per
+    account (infra/refresh.py)."""
+    if check(account_secrets(account_id, under=under)):
         return True
     if not _refresh.allow(account_id):
         return False
-    return check(account_secrets(account_id, force=True))
+    return check(account_secrets(account_id, force=True, under=under))
 
 
 def reset_secret_cache() -> None:

@@ -103,7 +103,7 @@ def authorize_crm(account: Account, crms: list[CrmSettings], presented: str) -> 
                 found.append(crm)
         return bool(found)
 
-    if not secrets.check_with_refresh(account.id, check):
+    if not secrets.check_with_refresh(account.id, check, under=secrets.CRMS):
         raise Unauthorized(INVALID_CLIENT_ID)
     return found[0]
 
