@@ -97,7 +97,7 @@ def due(account: str, crm: str, now: datetime, limit: int) -> Iterator[str]:
         # '$' sorts right after '#': every key due at or before `now`, whatever its call id.
         "KeyConditionExpression": "dlv_pk = :q AND dlv_due < :until",
         "ExpressionAttributeValues": {":q": {"S": queue_key(account, crm)}, ":until": {"S": clock.iso(now) + "$"}},
-        "Limit": 1000,  # one page at most: fewer while fewer are still wanted
+        "Limit": 1000,  # what one page asks for at most (less once fewer are still wanted)
     }
     for item in query_items(kwargs, at_most=limit):
         yield call_id_of(item["pk"]["S"], account)
