@@ -7,7 +7,7 @@ from typing import Any
 
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.dynamo import from_item, scan_items, to_item
 from callbridge.store.keys import CONFIG, account_key
 
 
@@ -38,10 +38,4 @@ def list_accounts(pbx_kind: str | None = None) -> list[str]:
         "ExpressionAttributeValues": values,
         "ProjectionExpression": "account",
     }
-    found: list[str] = []
-    while True:
-        response = aws.dynamodb().scan(**kwargs)
-        found.extend(str(i["account"]["S"]) for i in response.get("Items", []) if "account" in i)
-        if "LastEvaluatedKey" not in response:
-            return sorted(found)
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return sorted(str(i["account"]["S"]) for i in scan_items(kwargs) if "account" in i)

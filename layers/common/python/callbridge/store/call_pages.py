@@ -14,7 +14,7 @@ from typing import Any
 
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item
+from callbridge.store.dynamo import from_item, query_items
 from callbridge.store.keys import CALL_SK, call_pk
 
 INDEX = "ByAccount"
@@ -140,10 +140,4 @@ def call_items(account: str, call_id: str) -> list[dict[str, Any]]:
         "ExpressionAttributeValues": {":pk": {"S": call_pk(account, call_id)}},
         "ConsistentRead": True,
     }
-    items: list[dict[str, Any]] = []
-    while True:
-        response = aws.dynamodb().query(**request)
-        items.extend(from_item(i) for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return items
-        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return [from_item(i) for i in query_items(request)]

@@ -22,11 +22,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item
+from callbridge.store.dynamo import from_item, query_items, updated_item_if
 from callbridge.store.keys import callback_pk
 from callbridge.store.updates import Update
 
@@ -57,16 +55,10 @@ def _update(key: dict[str, Any], update: Update, condition: str | None = None) -
     # Kept KEEP_DAYS after their last change (the table's TTL): a caller's history of tasks does not
     # grow for ever, and a task nobody closed in that time is not closed by us any more.
     update.set(expires_at=int(time.time()) + KEEP_DAYS * 86400)
-    request: dict[str, Any] = {"TableName": _table(), "Key": key, "ReturnValues": "ALL_NEW", **update.request()}
+    request: dict[str, Any] = {"TableName": _table(), "Key": key, **update.request()}
     if condition:
         request["ConditionExpression"] = condition
-    try:
-        response = aws.dynamodb().update_item(**request)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return None
-        raise
-    return from_item(response["Attributes"])
+    return updated_item_if(**request)
 
 
 def items(account: str, crm: str, phone: str) -> list[dict[str, Any]]:
@@ -77,13 +69,7 @@ def items(account: str, crm: str, phone: str) -> list[dict[str, Any]]:
         "ExpressionAttributeValues": {":pk": {"S": pk(account, crm, phone)}},
         "ConsistentRead": True,
     }
-    found: list[dict[str, Any]] = []
-    while True:
-        response = aws.dynamodb().query(**kwargs)
-        found.extend(from_item(i) for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return found
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return [from_item(i) for i in query_items(kwargs)]
 
 
 def tasks(account: str, crm: str, phone: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.dynamo import from_item, put_if, query_items, scan_items, to_item, update_if
 from callbridge.store.keys import CALL_SK as CALL_SK
 from callbridge.store.keys import EVENT_PREFIX, event_sk
 from callbridge.store.keys import call_key as call_key
@@ -174,30 +174,18 @@ def update_call(account: str, call_id: str, update: Update, condition: str | Non
     request = update.request()
     if condition:
         request["ConditionExpression"] = condition
-    try:
-        aws.dynamodb().update_item(TableName=_table(), Key=call_key(account, call_id), **request)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return update_if(TableName=_table(), Key=call_key(account, call_id), **request)
 
 
 def timeline(account: str, call_id: str) -> list[dict[str, Any]]:
     """Every webhook received for a call, oldest first."""
-    items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "TableName": _table(),
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :evt)",
         "ExpressionAttributeValues": {":pk": {"S": call_pk(account, call_id)}, ":evt": {"S": EVENT_PREFIX}},
         "ConsistentRead": True,
     }
-    while True:
-        response = aws.dynamodb().query(**kwargs)
-        items.extend(from_item(i) for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            break
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    items = [from_item(i) for i in query_items(kwargs)]
     return sorted(items, key=lambda i: (i.get("received_at", ""), i.get("sk", "")))
 
 
@@ -219,13 +207,7 @@ def recordings_not_stored(account: str | None = None) -> list[dict[str, Any]]:
         "ExpressionAttributeValues": values,
         "ProjectionExpression": "account, call_id, recording_state, recording_error",
     }
-    found: list[dict[str, Any]] = []
-    while True:
-        response = aws.dynamodb().scan(**kwargs)
-        found.extend(from_item(i) for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return found
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return [from_item(i) for i in scan_items(kwargs)]
 
 
 def list_calls(account: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -302,17 +284,11 @@ def call_item(account: str, call_id: str, attributes: dict[str, Any]) -> dict[st
 
 def put_call_if_absent(account: str, call_id: str, attributes: dict[str, Any]) -> bool:
     """Create the call item unless it exists; False when it did (nothing is changed then)."""
-    try:
-        aws.dynamodb().put_item(
-            TableName=_table(),
-            Item=call_item(account, call_id, attributes),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
+    return put_if(
+        TableName=_table(),
+        Item=call_item(account, call_id, attributes),
+        ConditionExpression="attribute_not_exists(pk)",
+    )
 
 
 def batch_put(items: Iterable[dict[str, Any]]) -> None:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.dynamo import from_item, to_item, update_if
 from callbridge.store.keys import click_pk
 
 SK = "PENDING"
@@ -43,16 +41,10 @@ def waiting(account: str, pbx_user: str, e164: str) -> dict[str, Any] | None:
 def take(account: str, pbx_user: str, e164: str, placeholder: str, call_id: str) -> bool:
     """The click (still the one with `placeholder`) is `call_id`'s: once, the first call to take it
     keeps it (the same call taking it again is still its)."""
-    try:
-        aws.dynamodb().update_item(
-            TableName=get_settings().calls_table,
-            Key=_key(account, pbx_user, e164),
-            UpdateExpression="SET taken_by = :me",
-            ConditionExpression="placeholder = :p AND (attribute_not_exists(taken_by) OR taken_by = :me)",
-            ExpressionAttributeValues={":me": {"S": call_id}, ":p": {"S": placeholder}},
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return update_if(
+        TableName=get_settings().calls_table,
+        Key=_key(account, pbx_user, e164),
+        UpdateExpression="SET taken_by = :me",
+        ConditionExpression="placeholder = :p AND (attribute_not_exists(taken_by) OR taken_by = :me)",
+        ExpressionAttributeValues={":me": {"S": call_id}, ":p": {"S": placeholder}},
+    )

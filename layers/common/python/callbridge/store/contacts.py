@@ -7,7 +7,7 @@ from typing import Any
 
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.dynamo import from_item, query_items, to_item
 from callbridge.store.keys import contact_key
 
 
@@ -62,10 +62,4 @@ def list_contacts(account: str) -> list[dict[str, Any]]:
         "KeyConditionExpression": "account = :a",
         "ExpressionAttributeValues": {":a": {"S": account}},
     }
-    found: list[dict[str, Any]] = []
-    while True:
-        response = aws.dynamodb().query(**kwargs)
-        found.extend(from_item(i) for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            return found
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    return [from_item(i) for i in query_items(kwargs)]

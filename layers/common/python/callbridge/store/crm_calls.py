@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.dynamo import delete_if, from_item, put_if, to_item, update_if
 from callbridge.store.keys import call_key, crm_call_sk
 from callbridge.store.updates import Update
 
@@ -44,13 +42,7 @@ def claim(account: str, call_id: str, crm: str, attributes: dict[str, Any], now_
     """Create the item with `attributes` unless it exists; returns the stored item either way (the
     first writer's attributes win: two concurrent attempts end up acting alike)."""
     item = {**to_item({**attributes, "expires_at": now_epoch + KEEP_SECONDS}), **_key(account, call_id, crm)}
-    try:
-        aws.dynamodb().put_item(
-            TableName=get_settings().calls_table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
+    put_if(TableName=get_settings().calls_table, Item=item, ConditionExpression="attribute_not_exists(pk)")
     found = get(account, call_id, crm)
     if found is None:  # deleted between the two requests (TTL): as good as absent, write ours
         return claim(account, call_id, crm, attributes, now_epoch)
@@ -59,17 +51,13 @@ def claim(account: str, call_id: str, crm: str, attributes: dict[str, Any], now_
 
 def release(account: str, call_id: str, crm: str, owner: str) -> None:
     """Delete the item `claim` created with {"owner": owner}, unless another writer's item is there."""
-    try:
-        aws.dynamodb().delete_item(
-            TableName=get_settings().calls_table,
-            Key=_key(account, call_id, crm),
-            ConditionExpression="#o = :o",
-            ExpressionAttributeNames={"#o": "owner"},
-            ExpressionAttributeValues={":o": {"S": owner}},
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-            raise
+    delete_if(
+        TableName=get_settings().calls_table,
+        Key=_key(account, call_id, crm),
+        ConditionExpression="#o = :o",
+        ExpressionAttributeNames={"#o": "owner"},
+        ExpressionAttributeValues={":o": {"S": owner}},
+    )
 
 
 def put(account: str, call_id: str, crm: str, attributes: dict[str, Any], now_epoch: int) -> None:
@@ -83,15 +71,9 @@ def update(account: str, call_id: str, crm: str, update: Update, condition: str 
     when the item is absent or `condition` (its names and values bound on `update`) does not hold."""
     request = update.request()
     expression = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
-    try:
-        aws.dynamodb().update_item(
-            TableName=get_settings().calls_table,
-            Key=_key(account, call_id, crm),
-            ConditionExpression=expression,
-            **request,
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return update_if(
+        TableName=get_settings().calls_table,
+        Key=_key(account, call_id, crm),
+        ConditionExpression=expression,
+        **request,
+    )

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from callbridge.infra import aws, clock
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item, to_item
+from callbridge.store.dynamo import from_item, put_if, to_item
 from callbridge.store.keys import MESSAGE_SK, account_key, cursor_sk, message_pk
 
 
@@ -32,12 +30,4 @@ def save_cursor(account: str, name: str, data: dict[str, Any]) -> None:
 def put_message_once(account: str, uuid: str, attributes: dict[str, Any]) -> bool:
     """Keep a source's non-call record (an SMS, a fax) once by its uuid; False when it was kept before."""
     item = to_item({"pk": message_pk(account, uuid), "sk": MESSAGE_SK, **attributes})
-    try:
-        aws.dynamodb().put_item(
-            TableName=get_settings().calls_table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-        )
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return put_if(TableName=get_settings().calls_table, Item=item, ConditionExpression="attribute_not_exists(pk)")

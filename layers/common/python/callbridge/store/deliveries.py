@@ -19,11 +19,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from callbridge.infra import aws, clock
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item
+from callbridge.store.dynamo import from_item, query_items, updated_item_if
 from callbridge.store.keys import DELIVERY_PREFIX, call_key, call_pk, delivery_sk
 from callbridge.store.keys import call_id_of as _call_id_of
 from callbridge.store.updates import Update
@@ -67,17 +65,11 @@ def _update(
     account: str, call_id: str, crm: str, update: Update, condition: str | None = None
 ) -> dict[str, Any] | None:
     """The delivery item after the update, or None when `condition` did not hold."""
-    request: dict[str, Any] = {"TableName": _table(), "Key": key(account, call_id, crm), "ReturnValues": "ALL_NEW"}
+    request: dict[str, Any] = {"TableName": _table(), "Key": key(account, call_id, crm)}
     request.update(update.request())
     if condition:
         request["ConditionExpression"] = condition
-    try:
-        response = aws.dynamodb().update_item(**request)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return None
-        raise
-    return from_item(response["Attributes"])
+    return updated_item_if(**request)
 
 
 def create(account: str, call_id: str, crm: str, kind: str, mode: str, due: datetime, now: datetime) -> bool:
@@ -105,20 +97,10 @@ def due(account: str, crm: str, now: datetime, limit: int) -> Iterator[str]:
         # '$' sorts right after '#': every key due at or before `now`, whatever its call id.
         "KeyConditionExpression": "dlv_pk = :q AND dlv_due < :until",
         "ExpressionAttributeValues": {":q": {"S": queue_key(account, crm)}, ":until": {"S": clock.iso(now) + "$"}},
-        "Limit": min(limit, 1000),
+        "Limit": 1000,  # what one page asks for at most (less once fewer are still wanted)
     }
-    left = limit
-    while left > 0:
-        response = aws.dynamodb().query(**kwargs)
-        for item in response.get("Items", []):
-            yield call_id_of(item["pk"]["S"], account)
-            left -= 1
-            if left <= 0:
-                return
-        if "LastEvaluatedKey" not in response:
-            return
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        kwargs["Limit"] = min(left, 1000)
+    for item in query_items(kwargs, at_most=limit):
+        yield call_id_of(item["pk"]["S"], account)
 
 
 def claim(account: str, call_id: str, crm: str, owner: str, now: datetime, lease_s: int) -> dict[str, Any] | None:
@@ -186,20 +168,14 @@ def _flags(flags: list[str]) -> set[str] | None:
 
 def list_parked(account: str, crm: str, state: str = FAILED, limit: int = 1000) -> list[dict[str, Any]]:
     """Parked deliveries of one CRM (the index is KEYS_ONLY: the items are read by key)."""
-    keys: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "TableName": _table(),
         "IndexName": INDEX,
         "KeyConditionExpression": "dlv_pk = :q",
         "ExpressionAttributeValues": {":q": {"S": parked_key(state, account, crm)}},
     }
-    while len(keys) < limit:
-        response = aws.dynamodb().query(**kwargs)
-        keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in response.get("Items", []))
-        if "LastEvaluatedKey" not in response:
-            break
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-    return get_items(keys[:limit])
+    keys = [{"pk": i["pk"], "sk": i["sk"]} for i in query_items(kwargs, at_most=limit)]
+    return get_items(keys)
 
 
 def get_items(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:

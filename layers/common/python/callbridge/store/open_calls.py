@@ -15,7 +15,7 @@ from typing import Any
 
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import to_item
+from callbridge.store.dynamo import query_items, to_item
 from callbridge.store.keys import open_pk
 
 _BATCH_WRITE = 25
@@ -51,14 +51,10 @@ def open_between(account: str, source: str, start: str, end: str) -> list[OpenCa
         },
         "ConsistentRead": True,
     }
-    while True:
-        response = aws.dynamodb().query(**kwargs)
-        for item in response.get("Items", []):
-            since, _, call_id = item["sk"]["S"].partition("#")
-            found.append(OpenCall(call_id, since))
-        if "LastEvaluatedKey" not in response:
-            return found
-        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+    for item in query_items(kwargs):
+        since, _, call_id = item["sk"]["S"].partition("#")
+        found.append(OpenCall(call_id, since))
+    return found
 
 
 def forget(account: str, source: str, entries: Iterable[OpenCall]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item, to_item, to_value
+from callbridge.store.dynamo import from_item, query_items, to_item, to_value
 from callbridge.store.keys import PBX_USER_PREFIX, USER_PREFIX, account_key, pbx_user_sk, user_sk
 from callbridge.store.updates import Update
 
@@ -72,16 +72,9 @@ def _without_keys(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _query_prefix(account: str, prefix: str) -> list[dict[str, Any]]:
-    client = aws.dynamodb()
-    items: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
         "TableName": get_settings().accounts_table,
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
         "ExpressionAttributeValues": {":pk": account_key(account)["pk"], ":prefix": {"S": prefix}},
     }
-    while True:
-        page = client.query(**kwargs)
-        items.extend(from_item(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [from_item(i) for i in query_items(kwargs)]
