@@ -8,21 +8,23 @@ sent to their own peer, and are never logged.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
 from callbridge.infra import aws
-from callbridge.infra.refresh import RefreshBudget
 from callbridge.infra.settings import get_settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
+# How long a warm Lambda keeps an account's secrets when nothing says they changed. The secrets a
+# caller presents (API keys, click-to-call secrets, recordings credentials) are read with the
+# account's version (core/credentials.py): an apply changes the version, and the account item is
+# re-read every few seconds (settings.credential_cache_s), so those are re-read at once after an
+# apply without an SSM read per request. A parameter changed by hand in SSM, not by an apply, is
+# seen this long after at the latest (docs/deploy.md "Credentials: removal and rotation").
 CACHE_SECONDS = 300
-# A token that does not match may be a freshly rotated one that this warm Lambda has not seen yet:
-# SSM is re-read then, within a budget per account (infra/refresh.py).
-_refresh = RefreshBudget()
 
 # Secret names inside an account's path.
 CRM_TOKEN = "crm_token"
@@ -62,11 +64,25 @@ def account_path(account_id: str) -> str:
     return f"{get_settings().ssm_prefix}/accounts/{account_id}"
 
 
-def account_secrets(account_id: str, *, force: bool = False, fast: bool = False) -> dict[str, str]:
-    """`fast`: on the contact path only (see _provider)."""
+# (provider, account) -> the account version its cached secrets were read under.
+_versions: dict[tuple[bool, str], str] = {}
+_versions_lock = threading.Lock()
+
+
+def account_secrets(
+    account_id: str, *, force: bool = False, fast: bool = False, version: str | None = None
+) -> dict[str, str]:
+    """`fast`: on the contact path only (see _provider). `version`: the account's version as just
+    read (core/accounts.py Account.version); cached secrets read under another one are read again."""
+    key = (fast, account_id)
+    if version is not None and _versions.get(key) != version:
+        force = True
     values = _provider(fast).get_multiple(
         account_path(account_id), max_age=CACHE_SECONDS, decrypt=True, force_fetch=force, recursive=True
     )
+    if version is not None:
+        with _versions_lock:
+            _versions[key] = version
     return {str(k): str(v) for k, v in values.items()}
 
 
@@ -80,16 +96,7 @@ def matches_any(presented: str, valid: list[str]) -> bool:
     return result
 
 
-def check_with_refresh(account_id: str, check: Callable[[dict[str, str]], bool]) -> bool:
-    """`check` against the cached secrets and, if it fails, once more against fresh ones (a secret
-    rotated after this warm Lambda cached it), within a budget per account (infra/refresh.py)."""
-    if check(account_secrets(account_id)):
-        return True
-    if not _refresh.allow(account_id):
-        return False
-    return check(account_secrets(account_id, force=True))
-
-
 def reset_secret_cache() -> None:
     _provider.cache_clear()
-    _refresh.clear()
+    with _versions_lock:
+        _versions.clear()
