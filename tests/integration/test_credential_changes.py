@@ -95,7 +95,8 @@ def count_ssm_reads() -> list[str]:
 
 def count_account_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The account ids core/accounts.py reads from DynamoDB from now on."""
-    real = accounts.get_account_item
+    from callbridge.store.accounts import get_account_item as real
+
     reads: list[str] = []
 
     def counted(account_id: str, **kwargs: Any) -> Any:
