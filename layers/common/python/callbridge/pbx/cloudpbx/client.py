@@ -70,7 +70,7 @@ def for_account(account: Account, *, force: bool = False) -> CloudPbxClient | No
 
     settings = account.settings.pbx
     api_url = settings.api_url if isinstance(settings, CloudPbxSettings) else None
-    token = secrets.account_secrets(account.id, force=force).get(secrets.PBX_TOKEN)
+    token = secrets.account_secrets(account.id, force=force, version=account.version).get(secrets.PBX_TOKEN)
     if not api_url or not token:
         return None
     return CloudPbxClient(
