@@ -481,26 +481,34 @@ def test_a_burst_for_an_unknown_account_costs_what_a_wrong_token_costs_and_answe
     cloud: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The deterministic cause of a timing difference is the reads a refusal makes: the same count
-    for a made-up account as for a known one with a wrong token (the first look, then the recheck
-    budget of infra/refresh.py), cold and warm. The clock stands still, so the budget's refill
-    cannot make the two runs differ."""
+    for a made-up account as for a known one with a wrong token - read first (cold) and held
+    (warm) - each read charged to the recheck budget of infra/refresh.py. The clock moves only when
+    the test says, so that the budget's refill cannot make the runs differ."""
     from callbridge.infra import refresh
 
-    frozen = SimpleNamespace(monotonic=lambda: 1000.0)
-    monkeypatch.setattr(accounts, "time", frozen)
-    monkeypatch.setattr(refresh, "time", frozen)
+    now = [1000.0]
+    clock = SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(accounts, "time", clock)
+    monkeypatch.setattr(refresh, "time", clock)
+    monkeypatch.setenv("CREDENTIAL_CACHE_SECONDS", "60")
+    settings.reset_settings()
     accounts.clear_account_cache()
     reads = _count_account_reads(monkeypatch)
-    unknown = [
-        cloudpbx.handler(http_event("/v1/nosuch/cloudpbx", form(**seed_history()), account="nosuch"), None)
-        for _ in range(100)
-    ]
-    unknown_reads = len(reads)
-    wrong = [cloudpbx.handler(http_event(SINGLE, form(**seed_history(crm_token="not-the-token"))), None)
-             for _ in range(100)]  # fmt: skip
-    assert (unknown_reads, len(reads) - unknown_reads) == (6, 6)  # one look, then a burst of 5 rechecks
-    assert all(answer == wrong[0] for answer in unknown + wrong)
-    assert wrong[0]["statusCode"] == 401
+
+    def burst(account: str, token: str) -> tuple[int, list[dict[str, Any]]]:
+        before = len(reads)
+        path = f"/v1/{account}/cloudpbx"
+        answers = [cloudpbx.handler(http_event(path, form(**seed_history(crm_token=token)), account=account), None)
+                   for _ in range(100)]  # fmt: skip
+        return len(reads) - before, answers
+
+    cold = [burst("nosuch", DEMO_TOKEN), burst("demo", "not-the-token")]
+    now[0] += 10  # the budget refilled; both still held (the account, and the id found missing)
+    warm = [burst("nosuch", DEMO_TOKEN), burst("demo", "not-the-token")]
+    assert [count for count, _ in cold + warm] == [5, 5, 5, 5]  # a burst of 5 reads, then none
+    answers = [answer for _, some in cold + warm for answer in some]
+    assert all(answer == answers[0] for answer in answers)
+    assert answers[0]["statusCode"] == 401
 
 
 def test_an_account_found_missing_answers_at_once_after_an_apply_here_and_within_seconds_otherwise(

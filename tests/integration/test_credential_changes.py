@@ -171,15 +171,19 @@ def test_a_refusal_reads_the_same_whether_the_account_exists_or_not(
     elsewhere: Callable[[AccountConfig], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The deterministic cause of a timing difference is the reads a refusal makes: on the calls API,
-    a made-up account costs the same DynamoDB and SSM reads as a known one with a wrong key, from a
-    cold start and warm; the clock stands still so that the recheck budget's refill cannot differ."""
+    a made-up account costs the same DynamoDB and SSM reads as a known one with a wrong key, read
+    first (cold) and held (warm); the clock moves only when the test says, so that the recheck
+    budget's refill cannot make the runs differ."""
     from types import SimpleNamespace
 
     from callbridge.infra import refresh
 
-    frozen = SimpleNamespace(monotonic=lambda: 5000.0)
-    monkeypatch.setattr(accounts, "time", frozen)
-    monkeypatch.setattr(refresh, "time", frozen)
+    now = [5000.0]
+    clock = SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(accounts, "time", clock)
+    monkeypatch.setattr(refresh, "time", clock)
+    monkeypatch.setenv("CREDENTIAL_CACHE_SECONDS", "60")
+    settings.reset_settings()
     accounts.clear_account_cache()
     calls_api("creds-guessed-key-0000")  # the demo account's secrets cached, as in a warm Lambda
     accounts.clear_account_cache()
@@ -190,4 +194,7 @@ def test_a_refusal_reads_the_same_whether_the_account_exists_or_not(
         assert {calls_api("creds-guessed-key-0000", account) for _ in range(30)} == {401}
         return len(account_reads) - before[0], len(ssm_reads) - before[1]
 
-    assert cost("nosuch") == cost("demo") == (6, 0)  # one look, then a burst of 5 rechecks; no SSM
+    cold = [cost("nosuch"), cost("demo")]
+    now[0] += 10  # the budget refilled; both still held (the account, and the id found missing)
+    warm = [cost("nosuch"), cost("demo")]
+    assert cold + warm == [(5, 0)] * 4  # a burst of 5 reads, then none; never SSM

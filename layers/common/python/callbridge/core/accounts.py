@@ -185,6 +185,10 @@ def recheck(seen: Lookup, *, fast: bool = False) -> Lookup:
     request or now (within the budget, infra/refresh.py), else `seen` itself. The same reads whether
     the account exists or not, so a refusal's timing does not tell which accounts exist."""
     if seen.fresh:
+        # Nothing newer to read, but the read made for this request is charged to the budget like a
+        # recheck: otherwise an id this container has not read yet (a made-up one, or a real one
+        # gone cold) would be refused after one read more than one it holds (a real one, warm).
+        _refresh.allow(seen.id)
         return seen
     with _recheck_locks[hash(seen.id) % len(_recheck_locks)]:
         hit = _cache.get(seen.id)
