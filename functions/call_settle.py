@@ -1,23 +1,17 @@
-"""SQS worker: records a call nobody answered as missed once all its phones stopped ringing."""
+"""SQS worker: records a call nobody answered as missed once all its phones stopped ringing
+(callbridge.features.settle)."""
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from callbridge.core.record import settle_call
-from callbridge.infra.observability import bind, invocation, logger
+from callbridge.features.settle import handle_message
+from callbridge.infra.observability import invocation
 
 
 def _settle(record: SQSRecord) -> None:
-    message = json.loads(record.body)
-    bind(account=message.get("account"), call_id=message.get("call_id"))
-    result = settle_call(str(message["account"]), str(message["call_id"]))
-    logger().info(
-        "settled",
-        extra={"account": message["account"], "call_id": message["call_id"], "result": result.status},
-    )
+    handle_message(record.body)
 
 
 @invocation

@@ -52,7 +52,9 @@ lint() {
 }
 
 architecture() {
-  PYTHONPATH=layers/common/python lint-imports --no-cache
+  # The product's package, its Lambda handlers (functions/, a namespace package from the repository
+  # root) and the tooling (tools/): one graph, every contract of pyproject.toml.
+  PYTHONPATH=layers/common/python:tools:. lint-imports --no-cache
 }
 
 build() {

@@ -432,18 +432,27 @@ def test_the_connector_interface(fake_crm: CrmStack) -> None:
 
 
 @pytest.mark.parametrize("number", ["", "anonymous"])
-def test_a_call_without_a_client_number_is_not_applicable_never_rejected(fake_crm: CrmStack, number: str) -> None:
-    """A withheld caller id: every CRM we know files calls by number, so the connector sends nothing
-    and says `not_applicable` (settled, no alarm), never `rejected` (parked, the operator's list)."""
-    connector = fake_crm.connector(retry=NO_WAIT)
-    try:
-        [call] = fake_crm.day(1)
-        call.update(phone=number, phone_raw=number)
-        built = connector.records(Call.from_item(call), False)
-    finally:
-        connector.close()
-    assert (built.records, built.rejected) == ([], "")
-    assert "no client number" in built.not_applicable
+def test_a_withheld_caller_is_filed_as_withheld_or_skipped_on_purpose(crm: CrmStack, number: str) -> None:
+    """A missed call with a withheld caller id (stored flagged `no_number`): a CRM that files a call
+    under any text shows it as "withheld"; one that needs a client number has no place for it, and
+    the delivery says so - settled as not applicable with the documented reason, never `rejected`
+    (parked, the operator's list) nor a failure."""
+    [call] = crm.day(1)
+    call.pop("user")
+    call.update(phone=number, phone_raw=number, outcome="missed", duration=0, users_rang={MANAGER},
+                ring_order=[MANAGER], flags={"no_number"})  # fmt: skip
+    crm.store([call])
+    report = crm.drain()
+    (delivery,) = deliveries.of_call(crm.account, call["call_id"])
+    if crm.profile.withheld is not None:
+        assert (report.delivered, report.rejected, report.failed) == (1, 0, 0)
+        assert [matches(r, crm.profile.withheld) for r in crm.received()] == [True], crm.received()
+        assert delivery["state"] == deliveries.DELIVERED
+        return
+    assert (report.delivered, report.rejected, report.failed, report.not_applicable) == (0, 0, 0, 1)
+    assert crm.received() == [] and crm.faults.requests == 0
+    assert delivery["state"] == deliveries.NOT_APPLICABLE
+    assert crm.profile.withheld_skip and crm.profile.withheld_skip in delivery["reason"], delivery["reason"]
 
 
 def test_a_crm_on_an_untrusted_address_receives_nothing(crm: CrmStack, monkeypatch: pytest.MonkeyPatch) -> None:

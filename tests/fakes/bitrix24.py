@@ -7,6 +7,11 @@ inbound webhook (`/rest/{user}/{code}/{method}.json`), answering in Bitrix24's s
   (once: a finished call is refused), `show` / `hide` (logged in order), `attachRecord` (the
   recording is downloaded, as the portal does; a second one replaces the file, counted in `attached`), `voximplant.statistic.get` by CALL_ID,
   `telephony.externalCall.searchCrmEntities`, `user.get`, and `batch` (`$result[name][FIELD]`);
+- callback to-dos: `crm.activity.todo.add` (on an entity the portal has, for one of its users, a
+  deadline in ISO 8601), `crm.activity.list` (filtered, ordered, selected, 50 a page) and
+  `crm.activity.update` (`fields[COMPLETED]`), each checked against the method's documented
+  parameters; `leads_found` makes the leads CRM_CREATE made searchable, as on a portal (off: the
+  routing tests written before it expect a number's lead to name nobody);
 - the portal's leaky bucket: 2 requests a second, 50 at once; beyond that QUERY_LIMIT_EXCEEDED (503);
 - as a local application (`/rest/{method}.json` with `auth={access token}`) and Bitrix24's OAuth
   server (`GET /oauth/token/`, grant_type authorization_code or refresh_token): access tokens live
@@ -51,6 +56,14 @@ FINISH_FIELDS = {
     "CALL_ID", "USER_ID", "USER_PHONE_INNER", "DURATION", "COST", "COST_CURRENCY", "STATUS_CODE",
     "FAILED_REASON", "RECORD_URL", "VOTE", "ADD_TO_CHAT",
 }  # fmt: skip
+# crm.activity.todo.add's parameters (apidocs.bitrix24.com, "Add Universal Activity"); * required.
+TODO_FIELDS = {"ownerTypeId", "ownerId", "deadline", "title", "description", "responsibleId", "parentActivityId",
+               "pingOffsets", "colorId"}  # fmt: skip
+ACTIVITY_FIELDS = {  # crm.activity.fields: what crm.activity.list filters / selects and .update may set
+    "ID", "OWNER_ID", "OWNER_TYPE_ID", "TYPE_ID", "PROVIDER_ID", "PROVIDER_TYPE_ID", "SUBJECT", "DESCRIPTION",
+    "COMPLETED", "RESPONSIBLE_ID", "DEADLINE", "START_TIME", "END_TIME", "PRIORITY", "CREATED", "LAST_UPDATED",
+}  # fmt: skip
+OWNER_TYPE_NAMES = {1: "LEAD", 2: "DEAL", 3: "CONTACT", 4: "COMPANY"}
 REGISTER_REPEAT_S = 30 * 60
 BUCKET, LEAK_PER_S = 50, 2.0  # the portal's leaky bucket: its size, and how fast it drains
 
@@ -102,6 +115,9 @@ class FakeBitrix24:
     records: dict[str, bytes | str] = field(default_factory=dict)  # CALL_ID -> recording (or its URL)
     cards: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)  # (show|hide, CALL_ID, users)
     leads: list[str] = field(default_factory=list)  # phones Bitrix24 made a lead for
+    leads_found: bool = False  # searchCrmEntities finds the leads CRM_CREATE made (as a portal does)
+    lead_entities: dict[str, dict[str, Any]] = field(default_factory=dict)  # E.164 -> the lead CRM_CREATE made
+    activities: dict[int, dict[str, Any]] = field(default_factory=dict)  # ID -> a to-do (crm.activity.todo.add)
     requests: int = 0
     methods: list[str] = field(default_factory=list)  # every method reached, batch commands too
     limited: int = 0  # requests answered QUERY_LIMIT_EXCEEDED
@@ -308,6 +324,9 @@ class FakeBitrix24:
             "telephony.externalCall.attachRecord": self._attach,
             "voximplant.statistic.get": self._statistic,
             "telephony.externalCall.searchCrmEntities": self._search,
+            "crm.activity.todo.add": self._todo_add,
+            "crm.activity.list": self._activity_list,
+            "crm.activity.update": self._activity_update,
             "user.get": lambda p: [{"ID": str(i), "UF_PHONE_INNER": phone, "ACTIVE": True} for i, phone in self.users.items()],
         }  # fmt: skip
         handler = handlers.get(name) if name not in self.without else None
@@ -370,9 +389,16 @@ class FakeBitrix24:
         else:
             call_id = f"externalCall.{len(self.calls) + 1:08x}.{int(now)}"
             self._registered[key] = (call_id, now)
-            lead = str(params.get("CRM_CREATE")) == "1" and phone not in self.entities
+            lead = (
+                str(params.get("CRM_CREATE")) == "1" and phone not in self.entities and phone not in self.lead_entities
+            )
             if lead:
                 self.leads.append(phone)
+                # Its responsible: the register's user until finish names who took the call.
+                self.lead_entities[phone] = {"CRM_ENTITY_TYPE": "LEAD", "CRM_ENTITY_ID": 1000 + len(self.leads),
+                                             "NAME": phone, "ASSIGNED_BY_ID": str(user), "CALL_ID": None}  # fmt: skip
+            if lead:
+                self.lead_entities[phone]["CALL_ID"] = call_id
             self.calls[call_id] = {"USER_ID": user, "PHONE_NUMBER": phone, "TYPE": kind, "CALL_START_DATE": start,
                                    "CRM_CREATE": str(params.get("CRM_CREATE", "0")), "LEAD": lead,
                                    "EXTERNAL_CALL_ID": str(params.get("EXTERNAL_CALL_ID") or "")}  # fmt: skip
@@ -401,6 +427,9 @@ class FakeBitrix24:
             # Not a violation: a retry after a lost answer does exactly this; the portal refuses it.
             raise Refused("ERROR_NOT_FOUND", "Call is not found or already finished")
         call = self.calls[call_id]
+        made = self.lead_entities.get(call["PHONE_NUMBER"])
+        if made is not None and made["CALL_ID"] == call_id:  # finish's USER_ID: the lead's responsible
+            made["ASSIGNED_BY_ID"] = str(user)
         self.finished[call_id] = {**call, "CALL_ID": call_id, "USER_ID": user, "DURATION": duration,
                                   "STATUS_CODE": status}  # fmt: skip
         return {"CALL_ID": call_id, "PORTAL_USER_ID": user, "CALL_DURATION": duration, "CALL_FAILED_CODE": status}
@@ -453,5 +482,93 @@ class FakeBitrix24:
         phone = str(params.get("PHONE_NUMBER") or "")
         if not phone:
             self.errors.append("telephony.externalCall.searchCrmEntities: no PHONE_NUMBER")
-        entity = self.entities.get(phone)
-        return [entity] if entity else []
+        found = [
+            e for e in (self.entities.get(phone), self.lead_entities.get(phone) if self.leads_found else None) if e
+        ]
+        return [{k: v for k, v in e.items() if k != "CALL_ID"} for e in found]
+
+    # -- callback to-dos ---------------------------------------------------------------------------
+    def todos(self) -> list[dict[str, Any]]:
+        """Every to-do the portal holds (typed), oldest first."""
+        return [self.activities[i] for i in sorted(self.activities)]
+
+    def _owner(self, method: str, type_id: Any, owner_id: Any) -> tuple[int, int]:
+        kind, entity = self._int(method, "ownerTypeId", type_id), self._int(method, "ownerId", owner_id)
+        name = OWNER_TYPE_NAMES.get(kind)
+        if name is None:
+            self.errors.append(f"{method}: ownerTypeId {kind} is no CRM object type")
+            raise Refused("ERROR_ARGUMENT", "ownerTypeId is invalid")
+        known = [*self.entities.values(), *self.lead_entities.values()]
+        if not any(str(e.get("CRM_ENTITY_TYPE")) == name and str(e.get("CRM_ENTITY_ID")) == str(entity) for e in known):
+            raise Refused("NOT_FOUND", f"{name} {entity} is not found", 400)
+        return kind, entity
+
+    def _todo_add(self, params: dict[str, Any]) -> dict[str, Any]:
+        method = "crm.activity.todo.add"
+        if unknown := set(params) - TODO_FIELDS:
+            self.errors.append(f"{method}: unknown parameters {sorted(unknown)}")
+        for name in ("ownerTypeId", "ownerId", "deadline"):
+            if params.get(name) in (None, ""):
+                self.errors.append(f"{method}: no {name}")
+                raise Refused("ERROR_ARGUMENT", f"{name} is required")
+        kind, entity = self._owner(method, params["ownerTypeId"], params["ownerId"])
+        deadline = str(params["deadline"])
+        try:
+            datetime.fromisoformat(deadline)
+        except ValueError:
+            self.errors.append(f"{method}: deadline is not ISO 8601: {deadline!r}")
+            raise Refused("ERROR_ARGUMENT", "deadline is invalid") from None
+        responsible = None
+        if params.get("responsibleId") not in (None, ""):
+            responsible = self._int(method, "responsibleId", params["responsibleId"])
+            if self.users and responsible not in self.users:
+                raise Refused("ERROR_ARGUMENT", f"responsibleId {responsible}: no such user")
+        offsets = params.get("pingOffsets")
+        if offsets is not None and not (isinstance(offsets, list) and all(str(o).isdigit() for o in offsets)):
+            self.errors.append(f"{method}: pingOffsets must be an array of minutes")
+        activity_id = len(self.activities) + 1
+        self.activities[activity_id] = {
+            "ID": activity_id, "OWNER_TYPE_ID": kind, "OWNER_ID": entity, "PROVIDER_ID": "CRM_TODO",
+            "SUBJECT": str(params.get("title") or ""), "DESCRIPTION": str(params.get("description") or ""),
+            "DEADLINE": deadline, "RESPONSIBLE_ID": responsible, "COMPLETED": "N",
+        }  # fmt: skip
+        return {"id": activity_id}
+
+    def _activity_list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        method = "crm.activity.list"
+        if unknown := set(params) - {"filter", "order", "select", "start"}:
+            self.errors.append(f"{method}: unknown parameters {sorted(unknown)}")
+        wanted = params.get("filter") or {}
+        order = params.get("order") or {}
+        select = params.get("select") or []
+        if not isinstance(wanted, dict) or not isinstance(order, dict) or not isinstance(select, list):
+            self.errors.append(f"{method}: filter and order are maps, select a list")
+            raise Refused("ERROR_ARGUMENT", "bad list parameters")
+        for name in (*wanted, *order, *select):
+            if name.lstrip("=!<>%") not in ACTIVITY_FIELDS and name != "*":
+                self.errors.append(f"{method}: {name} is no activity field")
+        if set(order.values()) - {"ASC", "DESC"}:
+            self.errors.append(f"{method}: order is ASC or DESC")
+        found = [a for a in self.activities.values() if all(str(a.get(k)) == str(v) for k, v in wanted.items())]
+        found.sort(key=lambda a: int(a["ID"]), reverse=order.get("ID") == "DESC")
+        start = self._int(method, "start", params.get("start", 0))
+        shown = set(select) | {"ID"} if select and "*" not in select else set(ACTIVITY_FIELDS)
+        return [{k: v for k, v in a.items() if k in shown} for a in found[start : start + 50]]
+
+    def _activity_update(self, params: dict[str, Any]) -> bool:
+        method = "crm.activity.update"
+        if unknown := set(params) - {"id", "fields"}:
+            self.errors.append(f"{method}: unknown parameters {sorted(unknown)}")
+        activity_id = self._int(method, "id", params.get("id"))
+        fields = params.get("fields")
+        if not isinstance(fields, dict) or not fields:
+            self.errors.append(f"{method}: no fields")
+            raise Refused("ERROR_ARGUMENT", "fields is required")
+        if unknown := set(fields) - ACTIVITY_FIELDS:
+            self.errors.append(f"{method}: unknown fields {sorted(unknown)}")
+        if "COMPLETED" in fields and fields["COMPLETED"] not in ("Y", "N"):
+            self.errors.append(f"{method}: COMPLETED must be Y or N")
+        if activity_id not in self.activities:
+            raise Refused("ERROR_NOT_FOUND", "Not found")
+        self.activities[activity_id].update({k: v for k, v in fields.items() if k in ACTIVITY_FIELDS})
+        return True

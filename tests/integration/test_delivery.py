@@ -436,6 +436,29 @@ def test_retailcrm_call_events_from_the_event_webhook(setup: Crms, now: list[dat
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("number", ["", "anonymous"])
+def test_a_withheld_caller_rings_without_a_retailcrm_card_on_purpose(
+    setup: Crms, now: list[datetime], number: str
+) -> None:
+    """retailCRM's call event needs the client's phone (its card is the customer the phone finds): a
+    withheld caller's ringing and hang-up send it nothing - deliberately, not a refused event."""
+    import cloudpbx
+    from callbridge.store import calls
+    from tests.support import form, http_event, seed_event
+
+    sqs = aws.sqs()
+    queue_url = settings.get_settings().delivery_queue_url
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for kind in ("INCOMING", "COMPLETED"):
+        fields = seed_event(kind, "andy", callid="EV-HIDDEN", phone=number, crm_token="delivery-test-token-0001")
+        event = http_event("/v1/realtime/cloudpbx", form(**fields), account="realtime")
+        assert cloudpbx.handler(event, None)["statusCode"] == 200
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert calls.get_call("realtime", "EV-HIDDEN") is not None  # the call itself is kept
+    assert setup.retail.errors == [] and setup.retail.events == []
+
+
 def test_a_failed_hand_off_is_done_again_by_the_pbx_retry(
     setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from callbridge_local import iam
-from callbridge_local.iam_actions import Request
+from callbridge_local.iam_actions import CallSite, Request, requests_for
 from callbridge_local.provision import AwsTarget, ProvisionedStack, provision
 from callbridge_local.sam_transform import transform_file
 from callbridge_local.template import load_template
@@ -207,3 +207,41 @@ def test_statements_the_evaluator_would_misread_are_refused(stack: ProvisionedSt
     ):
         with pytest.raises(iam.PolicyError, match=complaint):
             iam.function_roles(template(statement), stack.resolver, {"Fn": "fn"})
+
+
+# What an account's secrets are, by the call that reads each (infra/secrets.py; docs/tenancy.md).
+SECRET_READS = {
+    "everything": ("GetParametersByPath", "Path", ""),
+    "crm": ("GetParametersByPath", "Path", "/crm"),
+    "crm/*": ("GetParameter", "Name", "/crm/b24/oauth/tokens"),
+    "pbx": ("GetParametersByPath", "Path", "/pbx"),
+    "pbx_token": ("GetParameter", "Name", "/pbx_token"),
+    "recordings_signing_key": ("GetParameter", "Name", "/recordings_signing_key"),
+    "api_key": ("GetParameter", "Name", "/api_key"),
+    "crm_token": ("GetParameter", "Name", "/crm_token"),
+    "recordings_password": ("GetParameter", "Name", "/recordings_password"),
+}
+
+
+def test_each_function_may_read_only_its_part_of_an_accounts_secrets(
+    roles: dict[str, iam.FunctionRole], stack: ProvisionedStack
+) -> None:
+    """Evaluated as IAM does, on the roles of the transformed template: which of an account's
+    secrets each function may read. Only three may read every secret of every account."""
+    path = f"/callbridge/{stack.stack_name}/accounts/acme"
+    site = CallSite("us-east-1", ACCOUNT)
+    may: dict[str, set[str]] = {}
+    for function, role in roles.items():
+        for part, (operation, key, below) in SECRET_READS.items():
+            (request,) = requests_for("ssm", operation, {key: path + below}, site)
+            if role.evaluate(request).allowed:
+                may.setdefault(function, set()).add(part)
+    everything = {f for f, parts in may.items() if "everything" in parts}
+    assert everything == {"RecordingsFunction", "CallHistoryFunction", "MakeCallFunction"}
+    assert not {"HistoryFunction", "EventFunction", "CallSettleFunction", "HealthFunction"} & set(may)
+    assert may["ContactFunction"] == may["CloudPbxFunction"] == {"crm", "crm/*"}
+    assert may["DeliveryFunction"] == {"crm", "crm/*", "recordings_signing_key"}
+    assert may["CcrmPollFunction"] == may["TelediscountReconcileFunction"] == {"pbx"}
+    assert may["CloudPbxReconcileFunction"] == {"pbx_token"}
+    keys = {"api_key", "crm_token", "recordings_password"}
+    assert {f for f, parts in may.items() if parts & keys} == everything  # the keys callers present

@@ -282,3 +282,21 @@ def test_skipped_resources_are_not_looked_into():
     parsed = parse_template(raw, ROOT / "t.yaml")
     assert parsed.resources["Subnet"].read_properties() == {}
     assert parsed.resources["Ip"].type == "AWS::EC2::EIP"
+
+
+def test_a_transform_is_cached_by_what_it_depends_on_and_a_refusal_never_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLBRIDGE_CACHE_DIR", str(tmp_path))
+    function = "Resources: {Fn: {Type: AWS::Serverless::Function, Properties: {Handler: a.b, Runtime: python3.12, CodeUri: %s, MemorySize: %d}}}\n"
+    first = parse_template(cfn_yaml.loads(function % ("functions/a", 128)), ROOT / "t.yaml")
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    # Read back from the cache: the same view of the template.
+    assert parse_template(cfn_yaml.loads(function % ("functions/a", 128)), ROOT / "t.yaml") == first
+    changed = parse_template(cfn_yaml.loads(function % ("functions/a", 256)), ROOT / "t.yaml")
+    assert changed.resources["Fn"].properties["MemorySize"] == 256
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    # A refused template leaves nothing behind, so it is refused again with its message.
+    broken = "Resources: {Fn: {Type: AWS::Serverless::Function, Properties: {Handler: a.b}}}\n"
+    for _ in range(2):
+        with pytest.raises(TemplateError, match=re.escape("the SAM transform refused the template")):
+            parse_template(cfn_yaml.loads(broken), ROOT / "t.yaml")
+    assert len(list(tmp_path.glob("*.json"))) == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -90,20 +89,20 @@ class RuntimeConfig:
 
 
 def apply_accounts(directory: Path, base_url: str) -> list[str]:
-    """Run callbridge.features.admin.apply_accounts_dir; its lines are what to paste into the PBX cabinet."""
+    """Run callbridge.features.admin.apply_accounts_dir; its lines are what to paste into the PBX cabinet.
+
+    One of the two product modules the runtime imports (the other: core/config.py, below); the
+    `local-runtime-boundary` contract in pyproject.toml holds it to them."""
     try:
         # Imported only now: it reads settings from the environment the runtime has just set.
-        admin = importlib.import_module("callbridge.features.admin")
+        from callbridge.features import admin
     except ImportError as exc:
-        if exc.name in ("callbridge", "callbridge.features.admin"):
+        if exc.name in ("callbridge", "callbridge.features", "callbridge.features.admin"):
             raise AccountsError(
                 "callbridge.features.admin is not available, so account files cannot be applied"
             ) from exc
         raise
-    apply_accounts_dir = getattr(admin, "apply_accounts_dir", None)
-    if apply_accounts_dir is None:
-        raise AccountsError("callbridge.features.admin has no apply_accounts_dir")
-    return [str(line) for line in apply_accounts_dir(directory, base_url)]
+    return [str(line) for line in admin.apply_accounts_dir(directory, base_url)]
 
 
 def _shown_path(path: Path) -> str:
@@ -122,9 +121,10 @@ def check_account_files(directory: Path) -> None:
     """
     try:
         # Only the model: applying (admin) reads AWS settings, which are not set up yet.
-        config_module = importlib.import_module("callbridge.core.config")
-        pydantic = importlib.import_module("pydantic")
-        yaml = importlib.import_module("yaml")
+        import pydantic
+        import yaml
+
+        from callbridge.core import config as config_module
     except ImportError:
         # apply_accounts says so (and skips the directory) once the runtime is up.
         return

@@ -19,10 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import boto3
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
-
 from callbridge_local import cfn_yaml
 
 LOCAL_CODE_BUCKET = "callbridge-local-code"
@@ -68,6 +64,12 @@ def transform(
     only where SAM needs a value at transform time), so one output covers every parameter value that
     does not change the transform itself.
     """
+    # Imported here: the translator and boto3 take a second to import, and a runtime whose transform
+    # comes from the cache (transform_cache.py) only needs local_code_path below.
+    import boto3
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
     session = boto3.session.Session(region_name=region)
     translator = Translator(None, Parser(), boto_session=session)
     result: dict[str, Any] = translator.translate(

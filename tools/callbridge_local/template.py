@@ -519,11 +519,9 @@ def _is_sam(raw: Mapping[str, Any]) -> bool:
 def sam_to_cloudformation(
     raw: Mapping[str, Any], path: Path, params: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """The SAM transform, with the translator's complaints as one TemplateError."""
-    # Imported here: the translator takes a second to import, and a CloudFormation template needs none.
-    from samtranslator.model.exceptions import InvalidDocumentException, InvalidTemplateException
-
-    from callbridge_local.sam_transform import transform
+    """The SAM transform, with the translator's complaints as one TemplateError; a template transformed
+    before comes from the cache (transform_cache.py) without importing the translator."""
+    from callbridge_local.transform_cache import cached_transform
 
     transforms = raw.get("Transform")
     for name in transforms if isinstance(transforms, list) else [transforms]:
@@ -531,6 +529,15 @@ def sam_to_cloudformation(
             raise TemplateError(
                 f"Transform {name!r} is not supported by the local runtime (only AWS::Serverless-2016-10-31)"
             )
+    return cached_transform(raw, params, lambda raw, params: _translate(raw, path, params))
+
+
+def _translate(raw: Mapping[str, Any], path: Path, params: Mapping[str, str] | None) -> dict[str, Any]:
+    # Imported here: the translator takes a second to import, and a CloudFormation template needs none.
+    from samtranslator.model.exceptions import InvalidDocumentException, InvalidTemplateException
+
+    from callbridge_local.sam_transform import transform
+
     try:
         return transform(raw, params)
     except InvalidDocumentException as exc:

@@ -2,8 +2,9 @@
 
 Adding a PBX or a CRM is its package under callbridge/pbx or callbridge/crm plus one line here. The
 packages are named by module path and imported on first use, so that a function loads only the
-adapters its accounts use (the contact path's cold start is measured: bench/benchmark.py), and so
-that the core can look an adapter up without importing any of them.
+adapters its accounts use (the contact path's cold start is measured: bench/benchmark.py). The core
+never imports this module: callbridge/__init__.py hands it to the core (core/catalog.py), which
+asks it for the settings models when an account is validated.
 
 Each package has a `settings` module whose `SETTINGS` is its account-file model (a PbxSettings or
 CrmSettings subclass), and a PBX an `adapter` module with `ADAPTER`, a CRM a `connector` module with

@@ -11,8 +11,9 @@ import functools
 import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, cast, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,7 +35,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from callbridge.core import catalog
 from callbridge.store.keys import ACCOUNT_ID
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -176,9 +180,7 @@ class PbxSettings(Model):
     @classmethod
     def _by_kind(cls, value: Any, handler: ModelWrapValidatorHandler[PbxSettings]) -> PbxSettings:
         if cls is PbxSettings and isinstance(value, dict):
-            from callbridge import registry
-
-            return registry.pbx_settings_model(str(value.get("kind", ""))).model_validate(value)
+            return pbx_settings_model(str(value.get("kind", ""))).model_validate(value)
         return handler(value)
 
 
@@ -201,10 +203,8 @@ class CrmSettings(Model):
     @classmethod
     def _by_kind(cls, value: Any, handler: ModelWrapValidatorHandler[CrmSettings]) -> CrmSettings:
         if cls is CrmSettings and isinstance(value, dict):
-            from callbridge import registry
-
             data = value if value.get("name") else {**value, "name": value.get("kind")}
-            return registry.crm_settings_model(str(value.get("kind", ""))).model_validate(data)
+            return crm_settings_model(str(value.get("kind", ""))).model_validate(data)
         return handler(value)
 
 
@@ -231,13 +231,11 @@ class UserMapping(Model):
         if isinstance(value, dict):
             extra = {k: v for k, v in value.items() if k not in cls.model_fields}
             if extra:
-                from callbridge import registry
-
                 # Validating the extras as one model of every package's fields (extra="forbid") keeps
                 # pydantic's own errors and their location: users.0.<field>, "Extra inputs are not
                 # permitted" for a field nobody declares.
                 try:
-                    checked = _package_fields_model(registry.user_field_models(extra)).model_validate(extra)
+                    checked = _package_fields_model(user_field_models(extra)).model_validate(extra)
                 except ValidationError as error:
                     # Every error of the entry at once, the shared fields' first, as one model gave them.
                     raise ValidationError.from_exception_data(
@@ -297,6 +295,30 @@ def _package_fields_model(models: tuple[type[UserFields], ...]) -> type[UserFiel
             owner[field] = model
     # (cast: mypy types a model created from several bases as a new class, not as their base)
     return cast("type[UserFields]", create_model("PackageUserFields", __base__=models or (UserFields,)))
+
+
+# The registry's lookups, handed to the core (core/catalog.py) and checked here: a registry line whose
+# package names the wrong kind of model fails with its kind, not somewhere inside a validation.
+def pbx_settings_model(kind: str) -> type[PbxSettings]:
+    """The settings model of the PBX package of `kind`; a ValueError (registry.UnknownKind) for a kind
+    no registry line names."""
+    return _checked(catalog.installed().pbx_settings_model(kind), PbxSettings, kind)
+
+
+def crm_settings_model(kind: str) -> type[CrmSettings]:
+    """The settings model of the CRM package of `kind`, as pbx_settings_model."""
+    return _checked(catalog.installed().crm_settings_model(kind), CrmSettings, kind)
+
+
+def user_field_models(claiming: Iterable[str] | None = None) -> tuple[type[UserFields], ...]:
+    """The packages' USER_FIELDS models (registry.user_field_models: all, or enough to declare `claiming`)."""
+    return tuple(_checked(m, UserFields, "USER_FIELDS") for m in catalog.installed().user_field_models(claiming))
+
+
+def _checked(model: type[Any], base: type[_ModelT], what: str) -> type[_ModelT]:
+    if not (isinstance(model, type) and issubclass(model, base)):
+        raise TypeError(f"the registry's model for {what!r} is not a {base.__name__}")
+    return model
 
 
 class ContactEntry(Model):
@@ -491,10 +513,8 @@ class AccountConfig(Model):
         if isinstance(data, dict) and "timezone" not in data:
             pbx = data.get("pbx")
             if isinstance(pbx, dict):
-                from callbridge import registry
-
                 with contextlib.suppress(ValueError):
-                    zone = registry.pbx_settings_model(str(pbx.get("kind", ""))).default_timezone
+                    zone = pbx_settings_model(str(pbx.get("kind", ""))).default_timezone
                     if zone:
                         return {**data, "timezone": zone}
         return data
@@ -548,9 +568,7 @@ class AccountConfig(Model):
         data.setdefault("account", account_id)
         pbx = data.get("pbx")
         if isinstance(pbx, dict):
-            from callbridge import registry
-
-            model = registry.pbx_settings_model(str(pbx.get("kind", "")))
+            model = pbx_settings_model(str(pbx.get("kind", "")))
             data["pbx"] = {**pbx, **model.stored_placeholders()}
         return cls.model_validate(data, context={"stored": True})
 

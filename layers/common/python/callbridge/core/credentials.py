@@ -26,11 +26,13 @@ def known(account_id: str) -> Account | None:
     return seen.account
 
 
-def secrets_match(account: Account, check: Callable[[dict[str, str]], bool]) -> Account | None:
-    """The account (as rechecked, when it changed) whose secrets pass `check`; None otherwise."""
-    if check(secrets.account_secrets(account.id, version=account.version)):
+def secrets_match(account: Account, check: Callable[[dict[str, str]], bool], *, under: str = "") -> Account | None:
+    """The account (as rechecked, when it changed) whose secrets (`under`: infra/secrets.py
+    account_secrets) pass `check`; None otherwise."""
+    if check(secrets.account_secrets(account.id, under=under, version=account.version)):
         return account
     again = recheck(Lookup.of(account))
     if again.account is None or again.account.version == account.version:
         return None
-    return again.account if check(secrets.account_secrets(account.id, version=again.account.version)) else None
+    fresh = secrets.account_secrets(account.id, under=under, version=again.account.version)
+    return again.account if check(fresh) else None

@@ -153,7 +153,7 @@ def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False, fast
     accepts: the request fails like a wrong key and is retried once the secret is put."""
     from callbridge.infra import secrets
 
-    values = secrets.account_secrets(account_id, force=force, fast=fast)  # fast: the contact path
+    values = secrets.account_secrets(account_id, force=force, fast=fast, under=secrets.CRMS)  # fast: the contact path
     filled: CrmSettings = _fill(crm, crm.name, "", values)
     return filled
 

@@ -138,7 +138,7 @@ def _unb64(text: str) -> bytes:
 def _cursor_key(account_id: str) -> bytes:
     """A key of its own for cursors, derived from the account's recording signing key, so that a
     cursor's MAC is never a valid recording signature (nor the other way round)."""
-    key = secrets.account_secrets(account_id).get(secrets.RECORDINGS_SIGNING_KEY)
+    key = secrets.account_secret(account_id, secrets.RECORDINGS_SIGNING_KEY)
     if not key:
         raise LookupError(f"account {account_id} has no signing key: apply its account file")
     return hmac.new(key.encode(), _CURSOR_CONTEXT, hashlib.sha256).digest()

@@ -9,6 +9,8 @@ import threading
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from callbridge.infra import deadline
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
@@ -35,8 +37,10 @@ def _client(service: str, fast: bool) -> Any:
         share = get_settings().contact_budget_ms / 1000 / 3
         config = Config(connect_timeout=share, read_timeout=share, retries={"max_attempts": 1, "mode": "standard"})
     else:
-        config = Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
-    return _create(service, config)
+        # A webhook cuts each attempt's read timeout and the retries' back-off to its deadline
+        # (deadline.py); a connect is not cut, so it must fit in deadline.MARGIN_SECONDS.
+        config = Config(connect_timeout=1, read_timeout=10, retries={"max_attempts": 4, "mode": "standard"})
+    return deadline.bound(_create(service, config))
 
 
 # One client is created at a time: a boto3 session is not safe to create clients from on several

@@ -1,8 +1,12 @@
 """Account secrets (PBX tokens, our webhook tokens, CRM keys) in SSM Parameter Store.
 
-Layout: `{SSM_PREFIX}/accounts/{account}/{name}` SecureString parameters, read as one path with
-Powertools' parameters utility and cached. Values never leave this module except to be compared or
-sent to their own peer, and are never logged.
+Layout: `{SSM_PREFIX}/accounts/{account}/{name}` SecureString parameters, read with Powertools'
+parameters utility and cached. Values never leave this module except to be compared or sent to their
+own peer, and are never logged.
+
+A function reads only the part of an account's secrets its work needs - the CRMs' (`crm/…`), the
+PBX's (`pbx/…`), or one secret by name - so that its role (template.yaml) may read only that part;
+docs/tenancy.md lists which function reads what.
 """
 
 from __future__ import annotations
@@ -50,40 +54,80 @@ def _provider(fast: bool) -> SSMProvider:
     return SSMProvider(boto3_client=aws.ssm(fast=fast))
 
 
+# The parts of an account's path below which secrets are read together (`under`).
+PBX = "pbx"
+CRMS = "crm"
+
+
 def pbx_secret_name(field: str) -> str:
     """Name (inside the account path) of a secret field of a non-Cloud-PBX PBX's settings."""
-    return f"pbx/{field}"
+    return f"{PBX}/{field}"
 
 
 def crm_secret_name(crm: str, field: str) -> str:
     """Name (inside the account path) of a secret field of one of the account's CRMs."""
-    return f"crm/{crm}/{field}"
+    return f"{CRMS}/{crm}/{field}"
 
 
 def account_path(account_id: str) -> str:
     return f"{get_settings().ssm_prefix}/accounts/{account_id}"
 
 
-# (provider, account) -> the account version its cached secrets were read under.
-_versions: dict[tuple[bool, str], str] = {}
+# (provider, account, part read) -> the account version its cached secrets were read under.
+_versions: dict[tuple[bool, str, str], str] = {}
 _versions_lock = threading.Lock()
 
 
-def account_secrets(
-    account_id: str, *, force: bool = False, fast: bool = False, version: str | None = None
-) -> dict[str, str]:
-    """`fast`: on the contact path only (see _provider). `version`: the account's version as just
-    read (core/accounts.py Account.version); cached secrets read under another one are read again."""
-    key = (fast, account_id)
-    if version is not None and _versions.get(key) != version:
-        force = True
-    values = _provider(fast).get_multiple(
-        account_path(account_id), max_age=CACHE_SECONDS, decrypt=True, force_fetch=force, recursive=True
-    )
+def _stale(key: tuple[bool, str, str], version: str | None) -> bool:
+    """Whether secrets cached under `key` were read under another account version than `version`
+    (None: the caller has no version, the cache decides)."""
+    return version is not None and _versions.get(key) != version
+
+
+def _read_under(key: tuple[bool, str, str], version: str | None) -> None:
     if version is not None:
         with _versions_lock:
             _versions[key] = version
-    return {str(k): str(v) for k, v in values.items()}
+
+
+def account_secrets(
+    account_id: str, *, force: bool = False, fast: bool = False, under: str = "", version: str | None = None
+) -> dict[str, str]:
+    """The account's secrets by name (inside its path); `under` (PBX, CRMS): only those below that
+    part, one GetParametersByPath on it, named as ever (`crm/<crm>/<field>`). `fast`: on the contact
+    path only (see _provider). `version`: the account's version as just read (core/accounts.py
+    Account.version); secrets cached under another one are read again."""
+    key = (fast, account_id, under)
+    path = f"{account_path(account_id)}/{under}" if under else account_path(account_id)
+    values = _provider(fast).get_multiple(
+        path, max_age=CACHE_SECONDS, decrypt=True, force_fetch=force or _stale(key, version), recursive=True
+    )
+    _read_under(key, version)
+    prefix = f"{under}/" if under else ""
+    return {f"{prefix}{k}": str(v) for k, v in values.items()}
+
+
+def account_secret(account_id: str, name: str, *, force: bool = False, version: str | None = None) -> str | None:
+    """One secret of the account by name (GetParameter: a role may read just that name); None when
+    SSM has no such parameter. `version`: as for account_secrets."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    key = (False, account_id, f"={name}")
+    try:
+        value = _provider(False).get(
+            f"{account_path(account_id)}/{name}",
+            max_age=CACHE_SECONDS,
+            decrypt=True,
+            force_fetch=force or _stale(key, version),
+        )
+    except GetParameterError as error:
+        # Powertools wraps every failure; only a parameter that is not there is an answer.
+        cause = getattr(error.__context__, "response", {}).get("Error", {}).get("Code")
+        if cause == "ParameterNotFound":
+            return None
+        raise
+    _read_under(key, version)
+    return None if value is None else str(value)
 
 
 def matches_any(presented: str, valid: list[str]) -> bool:

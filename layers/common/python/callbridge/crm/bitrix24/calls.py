@@ -11,6 +11,9 @@ from typing import Any
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 
 TYPE_OUT, TYPE_IN = 1, 2
+# PHONE_NUMBER of a call without a client number (a withheld caller id): Bitrix24 requires one and
+# documents no format for it, so the call is filed and its statistics show this word.
+WITHHELD = "withheld"
 # The stored item's fields (callbridge.store.crm_calls).
 REGISTER, CALL_ID, FINISHED, RECORDED = "register", "bitrix_call_id", "finished_at", "record_attached"
 SHOWN = "cards_shown"  # the USER_IDs whose card is up (a string set)
@@ -41,7 +44,8 @@ def register_params(
         "PHONE_NUMBER": phone,
         "CALL_START_DATE": started,
         "TYPE": TYPE_OUT if direction == "out" else TYPE_IN,
-        "CRM_CREATE": 1 if settings.crm_create else 0,
+        # Never a lead for a withheld caller: every anonymous call would land on one lead "withheld".
+        "CRM_CREATE": 1 if settings.crm_create and phone != WITHHELD else 0,
         "SHOW": 0,  # cards are shown by telephony.externalcall.show, to every ringing manager
     }
     if settings.line_number or line:

@@ -29,6 +29,8 @@ from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import (
     Callback,
+    CallbackOpened,
+    CallbackRequest,
     CallRecords,
     DeliveryContext,
     Record,
@@ -38,7 +40,16 @@ from callbridge.crm.base import (
     send_batch,
 )
 from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError, open_api
-from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, RECORDED, REGISTER, SENT, bitrix_time, register_params
+from callbridge.crm.bitrix24.calls import (
+    CALL_ID,
+    FINISHED,
+    RECORDED,
+    REGISTER,
+    SENT,
+    WITHHELD,
+    bitrix_time,
+    register_params,
+)
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
 from callbridge.crm.bitrix24.users import identity
 from callbridge.infra import clock
@@ -49,7 +60,6 @@ from callbridge.store.updates import Update
 
 DEFAULT_USER = "default_user"
 NO_STATISTICS = "ERROR_METHOD_NOT_FOUND"  # voximplant.statistic.get on a portal without it
-NO_NUMBER = "the call has no client number (withheld caller id); Bitrix24 files calls by phone"
 NO_USER = "no Bitrix24 user for this call: map its PBX user (bitrix24_user_id) or set default_user_id"
 # Bitrix24's call status codes (SIP-like; docs/protocols/bitrix24.md).
 STATUS_CODES = {
@@ -99,6 +109,25 @@ class Bitrix24Connector:
         from callbridge.crm.bitrix24.callbacks import call_placed
 
         call_placed(account, settings, callback, pbx_user, e164, pbx_call_id)
+
+    # The callback_tasks capability: to-dos on the caller's contact or lead (crm/bitrix24/todos.py).
+    @staticmethod
+    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
+        from callbridge.crm.bitrix24.todos import open_callback_task
+
+        return open_callback_task(account, settings, request)
+
+    @staticmethod
+    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
+        from callbridge.crm.bitrix24.todos import close_callback_task
+
+        close_callback_task(account, settings, task_id, note)
+
+    @staticmethod
+    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
+        from callbridge.crm.bitrix24.todos import new_contact
+
+        return new_contact(account, settings, call, owners)
 
     @staticmethod
     def setup_lines(config: AccountConfig, settings: CrmSettings, base_url: str) -> list[str]:
@@ -154,8 +183,11 @@ class Bitrix24Connector:
         who, defaulted = self.manager(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
         phone = call.phone or call.phone_raw or ""
-        if not is_number(phone):
-            return CallRecords([], not_applicable=NO_NUMBER, flags=flags)
+        withheld = not is_number(phone)
+        if withheld:
+            # Bitrix24 files a call under any PHONE_NUMBER (register documents no format): a withheld
+            # caller id is filed as "withheld", so that the portal's statistics count the call.
+            phone = WITHHELD
         if call.started_at is None:
             return CallRecords([], rejected="the call has no start time", flags=flags)
         if who is None:
@@ -173,7 +205,7 @@ class Bitrix24Connector:
         if call.card_call_id:
             # The click-to-call's card was registered under our placeholder (core/clicks.py).
             payload["card"] = call.card_call_id
-        if direction == "out" and call.user:
+        if direction == "out" and call.user and not withheld:
             # Perhaps the call a click in Bitrix24 asked for (callbridge.crm.bitrix24.callbacks).
             payload["click"] = {"pbx_user": call.user, "phone": phone, "started": call.started_at.timestamp()}
         if recording_stored:

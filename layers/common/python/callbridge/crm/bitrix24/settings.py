@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from callbridge.core.config import (
     PEER_URL,
     STORED_SECRET,
+    CallbackSettings,
     CrmSettings,
     DeliveryMode,
     Model,
@@ -58,6 +59,18 @@ class Bitrix24App(Model):
         return self.portal.split("://", 1)[1]
 
 
+class Bitrix24Callbacks(CallbackSettings):
+    """Callback to-dos (`crm.activity.todo.add`) on the caller's contact, company or lead, for its
+    responsible user (docs/bitrix24.md, "Callback to-dos"; docs/missed-calls.md)."""
+
+    mode: Literal["off", "all", "unknown_numbers"] = Field(
+        default="off",
+        description="all: a to-do for every missed caller Bitrix24 has a contact, company or lead for; "
+        "unknown_numbers: only for callers without a contact or company (a lead, e.g. the one crm_create "
+        "made, is still unknown); off: none",
+    )
+
+
 class Bitrix24Settings(CrmSettings):
     """Bitrix24 telephony through an inbound webhook or a local application's OAuth tokens
     (docs/bitrix24.md): exactly one of `webhook_url` and `app`."""
@@ -83,6 +96,7 @@ class Bitrix24Settings(CrmSettings):
     crm_create: bool = Field(default=True, description="Bitrix24 creates a lead for a number it does not know")
     default_user_id: int | None = Field(default=None, description="USER_ID for calls of unmapped PBX users")
     line_number: str | None = Field(default=None, max_length=64, description="LINE_NUMBER shown for our calls")
+    callbacks: Bitrix24Callbacks = Field(default_factory=Bitrix24Callbacks)
 
     # The optional capabilities Bitrix24 offers (callbridge.crm.base).
     responsible_lookup: ClassVar[bool] = True
@@ -91,6 +105,10 @@ class Bitrix24Settings(CrmSettings):
     @property
     def live_cards(self) -> bool:
         return self.call_cards
+
+    @property
+    def callback_tasks(self) -> bool:
+        return self.callbacks.enabled
 
     @field_validator("webhook_url", "application_token", mode="before")
     @classmethod

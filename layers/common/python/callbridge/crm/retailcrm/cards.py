@@ -12,6 +12,7 @@ from typing import Any
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.live import LiveEvent, still_ringing
+from callbridge.core.phones import is_number
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
 from callbridge.crm.retailcrm.users import retailcrm_code, retailcrm_user_id
 from callbridge.infra.observability import logger
@@ -33,6 +34,10 @@ def build(users: list[UserMapping], settings: RetailCrmSettings, live: LiveEvent
     mappings = [m for user in live.users for m in users if m.pbx_user == user]
     codes = [code for code in (retailcrm_code(m) for m in mappings) if code]
     if kind is None or not codes:
+        return None
+    if not is_number(live.phone):
+        # A withheld caller id: retailCRM's card is the customer its `phone` finds, and the event
+        # requires the phone; there is no card to show (docs/retailcrm.md), and none is attempted.
         return None
     event: dict[str, Any] = {"phone": live.phone, "type": kind, "codes": codes, "callExternalId": live.call_id}
     user_ids = [user_id for m in mappings if (user_id := retailcrm_user_id(m)) is not None and retailcrm_code(m)]

@@ -103,7 +103,7 @@ def authorize_crm(account: Account, crms: list[CrmSettings], presented: str) -> 
                 found.append(crm)
         return bool(found)
 
-    if credentials.secrets_match(account, check) is None:
+    if credentials.secrets_match(account, check, under=secrets.CRMS) is None:
         raise Unauthorized(INVALID_CLIENT_ID)
     return found[0]
 

@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -374,12 +374,25 @@ def _taken(outcome: list[RecordResult]) -> bool:
 
 
 def _follow_ups(account: Account, crm: CrmSettings, taken: list[dict[str, Any]]) -> dict[str, callbacks.FollowUp]:
-    """The callback work of the calls the CRM took, in parallel: calls of one caller may meet
-    (store/callbacks.py moves a caller's task with conditional updates)."""
-    wanted = [Call.from_item(raw) for raw in taken]
-    wanted = [c for c in wanted if callbacks.applies(crm, c)]
-    done = _parallel(_follow_up, ((account, crm, c) for c in wanted))
-    return {c.call_id: f for c, f in zip(wanted, done, strict=True)}
+    """The callback work of the calls the CRM took: callers in parallel, each caller's calls one after
+    the other in the order they started. A caller's task counts its due time from the missed call that
+    starts it, so the earliest must come first (in parallel, a later call of the same batch could start
+    the task and the earlier one only join it); and a call back must close the task its missed call
+    opened before, not race it (store/callbacks.py still guards both with conditional updates)."""
+    wanted = [c for c in (Call.from_item(raw) for raw in taken) if callbacks.applies(crm, c)]
+    by_caller: dict[str, list[Call]] = {}
+    for call in sorted(wanted, key=lambda c: (c.started_at is None, c.started_at or datetime.min.replace(tzinfo=UTC))):
+        by_caller.setdefault(call.phone or call.call_id, []).append(call)
+    done = _parallel(_follow_ups_in_order, ((account, crm, calls) for calls in by_caller.values()))
+    return {
+        call.call_id: follow_up
+        for calls, follow_ups in zip(by_caller.values(), done, strict=True)
+        for call, follow_up in zip(calls, follow_ups, strict=True)
+    }
+
+
+def _follow_ups_in_order(account: Account, crm: CrmSettings, calls: list[Call]) -> list[callbacks.FollowUp]:
+    return [_follow_up(account, crm, call) for call in calls]
 
 
 def _follow_up(account: Account, crm: CrmSettings, call: Call) -> callbacks.FollowUp:

@@ -142,7 +142,7 @@ def signature(key: str, account_id: str, call_id: str, expires: int) -> str:
 
 def signed_recording_url(base_url: str, account_id: str, call_id: str, ttl: int, *, now: float | None = None) -> str:
     """The recording URL to give a CRM (retailCRM `recordUrl`), valid for `ttl` seconds."""
-    key = secrets.account_secrets(account_id).get(secrets.RECORDINGS_SIGNING_KEY)
+    key = secrets.account_secret(account_id, secrets.RECORDINGS_SIGNING_KEY)
     if not key:
         raise LookupError(f"account {account_id} has no recording signing key: apply its account file")
     expires = int(time.time() if now is None else now) + int(ttl)

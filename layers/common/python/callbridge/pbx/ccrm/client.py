@@ -18,8 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from callbridge.infra.http import guarded_client
-from callbridge.infra.netguard import FetchError, PermanentFetchError
+from callbridge.infra.http import HttpError, HttpPeer, RetryPolicy, TransientHttpError
 from callbridge.pbx.base import PbxFailure
 
 PAGE_SIZE = 1000
@@ -54,11 +53,17 @@ def _date(value: datetime) -> str:
     return quote(value.strftime(DATE_FORMAT), safe=":-")
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+def _failure(endpoint: str, error: HttpError) -> CcrmError:
+    """The peer's error as this API's: a request limit (429, or the documented 403 "Request limit has
+    been exceeded") is RateLimited; the text names the endpoint and status, never the key."""
+    if error.status == 429 or (error.status == 403 and "limit" in error.body.lower()):
+        retry_after = error.retry_after if isinstance(error, TransientHttpError) else None
+        return RateLimited(endpoint, error.status, retry_after)
+    if isinstance(error, TransientHttpError):
+        reason = "timed out" if error.status is None and error.reason == "timeout" else error.reason
+        return CcrmError(endpoint, reason, status=error.status, transient=True)
+    # No status: the address guard refused the API's address before anything was sent.
+    return CcrmError(endpoint, error.reason if error.status is None else f"HTTP {error.status}", status=error.status)
 
 
 @dataclass
@@ -71,28 +76,27 @@ class CcrmApi:
     trusted_hosts: frozenset[str] = frozenset()
 
     def _get(self, endpoint: str, query: str) -> Any:
-        # The one place this client touches the network.
-        url = f"{self.base_url.rstrip('/')}/publicApi/{endpoint}?{query}"
+        # The one place this client touches the network: the shared peer client (infra.http), so the
+        # address guard, timeouts and secret masking are those of every other peer. Tried once: the
+        # importer owns waiting (a request limit is backed off there, `_with_backoff`; any other
+        # transient failure ends the run, and the next one resumes at the same page).
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
+        peer = HttpPeer(
+            "ccrm",
+            self.base_url,
+            headers=headers,
+            timeout_s=self.timeout_s,
+            retry=RetryPolicy(attempts=1),
+            transport=self.transport,  # a test's MockTransport; otherwise the address guard
+            secrets=(self.api_key,),
+            trusted_hosts=self.trusted_hosts,
+        )
         try:
-            # Through the address guard (infra.netguard); `transport` is a test's MockTransport.
-            with guarded_client(self.trusted_hosts, timeout_s=self.timeout_s, transport=self.transport) as client:
-                response = client.get(url, headers=headers)
-        except PermanentFetchError as exc:
-            raise CcrmError(endpoint, f"address refused ({exc})") from None
-        except FetchError as exc:
-            raise CcrmError(endpoint, f"request failed ({exc})", transient=True) from None
-        except httpx.TimeoutException:
-            raise CcrmError(endpoint, "timed out", transient=True) from None
-        except httpx.HTTPError as exc:
-            raise CcrmError(endpoint, f"request failed ({type(exc).__name__})", transient=True) from None
-        status = response.status_code
-        if status == 429 or (status == 403 and b"limit" in response.content.lower()):
-            raise RateLimited(endpoint, status, _retry_after(response.headers.get("retry-after")))
-        if status >= 500:
-            raise CcrmError(endpoint, f"HTTP {status}", status=status, transient=True)
-        if status >= 400:
-            raise CcrmError(endpoint, f"HTTP {status}", status=status)
+            with peer:
+                # The query is written out (the dates' %20), not handed to httpx to encode.
+                response = peer.request("GET", f"publicApi/{endpoint}?{query}")
+        except HttpError as error:
+            raise _failure(endpoint, error) from None
         return parse_json(response.text, endpoint)
 
     def call_history(self, date_from: datetime, date_to: datetime, page: int = 1) -> Page:

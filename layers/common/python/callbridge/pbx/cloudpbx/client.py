@@ -70,8 +70,10 @@ def for_account(account: Account, *, force: bool = False) -> CloudPbxClient | No
 
     settings = account.settings.pbx
     api_url = settings.api_url if isinstance(settings, CloudPbxSettings) else None
-    token = secrets.account_secrets(account.id, force=force, version=account.version).get(secrets.PBX_TOKEN)
-    if not api_url or not token:
+    if not api_url:
+        return None
+    token = secrets.account_secret(account.id, secrets.PBX_TOKEN, force=force, version=account.version)
+    if not token:
         return None
     return CloudPbxClient(
         str(api_url), token, timeout_s=get_settings().pbx_timeout_s, trusted_hosts=settings.trusted_hosts

@@ -16,8 +16,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from callbridge.infra.http import guarded_client
-from callbridge.infra.netguard import FetchError, PermanentFetchError
+from callbridge.infra.http import HttpError, HttpPeer, RetryPolicy, TransientHttpError
 from callbridge.pbx.base import PbxFailure
 
 DEFAULT_TIMEOUT_S = 20.0
@@ -63,28 +62,34 @@ class TelediscountApi:
         return f"{url}{separator}{urlencode({KEY_PARAM: self.api_key})}"
 
     def _get(self, method: str, params: Mapping[str, str | None]) -> Response:
-        # The one place this client touches the network (switch to callbridge.infra.http here).
+        # The one place this client touches the network: the shared peer client (infra.http), so the
+        # address guard, timeouts, retries and secret masking are those of every other peer.
         query = {k: v for k, v in params.items() if v is not None and v != ""}
         query[KEY_PARAM] = self.api_key
+        # `outcome` rings a phone: never sent twice (a retry after a lost answer would ring it again).
+        # A read is retried once, as the Cloud PBX client's are.
+        attempts = 1 if method == "outcome" else 2
+        peer = HttpPeer(
+            "telediscount",
+            self.api_url,
+            timeout_s=self.timeout_s,
+            retry=RetryPolicy(attempts=attempts, backoff_initial_s=0.2, backoff_max_s=1.0, jitter_s=0.2),
+            transport=self.transport,  # a test's MockTransport; otherwise the address guard
+            secrets=(self.api_key,),
+            trusted_hosts=self.trusted_hosts,
+        )
         try:
-            # Through the address guard (infra.netguard); `transport` is a test's MockTransport.
-            with guarded_client(self.trusted_hosts, timeout_s=self.timeout_s, transport=self.transport) as client:
-                response = client.get(f"{self.api_url.rstrip('/')}/{method}", params=query)
-        except PermanentFetchError as exc:
-            raise TelediscountError(method, f"address refused ({exc})") from None
-        except FetchError as exc:
-            raise TelediscountError(method, f"request failed ({exc})", transient=True) from None
-        except httpx.TimeoutException:
-            raise TelediscountError(method, "timed out", transient=True) from None
-        except httpx.HTTPError as exc:
-            # The exception text may hold the URL, hence the key: keep only its type.
-            raise TelediscountError(method, f"request failed ({type(exc).__name__})", transient=True) from None
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise TelediscountError(method, f"HTTP {status}", status=status, transient=True)
-        if status >= 400:
-            raise TelediscountError(method, f"HTTP {status}", status=status)
-        return Response(status, response.content, response.headers.get("content-type", ""))
+            with peer:
+                response = peer.request("GET", method, params=query)
+        except TransientHttpError as error:
+            # The peer's errors name the method and status, never the query string (the key).
+            reason = "timed out" if error.status is None and error.reason == "timeout" else error.reason
+            raise TelediscountError(method, reason, status=error.status, transient=True) from None
+        except HttpError as error:
+            # No status: the address guard refused the API's address before anything was sent.
+            reason = error.reason if error.status is None else f"HTTP {error.status}"
+            raise TelediscountError(method, reason, status=error.status) from None
+        return Response(response.status_code, response.content, response.headers.get("content-type", ""))
 
     def outcome(self, num_a: str, num_b: str) -> dict[str, Any]:
         """Click-to-call: ring the SIP account `num_a` (e.g. SIP/00000000672), then dial `num_b`
