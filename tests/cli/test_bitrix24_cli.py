@@ -4,8 +4,10 @@ the client secret goes to SSM, the first tokens come from the code, the users ar
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +87,26 @@ def test_authorize_refuses_a_webhook_account_and_another_portals_code(callbridge
     fake.member_id = "0" * 32
     refused = callbridge("bitrix24", "authorize", "cli-b24app", "--code", fake.authorize())
     assert refused.exit_code != 0 and "member_id" in refused.output
+
+
+def test_authorize_names_the_field_whose_address_the_guard_refused(callbridge, portal, monkeypatch):
+    """An OAuth server whose name resolves to an address CallBridge never connects to (loopback, not
+    in trusted_hosts; the apply cannot know without DNS): nothing is sent, and the operator is told
+    which field and why - not an "HTTP error". The name is resolved here by a stand-in resolver:
+    the address guard that refuses it is the real one."""
+    fake, path = portal
+    name = "oauth.callbridge-test.example"
+    real = socket.getaddrinfo
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1", *args, **kwargs) if host == name else real(host, *args, **kwargs)
+
+    path.write_text(path.read_text().replace(f"oauth_url: {fake.portal}", f"oauth_url: https://{name}"))
+    assert callbridge("accounts", "apply", str(path)).exit_code == 0
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    refused = callbridge("bitrix24", "authorize", "cli-b24app", "--code", fake.authorize())
+    assert refused.exit_code != 0
+    assert "HTTP error" not in refused.output
+    assert f"app.oauth_url (https://{name}): the address was refused" in refused.output, refused.output
+    assert f"{name} resolves to 127.0.0.1, which is loopback" in refused.output
+    assert fake.grants == []

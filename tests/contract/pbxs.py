@@ -211,9 +211,9 @@ CCRM = PbxProfile(
         "no previous key to keep accepting",
     },
     known_gaps={
-        "applied_at_once": "a warm ccrm_poll keeps the API key it read from SSM for up to 5 minutes "
-        "(infra.secrets cache): after a key change its polls fail until then, with no refresh on a 401",
-        "refused_then_applied": "the same SSM cache: a warm ccrm_poll presents the old key until it expires",
+        "applied_at_once": "a warm ccrm_poll reads a changed API key when it next reads the account "
+        "(CREDENTIAL_CACHE_SECONDS, infra.secrets by the account's revision), not at once: no refresh on a 401",
+        "refused_then_applied": "the same: a warm ccrm_poll presents the old key until it reads the account again",
     },
 )
 

@@ -12,11 +12,12 @@ import hashlib
 import hmac
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from callbridge.infra.refresh import RefreshBudget
+from callbridge.infra.settings import get_settings
 from callbridge.store import keys
 from callbridge.store.accounts import get_account_item
 from callbridge.store.keys import ACCOUNT_ID as ACCOUNT_ID
@@ -24,17 +25,23 @@ from callbridge.store.keys import ACCOUNT_ID as ACCOUNT_ID
 if TYPE_CHECKING:
     from callbridge.core.config import AccountConfig
 
-_CACHE_SECONDS = 60.0
-# An account that is not there is remembered briefly too: otherwise every request for a made-up id
-# costs a DynamoDB read (a cheap flood, and a timing difference against a known account with a wrong
-# key). An apply in this container forgets it at once (clear_account_cache, features/admin.py); an
-# account applied from elsewhere answers at the latest this long after a request that missed it.
-_MISSING_SECONDS = 5.0
+# How long an account read (or found missing) is trusted: settings.credential_cache_s, a few
+# seconds, since the item holds the webhook token digests and the version of the account's
+# credentials in SSM (infra/secrets.py): a removed credential stops working that long after the
+# apply at the latest. An account not there is remembered as long: otherwise every request for a
+# made-up id would cost a DynamoDB read that a known account's wrong key does not (a timing
+# difference that tells which accounts exist). An apply in this container forgets both at once
+# (clear_account_cache, features/admin.py).
 # Bounded: a flood of random ids must not grow a warm Lambda's memory without end.
 _MISSING_MAX = 4096
-# A token that does not match may be a freshly rotated one this warm Lambda has not seen yet: the
-# account is re-read then, within a budget per account (infra/refresh.py).
+# A credential that does not match may be a freshly rotated one this warm Lambda has not seen yet:
+# the account is re-read then (recheck), within a budget per account id (infra/refresh.py), the
+# same for an id found missing, so that a refusal costs the same reads either way.
 _refresh = RefreshBudget()
+# Requests that recheck the same account wait for one re-read and share it (a burst of webhooks
+# right after a rotation costs one read, and none is refused for want of budget). Striped: ids
+# from outside must not grow a table of locks.
+_recheck_locks = tuple(threading.Lock() for _ in range(64))
 
 
 class UnknownAccount(LookupError):
@@ -54,6 +61,11 @@ class Account:
     # phone_region's calling code ("7"), stored by the apply: core/phones.py known_e164. Empty on
     # an account applied before it was stored; such an account's numbers are simply parsed.
     phone_country_code: str = ""
+    # When this container read it (time.monotonic()): a recheck re-reads only what is older than
+    # the account it was given.
+    read_at: float = field(default=0.0, compare=False)
+    # Read from the store by the very lookup that returned it (then a recheck has nothing newer).
+    fresh: bool = field(default=False, compare=False)
 
     @property
     def has_crms(self) -> bool:
@@ -91,36 +103,63 @@ def token_digest(token: str) -> str:
 account_key = keys.account_key  # kept for importers; the layout is store/keys.py's
 
 
-_cache: dict[str, tuple[float, Account]] = {}
+@dataclass(frozen=True)
+class Lookup:
+    """One look at an account: what it was (None: there is no such account) and whether it was read
+    from the store by this very look (then a recheck has nothing newer to read)."""
+
+    id: str
+    account: Account | None
+    read_at: float
+    fresh: bool
+
+    @classmethod
+    def of(cls, account: Account) -> Lookup:
+        """The look that gave `account`."""
+        return cls(account.id, account, account.read_at, account.fresh)
+
+
+_cache: dict[str, Account] = {}
 _parsed: dict[str, tuple[tuple[str, str], AccountConfig]] = {}
-_missing: dict[str, float] = {}  # account id -> until when it is known not to exist
+_missing: dict[str, float] = {}  # account id -> when it was found not to exist
 _missing_lock = threading.Lock()  # the local runtime serves requests on several threads
 
 
 def _remember_missing(account_id: str, now: float) -> None:
+    ttl = _ttl()
     with _missing_lock:
         if len(_missing) >= _MISSING_MAX:
-            for key in [k for k, until in _missing.items() if until <= now]:
+            for key in [k for k, read_at in _missing.items() if read_at + ttl <= now]:
                 del _missing[key]
         while len(_missing) >= _MISSING_MAX:  # all still fresh: the oldest goes first
             del _missing[next(iter(_missing))]
         _missing.pop(account_id, None)  # re-inserted last: the order stays oldest first
-        _missing[account_id] = now + _MISSING_SECONDS
+        _missing[account_id] = now
 
 
-def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -> Account:
-    if not ACCOUNT_ID.match(account_id):
-        raise UnknownAccount(account_id)
-    hit = _cache.get(account_id)
+def _ttl() -> float:
+    return float(get_settings().credential_cache_s)
+
+
+def lookup(account_id: str, *, fast: bool = False, refresh: bool = False) -> Lookup:
+    """The account as cached (for settings.credential_cache_s), or as read now. A malformed id is
+    answered like a missing account without a read: it cannot name one."""
     now = time.monotonic()
-    if hit and hit[0] > now and not refresh:
-        return hit[1]
-    if _missing.get(account_id, 0.0) > now and not refresh:
-        raise UnknownAccount(account_id)
+    if not ACCOUNT_ID.match(account_id):
+        return Lookup(account_id, None, now, fresh=True)
+    ttl = _ttl()
+    if not refresh:
+        hit = _cache.get(account_id)
+        if hit is not None and hit.read_at + ttl > now:
+            return Lookup(account_id, hit, hit.read_at, fresh=False)
+        missing_at = _missing.get(account_id)
+        if missing_at is not None and missing_at + ttl > now:
+            return Lookup(account_id, None, missing_at, fresh=False)
     data = get_account_item(account_id, fast=fast)
     if data is None:
+        _cache.pop(account_id, None)
         _remember_missing(account_id, now)
-        raise UnknownAccount(account_id)
+        return Lookup(account_id, None, now, fresh=True)
     account = Account(
         id=account_id,
         phone_region=str(data.get("phone_region") or ""),
@@ -128,25 +167,57 @@ def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -
         pbx_kind=str(data.get("pbx_kind") or ""),
         config=data.get("config") or {},
         webhook_token_digests=tuple(str(d) for d in data.get("webhook_token_digests") or ()),
-        version=str(data.get("updated_at") or ""),
+        # `revision` changes with every apply; `updated_at` (second precision) on an item applied
+        # before revisions were stored.
+        version=str(data.get("revision") or data.get("updated_at") or ""),
         phone_country_code=str(data.get("phone_country_code") or ""),
+        read_at=now,
     )
-    _cache[account_id] = (now + _CACHE_SECONDS, account)
+    _cache[account_id] = account
     if account_id in _missing:
         with _missing_lock:
             _missing.pop(account_id, None)
-    return account
+    return Lookup(account_id, replace(account, fresh=True), now, fresh=True)
+
+
+def recheck(seen: Lookup, *, fast: bool = False) -> Lookup:
+    """After a presented credential did not match `seen`: the account as read since, by another
+    request or now (within the budget, infra/refresh.py), else `seen` itself. The same reads whether
+    the account exists or not, so a refusal's timing does not tell which accounts exist."""
+    if seen.fresh:
+        # Nothing newer to read, but the read made for this request is charged to the budget like a
+        # recheck: otherwise an id this container has not read yet (a made-up one, or a real one
+        # gone cold) would be refused after one read more than one it holds (a real one, warm).
+        _refresh.allow(seen.id)
+        return seen
+    with _recheck_locks[hash(seen.id) % len(_recheck_locks)]:
+        hit = _cache.get(seen.id)
+        if hit is not None and hit.read_at > seen.read_at:
+            return Lookup(seen.id, hit, hit.read_at, fresh=False)
+        missing_at = _missing.get(seen.id)
+        if missing_at is not None and missing_at > seen.read_at:
+            return Lookup(seen.id, None, missing_at, fresh=False)
+        if not _refresh.allow(seen.id):
+            return seen
+        return lookup(seen.id, fast=fast, refresh=True)
+
+
+def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -> Account:
+    found = lookup(account_id, fast=fast, refresh=refresh).account
+    if found is None:
+        raise UnknownAccount(account_id)
+    return found
 
 
 def authenticate(account_id: str, presented: str, *, fast: bool = False) -> Account:
-    """The account whose webhook token `presented` is; UnknownAccount for a wrong token too."""
-    account = get_account(account_id, fast=fast)
-    if account.accepts(presented):
-        return account
-    if _refresh.allow(account_id):
-        account = get_account(account_id, fast=fast, refresh=True)
-        if account.accepts(presented):
-            return account
+    """The account whose webhook token `presented` is; UnknownAccount for a wrong token too, after
+    the same work (a recheck) as for an account that does not exist."""
+    seen = lookup(account_id, fast=fast)
+    if seen.account is not None and seen.account.accepts(presented):
+        return seen.account
+    again = recheck(seen, fast=fast)
+    if again.account is not None and again.account.accepts(presented):
+        return again.account
     raise UnknownAccount(account_id)
 
 

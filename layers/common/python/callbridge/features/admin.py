@@ -77,20 +77,6 @@ def webhook_tokens(config: AccountConfig) -> list[str]:
 
 def apply_account(config: AccountConfig) -> ApplyReport:
     now = clock.iso(clock.now())
-    put_account(
-        config.account,
-        {
-            "account": config.account,
-            "name": config.name,
-            "phone_region": config.phone_region,
-            "phone_country_code": country_code(config.phone_region),
-            "timezone": config.timezone,
-            "pbx_kind": config.pbx.kind,
-            "config": config.public(),
-            "webhook_token_digests": [token_digest(t) for t in webhook_tokens(config)],
-            "updated_at": now,
-        },
-    )
     for user in config.users:
         users.put_mapped(config.account, user.pbx_user, {**user.model_dump(mode="json"), "updated_at": now})
 
@@ -107,6 +93,23 @@ def apply_account(config: AccountConfig) -> ApplyReport:
     _put_secret(f"{path}/{secrets.RECORDINGS_USER}", basic.username if basic else None)
     _put_secret(f"{path}/{secrets.RECORDINGS_PASSWORD}", basic.password.get_secret_value() if basic else None)
     _ensure_signing_key(f"{path}/{secrets.RECORDINGS_SIGNING_KEY}")
+    # The account item last: its new `revision` tells every warm Lambda to read the secrets again
+    # (infra/secrets.py, core/credentials.py), so they must be in SSM before it is.
+    put_account(
+        config.account,
+        {
+            "account": config.account,
+            "name": config.name,
+            "phone_region": config.phone_region,
+            "phone_country_code": country_code(config.phone_region),
+            "timezone": config.timezone,
+            "pbx_kind": config.pbx.kind,
+            "config": config.public(),
+            "webhook_token_digests": [token_digest(t) for t in webhook_tokens(config)],
+            "updated_at": now,
+            "revision": token_source.token_hex(8),
+        },
+    )
 
     report = ApplyReport(account=config.account)
     for entry in config.contacts:

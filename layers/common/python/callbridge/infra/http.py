@@ -72,6 +72,16 @@ class PermanentHttpError(HttpError):
     """A 4xx other than 429 (or an answer we cannot read): sending the same request again is useless."""
 
 
+class AddressRefused(PermanentHttpError):
+    """The address guard (infra/netguard.py) refused the URL or an address its host resolves to:
+    nothing was sent. `why` is the guard's reason ("127.0.0.1 is loopback"), for a caller that can
+    name the setting the URL came from."""
+
+    def __init__(self, peer: str, method: str, path: str, why: str):
+        super().__init__(peer, method, path, f"address refused: {why}")
+        self.why = why
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """`Retry-After` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
     if not value:
@@ -321,7 +331,7 @@ class HttpPeer:
             response = self._client.request(method, path, params=params, data=data, json=json, headers=headers)
         except PermanentFetchError as exc:
             # The address guard refused the URL or the address it resolves to: nothing was sent.
-            raise PermanentHttpError(self.name, method, path, f"address refused: {exc}") from None
+            raise AddressRefused(self.name, method, path, str(exc)) from None
         except FetchError as exc:  # the DNS lookup failed for now
             raise TransientHttpError(self.name, method, path, f"connection error ({exc})") from None
         except httpx.TimeoutException:

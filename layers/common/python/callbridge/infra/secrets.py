@@ -12,21 +12,23 @@ docs/tenancy.md lists which function reads what.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import threading
 from functools import cache
 from typing import TYPE_CHECKING
 
 from callbridge.infra import aws
-from callbridge.infra.refresh import RefreshBudget
 from callbridge.infra.settings import get_settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
+# How long a warm Lambda keeps an account's secrets when nothing says they changed. The secrets a
+# caller presents (API keys, click-to-call secrets, recordings credentials) are read with the
+# account's version (core/credentials.py): an apply changes the version, and the account item is
+# re-read every few seconds (settings.credential_cache_s), so those are re-read at once after an
+# apply without an SSM read per request. A parameter changed by hand in SSM, not by an apply, is
+# seen this long after at the latest (docs/deploy.md "Credentials: removal and rotation").
 CACHE_SECONDS = 300
-# A token that does not match may be a freshly rotated one that this warm Lambda has not seen yet:
-# SSM is re-read then, within a budget per account (infra/refresh.py).
-_refresh = RefreshBudget()
 
 # Secret names inside an account's path.
 CRM_TOKEN = "crm_token"
@@ -71,24 +73,52 @@ def account_path(account_id: str) -> str:
     return f"{get_settings().ssm_prefix}/accounts/{account_id}"
 
 
-def account_secrets(account_id: str, *, force: bool = False, fast: bool = False, under: str = "") -> dict[str, str]:
+# (provider, account, part read) -> the account version its cached secrets were read under.
+_versions: dict[tuple[bool, str, str], str] = {}
+_versions_lock = threading.Lock()
+
+
+def _stale(key: tuple[bool, str, str], version: str | None) -> bool:
+    """Whether secrets cached under `key` were read under another account version than `version`
+    (None: the caller has no version, the cache decides)."""
+    return version is not None and _versions.get(key) != version
+
+
+def _read_under(key: tuple[bool, str, str], version: str | None) -> None:
+    if version is not None:
+        with _versions_lock:
+            _versions[key] = version
+
+
+def account_secrets(
+    account_id: str, *, force: bool = False, fast: bool = False, under: str = "", version: str | None = None
+) -> dict[str, str]:
     """The account's secrets by name (inside its path); `under` (PBX, CRMS): only those below that
     part, one GetParametersByPath on it, named as ever (`crm/<crm>/<field>`). `fast`: on the contact
-    path only (see _provider)."""
+    path only (see _provider). `version`: the account's version as just read (core/accounts.py
+    Account.version); secrets cached under another one are read again."""
+    key = (fast, account_id, under)
     path = f"{account_path(account_id)}/{under}" if under else account_path(account_id)
-    values = _provider(fast).get_multiple(path, max_age=CACHE_SECONDS, decrypt=True, force_fetch=force, recursive=True)
+    values = _provider(fast).get_multiple(
+        path, max_age=CACHE_SECONDS, decrypt=True, force_fetch=force or _stale(key, version), recursive=True
+    )
+    _read_under(key, version)
     prefix = f"{under}/" if under else ""
     return {f"{prefix}{k}": str(v) for k, v in values.items()}
 
 
-def account_secret(account_id: str, name: str, *, force: bool = False) -> str | None:
+def account_secret(account_id: str, name: str, *, force: bool = False, version: str | None = None) -> str | None:
     """One secret of the account by name (GetParameter: a role may read just that name); None when
-    SSM has no such parameter."""
+    SSM has no such parameter. `version`: as for account_secrets."""
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
+    key = (False, account_id, f"={name}")
     try:
         value = _provider(False).get(
-            f"{account_path(account_id)}/{name}", max_age=CACHE_SECONDS, decrypt=True, force_fetch=force
+            f"{account_path(account_id)}/{name}",
+            max_age=CACHE_SECONDS,
+            decrypt=True,
+            force_fetch=force or _stale(key, version),
         )
     except GetParameterError as error:
         # Powertools wraps every failure; only a parameter that is not there is an answer.
@@ -96,6 +126,7 @@ def account_secret(account_id: str, name: str, *, force: bool = False) -> str | 
         if cause == "ParameterNotFound":
             return None
         raise
+    _read_under(key, version)
     return None if value is None else str(value)
 
 
@@ -109,17 +140,7 @@ def matches_any(presented: str, valid: list[str]) -> bool:
     return result
 
 
-def check_with_refresh(account_id: str, check: Callable[[dict[str, str]], bool], *, under: str = "") -> bool:
-    """`check` against the cached secrets (`under`: see account_secrets) and, if it fails, once more
-    against fresh ones (a secret rotated after this warm Lambda cached it), within a budget per
-    account (infra/refresh.py)."""
-    if check(account_secrets(account_id, under=under)):
-        return True
-    if not _refresh.allow(account_id):
-        return False
-    return check(account_secrets(account_id, force=True, under=under))
-
-
 def reset_secret_cache() -> None:
     _provider.cache_clear()
-    _refresh.clear()
+    with _versions_lock:
+        _versions.clear()

@@ -54,6 +54,10 @@ class Settings(NamedTuple):
     # CRM lookup and answers from the directory alone.
     routing_cache_table: str = ""
     routing_cache_ttl_s: int = 300
+    # How long a warm Lambda trusts the account item it read (webhook token digests, the version
+    # its credentials in SSM belong to): a removed credential stops working at most this long
+    # after the apply (core/accounts.py; docs/deploy.md "Credentials: removal and rotation").
+    credential_cache_s: int = 5
     pbx_timeout_s: int = 5
     # telediscount and ccrm.pl as call sources.
     telediscount_reconcile_window_s: int = 3 * 3600
@@ -116,6 +120,7 @@ class Settings(NamedTuple):
             recording_link_ttl_s=integer("RECORDING_RETENTION_DAYS", 365, 1, RECORDING_RETENTION_MAX_DAYS) * 86400,
             routing_cache_table=src.get("ROUTING_CACHE_TABLE", "").strip(),
             routing_cache_ttl_s=integer("ROUTING_CACHE_TTL_SECONDS", 300, 1, 86400),
+            credential_cache_s=integer("CREDENTIAL_CACHE_SECONDS", 5, 1, 300),
             pbx_timeout_s=integer("PBX_TIMEOUT_SECONDS", 5, 1, 25),
             telediscount_reconcile_window_s=integer("TELEDISCOUNT_RECONCILE_WINDOW_MINUTES", 180, 5, 10080) * 60,
             telediscount_full_sweep_s=integer("TELEDISCOUNT_FULL_SWEEP_MINUTES", 60, 0, 10080) * 60,

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from callbridge.crm.bitrix24.settings import Bitrix24App, Bitrix24Settings
 from callbridge.infra import aws, secrets
-from callbridge.infra.http import HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError
+from callbridge.infra.http import AddressRefused, HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError
 from callbridge.infra.observability import logger
 
 REFRESH_MARGIN_S = 120.0  # an access token this close to its end is refreshed before use
@@ -110,6 +110,12 @@ class OAuthServer:
                   "client_secret": self.app.client_secret.get_secret_value(), **values}  # fmt: skip
         try:
             response = self.peer.request("GET", "/oauth/token/", params=params)
+        except AddressRefused as exc:
+            # Not the OAuth server's answer: nothing was sent. The operator is told which setting.
+            raise TokenError(
+                f"app.oauth_url ({self.app.oauth_url}): the address was refused ({exc.why}), nothing was sent; "
+                "an OAuth server of your own on a private address or plain http goes into trusted_hosts"
+            ) from None
         except PermanentHttpError as exc:
             # invalid_grant: a spent or revoked refresh token (or code); invalid_client: wrong
             # client_id/secret. Both need the operator; the answer's body is not repeated.

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from callbridge.core import clicks, live
-from callbridge.core.accounts import Account, UnknownAccount, get_account
+from callbridge.core import clicks, credentials, live
+from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.phones import normalize
 from callbridge.crm.base import Callback, Callbacks, click_to_call_secret
@@ -74,10 +74,10 @@ class Placed:
 def load_account(account_id: str, refusal: str = "Invalid credentials") -> Account:
     """`refusal` is the message of a wrong key on the same route: an unknown account gets exactly
     that answer, so that nobody learns which accounts exist."""
-    try:
-        return get_account(account_id)
-    except UnknownAccount:
-        raise Unauthorized(refusal) from None
+    account = credentials.known(account_id)
+    if account is None:
+        raise Unauthorized(refusal)
+    return account
 
 
 def callback_crms(account: Account, kind: str) -> list[CrmSettings]:
@@ -103,7 +103,7 @@ def authorize_crm(account: Account, crms: list[CrmSettings], presented: str) -> 
                 found.append(crm)
         return bool(found)
 
-    if not secrets.check_with_refresh(account.id, check, under=secrets.CRMS):
+    if credentials.secrets_match(account, check, under=secrets.CRMS) is None:
         raise Unauthorized(INVALID_CLIENT_ID)
     return found[0]
 
@@ -118,7 +118,7 @@ def authorize_api_key(account: Account, authorization: str | None) -> None:
             key.strip(), [values.get(secrets.API_KEY, ""), values.get(secrets.API_KEY_PREVIOUS, "")]
         )
 
-    if not secrets.check_with_refresh(account.id, check):
+    if credentials.secrets_match(account, check) is None:
         raise Unauthorized("Invalid credentials")
 
 

@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from callbridge.core.accounts import Account, UnknownAccount, get_account
+from callbridge.core import credentials
+from callbridge.core.accounts import Account
 from callbridge.infra import aws, secrets
 from callbridge.infra.settings import RECORDING_RETENTION_MAX_DAYS, get_settings
 from callbridge.store import calls
@@ -72,10 +73,10 @@ class StoredObject:
 # The account
 # ---------------------------------------------------------------------------------------------
 def _account(account_id: str, error: type[PlaybackDenied]) -> Account:
-    try:
-        return get_account(account_id)
-    except UnknownAccount:
-        raise error() from None
+    account = credentials.known(account_id)
+    if account is None:
+        raise error()
+    return account
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ def authorize_basic(account_id: str, authorization: str | None, source_ip: str |
         password_ok = secrets.matches_any(password, [values.get(secrets.RECORDINGS_PASSWORD, "")])
         return user_ok and password_ok
 
-    if not secrets.check_with_refresh(account_id, check):
+    if credentials.secrets_match(account, check) is None:
         raise BadCredentials()
     return account
 
@@ -169,7 +170,7 @@ def verify_signature(
         key = values.get(secrets.RECORDINGS_SIGNING_KEY, "")
         return bool(key) and hmac.compare_digest(presented, signature(key, account_id, call_id, int(expires)).encode())
 
-    if not secrets.check_with_refresh(account_id, check):
+    if credentials.secrets_match(account, check) is None:
         raise BadSignature()
     return account
 

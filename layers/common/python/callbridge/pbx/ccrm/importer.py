@@ -87,7 +87,9 @@ def _settings(account: Account) -> CcrmSettings:
 
 
 def api_for(account: Account) -> CcrmApi:
-    key = secrets.account_secrets(account.id, under=secrets.PBX).get(secrets.pbx_secret_name("api_key"), "")
+    key = secrets.account_secrets(account.id, under=secrets.PBX, version=account.version).get(
+        secrets.pbx_secret_name("api_key"), ""
+    )
     if not key:
         raise CcrmError("callHistory", "the account has no api_key in SSM")
     return CcrmApi(base_url=_settings(account).base_url, api_key=key, trusted_hosts=account.settings.pbx.trusted_hosts)

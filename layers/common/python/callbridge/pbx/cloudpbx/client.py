@@ -72,7 +72,7 @@ def for_account(account: Account, *, force: bool = False) -> CloudPbxClient | No
     api_url = settings.api_url if isinstance(settings, CloudPbxSettings) else None
     if not api_url:
         return None
-    token = secrets.account_secret(account.id, secrets.PBX_TOKEN, force=force)
+    token = secrets.account_secret(account.id, secrets.PBX_TOKEN, force=force, version=account.version)
     if not token:
         return None
     return CloudPbxClient(

@@ -59,7 +59,9 @@ def recording_fetch_url(account: Account, link: str) -> str:
     base = api_url(account).rstrip("/") + "/get_record?"
     if not link.startswith(base):
         return link
-    key = secrets.account_secrets(account.id, under=secrets.PBX).get(secrets.pbx_secret_name("api_key"), "")
+    key = secrets.account_secrets(account.id, under=secrets.PBX, version=account.version).get(
+        secrets.pbx_secret_name("api_key"), ""
+    )
     return TelediscountApi(api_url=api_url(account), api_key=key).with_key(link) if key else link
 
 
@@ -73,7 +75,9 @@ def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> st
     sip = TelediscountUser.of(user).sip_account
     if not sip:
         raise UnknownUser(f"PBX user {user.pbx_user} has no sip_account in the mapping")
-    api_key = secrets.account_secrets(account.id, under=secrets.PBX).get(secrets.pbx_secret_name("api_key"))
+    api_key = secrets.account_secrets(account.id, under=secrets.PBX, version=account.version).get(
+        secrets.pbx_secret_name("api_key")
+    )
     if not api_key:
         raise NotConfigured("the account's telediscount PBX has no api_url or api_key")
     api = TelediscountApi(

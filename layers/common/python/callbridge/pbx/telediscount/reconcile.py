@@ -49,7 +49,9 @@ class ReconcileResult:
 
 
 def api_for(account: Account) -> TelediscountApi:
-    key = secrets.account_secrets(account.id, under=secrets.PBX).get(secrets.pbx_secret_name("api_key"), "")
+    key = secrets.account_secrets(account.id, under=secrets.PBX, version=account.version).get(
+        secrets.pbx_secret_name("api_key"), ""
+    )
     if not key:
         raise RuntimeError("the telediscount account has no api_key in SSM")
     return TelediscountApi(api_url=api_url(account), api_key=key, trusted_hosts=account.settings.pbx.trusted_hosts)
