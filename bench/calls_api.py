@@ -58,7 +58,7 @@ def core_at(env: dict[str, str]) -> Iterator[None]:
 
 
 def seed(count: int) -> list[str]:
-    from callbridge.core.model import Direction, Outcome, StartSource
+    from callbridge.core.model import Direction, Marker, Outcome, StartSource
     from callbridge.core.record import FinalCall
     from callbridge.store import calls
 
@@ -70,7 +70,7 @@ def seed(count: int) -> list[str]:
             FinalCall(
                 call_id=call_id,
                 source="cloudpbx",
-                marker=calls.Marker("history", "in", "andy"),
+                marker=Marker("history", "in", "andy"),
                 direction=Direction.IN if n % 2 else Direction.OUT,
                 outcome=Outcome.ANSWERED,
                 phone=f"+7916{n:07d}",

@@ -130,7 +130,7 @@ def expected_calls() -> list[dict[str, str]]:
 def bulk(world: World) -> list[dict[str, str]]:
     """10,000 final calls written with the store's batch writes into the runtime's table, as the
     canonical model (core.record.FinalCall) shapes them."""
-    from callbridge.core.model import Direction, Outcome, StartSource
+    from callbridge.core.model import Direction, Marker, Outcome, StartSource
     from callbridge.core.record import FinalCall
     from callbridge.store import calls
 
@@ -143,7 +143,7 @@ def bulk(world: World) -> list[dict[str, str]]:
                 FinalCall(
                     call_id=c["call_id"],
                     source="cloudpbx",
-                    marker=calls.Marker("history", c["direction"], c["user"]),
+                    marker=Marker("history", c["direction"], c["user"]),
                     direction=Direction(c["direction"]),
                     outcome=Outcome(c["outcome"]),
                     phone=c["phone"],

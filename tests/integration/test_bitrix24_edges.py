@@ -124,13 +124,12 @@ def test_a_click_the_pbx_placed_without_an_id_is_finished_under_the_clicks_call_
     comes later: it finishes the click's CALL_ID - one Bitrix24 call, nothing registered anew. (The
     queue between the webhooks and the cards is played by handing each card message on in order.)"""
     from callbridge.core import live
-    from callbridge.core.model import Direction, Outcome, StartSource
+    from callbridge.core.model import Direction, Marker, Outcome, StartSource
     from callbridge.core.record import FinalCall, store_final
     from callbridge.crm.bitrix24.callbacks import call_placed, read_callback
     from callbridge.crm.bitrix24.cards import send_live
     from callbridge.features import clicktocall
     from callbridge.store import calls
-    from callbridge.store.calls import Marker
 
     account, crm = card_account(portal)
     [andy] = [u for u in account.settings.users if u.pbx_user == "andy"]
@@ -145,7 +144,7 @@ def test_a_click_the_pbx_placed_without_an_id_is_finished_under_the_clicks_call_
         outcome=Outcome.ANSWERED, phone="+79165550123", phone_raw="79165550123", started_at=clock.iso(now[0]),
         start_source=StartSource.PBX, duration=42, user="andy",
     )  # fmt: skip
-    assert store_final(portal.account, history, deliver=False)
+    assert store_final(account, history, deliver=False)
     assert len(queued) == 2 and send_live(account, crm, queued[1])  # the placeholder's card closes
     stored = calls.get_call(portal.account, "PBX-OUT-7")
     assert stored is not None and stored["card_call_id"] == queued[0]["live"]["call_id"]

@@ -13,7 +13,7 @@ import pytest
 
 import call_history
 from callbridge.core.config import load_account_file
-from callbridge.core.model import Direction, Outcome, StartSource
+from callbridge.core.model import Direction, Marker, Outcome, StartSource
 from callbridge.core.record import FinalCall
 from callbridge.features.admin import apply_account
 from callbridge.infra import settings
@@ -33,7 +33,7 @@ def stored_call(cloud: dict[str, str], tmp_path: Path) -> str:
     attributes = FinalCall(
         call_id="LINK-1",
         source="cloudpbx",
-        marker=calls.Marker("history", "in", "andy"),
+        marker=Marker("history", "in", "andy"),
         direction=Direction.IN,
         outcome=Outcome.ANSWERED,
         phone="+79101234567",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from callbridge.core.accounts import get_account
-from callbridge.core.model import Direction, Outcome, StartSource
+from callbridge.core.model import Direction, Marker, Outcome, StartSource
 from callbridge.core.record import FinalCall
 from callbridge.features import calls as history
 from callbridge.store import call_pages, calls
@@ -25,7 +25,7 @@ def seed() -> list[dict[str, Any]]:
         call = FinalCall(
             call_id=call_id,
             source="cloudpbx",
-            marker=calls.Marker("history", "in", user),
+            marker=Marker("history", "in", user),
             direction=Direction.IN,
             outcome=Outcome.ANSWERED,
             phone="+79101234567",

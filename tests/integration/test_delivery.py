@@ -156,7 +156,12 @@ def store_calls(account: str, count: int, *, start: int = 0) -> list[str]:
         requests: Any = [{"PutRequest": {"Item": to_item(c)}} for c in items[i : i + 25]]
         client.batch_write_item(RequestItems={table: requests})
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda i: handoff.call_final(account, i["call_id"], recording_pending=False), items))
+        list(
+            pool.map(
+                lambda i: handoff.call_final(accounts.get_account(account), i["call_id"], recording_pending=False),
+                items,
+            )
+        )
     return [str(i["call_id"]) for i in items]
 
 
@@ -198,7 +203,9 @@ def assert_exactly_once(crms: Crms, ids: list[str]) -> None:
 
 def test_a_day_in_batch_mode_arrives_once_in_the_fewest_requests(setup: Crms, now: list[datetime]) -> None:
     ids = store_calls("batch", 200)
-    assert handoff.call_final("batch", ids[0], recording_pending=False) == 0  # a repeat creates nothing
+    assert (
+        handoff.call_final(accounts.get_account("batch"), ids[0], recording_pending=False) == 0
+    )  # a repeat creates nothing
     report = engine.drain(accounts=["batch"])
     assert report.delivered == 2 * len(ids) and report.rejected == report.failed == 0
     assert_exactly_once(setup, ids)
@@ -471,7 +478,7 @@ def test_a_failed_hand_off_is_done_again_by_the_pbx_retry(
     real = handoff_module.call_final
     calls_made: list[str] = []
 
-    def failing_once(account: str, call_id: str, *, recording_pending: bool) -> int:
+    def failing_once(account: accounts.Account, call_id: str, *, recording_pending: bool) -> int:
         calls_made.append(call_id)
         if len(calls_made) == 1:
             raise RuntimeError("DynamoDB throttled the delivery items")
@@ -537,28 +544,61 @@ def test_a_recording_fetched_at_once_still_releases_the_realtime_deliveries(
 ) -> None:
     """The recording worker may finish before the webhook that queued it returns: the deliveries that
     wait for the recording must exist by then, or nobody queues them until the drain's grace period."""
-    from callbridge.core import pipeline
     from callbridge.store import calls
     from callbridge.store.updates import Update
 
     call = make_call("realtime", 9)
     call.pop("recording_state")
     aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(call))
-    real_queue = pipeline.queue_recording_fetch
+    real_queue = handoff.queue_recording_fetch
 
     def instant_fetch(account: str, call_id: str) -> None:
         real_queue(account, call_id)
         # The worker, at once: the recording is stored and the waiting deliveries are released.
         calls.update_call(account, call_id, Update().set(recording_state="stored"), condition="attribute_exists(pk)")
-        pipeline.recording_settled(account, call_id)
+        handoff.recording_settled(account, call_id)
 
-    monkeypatch.setattr(pipeline, "queue_recording_fetch", instant_fetch)
-    pipeline.call_stored("realtime", "c00009", newly_final=True, fetch_recording=True)
+    monkeypatch.setattr(handoff, "queue_recording_fetch", instant_fetch)
+    handoff.call_stored(accounts.get_account("realtime"), "c00009", newly_final=True, fetch_recording=True)
     messages = queued_delivery_messages()
     assert sorted(json.loads(m["Body"])["crm"] for m in messages) == ["minicrm", "retailcrm"]
     arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
     assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
     assert "recordUrl" in setup.retail.calls["c00009"]
+
+
+def test_one_history_webhook_reads_its_account_once(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account travels with the call: the webhook's handler reads it, and the hand-off to
+    delivery uses what it read. Counted through the handler: every look-up (cache or store) and
+    every read of the account item, in a cold container and then a warm one."""
+    import cloudpbx
+    from tests.support import form, http_event, seed_history
+
+    lookups: list[str] = []
+    reads: list[str] = []
+    real_lookup, real_read = accounts.lookup, accounts.get_account_item
+
+    def counted_lookup(account_id: str, **kwargs: Any) -> accounts.Lookup:
+        lookups.append(account_id)
+        return real_lookup(account_id, **kwargs)
+
+    def counted_read(account_id: str, **kwargs: Any) -> dict[str, Any] | None:
+        reads.append(account_id)
+        return real_read(account_id, **kwargs)
+
+    monkeypatch.setattr(accounts, "lookup", counted_lookup)
+    monkeypatch.setattr(accounts, "get_account_item", counted_read)
+    accounts.clear_account_cache()  # a cold container
+    for n, reads_expected in ((1, 1), (2, 0)):  # then a warm one: the cache answers
+        lookups.clear(), reads.clear()
+        fields = seed_history(callid=f"ONE-READ-{n}", crm_token="delivery-test-token-0001", link=None)
+        event = http_event("/v1/realtime/cloudpbx", form(**fields), account="realtime")
+        assert cloudpbx.handler(event, None)["statusCode"] == 200
+        assert len(store.of_call("realtime", f"ONE-READ-{n}")) == 2  # handed on to both CRMs
+        assert lookups == ["realtime"]
+        assert len(reads) == reads_expected
 
 
 def test_a_lost_realtime_message_is_sent_again_by_the_pbx_retry(
@@ -759,7 +799,7 @@ def test_minicrm_gets_national_numbers_by_default(setup: Crms, now: list[datetim
     ]  # fmt: skip
     for item in items:
         aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(item))
-        handoff.call_final("hu", str(item["call_id"]), recording_pending=False)
+        handoff.call_final(accounts.get_account("hu"), str(item["call_id"]), recording_pending=False)
 
     engine.drain(accounts=["hu"])
     assert setup.mini.errors == []
@@ -852,7 +892,7 @@ def test_call_notes_reach_the_retailcrm_customer_with_their_author_and_time(setu
     ]  # fmt: skip
     for item in items:
         aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(item))
-        handoff.call_final("notes", str(item["call_id"]), recording_pending=False)
+        handoff.call_final(accounts.get_account("notes"), str(item["call_id"]), recording_pending=False)
 
     report = engine.drain(accounts=["notes"])
     assert (report.delivered, report.rejected, report.failed) == (4, 0, 0)

@@ -46,9 +46,9 @@ def store_poison(account: str, n: int) -> str:
     call = make_call(account, n)
     call.update(started_at="9999-12-31T23:59:59Z", direction="in", outcome="answered", user="andy")
     aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(call))
-    from callbridge.core import handoff
+    from callbridge.core import accounts, handoff
 
-    handoff.call_final(account, call["call_id"], recording_pending=False)
+    handoff.call_final(accounts.get_account(account), call["call_id"], recording_pending=False)
     return str(call["call_id"])
 
 

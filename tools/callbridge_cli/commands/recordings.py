@@ -32,7 +32,7 @@ def retry_candidates(account: str | None) -> list[dict[str, Any]]:
 @click.pass_context
 def retry(ctx: click.Context, account: str | None, dry_run: bool) -> None:
     """Queue a new fetch of every recording that is unavailable or missing."""
-    from callbridge.core.pipeline import queue_recording_fetch
+    from callbridge.core.handoff import queue_recording_fetch
     from callbridge.infra.settings import get_settings
 
     context.target(ctx)

@@ -1,6 +1,11 @@
-"""The hand-off from the webhook and import paths to delivery: light on purpose (no CRM connector,
-no CRM client), because it runs inside the PBX webhooks. It reads the account's typed settings (parsed
-once per warm container), whose models hold every default, e.g. each CRM's delivery mode."""
+"""What happens after a call is stored, whatever source it came from (Cloud PBX, telediscount,
+ccrm.pl): one step, so that every source's calls flow through the same recording and delivery code.
+
+Light on purpose (no CRM connector, no CRM client), because it runs inside the PBX webhooks. The
+account comes with the call: the webhook (or poller, importer) that read it hands the typed
+`Account` on, so one invocation reads it once. Its typed settings (parsed once per warm container)
+hold every default, e.g. each CRM's delivery mode.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.infra import aws, clock
-from callbridge.infra.observability import logger
+from callbridge.infra.observability import logger, metric
 from callbridge.infra.settings import get_settings
 from callbridge.store import deliveries as store
 
@@ -23,18 +28,68 @@ def crms_of(account: Account) -> list[CrmSettings]:
     return list(account.settings.crms) if account.has_crms else []
 
 
-def call_final(account_id: str, call_id: str, *, recording_pending: bool) -> int:
+def call_stored(
+    account: Account,
+    call_id: str,
+    *,
+    newly_final: bool,
+    fetch_recording: bool,
+    deliver: bool = True,
+    repeat_of_final: bool = False,
+    source: str | None = None,
+    outcome: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """Hand a stored call to the workers; the webhook or poller that stored it never waits for them.
+
+    `newly_final`: this write made the call final (first history, missed-call settle, first import).
+    `fetch_recording`: the call has a recording link that has not been fetched yet.
+    `deliver`: False for a store-only import (`callbridge backfill --store-only`): the call is kept
+    and its recording fetched, but it is never delivered to the CRMs.
+    `repeat_of_final`: a source sent again what made the call final. The hand-off to delivery is done
+    again (creating deliveries is idempotent): if it failed the first time, the source's retry is the
+    only chance to hand the call on, and a repeat must not be ignored for it.
+    `source`, `outcome`, `reason`: the call's, for the CallsIngested metric of a newly final call
+    (`Reason`: why an unanswered call was missed; `answered` for an answered one).
+    """
+    if newly_final and source:
+        _ingested(source, outcome, reason)
+    if (newly_final or repeat_of_final) and deliver:
+        # Deliveries before the fetch: a recording fetched at once finds them waiting
+        # (`recording_settled`); the other way round it found none, and the realtime delivery
+        # waited for the drain's grace period.
+        call_final(account, call_id, recording_pending=fetch_recording)
+    if fetch_recording:
+        queue_recording_fetch(account.id, call_id)
+
+
+def settled(account_id: str, call_id: str, *, source: str | None, outcome: str, reason: str | None = None) -> None:
+    """A call the settle worker made final (missed, or recorded from its events): its queue message
+    names the account, read here once. An account removed meanwhile gets nothing delivered."""
+    try:
+        account = get_account(account_id)
+    except UnknownAccount:
+        if source:
+            _ingested(source, outcome, reason)
+        logger().error("a final call of an unknown account: not delivered", extra={"call_id": call_id})
+        return
+    call_stored(
+        account, call_id, newly_final=True, fetch_recording=False, source=source, outcome=outcome, reason=reason
+    )
+
+
+def _ingested(source: str, outcome: str | None, reason: str | None) -> None:
+    metric("CallsIngested", Source=source, Outcome=outcome or "unknown", Reason=reason or "answered")
+
+
+def call_final(account: Account, call_id: str, *, recording_pending: bool) -> int:
     """Create the deliveries of a call that has just become final; returns how many were new.
 
     Realtime CRMs get a queue message now, or, while the recording is being fetched, when it is
     stored or given up (`recording_settled`): the CRM then gets the recording link with the call.
     Their items are due only after DELIVERY_REALTIME_GRACE_SECONDS, so the drain sends them only
     if the queue path did not."""
-    try:
-        account = get_account(account_id)
-    except UnknownAccount:
-        logger().error("a final call of an unknown account: not delivered", extra={"call_id": call_id})
-        return 0
+    account_id = account.id
     crms = crms_of(account)
     if not crms:
         return 0
@@ -71,10 +126,22 @@ def _pending_realtime(account_id: str, call_id: str) -> list[str]:
 
 
 def recording_settled(account_id: str, call_id: str) -> None:
-    """The recording of a call was stored or given up: its realtime deliveries may go now."""
-    waiting = _pending_realtime(account_id, call_id)
-    if waiting:
-        send_messages(account_id, call_id, waiting)
+    """The recording of a call was stored or given up: its realtime deliveries that waited for it go
+    now. A failure here delays them until the drain's grace period, never loses them."""
+    try:
+        waiting = _pending_realtime(account_id, call_id)
+        if waiting:
+            send_messages(account_id, call_id, waiting)
+    except Exception:
+        logger().exception("could not queue the realtime deliveries of a call whose recording settled")
+
+
+def queue_recording_fetch(account_id: str, call_id: str) -> None:
+    queue_url = get_settings().recording_queue_url
+    if not queue_url:
+        logger().error("RECORDING_QUEUE_URL is not set: the recording of this call is not fetched")
+        return
+    aws.sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps({"account": account_id, "call_id": call_id}))
 
 
 def send_messages(account_id: str, call_id: str, crms: list[str], *, delay_s: int = 0) -> None:

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from callbridge.store.keys import event_sk
+
 
 class Direction(StrEnum):
     IN = "in"
     OUT = "out"
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """Identity of one source record (a webhook, a reconciled or imported record): the Cloud PBX
+    shares a callid across all events and the history of a call, so de-duplication is per (callid,
+    command, type, user). The adapter chooses it; the store keeps it as the call's EVT item."""
+
+    cmd: str
+    type: str
+    user: str
+
+    @property
+    def sk(self) -> str:
+        return event_sk(self.cmd, self.type, self.user)
 
 
 class Outcome(StrEnum):

@@ -1,6 +1,6 @@
 """The one writer of calls: a source's final call (Cloud PBX history, telediscount `finished` /
 `get_calls`, ccrm.pl `callHistory`), a live event (ringing, answered, ended) and the settling of a
-call nobody answered, all into the one Calls item shape, then handed to pipeline.call_stored.
+call nobody answered, all into the one Calls item shape, then handed to handoff.call_stored.
 
 Each PBX adapter maps its own payload to FinalCall or LiveEvent; nothing here knows a PBX. The
 source's record is kept on the call under ONE attribute, `history_raw` (secrets removed by the
@@ -23,8 +23,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from callbridge.core import phones, pipeline
-from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
+from callbridge.core import handoff, phones
+from callbridge.core.accounts import Account
+from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
@@ -43,7 +44,7 @@ class FinalCall:
 
     call_id: str
     source: str
-    marker: calls.Marker
+    marker: Marker
     direction: Direction
     outcome: Outcome
     phone: str  # E.164 key (or the raw text when it is not a number)
@@ -107,7 +108,7 @@ class FinalCall:
 
 
 def store_final(
-    account: str,
+    account: Account,
     call: FinalCall,
     *,
     deliver: bool = True,
@@ -130,7 +131,7 @@ def store_final(
     call another of the source's records already made final; it still corrects a derived one.
     """
     now_iso = clock.iso(received or clock.now())
-    update = Update().set(**call.attributes(account, now_iso))
+    update = Update().set(**call.attributes(account.id, now_iso))
     update.set_if_absent(created_at=now_iso, finalized_at=now_iso)
     # The call's derivation from events ends here, whichever record corrects it.
     update.remove(DERIVED_ATTRIBUTE)
@@ -148,7 +149,7 @@ def store_final(
     if unless_final:
         condition = "attribute_not_exists(#uf) OR #uf = :uf_no OR attribute_exists(#ud)"
         update.bind({"#uf": "final", "#ud": DERIVED_ATTRIBUTE}, uf_no=False)
-    applied = calls.apply_once(account, call.call_id, call.marker, now_iso, call.raw, update, condition)
+    applied = calls.apply_once(account.id, call.call_id, call.marker, now_iso, call.raw, update, condition)
     if existing is None:
         if applied:
             _follow_click(account, call)
@@ -157,7 +158,7 @@ def store_final(
     was_final = bool(existing.get("final"))
     if applied and not was_final:
         _follow_click(account, call)
-    pipeline.call_stored(
+    handoff.call_stored(
         account,
         call.call_id,
         newly_final=applied and not was_final,
@@ -171,7 +172,7 @@ def store_final(
     return applied
 
 
-def store_imported(account: str, batch: Sequence[FinalCall], *, deliver: bool = True, workers: int = 8) -> int:
+def store_imported(account: Account, batch: Sequence[FinalCall], *, deliver: bool = True, workers: int = 8) -> int:
     """Store the final calls of a source that only its importer ever writes (ccrm.pl: no webhooks,
     no live state); returns how many were new. The call item itself is the gate - one conditional
     put each, created only if absent - and the markers follow in batch writes. As exact as a
@@ -182,19 +183,19 @@ def store_imported(account: str, batch: Sequence[FinalCall], *, deliver: bool = 
     now_iso = clock.iso(clock.now())
 
     def put(call: FinalCall) -> bool:
-        return calls.put_call_if_absent(account, call.call_id, _whole_item(account, call, now_iso))
+        return calls.put_call_if_absent(account.id, call.call_id, _whole_item(account.id, call, now_iso))
 
     unique = list({c.call_id: c for c in batch}.values())
     with ThreadPoolExecutor(max_workers=workers) as pool:
         created = [call for call, new in zip(unique, pool.map(put, unique), strict=True) if new]
-    calls.batch_put(calls.marker_item(account, c.call_id, c.marker, now_iso, c.raw) for c in unique)
+    calls.batch_put(calls.marker_item(account.id, c.call_id, c.marker, now_iso, c.raw) for c in unique)
     for call in created:
         _hand_off(account, call, deliver)
     return len(created)
 
 
 def store_final_batch(
-    account: str, batch: Sequence[FinalCall], *, deliver: bool = False, without_items: bool = False
+    account: Account, batch: Sequence[FinalCall], *, deliver: bool = False, without_items: bool = False
 ) -> int:
     """Store many final calls with batch reads and writes (backfill); returns how many were new.
 
@@ -205,22 +206,22 @@ def store_final_batch(
     marker either (a marker is written after its call): the marker read is skipped.
     """
     unique = list({c.call_id: c for c in batch}.values())
-    known = set() if without_items else calls.marked(account, [(c.call_id, c.marker) for c in unique])
+    known = set() if without_items else calls.marked(account.id, [(c.call_id, c.marker) for c in unique])
     fresh = [c for c in unique if (c.call_id, c.marker.sk) not in known]
     now_iso = clock.iso(clock.now())
     items: list[dict[str, Any]] = []
     # The marker goes after the call: an interrupted batch leaves at worst a call without its
     # marker, which the next run writes again (same content), never a marker without its call.
     for call in fresh:
-        items.append(calls.call_item(account, call.call_id, _whole_item(account, call, now_iso)))
-    items.extend(calls.marker_item(account, c.call_id, c.marker, now_iso, c.raw) for c in fresh)
+        items.append(calls.call_item(account.id, call.call_id, _whole_item(account.id, call, now_iso)))
+    items.extend(calls.marker_item(account.id, c.call_id, c.marker, now_iso, c.raw) for c in fresh)
     calls.batch_put(items)
     for call in fresh:
         _hand_off(account, call, deliver)
     return len(fresh)
 
 
-def _follow_click(account: str, call: FinalCall) -> None:
+def _follow_click(account: Account, call: FinalCall) -> None:
     """An outgoing call that answers a click-to-call the PBX accepted without naming its call
     (core/clicks.py): it keeps the click's placeholder before it is handed on, and the card opened
     under the placeholder is closed. Never raises: the call is stored whatever happens here."""
@@ -228,24 +229,23 @@ def _follow_click(account: str, call: FinalCall) -> None:
         return
     from callbridge.core import clicks
 
-    placeholder = clicks.link(account, call.call_id, call.user, call.phone, clock.parse_iso(call.started_at))
+    placeholder = clicks.link(account.id, call.call_id, call.user, call.phone, clock.parse_iso(call.started_at))
     if placeholder is None:
         return
     try:
-        calls.update_call(account, call.call_id, Update().set(**{clicks.CARD_CALL_ID: placeholder}))
+        calls.update_call(account.id, call.call_id, Update().set(**{clicks.CARD_CALL_ID: placeholder}))
         from callbridge.core import live
-        from callbridge.core.accounts import get_account
 
         answered = call.outcome == Outcome.ANSWERED
-        ended = live.event(get_account(account), "ended", placeholder, call.phone, (call.user,), answered=answered)
-        live.publish(get_account(account), ended)
+        ended = live.event(account, "ended", placeholder, call.phone, (call.user,), answered=answered)
+        live.publish(account, ended)
     except Exception:
         logger().exception("could not follow a click-to-call to its PBX call")
 
 
-def _hand_off(account: str, call: FinalCall, deliver: bool) -> None:
+def _hand_off(account: Account, call: FinalCall, deliver: bool) -> None:
     """A call this source made final for the first time goes to the recording and delivery workers."""
-    pipeline.call_stored(
+    handoff.call_stored(
         account,
         call.call_id,
         newly_final=True,
@@ -268,7 +268,7 @@ def _whole_item(account: str, call: FinalCall, now_iso: str) -> dict[str, Any]:
     return attributes
 
 
-def marked(account: str, wanted: Sequence[tuple[str, calls.Marker]]) -> set[tuple[str, str]]:
+def marked(account: str, wanted: Sequence[tuple[str, Marker]]) -> set[tuple[str, str]]:
     """The (call id, marker sk) pairs of `wanted` already recorded: a cheap batch read that lets a
     poller re-reading an overlapping window skip what it stored before (apply_once still decides)."""
     return calls.marked(account, wanted)
@@ -293,7 +293,7 @@ class Live(StrEnum):
 class LiveEvent:
     call_id: str
     source: str
-    marker: calls.Marker
+    marker: Marker
     kind: Live
     user: str
     phone: str  # E.164 key (or the raw text when it is not a number)
@@ -444,14 +444,8 @@ def settle_call(account: str, call_id: str) -> SettleResult:
     recorded = calls.finalize_if_unanswered(account, call_id, update)
     if recorded:
         source = str(call.get("source") or "") or None
-        pipeline.call_stored(
-            account,
-            call_id,
-            newly_final=True,
-            fetch_recording=False,
-            source=source,
-            outcome=Outcome.MISSED.value,
-            reason=MissedReason.NO_ANSWER.value,
+        handoff.settled(
+            account, call_id, source=source, outcome=Outcome.MISSED.value, reason=MissedReason.NO_ANSWER.value
         )
     return SettleResult("missed" if recorded else "final")
 
@@ -494,8 +488,6 @@ def _derive_answered(account: str, call_id: str, call: Mapping[str, Any]) -> Set
     if not calls.finalize_if_not_final(account, call_id, update):
         return SettleResult("final")  # the final record came meanwhile: it wins
     source = str(call.get("source") or "") or None
-    pipeline.call_stored(
-        account, call_id, newly_final=True, fetch_recording=False, source=source, outcome=Outcome.ANSWERED.value
-    )
+    handoff.settled(account, call_id, source=source, outcome=Outcome.ANSWERED.value)
     logger().info("answered call recorded from its events", extra={"call_id": call_id, "duration": talk})
     return SettleResult("derived")

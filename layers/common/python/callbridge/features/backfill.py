@@ -9,7 +9,7 @@ ccrm.pl `callHistory`, telediscount `get_calls`) into the Calls table, once, res
   with the same range resumes where it stopped. A finished range is not read again unless asked
   (`again=True`).
 - `deliver=False` (store only): calls are written with batch writes and never delivered to the CRMs
-  (pipeline.call_stored(deliver=False)); recordings are still fetched. `deliver=True`: each call is
+  (handoff.call_stored(deliver=False)); recordings are still fetched. `deliver=True`: each call is
   stored like a live one and delivered.
 """
 

@@ -2,7 +2,7 @@
 module but logs only when something goes wrong, so it must not pay the logger's import on cold start.
 
 Metrics (namespace CallBridge, dimension service=callbridge plus the ones named):
-- CallsIngested {Source, Outcome, Reason}: a call became final (pipeline.call_stored); Reason is why an
+- CallsIngested {Source, Outcome, Reason}: a call became final (handoff.call_stored); Reason is why an
   unanswered call was missed (core/model.py MissedReason), `answered` otherwise.
 - ContactLatency {Served} in ms: the contact answer, from the request's arrival; Served is where
   it came from: directory (our contacts), cache / crm / timeout / error (routing to retailCRM),

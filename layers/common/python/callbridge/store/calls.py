@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -26,18 +26,20 @@ from callbridge.store.keys import call_pk as call_pk
 from callbridge.store.updates import Update
 
 
-@dataclass(frozen=True, slots=True)
-class Marker:
-    """Identity of one webhook: the Cloud PBX shares a callid across all events and the history
-    of a call, so de-duplication is per (callid, command, type, user)."""
-
-    cmd: str
-    type: str
-    user: str
+class MarkerFields(Protocol):
+    """What the store needs of a source record's identity (the core's `Marker`, core/model.py):
+    its EVT item is keyed and described by it."""
 
     @property
-    def sk(self) -> str:
-        return event_sk(self.cmd, self.type, self.user)
+    def cmd(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+
+
+def _sk(marker: MarkerFields) -> str:
+    return event_sk(marker.cmd, marker.type, marker.user)
 
 
 def _table() -> str:
@@ -115,7 +117,7 @@ def stored_raw(raw: Mapping[str, Any]) -> StoredRaw:
 def apply_once(
     account: str,
     call_id: str,
-    marker: Marker,
+    marker: MarkerFields,
     received_at: str,
     raw: dict[str, Any],
     update: Update,
@@ -154,7 +156,7 @@ def apply_once(
         # conflict. Only the first is a duplicate; anything else must surface so the PBX retries.
         existing = client.get_item(
             TableName=_table(),
-            Key=call_key(account, call_id, marker.sk),
+            Key=call_key(account, call_id, _sk(marker)),
             ConsistentRead=True,
         )
         if "Item" in existing:
@@ -258,16 +260,18 @@ _BATCH_GET = 100
 _BATCH_WRITE = 25
 
 
-def marker_item(account: str, call_id: str, marker: Marker, received_at: str, raw: dict[str, Any]) -> dict[str, Any]:
+def marker_item(
+    account: str, call_id: str, marker: MarkerFields, received_at: str, raw: dict[str, Any]
+) -> dict[str, Any]:
     """The EVT item of one source record (typed), as apply_once writes it."""
     return _marker_item(account, call_id, marker, received_at, stored_raw(raw))
 
 
-def _marker_item(account: str, call_id: str, marker: Marker, received_at: str, raw: StoredRaw) -> dict[str, Any]:
+def _marker_item(account: str, call_id: str, marker: MarkerFields, received_at: str, raw: StoredRaw) -> dict[str, Any]:
     return to_item(
         {
             "pk": call_pk(account, call_id),
-            "sk": marker.sk,
+            "sk": _sk(marker),
             "cmd": marker.cmd,
             "type": marker.type,
             "user": marker.user,
@@ -303,7 +307,7 @@ def batch_put(items: Iterable[dict[str, Any]]) -> None:
             request = response.get("UnprocessedItems") or {}
 
 
-def marked(account: str, wanted: Sequence[tuple[str, Marker]]) -> set[tuple[str, str]]:
+def marked(account: str, wanted: Sequence[tuple[str, MarkerFields]]) -> set[tuple[str, str]]:
     """The (call id, marker sk) pairs of `wanted` already recorded, with batch reads."""
     table = _table()
     client = aws.dynamodb()
@@ -311,7 +315,7 @@ def marked(account: str, wanted: Sequence[tuple[str, Marker]]) -> set[tuple[str,
     by_pk = {call_pk(account, call_id): call_id for call_id, _ in wanted}
     unique = list(dict.fromkeys(wanted))
     for start in range(0, len(unique), _BATCH_GET):
-        keys = [call_key(account, call_id, marker.sk) for call_id, marker in unique[start : start + _BATCH_GET]]
+        keys = [call_key(account, call_id, _sk(marker)) for call_id, marker in unique[start : start + _BATCH_GET]]
         request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True, "ProjectionExpression": "pk, sk"}}
         while request:
             response = client.batch_get_item(RequestItems=request)

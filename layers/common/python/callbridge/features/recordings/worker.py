@@ -1,6 +1,6 @@
 """The recordings worker: one queued fetch `{account, call_id}` → the call's recording in S3.
 
-`core.pipeline.queue_recording_fetch` queues a message when a call is stored with an http(s) link; the
+`core.handoff.queue_recording_fetch` queues a message when a call is stored with an http(s) link; the
 RecordingFetchFunction hands each message to `handle_message`. What ends up on the call item:
 
     recording_state   "stored" | "unavailable"
@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from callbridge import registry
-from callbridge.core import pipeline
+from callbridge.core import handoff
 from callbridge.core.accounts import UnknownAccount, get_account
 from callbridge.features.recordings.storage import EXTENSION_TYPES, fetch_to_s3
 from callbridge.infra import aws, clock
@@ -83,7 +83,7 @@ def _reason(exc: BaseException) -> str:
 def _mark_stored(account: str, call_id: str, recording: dict[str, Any]) -> None:
     update = Update().set(recording=recording, recording_state=STORED, updated_at=clock.iso(clock.now()))
     if calls.update_call(account, call_id, update, condition="attribute_exists(pk)"):
-        pipeline.recording_settled(account, call_id)
+        handoff.recording_settled(account, call_id)
 
 
 def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
@@ -97,7 +97,7 @@ def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
         update,
         condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR #cs <> :cstored)",
     ):
-        pipeline.recording_settled(account, call_id)
+        handoff.recording_settled(account, call_id)
 
 
 def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> FetchResult:

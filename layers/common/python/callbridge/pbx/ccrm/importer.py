@@ -198,9 +198,9 @@ def store_page(ctx: _Context, records: list[dict[str, Any]], result: ImportResul
         calls = [c for c in converted if c is not None]
         result.skipped += len(converted) - len(calls)
         if ctx.bulk:
-            result.stored += store_final_batch(ctx.account.id, calls, deliver=ctx.deliver)
+            result.stored += store_final_batch(ctx.account, calls, deliver=ctx.deliver)
         else:
-            result.stored += store_imported(ctx.account.id, calls, deliver=ctx.deliver)
+            result.stored += store_imported(ctx.account, calls, deliver=ctx.deliver)
 
 
 # -- the window loop ----------------------------------------------------------------------------

@@ -13,11 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
 from callbridge.infra import clock
-from callbridge.store.calls import Marker
 
 SOURCE = "ccrm"
 MARKER = Marker(SOURCE, "call", "")

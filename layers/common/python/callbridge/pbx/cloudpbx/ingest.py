@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account
-from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall, Live, LiveEvent, record_live, store_final
 from callbridge.infra import clock
@@ -98,7 +98,7 @@ def final_call(account: Account, history: HistoryIn, existing: Mapping[str, Any]
     return FinalCall(
         call_id=history.callid,
         source=SOURCE,
-        marker=calls.Marker("history", history.direction, user),
+        marker=Marker("history", history.direction, user),
         direction=Direction(history.direction),
         outcome=history_outcome(history.direction, history.status),
         phone=phone.key,
@@ -125,7 +125,7 @@ def record_history(account: Account, history: HistoryIn) -> bool:
     existing = calls.get_call(account.id, history.callid) or {}
     now = clock.now()
     call = final_call(account, history, existing, now)
-    applied = store_final(account.id, call, existing=existing, received=now)
+    applied = store_final(account, call, existing=existing, received=now)
     logger().info(
         "history stored" if applied else "history repeated, ignored",
         extra={"outcome": call.outcome.value, "start_source": call.start_source.value, "flags": sorted(call.flags)},
@@ -150,7 +150,7 @@ def live_event(account: Account, event: EventIn) -> LiveEvent:
     return LiveEvent(
         call_id=event.callid,
         source=SOURCE,
-        marker=calls.Marker("event", event.type, pbx_user(account, event.user)),
+        marker=Marker("event", event.type, pbx_user(account, event.user)),
         kind=_LIVE.get(event.type, Live.OTHER),
         user=pbx_user(account, event.user),
         phone=phone.key,
@@ -176,5 +176,5 @@ def record_rating(account: Account, rating: RatingIn) -> bool:
     now_iso = clock.iso(clock.now())
     update = Update().set(account=account.id, call_id=rating.callid, rating=rating.rating, updated_at=now_iso)
     update.set_if_absent(source=SOURCE, created_at=now_iso)
-    marker = calls.Marker("rating", "rating", rating.user or "")
+    marker = Marker("rating", "rating", rating.user or "")
     return calls.apply_once(account.id, rating.callid, marker, now_iso, rating.raw, update)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account, get_account
-from callbridge.core.model import Direction, Flag, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, Marker, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall, marked, store_final, store_final_batch
 from callbridge.infra import clock
@@ -115,7 +115,7 @@ def final_call(account: Account, row: HistoryRow) -> FinalCall:
     return FinalCall(
         call_id=row.uid,
         source=KIND,
-        marker=calls.Marker("history", row.direction, user),
+        marker=Marker("history", row.direction, user),
         direction=Direction(row.direction),
         outcome=outcome,
         phone=phone.key,
@@ -145,7 +145,7 @@ def store_rows(account: Account, rows: list[HistoryRow], result: RecoveryResult,
         if existing.get("final") and not existing.get("derived_from"):
             result.known += 1  # its webhook made it final (under another user's marker)
             continue
-        if store_final(account.id, call, deliver=deliver, existing=existing, unless_final=True):
+        if store_final(account, call, deliver=deliver, existing=existing, unless_final=True):
             if existing.get("final"):
                 result.corrected += 1
             else:
@@ -212,7 +212,7 @@ def _store(account: Account, rows: list[HistoryRow], counts: RecoveryResult, *, 
     chunks = [new[i : i + _WRITE_CHUNK] for i in range(0, len(new), _WRITE_CHUNK)]
 
     def write(chunk: list[FinalCall]) -> int:
-        return store_final_batch(account.id, chunk, deliver=False, without_items=True)
+        return store_final_batch(account, chunk, deliver=False, without_items=True)
 
     with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
         counts.stored += sum(pool.map(in_context(write), chunks))
@@ -222,7 +222,7 @@ def _store(account: Account, rows: list[HistoryRow], counts: RecoveryResult, *, 
         existing = states[call.call_id]
         if (call.call_id, call.marker.sk) in done or (existing.get("final") and not existing.get("derived_from")):
             counts.known += 1
-        elif store_final(account.id, call, deliver=False, existing=existing, unless_final=True):
+        elif store_final(account, call, deliver=False, existing=existing, unless_final=True):
             counts.corrected += 1 if existing.get("final") else 0
             counts.stored += 0 if existing.get("final") else 1
 

@@ -50,7 +50,7 @@ def backfill(
                     continue
                 if call is not None:
                     calls.append(call)
-            result.stored += store_final_batch(account.id, calls, deliver=False)
+            result.stored += store_final_batch(account, calls, deliver=False)
         result.records += len(chunk)
         cursor.save({"offset": start + len(chunk), "done": False})
         if options.progress is not None:

@@ -112,7 +112,7 @@ def record_finished(
     )
     if call is None:
         return False
-    applied = store_final(account.id, call, deliver=deliver)
+    applied = store_final(account, call, deliver=deliver)
     logger().info(
         "telediscount call stored" if applied else "telediscount call already stored, ignored",
         extra={"outcome": call.outcome.value, "start_source": call.start_source.value, "flags": sorted(call.flags)},

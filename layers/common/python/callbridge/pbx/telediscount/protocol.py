@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callbridge.core.model import Direction, Flag, MissedReason, Outcome, StartSource
+from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
 from callbridge.infra import clock
 from callbridge.infra.observability import redact
-from callbridge.store.calls import Marker
 
 SOURCE = "telediscount"
 FINISHED = Marker(SOURCE, "finished", "")
