@@ -732,6 +732,7 @@ def settle_downstream(client: httpx.Client) -> list[dict[str, Any]]:
     """Everything due now, settled: the queues (settles, recording fetches) without the messages SQS
     still holds back, the ringing sweep, then drain runs until one finds nothing to claim after the
     longest Retry-After (1 s). The drain reports."""
+    began = time.monotonic()
     # A recording fetch the worker deferred (a link that answers 404 may work later: it comes back
     # after its backoff, in flight meanwhile) is not waited for: no delivery here waits for its
     # recording (DeliveryRecordingWaitSeconds 0). Settles and deliveries must all be done.
@@ -741,16 +742,18 @@ def settle_downstream(client: httpx.Client) -> list[dict[str, Any]]:
         left = {name: f["remaining"] for name, f in drained.json()["functions"].items() if f["remaining"]}
         if not {name for name in left if not name.startswith("RecordingFetch")}:
             break
-    print(f"fuzz: left in the queues (deferred recording fetches): {left}")
+    print(f"fuzz: queues drained in {time.monotonic() - began:.1f} s, left (deferred recording fetches): {left}")
     assert not {name for name in left if not name.startswith("RecordingFetch")}, drained.text
     swept = client.post("/_local/schedules/RingingSweepFunction")
     assert swept.status_code == 200, swept.text
+    print(f"fuzz: ringing sweep {swept.json()}, at {time.monotonic() - began:.1f} s")
     reports: list[dict[str, Any]] = []
     idle = 0
     while len(reports) < DRAIN_RUNS and idle < 2:
         answer = client.post("/_local/schedules/DeliveryDrainFunction")
         assert answer.status_code == 200, answer.text
         reports.append(answer.json())
+        print(f"fuzz: drain run {len(reports)}: {reports[-1]['claimed']} claimed, at {time.monotonic() - began:.1f} s")
         idle = idle + 1 if reports[-1]["claimed"] == 0 else 0
         if reports[-1]["claimed"] == 0:
             time.sleep(1.1)  # a 429's Retry-After
@@ -930,7 +933,9 @@ def test_fuzz_every_route(world: World) -> None:
     world.crm_faults.share = CRM_FAULT_SHARE
     with httpx.Client(base_url=world.bridge.base_url, timeout=120) as client:
         reports = settle_downstream(client)
+    scanned = time.monotonic()
     settled = downstream(world.bridge)
+    print(f"fuzz: calls table scanned in {time.monotonic() - scanned:.1f} s")
     extra = time.monotonic() - began
     totals = Counter[str]()
     for report in reports:

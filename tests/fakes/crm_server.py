@@ -56,10 +56,11 @@ FAULT_KINDS = ("redirect", "html", "truncated json", "429", "5xx")
 
 @dataclass
 class Faults:
-    """Answers `share` of the requests with one of FAULT_KINDS before the fake sees them. The choice
-    depends on the seed, the request (method, path, body) and how many times that same request came
-    before, not on the order threads send them in: one seed gives one set of faults, and a request
-    that failed may pass when it is sent again."""
+    """Answers `share` of the requests with one of FAULT_KINDS before the fake sees them. Whether a
+    request fails depends on the seed, the request (method, path, body) and how many times that same
+    request came before, not on the order threads send them in: one seed gives one set of failing
+    requests, and a request that failed may pass when it is sent again. The kinds take turns, so
+    that any five faults include each kind once."""
 
     seed: int
     share: float = 0.0
@@ -77,8 +78,8 @@ class Faults:
         rng = random.Random(f"{self.seed}:{digest}:{repeat}")
         if rng.random() >= self.share:
             return None
-        kind = rng.choice(FAULT_KINDS)
         with self._lock:
+            kind = FAULT_KINDS[sum(self.answered.values()) % len(FAULT_KINDS)]
             self.answered[kind] += 1
         if kind == "redirect":
             target = rng.choice(["https://crm.example.com/moved", "/login", "http://127.0.0.1:9/"])
