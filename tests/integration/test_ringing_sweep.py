@@ -234,3 +234,18 @@ def test_a_ring_arriving_during_the_sweep_keeps_the_call_watched(
     now[0] += timedelta(seconds=MAX_AGE)
     assert sweep() == {"missed": 1}
     assert deliver() == 1 and retail.received == {"rings-on": 1}
+
+
+def test_a_missed_call_whose_settle_message_was_lost_is_settled_by_the_sweep(
+    cloud: dict[str, str], now: list[datetime], retail: FakeRetailCrm
+) -> None:
+    """Its phones stopped, but its settle message went to the dead-letter queue: the call is still
+    watched, and the sweep records it as the settle would have (reason `no_answer`)."""
+    ring("dead-letter", ("INCOMING", "andy"), ("CANCELLED", "andy"))
+    assert settle_messages(cloud) == 1
+    aws.sqs().purge_queue(QueueUrl=cloud["SETTLE_QUEUE_URL"])
+    now[0] = T0 + timedelta(seconds=MAX_AGE + 1)
+    assert sweep() == {"missed": 1}
+    call = calls.get_call("demo", "dead-letter") or {}
+    assert (call["final"], call["outcome"], call["missed_reason"]) == (True, "missed", "no_answer")
+    assert deliver() == 1 and retail.received == {"dead-letter": 1}

@@ -464,6 +464,8 @@ def settle_call(account: str, call_id: str, *, overdue: bool = False) -> SettleR
         if call.get("direction", Direction.IN.value) != Direction.IN.value or not call.get("first_event_at"):
             return SettleResult("not_incoming")
         reason = MissedReason.UNKNOWN  # we never learnt how it ended
+    elif overdue and not _unanswered_and_silent(call):
+        return SettleResult("not_incoming")  # an outgoing call (or one without a ring) is never missed
     else:
         remaining = get_settings().missed_call_settle_seconds - quiet
         if remaining > 0:
