@@ -28,6 +28,7 @@ from callbridge.store.accounts import list_accounts
 # What settle_call answered that ends the entry: the call is final (now or before), answered (its
 # ringing is over, its own settle follows its end), gone, or not a call that can be missed.
 _DONE = frozenset({"missed", "final", "derived", "answered", "unknown_call", "not_incoming"})
+_FORGET_EVERY = 25  # one batch write
 
 
 def sweep_account(account: str) -> dict[str, int]:
@@ -43,6 +44,9 @@ def sweep_account(account: str) -> dict[str, int]:
         results[status] += 1
         if status in _DONE:
             done.append(entry)
+        if len(done) >= _FORGET_EVERY:  # a run cut short by its timeout keeps what it finished
+            open_calls.forget(account, open_calls.RINGING, done)
+            done = []
         if status == "missed":
             logger().info("ringing past its maximum age: settled as missed", extra={"call_id": entry.call_id})
     bind(account=account)
