@@ -8,7 +8,12 @@ What must hold:
 - a history or event (Cloud PBX) or incoming / finished (telediscount) answered 2xx is stored: its
   record is in the calls table afterwards, oversized ones and retried ones included;
 - one that hit a store fault is answered 503, never 2xx (the PBX retries it) - and stored once the
-  store is back and the PBX retried.
+  store is back and the PBX retried;
+- then the delivery side, with both CRMs (retailCRM and MiniCRM, batch mode) answering a share of
+  their requests with a redirect, an HTML page, truncated JSON, 429 or a 5xx (tests/fakes/crm_server.py
+  `Faults`, by seed): every stored final call is delivered, parked with a reason, or deliberately
+  not applicable to each CRM - none pending or leased - extreme dates, numbers and texts included;
+  nothing reached a CRM twice; every call still ringing is watched by the ringing sweep.
 
 Every route of the OpenAPI document is fuzzed: the ones below have generators that know their
 protocol; a route added later is fuzzed from its OpenAPI parameters (`generic`), so it is covered
@@ -39,12 +44,13 @@ import pytest
 import yaml
 
 from callbridge.pbx.telediscount.protocol import is_sip
-from callbridge.store.keys import EVENT_PREFIX, call_pk
+from callbridge.store.keys import CALL_SK, DELIVERY_PREFIX, EVENT_PREFIX, OPEN_PREFIX, call_pk
 from callbridge_local.testing import LocalBridge, running_bridge
 from tests.fakes import base as td_server
 from tests.fakes import crm_server
 from tests.fakes.cloudpbx_api import PATH as PBX_PATH
 from tests.fakes.cloudpbx_api import FakeCloudPbx
+from tests.fakes.minicrm import FakeMiniCrm
 from tests.fakes.retailcrm import FakeRetailCrm
 from tests.fakes.telediscount import FakeTelediscount
 from tests.support import trusting_fakes
@@ -60,12 +66,24 @@ FAULT_CHUNK = 24
 WORKERS = 8
 MIN_PER_ROUTE = 100
 FAULTS = ("ResourceNotFoundException", "ProvisionedThroughputExceededException", "InternalServerError")
+# The delivery phase: the share of CRM requests answered with a fault, the drain runs it may take
+# (one try of a request per run, DeliveryMaxAttempts runs before a delivery is parked failed).
+CRM_FAULT_SHARE = 0.3
+DELIVERY_ATTEMPTS = 4
+DRAIN_RUNS = 12
+DELIVERY_CHUNK = 4
+QUEUE_DRAINS = 30  # of 2 s at most each
+TERMINAL = {"delivered", "not_applicable", "rejected", "failed"}
+# A history's start: junk, and the extreme dates a CRM's record cannot hold.
+HISTORY_STARTS = ["20261127T101010Z", "", "junk", "99999999T999999Z", "99991231T235959Z", "00010101T000000Z"]
+HISTORY_STARTS += ["19700101T000000Z", "20261127T101010+1400"]
 
 PBX_TOKEN = "fuzz-pbx-token-000001"
 CRM_TOKEN = "fuzz-crm-token-000001"
 API_KEY = "fuzz-api-key-0000000001"
 CLIENT_ID = "fuzz-client-id-000001"
 CRM_KEY = "fuzz-retailcrm-key-0001"
+MINI_KEY = "fuzz-minicrm-key-00001"
 TD_KEY = "fuzz-abonent-key-00001"
 TD_SECRET = "fuzz-webhook-secret-001"
 REC_USER, REC_PASSWORD = "fuzz-minicrm", "fuzz-recordings-pass-01"
@@ -248,14 +266,19 @@ class Routes:
             fields.update(
                 type=f.rng.choice(["in", "out", "missed", "IN", ""]),
                 status=f.rng.choice(["Success", "missed", "Busy", "NotAvailable", "Cancel", "??"]),
-                phone=f.rng.choice(["79101234567", "+7 910 123-45-67", "", "0", "1" * 40, f.junk(8)]),
+                phone=f.rng.choice(
+                    ["79101234567", "+7 910 123-45-67", "", "0", "1" * 40, f.junk(8), "+" + "9" * 20, "7910😀1234567"]
+                ),
                 user=f.rng.choice(["andy", "daria", "", "nobody", f.junk(12)]),
-                start=f.rng.choice(["20261127T101010Z", "", "junk", "99999999T999999Z"]),
+                # Extreme dates too: each must end delivered, parked or refused, never crash a batch.
+                start=f.rng.choice(HISTORY_STARTS),
                 duration=f.rng.choice(["124", "0", "", "-5", "1e9", "99999999999999999999", "abc"]),
             )
             link = f.link(self.pbx_url)
             if link:
                 fields["link"] = link
+            if f.rng.random() < 0.3:
+                fields["diversion"] = f.rng.choice(["74951234567", f.junk(30), "\u202e" + "ж" * 200])
         elif cmd == "event":
             fields.update(
                 type=f.rng.choice(["INCOMING", "ACCEPTED", "COMPLETED", "OUTGOING", "CANCELLED", "", "weird"]),
@@ -580,6 +603,7 @@ pbx: {{kind: cloudpbx, api_url: "{pbx}{pbx_path}", token: {pbx_token}, crm_token
 api_keys: [{api_key}]
 crms:
   - {{kind: retailcrm, base_url: "{crm}", api_key: {crm_key}, client_id: {client_id}, mode: batch, call_events: false}}
+  - {{kind: minicrm, base_url: "{mini}", api_key: {mini_key}, mode: batch, default_user_extension: "900"}}
 users:
   - {{pbx_user: andy, extension: "101", retailcrm_user_id: 1, retailcrm_code: "101"}}
   - {{pbx_user: daria, extension: "102", retailcrm_user_id: 2, retailcrm_code: "102"}}
@@ -602,6 +626,9 @@ class World:
     bridge: LocalBridge
     pbx_url: str
     pbx: FakeCloudPbx
+    retail: FakeRetailCrm
+    mini: FakeMiniCrm
+    crm_faults: crm_server.Faults  # both CRMs' (off during the front-door run)
 
 
 @pytest.fixture(scope="module")
@@ -609,7 +636,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with ExitStack() as stack:
         pbx = FakeCloudPbx(token=PBX_TOKEN)
         pbx_url = stack.enter_context(crm_server.serve(pbx))
-        crm_url = stack.enter_context(crm_server.serve(FakeRetailCrm(api_key=CRM_KEY)))
+        crm_faults = crm_server.Faults(seed=SEED)
+        retail, mini = FakeRetailCrm(api_key=CRM_KEY), FakeMiniCrm(MINI_KEY)
+        crm_url = stack.enter_context(crm_server.serve(retail, crm_faults))
+        mini_url = stack.enter_context(crm_server.serve(mini, crm_faults))
         tele_url = stack.enter_context(td_server.serve(FakeTelediscount(api_key=TD_KEY)))
         directory: Path = tmp_path_factory.mktemp("fuzz-accounts")
         for name, text in (
@@ -623,6 +653,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     api_key=API_KEY,
                     crm=crm_url,
                     crm_key=CRM_KEY,
+                    mini=mini_url,
+                    mini_key=MINI_KEY,
                     client_id=CLIENT_ID,
                     rec_user=REC_USER,
                     rec_password=REC_PASSWORD,
@@ -632,8 +664,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         ):
             config = trusting_fakes(yaml.safe_load(text))
             (directory / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        bridge = stack.enter_context(running_bridge(directory, params={"MissedCallSettleSeconds": "1"}))
-        yield World(bridge, pbx_url, pbx)
+        # Delivery retried at once and parked after a few tries, without waiting for recordings: the
+        # delivery phase ends in seconds. Calls ringing for a minute are the ringing sweep's.
+        params = {
+            "MissedCallSettleSeconds": "1",
+            "MaxRingingSeconds": "60",
+            "DeliveryRetryBaseSeconds": "0",
+            "DeliveryMaxAttempts": str(DELIVERY_ATTEMPTS),
+            "DeliveryHttpAttempts": "1",
+            "DeliveryRecordingWaitSeconds": "0",
+            # Small chunks: a hundred calls become dozens of CRM requests, enough for every fault kind.
+            "DeliveryChunk": str(DELIVERY_CHUNK),
+        }
+        bridge = stack.enter_context(running_bridge(directory, params=params))
+        yield World(bridge, pbx_url, pbx, retail, mini, crm_faults)
 
 
 def send(client: httpx.Client, request: Request) -> Request:
@@ -669,6 +713,130 @@ def stored_calls(bridge: LocalBridge, wanted: set[tuple[str, str]]) -> set[tuple
     )
     marked = {item["pk"]["S"] for page in pages for item in page["Items"]}
     return {key for pk, key in by_pk.items() if pk in marked}
+
+
+@dataclass
+class Downstream:
+    """What the delivery phase found: one scan of the calls table."""
+
+    final: dict[str, set[str]] = field(default_factory=dict)  # account -> final call ids
+    live: Counter[str] = field(default_factory=Counter)  # state of calls not final yet
+    unwatched: list[str] = field(default_factory=list)  # ringing, but not watched by the ringing sweep
+    states: Counter[tuple[str, str]] = field(default_factory=Counter)  # (crm, state) -> deliveries
+    delivered: dict[str, set[str]] = field(default_factory=dict)  # crm -> call ids delivered (fz)
+    problems: list[str] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)  # parked deliveries' reasons (first words)
+
+
+def settle_downstream(client: httpx.Client) -> list[dict[str, Any]]:
+    """Everything due now, settled: the queues (settles, recording fetches) without the messages SQS
+    still holds back, the ringing sweep, then drain runs until one finds nothing to claim after the
+    longest Retry-After (1 s). The drain reports."""
+    began = time.monotonic()
+    # A recording fetch the worker deferred (a link that answers 404 may work later: it comes back
+    # after its backoff, in flight meanwhile) is not waited for: no delivery here waits for its
+    # recording (DeliveryRecordingWaitSeconds 0). Settles and deliveries must all be done.
+    for _ in range(QUEUE_DRAINS):
+        drained = client.post("/_local/queues/drain", params={"delayed": "0", "timeout": "2"})
+        assert drained.status_code in (200, 504), drained.text
+        left = {name: f["remaining"] for name, f in drained.json()["functions"].items() if f["remaining"]}
+        if not {name for name in left if not name.startswith("RecordingFetch")}:
+            break
+    print(f"fuzz: queues drained in {time.monotonic() - began:.1f} s, left (deferred recording fetches): {left}")
+    assert not {name for name in left if not name.startswith("RecordingFetch")}, drained.text
+    swept = client.post("/_local/schedules/RingingSweepFunction")
+    assert swept.status_code == 200, swept.text
+    print(f"fuzz: ringing sweep {swept.json()}, at {time.monotonic() - began:.1f} s")
+    reports: list[dict[str, Any]] = []
+    idle = 0
+    while len(reports) < DRAIN_RUNS and idle < 2:
+        answer = client.post("/_local/schedules/DeliveryDrainFunction")
+        assert answer.status_code == 200, answer.text
+        reports.append(answer.json())
+        print(f"fuzz: drain run {len(reports)}: {reports[-1]['claimed']} claimed, at {time.monotonic() - began:.1f} s")
+        idle = idle + 1 if reports[-1]["claimed"] == 0 else 0
+        if reports[-1]["claimed"] == 0:
+            time.sleep(1.1)  # a 429's Retry-After
+    return reports
+
+
+def downstream(bridge: LocalBridge) -> Downstream:
+    """One consistent scan of the calls table: the calls, their deliveries and the ringing sweep's
+    entries, checked against each other."""
+    pages = (
+        bridge.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(
+            TableName=bridge.env["CALLS_TABLE"],
+            FilterExpression="sk = :call OR begins_with(sk, :dlv) OR begins_with(pk, :open)",
+            ExpressionAttributeValues={
+                ":call": {"S": CALL_SK},
+                ":dlv": {"S": DELIVERY_PREFIX},
+                ":open": {"S": OPEN_PREFIX},
+            },
+            ProjectionExpression="pk, sk, #a, #c, #f, #r, #ab, #st, #rs, #le, #lu",
+            ExpressionAttributeNames={
+                "#a": "account",
+                "#c": "call_id",
+                "#f": "final",
+                "#r": "ringing",
+                "#ab": "accepted_by",
+                "#st": "state",
+                "#rs": "reason",
+                "#le": "last_error",
+                "#lu": "lease_until",
+            },
+            ConsistentRead=True,
+        )
+    )
+    calls: dict[str, dict[str, Any]] = {}
+    deliveries: list[dict[str, Any]] = []
+    watched: set[str] = set()
+    for page in pages:
+        for item in page["Items"]:
+            pk, sk = item["pk"]["S"], item["sk"]["S"]
+            if pk.startswith(OPEN_PREFIX):
+                if pk.endswith("#ringing") and "call_id" in item:
+                    watched.add(call_pk(pk.split("#")[1], item["call_id"]["S"]))
+            elif sk == CALL_SK:
+                calls[pk] = item
+            else:
+                deliveries.append(item)
+    found = Downstream()
+    for pk, item in calls.items():
+        account = item.get("account", {}).get("S", "?")
+        if item.get("final", {}).get("BOOL"):
+            found.final.setdefault(account, set()).add(item.get("call_id", {}).get("S", pk))
+        elif "ringing" in item:
+            found.live["ringing"] += 1
+            if pk not in watched:
+                found.unwatched.append(pk)
+        else:
+            found.live["answered" if "accepted_by" in item else "not ringing"] += 1
+    seen: dict[str, set[str]] = {}
+    for item in deliveries:
+        pk, crm = item["pk"]["S"], item["sk"]["S"].removeprefix(DELIVERY_PREFIX)
+        state = item.get("state", {}).get("S", "?")
+        found.states[(crm, state)] += 1
+        seen.setdefault(pk, set()).add(crm)
+        call = calls.get(pk, {})
+        if not call.get("final", {}).get("BOOL"):
+            found.problems.append(f"{pk}: a delivery to {crm} of a call that is not final")
+        if state not in TERMINAL:
+            leased = " (leased)" if "lease_until" in item else ""
+            found.problems.append(f"{pk}: {crm} left {state}{leased}")
+        elif state in ("rejected", "failed"):
+            reason = item.get("reason", item.get("last_error", {})).get("S", "")
+            if not reason.strip():
+                found.problems.append(f"{pk}: {crm} parked {state} without a reason")
+            found.reasons[f"{crm} {state}: {' '.join(reason.split()[:4])}"] += 1
+        if state == "delivered" and call.get("account", {}).get("S") == "fz":
+            found.delivered.setdefault(crm, set()).add(call["call_id"]["S"])
+    for call_id in sorted(found.final.get("fz", set())):
+        missing = {"retailcrm", "minicrm"} - seen.get(call_pk("fz", call_id), set())
+        if missing:
+            found.problems.append(f"{call_id}: final, but no delivery to {sorted(missing)}")
+    return found
 
 
 def test_fuzz_every_route(world: World) -> None:
@@ -759,3 +927,37 @@ def test_fuzz_every_route(world: World) -> None:
     assert not missing, f"{len(missing)} history/event answered 2xx but not stored: {missing[:10]}"
     assert retried and all(200 <= r.status < 300 for r in retried), Counter(r.status for r in retried)
     assert world.pbx.errors == [], world.pbx.errors
+
+    # -- the delivery side: every stored call settled with each CRM, against CRMs that misbehave
+    began = time.monotonic()
+    world.crm_faults.share = CRM_FAULT_SHARE
+    with httpx.Client(base_url=world.bridge.base_url, timeout=120) as client:
+        reports = settle_downstream(client)
+    scanned = time.monotonic()
+    settled = downstream(world.bridge)
+    print(f"fuzz: calls table scanned in {time.monotonic() - scanned:.1f} s")
+    extra = time.monotonic() - began
+    totals = Counter[str]()
+    for report in reports:
+        totals.update({k: v for k, v in report.items() if isinstance(v, int)})
+    print(
+        f"fuzz: delivery phase {extra:.1f} s, {len(reports)} drain runs {dict(sorted(totals.items()))}; final calls"
+        f" { ({a: len(c) for a, c in sorted(settled.final.items())}) }, not final {dict(settled.live)}; deliveries"
+        f" {dict(sorted(settled.states.items()))}; CRM faults {dict(world.crm_faults.answered)}"
+    )
+    print("fuzz: parked " + "; ".join(f"{k} x{n}" for k, n in settled.reasons.most_common(8)))
+    assert not settled.problems, f"{len(settled.problems)} calls not settled downstream:\n" + "\n".join(
+        settled.problems[:15]
+    )
+    assert not settled.unwatched, f"ringing calls the ringing sweep does not watch: {settled.unwatched[:10]}"
+    assert set(world.crm_faults.answered) == set(crm_server.FAULT_KINDS), world.crm_faults.answered
+    assert (
+        settled.final.get("fz")
+        and settled.states[("retailcrm", "delivered")]
+        and settled.states[("minicrm", "delivered")]
+    )
+    assert world.retail.errors == [] and world.mini.errors == [], (world.retail.errors[:5], world.mini.errors[:5])
+    # What the CRMs hold is what is marked delivered, each call once (a faulty answer never took it).
+    twice = {c: n for c, n in world.retail.received.items() if n > 1}
+    assert not twice, f"calls uploaded to retailCRM more than once: {twice}"
+    assert set(world.retail.calls) == settled.delivered["retailcrm"]

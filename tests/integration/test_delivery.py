@@ -574,11 +574,12 @@ def test_one_history_webhook_reads_its_account_once(
     delivery uses what it read. Counted through the handler: every look-up (cache or store) and
     every read of the account item, in a cold container and then a warm one."""
     import cloudpbx
+    from callbridge.store.accounts import get_account_item
     from tests.support import form, http_event, seed_history
 
     lookups: list[str] = []
     reads: list[str] = []
-    real_lookup, real_read = accounts.lookup, accounts.get_account_item
+    real_lookup, real_read = accounts.lookup, get_account_item
 
     def counted_lookup(account_id: str, **kwargs: Any) -> accounts.Lookup:
         lookups.append(account_id)
@@ -592,7 +593,8 @@ def test_one_history_webhook_reads_its_account_once(
     monkeypatch.setattr(accounts, "get_account_item", counted_read)
     accounts.clear_account_cache()  # a cold container
     for n, reads_expected in ((1, 1), (2, 0)):  # then a warm one: the cache answers
-        lookups.clear(), reads.clear()
+        lookups.clear()
+        reads.clear()
         fields = seed_history(callid=f"ONE-READ-{n}", crm_token="delivery-test-token-0001", link=None)
         event = http_event("/v1/realtime/cloudpbx", form(**fields), account="realtime")
         assert cloudpbx.handler(event, None)["statusCode"] == 200

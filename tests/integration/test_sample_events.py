@@ -80,6 +80,8 @@ EXPECTED: dict[str, Any] = {
     "TelediscountWebhookFunction.wrong-secret.json": (404, {"error": "Not found"}),
     "TelediscountReconcileFunction.json": {"kind": "telediscount", "accounts": {}},
     "CcrmPollFunction.json": {"kind": "ccrm", "accounts": {}},
+    # No call of the demo account rings past the maximum ringing age (docs/missed-calls.md).
+    "RingingSweepFunction.json": {"max_ringing_seconds": 900, "accounts": {}},
     # The calls API (docs/openapi.yaml): no Bearer key, the same 401 as a wrong one.
     "CallHistoryFunction.list-without-key.json": (401, {"error": "Invalid credentials"}),
     # The demo account's PBX API (pbx.example.com) is not reachable from a test: the run reports the

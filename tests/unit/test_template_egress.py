@@ -49,6 +49,7 @@ OUTSIDE = [
     "HealthFunction",
     "HistoryFunction",
     "RecordingsFunction",
+    "RingingSweepFunction",
     "TelediscountWebhookFunction",
     "UserStatusFunction",
 ]

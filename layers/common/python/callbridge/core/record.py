@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -29,7 +29,7 @@ from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
-from callbridge.store import calls
+from callbridge.store import calls, open_calls
 from callbridge.store.updates import Update
 
 RAW_ATTRIBUTE = "history_raw"  # the source's record on the call item, for every source
@@ -343,9 +343,34 @@ def record_live(account: str, event: LiveEvent, received: datetime | None = None
     applied = calls.apply_once(account, event.call_id, event.marker, now_iso, event.raw, update)
     if applied and event.kind is Live.RINGING:
         calls.unring_if_stopped(account, event.call_id, event.user)
-    if applied and event.kind in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED):
-        _schedule_settle(account, event.call_id)
+    settles = applied and event.kind in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED)
+    # A ring is watched even when it is a repeat: its first delivery may have been stored and then
+    # failed before it was watched (the PBX retries what was not answered 2xx).
+    if settles or event.kind is Live.RINGING:
+        call = calls.get_call(account, event.call_id)
+        if call is not None and event.kind is Live.RINGING:
+            _watch_ringing(account, event.call_id, call)
+        if call is not None and settles:
+            _schedule_settle(account, event.call_id, call=call)
     return applied
+
+
+# How long the ringing sweep's entry of a call outlives its first ring: long past the maximum
+# ringing age, so that a sweep that failed for days still finds the call; then it expires by itself.
+RINGING_WATCH_DAYS = 7
+
+
+def _watch_ringing(account: str, call_id: str, call: Mapping[str, Any]) -> None:
+    """List an incoming call that rings, under its first ring, for the ringing sweep
+    (features/ringing_sweep.py): if the stop of a phone is lost, nothing else would ever settle it.
+    A repeat writes the same entry."""
+    first = call.get("first_event_at")
+    if not first or call.get("final") or call.get("accepted_by"):
+        return
+    if call.get("direction", Direction.IN.value) != Direction.IN.value:
+        return
+    expires = clock.parse_iso(str(first)) + timedelta(days=RINGING_WATCH_DAYS)
+    open_calls.mark_open(account, open_calls.RINGING, call_id, str(first), int(expires.timestamp()))
 
 
 def _unanswered_and_silent(call: Mapping[str, Any]) -> bool:
@@ -368,12 +393,17 @@ def _answered_and_ended(call: Mapping[str, Any]) -> bool:
     )
 
 
-def _schedule_settle(account: str, call_id: str, delay: int | None = None) -> None:
+def _schedule_settle(
+    account: str, call_id: str, delay: int | None = None, *, call: Mapping[str, Any] | None = None
+) -> None:
     """Queue the settle of a call that may be final by now: unanswered and silent (missed after
     MISSED_CALL_SETTLE_SECONDS), or answered and ended (recorded from its events if its final
     record has not come after HISTORY_QUIET_SECONDS). SQS delays a message 15 minutes at most; a
-    longer wait is a chain of messages (settle_call queues the next one)."""
-    call = calls.get_call(account, call_id)
+    longer wait is a chain of messages (settle_call queues the next one). `call`: as just read.
+
+    A call that still seems to ring gets no message: the ringing sweep settles it once it rang past
+    its maximum ringing age (one scheduled run for all such calls, not a delayed message each)."""
+    call = call if call is not None else calls.get_call(account, call_id)
     if call is None:
         return
     settings = get_settings()
@@ -395,11 +425,12 @@ def _schedule_settle(account: str, call_id: str, delay: int | None = None) -> No
 
 @dataclass(frozen=True, slots=True)
 class SettleResult:
-    # "missed" | "derived" | "answered" | "ringing" | "final" | "waiting" | "unknown_call"
+    # "missed" | "derived" | "answered" | "ringing" | "final" | "waiting" | "unknown_call" | "not_incoming"
+    # | "changed"
     status: str
 
 
-def settle_call(account: str, call_id: str) -> SettleResult:
+def settle_call(account: str, call_id: str, *, overdue: bool = False) -> SettleResult:
     """Decide whether a call whose phones all stopped ringing was missed, or whether an answered
     call that ended is to be recorded from its events.
 
@@ -407,6 +438,12 @@ def settle_call(account: str, call_id: str) -> SettleResult:
     the call: it is missed only after MISSED_CALL_SETTLE_SECONDS without a new event. An answered
     call is final when its source's record comes; only if none came HISTORY_QUIET_SECONDS after
     its last event is it recorded from the events (`_derive_answered`).
+
+    `overdue`: the ringing sweep's call (features/ringing_sweep.py), for a call listed as ringing
+    past the maximum ringing age. A call a phone still seems to ring without an event for
+    MAX_RINGING_SECONDS is settled as missed all the same, with the reason `unknown` (the stop of a
+    phone was lost); any other call is decided as a settle message decides it, except that nothing
+    is queued: the call's own settle messages are on their way.
     """
     call = calls.get_call(account, call_id)
     if call is None:
@@ -414,25 +451,34 @@ def settle_call(account: str, call_id: str) -> SettleResult:
     if call.get("final"):
         return SettleResult("final")
     if _answered_and_ended(call):
-        return _derive_answered(account, call_id, call)
+        return _derive_answered(account, call_id, call, overdue=overdue)
     if call.get("accepted_by"):
         return SettleResult("answered")
-    if call.get("ringing"):
-        return SettleResult("ringing")
-    settle = get_settings().missed_call_settle_seconds
     now = clock.now()
-    last = clock.parse_iso(str(call.get("last_event_at") or call.get("first_event_at")))
-    remaining = settle - int((now - last).total_seconds())
-    if remaining > 0:
-        _schedule_settle(account, call_id, delay=remaining)
-        return SettleResult("waiting")
+    last_event = str(call.get("last_event_at") or call.get("first_event_at"))
+    quiet = int((now - clock.parse_iso(last_event)).total_seconds())
+    reason = MissedReason.NO_ANSWER
+    if call.get("ringing"):
+        if not overdue or quiet < get_settings().max_ringing_seconds:
+            return SettleResult("ringing")
+        if call.get("direction", Direction.IN.value) != Direction.IN.value or not call.get("first_event_at"):
+            return SettleResult("not_incoming")
+        reason = MissedReason.UNKNOWN  # we never learnt how it ended
+    elif overdue and not _unanswered_and_silent(call):
+        return SettleResult("not_incoming")  # an outgoing call (or one without a ring) is never missed
+    else:
+        remaining = get_settings().missed_call_settle_seconds - quiet
+        if remaining > 0:
+            if not overdue:
+                _schedule_settle(account, call_id, delay=remaining)
+            return SettleResult("waiting")
     first = str(call["first_event_at"])
     update = Update().set(
         direction=Direction.IN.value,
         outcome=Outcome.MISSED.value,
         final=True,
-        # Every phone stopped ringing and nobody took the call: the caller hung up unanswered.
-        missed_reason=MissedReason.NO_ANSWER.value,
+        # Every phone stopped ringing (or rang past the maximum age) and nobody took the call.
+        missed_reason=reason.value,
         duration=0,
         started_at=first,
         start_source=StartSource.FIRST_EVENT.value,
@@ -441,16 +487,27 @@ def settle_call(account: str, call_id: str) -> SettleResult:
         gsi1sk=f"{first}#{call_id}",
     )
     update.set_if_absent(finalized_at=clock.iso(now))
-    recorded = calls.finalize_if_unanswered(account, call_id, update)
+    still_ringing_at = None
+    if reason is MissedReason.UNKNOWN:
+        update.remove("ringing")
+        still_ringing_at = str(call.get("last_event_at") or "") or None
+    recorded = calls.finalize_if_unanswered(account, call_id, update, still_ringing_at=still_ringing_at)
     if recorded:
         source = str(call.get("source") or "") or None
-        handoff.settled(
-            account, call_id, source=source, outcome=Outcome.MISSED.value, reason=MissedReason.NO_ANSWER.value
-        )
-    return SettleResult("missed" if recorded else "final")
+        handoff.settled(account, call_id, source=source, outcome=Outcome.MISSED.value, reason=reason.value)
+    return SettleResult("missed" if recorded else _raced(account, call_id))
 
 
-def _derive_answered(account: str, call_id: str, call: Mapping[str, Any]) -> SettleResult:
+def _raced(account: str, call_id: str) -> str:
+    """What a call is after the write that would have made it missed found it changed: made final
+    (its record came), answered, or alive (a new event: `changed`, to be looked at again)."""
+    call = calls.get_call(account, call_id) or {}
+    if call.get("final"):
+        return "final"
+    return "answered" if call.get("accepted_by") else "changed"
+
+
+def _derive_answered(account: str, call_id: str, call: Mapping[str, Any], *, overdue: bool = False) -> SettleResult:
     """Record an answered call from its events: its final record (Cloud PBX `history`) did not come
     within HISTORY_QUIET_SECONDS of its last event (a lost webhook, a PBX that never sends it).
 
@@ -464,7 +521,8 @@ def _derive_answered(account: str, call_id: str, call: Mapping[str, Any]) -> Set
     last = clock.parse_iso(str(call.get("last_event_at") or call["completed_at"]))
     remaining = get_settings().history_quiet_seconds - int((now - last).total_seconds())
     if remaining > 0:
-        _schedule_settle(account, call_id, delay=remaining)
+        if not overdue:
+            _schedule_settle(account, call_id, delay=remaining)
         return SettleResult("waiting")
     accepted = clock.parse_iso(str(call["accepted_at"]))
     completed = clock.parse_iso(str(call["completed_at"]))

@@ -31,6 +31,10 @@ class Settings(NamedTuple):
     # How long an answered call whose events ended waits for its source's final record before it is
     # recorded from its events (core/record.py settle_call).
     history_quiet_seconds: int = 900
+    # A call a phone still seems to ring this long after its last event is settled as missed by the
+    # ringing sweep (features/ringing_sweep.py): the stop of a phone was lost. Longer than any
+    # queue or hunting group rings without an event.
+    max_ringing_seconds: int = 900
     # Recordings. Optional, so functions that do not touch recordings start without them.
     recording_queue_url: str = ""
     recordings_bucket: str = ""
@@ -101,6 +105,7 @@ class Settings(NamedTuple):
             missed_call_settle_seconds=integer("MISSED_CALL_SETTLE_SECONDS", 30, 0, 900),
             contact_budget_ms=integer("CONTACT_BUDGET_MS", 1000, 100, 5000),
             history_quiet_seconds=integer("HISTORY_QUIET_SECONDS", 900, 1, 86400),
+            max_ringing_seconds=integer("MAX_RINGING_SECONDS", 900, 60, 86400),
             recording_queue_url=src.get("RECORDING_QUEUE_URL", "").strip(),
             recordings_bucket=src.get("RECORDINGS_BUCKET", "").strip(),
             recording_max_bytes=integer("RECORDING_MAX_BYTES", 500 * 1024 * 1024, 1024, 5 * 1024**3),

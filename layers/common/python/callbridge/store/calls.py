@@ -225,19 +225,22 @@ def list_calls(account: str, limit: int = 50) -> list[dict[str, Any]]:
     return [from_item(i) for i in response.get("Items", [])]
 
 
-def finalize_if_unanswered(account: str, call_id: str, update: Update) -> bool:
+def finalize_if_unanswered(account: str, call_id: str, update: Update, *, still_ringing_at: str | None = None) -> bool:
     """Apply `update` (a call made final as missed) only while the call is still not final, not
-    answered and ringing nowhere, so that a late answer or a final record that raced us wins."""
-    for attr, alias in (("final", "#cf"), ("accepted_by", "#ca"), ("ringing", "#cr")):
-        update.names[alias] = attr
-    update.values[":cfalse"] = {"BOOL": False}
-    return update_call(
-        account,
-        call_id,
-        update,
-        condition="(attribute_not_exists(#cf) OR #cf = :cfalse) AND attribute_not_exists(#ca) "
-        "AND attribute_not_exists(#cr)",
-    )
+    answered and ringing nowhere, so that a late answer or a final record that raced us wins.
+
+    `still_ringing_at`: a call past its maximum ringing age is made final although a phone seems to
+    ring, but only while its last event is still the one read (`last_event_at`): any event that
+    came meanwhile (a ring, an answer, a stop) means the call is alive, and it wins."""
+    update.bind({"#cf": "final", "#ca": "accepted_by"}, cfalse=False)
+    condition = "(attribute_not_exists(#cf) OR #cf = :cfalse) AND attribute_not_exists(#ca)"
+    if still_ringing_at is None:
+        update.bind({"#cr": "ringing"})
+        condition += " AND attribute_not_exists(#cr)"
+    else:
+        update.bind({"#cl": "last_event_at"}, clast=still_ringing_at)
+        condition += " AND #cl = :clast"
+    return update_call(account, call_id, update, condition=condition)
 
 
 def unring_if_stopped(account: str, call_id: str, user: str) -> bool:

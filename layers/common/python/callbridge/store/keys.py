@@ -12,6 +12,7 @@ Calls table (pk, sk):
     CALL#{account}#{call id}  CRMCALL#{crm}             the CRM's own id of the call, when it has one (store/crm_calls.py)
     MSG#{account}#{uuid}      MSG                       a source's non-call record (ccrm.pl SMS/fax)
     OPEN#{account}#{source}   {since}#{call id}         a call a source began and may not finish (store/open_calls.py)
+    OPEN#{account}#ringing    {first ring}#{call id}    a call a live event made ring (store/open_calls.py)
     CBK#{account}#{crm}#{E.164}  HEAD | T#{first missed at}#{call id}   callback tasks (store/callbacks.py)
 Contacts table (account, phone): one item per account and E.164 phone (store/contacts.py).
 RoutingCacheTable (account, phone):

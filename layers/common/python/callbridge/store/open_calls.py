@@ -5,6 +5,10 @@ whose `finished` webhook may be lost. The reconciliation asks the PBX about exac
 once its call is final. Entries expire by themselves (`expires_at`) after the window they matter in.
 The same partition keeps when the source's whole call list was last read (sk `SWEPT`, after every
 time stamp): the Calls table, because the reconciliation may not write the Accounts table.
+
+The pseudo-source `RINGING` holds every call a live event made ring, under its first ring: the
+ringing sweep (features/ringing_sweep.py) reads the entries older than the maximum ringing age and
+settles the calls whose stop never came, instead of scanning the Calls table.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from callbridge.store.keys import open_pk
 
 _BATCH_WRITE = 25
 SWEPT = "SWEPT"
+RINGING = "ringing"  # not a PBX kind: the calls a live event made ring (core/record.py record_live)
+EARLIEST = "0"  # sorts before every UTC ISO time stamp
 
 
 @dataclass(frozen=True, slots=True)
