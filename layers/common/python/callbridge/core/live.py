@@ -1,10 +1,12 @@
-"""Live call cards: a PBX reports that a call rings, was answered or ended, and every CRM of the
-account that shows live cards gets the event (docs/delivery.md).
+"""Live events: a PBX reports that a call rings, was answered or ended. Each PBX's adapter maps its
+webhook to one `LiveEvent` once; core/record.py `record_live` is the one writer of what it says:
+the call's live state (who rings, who answered) and the call cards of every CRM of the account that
+shows them (docs/delivery.md).
 
-The PBX webhooks call `publish`, which only queues one message per such CRM on the delivery queue
-(a few ms); the delivery worker hands it to that CRM's connector, which maps the canonical event to
-its own protocol. A card is useful for seconds: a failed send is logged and dropped, never retried;
-the call itself is delivered by the delivery path whatever happens here.
+A card is only queued here, one message per such CRM on the delivery queue (a few ms); the delivery
+worker hands it to that CRM's connector, which maps the canonical event to its own protocol. A card is
+useful for seconds: a failed send is logged and dropped, never retried; the call itself is delivered
+by the delivery path whatever happens here.
 
 Which CRMs show cards is declared by their settings model (`live_cards`, a ClassVar or a property
 switched by an account-file field), so publishing imports no connector.
@@ -13,10 +15,13 @@ switched by an account-file field), so publishing imports no connector.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
+from callbridge.core.model import Marker
 from callbridge.core.phones import normalize
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
@@ -29,15 +34,34 @@ if TYPE_CHECKING:
 LIVE_CARDS = "live_cards"  # the capability's name on a CRM's settings model
 KIND = "call_event"  # the queue message's `kind` (the worker's dispatch)
 
-Stage = Literal["ringing", "answered", "ended"]
+Stage = Literal["ringing", "answered", "ended"]  # what a call card shows
 LiveDirection = Literal["in", "out"]
+
+
+class Live(StrEnum):
+    """What a live event changes in the call's live state, in canonical terms."""
+
+    ARRIVED = "arrived"  # an incoming call reached the PBX, which names no ringing phone
+    RINGING = "ringing"  # an incoming call rings `user`
+    DIALING = "dialing"  # `user` places an outgoing call
+    PLACED = "placed"  # the PBX accepted our click-to-call for `user` under this call id
+    ANSWERED = "answered"  # `user` took the call
+    STOPPED_RINGING = "stopped_ringing"  # `user`'s phone stopped ringing, the call goes on elsewhere
+    ENDED = "ended"  # the call ended for `user`
+    TRANSFERRED = "transferred"  # the call was passed to `user`
+    OTHER = "other"  # kept on the timeline, changes nothing else
 
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    """One moment of a call, whatever PBX reported it."""
+    """One moment of a call, whatever PBX reported it.
 
-    stage: Stage
+    Its card (the first eight fields, all a queued card message carries): `stage` is what the CRMs'
+    cards show, None for a moment they show nothing for. Its record (the rest, set by the adapter
+    that parsed the webhook): what it changes in the call's live state (`change`), applied once under
+    its `marker`; an event without a marker only opens or closes a card."""
+
+    stage: Stage | None
     call_id: str
     phone: str  # the client's number, E.164 when it is a number
     users: tuple[str, ...]  # the PBX users concerned (whose phone rings, who answered)
@@ -47,6 +71,22 @@ class LiveEvent:
     # When it happened (UTC ISO): the PBX's time, else the receipt of its webhook. A card is sent
     # after a queue that may lag; Bitrix24 files the call's start from the card's register.
     at: str | None = None
+    change: Live = Live.OTHER
+    source: str = ""
+    marker: Marker | None = None  # the source record's identity: applied once
+    phone_raw: str = ""  # the number as the PBX sent it
+    extension: str | None = None
+    department: str | None = None
+    flags: frozenset[str] = frozenset()
+    extra: Mapping[str, Any] = field(default_factory=dict)  # source-specific attributes, kept as first sent
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the source record, secrets removed
+    # The source's reconciliation asks about the call by id until then (store/open_calls.py).
+    follow_until: datetime | None = None
+
+    @property
+    def user(self) -> str:
+        """The one PBX user whose leg the event is about (the PBX names one at most)."""
+        return self.users[0] if self.users else ""
 
     def moment(self) -> datetime | None:
         """`at` as a time; None for a message queued before events carried their time."""
@@ -56,7 +96,17 @@ class LiveEvent:
             return None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "users": list(self.users)}
+        """The card, as a queued message carries it."""
+        return {
+            "stage": self.stage,
+            "call_id": self.call_id,
+            "phone": self.phone,
+            "users": list(self.users),
+            "direction": self.direction,
+            "our_number": self.our_number,
+            "answered": self.answered,
+            "at": self.at,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LiveEvent:

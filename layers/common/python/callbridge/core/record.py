@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
-from callbridge.core import handoff, phones
+from callbridge.core import handoff, live, phones
 from callbridge.core.accounts import Account
+from callbridge.core.live import Live, LiveEvent
 from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
@@ -234,8 +234,6 @@ def _follow_click(account: Account, call: FinalCall) -> None:
         return
     try:
         calls.update_call(account.id, call.call_id, Update().set(**{clicks.CARD_CALL_ID: placeholder}))
-        from callbridge.core import live
-
         answered = call.outcome == Outcome.ANSWERED
         ended = live.event(account, "ended", placeholder, call.phone, (call.user,), answered=answered)
         live.publish(account, ended)
@@ -277,82 +275,94 @@ def marked(account: str, wanted: Sequence[tuple[str, Marker]]) -> set[tuple[str,
 # -- live events and the missed-call settle ------------------------------------------------------
 
 
-class Live(StrEnum):
-    """What a live event says about a call, in canonical terms."""
-
-    RINGING = "ringing"  # an incoming call rings `user`
-    DIALING = "dialing"  # `user` places an outgoing call
-    ANSWERED = "answered"  # `user` took the call
-    STOPPED_RINGING = "stopped_ringing"  # `user`'s phone stopped ringing, the call goes on elsewhere
-    ENDED = "ended"  # the call ended for `user`
-    TRANSFERRED = "transferred"  # the call was passed to `user`
-    OTHER = "other"  # kept on the timeline, changes nothing else
-
-
-@dataclass(frozen=True)
-class LiveEvent:
-    call_id: str
-    source: str
-    marker: Marker
-    kind: Live
-    user: str
-    phone: str  # E.164 key (or the raw text when it is not a number)
-    phone_raw: str
-    our_number: str | None = None
-    direction: Direction | None = None  # of a ringing call, when the source says
-    extension: str | None = None
-    department: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)  # the source record, secrets removed
-
-
-def record_live(account: str, event: LiveEvent, received: datetime | None = None) -> bool:
-    """Update the live state of a call (who rings, who answered). False when this event was
-    already applied. A call whose phones all stopped ringing unanswered is queued to be settled.
-    `received`: when the event arrived (now), the time its call card carries too.
+def record_live(account: Account, event: LiveEvent, received: datetime | None = None) -> bool:
+    """Write what a live event says, the one writer of both: the live state of the call (who rings,
+    who answered), then its cards (core/live.py). False when this event was already applied; a
+    repeat opens no second card. An event without a marker of its own has no state to change (a
+    card the source's final record closes): only its card is queued. A call whose phones all
+    stopped ringing unanswered is queued to be settled. `received`: when the event arrived (now).
 
     Events are facts about a leg, whatever order they arrive in (a PBX retry brings an INCOMING
     after its CANCELLED): a phone that stopped, answered or ended is kept in `stopped`, and its ring
     arriving later does not make it ring again (store/calls.py unring_if_stopped). Every event may
     be the one that completes what a settle needs, so each one looks whether to queue it."""
-    now_iso = clock.iso(received or clock.now())
+    if event.marker is None:
+        _card(account, event)
+        return True
+    applied = _apply_live(account.id, event, event.marker, received or clock.now())
+    if applied:
+        _card(account, event)
+    return applied
+
+
+def _card(account: Account, event: LiveEvent) -> None:
+    if event.stage is not None and event.users:
+        live.publish(account, event)
+
+
+def _apply_live(account: str, event: LiveEvent, marker: Marker, received: datetime) -> bool:
+    now_iso = clock.iso(received)
+    first = event.at or now_iso  # the PBX's time of the call's first event, else its receipt
     update = Update().set(account=account, call_id=event.call_id, source=event.source, last_event_at=now_iso)
     update.set_if_absent(created_at=now_iso, phone=event.phone, phone_raw=event.phone_raw)
+    flags = set(event.flags)
     if not (phones.is_number(event.phone_raw) or phones.is_number(event.phone)):
         # A withheld caller id: the call is kept like a final record without a number (FinalCall).
-        update.add_to_set("flags", Flag.NO_NUMBER.value)
+        flags.add(Flag.NO_NUMBER.value)
+    if flags:
+        update.add_to_set("flags", *sorted(flags))
     if event.our_number:
         update.set_if_absent(our_number=event.our_number)
+    if event.extra:
+        update.set_if_absent(**event.extra)
     update.set(extension=event.extension or None, department=event.department or None)
-    if event.kind is Live.RINGING:
-        update.set_if_absent(first_event_at=now_iso, direction=(event.direction or Direction.IN).value)
+    if event.change is Live.ARRIVED:
+        update.set_if_absent(first_event_at=first, direction=Direction.IN.value)
+    elif event.change is Live.PLACED:
+        update.set_if_absent(first_event_at=first, direction=Direction.OUT.value, user=event.user, dialled_at=now_iso)
+    elif event.change is Live.RINGING:
+        update.set_if_absent(first_event_at=first, direction=event.direction or Direction.IN.value)
         update.add_to_set("ringing", event.user).add_to_set("users_rang", event.user)
         # The order the phones rang (a set has none): a missed call's last resort owner is the
         # first mapped user rung (docs/missed-calls.md). A user rung again is appended again.
         update.append_to_list("ring_order", event.user)
-    elif event.kind is Live.DIALING:
-        update.set_if_absent(first_event_at=now_iso).set(direction=Direction.OUT.value, user=event.user)
-    elif event.kind is Live.ANSWERED:
+    elif event.change is Live.DIALING:
+        update.set_if_absent(first_event_at=first).set(direction=Direction.OUT.value, user=event.user)
+    elif event.change is Live.ANSWERED:
         update.set(accepted_by=event.user, user=event.user, accepted_at=now_iso)
         update.remove_from_set("ringing", event.user).add_to_set("stopped", event.user)
-    elif event.kind in (Live.STOPPED_RINGING, Live.ENDED):
+    elif event.change in (Live.STOPPED_RINGING, Live.ENDED):
         update.remove_from_set("ringing", event.user).add_to_set("stopped", event.user)
-        if event.kind is Live.ENDED:
+        if event.change is Live.ENDED:
             update.set(completed_at=now_iso)
-    elif event.kind is Live.TRANSFERRED:
+    elif event.change is Live.TRANSFERRED:
         update.add_to_set("transferred_to", event.user)
-    applied = calls.apply_once(account, event.call_id, event.marker, now_iso, event.raw, update)
-    if applied and event.kind is Live.RINGING:
+    applied = calls.apply_once(account, event.call_id, marker, now_iso, dict(event.raw), update)
+    if applied and event.follow_until is not None:
+        open_calls.mark_open(account, event.source, event.call_id, now_iso, int(event.follow_until.timestamp()))
+    if applied and event.change is Live.RINGING:
         calls.unring_if_stopped(account, event.call_id, event.user)
-    settles = applied and event.kind in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED)
+    settles = applied and event.change in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED)
     # A ring is watched even when it is a repeat: its first delivery may have been stored and then
     # failed before it was watched (the PBX retries what was not answered 2xx).
-    if settles or event.kind is Live.RINGING:
+    if settles or event.change is Live.RINGING:
         call = calls.get_call(account, event.call_id)
-        if call is not None and event.kind is Live.RINGING:
+        if call is not None and event.change is Live.RINGING:
             _watch_ringing(account, event.call_id, call)
         if call is not None and settles:
             _schedule_settle(account, event.call_id, call=call)
     return applied
+
+
+def store_rating(
+    account: Account, call_id: str, source: str, marker: Marker, rating: str, raw: Mapping[str, Any]
+) -> bool:
+    """The caller's rating of a call, sent by its source after the call; False for a repeat. It is
+    no event of the call: its live state and its settle do not move."""
+    now_iso = clock.iso(clock.now())
+    update = Update().set(account=account.id, call_id=call_id, rating=rating, updated_at=now_iso)
+    update.set_if_absent(source=source, created_at=now_iso)
+    return calls.apply_once(account.id, call_id, marker, now_iso, dict(raw), update)
 
 
 # How long the ringing sweep's entry of a call outlives its first ring: long past the maximum

@@ -46,16 +46,14 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
         return _response(404, {"error": "Not found"})
     fields = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
     bind(account=account.id, call_id=fields.get("api_call_id"), telediscount_event=kind)
-    from callbridge.pbx.telediscount import cards
-    from callbridge.pbx.telediscount.ingest import record_finished, record_incoming
+    from callbridge.pbx.telediscount.ingest import close_card, record_finished, record_incoming
 
     try:
         # A call card only for a webhook applied for the first time: a PBX retry opens no second one.
         if kind == "incoming":
-            if record_incoming(account, fields):
-                cards.incoming(account, fields)
+            record_incoming(account, fields)
         elif record_finished(account, fields):
-            cards.finished(account, fields)
+            close_card(account, fields)
     except BadRecord as error:
         logger().warning("telediscount webhook rejected", extra={"reason": str(error)})
         return _response(400, {"error": str(error)})

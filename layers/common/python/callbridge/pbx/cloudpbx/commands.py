@@ -1,4 +1,5 @@
-"""history / event / rating: validate, then record through the core. Loaded only when one of them
+"""history / event / rating: validate, then record through the core (core/record.py, the one
+writer of final calls, live events and their cards). Loaded only when one of them
 arrives, so the contact path never pays for it."""
 
 from __future__ import annotations
@@ -9,11 +10,6 @@ from callbridge.core.accounts import Account
 from callbridge.infra import clock
 from callbridge.infra.observability import bind, logger, redact
 from callbridge.pbx.cloudpbx import ingest, notifications
-from callbridge.pbx.cloudpbx.users import pbx_user
-
-# The event types a live call card follows (callbridge.core.live): (stage, direction, answered).
-LIVE: dict[str, tuple[Any, Any, bool]] = {"INCOMING": ("ringing", "in", False), "OUTGOING": ("ringing", "out", False),
-                                          "COMPLETED": ("ended", None, True), "CANCELLED": ("ended", None, False)}  # fmt: skip
 
 
 def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
@@ -22,17 +18,7 @@ def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, d
     if cmd == "history":
         applied = ingest.record_history(account, notifications.parse_history(fields, raw))
     elif cmd == "event":
-        event = notifications.parse_event(fields, raw)
-        received = clock.now()  # the event's time, on the call and on its card
-        applied = ingest.record_event(account, event, received)
-        if applied and event.type in LIVE:
-            from callbridge.core import live
-
-            stage, direction, answered = LIVE[event.type]
-            user = pbx_user(account, event.user)
-            found = live.event(account, stage, event.callid, event.phone, (user,), direction=direction,
-                               our_number=event.diversion, answered=answered, at=received)  # fmt: skip
-            live.publish(account, found)
+        applied = ingest.record_event(account, notifications.parse_event(fields, raw), clock.now())
     else:
         applied = ingest.record_rating(account, notifications.parse_rating(fields, raw))
     if not applied:

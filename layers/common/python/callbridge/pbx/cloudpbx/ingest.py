@@ -1,5 +1,6 @@
 """Cloud PBX webhooks as canonical records (docs/cloudpbx.md): `history` becomes a FinalCall, an
-`event` a LiveEvent, both written by core/record.py.
+`event` a LiveEvent (its live state and its call card), a `rating` the call's rating, all written by
+core/record.py.
 
 One call item per callid collects everything: the events (who rang, who answered), the history
 (the final record) and the settle decision for calls nobody answered. Because history and the
@@ -13,16 +14,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account
+from callbridge.core.live import Live, LiveEvent, Stage
 from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
-from callbridge.core.record import FinalCall, Live, LiveEvent, record_live, store_final
+from callbridge.core.record import FinalCall, record_live, store_final, store_rating
 from callbridge.infra import clock
 from callbridge.infra.observability import logger
 from callbridge.pbx.cloudpbx.notifications import EventIn, HistoryIn, RatingIn, parse_start
 from callbridge.pbx.cloudpbx.protocol import KIND
 from callbridge.pbx.cloudpbx.users import pbx_user
 from callbridge.store import calls
-from callbridge.store.updates import Update
 
 SOURCE = KIND
 
@@ -143,20 +144,32 @@ _LIVE = {
     "COMPLETED": Live.ENDED,
     "TRANSFERRED": Live.TRANSFERRED,
 }
+# The event types a call card follows: (stage, direction, answered).
+_CARDS: dict[str, tuple[Stage, Any, bool]] = {"INCOMING": ("ringing", "in", False), "OUTGOING": ("ringing", "out", False),
+                                              "COMPLETED": ("ended", None, True), "CANCELLED": ("ended", None, False)}  # fmt: skip
 
 
-def live_event(account: Account, event: EventIn) -> LiveEvent:
+def live_event(account: Account, event: EventIn, received: datetime) -> LiveEvent:
+    """The one canonical event of a webhook `event`. Events carry no time: `received` (now) is the
+    event's time, on the call and on its card (docs/protocols/cloudpbx.md)."""
     phone = normalize(event.phone, account.phone_region)
+    user = pbx_user(account, event.user)
+    stage, direction, answered = _CARDS.get(event.type, (None, None, False))
+    if event.type == "INCOMING" and event.direction in ("in", "out"):
+        direction = event.direction  # the PBX's own word on the ring, kept on the call too
     return LiveEvent(
+        stage=stage,
         call_id=event.callid,
-        source=SOURCE,
-        marker=Marker("event", event.type, pbx_user(account, event.user)),
-        kind=_LIVE.get(event.type, Live.OTHER),
-        user=pbx_user(account, event.user),
         phone=phone.key,
-        phone_raw=phone.raw,
+        users=(user,),
+        direction=direction,
         our_number=normalize(event.diversion, account.phone_region).key if event.diversion else None,
-        direction=Direction(event.direction) if event.direction else None,
+        answered=answered,
+        at=clock.iso(received),
+        change=_LIVE.get(event.type, Live.OTHER),
+        source=SOURCE,
+        marker=Marker("event", event.type, user),
+        phone_raw=phone.raw,
         extension=event.ext,
         department=event.department,
         raw=event.raw,
@@ -164,17 +177,13 @@ def live_event(account: Account, event: EventIn) -> LiveEvent:
 
 
 def record_event(account: Account, event: EventIn, received: datetime | None = None) -> bool:
-    """Update the live state of a call. False when this event was already applied. Events carry no
-    time: `received` (now) is the event's time (docs/protocols/cloudpbx.md)."""
-    live = live_event(account, event)
-    if live.kind is Live.OTHER:
+    """Update the live state of a call and its cards. False when this event was already applied."""
+    live = live_event(account, event, received or clock.now())
+    if live.change is Live.OTHER:
         logger().warning("unknown event type kept on the timeline", extra={"type": event.type})
-    return record_live(account.id, live, received)
+    return record_live(account, live, received)
 
 
 def record_rating(account: Account, rating: RatingIn) -> bool:
-    now_iso = clock.iso(clock.now())
-    update = Update().set(account=account.id, call_id=rating.callid, rating=rating.rating, updated_at=now_iso)
-    update.set_if_absent(source=SOURCE, created_at=now_iso)
     marker = Marker("rating", "rating", rating.user or "")
-    return calls.apply_once(account.id, rating.callid, marker, now_iso, rating.raw, update)
+    return store_rating(account, rating.callid, SOURCE, marker, rating.rating, rating.raw)
