@@ -71,7 +71,9 @@ def record_incoming(account: Account, fields: Mapping[str, Any], received: datet
         marker=INCOMING,
         phone_raw=incoming.phone_raw,
         flags=incoming.flags,
-        extra={"setup_time_raw": incoming.setup_time_raw} if incoming.start_source != "pbx" else {},
+        extra={"setup_time_raw": incoming.setup_time_raw}
+        if incoming.setup_time_raw and incoming.start_source != "pbx"
+        else {},
         raw=incoming.raw,
         follow_until=_followed_until(now),
     )
