@@ -1,4 +1,4 @@
-"""Backfill: import a past date range from a PBX that offers it (its adapter's `backfill`, e.g.
+"""Backfill: import a past date range from a PBX that offers it (its `Backfill` capability, e.g.
 ccrm.pl `callHistory`, telediscount `get_calls`) into the Calls table, once, resumably.
 
 - Every call goes through the same writer as the live path (core/record.py FinalCall, same

@@ -1,5 +1,5 @@
-"""Scheduled jobs over accounts: one loop for every per-account job (a PBX adapter's
-`scheduled_job`, e.g. the telediscount reconciliation or the ccrm.pl poll, and the PBX user sync).
+"""Scheduled jobs over accounts: one loop for every per-account job (a PBX's
+`ScheduledJob` capability, e.g. the telediscount reconciliation or the ccrm.pl poll, and the PBX user sync).
 
 A failing account is reported and does not stop the others; the next run tries it again.
 """

@@ -1,5 +1,5 @@
 """PBX users: who a PBX user is in every other system (the account's `users` mapping), and the PBX's
-own list of its users (its adapter's `list_users`, e.g. Cloud PBX `accounts`, docs/cloudpbx.md),
+own list of its users (its `UserListing` capability, e.g. Cloud PBX `accounts`, docs/cloudpbx.md),
 kept in sync on a schedule (store/users.py keeps them).
 
 A user the PBX lists that no mapping names is listed for the operator (`callbridge users unmapped`,

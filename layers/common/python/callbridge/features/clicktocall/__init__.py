@@ -3,9 +3,9 @@ make the account's PBX ring a manager and then dial a client (docs/clicktocall.m
 
 A CRM's requests are its own protocol (callbridge.crm.base.Callbacks): the CRMs of the account that
 authorize click-to-call (`click_to_call_secret`) are checked against the secret presented, and the
-CRM's connector reads the rest. The same authorization covers a CRM's manager-status reports.
+CRM's package reads the rest. The same authorization covers a CRM's manager-status reports.
 
-PBX side: the account's PBX adapter's `dialer` (callbridge.pbx.base), e.g. Cloud PBX `makeCall`
+PBX side: the account's PBX's `Dialer` capability (callbridge.pbx.base), e.g. Cloud PBX `makeCall`
 (docs/cloudpbx.md) or telediscount `outcome` (docs/telediscount.md); a PBX without one cannot
 place calls.
 
