@@ -91,11 +91,6 @@ def pbx_adapter_or_none(kind: str | None) -> PbxAdapter | None:
     return pbx_adapter(kind) if kind in PBX else None
 
 
-def pbx_adapters() -> list[PbxAdapter]:
-    """Every registered PBX adapter, by kind (this imports them all: not for a webhook path)."""
-    return [pbx_adapter(kind) for kind in sorted(PBX)]
-
-
 def pbx_capability(kind: str | None, capability: CapabilityOf[C]) -> C | None:
     """The PBX of `kind`'s implementation of `capability` (a protocol of callbridge.pbx.base); None
     when it offers none, or no registry line names the kind."""
