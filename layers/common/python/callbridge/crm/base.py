@@ -14,7 +14,8 @@ features fan out to every CRM of the account that offers one:
 - live_cards: ringing / answered / ended call cards (callbridge.core.live; `LiveCards`)
 - responsible_lookup: who owns a phone number in the CRM, and is that manager free (`ResponsibleLookup`)
 - click_to_call_secret: the secret field the CRM presents on its make-call and user-status requests
-  (e.g. retailCRM's clientId); the features check it, no connector is needed
+  (e.g. retailCRM's clientId); the features check it, the package reads the requests (`Callbacks`;
+  `CallPlaced` when it registered the clicked call itself)
 - module_registration: the CRM has an integration module to register (`ModuleRegistration`)
 - callback_tasks: a missed incoming call becomes a callback task for a manager, closed when the
   client is reached (`CallbackTasks`; switched on by the CRM's `callbacks` settings). The features
