@@ -42,7 +42,8 @@ def picky(event, context):
     failed = []
     for record in event["Records"]:
         count = int(record["attributes"]["ApproximateReceiveCount"])
-        _record(kind="picky", body=record["body"], receive_count=count, at=time.monotonic())
+        first_received = int(record["attributes"]["ApproximateFirstReceiveTimestamp"]) / 1000
+        _record(kind="picky", body=record["body"], receive_count=count, at=time.time(), first_received=first_received)
         if record["body"].startswith("fail"):
             failed.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failed}
@@ -174,8 +175,10 @@ def test_a_partial_failure_comes_back_after_the_visibility_timeout_then_goes_to_
         ("ok-1", 1),
         ("ok-2", 1),
     ]
-    first, second = (d["at"] for d in deliveries if d["body"] == "fail-1")
-    assert second - first >= 1.9, second - first
+    # Measured from the first receive, which starts the visibility timeout: the first invocation
+    # itself may start late (a cold start under load), which says nothing about the redelivery.
+    again = next(d for d in deliveries if d["body"] == "fail-1" and d["receive_count"] == 2)
+    assert again["at"] - again["first_received"] >= 1.9, again
     assert [m["Body"] for m in moved] == ["fail-1"]
     url = runtime.stack.physical_name("PickyQueue")
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
