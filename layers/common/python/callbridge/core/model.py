@@ -55,6 +55,22 @@ class MissedReason(StrEnum):
     UNKNOWN = "unknown"  # unanswered, and the PBX said nothing more
 
 
+_MISSED_REASON_TEXT: dict[str, str] = {
+    MissedReason.NO_ANSWER: "nobody answered",
+    MissedReason.BUSY: "all lines busy",
+    MissedReason.REJECTED: "rejected",
+    MissedReason.UNAVAILABLE: "nobody available",
+    MissedReason.QUEUE_ABANDONED: "the caller gave up in the queue",
+    MissedReason.UNKNOWN: "not answered",
+}
+
+
+def missed_reason_text(reason: str) -> str:
+    """Why a call was missed, in the words a CRM task or note shows a manager (a value we do not know
+    is shown as it is)."""
+    return _MISSED_REASON_TEXT.get(reason, reason)
+
+
 class StartSource(StrEnum):
     """Where a call's start time came from: PBXs differ in what they tell us."""
 

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
-from callbridge.core.model import Call
+from callbridge.core.model import Call, missed_reason_text
 from callbridge.crm.base import CallbackOpened, CallbackRequest
 from callbridge.crm.bitrix24.api import Bitrix24Api, open_api
 from callbridge.crm.bitrix24.calls import bitrix_time
@@ -38,14 +38,6 @@ OWNER_TYPES = {"CONTACT": 3, "COMPANY": 4, "LEAD": 1}
 KNOWN = ("CONTACT", "COMPANY")  # a lead is a number nobody has worked on yet: still unknown
 TODO_PROVIDER = "CRM_TODO"  # the provider of the activities crm.activity.todo.add makes
 LOOKUP_PAGE = 50  # crm.activity.list answers 50 a page; our to-do is among the entity's newest
-REASONS = {
-    "no_answer": "nobody answered",
-    "busy": "all lines busy",
-    "rejected": "rejected",
-    "unavailable": "nobody available",
-    "queue_abandoned": "the caller gave up in the queue",
-    "unknown": "not answered",
-}
 
 
 def _api(account: Account, settings: Bitrix24Settings) -> Bitrix24Api:
@@ -116,8 +108,7 @@ def open_callback_task(account: Account, settings: CrmSettings, request: Callbac
             "ownerId": owner[1],
             "deadline": bitrix_time(request.due_at),
             "title": f"Call back {request.phone}",
-            "description": f"Missed call at {missed_local}: {REASONS.get(request.reason, request.reason)}. "
-            f"[{request.marker}]",
+            "description": f"Missed call at {missed_local}: {missed_reason_text(request.reason)}. [{request.marker}]",
             "responsibleId": responsible,
         }
         answer = api.call("crm.activity.todo.add", todo, repeatable=False)

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
-from callbridge.core.model import Call, Outcome
+from callbridge.core.model import Call, Outcome, missed_reason_text
 from callbridge.crm.base import CallbackOpened, CallbackRequest, secret
 from callbridge.crm.retailcrm.api import RetailCrmApi
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
@@ -33,14 +33,6 @@ from callbridge.infra.http import RetryPolicy
 TIMEOUT_S = 10.0
 EXTERNAL_PREFIX = "callbridge-"  # externalId of the customers we create: `callbridge-{digits}`
 TASK_DATETIME = "%Y-%m-%d %H:%M"  # retailCRM's task `datetime`, in the account's time zone
-REASONS = {
-    "no_answer": "nobody answered",
-    "busy": "all lines busy",
-    "rejected": "rejected",
-    "unavailable": "nobody available",
-    "queue_abandoned": "the caller gave up in the queue",
-    "unknown": "not answered",
-}
 
 
 def _api(settings: RetailCrmSettings) -> RetailCrmApi:
@@ -123,7 +115,7 @@ def open_callback_task(account: Account, settings: CrmSettings, request: Callbac
         missed_local = request.missed_at.astimezone(zone).strftime(TASK_DATETIME)
         task: dict[str, Any] = {
             "text": f"Call back {request.phone}: missed call at {missed_local} [{request.marker}]",
-            "commentary": f"Missed call: {REASONS.get(request.reason, request.reason)}.",
+            "commentary": f"Missed call: {missed_reason_text(request.reason)}.",
             "datetime": request.due_at.astimezone(zone).strftime(TASK_DATETIME),
             "performerId": performer,
         }
