@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import ccrm_poll
 import cloudpbx
-import telediscount
+import pbx_webhook as telediscount
 from tests.fakes import base, crm_server
 from tests.fakes.ccrm import FakeCcrm, record
 from tests.fakes.cloudpbx_api import FakeCloudPbx

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from callbridge.core.config import CrmSettings, PbxSettings, UserFields
+    from callbridge.core.webhooks import PbxWebhooks
 
 PBX: dict[str, str] = {
     "cloudpbx": "callbridge.pbx.cloudpbx",
@@ -63,6 +64,18 @@ def crm_settings_model(kind: str) -> type[CrmSettings]:
 
 def pbx_adapter(kind: str) -> Any:
     return _module(PBX, "PBX", kind, "adapter").ADAPTER
+
+
+def pbx_webhooks(kind: str) -> PbxWebhooks | None:
+    """The webhooks a PBX declares (its `webhooks` module's WEBHOOKS, core/webhooks.py), served by
+    edge/webhooks.py; None for a PBX that sends none (we poll it)."""
+    try:
+        declared: PbxWebhooks = _module(PBX, "PBX", kind, "webhooks").WEBHOOKS
+    except ModuleNotFoundError as missing:
+        if missing.name != f"{PBX[kind]}.webhooks":
+            raise
+        return None
+    return declared
 
 
 def crm_connector(kind: str) -> Any:
