@@ -16,68 +16,91 @@ records it and gives the answer. What the edge decides for every PBX alike:
 
 A package's `webhooks` module is imported on the contact path: it must stay light (its parsing
 modules, the ones that write calls, are imported inside `handle`; bench/benchmark.py measures it).
+So are these classes: plain slotted classes, as a frozen dataclass's generated methods cost the
+contact path's cold start about half a millisecond each. Their instances are not to be changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from callbridge.core.accounts import Account
 
 
-@dataclass(frozen=True)
 class WebhookRoute:
     """One address: `path` is below /v1/{account}/{kind} ("" for that address itself), its
     segments literal or a `{name}` path parameter. `name` tells `read` which webhook it is ("" when
     the body says it)."""
 
-    method: str
-    path: str
-    name: str
+    __slots__ = ("_segments", "method", "name", "path")
+
+    def __init__(self, method: str, path: str, name: str) -> None:
+        self.method, self.path, self.name = method, path, name
+        self._segments = [part for part in path.split("/") if part]
 
     def matches(self, segments: list[str]) -> bool:
         """Whether the path's segments below /v1/{account}/{kind} are this route's; a parameter
         matches any non-empty segment (also its own `{name}`, as in an API Gateway route key)."""
-        mine = [part for part in self.path.split("/") if part]
+        mine = self._segments
         return len(mine) == len(segments) and all(
             (want.startswith("{") and bool(got)) or want == got for want, got in zip(mine, segments, strict=True)
         )
 
+    def __repr__(self) -> str:
+        return f"WebhookRoute({self.method!r}, {self.path!r}, {self.name!r})"
 
-@dataclass(frozen=True)
+
 class WebhookRequest:
-    """The request as it arrived, for the package to read."""
+    """The request as it arrived, for the package to read: `headers` with names in lower case,
+    `started` the time.monotonic() of its arrival (a caller lookup's budget counts from it)."""
 
-    account_id: str
-    route: WebhookRoute
-    path_parameters: Mapping[str, str]
-    query: Mapping[str, str]
-    headers: Mapping[str, str]  # names in lower case
-    body: str | None
-    is_base64: bool
-    started: float  # time.monotonic() at its arrival: a caller lookup's budget counts from it
+    __slots__ = ("account_id", "body", "headers", "is_base64", "path_parameters", "query", "route", "started")
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        route: WebhookRoute,
+        path_parameters: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: str | None,
+        is_base64: bool,
+        started: float,
+    ) -> None:
+        self.account_id, self.route = account_id, route
+        self.path_parameters, self.query, self.headers = path_parameters, query, headers
+        self.body, self.is_base64, self.started = body, is_base64, started
 
 
-@dataclass(frozen=True)
 class Webhook:
     """A request as its package read it: which webhook (`name`), the credential it presents, and
     its fields (the body's or the query's)."""
 
-    name: str
-    credential: str
-    fields: dict[str, str]
-    request: WebhookRequest
+    __slots__ = ("credential", "fields", "name", "request")
+
+    def __init__(self, *, name: str, credential: str, fields: dict[str, str], request: WebhookRequest) -> None:
+        self.name, self.credential, self.fields, self.request = name, credential, fields, request
 
 
-@dataclass(frozen=True)
 class WebhookAnswer:
     """The HTTP answer: a JSON body, or an empty one for None."""
 
-    status: int
-    body: dict[str, Any] | None = None
+    __slots__ = ("body", "status")
+
+    def __init__(self, status: int, body: dict[str, Any] | None = None) -> None:
+        self.status, self.body = status, body
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WebhookAnswer) and (self.status, self.body) == (other.status, other.body)
+
+    __hash__ = None  # type: ignore[assignment]  # a body is a dict
+
+    def __repr__(self) -> str:
+        return f"WebhookAnswer({self.status!r}, {self.body!r})"
 
 
 class WebhookRefused(Exception):
@@ -88,32 +111,50 @@ class WebhookRefused(Exception):
         self.answer = answer
 
 
-@dataclass(frozen=True)
 class CallerLookup:
     """`handle`'s request to look the caller up (an empty phone: a withheld caller id)."""
 
-    phone: str
+    __slots__ = ("phone",)
+
+    def __init__(self, phone: str) -> None:
+        self.phone = phone
 
 
 def _no_caller_answer(found: Mapping[str, str]) -> WebhookAnswer:
     raise TypeError("this PBX declares no caller lookup")
 
 
-@dataclass(frozen=True)
 class PbxWebhooks:
-    kind: str  # the account file's pbx.kind, and the path segment after the account
-    title: str  # its name in log lines ("Cloud PBX webhook failed")
-    routes: tuple[WebhookRoute, ...]
-    # The request's credential, name and fields; WebhookRefused for a request it cannot read.
-    read: Callable[[WebhookRequest], Webhook]
-    # The answer to an unknown account, a wrong credential, another PBX's account, an unknown route.
-    refused: WebhookAnswer
-    # Parse and record (WebhookRefused for a record it cannot take), or ask for a caller lookup.
-    handle: Callable[[Account, Webhook], WebhookAnswer | CallerLookup]
-    # The webhooks that ask who is calling (their answer races a ringing phone).
-    lookups: frozenset[str] = field(default_factory=frozenset)
-    # The caller lookup's result (contact_name, responsible; {} when unknown) as this PBX's answer.
-    caller_answer: Callable[[Mapping[str, str]], WebhookAnswer] = _no_caller_answer
+    """A PBX's declaration:
+
+    - `kind`: the account file's pbx.kind, and the path segment after the account;
+    - `title`: its name in log lines ("Cloud PBX webhook failed");
+    - `read`: the request's credential, name and fields; WebhookRefused for one it cannot read;
+    - `refused`: the answer to an unknown account, a wrong credential, another PBX's account and
+      an unknown route;
+    - `handle`: parse and record (WebhookRefused for a record it cannot take), or a CallerLookup;
+    - `lookups`: the webhooks that ask who is calling (their answer races a ringing phone);
+    - `caller_answer`: the lookup's result (contact_name, responsible; {} when unknown) as this
+      PBX's answer.
+    """
+
+    __slots__ = ("caller_answer", "handle", "kind", "lookups", "read", "refused", "routes", "title")
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        title: str,
+        routes: tuple[WebhookRoute, ...],
+        read: Callable[[WebhookRequest], Webhook],
+        refused: WebhookAnswer,
+        handle: Callable[[Account, Webhook], WebhookAnswer | CallerLookup],
+        lookups: frozenset[str] = frozenset(),
+        caller_answer: Callable[[Mapping[str, str]], WebhookAnswer] = _no_caller_answer,
+    ) -> None:
+        self.kind, self.title, self.routes = kind, title, routes
+        self.read, self.refused, self.handle = read, refused, handle
+        self.lookups, self.caller_answer = lookups, caller_answer
 
     def route(self, segments: list[str]) -> WebhookRoute | None:
         return next((route for route in self.routes if route.matches(segments)), None)
