@@ -29,7 +29,7 @@ def _webhook_routes() -> set[tuple[str, str]]:
     for spec in _template().functions.values():
         source = (ROOT / spec.code_uri / f"{spec.module_name.replace('.', '/')}.py").read_text(encoding="utf-8")
         if EDGE in source:
-            routes |= {(event.method.upper(), event.path) for event in spec.http_events}
+            routes |= {(event.method.upper(), event.path) for event in spec.http_events if event.path}
     return routes
 
 
