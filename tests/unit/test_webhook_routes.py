@@ -46,7 +46,7 @@ def _declared_routes() -> set[tuple[str, str]]:
 
 def test_the_template_routes_exactly_what_the_packages_declare() -> None:
     routed = _webhook_routes()
-    assert {path.split("/")[3] for _, path in routed} == {"cloudpbx", "telediscount"}
+    assert {"cloudpbx", "telediscount"} <= {path.split("/")[3] for _, path in routed}
     assert routed == _declared_routes()
 
 
