@@ -1,6 +1,6 @@
 """Every CRM connector of callbridge.registry.CRM against the same contract, through the delivery
 engine (calls stored in DynamoDB on moto, drained to a fake CRM over HTTP) and through the connector
-interface (callbridge.crm.registry.connector): record mapping, an isolated faulty record, 401/403 as
+interface (callbridge.registry.connector): record mapping, an isolated faulty record, 401/403 as
 configuration problems, 429 + Retry-After, outages and timeouts, and no secret in any error."""
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from callbridge import registry
 from callbridge.core import accounts, handoff
 from callbridge.core.config import AccountConfig, UserMapping
 from callbridge.core.model import Call
-from callbridge.crm import registry as crm_registry
 from callbridge.crm.base import Connector, DeliveryContext, Record, RecordResult
 from callbridge.features.admin import apply_account
 from callbridge.features.delivery import engine
@@ -126,7 +125,7 @@ class CrmStack:
             recording_url=lambda call_id: f"https://bridge.example.com/v1/recordings/{call_id}",
             phone_region="RU",  # the account's, as the delivery engine gives it
         )
-        return crm_registry.connector(crm_settings, ctx, **options)
+        return registry.connector(crm_settings, ctx, **options)
 
     def records(self, connector: Connector, calls: list[dict[str, Any]]) -> list[Record]:
         built = [connector.records(Call.from_item(c), False) for c in calls]

@@ -16,7 +16,6 @@ import pytest
 from callbridge import registry
 from callbridge.core.config import UserMapping
 from callbridge.core.model import Call
-from callbridge.crm import registry as crm_registry
 from callbridge.crm.base import Connector, DeliveryContext, RecordResult
 from callbridge.crm.bitrix24.connector import NO_USER
 from callbridge.infra.http import RetryPolicy
@@ -51,7 +50,7 @@ class Portal:
             ],
             recording_url=lambda call_id: f"https://bridge.example.com/v1/{self.account}/recordings/{call_id}",
         )
-        return crm_registry.connector(crm, ctx, retry=ONCE)
+        return registry.connector(crm, ctx, retry=ONCE)
 
     def send(self, calls: list[dict[str, Any]], recorded: bool = False, **settings: Any) -> list[RecordResult]:
         connector = self.connector(**settings)

@@ -2,21 +2,25 @@
 `send(batch) -> one result per record`. The delivery core (callbridge.features.delivery) owns state, retries
 and exactly-once; connectors only speak their CRM's protocol.
 
-Beyond call delivery a CRM may offer optional capabilities. Its settings model DECLARES them (a
-ClassVar, or a property when an account-file field switches one on, e.g. retailCRM's `call_events`),
-so that the cheap paths (the webhook hand-off, the contact path) know which CRMs offer what without
-importing a connector; its connector class IMPLEMENTS them (the protocols below). The core and the
-features fan out to every CRM of the account that offers one, through callbridge.registry:
+Beyond call delivery a CRM may offer optional capabilities. Its settings model says whether an
+account's CRM offers one (a ClassVar, or a property when an account-file field switches one on, e.g.
+retailCRM's `call_events`), so that the cheap paths (the webhook hand-off, the contact path) know which
+CRMs offer what without importing a connector. Its connector module names, once, the module of the
+package that implements each (`PACKAGE`, a CrmPackage: capability protocol -> module), and that
+module's functions are the implementation: the registry imports it when a capability is first asked
+for and checks it against the protocol (callbridge.registry.crm_capability). The core and the
+features fan out to every CRM of the account that offers one:
 
 - live_cards: ringing / answered / ended call cards (callbridge.core.live; `LiveCards`)
 - responsible_lookup: who owns a phone number in the CRM, and is that manager free (`ResponsibleLookup`)
 - click_to_call_secret: the secret field the CRM presents on its make-call and user-status requests
-  (e.g. retailCRM's clientId); the features check it, no connector is needed
+  (e.g. retailCRM's clientId); the features check it, the package reads the requests (`Callbacks`;
+  `CallPlaced` when it registered the clicked call itself)
 - module_registration: the CRM has an integration module to register (`ModuleRegistration`)
 - callback_tasks: a missed incoming call becomes a callback task for a manager, closed when the
   client is reached (`CallbackTasks`; switched on by the CRM's `callbacks` settings). The features
   (callbridge.features.callbacks) own when, for whom and exactly-once; connectors speak the CRM.
-- setup_lines: what the operator pastes into the CRM (our URLs), printed by `accounts apply`
+- setup_lines: what the operator pastes into the CRM (our URLs), printed by `accounts apply` (`SetupLines`)
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, SecretStr
 
@@ -36,6 +40,7 @@ T = TypeVar("T")  # how one CRM names a user
 
 if TYPE_CHECKING:
     from callbridge.core.accounts import Account
+    from callbridge.core.config import AccountConfig
 
 ResultKind = Literal["ok", "rejected", "transient"]
 
@@ -147,6 +152,18 @@ class Connector(Protocol):
 CrmSettingsModel = CrmSettings
 
 
+@dataclass(frozen=True, slots=True)
+class CrmPackage:
+    """What a CRM package offers, declared once in its connector module (`PACKAGE`): the connector
+    class the delivery builds (settings, DeliveryContext, api key, options), and its optional
+    capabilities: each protocol below it implements -> the module of the package whose functions
+    implement it (a name inside the package, e.g. "cards"). The registry imports that module when
+    the capability is first asked for, not before: a path that uses one capability loads only it."""
+
+    connector: Callable[..., Connector]
+    capabilities: Mapping[type[Any], str] = field(default_factory=dict)
+
+
 def with_secrets(account_id: str, crm: CrmSettings, *, force: bool = False, fast: bool = False) -> CrmSettings:
     """A CRM's typed settings (`account.settings.crms`) with the secret placeholders of the stored
     config replaced by the secrets in SSM. A secret SSM lacks keeps its placeholder, which no CRM
@@ -207,6 +224,7 @@ def click_to_call_secret(settings: CrmSettings) -> str | None:
     return str(field_name) if field_name else None
 
 
+@runtime_checkable
 class LiveCards(Protocol):
     def send_live(self, account: Account, settings: CrmSettings, message: dict[str, Any]) -> bool:
         """Show one queued card message (callbridge.core.live.message) in the CRM; False when it
@@ -234,15 +252,24 @@ class Responsible:
         return {k: v for k, v in entry.items() if v}
 
 
+@runtime_checkable
 class ResponsibleLookup(Protocol):
     def lookup_responsible(self, account: Account, settings: CrmSettings, e164: str, timeout_s: float) -> Responsible:
         """The manager who owns `e164` in the CRM; an empty answer when it names nobody."""
         ...
 
 
+@runtime_checkable
 class ModuleRegistration(Protocol):
     def register_module(self, account: Account, settings: CrmSettings, base_url: str) -> dict[str, Any]:
         """Create or update our integration module in the CRM; returns what was sent."""
+        ...
+
+
+@runtime_checkable
+class SetupLines(Protocol):
+    def setup_lines(self, config: AccountConfig, settings: CrmSettings, base_url: str) -> list[str]:
+        """What the operator pastes into the CRM (our URLs, never a secret), printed by `accounts apply`."""
         ...
 
 
@@ -293,6 +320,7 @@ class Callback:
     reference: str | None = None
 
 
+@runtime_checkable
 class Callbacks(Protocol):
     """A CRM that authorizes click-to-call (`click_to_call_secret`) reads its own requests."""
 
@@ -303,6 +331,7 @@ class Callbacks(Protocol):
         ...
 
 
+@runtime_checkable
 class CallPlaced(Protocol):
     """Optional beside Callbacks: told once the PBX accepted the call a request with a `reference`
     asked for (callbridge.features.clicktocall)."""
@@ -339,6 +368,7 @@ class CallbackOpened:
     customer_created: bool = False
 
 
+@runtime_checkable
 class CallbackTasks(Protocol):
     """Errors: callbridge.infra.http.TransientHttpError (retried later with the delivery) or
     PermanentHttpError (given up, recorded)."""

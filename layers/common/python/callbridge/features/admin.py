@@ -14,8 +14,9 @@ from callbridge import registry
 from callbridge.core.accounts import clear_account_cache, token_digest
 from callbridge.core.config import ACCOUNT_FILE_SUFFIXES, AccountConfig, load_account_file
 from callbridge.core.phones import country_code, normalize
+from callbridge.crm.base import SetupLines
 from callbridge.infra import aws, clock, secrets
-from callbridge.pbx.base import PbxAdapter, adapter_of
+from callbridge.pbx.base import PbxAdapter
 from callbridge.store import users
 from callbridge.store.accounts import put_account
 from callbridge.store.contacts import put_contact
@@ -64,7 +65,7 @@ def secret_fields(model: BaseModel) -> dict[str, str]:
 
 
 def _adapter(config: AccountConfig) -> PbxAdapter:
-    found = adapter_of(config.pbx.kind)
+    found = registry.pbx_adapter_or_none(config.pbx.kind)
     if found is None:  # AccountConfig validated the kind against the registry already
         raise ValueError(f"unknown PBX kind {config.pbx.kind!r}")
     return found
@@ -136,9 +137,9 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
     lines = _adapter(config).cabinet_lines(config, base)
     for crm in config.crms:
         # A CRM whose portal needs our URLs pasted (callbridge.crm.base: `setup_lines`).
-        setup = getattr(registry.crm_connector(crm.kind), "setup_lines", None)
+        setup = registry.crm_capability(crm.kind, SetupLines)
         if setup is not None:
-            lines.extend(setup(config, crm, base))
+            lines.extend(setup.setup_lines(config, crm, base))
     if config.recordings.basic_auth:
         lines.append(
             f"account {account}: MiniCRM recording URL template: {base}/v1/{account}/recordings?Rec={{%RefereceId%}}"

@@ -1,4 +1,4 @@
-"""Backfill: import a past date range from a PBX that offers it (its adapter's `backfill`, e.g.
+"""Backfill: import a past date range from a PBX that offers it (its `Backfill` capability, e.g.
 ccrm.pl `callHistory`, telediscount `get_calls`) into the Calls table, once, resumably.
 
 - Every call goes through the same writer as the live path (core/record.py FinalCall, same
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from callbridge import registry
 from callbridge.core.accounts import get_account
 from callbridge.infra import clock
 from callbridge.pbx.base import (
@@ -28,8 +29,6 @@ from callbridge.pbx.base import (
     BackfillOptions,
     BackfillResult,
     Progress,
-    adapter_of,
-    adapters,
 )
 from callbridge.store.cursors import load_cursor, save_cursor
 
@@ -42,7 +41,7 @@ class BackfillError(ValueError):
 
 def sources() -> tuple[str, ...]:
     """The PBX kinds whose adapter can backfill (the CLI's choices)."""
-    return tuple(adapter.kind for adapter in adapters() if adapter.backfill is not None)
+    return tuple(kind for kind in sorted(registry.PBX) if registry.pbx_offers(kind, Backfill))
 
 
 def cursor_name(source: str, date_from: datetime, date_to: datetime) -> str:
@@ -50,8 +49,7 @@ def cursor_name(source: str, date_from: datetime, date_to: datetime) -> str:
 
 
 def _backfill_of(source: str) -> Backfill:
-    adapter = adapter_of(source)
-    backfill = adapter.backfill if adapter is not None else None
+    backfill = registry.pbx_capability(source, Backfill)
     if backfill is None:
         raise BackfillError(f"unknown source {source!r}; one of {', '.join(sources())}")
     return backfill
@@ -85,4 +83,4 @@ def run(
 
     cursor = BackfillCursor({} if again else state, save)
     options = BackfillOptions(deliver=deliver, progress=progress, api=api, sleep=sleep)
-    return backfill(account, date_from, date_to, cursor, options)
+    return backfill.backfill(account, date_from, date_to, cursor, options)

@@ -18,12 +18,12 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from callbridge import registry
 from callbridge.core import missed
 from callbridge.core.accounts import Account
 from callbridge.core.config import WEEKDAYS, CallbackSettings, CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, MissedReason, Outcome
-from callbridge.crm.base import CALLBACK_TASKS, CallbackRequest, CallbackTasks, is_missed_incoming, offers
-from callbridge.crm.registry import connector_class, with_secrets
+from callbridge.crm.base import CALLBACK_TASKS, CallbackRequest, CallbackTasks, is_missed_incoming, offers, with_secrets
 from callbridge.infra import clock
 from callbridge.infra.http import PermanentHttpError, TransientHttpError
 from callbridge.infra.observability import logger, metric
@@ -86,7 +86,9 @@ def follow_up(account: Account, crm: CrmSettings, call: Call) -> FollowUp:
     options = settings_of(crm)
     if options is None or not applies(crm, call) or call.started_at is None:
         return NOTHING
-    connector: CallbackTasks = connector_class(crm.kind)
+    connector = registry.crm_capability(crm.kind, CallbackTasks)
+    if connector is None:
+        return NOTHING
     settings = with_secrets(account.id, crm)
     try:
         if is_missed_incoming(call):

@@ -170,12 +170,14 @@ def _cache_outcome(key: tuple[str, str], done: Future[dict[str, Any]]) -> None:
 def lookup(account: Account, crms: list[CrmSettings], e164: str) -> dict[str, Any]:
     """The first CRM's answer that names a PBX user (else the last answer, for the contact's name):
     {pbx_user?, contact_name?, manager_id?, manager_code?}; {} when no CRM names anybody."""
+    from callbridge import registry
     from callbridge.crm.base import ResponsibleLookup
-    from callbridge.crm.registry import connector_class
 
     entry: dict[str, Any] = {}
     for crm in crms:
-        capability: ResponsibleLookup = connector_class(crm.kind)
+        capability = registry.crm_capability(crm.kind, ResponsibleLookup)
+        if capability is None:  # the settings offered it, the package implements none
+            continue
         found = capability.lookup_responsible(account, crm, e164, LOOKUP_TIMEOUT_S).as_dict()
         entry = {**found, "contact_name": entry.get("contact_name") or found.get("contact_name")}
         entry = {k: v for k, v in entry.items() if v}

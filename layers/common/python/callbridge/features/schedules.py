@@ -1,5 +1,5 @@
-"""Scheduled jobs over accounts: one loop for every per-account job (a PBX adapter's
-`scheduled_job`, e.g. the telediscount reconciliation or the ccrm.pl poll, and the PBX user sync).
+"""Scheduled jobs over accounts: one loop for every per-account job (a PBX's
+`ScheduledJob` capability, e.g. the telediscount reconciliation or the ccrm.pl poll, and the PBX user sync).
 
 A failing account is reported and does not stop the others; the next run tries it again.
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from callbridge import registry
 from callbridge.infra.observability import bind, logger
-from callbridge.pbx.base import adapter_of
+from callbridge.pbx.base import ScheduledJob
 from callbridge.store.accounts import list_accounts
 
 T = TypeVar("T")
@@ -32,14 +33,13 @@ def each_account(
 def run_scheduled(kind: str, event: dict[str, Any]) -> dict[str, Any]:
     """One run of the PBX `kind`'s scheduled job over its accounts (or the one the event names in
     `callbridge_account`; not `account`: EventBridge puts the AWS account id there)."""
-    adapter = adapter_of(kind)
-    job = adapter.scheduled_job if adapter is not None else None
+    job = registry.pbx_capability(kind, ScheduledJob)
     if job is None:
         raise ValueError(f"no scheduled job for {kind!r}")
     named = event.get("callbridge_account") if isinstance(event, dict) else None
     targets = [str(named)] if named else list_accounts(kind)
     results: dict[str, Any] = {}
-    for account, outcome in each_account(targets, job):
+    for account, outcome in each_account(targets, job.scheduled_job):
         if isinstance(outcome, Exception):
             logger().exception("scheduled import failed", extra={"kind": kind}, exc_info=outcome)
             results[account] = {"status": "failed", "error": type(outcome).__name__}

@@ -1,5 +1,5 @@
 """PBX users: who a PBX user is in every other system (the account's `users` mapping), and the PBX's
-own list of its users (its adapter's `list_users`, e.g. Cloud PBX `accounts`, docs/cloudpbx.md),
+own list of its users (its `UserListing` capability, e.g. Cloud PBX `accounts`, docs/cloudpbx.md),
 kept in sync on a schedule (store/users.py keeps them).
 
 A user the PBX lists that no mapping names is listed for the operator (`callbridge users unmapped`,
@@ -14,11 +14,12 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from callbridge import registry
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.features.schedules import each_account
 from callbridge.infra import clock
 from callbridge.infra.observability import logger
-from callbridge.pbx.base import ListedUser, PbxFailure, PbxNotConfigured, adapter_of, adapters
+from callbridge.pbx.base import ListedUser, PbxFailure, PbxNotConfigured, UserListing
 from callbridge.store import users
 from callbridge.store.accounts import list_accounts
 
@@ -59,12 +60,11 @@ class SyncNotPossible(RuntimeError):
 
 def sync_users(account_id: str) -> SyncReport:
     account = get_account(account_id, refresh=True)
-    adapter = adapter_of(account.pbx_kind)
-    list_users = adapter.list_users if adapter is not None else None
-    if list_users is None:
+    listing = registry.pbx_capability(account.pbx_kind, UserListing)
+    if listing is None:
         raise SyncNotPossible(f"account {account_id}: its PBX does not list its users")
     try:
-        listed = list_users(account)
+        listed = listing.list_users(account)
     except PbxNotConfigured as error:
         raise SyncNotPossible(str(error)) from None
     return store_sync(account, listed)
@@ -109,15 +109,16 @@ def stored_users(account_id: str) -> list[dict[str, Any]]:
 def syncable_accounts() -> list[str]:
     """Every account whose PBX lists its users and whose settings let it (e.g. an API address)."""
     found: list[str] = []
-    for adapter in adapters():
-        if adapter.list_users is None:
+    for kind in sorted(registry.PBX):
+        listing = registry.pbx_capability(kind, UserListing)
+        if listing is None:
             continue
-        for account_id in list_accounts(adapter.kind):
+        for account_id in list_accounts(kind):
             try:
                 account = get_account(account_id)
             except UnknownAccount:
                 continue
-            if adapter.lists_users(account):
+            if listing.lists_users(account):
                 found.append(account_id)
     return sorted(found)
 

@@ -1,13 +1,16 @@
 """The PBX adapter interface: what the core and the features may ask of any PBX.
 
 Each PBX package has an `adapter` module whose `ADAPTER` is a PbxAdapter (callbridge.registry finds
-it by kind). The required parts every PBX has; the optional capabilities are None when a PBX does
-not offer them, and the features check that instead of naming a PBX:
+it by kind): the parts every PBX has, and its optional capabilities, declared once in its
+`capabilities` table (capability protocol -> the module of the package whose functions implement
+it). The registry imports that module when the capability is first asked for and checks it against
+the protocol (callbridge.registry.pbx_capability); a PBX without one answers None there, and the
+features check that instead of naming a PBX:
 
-- `dialer`: click-to-call (docs/clicktocall.md);
-- `list_users`: the PBX's own list of its users (features/users.py sync);
-- `scheduled_job`: a per-account job run on a schedule (features/schedules.py);
-- `backfill`: importing a past date range (features/backfill.py).
+- `Dialer`: click-to-call (docs/clicktocall.md);
+- `UserListing`: the PBX's own list of its users (features/users.py sync);
+- `ScheduledJob`: a per-account job run on a schedule (features/schedules.py);
+- `Backfill`: importing a past date range (features/backfill.py).
 
 A dialer refuses with ClickToCallRefused (its `status` is what our API answers); every PBX's API
 client error is a PbxFailure, so a feature can report one without knowing whose it is.
@@ -15,10 +18,10 @@ client error is a PbxFailure, so a feature can report one without knowing whose 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from callbridge.core.accounts import Account
@@ -106,10 +109,32 @@ class BackfillOptions:
 
 
 # The user is the typed mapping: a PBX reads its own fields of it with its USER_FIELDS model.
-Dialer = Callable[["Account", "UserMapping", str, str | None], str | None]
-UserLister = Callable[["Account"], list[ListedUser]]
-ScheduledJob = Callable[[str], JobResult]
-Backfill = Callable[["Account", datetime, datetime, BackfillCursor, BackfillOptions], BackfillResult]
+@runtime_checkable
+class Dialer(Protocol):
+    def dial(self, account: Account, user: UserMapping, e164: str, clid: str | None) -> str | None:
+        """Place a call from `user` to `e164`; the PBX's id of it, when it tells one."""
+        ...
+
+
+@runtime_checkable
+class UserListing(Protocol):
+    def list_users(self, account: Account) -> list[ListedUser]: ...
+
+    def lists_users(self, account: Account) -> bool:
+        """Whether this account's settings let list_users work (the scheduled sync asks only those)."""
+        ...
+
+
+@runtime_checkable
+class ScheduledJob(Protocol):
+    def scheduled_job(self, account_id: str) -> JobResult: ...
+
+
+@runtime_checkable
+class Backfill(Protocol):
+    def backfill(
+        self, account: Account, date_from: datetime, date_to: datetime, cursor: BackfillCursor, options: BackfillOptions
+    ) -> BackfillResult: ...
 
 
 def as_is(account: Account, link: str) -> str:
@@ -139,10 +164,6 @@ def no_lines(config: AccountConfig, base_url: str) -> list[str]:
     return []
 
 
-def never(account: Account) -> bool:
-    return False
-
-
 @dataclass(frozen=True)
 class PbxAdapter:
     kind: str
@@ -154,26 +175,6 @@ class PbxAdapter:
     cabinet_lines: Callable[[AccountConfig, str], list[str]] = no_lines
     # The URL the recordings worker downloads a stored link from (a PBX key is added only here).
     recording_fetch_url: Callable[[Account, str], str] = as_is
-    dialer: Dialer | None = None
-    list_users: UserLister | None = None
-    # Whether this account's settings let list_users work (the scheduled sync asks only those).
-    lists_users: Callable[[Account], bool] = never
-    scheduled_job: ScheduledJob | None = None
-    backfill: Backfill | None = None
-
-
-def adapter_of(kind: str) -> PbxAdapter | None:
-    """The adapter of `kind` (callbridge.registry), None for a kind no registry line names."""
-    from callbridge import registry
-
-    if kind not in registry.PBX:
-        return None
-    found: PbxAdapter = registry.pbx_adapter(kind)
-    return found
-
-
-def adapters() -> list[PbxAdapter]:
-    """Every registered PBX adapter, by kind (this imports them all: not for a webhook path)."""
-    from callbridge import registry
-
-    return [found for kind in sorted(registry.PBX) if (found := adapter_of(kind)) is not None]
+    # Optional capabilities: protocol above -> the module of the package that implements it ("adapter"
+    # for this module itself), imported when first asked for.
+    capabilities: Mapping[type[Any], str] = field(default_factory=dict)

@@ -20,22 +20,22 @@ Each step for a whole batch of calls is one `batch` request (Bitrix24 allows ~2 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from callbridge.core.accounts import Account
-from callbridge.core.config import AccountConfig, CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import (
-    Callback,
-    CallbackOpened,
-    CallbackRequest,
+    Callbacks,
+    CallbackTasks,
+    CallPlaced,
     CallRecords,
+    CrmPackage,
     DeliveryContext,
+    LiveCards,
     Record,
     RecordResult,
-    Responsible,
+    ResponsibleLookup,
+    SetupLines,
     is_missed_incoming,
     send_batch,
 )
@@ -77,78 +77,6 @@ STATUS_CODES = {
 class Bitrix24Connector:
     kind = "bitrix24"
     max_batch = 25  # two commands per call (finish + attachRecord) in one batch of at most 50
-
-    # Optional capabilities (callbridge.crm.base), each in its own module, loaded when used.
-    @staticmethod
-    def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) -> bool:
-        from callbridge.crm.bitrix24.cards import send_live
-
-        return send_live(account, settings, message)
-
-    @staticmethod
-    def lookup_responsible(account: Account, settings: CrmSettings, e164: str, timeout_s: float) -> Responsible:
-        from callbridge.crm.bitrix24.managers import lookup_responsible
-
-        return lookup_responsible(account, settings, e164, timeout_s)
-
-    @staticmethod
-    def read_callback(query: Mapping[str, str]) -> Callback:
-        from callbridge.crm.bitrix24.callbacks import read_callback
-
-        return read_callback(query)
-
-    @staticmethod
-    def callback_user(users: Sequence[UserMapping], callback: Callback) -> UserMapping | None:
-        from callbridge.crm.bitrix24.callbacks import callback_user
-
-        return callback_user(users, callback)
-
-    @staticmethod
-    def call_placed(account: Account, settings: CrmSettings, callback: Callback, pbx_user: str, e164: str,
-                    pbx_call_id: str | None) -> None:  # fmt: skip
-        from callbridge.crm.bitrix24.callbacks import call_placed
-
-        call_placed(account, settings, callback, pbx_user, e164, pbx_call_id)
-
-    # The callback_tasks capability: to-dos on the caller's contact or lead (crm/bitrix24/todos.py).
-    @staticmethod
-    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
-        from callbridge.crm.bitrix24.todos import open_callback_task
-
-        return open_callback_task(account, settings, request)
-
-    @staticmethod
-    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
-        from callbridge.crm.bitrix24.todos import close_callback_task
-
-        close_callback_task(account, settings, task_id, note)
-
-    @staticmethod
-    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
-        from callbridge.crm.bitrix24.todos import new_contact
-
-        return new_contact(account, settings, call, owners)
-
-    @staticmethod
-    def setup_lines(config: AccountConfig, settings: CrmSettings, base_url: str) -> list[str]:
-        """What the operator pastes into the portal (docs/bitrix24.md): no secret, only our URL."""
-        assert isinstance(settings, Bitrix24Settings)
-        name = f"account {config.account}: Bitrix24 ({settings.name})"
-        if settings.app is None:
-            lines = [f"{name}: inbound webhook scopes: telephony, crm, user"]
-        else:
-            lines = [
-                f"{name}: local application, uses only API, scopes: telephony, crm, user",
-                f"{name}: then give it its tokens: callbridge bitrix24 authorize {config.account} --crm {settings.name}",
-            ]
-        if settings.application_token is not None:
-            handler = f"{base_url}/v1/{config.account}/bitrix24/make-call"
-            lines.append(f"{name}: local application, event.bind OnExternalCallStart handler: {handler}")
-            lines.append(f"{name}: choose the application as the default outgoing line (Telephony settings)")
-        unmapped = [u.pbx_user for u in config.users if identity(u) is None]
-        if unmapped:
-            lines.append(f"{name}: users with no bitrix24_user_id nor inner phone: {', '.join(unmapped)}")
-        return lines
 
     def __init__(
         self,
@@ -396,4 +324,14 @@ class Bitrix24Connector:
         return found
 
 
-CONNECTOR = Bitrix24Connector
+PACKAGE = CrmPackage(
+    connector=Bitrix24Connector,
+    capabilities={
+        LiveCards: "cards",
+        ResponsibleLookup: "managers",
+        Callbacks: "callbacks",
+        CallPlaced: "callbacks",
+        CallbackTasks: "todos",  # to-dos on the caller's contact or lead
+        SetupLines: "setup",
+    },
+)

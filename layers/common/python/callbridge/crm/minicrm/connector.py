@@ -18,16 +18,14 @@ from typing import Any
 import phonenumbers
 from phonenumbers import NumberParseException
 
-from callbridge.core.accounts import Account
-from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.model import Call, Direction, Outcome
 from callbridge.core.phones import is_number, national_digits
 from callbridge.crm.base import (
     CONFIG_STATUSES,
     OK,
-    CallbackOpened,
-    CallbackRequest,
+    CallbackTasks,
     CallRecords,
+    CrmPackage,
     DeliveryContext,
     Record,
     RecordResult,
@@ -70,25 +68,6 @@ def _counter(answer: dict[str, Any], name: str) -> int:
 class MiniCrmConnector:
     kind = "minicrm"
     max_batch = MAX_BATCH
-
-    # The callback_tasks capability (callbridge.crm.base), loaded when used.
-    @staticmethod
-    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
-        from callbridge.crm.minicrm.todos import open_callback_task
-
-        return open_callback_task(account, settings, request)
-
-    @staticmethod
-    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
-        from callbridge.crm.minicrm.todos import close_callback_task
-
-        close_callback_task(account, settings, task_id, note)
-
-    @staticmethod
-    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
-        from callbridge.crm.minicrm.todos import new_contact
-
-        return new_contact(account, settings, call, owners)
 
     def __init__(
         self,
@@ -206,4 +185,4 @@ class MiniCrmConnector:
         return "MiniCRM refused the record: " + json.dumps(counts, sort_keys=True)
 
 
-CONNECTOR = MiniCrmConnector
+PACKAGE = CrmPackage(connector=MiniCrmConnector, capabilities={CallbackTasks: "todos"})

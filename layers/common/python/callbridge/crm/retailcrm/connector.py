@@ -15,24 +15,24 @@ card of the caller's number (`customers/notes/create`) as records of their own, 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbridge.core.accounts import Account
-from callbridge.core.config import CrmSettings, UserMapping
+from callbridge.core.config import UserMapping
 from callbridge.core.model import Call, Direction, Note, Outcome
 from callbridge.core.phones import is_number
 from callbridge.crm.base import (
     CONFIG_STATUSES,
-    Callback,
-    CallbackOpened,
-    CallbackRequest,
+    Callbacks,
+    CallbackTasks,
     CallRecords,
+    CrmPackage,
     DeliveryContext,
+    LiveCards,
+    ModuleRegistration,
     Record,
     RecordResult,
-    Responsible,
+    ResponsibleLookup,
     is_missed_incoming,
     send_batch,
 )
@@ -75,55 +75,6 @@ def faulty_indexes(errors: Any, size: int) -> set[int]:
 class RetailCrmConnector:
     kind = "retailcrm"
     max_batch = UPLOAD_LIMIT
-
-    # Optional capabilities (callbridge.crm.base), each in its own module, loaded when used.
-    @staticmethod
-    def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) -> bool:
-        from callbridge.crm.retailcrm.cards import send_live
-
-        return send_live(account, settings, message)
-
-    @staticmethod
-    def lookup_responsible(account: Account, settings: CrmSettings, e164: str, timeout_s: float) -> Responsible:
-        from callbridge.crm.retailcrm.managers import lookup_responsible
-
-        return lookup_responsible(account, settings, e164, timeout_s)
-
-    @staticmethod
-    def read_callback(query: Mapping[str, str]) -> Callback:
-        from callbridge.crm.retailcrm.callbacks import read_callback
-
-        return read_callback(query)
-
-    @staticmethod
-    def callback_user(users: Sequence[UserMapping], callback: Callback) -> UserMapping | None:
-        from callbridge.crm.retailcrm.callbacks import callback_user
-
-        return callback_user(users, callback)
-
-    @staticmethod
-    def register_module(account: Account, settings: CrmSettings, base_url: str) -> dict[str, Any]:
-        from callbridge.crm.retailcrm.registration import register_module
-
-        return register_module(account, settings, base_url)
-
-    @staticmethod
-    def open_callback_task(account: Account, settings: CrmSettings, request: CallbackRequest) -> CallbackOpened:
-        from callbridge.crm.retailcrm.tasks import open_callback_task
-
-        return open_callback_task(account, settings, request)
-
-    @staticmethod
-    def close_callback_task(account: Account, settings: CrmSettings, task_id: str, note: str) -> None:
-        from callbridge.crm.retailcrm.tasks import close_callback_task
-
-        close_callback_task(account, settings, task_id, note)
-
-    @staticmethod
-    def new_contact(account: Account, settings: CrmSettings, call: Call, owners: list[UserMapping]) -> bool:
-        from callbridge.crm.retailcrm.tasks import new_contact
-
-        return new_contact(account, settings, call, owners)
 
     def __init__(
         self,
@@ -267,4 +218,13 @@ class RetailCrmConnector:
         return [RecordResult("ok", detail={"duplicate": True} if r.delivery in duplicates else {}) for r in batch]
 
 
-CONNECTOR = RetailCrmConnector
+PACKAGE = CrmPackage(
+    connector=RetailCrmConnector,
+    capabilities={
+        LiveCards: "cards",
+        ResponsibleLookup: "managers",
+        Callbacks: "callbacks",
+        ModuleRegistration: "registration",
+        CallbackTasks: "tasks",
+    },
+)

@@ -3,9 +3,9 @@ make the account's PBX ring a manager and then dial a client (docs/clicktocall.m
 
 A CRM's requests are its own protocol (callbridge.crm.base.Callbacks): the CRMs of the account that
 authorize click-to-call (`click_to_call_secret`) are checked against the secret presented, and the
-CRM's connector reads the rest. The same authorization covers a CRM's manager-status reports.
+CRM's package reads the rest. The same authorization covers a CRM's manager-status reports.
 
-PBX side: the account's PBX adapter's `dialer` (callbridge.pbx.base), e.g. Cloud PBX `makeCall`
+PBX side: the account's PBX's `Dialer` capability (callbridge.pbx.base), e.g. Cloud PBX `makeCall`
 (docs/cloudpbx.md) or telediscount `outcome` (docs/telediscount.md); a PBX without one cannot
 place calls.
 
@@ -21,15 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from callbridge import registry
 from callbridge.core import clicks, credentials, live
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.phones import normalize
-from callbridge.crm.base import Callback, Callbacks, click_to_call_secret
+from callbridge.crm.base import Callback, Callbacks, CallPlaced, click_to_call_secret
 from callbridge.crm.base import query_phone as query_phone
 from callbridge.infra import secrets
 from callbridge.infra.observability import logger
-from callbridge.pbx.base import ClickToCallRefused, adapter_of
+from callbridge.pbx.base import ClickToCallRefused, Dialer
 from callbridge.store.updates import Update
 
 INVALID_CLIENT_ID = "Invalid clientId"
@@ -123,9 +124,11 @@ def authorize_api_key(account: Account, authorization: str | None) -> None:
 
 
 def _callbacks(kind: str) -> Callbacks:
-    from callbridge import registry
-
-    found: Callbacks = registry.crm_connector(kind)
+    """How the CRM `kind` reads its requests; only asked for a kind `callback_crms` found, whose
+    settings declare click_to_call_secret."""
+    found = registry.crm_capability(kind, Callbacks)
+    if found is None:
+        raise Unauthorized(INVALID_CLIENT_ID)
     return found
 
 
@@ -140,13 +143,11 @@ def crm_make_call(account_id: str, kind: str, query: Mapping[str, str]) -> Place
         raise ClickToCallError("phone is required")
     user = callbacks.callback_user(account.settings.users, request)
     if request.reference:
-        return _once_per_reference(account, crm, callbacks, request, user)
-    return _placed(account, crm, callbacks, request, user)
+        return _once_per_reference(account, crm, request, user)
+    return _placed(account, crm, request, user)
 
 
-def _once_per_reference(
-    account: Account, crm: CrmSettings, callbacks: Callbacks, request: Callback, user: UserMapping | None
-) -> Placed:
+def _once_per_reference(account: Account, crm: CrmSettings, request: Callback, user: UserMapping | None) -> Placed:
     """A request naming the CRM's own call id (Bitrix24's CALL_ID) is executed once per id: the id
     is claimed before the PBX is asked (store/crm_calls.py), a replay of the same request - the
     CRM's retry or anyone's - gets the first one's answer and dials nothing. A request the PBX
@@ -160,7 +161,7 @@ def _once_per_reference(
         return Placed(account.id, str(claimed.get("pbx_user") or ""), str(claimed.get("phone") or ""),
                       str(claimed.get("pbx_call_id") or "") or None)  # fmt: skip
     try:
-        placed = _placed(account, crm, callbacks, request, user)
+        placed = _placed(account, crm, request, user)
     except Exception:
         crm_calls.release(account.id, key, crm.name, owner)
         raise
@@ -169,16 +170,14 @@ def _once_per_reference(
     return placed
 
 
-def _placed(
-    account: Account, crm: CrmSettings, callbacks: Callbacks, request: Callback, user: UserMapping | None
-) -> Placed:
+def _placed(account: Account, crm: CrmSettings, request: Callback, user: UserMapping | None) -> Placed:
     placed = make_call(account, user, request.phone, clid=request.clid, card=False)
-    placed_hook = getattr(callbacks, "call_placed", None)
-    if placed_hook is not None and request.reference:
+    placed_hook = registry.crm_capability(crm.kind, CallPlaced) if request.reference else None
+    if placed_hook is not None:
         # The CRM registered the call itself (its `reference`): its connector files our call under it.
         # The PBX is dialling already: a failure here is logged, the answer stays "calling".
         try:
-            placed_hook(account, crm, request, placed.pbx_user, placed.phone, placed.pbx_call_id)
+            placed_hook.call_placed(account, crm, request, placed.pbx_user, placed.phone, placed.pbx_call_id)
         except Exception:
             logger().exception("the CRM's call id could not be kept for the placed call")
     # After call_placed: a CRM that registered the call itself shows the card under its own id.
@@ -222,12 +221,11 @@ def make_call(
     number = normalize(phone, account.phone_region)
     if number.e164 is None:
         raise ClickToCallError("phone is not a number we can dial")
-    adapter = adapter_of(account.pbx_kind)
-    dial = adapter.dialer if adapter is not None else None
-    if dial is None:
+    dialer = registry.pbx_capability(account.pbx_kind, Dialer)
+    if dialer is None:
         raise NotConfigured(f"a {account.pbx_kind or 'missing'} PBX cannot place calls")
     try:
-        call_id = dial(account, user, number.e164, clid)
+        call_id = dialer.dial(account, user, number.e164, clid)
     except ClickToCallRefused as refused:
         raise ClickToCallError(refused.message, refused.status) from None
     if card:

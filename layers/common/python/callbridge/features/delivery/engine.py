@@ -30,14 +30,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from callbridge import registry
 from callbridge.core import live, missed
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.core.config import CrmSettings
 from callbridge.core.handoff import send_messages
 from callbridge.core.model import Call
-from callbridge.crm.base import CallRecords, Connector, DeliveryContext, LiveCards, Record, RecordResult
-from callbridge.crm.registry import connector as make_connector
-from callbridge.crm.registry import connector_class, with_secrets
+from callbridge.crm.base import CallRecords, Connector, DeliveryContext, LiveCards, Record, RecordResult, with_secrets
 from callbridge.features import callbacks
 from callbridge.infra import clock
 from callbridge.infra.http import RetryPolicy
@@ -157,7 +156,7 @@ def default_connector(crm: CrmSettings, account: Account) -> Connector:
     settings = with_secrets(account.id, crm)
     options = get_settings()
     retry = replace(HTTP_RETRY, attempts=options.delivery_http_attempts)
-    return make_connector(settings, _context(account), retry=retry, timeout_s=options.delivery_http_timeout_s)
+    return registry.connector(settings, _context(account), retry=retry, timeout_s=options.delivery_http_timeout_s)
 
 
 def plan(records: list[Record], max_batch: int) -> list[list[Record]]:
@@ -550,7 +549,9 @@ def _ended_calls(account_id: str, call_ids: list[str]) -> set[str]:
 def _show_card(account: Account, crm: CrmSettings, message: dict[str, Any]) -> None:
     if not live.has_live_cards(crm):
         return  # switched off since the card was queued
-    cards: LiveCards = connector_class(crm.kind)
+    cards = registry.crm_capability(crm.kind, LiveCards)
+    if cards is None:
+        return
     cards.send_live(account, with_secrets(account.id, crm), message)
 
 

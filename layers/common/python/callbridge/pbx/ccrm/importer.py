@@ -298,3 +298,7 @@ def poll_account(account_id: str, *, api: CcrmApi | None = None, now: datetime |
         save_cursor(account.id, POLL_CURSOR, {"polled_to": window.date_to})
     logger().info("ccrm.pl poll done", extra={"account": account.id, **result.as_dict()})
     return result
+
+
+# The ScheduledJob capability of the adapter (callbridge.pbx.base).
+scheduled_job = poll_account

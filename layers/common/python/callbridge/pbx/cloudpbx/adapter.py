@@ -7,16 +7,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from callbridge.infra import secrets
-from callbridge.pbx.base import ClickToCallRefused, ListedUser, NotConfigured, PbxAdapter, PbxNotConfigured
+from callbridge.pbx.base import (
+    Backfill,
+    ClickToCallRefused,
+    Dialer,
+    ListedUser,
+    NotConfigured,
+    PbxAdapter,
+    PbxNotConfigured,
+    ScheduledJob,
+    UserListing,
+)
 from callbridge.pbx.cloudpbx.protocol import KIND
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from callbridge.core.accounts import Account
     from callbridge.core.config import AccountConfig, PbxSettings, UserMapping
-    from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult, JobResult
-    from callbridge.pbx.cloudpbx.client import CloudPbxClient
     from callbridge.pbx.cloudpbx.settings import CloudPbxSettings
 
 
@@ -52,18 +58,12 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
     ]
 
 
-def _client(account: Account, *, force: bool = False) -> CloudPbxClient | None:
-    from callbridge.pbx.cloudpbx.client import for_account
-
-    return for_account(account, force=force)
-
-
 def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> str | None:
     from callbridge.core import clicks
     from callbridge.infra.observability import logger
-    from callbridge.pbx.cloudpbx.client import PbxError
+    from callbridge.pbx.cloudpbx.client import PbxError, for_account
 
-    client = _client(account)
+    client = for_account(account)
     if client is None:
         raise NotConfigured("the account's Cloud PBX has no api_url or token")
     try:
@@ -81,9 +81,11 @@ def dial(account: Account, user: UserMapping, e164: str, clid: str | None) -> st
 
 
 def list_users(account: Account) -> list[ListedUser]:
+    from callbridge.pbx.cloudpbx.client import for_account
+
     if not _settings(account.settings.pbx).api_url:
         raise PbxNotConfigured(f"account {account.id}: only a Cloud PBX with api_url lists its users")
-    client = _client(account, force=True)
+    client = for_account(account, force=True)
     if client is None:
         raise PbxNotConfigured(f"account {account.id}: the Cloud PBX token is not configured")
     return list(client.accounts())
@@ -93,28 +95,10 @@ def lists_users(account: Account) -> bool:
     return bool(_settings(account.settings.pbx).api_url)
 
 
-def reconcile(account_id: str) -> JobResult:
-    from callbridge.pbx.cloudpbx.recovery import reconcile_account
-
-    return reconcile_account(account_id)
-
-
-def backfill(
-    account: Account, date_from: datetime, date_to: datetime, cursor: BackfillCursor, options: BackfillOptions
-) -> BackfillResult:
-    from callbridge.pbx.cloudpbx.recovery import backfill as run
-
-    return run(account, date_from, date_to, cursor, options)
-
-
 ADAPTER = PbxAdapter(
     kind=KIND,
     webhook_tokens=webhook_tokens,
     stored_secrets=stored_secrets,
     cabinet_lines=cabinet_lines,
-    dialer=dial,
-    list_users=list_users,
-    lists_users=lists_users,
-    scheduled_job=reconcile,
-    backfill=backfill,
+    capabilities={Dialer: "adapter", UserListing: "adapter", ScheduledJob: "recovery", Backfill: "recovery"},
 )

@@ -173,6 +173,10 @@ def reconcile_account(account_id: str, *, api: Any = None, now: datetime | None 
     return result
 
 
+# The ScheduledJob capability of the adapter (callbridge.pbx.base).
+scheduled_job = reconcile_account
+
+
 def backfill(
     account: Account, date_from: datetime, date_to: datetime, cursor: BackfillCursor, options: BackfillOptions
 ) -> BackfillResult:

@@ -4,20 +4,18 @@ recording link that gets the account's API key at fetch time only."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from callbridge.infra import secrets
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.pbx.base import (
-    BackfillCursor,
-    BackfillOptions,
-    BackfillResult,
+    Backfill,
     ClickToCallRefused,
-    JobResult,
+    Dialer,
     NotConfigured,
     PbxAdapter,
+    ScheduledJob,
     UnknownUser,
 )
 from callbridge.pbx.telediscount.protocol import SOURCE
@@ -117,26 +115,10 @@ def outcome_refusal(answer: dict[str, Any]) -> str | None:
     return None
 
 
-def _reconcile(account_id: str) -> JobResult:
-    from callbridge.pbx.telediscount.reconcile import reconcile_account
-
-    return reconcile_account(account_id)
-
-
-def _backfill(
-    account: Account, date_from: datetime, date_to: datetime, cursor: BackfillCursor, options: BackfillOptions
-) -> BackfillResult:
-    from callbridge.pbx.telediscount.backfill import backfill
-
-    return backfill(account, date_from, date_to, cursor, options)
-
-
 ADAPTER = PbxAdapter(
     kind=SOURCE,
     webhook_tokens=webhook_tokens,
     cabinet_lines=cabinet_lines,
     recording_fetch_url=recording_fetch_url,
-    dialer=dial,
-    scheduled_job=_reconcile,
-    backfill=_backfill,
+    capabilities={Dialer: "adapter", ScheduledJob: "reconcile", Backfill: "backfill"},
 )

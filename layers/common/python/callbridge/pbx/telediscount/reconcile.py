@@ -114,6 +114,10 @@ def reconcile_account(
     return result
 
 
+# The ScheduledJob capability of the adapter (callbridge.pbx.base).
+scheduled_job = reconcile_account
+
+
 def _id(record: dict[str, Any]) -> str:
     return str(record.get("api_call_id") or "").strip()
 
