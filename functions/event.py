@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from callbridge.edge.cloudpbx import handle
+from callbridge.edge.webhooks import handle
 from callbridge.infra.deadline import within_timeout
 from callbridge.infra.observability import invocation
 
@@ -10,4 +10,4 @@ from callbridge.infra.observability import invocation
 @invocation
 @within_timeout
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle(event, command="event")
+    return handle(event)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import ccrm_poll
 import cloudpbx
-import telediscount
+import pbx_webhook as telediscount
 from tests.fakes import base, crm_server
 from tests.fakes.ccrm import FakeCcrm, record
 from tests.fakes.cloudpbx_api import FakeCloudPbx
@@ -164,7 +164,7 @@ TELEDISCOUNT = PbxProfile(
     call_id=lambda n: f"c1f926a8f5727b77f9cbf39d8f35{n:04d}",
     send=_telediscount_send,
     accepted=lambda answer: answer.status == 200,
-    # a wrong secret is a wrong address: 404, like an unknown account (callbridge.pbx.telediscount.webhook)
+    # a wrong secret is a wrong address: 404, like an unknown account (callbridge.pbx.telediscount.webhooks)
     refused=lambda answer: (answer.status, answer.body) == (404, {"error": "Not found"}),
     raw_attribute="history_raw",
     skips={

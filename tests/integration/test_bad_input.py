@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 import pytest
 
 import make_call
+import pbx_webhook as telediscount
 import recordings
-import telediscount
 from callbridge.core import accounts
 from callbridge.core.config import AccountConfig, load_account_file
 from callbridge.features.admin import apply_account

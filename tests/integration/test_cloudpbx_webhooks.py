@@ -442,7 +442,7 @@ def test_a_request_failing_before_it_binds_does_not_log_under_the_previous_ones_
     written = io.StringIO()
     monkeypatch.setattr(logger().registered_handler, "stream", written)
 
-    from callbridge.edge import cloudpbx as edge
+    from callbridge.edge import webhooks as edge
 
     def outage(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("DynamoDB unavailable")

@@ -667,7 +667,7 @@ def test_a_realtime_delivery_that_failed_for_now_is_retried_from_the_queue(
 def test_telediscount_calls_open_and_close_the_responsible_managers_card(setup: Crms, now: list[datetime]) -> None:
     """telediscount's `incoming` names no ringing user; a known contact's call goes to its responsible
     manager, whose retailCRM card opens, and `finished` closes it. A PBX retry opens no second card."""
-    import telediscount
+    import pbx_webhook as telediscount
     from callbridge.store import contacts
 
     pbx = {"kind": "telediscount", "api_key": "td-api-key-000000001", "webhook_secret": "td-webhook-secret-0001"}
@@ -747,7 +747,7 @@ def test_retailcrm_is_told_the_ring_time_where_the_pbx_reports_it(
     `num_b_waiting_time`): retailCRM gets it as `durationWaiting`. A call whose PBX reported none
     (here a finished webhook without it, and a Cloud PBX call) is uploaded without the field, not as 0."""
     import cloudpbx
-    import telediscount
+    import pbx_webhook as telediscount
     from tests.support import form, http_event, seed_history
 
     use_settings(monkeypatch, DELIVERY_RECORDING_WAIT_SECONDS="0")  # no waiting for the recordings
@@ -818,7 +818,7 @@ def test_click_to_call_opens_an_out_card_and_the_telediscount_finish_closes_it(
     """A manager clicks a number in retailCRM; telediscount accepts the `outcome` with a call id and
     rings him first: his card shows the client (`out`), and the call's `finished` webhook closes it
     (`hangup`) under the same id. A call dialled on a phone (no click-to-call) opens no card."""
-    import telediscount
+    import pbx_webhook as telediscount
     from callbridge.features import clicktocall
     from tests.fakes.base import serve as serve_pbx
     from tests.fakes.telediscount import FakeTelediscount

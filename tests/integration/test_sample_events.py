@@ -77,7 +77,7 @@ EXPECTED: dict[str, Any] = {
     | {"per_crm": {}},
     # telediscount and ccrm.pl (docs/sources.md): the demo account is a Cloud PBX one, so its telediscount
     # address answers like a wrong secret, and the scheduled jobs find no account of their kind.
-    "TelediscountWebhookFunction.wrong-secret.json": (404, {"error": "Not found"}),
+    "PbxWebhookFunction.telediscount-wrong-secret.json": (404, {"error": "Not found"}),
     "TelediscountReconcileFunction.json": {"kind": "telediscount", "accounts": {}},
     "CcrmPollFunction.json": {"kind": "ccrm", "accounts": {}},
     # No call of the demo account rings past the maximum ringing age (docs/missed-calls.md).

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import telediscount
+import pbx_webhook as telediscount
 from callbridge.core import accounts
 from callbridge.core.config import AccountConfig
 from callbridge.features.admin import apply_account

@@ -63,3 +63,16 @@ def test_the_access_log_line_is_masked(caplog: pytest.LogCaptureFixture) -> None
     with caplog.at_level(logging.INFO, logger=log.name):
         log.info("%s %s -> %s", "GET", masked("/v1/a/telediscount/s3cr3t-path-token/incoming"), "Fn")
     assert "s3cr3t" not in caplog.text
+
+
+def test_a_route_with_a_secret_path_parameter_gets_its_segment_masked() -> None:
+    """A PBX whose webhook URL holds its secret is covered by its template route, not by a name here."""
+    from callbridge_local.gateway import Gateway
+    from callbridge_local.handlers import FunctionRegistry
+    from callbridge_local.routing import Route, RouteTable
+
+    routes = RouteTable([Route.create("GET", "/v1/{account}/otherpbx/{secret}/hook", "Fn", "Api")])
+    assert masked("/v1/a/otherpbx/s3cr3t/hook") == "/v1/a/otherpbx/s3cr3t/hook"  # not yet known
+    Gateway(routes, FunctionRegistry([]), account_id="123456789012")
+    assert masked("/v1/a/otherpbx/s3cr3t/hook") == "/v1/a/otherpbx/***/hook"
+    assert masked("/v1/a/OtherPbx/s3cr3t/hook") == "/v1/a/OtherPbx/***/hook"

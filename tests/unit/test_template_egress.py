@@ -48,9 +48,9 @@ OUTSIDE = [
     "EventFunction",
     "HealthFunction",
     "HistoryFunction",
+    "PbxWebhookFunction",  # stores and queues (telediscount webhooks)
     "RecordingsFunction",
     "RingingSweepFunction",
-    "TelediscountWebhookFunction",
     "UserStatusFunction",
 ]
 MODES = ["off", "one-az", "two-az", "own-subnets"]

@@ -29,7 +29,7 @@ from callbridge_local.httpapi import (
     new_request_id,
     to_http_response,
 )
-from callbridge_local.routing import RouteMatch, RouteTable
+from callbridge_local.routing import RouteMatch, RouteTable, SegmentKind
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,11 @@ _WILDCARD_HOSTS = frozenset({"0.0.0.0", "", "::"})  # noqa: S104 - names, not a 
 _LOOPBACK_HOST_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
 MASK = "***"
-# Path segments that follow one of these are credentials (telediscount's webhook URL is its secret).
-_SECRET_PATH_PREFIXES = frozenset({"telediscount"})
+# Path segments that follow one of these are credentials (telediscount's webhook URL is its secret):
+# the literal before a `{secret}` path parameter in the template's routes, added when a Gateway is
+# built (so a new PBX's route is covered without naming it here); telediscount's is known before.
+_SECRET_PATH_PREFIXES: set[str] = {"telediscount"}
+_SECRET_PATH_PARAMETERS = frozenset({"secret"})
 # Query parameters whose values are credentials: the names the product treats as secrets
 # (crm_token, token, apikey, api_key, password, secret), and anything ending like one.
 _SECRET_PARAMETER = re.compile(r"(?:^|[_\-.])(?:token|secret|password|passwd|api[_\-]?key|signature)$")
@@ -58,6 +61,20 @@ def _decoded(text: str, *, plus: bool = False) -> str:
             break
         text = decoded
     return text.casefold()
+
+
+def secret_path_prefixes(routes: RouteTable) -> set[str]:
+    """The literal segments that precede a `{secret}` path parameter in these routes, case-folded."""
+    found: set[str] = set()
+    for route in routes.routes:
+        for before, segment in zip(route.segments, route.segments[1:], strict=False):
+            if (
+                before.kind is SegmentKind.LITERAL
+                and segment.kind is SegmentKind.VARIABLE
+                and segment.text in _SECRET_PATH_PARAMETERS
+            ):
+                found.add(before.text.casefold())
+    return found
 
 
 def _masked_path(path: str) -> str:
@@ -326,6 +343,7 @@ class Gateway:
         port: int = 0,
     ) -> None:
         self.routes = routes
+        _SECRET_PATH_PREFIXES.update(secret_path_prefixes(routes))  # masking more is always safe
         self.functions = functions
         self.account_id = account_id
         self.control = control

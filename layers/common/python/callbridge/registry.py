@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from callbridge.core.config import CrmSettings, PbxSettings, UserFields
+    from callbridge.core.webhooks import PbxWebhooks
     from callbridge.crm.base import Connector, CrmPackage, DeliveryContext
     from callbridge.pbx.base import PbxAdapter
 
@@ -102,6 +103,18 @@ def pbx_capability(kind: str | None, capability: CapabilityOf[C]) -> C | None:
 def pbx_offers(kind: str, capability: CapabilityOf[Any]) -> bool:
     """Whether the PBX of `kind` declares `capability`, without importing its implementation."""
     return kind in PBX and capability in pbx_adapter(kind).capabilities
+
+
+def pbx_webhooks(kind: str) -> PbxWebhooks | None:
+    """The webhooks a PBX declares (its `webhooks` module's WEBHOOKS, core/webhooks.py), served by
+    edge/webhooks.py; None for a PBX that sends none (we poll it)."""
+    try:
+        declared: PbxWebhooks = _module(PBX, "PBX", kind, "webhooks").WEBHOOKS
+    except ModuleNotFoundError as missing:
+        if missing.name != f"{PBX[kind]}.webhooks":
+            raise
+        return None
+    return declared
 
 
 def crm_package(kind: str) -> CrmPackage:

@@ -15,15 +15,20 @@ import json
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
+from callbridge.core.webhooks import WebhookAnswer, WebhookRefused
+
 KIND = "cloudpbx"  # the account file's pbx.kind, callbridge.registry
 MAX_FIELDS = 100
 MAX_VALUE = 2048
 MAX_DURATION = 10 * 24 * 3600  # no call lasts or rings longer
 
 
-class CloudPbxError(Exception):
+class CloudPbxError(WebhookRefused):
+    """A refusal with the exact body the PBX expects (docs/cloudpbx.md, "Answers")."""
+
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(WebhookAnswer(status, {"error": message}))
+        self.args = (message,)
         self.status = status
         self.body = {"error": message}
 
