@@ -66,7 +66,7 @@ build() {
 # runtime starts once; every server a test starts binds port 0, so workers never collide. The files
 # go out in the order tests/conftest.py gives them (the longest first), not xdist's (most tests first).
 # Four workers on two cores: the tests mostly wait (queue batching windows, visibility timeouts, paced
-# days of calls), so two workers kept the cores 58 % busy. Measured on 2 cores, the whole pytest stage:
+# days of calls): three workers kept the two cores only 58 % busy. Measured on 2 cores, the pytest stage:
 # -n 3 580 s (116 % CPU), -n 4 420 s (146 % CPU).
 tests() {
   pytest -q -n "${CALLBRIDGE_TEST_WORKERS:-4}" --dist loadfile --no-loadscope-reorder --durations=30 "$@"
