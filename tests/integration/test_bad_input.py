@@ -128,6 +128,28 @@ def test_telediscount_finished_with_many_digit_numbers_is_stored_flagged(cloud: 
     assert all(calls.get_call("tele", call_id) is not None for call_id in ("TD-INF", "TD-SUP"))
 
 
+def test_a_refused_telediscount_record_is_logged_under_its_account_and_event(cloud: dict[str, str]) -> None:
+    """The edge binds the account of every recorded webhook and the package adds what it names, so
+    the warning of a record we refuse says whose it was, and nothing of the secret path."""
+    import io
+
+    from callbridge.infra.observability import logger
+
+    apply_account(_tele_account())
+    accounts.clear_account_cache()
+    written = io.StringIO()  # Powertools keeps the stdout it was created with: read its own stream
+    stream = logger().registered_handler.stream  # type: ignore[attr-defined]
+    logger().registered_handler.stream = written  # type: ignore[attr-defined]
+    try:
+        assert finished(api_call_id="")[0] == 400
+    finally:
+        logger().registered_handler.stream = stream  # type: ignore[attr-defined]
+    lines = [json.loads(line) for line in written.getvalue().splitlines() if line.startswith("{")]
+    [refused] = [line for line in lines if line["message"] == "telediscount webhook rejected"]
+    assert (refused["account"], refused["telediscount_event"]) == ("tele", "finished")
+    assert TD_SECRET not in written.getvalue()
+
+
 def signed(url: str) -> tuple[int, Any]:
     path, _, query = url.partition("?")
     raw_path = path.split("://", 1)[1].split("/", 1)[1]

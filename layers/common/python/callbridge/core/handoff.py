@@ -52,15 +52,19 @@ def call_stored(
     `source`, `outcome`, `reason`: the call's, for the CallsIngested metric of a newly final call
     (`Reason`: why an unanswered call was missed; `answered` for an answered one).
     """
-    if newly_final and source:
-        _ingested(source, outcome, reason)
-    if (newly_final or repeat_of_final) and deliver:
-        # Deliveries before the fetch: a recording fetched at once finds them waiting
-        # (`recording_settled`); the other way round it found none, and the realtime delivery
-        # waited for the drain's grace period.
-        call_final(account, call_id, recording_pending=fetch_recording)
-    if fetch_recording:
-        queue_recording_fetch(account.id, call_id)
+    try:
+        if (newly_final or repeat_of_final) and deliver:
+            # Deliveries before the fetch: a recording fetched at once finds them waiting
+            # (`recording_settled`); the other way round it found none, and the realtime delivery
+            # waited for the drain's grace period.
+            call_final(account, call_id, recording_pending=fetch_recording)
+        if fetch_recording:
+            queue_recording_fetch(account.id, call_id)
+    finally:
+        # Counted once, when the call became final, even if its hand-off failed: the source's
+        # retry is a repeat, which is not counted again.
+        if newly_final and source:
+            _ingested(source, outcome, reason)
 
 
 def settled(account_id: str, call_id: str, *, source: str | None, outcome: str, reason: str | None = None) -> None:
@@ -111,25 +115,17 @@ def call_final(account: Account, call_id: str, *, recording_pending: bool) -> in
         # A repeated hand-off (the source's retry after a failure here): the messages of realtime
         # deliveries that are still pending may never have been sent. Sending one again is harmless:
         # a delivered or leased delivery can't be claimed twice.
-        realtime = _pending_realtime(account_id, call_id)
+        realtime = store.pending_realtime(account_id, call_id)
     if realtime and not recording_pending:
         send_messages(account_id, call_id, realtime)
     return created
-
-
-def _pending_realtime(account_id: str, call_id: str) -> list[str]:
-    return [
-        str(d["crm"])
-        for d in store.of_call(account_id, call_id)
-        if d.get("state") == store.PENDING and d.get("mode") == "realtime"
-    ]
 
 
 def recording_settled(account_id: str, call_id: str) -> None:
     """The recording of a call was stored or given up: its realtime deliveries that waited for it go
     now. A failure here delays them until the drain's grace period, never loses them."""
     try:
-        waiting = _pending_realtime(account_id, call_id)
+        waiting = store.pending_realtime(account_id, call_id)
         if waiting:
             send_messages(account_id, call_id, waiting)
     except Exception:

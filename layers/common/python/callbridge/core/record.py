@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,12 +73,22 @@ class FinalCall:
         return self.flags | {Flag.NO_NUMBER.value}
 
     @property
+    def placed_to_a_number(self) -> bool:
+        """An outgoing call of a known user to a number: it may answer a click-to-call (core/clicks.py)."""
+        return self.direction == Direction.OUT and bool(self.user) and phones.is_number(self.phone)
+
+    @property
     def fetch_recording(self) -> bool:
         """A recording link the recordings worker may fetch (a bad link is kept, flagged, unfetched)."""
         return bool(self.recording_url) and Flag.BAD_RECORDING_LINK not in self.flags
 
     def attributes(self, account: str, now_iso: str) -> dict[str, Any]:
         """The attributes of the CALL item this call sets (None values are not written)."""
+        return {**self.fields(account, now_iso), RAW_ATTRIBUTE: calls.stored_raw(self.raw).text}
+
+    def fields(self, account: str, now_iso: str) -> dict[str, Any]:
+        """`attributes` without the source's record: store/calls.py apply_once bounds that and sets
+        it itself, once for both the call and its marker."""
         return {
             "account": account,
             "call_id": self.call_id,
@@ -99,7 +109,6 @@ class FinalCall:
             "started_at": self.started_at,
             "start_source": self.start_source.value,
             "recording_url": self.recording_url,
-            RAW_ATTRIBUTE: calls.stored_raw(self.raw).text,  # bounded: store/calls.py
             "updated_at": now_iso,
             "gsi1pk": account,
             "gsi1sk": f"{self.started_at}#{self.call_id}",
@@ -113,17 +122,23 @@ def store_final(
     *,
     deliver: bool = True,
     existing: Mapping[str, Any] | None = None,
+    read_existing: bool = False,
     received: datetime | None = None,
     unless_final: bool = False,
 ) -> bool:
     """Store one final call once and hand it on. False when this source record was already stored
     (by the webhook, the reconciliation, the poller or a backfill).
 
-    `existing`: the call item as read before (a source that also reports live events passes it).
-    Then a call another path made final is not handed on again, and a repeat of the record re-hands
-    the final call to delivery and re-queues the recording fetch while the recording has no state:
-    the first hand-off may have failed after the call was stored, and the source's retry is the only
-    chance left. Without it a repeat changes nothing. `received`: when the record arrived (now).
+    `existing`: the call item as read before; `read_existing`: read it here (a source that also
+    reports live events). Then a call another path made final is not handed on again, and a repeat
+    of the record re-hands the final call to delivery and re-queues the recording fetch while the
+    recording has no state: the first hand-off may have failed after the call was stored, and the
+    source's retry is the only chance left. Without it a repeat changes nothing. `received`: when
+    the record arrived (now).
+
+    A start the source could only estimate from its record's receipt (`receipt_minus_duration`)
+    yields to the call's first event we received live (`first_event`): that one was timed as the
+    phone rang, the estimate counts back from a record that may have come minutes late.
 
     A call recorded from its live events (settle_call, `derived_from`) is corrected in place by the
     source's record: same item, its values replaced, the flag dropped; never handed on again.
@@ -131,7 +146,14 @@ def store_final(
     call another of the source's records already made final; it still corrects a derived one.
     """
     now_iso = clock.iso(received or clock.now())
-    update = Update().set(**call.attributes(account.id, now_iso))
+    if read_existing:
+        existing = calls.get_call(account.id, call.call_id) or {}
+    if call.start_source is StartSource.RECEIPT_MINUS_DURATION:
+        seen = existing if existing is not None else calls.get_call(account.id, call.call_id)
+        if seen and seen.get("first_event_at"):
+            call = replace(call, started_at=str(seen["first_event_at"]), start_source=StartSource.FIRST_EVENT)
+    fields = call.fields(account.id, now_iso)
+    update = Update().set(**fields)
     update.set_if_absent(created_at=now_iso, finalized_at=now_iso)
     # The call's derivation from events ends here, whichever record corrects it.
     update.remove(DERIVED_ATTRIBUTE)
@@ -149,26 +171,29 @@ def store_final(
     if unless_final:
         condition = "attribute_not_exists(#uf) OR #uf = :uf_no OR attribute_exists(#ud)"
         update.bind({"#uf": "final", "#ud": DERIVED_ATTRIBUTE}, uf_no=False)
-    applied = calls.apply_once(account.id, call.call_id, call.marker, now_iso, call.raw, update, condition)
-    if existing is None:
-        if applied:
-            _follow_click(account, call)
-            _hand_off(account, call, deliver)
-        return applied
-    was_final = bool(existing.get("final"))
-    if applied and not was_final:
-        _follow_click(account, call)
-    handoff.call_stored(
-        account,
-        call.call_id,
-        newly_final=applied and not was_final,
-        fetch_recording=call.fetch_recording and (applied or not existing.get("recording_state")),
-        deliver=deliver,
-        repeat_of_final=not applied and was_final,
-        source=call.source,
-        outcome=call.outcome.value,
-        reason=call.missed_reason.value if call.missed_reason else None,
+    applied = calls.apply_once(
+        account.id, call.call_id, call.marker, now_iso, call.raw, update, condition, raw_attribute=RAW_ATTRIBUTE
     )
+    was_final = bool(existing and existing.get("final"))
+    if applied and not was_final and call.placed_to_a_number:
+        from callbridge.core import clicks
+
+        clicks.follow(
+            account, call.call_id, call.user or "", call.phone, call.started_at, call.outcome == Outcome.ANSWERED
+        )
+    if applied or existing is not None:
+        handoff.call_stored(
+            account,
+            call.call_id,
+            newly_final=applied and not was_final,
+            # A repeat re-queues the fetch only while the recording has no state (see above).
+            fetch_recording=call.fetch_recording and (applied or not (existing or {}).get("recording_state")),
+            deliver=deliver,
+            repeat_of_final=not applied and was_final,
+            source=call.source,
+            outcome=call.outcome.value,
+            reason=call.missed_reason.value if call.missed_reason else None,
+        )
     return applied
 
 
@@ -219,26 +244,6 @@ def store_final_batch(
     for call in fresh:
         _hand_off(account, call, deliver)
     return len(fresh)
-
-
-def _follow_click(account: Account, call: FinalCall) -> None:
-    """An outgoing call that answers a click-to-call the PBX accepted without naming its call
-    (core/clicks.py): it keeps the click's placeholder before it is handed on, and the card opened
-    under the placeholder is closed. Never raises: the call is stored whatever happens here."""
-    if call.direction != Direction.OUT or not call.user or not phones.is_number(call.phone):
-        return
-    from callbridge.core import clicks
-
-    placeholder = clicks.link(account.id, call.call_id, call.user, call.phone, clock.parse_iso(call.started_at))
-    if placeholder is None:
-        return
-    try:
-        calls.update_call(account.id, call.call_id, Update().set(**{clicks.CARD_CALL_ID: placeholder}))
-        answered = call.outcome == Outcome.ANSWERED
-        ended = live.event(account, "ended", placeholder, call.phone, (call.user,), answered=answered)
-        live.publish(account, ended)
-    except Exception:
-        logger().exception("could not follow a click-to-call to its PBX call")
 
 
 def _hand_off(account: Account, call: FinalCall, deliver: bool) -> None:

@@ -29,7 +29,7 @@ from callbridge.core.webhooks import (
     WebhookRequest,
     WebhookRoute,
 )
-from callbridge.infra.observability import contact_latency
+from callbridge.infra.observability import bind, contact_latency
 
 _JSON = {"content-type": "application/json"}
 # Our fault (a store or SSM outage), never the client's: the PBX sends the webhook again later.
@@ -62,6 +62,10 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     try:
         webhook = declared.read(_request(event, route, started))
         account = _authenticate(declared, webhook)
+        if webhook.name not in declared.lookups:
+            # Every line of a recorded webhook names its account; a caller lookup logs nothing on
+            # success and must not load the logger (its cold start, bench/benchmark.py).
+            bind(account=account.id)
         result = declared.handle(account, webhook)
         if isinstance(result, CallerLookup):
             return _response(_caller(declared, account, result, started))

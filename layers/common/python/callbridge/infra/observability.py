@@ -61,6 +61,12 @@ def bind(**keys: Any) -> None:
     log.thread_safe_append_keys(**{k: v for k, v in keys.items() if v is not None})
 
 
+def bind_more(**keys: Any) -> None:
+    """Attach more keys to the log lines of this invocation, keeping the ones bound before: the
+    edge binds the account, the PBX package the call it names."""
+    logger().thread_safe_append_keys(**{k: v for k, v in keys.items() if v is not None})
+
+
 def reset_log_context() -> None:
     """Forget every key bound so far. A warm Lambda keeps the logger (and the thread's context)
     between invocations, so a request that fails before it binds its own account would otherwise

@@ -122,12 +122,18 @@ def apply_once(
     raw: dict[str, Any],
     update: Update,
     condition: str | None = None,
+    *,
+    raw_attribute: str | None = None,
 ) -> bool:
     """Apply `update` to the call and record `marker`, atomically. False when this exact webhook was
     already applied (a retry), or when `condition` (on the call item; its names and values bound on
-    `update`) does not hold: nothing is changed then."""
+    `update`) does not hold: nothing is changed then. `raw_attribute`: the call also keeps the
+    source's record (bounded as on the marker) under that name."""
     client = aws.dynamodb()
     stored = stored_raw(raw)
+    marker_item = _marker_item(account, call_id, marker, received_at, stored)
+    if raw_attribute:
+        update.set(**{raw_attribute: stored.text})
     if stored.truncated:
         update.set(raw_truncated=True)
     call_update: dict[str, Any] = {"TableName": _table(), "Key": call_key(account, call_id), **update.request()}
@@ -139,7 +145,7 @@ def apply_once(
                 {
                     "Put": {
                         "TableName": _table(),
-                        "Item": _marker_item(account, call_id, marker, received_at, stored),
+                        "Item": marker_item,
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, to_item, update_if
-from callbridge.store.keys import click_pk
+from callbridge.store.keys import call_key, click_pk
 
 SK = "PENDING"
 
@@ -38,13 +40,36 @@ def waiting(account: str, pbx_user: str, e164: str) -> dict[str, Any] | None:
     return from_item(found) if found else None
 
 
-def take(account: str, pbx_user: str, e164: str, placeholder: str, call_id: str) -> bool:
+def take(
+    account: str, pbx_user: str, e164: str, placeholder: str, call_id: str, *, card_attribute: str | None = None
+) -> bool:
     """The click (still the one with `placeholder`) is `call_id`'s: once, the first call to take it
-    keeps it (the same call taking it again is still its)."""
-    return update_if(
-        TableName=get_settings().calls_table,
-        Key=_key(account, pbx_user, e164),
-        UpdateExpression="SET taken_by = :me",
-        ConditionExpression="placeholder = :p AND (attribute_not_exists(taken_by) OR taken_by = :me)",
-        ExpressionAttributeValues={":me": {"S": call_id}, ":p": {"S": placeholder}},
-    )
+    keeps it (the same call taking it again is still its). `card_attribute`: the call's item keeps
+    the placeholder under that name, in the same transaction, so a taken click always has its call
+    (the item exists: it was just stored)."""
+    take_click: dict[str, Any] = {
+        "TableName": get_settings().calls_table,
+        "Key": _key(account, pbx_user, e164),
+        "UpdateExpression": "SET taken_by = :me",
+        "ConditionExpression": "placeholder = :p AND (attribute_not_exists(taken_by) OR taken_by = :me)",
+        "ExpressionAttributeValues": {":me": {"S": call_id}, ":p": {"S": placeholder}},
+    }
+    if card_attribute is None:
+        return update_if(**take_click)
+    tag_call: dict[str, Any] = {
+        "TableName": get_settings().calls_table,
+        "Key": call_key(account, call_id),
+        "UpdateExpression": "SET #card = :p",
+        "ConditionExpression": "attribute_exists(pk)",
+        "ExpressionAttributeNames": {"#card": card_attribute},
+        "ExpressionAttributeValues": {":p": {"S": placeholder}},
+    }
+    try:
+        aws.dynamodb().transact_write_items(
+            TransactItems=[{"Update": take_click}, {"Update": tag_call}]  # type: ignore[typeddict-item]
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            return False  # taken by another call (or the call is gone): nothing changed
+        raise
+    return True

@@ -200,3 +200,10 @@ def of_call(account: str, call_id: str) -> list[dict[str, Any]]:
         ConsistentRead=True,
     )
     return [from_item(i) for i in response.get("Items", [])]
+
+
+def pending_realtime(account: str, call_id: str) -> list[str]:
+    """The CRMs whose realtime delivery of the call is still pending."""
+    return [
+        str(d["crm"]) for d in of_call(account, call_id) if d.get("state") == PENDING and d.get("mode") == "realtime"
+    ]

@@ -8,13 +8,13 @@ from typing import Any
 
 from callbridge.core.accounts import Account
 from callbridge.infra import clock
-from callbridge.infra.observability import bind, logger, redact
+from callbridge.infra.observability import bind_more, logger, redact
 from callbridge.pbx.cloudpbx import ingest, notifications
 
 
 def dispatch(account: Account, cmd: str, fields: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
     raw = redact(fields)
-    bind(account=account.id, call_id=fields.get("callid", "")[:256] or None, cmd=cmd)
+    bind_more(call_id=fields.get("callid", "")[:256] or None, cmd=cmd)
     if cmd == "history":
         applied = ingest.record_history(account, notifications.parse_history(fields, raw))
     elif cmd == "event":

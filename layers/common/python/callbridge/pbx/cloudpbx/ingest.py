@@ -9,7 +9,6 @@ event path write the same item, a missed call is one call whichever way the PBX 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +22,6 @@ from callbridge.infra.observability import logger
 from callbridge.pbx.cloudpbx.notifications import EventIn, HistoryIn, RatingIn, parse_start
 from callbridge.pbx.cloudpbx.protocol import KIND
 from callbridge.pbx.cloudpbx.users import pbx_user
-from callbridge.store import calls
 
 SOURCE = KIND
 
@@ -72,22 +70,22 @@ def _is_department(user: str) -> bool:
     return user.startswith("g_")
 
 
-def final_call(account: Account, history: HistoryIn, existing: Mapping[str, Any], now: datetime) -> FinalCall:
+def final_call(account: Account, history: HistoryIn, now: datetime) -> FinalCall:
     """The canonical final call of a history. Its start: the PBX's `start`, else the receipt of the
-    call's first event, else the receipt of the history minus the duration."""
+    history minus the duration, which core/record.py replaces by the receipt of the call's first
+    event when the events came."""
     flags: set[str] = set()
     start = parse_start(history.start_raw)
     if history.start_raw and start is None:
         flags.add(Flag.START_UNPARSED)
     if start is not None:
         started_at, start_source = clock.iso(start), StartSource.PBX
-    elif existing.get("first_event_at"):
-        started_at, start_source = str(existing["first_event_at"]), StartSource.FIRST_EVENT
     else:
         started_at = clock.iso(now - timedelta(seconds=history.duration))
         start_source = StartSource.RECEIPT_MINUS_DURATION
 
     phone = normalize(history.phone, account.phone_region)
+    our_number = normalize(history.diversion, account.phone_region).key if history.diversion else None
     if phone.e164 is None:
         flags.add(Flag.PHONE_UNPARSED)
     link = history.link
@@ -107,7 +105,7 @@ def final_call(account: Account, history: HistoryIn, existing: Mapping[str, Any]
         started_at=started_at,
         start_source=start_source,
         duration=history.duration,
-        our_number=normalize(history.diversion, account.phone_region).key if history.diversion else None,
+        our_number=our_number,
         user=user,
         extension=history.ext,
         department=history.department,
@@ -122,11 +120,10 @@ def final_call(account: Account, history: HistoryIn, existing: Mapping[str, Any]
 
 def record_history(account: Account, history: HistoryIn) -> bool:
     """Store the final record of a call. False when this history was already stored; a repeat still
-    re-hands the call on (core/record.py store_final, `existing`)."""
-    existing = calls.get_call(account.id, history.callid) or {}
+    re-hands the call on (core/record.py store_final, `read_existing`)."""
     now = clock.now()
-    call = final_call(account, history, existing, now)
-    applied = store_final(account, call, existing=existing, received=now)
+    call = final_call(account, history, now)
+    applied = store_final(account, call, read_existing=True, received=now)
     logger().info(
         "history stored" if applied else "history repeated, ignored",
         extra={"outcome": call.outcome.value, "start_source": call.start_source.value, "flags": sorted(call.flags)},

@@ -117,13 +117,11 @@ def record_finished(
     internal call. A `finished` webhook stored now closes the call's card (`close_card`)."""
     now = received or clock.now()
     call_id = str(fields.get("api_call_id") or "").strip()
-    existing = calls.get_call(account.id, call_id) if call_id else None
     call = final_call(
         fields,
         region=account.phone_region,
         users=users_of(account),
         received=now,
-        first_event_at=str(existing["first_event_at"]) if existing and existing.get("first_event_at") else None,
         record_url=record_url(account, call_id) if call_id else None,
     )
     if call is None:

@@ -142,7 +142,6 @@ def final_call(
     region: str,
     users: list[dict[str, Any]],
     received: datetime,
-    first_event_at: str | None = None,
     record_url: str | None = None,
 ) -> FinalCall | None:
     """A `finished` webhook or a `get_calls` record as a final call; None for internal calls
@@ -178,12 +177,11 @@ def final_call(
     if start is not None:
         started_at, start_source = clock.iso(start), StartSource.PBX
     else:
+        # Counted back from the receipt; core/record.py prefers the receipt of the call's first
+        # event (its `incoming` webhook) when that came.
         flags.add(Flag.START_UNPARSED.value)
-        if first_event_at:
-            started_at, start_source = first_event_at, StartSource.FIRST_EVENT
-        else:
-            started_at = clock.iso(received - timedelta(seconds=talk + waiting))
-            start_source = StartSource.RECEIPT_MINUS_DURATION
+        started_at = clock.iso(received - timedelta(seconds=talk + waiting))
+        start_source = StartSource.RECEIPT_MINUS_DURATION
 
     num_m = _text(fields, "num_m")
     extra: dict[str, Any] = {

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from callbridge.core.accounts import Account
 from callbridge.core.webhooks import PbxWebhooks, Webhook, WebhookAnswer, WebhookRefused, WebhookRequest, WebhookRoute
-from callbridge.infra.observability import bind, logger
+from callbridge.infra.observability import bind_more, logger
 from callbridge.pbx.telediscount.protocol import SOURCE, BadRecord
 
 INCOMING, FINISHED = "incoming", "finished"
@@ -30,7 +30,7 @@ def read(request: WebhookRequest) -> Webhook:
 
 def handle(account: Account, webhook: Webhook) -> WebhookAnswer:
     fields = webhook.fields
-    bind(account=account.id, call_id=fields.get("api_call_id"), telediscount_event=webhook.name)
+    bind_more(call_id=fields.get("api_call_id"), telediscount_event=webhook.name)
     from callbridge.pbx.telediscount.ingest import close_card, record_finished, record_incoming
 
     try:
