@@ -69,6 +69,8 @@ PRICES: dict[str, float] = {
     "s3_put": 0.005 / 1e3,  # PUT, COPY, POST, LIST
     "s3_get": 0.0004 / 1e3,  # GET, HEAD
     "s3_gb_month": 0.023,  # S3 Standard, first 50 TB
+    "internet_egress_gb": 0.09,  # data transfer out to the internet, first 10 TB/month
+    "dynamodb_gb_month": 0.25,  # table storage, Standard table class (indexes included)
     "logs_ingested_gb": 0.50,  # CloudWatch Logs standard ingestion
     "logs_stored_gb_month": 0.03,
     "custom_metric_month": 0.30,  # first 10,000 metrics
@@ -90,6 +92,29 @@ LOG_RETENTION_MONTHS = 1  # LogRetentionDays default 30
 AWS_CALL_MS = 8.0
 # Lambda's own lines per invocation (START, END, REPORT with the X-Ray trace id), as AWS writes them.
 PLATFORM_LOG_BYTES = 90 + 60 + 260
+
+# -- the floor ---------------------------------------------------------------------------------
+# What a minimal correct bridge on API Gateway + Lambda + DynamoDB + S3 must pay per call: every
+# webhook is one HTTP API request and one invocation of a minimal handler (it parses the form and
+# writes one item under 1 KB: one WRU, FLOOR_INVOCATION_MS billed at FLOOR_MEMORY_MB), every recording
+# one S3 PUT, every call one CRM request waited for by one invocation. Recording storage and playback
+# egress depend on the owner's retention and listening, not on the bridge: they are separate lines,
+# on both sides, and left out of the ratio.
+FLOOR_MEMORY_MB = 128
+FLOOR_INVOCATION_MS = 10
+FLOOR_CRM_WAIT_MS = 200
+# A scheduled run (drain, sweep, reconciliation, user sync) with nothing or little to do: billed at
+# the function's configured memory for this long (the drain measured 0.4 s for 10 calls here).
+SCHEDULED_RUN_MS = 300
+# What a settle message costs when SQS hands it over after its delay (after the day here): its
+# receive and delete, one invocation of SettleFunction that reads the call (consistent, under 4 KB)
+# and finds it final.
+SETTLE_RUN_MS = 2 * 8 + 5
+# DynamoDB's per-item storage overhead (docs: "Item sizes and formats": 100 bytes per item and per
+# index entry).
+ITEM_OVERHEAD_BYTES = 100
+# How long stored call items are counted: they never expire, so a year is a year's bill per call.
+ITEM_STORAGE_MONTHS = 12
 
 # -- the day -----------------------------------------------------------------------------------
 MIX = {"answered": 0.50, "group": 0.15, "missed": 0.20, "outgoing": 0.15}
@@ -200,6 +225,8 @@ class Meter:
     log_lines: Counter[str] = field(default_factory=Counter)  # by level, "metric" for EMF
     metrics: set[str] = field(default_factory=set)  # distinct name + dimensions
     external_bytes: int = 0  # to and from CRMs and recording servers
+    settle_messages: int = 0  # still delayed in the settle queue after the day: received later
+    item_bytes: int = 0  # the Calls table's items of the day's account after it, with index entries
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, **deltas: float) -> None:
@@ -645,11 +672,21 @@ def vpc_functions() -> set[str]:
 
 @dataclass
 class Model:
-    lines: dict[str, float]  # variable cost per call, by line item (USD)
+    lines: dict[str, float]  # variable cost per call, by line item (USD), the owner's lines aside
+    owner_lines: dict[str, float]  # per call, set by the owner's retention and playback
     fixed_monthly: dict[str, float]  # per month whatever the volume
     egress_lines: dict[str, float]  # extra per call with FixedEgress on
-    floor_per_call: float
+    floor: dict[str, float]  # per call, by term
     facts: dict[str, Any]
+
+    @property
+    def floor_per_call(self) -> float:
+        return sum(self.floor.values())
+
+    @property
+    def ratio(self) -> float:
+        """CallBridge's variable cost per call over the floor's, the owner's lines aside."""
+        return sum(self.lines.values()) / self.floor_per_call
 
 
 def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordings: int) -> Model:
@@ -682,8 +719,30 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
         # of each second and 5 % of the rest.
         "X-Ray traces (one per webhook)": day.api_requests * p["xray_trace"],
         "KMS (SSM SecureString reads)": meter.ssm_requests * p["kms_request"],
+        f"DynamoDB storage ({ITEM_STORAGE_MONTHS} months; items never expire)": meter.item_bytes
+        / 1e9
+        * p["dynamodb_gb_month"]
+        * ITEM_STORAGE_MONTHS,
+        "Settle messages after the day (SQS, SettleFunction)": meter.settle_messages
+        * (
+            2 * p["sqs_request"]
+            + p["lambda_request"]
+            + SETTLE_RUN_MS / 1000 * memory.get("SettleFunction", MEMORY_FLOOR_MB) / 1024 * p["lambda_gb_second_arm64"]
+            + p["dynamodb_rru"]
+        ),
     }
     per_call = {k: v / calls for k, v in lines.items()}
+    # The owner's lines: as long as recordings are kept, as often as they are played.
+    owner = {
+        f"S3 storage ({retention_months:.0f} months retention)": per_call.pop(
+            f"S3 storage ({retention_months:.0f} months retention)"
+        ),
+        "Playback egress (each recording played once)": recordings
+        * RECORDING_BYTES
+        / 1e9
+        * p["internet_egress_gb"]
+        / calls,
+    }
     nat_bytes = meter.external_bytes + recordings * RECORDING_BYTES + meter.vpc_aws_requests * 2000
     egress = {"NAT data processed": nat_bytes / 1e9 * p["nat_gb"] / calls}
     # Idle long polls of the SQS event source mappings: AWS runs 5 pollers per queue, 20 s waits.
@@ -692,10 +751,11 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
     fixed = {
         "custom metrics (distinct name+dimensions)": len(meter.metrics) * p["custom_metric_month"],
         "SQS idle long polls (5 pollers × 20 s × queues)": queues * 5 * 3 * 60 * HOURS_PER_MONTH * p["sqs_request"],
+        f"scheduled functions ({SCHEDULED_RUN_MS} ms a run)": scheduled_monthly(memory),
     }
     fixed_egress = {"NAT gateway + Elastic IP (one-az)": HOURS_PER_MONTH * (p["nat_hour"] + p["public_ipv4_hour"])}
     webhooks = sum(len(c.webhooks("x")) for c in day.planned)
-    floor = (webhooks * p["apigw_http_request"] + recordings * p["s3_put"]) / calls
+    floor = floor_terms(webhooks / calls, recordings / calls)
     info_lines = meter.log_lines.get("INFO", 0)
     facts = {
         "calls": calls,
@@ -722,7 +782,50 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
         "fixed_egress_monthly": fixed_egress,
         "nat_bytes": nat_bytes,
     }
-    return Model(per_call, fixed, egress, floor, facts)
+    facts["item_bytes_per_call"] = meter.item_bytes / calls
+    facts["settle_messages_after_day"] = meter.settle_messages
+    return Model(per_call, owner, fixed, egress, floor, facts)
+
+
+def floor_terms(webhooks: float, recordings: float) -> dict[str, float]:
+    """The floor per call, term by term (see FLOOR_MEMORY_MB): the owner's lines are not in it."""
+    p = PRICES
+    gb_s = FLOOR_MEMORY_MB / 1024 * p["lambda_gb_second_arm64"]
+    return {
+        "API Gateway request per webhook": webhooks * p["apigw_http_request"],
+        "Lambda request per webhook": webhooks * p["lambda_request"],
+        f"Lambda duration per webhook ({FLOOR_INVOCATION_MS} ms at {FLOOR_MEMORY_MB} MB)": webhooks
+        * FLOOR_INVOCATION_MS
+        / 1000
+        * gb_s,
+        "DynamoDB write per webhook (1 WRU)": webhooks * p["dynamodb_wru"],
+        "S3 PUT per recording": recordings * p["s3_put"],
+        f"CRM request per call (one invocation waiting {FLOOR_CRM_WAIT_MS} ms)": p["lambda_request"]
+        + FLOOR_CRM_WAIT_MS / 1000 * gb_s,
+    }
+
+
+def scheduled_monthly(memory: Mapping[str, int]) -> float:
+    """Every schedule of the template at its default rate, each run SCHEDULED_RUN_MS at its
+    function's memory: a month's runs whatever the volume."""
+    from callbridge_local.drivers import rate_seconds as parse
+    from callbridge_local.template import load_template
+
+    template = load_template(TEMPLATE)
+    defaults = {name: str(parameter.default) for name, parameter in template.parameters.items()}
+    total = 0.0
+    for function in template.functions.values():
+        for rule in function.schedule_events:
+            expression = rule.expression
+            if isinstance(expression, Mapping) and "Ref" in expression:
+                expression = defaults.get(str(expression["Ref"]), "")
+            period = parse(str(expression))
+            if not period:
+                continue
+            runs = HOURS_PER_MONTH * 3600 / period
+            gb_s = SCHEDULED_RUN_MS / 1000 * memory.get(function.logical_id, MEMORY_FLOOR_MB) / 1024
+            total += runs * (PRICES["lambda_request"] + gb_s * PRICES["lambda_gb_second_arm64"])
+    return total
 
 
 def _retention_days() -> float:
@@ -810,16 +913,22 @@ def render(model: Model, advice: list[dict[str, Any]], latency: dict[str, Any], 
         f"  day: {', '.join(f'{k} {v:.0%}' for k, v in MIX.items())}; {RECORDED_SHARE:.0%} with a recording of "
         f"{RECORDING_BYTES / 1e6:.2f} MB; two CRMs (MiniCRM, retailCRM), realtime; prices {PRICES_AS_OF}",
         "",
-        f"{'line item':<45} {'per 1,000 calls':>16} {'per 1,000,000 calls':>20} {'share':>6}",
+        f"{'line item':<55} {'per 1,000 calls':>16} {'per 1,000,000 calls':>20} {'share':>6}",
     ]
     total = sum(model.lines.values())
     for name, per_call in sorted(model.lines.items(), key=lambda kv: kv[1], reverse=True):
-        out.append(f"{name:<45} {money(per_call * 1e3):>16} {money(per_call * 1e6):>20} {per_call / total:>6.1%}")
-    out.append(f"{'total (variable)':<45} {money(total * 1e3):>16} {money(total * 1e6):>20}")
+        out.append(f"{name:<55} {money(per_call * 1e3):>16} {money(per_call * 1e6):>20} {per_call / total:>6.1%}")
+    out.append(f"{'total (variable), the owner lines aside':<55} {money(total * 1e3):>16} {money(total * 1e6):>20}")
+    out.append("the owner's lines (retention, playback; the same for any bridge):")
+    for name, per_call in model.owner_lines.items():
+        out.append(f"  {name:<53} {money(per_call * 1e3):>16} {money(per_call * 1e6):>20}")
+    owner = sum(model.owner_lines.values())
+    total += owner
+    out.append(f"{'total (variable)':<55} {money(total * 1e3):>16} {money(total * 1e6):>20}")
     fixed = sum(model.fixed_monthly.values())
     for name, monthly in model.fixed_monthly.items():
         out.append(f"  + per month, any volume: {name}: {money(monthly)}")
-    out.append(f"{'total, 1,000,000 calls in one month':<45} {'':>16} {money(total * 1e6 + fixed):>20}")
+    out.append(f"{'total, 1,000,000 calls in one month':<55} {'':>16} {money(total * 1e6 + fixed):>20}")
     egress_per_call = sum(model.egress_lines.values())
     egress_fixed = sum(facts["fixed_egress_monthly"].values())
     out.append(
@@ -829,19 +938,26 @@ def render(model: Model, advice: list[dict[str, Any]], latency: dict[str, Any], 
     )
     out += [
         "",
-        f"Protocol floor (the PBX's {facts['webhooks'] / facts['calls']:.2f} API requests per call + one S3 PUT "
-        f"per recording): {money(model.floor_per_call * 1e6)} per 1M calls; "
-        f"CallBridge is {total / model.floor_per_call:.2f}× the floor",
+        f"Floor: a minimal correct bridge on API Gateway + Lambda + DynamoDB + S3, per 1M calls "
+        f"({facts['webhooks'] / facts['calls']:.2f} webhooks and {facts['recordings'] / facts['calls']:.2f} "
+        "recordings per call; the owner's lines aside):",
+        *(f"  {name:<53} {money(per_call * 1e6):>20}" for name, per_call in model.floor.items()),
+        f"  {'floor':<53} {money(model.floor_per_call * 1e6):>20}",
+        f"CallBridge is {model.ratio:.2f}× the floor, the owner's lines aside "
+        f"({(total) / (model.floor_per_call + owner):.2f}× with them on both sides)",
         "Top three line items: "
         + "; ".join(
             f"{name} ({per_call / total:.0%})"
-            for name, per_call in sorted(model.lines.items(), key=lambda kv: kv[1], reverse=True)[:3]
+            for name, per_call in sorted(
+                {**model.lines, **model.owner_lines}.items(), key=lambda kv: kv[1], reverse=True
+            )[:3]
         ),
         "",
         f"Per call: {facts['invocations'] / facts['calls']:.2f} Lambda invocations, "
         f"{facts['gb_seconds'] / facts['calls'] * 1000:.1f} GB-ms, {facts['wru'] / facts['calls']:.1f} WRU, "
         f"{facts['rru'] / facts['calls']:.1f} RRU, {facts['sqs_requests'] / facts['calls']:.2f} SQS requests, "
-        f"{facts['log_bytes_per_call']:.0f} log bytes",
+        f"{facts['log_bytes_per_call']:.0f} log bytes, {facts['item_bytes_per_call']:.0f} bytes kept in DynamoDB, "
+        f"{facts['settle_messages_after_day'] / facts['calls']:.2f} settle messages after the day",
         f"Log lines per call: {facts['info_lines_per_call']:.2f} INFO; all by level: "
         + ", ".join(f"{k} {v / facts['calls']:.2f}" for k, v in sorted(facts["log_lines"].items())),
         f"Invocations: {', '.join(f'{k} {v}' for k, v in facts['invocations_by_function'].items())}",
@@ -996,6 +1112,7 @@ def run(args: argparse.Namespace, machine: str) -> dict[str, Any]:
                     # (the batch phase) can lose them.
                     meter.on = False
                     realtime = realtime_latency(arrivals, day, planned)
+                    after_the_day(meter, ACCOUNT)
                     realtime["load_at_end"] = load_average()
                     print(render_realtime(realtime, window_s, windows_waited), file=saved_stdout, flush=True)
                     write_json(args.json, {"machine": machine, "complete": False, "latency": {"realtime": realtime}})
@@ -1038,6 +1155,39 @@ def run(args: argparse.Namespace, machine: str) -> dict[str, Any]:
             "worst_s": period + batch,
         }
     return {"model": model, "advice": advice, "latency": latency, "batch_error": batch_error}
+
+
+def after_the_day(meter: Meter, account: str) -> None:
+    """What the day leaves behind, read uncounted: the bytes its account's items keep in the Calls
+    table (with their index entries), and the settle messages SQS still holds back (each answered
+    call queues one for HistoryQuietSeconds; they arrive after the day and find the call final)."""
+    from callbridge.infra import aws
+    from callbridge.infra.settings import get_settings
+
+    settings = get_settings()
+    client = aws.dynamodb()
+    described = client.describe_table(TableName=settings.calls_table)["Table"]
+    indexes = [
+        (next(k["AttributeName"] for k in i["KeySchema"] if k["KeyType"] == "HASH"), i["Projection"]["ProjectionType"])
+        for i in described.get("GlobalSecondaryIndexes", [])
+    ]
+    stored = 0
+    pages = client.get_paginator("scan").paginate(TableName=settings.calls_table)
+    for page in pages:
+        for item in page.get("Items", []):
+            if account not in str(item.get("pk", {}).get("S", "")):
+                continue
+            size = item_size(item)
+            stored += size + ITEM_OVERHEAD_BYTES
+            for partition, projection in indexes:
+                if partition in item:
+                    stored += (size if projection == "ALL" else 64) + ITEM_OVERHEAD_BYTES
+    attributes = aws.sqs().get_queue_attributes(
+        QueueUrl=settings.settle_queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    waiting = sum(int(v) for v in attributes.values())
+    meter.add(item_bytes=stored, settle_messages=waiting)
 
 
 def realtime_latency(arrivals: Arrivals, day: DayResult, planned: Sequence[PlannedCall]) -> dict[str, Any]:
@@ -1133,9 +1283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "complete": result["batch_error"] is None,
             "prices_as_of": PRICES_AS_OF,
             "per_call": model.lines,
+            "owner_per_call": model.owner_lines,
             "fixed_monthly": model.fixed_monthly,
             "egress_per_call": model.egress_lines,
-            "floor_per_call": model.floor_per_call,
+            "floor_per_call": model.floor,
+            "floor_total_per_call": model.floor_per_call,
+            "ratio_owner_lines_aside": model.ratio,
             "facts": model.facts,
             "memory": result["advice"],
             "latency": result["latency"],
