@@ -589,7 +589,12 @@ class DayResult:
     wall_s: float
 
 
-def drive_day(base_url: str, planned: list[PlannedCall], link: str, meter: Meter, workers: int = 4) -> DayResult:
+def drive_day(
+    base_url: str, planned: list[PlannedCall], link: str, meter: Meter, *, rate: float, workers: int = 8
+) -> DayResult:
+    """The day's calls, call i starting i / `rate` seconds in (its webhooks back to back, as the PBX
+    sends them): a paced day, so that hang-up → CRM is measured at a stated load, not at whatever an
+    unpaced burst saturates."""
     import httpx
 
     hangup_at: dict[str, float] = {}
@@ -599,8 +604,10 @@ def drive_day(base_url: str, planned: list[PlannedCall], link: str, meter: Meter
 
     with httpx.Client(base_url=base_url, timeout=60) as client:
 
-        def one(call: PlannedCall) -> None:
+        def one(index_call: tuple[int, PlannedCall]) -> None:
             nonlocal requests
+            index, call = index_call
+            time.sleep(max(0.0, started + index / rate - time.monotonic()))
             hooks = call.webhooks(link)
             for position, fields in enumerate(hooks):
                 if position == len(hooks) - 1:
@@ -618,7 +625,7 @@ def drive_day(base_url: str, planned: list[PlannedCall], link: str, meter: Meter
         started = time.monotonic()
         meter.on = True
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(one, planned))
+            list(pool.map(one, enumerate(planned)))
     return DayResult(planned, hangup_at, requests, time.monotonic() - started)
 
 
@@ -699,6 +706,7 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
     platform_bytes = PLATFORM_LOG_BYTES * len(meter.invocations)
     log_gb = (meter.log_bytes + platform_bytes) / 1e9
     retention_months = _retention_days() / 30
+    tracing = template_defaults("Tracing")["Tracing"]
     lines = {
         "API Gateway requests": day.api_requests * p["apigw_http_request"],
         "Lambda requests": len(meter.invocations) * p["lambda_request"],
@@ -714,10 +722,10 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
         * retention_months,
         "CloudWatch Logs ingested": log_gb * p["logs_ingested_gb"],
         "CloudWatch Logs stored": log_gb * p["logs_stored_gb_month"] * LOG_RETENTION_MONTHS,
-        # A webhook's invocation starts a trace (HTTP APIs do not trace); the queue-driven ones
-        # continue the trace of the message they got. Upper bound: Lambda records the first request
-        # of each second and 5 % of the rest.
-        "X-Ray traces (one per webhook)": day.api_requests * p["xray_trace"],
+        # With Tracing=Active a webhook's invocation starts a trace (HTTP APIs do not trace); the
+        # queue-driven ones continue the trace of the message they got. Upper bound: Lambda records
+        # the first request of each second and 5 % of the rest. PassThrough (the default) records none.
+        f"X-Ray traces (Tracing={tracing})": (day.api_requests if tracing == "Active" else 0) * p["xray_trace"],
         "KMS (SSM SecureString reads)": meter.ssm_requests * p["kms_request"],
         f"DynamoDB storage ({ITEM_STORAGE_MONTHS} months; items never expire)": meter.item_bytes
         / 1e9
@@ -1002,8 +1010,8 @@ def render_realtime(rt: Mapping[str, Any], window_s: float, windows_waited: bool
         )
     return "\n".join(
         [
-            f"Hang-up → CRM, realtime (last webhook sent → the CRM has the call; {rt['n']} calls × 2 CRMs; "
-            f"reached: {reached}; load {rt['load_at_end']} at the end):",
+            f"Hang-up → CRM, realtime (last webhook sent → the CRM has the call; {rt['n']} calls × 2 CRMs, "
+            f"paced at {rt.get('rate', 0):g} calls/s; reached: {reached}; load {rt['load_at_end']} at the end):",
             f"  all: p50 {rt['p50']:.2f} s, p99 {rt['p99']:.2f} s, max {rt['max']:.2f} s",
             f"  without recording p50 {rt['unrecorded_p50']:.2f} s / p99 {rt['unrecorded_p99']:.2f} s; "
             f"with recording p50 {rt['recorded_p50']:.2f} s / p99 {rt['recorded_p99']:.2f} s",
@@ -1104,7 +1112,7 @@ def run(args: argparse.Namespace, machine: str) -> dict[str, Any]:
             runtime.start()
             try:
                 print(f"  local runtime up at {runtime.base_url}; driving {args.calls} calls", file=sys.stderr)
-                day = drive_day(runtime.base_url, planned, link, meter)
+                day = drive_day(runtime.base_url, planned, link, meter, rate=args.rate)
                 try:
                     wait_for_crms(arrivals, planned, timeout=args.timeout)
                 finally:
@@ -1114,6 +1122,7 @@ def run(args: argparse.Namespace, machine: str) -> dict[str, Any]:
                     realtime = realtime_latency(arrivals, day, planned)
                     after_the_day(meter, ACCOUNT)
                     realtime["load_at_end"] = load_average()
+                    realtime["rate"] = args.rate
                     print(render_realtime(realtime, window_s, windows_waited), file=saved_stdout, flush=True)
                     write_json(args.json, {"machine": machine, "complete": False, "latency": {"realtime": realtime}})
                 if args.realtime_only:
@@ -1123,7 +1132,7 @@ def run(args: argparse.Namespace, machine: str) -> dict[str, Any]:
                         f"  day driven in {day.wall_s:.0f} s; batch account, {args.batch_calls} calls", file=sys.stderr
                     )
                     try:
-                        batch = _batch_phase(runtime.base_url, batch_planned, link, batch_arrivals)
+                        batch = _batch_phase(runtime.base_url, batch_planned, link, batch_arrivals, args.rate)
                     except CostError as error:  # the realtime day's figures still stand
                         batch_error = str(error)
             finally:
@@ -1220,12 +1229,12 @@ def realtime_latency(arrivals: Arrivals, day: DayResult, planned: Sequence[Plann
     }
 
 
-def _batch_phase(base_url: str, planned: list[PlannedCall], link: str, arrivals: Arrivals) -> float:
+def _batch_phase(base_url: str, planned: list[PlannedCall], link: str, arrivals: Arrivals, rate: float) -> float:
     """A batch-mode account's calls, its queues (recordings) worked off, then one scheduled drain:
     the drain's duration is what a call waits beyond the schedule's period at worst."""
     import httpx
 
-    drive_day(base_url, planned, link, Meter())
+    drive_day(base_url, planned, link, Meter(), rate=rate)
     with httpx.Client(base_url=base_url, timeout=300) as client:
         # What is due now (delayed=0): every answered call also queued its settle, which SQS holds
         # back HistoryQuietSeconds (15 minutes) in case its history never comes. Here every call's
@@ -1258,6 +1267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-calls", type=int, default=100, help="calls of the batch account (default 100)")
     parser.add_argument(
         "--realtime-only", action="store_true", help="skip the batch account's phase (its calls and the drain)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2.0, help="calls started per second, paced (default 2: a busy office's hour)"
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the CRMs (default 300)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "cost-latest.json")

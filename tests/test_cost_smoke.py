@@ -1,0 +1,73 @@
+"""bench/cost.py (make bench-cost) end to end at a smoke size, in the test command so that it cannot
+silently break again: a paced day through the local runtime reaches both CRMs, and the model prints
+the floor term by term, the owner's lines apart, and the ratio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_benchmark_smoke import _stop_process_group
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 180
+CALLS, BATCH_CALLS = 12, 6
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_small_paced_day_prints_the_floor_and_the_ratio(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in ("layers/common/python", "functions", "tools"))
+    result = tmp_path / "cost.json"
+    command = [sys.executable, str(ROOT / "bench" / "cost.py"), "--calls", str(CALLS), "--batch-calls",
+               str(BATCH_CALLS), "--rate", "4", "--timeout", "90", "--json", str(result)]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        try:
+            output, _ = process.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _stop_process_group(process)
+            output, _ = process.communicate(timeout=10)
+            pytest.fail(f"bench/cost.py still running after {TIMEOUT} s; output:\n{output}")
+    finally:
+        _stop_process_group(process)
+
+    assert process.returncode == 0, output
+    figures = json.loads(result.read_text(encoding="utf-8"))
+    assert figures["complete"] is True
+    assert figures["latency"]["realtime"]["reached"] == {"minicrm": CALLS, "retailcrm": CALLS}
+    assert figures["latency"]["realtime"]["rate"] == 4
+    assert figures["latency"]["batch"]["calls"] == BATCH_CALLS
+
+    floor = figures["floor_per_call"]
+    assert {"API Gateway request per webhook", "DynamoDB write per webhook (1 WRU)", "S3 PUT per recording"} <= set(
+        floor
+    )
+    assert all(value > 0 for value in floor.values())
+    assert figures["floor_total_per_call"] == pytest.approx(sum(floor.values()))
+    # Recording storage and playback are the owner's: apart, and not in the ratio.
+    assert any(name.startswith("S3 storage") for name in figures["owner_per_call"])
+    assert not any(name.startswith("S3 storage") for name in figures["per_call"])
+    assert figures["ratio_owner_lines_aside"] == pytest.approx(
+        sum(figures["per_call"].values()) / figures["floor_total_per_call"]
+    )
+    assert any(name.startswith("DynamoDB storage") for name in figures["per_call"])
+    assert figures["facts"]["item_bytes_per_call"] > 0
+    for term in floor:
+        assert term in output, term
+    assert "× the floor, the owner's lines aside" in output
