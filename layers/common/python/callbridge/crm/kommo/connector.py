@@ -143,12 +143,12 @@ class KommoConnector:
         pending = [r for r in batch if r.delivery not in results]
         if not pending:
             return [results[r.delivery] for r in batch]
-        self._account()
-        unsure = [r for r in pending if states[r.delivery].get(SENT)]
-        if unsure:
-            self._recover(unsure, states, results)
-        todo = [r for r in pending if r.delivery not in results]
         try:
+            self._account()
+            unsure = [r for r in pending if states[r.delivery].get(SENT)]
+            if unsure:
+                self._recover(unsure, states, results)
+            todo = [r for r in pending if r.delivery not in results]
             refused = self._add_calls(todo, states, results) if todo else []
             if refused:
                 self._unknown(refused, states, results)
