@@ -25,9 +25,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from callbridge.crm.kommo.api import RATE_PER_SECOND
 from callbridge.crm.kommo.settings import KommoApp, KommoSettings
 from callbridge.infra import aws, secrets
-from callbridge.infra.http import AddressRefused, HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError
+from callbridge.infra.http import (
+    AddressRefused,
+    HttpPeer,
+    PermanentHttpError,
+    RetryPolicy,
+    TransientHttpError,
+    limiter,
+)
 from callbridge.infra.observability import logger
 
 REFRESH_MARGIN_S = 300.0  # an access token this close to its end is refreshed before use
@@ -87,8 +95,10 @@ def grant(settings: KommoSettings, grant_type: str, *, timeout_s: float = 10.0, 
     SSM instead of asking twice with a token that may be spent."""
     app = _app(settings)
     secret = app.client_secret.get_secret_value()
+    # The token endpoint is on the account's host and counts towards its 7 requests a second.
+    bucket = limiter(f"kommo:{settings.host.lower()}", RATE_PER_SECOND, burst=1)
     peer = HttpPeer("kommo-oauth", settings.base_url, timeout_s=timeout_s, retry=RetryPolicy(attempts=1),
-                    secrets=(secret, *values.values()), trusted_hosts=settings.trusted_hosts)  # fmt: skip
+                    rate_limiter=bucket, secrets=(secret, *values.values()), trusted_hosts=settings.trusted_hosts)  # fmt: skip
     body = {"client_id": app.client_id, "client_secret": secret, "grant_type": grant_type,
             "redirect_uri": app.redirect_uri, **values}  # fmt: skip
     try:
