@@ -183,8 +183,6 @@ def test_a_task_whose_answer_was_lost_is_found_by_its_marker_not_made_twice(appl
 
 
 def test_an_unknown_callers_task_goes_on_his_incoming_lead(applied: Applied) -> None:
-    from tests.integration.test_kommo import TOKEN as _  # noqa: F401  (the delivery module's tests run alike)
-
     applied.apply(callbacks={"mode": "unknown_numbers"})
     account = accounts.get_account(applied.account)
     tasks = registry.crm_capability("kommo", CallbackTasks)
