@@ -15,7 +15,7 @@ every request against our notes:
 - `GET/POST /api/v4/contacts` (`query` searches names and phones), `GET /api/v4/{entity}/notes`
   (`filter[updated_at][from]`), `POST /api/v4/leads/notes`, `POST /api/v2/events` (the ringing
   notification), `GET /api/v4/users`, `GET/POST /api/v4/tasks`, `PATCH /api/v4/tasks/{id}`,
-  `GET /api/v4/account`;
+  `GET /api/v4/account`; `reject_lead()` is a manager rejecting an incoming lead (amoCRM deletes it);
 - faults: `fail_after_save[path] = n` makes the next n requests to `path` do their work and then
   answer 500 (the answer lost after saving); `refuse_phones` holds numbers a contact has but whose
   calls amoCRM refuses (a card closed to the integration's user).
@@ -123,6 +123,8 @@ class FakeKommo:
                 for n in self.notes if n["note_type"] in ("call_in", "call_out")
             ]  # fmt: skip
             for entry in self.unsorted:
+                if entry["status"] == "declined":
+                    continue
                 meta = entry["metadata"]
                 lead = self.leads[entry["_embedded"]["leads"][0]["id"]]
                 found.append({
@@ -132,6 +134,15 @@ class FakeKommo:
                     "created_by": lead.get("responsible_user_id"), "entity": f"leads:{lead['id']}", "via": "unsorted",
                 })  # fmt: skip
             return found
+
+    def reject_lead(self, lead_id: int) -> None:
+        """A manager rejects an incoming lead: amoCRM deletes it, its contact and its calls."""
+        with self._lock:
+            for entry in self.unsorted:
+                if entry["_embedded"]["leads"][0]["id"] == lead_id:
+                    entry["status"] = "declined"
+            self.leads.pop(lead_id, None)
+            self.notes = [n for n in self.notes if (n["entity_type"], n["entity_id"]) != ("leads", lead_id)]
 
     def authorize(self) -> str:
         """An authorization code, as amoCRM hands the browser after an administrator's consent."""

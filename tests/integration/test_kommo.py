@@ -191,6 +191,16 @@ def test_a_lost_note_answer_on_an_incoming_lead_is_not_added_twice(amo: Account)
     assert uniqs(amo.fake) == sorted([first["call_id"], second["call_id"]])
 
 
+def test_a_caller_whose_incoming_lead_was_rejected_gets_a_new_one(amo: Account) -> None:
+    first, second = day(amo.account)
+    second.update(phone=first["phone"])
+    assert kinds(amo.send([first])) == ["ok"]
+    amo.fake.reject_lead(amo.fake.unsorted[0]["_embedded"]["leads"][0]["id"])
+    assert kinds(amo.send([second])) == ["ok"]
+    assert [u["status"] for u in amo.fake.unsorted] == ["declined", "pending"]
+    assert uniqs(amo.fake) == [second["call_id"]] and amo.fake.filed()[0]["via"] == "unsorted"
+
+
 def test_unknown_numbers_skip_stores_nothing_and_settles(amo: Account) -> None:
     calls = day(amo.account)
     results = amo.send(calls, unknown_numbers="skip")

@@ -42,6 +42,7 @@ from callbridge.crm.kommo.settings import KommoSettings
 from callbridge.crm.kommo.users import user_id
 from callbridge.infra import clock
 from callbridge.infra.http import RetryPolicy, UnexpectedAnswer
+from callbridge.infra.observability import logger
 from callbridge.store import crm_calls
 from callbridge.store.updates import Update
 
@@ -289,8 +290,20 @@ class KommoConnector:
                 )
                 return
         if caller.get(LEAD):
-            self._onto_lead(record, states, results, str(caller[LEAD]))
-            return
+            lead = str(caller[LEAD])
+            try:
+                self._onto_lead(record, states, results, lead)
+                return
+            except KommoError as exc:
+                # A lead amoCRM no longer takes calls on (a manager rejected the incoming lead):
+                # forgotten, and this call makes the caller's new incoming lead.
+                self._not_sent([record], states)
+                logger().info("the caller's incoming lead takes no more calls: a new one is made",
+                              extra={"call_id": record.delivery, "error": exc.reason})  # fmt: skip
+                forget = Update().set(**{OWNER: record.delivery}).remove(LEAD).bind({"#l": LEAD}, lead=lead)
+                if not crm_calls.update(account, key, crm, forget, "#l = :lead"):
+                    results[record.delivery] = RecordResult("transient", "the caller's incoming lead changed meanwhile")
+                    return
         self._sending([record], states, "unsorted")
         lead = self._unsorted(call)
         crm_calls.update(account, key, crm, Update().set_if_absent(**{LEAD: lead}))
