@@ -23,22 +23,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from callbridge.crm.base import CONFIG_STATUSES
+from callbridge.crm.kommo.limits import RATE_PER_SECOND, bucket
 from callbridge.infra.http import (
     HttpPeer,
     PermanentHttpError,
     RetryPolicy,
     TransientHttpError,
     UnexpectedAnswer,
-    limiter,
 )
 
 if TYPE_CHECKING:
     from callbridge.crm.kommo.oauth import TokenStore
     from callbridge.crm.kommo.settings import KommoSettings
 
-# Below the documented 7 a second: our clock and amoCRM's window never line up exactly, and an 8th
-# request in amoCRM's second is a 429 for every client of the account.
-RATE_PER_SECOND = 6.0
 PAGE = 250  # amoCRM's largest page and largest add
 # Configuration problems: 402 is an unpaid account, which the operator (not the record) must fix.
 CONFIG = CONFIG_STATUSES | {402}
@@ -88,12 +85,12 @@ class KommoApi:
         base = base_url.rstrip("/")
         self.token = token
         self.auth = auth
-        bucket = limiter(f"kommo:{urlsplit(base).netloc.lower()}", rate_per_second, burst=1)
+        shared = bucket(urlsplit(base).netloc, rate_per_second)
         secrets = (token,) if token else ()
-        self.peer = HttpPeer("kommo", base, timeout_s=timeout_s, retry=retry, rate_limiter=bucket,
+        self.peer = HttpPeer("kommo", base, timeout_s=timeout_s, retry=retry, rate_limiter=shared,
                              secrets=secrets, **peer_options)  # fmt: skip
         self.retry = self.peer.retry
-        self._once = HttpPeer("kommo", base, timeout_s=timeout_s, retry=RetryPolicy(attempts=1), rate_limiter=bucket,
+        self._once = HttpPeer("kommo", base, timeout_s=timeout_s, retry=RetryPolicy(attempts=1), rate_limiter=shared,
                               secrets=secrets, **peer_options)  # fmt: skip
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from callbridge.crm.kommo.api import RATE_PER_SECOND
+from callbridge.crm.kommo.limits import bucket
 from callbridge.crm.kommo.settings import KommoApp, KommoSettings
 from callbridge.infra import aws, secrets
 from callbridge.infra.http import (
@@ -34,7 +34,6 @@ from callbridge.infra.http import (
     PermanentHttpError,
     RetryPolicy,
     TransientHttpError,
-    limiter,
 )
 from callbridge.infra.observability import logger
 
@@ -96,9 +95,8 @@ def grant(settings: KommoSettings, grant_type: str, *, timeout_s: float = 10.0, 
     app = _app(settings)
     secret = app.client_secret.get_secret_value()
     # The token endpoint is on the account's host and counts towards its 7 requests a second.
-    bucket = limiter(f"kommo:{settings.host.lower()}", RATE_PER_SECOND, burst=1)
     peer = HttpPeer("kommo-oauth", settings.base_url, timeout_s=timeout_s, retry=RetryPolicy(attempts=1),
-                    rate_limiter=bucket, secrets=(secret, *values.values()), trusted_hosts=settings.trusted_hosts)  # fmt: skip
+                    rate_limiter=bucket(settings.host), secrets=(secret, *values.values()), trusted_hosts=settings.trusted_hosts)  # fmt: skip
     body = {"client_id": app.client_id, "client_secret": secret, "grant_type": grant_type,
             "redirect_uri": app.redirect_uri, **values}  # fmt: skip
     try:
