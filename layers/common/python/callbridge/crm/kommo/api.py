@@ -30,6 +30,7 @@ from callbridge.infra.http import (
     RetryPolicy,
     TransientHttpError,
     UnexpectedAnswer,
+    mask_secrets,
 )
 
 if TYPE_CHECKING:
@@ -133,7 +134,10 @@ class KommoApi:
         except PermanentHttpError as exc:
             if exc.status == 401 and self.auth is not None:
                 raise _StaleToken() from None
-            words = problem(exc.body) or exc.reason
+            # An OAuth access token changes, so the peer does not know it: masked here, should an
+            # answer ever echo our request.
+            words = mask_secrets(problem(exc.body) or exc.reason, [token])
+            exc.body = mask_secrets(exc.body, [token])
             if exc.status in CONFIG:
                 raise TransientHttpError("kommo", method, path, f"HTTP {exc.status}: {words}"[:300],
                                          status=exc.status) from None  # fmt: skip
