@@ -1,4 +1,4 @@
-"""A threaded HTTP server on 127.0.0.1 for fake CRMs: GET, POST and PUT, the raw body handed to the fake.
+"""A threaded HTTP server on 127.0.0.1 for fake CRMs: GET, POST, PUT and PATCH, the raw body handed to the fake.
 Run as a context manager: stopped on exit, even on failure. With `Faults`, a share of the requests
 never reach the fake and get what a broken CRM or a proxy in front of it answers instead."""
 
@@ -118,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = _serve
     do_POST = _serve
     do_PUT = _serve
+    do_PATCH = _serve
 
 
 @contextmanager

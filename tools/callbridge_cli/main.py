@@ -23,6 +23,7 @@ COMMAND_GROUPS: dict[str, str] = {
     "users": "callbridge_cli.commands.users",
     "retailcrm": "callbridge_cli.commands.retailcrm",
     "bitrix24": "callbridge_cli.commands.bitrix24",
+    "kommo": "callbridge_cli.commands.kommo",
     "smoke": "callbridge_cli.commands.smoke",
 }
 

@@ -54,6 +54,7 @@ CRM: dict[str, str] = {
     "minicrm": "callbridge.crm.minicrm",
     "retailcrm": "callbridge.crm.retailcrm",
     "bitrix24": "callbridge.crm.bitrix24",
+    "kommo": "callbridge.crm.kommo",
 }
 
 
