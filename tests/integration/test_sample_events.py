@@ -46,7 +46,7 @@ EXPECTED: dict[str, Any] = {
     "RecordingsFunction.signed-expired.json": (401, {"error": "Invalid or expired signature"}),
     # An unknown call: nothing to fetch, the message is done with.
     "RecordingFetchFunction.json": {"batchItemFailures": []},
-    # Click-to-call (docs/clicktocall.md): the demo account has no retailCRM and no API key, so both are refused
+    # Click-to-call (docs/clicktocall.md): the demo account has no retailCRM, and the sample sends no API key, so both are refused
     # before any PBX is asked.
     "MakeCallFunction.retailcrm-wrong-client-id.json": (401, {"error": "Invalid clientId"}),
     "MakeCallFunction.api-without-key.json": (401, {"error": "Invalid credentials"}),
