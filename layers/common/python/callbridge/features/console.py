@@ -21,8 +21,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account
+from callbridge.core.config import STORED_SECRET
 from callbridge.core.handoff import send_messages
-from callbridge.infra import aws, clock
+from callbridge.infra import aws, clock, secrets
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.store import call_pages, health, users
@@ -35,7 +36,7 @@ _ACTIVITY = ("last_event_at", "updated_at", "finalized_at", "created_at")
 # A key whose value is a secret, whatever section it is in: masked even where the stored config
 # kept a value (it keeps none: the secrets live in SSM; this is the second lock).
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_key|apikey|client_id|signing|credential)", re.I)
-MASK = "**********"
+MASK = "**********"  # as pydantic shows a secret
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -169,9 +170,28 @@ def masked(value: Any, key: str = "") -> Any:
 
 def account_settings(account: Account) -> dict[str, Any]:
     """The account's settings as applied, every secret masked. The stored config holds no secret
-    (they live in SSM: infra/secrets.py); the ones it names show as MASK, and so does any value under
-    a secret-looking key."""
-    return {"account": account.id, "settings": masked(account.config)}
+    (they live in SSM: infra/secrets.py): the typed view of it has a placeholder for each, shown as
+    MASK, so the operator sees which are set without seeing one; so is any value under a
+    secret-looking key. The API keys are not stored at all; one is set, since it signed this request.
+    The contacts directory is left out: it is data, not a setting, and can be long."""
+    typed = account.settings.model_dump(mode="json", exclude={"contacts"})
+    typed["api_keys"] = MASK
+    # Which secrets the account has in SSM, by name: the values are read with them (one request,
+    # cached as for every credential check) and dropped here.
+    names = sorted(secrets.account_secrets(account.id, version=account.version))
+    return {
+        "account": account.id,
+        "settings": masked(_placeholders_masked(typed)),
+        "secrets": dict.fromkeys(names, MASK),
+    }
+
+
+def _placeholders_masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _placeholders_masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placeholders_masked(v) for v in value]
+    return MASK if value in (STORED_SECRET, MASK) else value
 
 
 # -- redelivery -------------------------------------------------------------------------------------

@@ -431,9 +431,12 @@ export async function settingsScreen(main) {
     problem(main, error);
     return;
   }
-  const rows = flatten(body.settings, "", []).map(([key, value]) => h("tr", {}, h("th", { scope: "row" }, key), h("td", {}, value)));
+  const row = ([key, value]) => h("tr", {}, h("th", { scope: "row" }, key), h("td", {}, value));
+  const secretRows = Object.entries(body.secrets).map(row);
   main.append(
     h("p", { class: "note" }, `Account ${session().account} as applied. Every secret is masked; secrets live in the deployment's parameter store.`),
-    table("The account's settings", ["Setting", "Value"], rows),
+    table("The account's settings", ["Setting", "Value"], flatten(body.settings, "", []).map(row)),
+    h("h2", {}, "Secrets set"),
+    secretRows.length ? table("The account's secrets, by name (values never shown)", ["Secret", "Value"], secretRows) : h("p", {}, "None."),
   );
 }
