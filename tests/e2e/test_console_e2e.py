@@ -40,7 +40,7 @@ from tests.fakes.minicrm import FakeMiniCrm
 from tests.integration.recording_server import RecordingServer, Reply
 from tests.support import form, seed_history, trusting_fakes_yaml
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where the browser tests leave a picture of each screen (README, "Operator console").
@@ -326,6 +326,8 @@ def expect(locator: Any) -> Any:
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (make test does)")
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         # A persistent context on a fresh, empty profile directory: the user data dir is ours.
         context = playwright.chromium.launch_persistent_context(
