@@ -228,7 +228,13 @@ def _live(until: Any, now: datetime) -> bool:
     return bool(until) and clock.parse_iso(str(until)) > now
 
 
-def _decide(item: dict[str, Any], crm: str, now: datetime) -> Redelivery:
+def _waited(now: datetime) -> datetime:
+    """A redelivery asked for before this and still not taken by a worker is taken for lost (its
+    message never came through): a worker's lease is the longest a taken one waits."""
+    return now - timedelta(seconds=get_settings().delivery_lease_s)
+
+
+def _decide(item: dict[str, Any], crm: str, now: datetime, lost_before: datetime) -> Redelivery:
     """What a redelivery of `item` does now, in words the page shows before the click."""
     state = str(item.get("state") or "")
     if state == store.DELIVERED:
@@ -253,9 +259,8 @@ def _decide(item: dict[str, Any], crm: str, now: datetime) -> Redelivery:
             return Redelivery(
                 crm, state, "none", "in_progress", f"A worker is sending this call to {crm} right now: wait for it."
             )
-        stale = now - timedelta(seconds=get_settings().delivery_lease_s)
         asked = item.get("redelivery_at")
-        if asked and clock.parse_iso(str(asked)) >= stale:
+        if asked and clock.parse_iso(str(asked)) >= lost_before:
             return Redelivery(
                 crm,
                 state,
@@ -285,25 +290,26 @@ def _decide(item: dict[str, Any], crm: str, now: datetime) -> Redelivery:
 
 def plan(account: Account, call_id: str, crm: str) -> Redelivery:
     """What `redeliver` would do now; NotFound for an unknown call, CRM or delivery."""
-    return _decide(_delivery(account, call_id, crm), crm, clock.now())
+    now = clock.now()
+    return _decide(_delivery(account, call_id, crm), crm, now, _waited(now))
 
 
 def redeliver(account: Account, call_id: str, crm: str) -> Redelivery:
     """Send the call to the CRM again, once (see the module's docstring)."""
     now = clock.now()
     item = _delivery(account, call_id, crm)
-    decided = _decide(item, crm, now)
+    decided = _decide(item, crm, now, _waited(now))
     if decided.action != "send":
         return decided
     if decided.state == store.PENDING:
-        stale = now - timedelta(seconds=get_settings().delivery_lease_s)
-        taken = store.redeliver_pending(account.id, call_id, crm, now, stale)
+        taken = store.redeliver_pending(account.id, call_id, crm, now, _waited(now))
     else:
         taken = store.redeliver_parked(account.id, call_id, crm, now)
     if not taken:
         # Another request (the second click) or a worker changed it between our read and our write:
         # say what it is now, and queue nothing.
-        return _decide(_delivery(account, call_id, crm), crm, clock.now())
+        later = clock.now()
+        return _decide(_delivery(account, call_id, crm), crm, later, _waited(later))
     send_messages(account.id, call_id, [crm])
     logger().info("redelivery queued", extra={"crm": crm, "was": decided.state})
     return Redelivery(crm, decided.state, "send", "queued", f"Queued: the worker sends this call to {crm} now, once.")
