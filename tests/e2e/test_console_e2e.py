@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import struct
 import tempfile
 import time
@@ -38,6 +39,7 @@ from callbridge_local.testing import LocalBridge, running_bridge
 from tests.fakes.crm_server import Faults, serve
 from tests.fakes.minicrm import FakeMiniCrm
 from tests.integration.recording_server import RecordingServer, Reply
+from tests.log_secrets import configured_secrets, leaked_lines
 from tests.support import form, seed_history, trusting_fakes_yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -181,6 +183,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             # A PBX user the last sync listed and no mapping names (what `callbridge users sync` keeps).
             users.put_unmapped("con", "zoe", {"name": "zoe", "real_name": "Zoe Unmapped", "pbx_ext": "109"})
         yield built
+    # The runtime has stopped: none of its lines (the console's requests included) shows a secret.
+    leaked = leaked_lines(bridge.output(), configured_secrets(accounts))
+    assert not leaked, "secrets in the runtime's log lines:\n" + "\n".join(leaked)
 
 
 def api(world: World, method: str, path: str, key: str | None = KEY) -> httpx.Response:
@@ -346,7 +351,7 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def page(browser: Any, world: World) -> Iterator[Any]:
+def page(browser: Any) -> Iterator[Any]:
     """A fresh tab with an empty session storage; fails the test on any CSP report or script error."""
     tab = browser.new_page()
     problems: list[str] = []
@@ -365,8 +370,9 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def sign_in(page: Any, world: World, account: str = "con", key: str = KEY) -> None:
-    page.goto(world.bridge.url("/console"))
+def sign_in(page: Any, world: World | LocalBridge, account: str = "con", key: str = KEY) -> None:
+    bridge = world if isinstance(world, LocalBridge) else world.bridge
+    page.goto(bridge.url("/console"))
     # The account field has the focus; the rest by keyboard alone.
     page.wait_for_selector("#account:focus")
     page.keyboard.type(account)
@@ -502,3 +508,15 @@ def test_another_accounts_key_sees_only_its_own_account(world, page):
     page.goto(world.bridge.url(f"/console#/call/{ANSWERED}"))
     page.wait_for_selector("text=Call not found")
     assert "con" not in page.inner_text("#who").replace("Account other", "")
+
+
+def test_the_demo_account_of_make_run_signs_in_right_after_start(bridge, page):
+    """`bridge` is the runtime as `make run` starts it (accounts/, tests/e2e/conftest.py): the key
+    the README gives opens the console at once."""
+    sign_in(page, bridge, "demo", "demo-api-key-0001")
+    # The demo account's calls (other tests of this runtime may have made some), or none yet.
+    expect(page.locator("#results")).to_contain_text(re.compile("Page 1|No calls match"))
+    page.click("nav >> text=Health")
+    expect(page.locator("main")).to_contain_text("cloudpbx")
+    page.click("nav >> text=Users")
+    expect(page.locator("tbody tr")).to_have_count(2)  # andy and daria, mapped
