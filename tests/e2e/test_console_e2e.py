@@ -261,7 +261,7 @@ def test_health_says_each_crms_last_success_and_error_and_what_is_parked(world):
     [crm] = health["crms"]
     assert crm["name"] == "minicrm" and crm["last_success_at"] and crm["last_error_at"], crm
     assert crm["last_error"]
-    assert crm["parked"] == {"rejected": 0, "failed": 2} or crm["parked"]["failed"] >= 1
+    assert crm["parked"] == {"rejected": 0, "failed": 2}  # both parked calls (redelivered by later tests)
     assert health["dead_lettered"] == {"deliveries": 0, "scope": "stack"}
     reconciliation = health["reconciliation"]
     assert reconciliation["job"] == "cloudpbx" and reconciliation["schedule"].startswith("rate(")
