@@ -7,7 +7,7 @@ export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)/functions:$(CURDIR
 # The SAM CLI reports usage to AWS unless told not to: a build or a test run must not phone home.
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-fast lint bench bench-cost build validate clean
+.PHONY: run test test-fast lint bench bench-cost build validate clean browser
 
 $(VENV)/.installed: requirements-dev.txt requirements-translator.txt layers/deps/requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,8 +27,19 @@ $(SAMVENV)/.installed: requirements-sam.txt
 run: $(VENV)/.installed
 	$(VENV)/bin/python -m callbridge_local $(ARGS)
 
+## browser: Debian's Chromium for the operator console's browser tests (tests/e2e/test_console_e2e.py).
+## Once per machine: nothing to do when it is there. Installed from Debian's packages because a test
+## tool's download of its own browser does not work on a closed network; root (CI) installs it.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium chromium-driver || { apt-get update -q && apt-get install -y -q chromium chromium-driver; }; \
+	else echo "The console's browser tests need Debian's Chromium: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; fi
+
 ## test: lint, types, architecture, sam validate --lint, sam build, all the tests; the time of each stage
-test: $(VENV)/.installed $(SAMVENV)/.installed
+test: $(VENV)/.installed $(SAMVENV)/.installed browser
 	PATH="$(CURDIR)/$(VENV)/bin:$(CURDIR)/$(SAMVENV)/bin:$$PATH" bash tools/test.sh
 
 ## test-fast: the edit-test loop: architecture contracts, unit + contract + architecture tests

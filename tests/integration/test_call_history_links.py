@@ -28,7 +28,7 @@ API_DOMAIN = "a1b2c3d4e5.execute-api.eu-central-1.amazonaws.com"
 def stored_call(cloud: dict[str, str], tmp_path: Path) -> str:
     account_file = tmp_path / "links.yaml"
     demo = (ROOT / "accounts" / "demo.yaml").read_text().replace("account: demo", "account: links")
-    account_file.write_text(demo + f"api_keys: [{KEY}]\n")
+    account_file.write_text(demo.replace("  - demo-api-key-0001\n", f"  - {KEY}\n"))
     apply_account(load_account_file(account_file))
     attributes = FinalCall(
         call_id="LINK-1",

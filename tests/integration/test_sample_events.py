@@ -46,7 +46,7 @@ EXPECTED: dict[str, Any] = {
     "RecordingsFunction.signed-expired.json": (401, {"error": "Invalid or expired signature"}),
     # An unknown call: nothing to fetch, the message is done with.
     "RecordingFetchFunction.json": {"batchItemFailures": []},
-    # Click-to-call (docs/clicktocall.md): the demo account has no retailCRM and no API key, so both are refused
+    # Click-to-call (docs/clicktocall.md): the demo account has no retailCRM, and the sample sends no API key, so both are refused
     # before any PBX is asked.
     "MakeCallFunction.retailcrm-wrong-client-id.json": (401, {"error": "Invalid clientId"}),
     "MakeCallFunction.api-without-key.json": (401, {"error": "Invalid credentials"}),
@@ -84,6 +84,9 @@ EXPECTED: dict[str, Any] = {
     "RingingSweepFunction.json": {"max_ringing_seconds": 900, "accounts": {}},
     # The calls API (docs/openapi.yaml): no Bearer key, the same 401 as a wrong one.
     "CallHistoryFunction.list-without-key.json": (401, {"error": "Invalid credentials"}),
+    # The operator console (docs/console.md): its page is static; its API refuses a request without a key.
+    "ConsoleFunction.page.json": (200, "text/html; charset=utf-8"),  # a str: the answer's Content-Type
+    "ConsoleApiFunction.health-without-key.json": (401, {"error": "Invalid credentials"}),
     # The demo account's PBX API (pbx.example.com) is not reachable from a test: the run reports the
     # account as failed (and the Errors alarm would count it), it does not raise for every account.
     "CloudPbxReconcileFunction.json": {
@@ -122,7 +125,10 @@ def test_sample_event_through_its_handler(sam_env, monkeypatch, name):
     _reset_caches()  # settings and clients are read again from this environment
     result = invoke(name)
     expected = EXPECTED[name]
-    if isinstance(expected, tuple):
+    if isinstance(expected, tuple) and isinstance(expected[1], str):
+        headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+        assert (result["statusCode"], headers.get("content-type")) == expected
+    elif isinstance(expected, tuple):
         body = result.get("body") or ""
         assert (result["statusCode"], json.loads(body) if body else None) == expected
     else:

@@ -44,6 +44,8 @@ OUTSIDE = [
     "CallHistoryFunction",  # reads the Calls table and SSM only
     "CallSettleFunction",
     "CloudPbxFunction",
+    "ConsoleApiFunction",  # reads and queues: a redelivery goes out through DeliveryFunction
+    "ConsoleFunction",  # static files
     "ContactFunction",
     "EventFunction",
     "HealthFunction",

@@ -2,7 +2,7 @@
 mapping of refusals and failures to statuses. What is read, and how it pages, is
 callbridge.features.calls's (the CLI's `calls list|show` read through it too).
 
-GET /v1/{account}/calls?from=&to=&direction=&outcome=&phone=&user=&limit=&cursor=
+GET /v1/{account}/calls?from=&to=&direction=&outcome=&missed_reason=&phone=&user=&limit=&cursor=
 GET /v1/{account}/calls/{callid}
 
 Both take `Authorization: Bearer <account API key>` (the account file's api_keys). An unknown
@@ -63,6 +63,7 @@ def list_calls(account: str) -> Response[Any]:
             "outcome": event.get_query_string_value("outcome"),
             "phone": event.get_query_string_value("phone"),
             "user": event.get_query_string_value("user"),
+            "missed_reason": event.get_query_string_value("missed_reason"),
         },
     )
     limit = calls.parse_limit(event.get_query_string_value("limit"))

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account
-from callbridge.core.model import Direction, Outcome
+from callbridge.core.model import Direction, MissedReason, Outcome
 from callbridge.core.phones import normalize
 from callbridge.features.recordings.playback import signed_recording_url
 from callbridge.infra import clock, secrets
@@ -91,12 +91,14 @@ class CallFilter:
     outcome: str = ""
     phone: str = ""  # E.164
     user: str = ""
+    missed_reason: str = ""
 
     @classmethod
     def parse(cls, account: Account, raw: Mapping[str, str | None]) -> CallFilter:
-        """From the API's query parameters (`from`, `to`, `direction`, `outcome`, `phone`, `user`;
-        absent or empty means any)."""
-        given = {k: (raw.get(k) or "").strip() for k in ("from", "to", "direction", "outcome", "phone", "user")}
+        """From the API's query parameters (`from`, `to`, `direction`, `outcome`, `phone`, `user`,
+        `missed_reason`; absent or empty means any)."""
+        names = ("from", "to", "direction", "outcome", "phone", "user", "missed_reason")
+        given = {k: (raw.get(k) or "").strip() for k in names}
         for name, value in given.items():
             if len(value) > MAX_VALUE:
                 raise BadQuery(f"{name} is too long")
@@ -114,14 +116,24 @@ class CallFilter:
             if number is None:
                 raise BadQuery("phone is not a phone number")
             phone = number
-        return cls(since, before, direction, outcome, phone, given["user"])
+        reason = given["missed_reason"]
+        missed_reason = _choice("missed_reason", reason, tuple(r.value for r in MissedReason)) if reason else ""
+        return cls(since, before, direction, outcome, phone, given["user"], missed_reason)
 
     def query(self) -> call_pages.Query:
-        equal = {"direction": self.direction, "outcome": self.outcome, "phone": self.phone, "user": self.user}
+        equal = {
+            "direction": self.direction,
+            "outcome": self.outcome,
+            "phone": self.phone,
+            "user": self.user,
+            "missed_reason": self.missed_reason,
+        }
         return call_pages.Query(self.since, self.before, {k: v for k, v in equal.items() if v})
 
     def canonical(self) -> str:
-        return json.dumps([self.since, self.before, self.direction, self.outcome, self.phone, self.user])
+        fields = [self.since, self.before, self.direction, self.outcome, self.phone, self.user]
+        # Appended only when set: a cursor signed before this filter existed stays valid.
+        return json.dumps([*fields, self.missed_reason] if self.missed_reason else fields)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from callbridge import registry
+from callbridge.infra import clock
 from callbridge.infra.observability import bind, logger
 from callbridge.pbx.base import ScheduledJob
+from callbridge.store import health
 from callbridge.store.accounts import list_accounts
 
 T = TypeVar("T")
@@ -45,4 +47,14 @@ def run_scheduled(kind: str, event: dict[str, Any]) -> dict[str, Any]:
             results[account] = {"status": "failed", "error": type(outcome).__name__}
         else:
             results[account] = outcome.as_dict()
+        _stamp_run(account, kind, "failed" if isinstance(outcome, Exception) else "ok")
     return {"kind": kind, "accounts": results}
+
+
+def _stamp_run(account: str, job: str, status: str) -> None:
+    """When the job last ran for the account: the console counts the next run from it (its
+    schedule's rate). A stamp that cannot be written is logged; the job's own work is done."""
+    try:
+        health.job_run(account, job, clock.iso(clock.now()), status)
+    except Exception:
+        logger().exception("could not write the scheduled run's health stamp", extra={"job": job})

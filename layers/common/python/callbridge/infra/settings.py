@@ -73,6 +73,10 @@ class Settings(NamedTuple):
     ccrm_first_lookback_s: int = 3600
     ccrm_rate_limit_retries: int = 3
     ccrm_backoff_s: float = 2.0
+    # The operator console's health screen: each PBX kind's scheduled job and its schedule
+    # (JOB_SCHEDULES, "kind=rate(15 minutes);..."), and the dead-letter queue of deliveries.
+    job_schedules: tuple[tuple[str, str], ...] = ()
+    delivery_dlq_url: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -134,7 +138,20 @@ class Settings(NamedTuple):
             ccrm_first_lookback_s=integer("CCRM_FIRST_LOOKBACK_MINUTES", 60, 1, 525600) * 60,
             ccrm_rate_limit_retries=integer("CCRM_RATE_LIMIT_RETRIES", 3, 0, 10),
             ccrm_backoff_s=integer("CCRM_BACKOFF_MILLISECONDS", 2000, 0, 60000) / 1000,
+            job_schedules=_pairs(src.get("JOB_SCHEDULES", "")),
+            delivery_dlq_url=src.get("DELIVERY_DLQ_URL", "").strip(),
         )
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """`a=x;b=y` as (("a", "x"), ("b", "y")); an entry without "=" or a name is a deployment bug."""
+    pairs: list[tuple[str, str]] = []
+    for entry in filter(None, (part.strip() for part in text.split(";"))):
+        name, equals, value = entry.partition("=")
+        if not equals or not name.strip():
+            raise SettingsError(f"JOB_SCHEDULES: {entry!r} is not kind=schedule")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
 
 
 @cache

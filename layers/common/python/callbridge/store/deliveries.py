@@ -7,6 +7,7 @@
                  (absent once delivered or not applicable: the index holds nothing of the history)
     dlv_due      {due time ISO}#{call id}   the index sort key: due work comes out oldest first
     lease_until / lease_owner   set by a worker that took the delivery (conditional update)
+    redelivery_at               an operator asked for it again (the console) and no worker took it yet
     attempts, last_error, reason, flags, delivered_at, crm_answer
 
 The Deliveries index (dlv_pk, dlv_due) is sparse: finding work costs what is pending, never what was
@@ -107,6 +108,8 @@ def claim(account: str, call_id: str, crm: str, owner: str, now: datetime, lease
     """Take a pending delivery for `lease_s` seconds; None when it is not pending or another
     worker holds a live lease. The item as it is after the claim otherwise (no extra read)."""
     update = Update().set(lease_until=clock.iso(now + timedelta(seconds=lease_s)), lease_owner=owner)
+    # A redelivery the operator asked for is being done now: a new request may ask again after this.
+    update.remove("redelivery_at")
     update.bind({"#s": "state", "#lu": "lease_until"}, pending=PENDING, now=clock.iso(now))
     condition = "#s = :pending AND (attribute_not_exists(#lu) OR #lu < :now)"
     return _update(account, call_id, crm, update, condition)
@@ -160,6 +163,66 @@ def requeue(account: str, call_id: str, crm: str, now: datetime) -> bool:
     update.remove("lease_until", "lease_owner", "parked_at")
     update.bind({"#s": "state"}, rejected=REJECTED, failed=FAILED)
     return _update(account, call_id, crm, update, "#s IN (:rejected, :failed)") is not None
+
+
+def redeliver_parked(account: str, call_id: str, crm: str, now: datetime) -> bool:
+    """An operator's redelivery of a parked delivery: pending again, due now, attempts from zero, and
+    marked requested (`redelivery_at`) until a worker takes it. False unless it was parked: a second
+    request (a double click) finds it pending and marked, and queues nothing more."""
+    update = Update().set(
+        state=PENDING,
+        dlv_pk=queue_key(account, crm),
+        dlv_due=due_key(now, call_id),
+        attempts=0,
+        redelivery_at=clock.iso(now),
+    )
+    update.remove("lease_until", "lease_owner", "parked_at")
+    update.bind({"#s": "state"}, rejected=REJECTED, failed=FAILED)
+    return _update(account, call_id, crm, update, "#s IN (:rejected, :failed)") is not None
+
+
+def redeliver_pending(account: str, call_id: str, crm: str, now: datetime, requested_before: datetime) -> bool:
+    """An operator's redelivery of a pending delivery: due now instead of at its backoff, marked
+    requested. Only while nobody holds a live lease (a worker is sending it right now) and no earlier
+    request newer than `requested_before` is waiting for a worker; False otherwise. Attempts are kept:
+    the backoff of a CRM that is still down goes on from there."""
+    update = Update().set(dlv_due=due_key(now, call_id), redelivery_at=clock.iso(now))
+    update.bind(
+        {"#s": "state", "#lu": "lease_until", "#r": "redelivery_at"},
+        pending=PENDING,
+        now=clock.iso(now),
+        stale=clock.iso(requested_before),
+    )
+    condition = (
+        "#s = :pending AND (attribute_not_exists(#lu) OR #lu < :now) AND (attribute_not_exists(#r) OR #r < :stale)"
+    )
+    return _update(account, call_id, crm, update, condition) is not None
+
+
+def get_one(account: str, call_id: str, crm: str) -> dict[str, Any] | None:
+    """One delivery item as stored (consistent), or None."""
+    response = aws.dynamodb().get_item(TableName=_table(), Key=key(account, call_id, crm), ConsistentRead=True)
+    item = response.get("Item")
+    return from_item(item) if item else None
+
+
+def count_parked(account: str, crm: str, state: str) -> int:
+    """How many deliveries of one CRM are parked `state` (the index's keys only are counted)."""
+    client = aws.dynamodb()
+    request: dict[str, Any] = {
+        "TableName": _table(),
+        "IndexName": INDEX,
+        "KeyConditionExpression": "dlv_pk = :q",
+        "ExpressionAttributeValues": {":q": {"S": parked_key(state, account, crm)}},
+        "Select": "COUNT",
+    }
+    total = 0
+    while True:
+        response = client.query(**request)
+        total += int(response.get("Count", 0))
+        if "LastEvaluatedKey" not in response:
+            return total
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def _flags(flags: list[str]) -> set[str] | None:

@@ -14,6 +14,7 @@ Calls table (pk, sk):
     OPEN#{account}#{source}   {since}#{call id}         a call a source began and may not finish (store/open_calls.py)
     OPEN#{account}#ringing    {first ring}#{call id}    a call a live event made ring (store/open_calls.py)
     CBK#{account}#{crm}#{E.164}  HEAD | T#{first missed at}#{call id}   callback tasks (store/callbacks.py)
+    HEALTH#{account}          CRM#{crm} | RUN#{job}   a CRM's last success and error, a scheduled job's last run (store/health.py)
 Contacts table (account, phone): one item per account and E.164 phone (store/contacts.py).
 RoutingCacheTable (account, phone):
     {account}  {E.164 phone}        a caller's responsible manager as a CRM named it (expires)
@@ -42,6 +43,7 @@ CRM_CALL_PREFIX = "CRMCALL#"
 OPEN_PREFIX = "OPEN#"
 CALLBACK_PREFIX = "CBK#"
 CLICK_PREFIX = "CLICK#"
+HEALTH_PREFIX = "HEALTH#"
 
 
 def account_pk(account: str) -> str:
@@ -113,3 +115,8 @@ def callback_pk(account: str, crm: str, phone: str) -> str:
 def click_pk(account: str, pbx_user: str, e164: str) -> str:
     """A click-to-call waiting for the PBX call that answers it (store/clicks.py)."""
     return f"{CLICK_PREFIX}{account}#{pbx_user}#{e164}"
+
+
+def health_pk(account: str) -> str:
+    """The partition of an account's health stamps (store/health.py)."""
+    return f"{HEALTH_PREFIX}{account}"

@@ -43,6 +43,7 @@ from callbridge.infra.http import RetryPolicy
 from callbridge.infra.observability import in_context, logger
 from callbridge.infra.settings import get_settings
 from callbridge.store import deliveries as store
+from callbridge.store import health
 from callbridge.store.accounts import list_accounts
 from callbridge.store.calls import call_key
 
@@ -273,6 +274,7 @@ def process(
     finally:
         connector.close()
     follow_ups = _follow_ups(account, crm, [calls[c] for c in to_send if _taken(results.get(c) or [])])
+    errors: list[str] = []  # the CRM's answers that were not a success, for the health stamp
     for call_id, built in to_send.items():
         outcome = results.get(call_id) or []
         attempts = int(items[call_id].get("attempts") or 0)
@@ -282,6 +284,7 @@ def process(
         if transient:
             attempts += 1
             error = transient[0].reason
+            errors.append(error)
             if attempts >= settings.delivery_max_attempts:
                 marks.append(
                     _park(
@@ -303,6 +306,7 @@ def process(
                 report.retried += 1
                 report.retry_in[(call_id, name)] = int((due - now).total_seconds())
         elif rejected:
+            errors.append(rejected[0].reason)
             report.errors += sum(1 for r in rejected if r.detail.get(OUR_ERROR))
             marks.append(
                 _park(account.id, call_id, name, store.REJECTED, "; ".join(r.reason for r in rejected), attempts, flags)
@@ -338,9 +342,22 @@ def process(
             report.delivered += 1
             report.duplicates += int(duplicate)
     _parallel(_run, ((m,) for m in marks))
+    _stamp_health(account.id, name, delivered=report.delivered > 0, errors=errors)
     if report.rejected or report.failed:
         logger().warning("deliveries parked", extra={"crm": name, "rejected": report.rejected, "failed": report.failed})
     return report
+
+
+def _stamp_health(account: str, crm: str, *, delivered: bool, errors: list[str]) -> None:
+    """The CRM's last success and last error for the operator console (store/health.py). A stamp
+    that cannot be written is logged and forgotten: the deliveries themselves are marked already,
+    and the next run writes it again."""
+    if not delivered and not errors:
+        return
+    try:
+        health.crm_result(account, crm, clock.iso(clock.now()), success=delivered, error=errors[0] if errors else "")
+    except Exception:
+        logger().exception("could not write the CRM's health stamp", extra={"crm": crm})
 
 
 OUR_ERROR = "callbridge_error"  # a RecordResult's detail: the send raised; it is not the CRM's answer
