@@ -20,9 +20,10 @@ from callbridge.core.config import AccountConfig
 from callbridge.features import backfill as backfill_feature
 from callbridge.features.admin import apply_account
 from callbridge.features.clicktocall import make_call
-from callbridge.features.recordings.worker import fetch_recording
+from callbridge.features.recordings.worker import RetryLater, fetch_recording
 from callbridge.features.users import sync_users
 from callbridge.infra import clock, secrets
+from callbridge.infra.settings import get_settings
 from callbridge.pbx.zadarma import client as zadarma_client
 from callbridge.pbx.zadarma.client import for_account
 from callbridge.pbx.zadarma.recovery import reconcile_account
@@ -212,6 +213,76 @@ def test_a_recording_is_fetched_from_a_fresh_link_each_time(fake: FakeZadarma, n
     assert fetch_recording(ACCOUNT, call).status == "stored"
     assert fake.count("/v1/pbx/record/request/") == 1
     assert fake.errors == []
+
+
+def fetches_queued(cloud: dict[str, str]) -> list[str]:
+    """The recording fetches queued so far (taken off the queue): the call id of each."""
+    import boto3
+
+    sqs, url, found = boto3.client("sqs"), cloud["RECORDING_QUEUE_URL"], []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            found.append(json.loads(message["Body"])["call_id"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return found
+
+
+def test_a_recording_announced_only_by_notify_record_is_fetched_once(
+    fake: FakeZadarma, now: list[datetime], cloud: dict[str, str]
+) -> None:
+    fake.recordings["1714554000.9"] = AUDIO
+    call = "in_recafter01"
+    assert send("NOTIFY_END", **end(call, "answered", "15", internal="100"))[0] == 200  # is_recorded=0
+    assert fetches_queued(cloud) == []
+    for _ in range(2):  # the PBX's retry of the notification starts nothing more
+        assert send("NOTIFY_RECORD", pbx_call_id=call, call_id_with_rec="1714554000.9")[0] == 200
+    assert fetches_queued(cloud) == [call]
+    stored = calls.get_call(ACCOUNT, call)
+    assert stored is not None
+    assert stored["recording_url"] == f"{fake.base_url}/v1/pbx/record/request/?call_id=1714554000.9"
+    assert fetch_recording(ACCOUNT, call).status == "stored"
+    assert fake.count("/v1/pbx/record/request/") == 1 and fake.errors == []
+
+
+def test_a_notify_record_before_its_end_is_fetched_when_the_call_is_final(
+    fake: FakeZadarma, now: list[datetime], cloud: dict[str, str]
+) -> None:
+    fake.recordings["1714554000.8"] = AUDIO
+    call = "in_recfirst01"
+    assert send("NOTIFY_RECORD", pbx_call_id=call, call_id_with_rec="1714554000.8")[0] == 200
+    assert fetches_queued(cloud) == []  # nothing final to attach it to yet
+    assert send("NOTIFY_END", **end(call, "answered", "15", internal="100"))[0] == 200
+    assert send("NOTIFY_END", **end(call, "answered", "15", internal="100"))[0] == 200
+    assert fetches_queued(cloud) == [call]
+    assert fetch_recording(ACCOUNT, call).status == "stored"
+
+
+def test_a_notify_record_after_a_recorded_end_starts_no_second_fetch(
+    fake: FakeZadarma, now: list[datetime], cloud: dict[str, str]
+) -> None:
+    fake.recordings["1714554000.6"] = AUDIO
+    call = "in_recboth01"
+    send("NOTIFY_END", **end(call, "answered", "12", internal="100", rec="1714554000.6"))
+    send("NOTIFY_RECORD", pbx_call_id=call, call_id_with_rec="1714554000.6")
+    assert fetches_queued(cloud) == [call]  # the end's
+
+
+def test_a_notify_record_fetches_again_a_recording_the_end_could_not_get(
+    fake: FakeZadarma, now: list[datetime], cloud: dict[str, str]
+) -> None:
+    call = "in_reclate01"
+    send("NOTIFY_END", **end(call, "answered", "12", internal="100", rec="1714554000.5"))
+    assert fetches_queued(cloud) == [call]
+    # Not saved yet: the PBX answers 404 until the worker's last try gives up.
+    with pytest.raises(RetryLater):
+        fetch_recording(ACCOUNT, call, attempt=get_settings().recording_max_attempts)
+    assert (calls.get_call(ACCOUNT, call) or {}).get("recording_state") == "unavailable"
+    fake.recordings["1714554000.5"] = AUDIO
+    send("NOTIFY_RECORD", pbx_call_id=call, call_id_with_rec="1714554000.5")  # now it is
+    assert fetches_queued(cloud) == [call]
+    assert fetch_recording(ACCOUNT, call).status == "stored"
+    stored = calls.get_call(ACCOUNT, call)
+    assert stored is not None and stored["recording_state"] == "stored" and "recording_error" not in stored
 
 
 # -- the API ------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ SOURCE = KIND
 # No call lasts longer: a larger duration is junk (the bound the other PBX packages use).
 MAX_DURATION = 10 * 24 * 3600
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The call item's attribute a NOTIFY_RECORD leaves: the recording's id (ingest.announced_recording).
+RECORD_ID = "zadarma_record_id"
 
 
 def final_marker(direction: Direction) -> Marker:
@@ -198,7 +200,7 @@ def live_event(account: Account, event: str, fields: Mapping[str, str], received
     ours = fields.get("called_did", "").strip()
     extra: dict[str, Any] = {}
     if event == RECORD:
-        extra["zadarma_record_id"] = fields.get("call_id_with_rec", "")
+        extra[RECORD_ID] = fields.get("call_id_with_rec", "")
     at = started_at if change in (Live.ARRIVED, Live.DIALING) else clock.iso(received)
     return LiveEvent(
         stage=stage if user else None,

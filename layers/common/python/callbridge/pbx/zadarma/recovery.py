@@ -23,6 +23,7 @@ from callbridge.infra.observability import logger
 from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult
 from callbridge.pbx.zadarma.calls import as_local, final_call, is_extension, local_time, recorded
 from callbridge.pbx.zadarma.client import ZadarmaApi, ZadarmaError, for_account
+from callbridge.pbx.zadarma.ingest import recording_announced_before
 from callbridge.pbx.zadarma.protocol import call_id_ok
 
 # How far back a scheduled run looks: a notification lost hours ago is still healed, and three
@@ -129,6 +130,7 @@ def store_calls(account: Account, found: list[FinalCall], result: RecoveryResult
     for call in found:
         if store_final(account, call, read_existing=True, unless_final=True):
             result.stored += 1
+            recording_announced_before(account, call)
         else:
             result.known += 1
 
