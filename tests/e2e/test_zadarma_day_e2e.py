@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -392,6 +393,11 @@ def test_a_replayed_zadarma_day_is_one_record_per_call_in_every_crm(world: World
         assert got == {"outcome": outcome, **user, **({"missed_reason": reason} if reason else {})}, (n, got)
         assert "/download/" not in json.dumps(stored["Item"])  # no expiring link is ever kept
 
-    # Recordings: fetched once each through a fresh record-request link, by the recording's id.
+    # Recordings: each asked for through a fresh record-request link, by the recording's id.
     requested = [params.get("call_id") for path, params in pbx.requests if path == "/v1/pbx/record/request/"]
-    assert sorted(requested) == sorted(record_id_of(n) for n in range(CALLS) if kind_of(n) in RECORDED)
+    asked = Counter(requested)
+    assert set(asked) == {record_id_of(n) for n in range(CALLS) if kind_of(n) in RECORDED}
+    # A repeated end re-queues a fetch still under way (core/record.py store_final: the first
+    # hand-off may have failed); nothing else asks twice, NOTIFY_RECORD included.
+    twice = {n for n in range(CALLS) if asked[record_id_of(n)] > 1}
+    assert all(kind_of(n) == "answered" and asked[record_id_of(n)] == 2 for n in twice), asked
