@@ -311,8 +311,8 @@ def test_a_replayed_zadarma_day_is_one_record_per_call_in_every_crm(world: World
     assert "NOTIFY_END" in day.refused
     # The call-start answer: a known caller named and routed to the responsible manager's extension.
     for n, answer in day.answers.items():
-        wanted = {"caller_name": f"Kunde {n}", "redirect": BEN, "return_timeout": 20} if kind_of(n) == "known" else {}
-        assert answer == wanted, (n, answer)
+        routed = {"caller_name": f"Kunde {n}", "redirect": BEN, "return_timeout": 20} if kind_of(n) == "known" else {}
+        assert answer == routed, (n, answer)
 
     # The lost ends: healed by the reconciliation from the statistics (one request: one page).
     before = pbx.count("/v1/statistics/pbx/")
@@ -387,10 +387,10 @@ def test_a_replayed_zadarma_day_is_one_record_per_call_in_every_crm(world: World
         stored = dynamodb.get_item(
             TableName=table, Key={"pk": {"S": call_pk(ACCOUNT_ID, call_id)}, "sk": {"S": CALL_SK}}
         )
-        got = {k: v.get("S") for k, v in stored["Item"].items() if k in ("outcome", "missed_reason", "user")}
+        kept = {k: v.get("S") for k, v in stored["Item"].items() if k in ("outcome", "missed_reason", "user")}
         # A call nobody took has no user of its own: the CRMs file it under its owner (the first rung).
         user = {} if kind_of(n) == "missed" else {"user": manager}
-        assert got == {"outcome": outcome, **user, **({"missed_reason": reason} if reason else {})}, (n, got)
+        assert kept == {"outcome": outcome, **user, **({"missed_reason": reason} if reason else {})}, (n, kept)
         assert "/download/" not in json.dumps(stored["Item"])  # no expiring link is ever kept
 
     # Recordings: each asked for through a fresh record-request link, by the recording's id.
