@@ -1,7 +1,14 @@
-"""Every webhook of a PBX package that declares its routes (core/webhooks.py), except the Cloud PBX
-addresses that answer `contact` (cloudpbx.py, contact.py: reserved concurrency, a lean cold start)
-and its per-command ones (history.py, event.py: their own memory size). Today the telediscount
-webhooks: GET /v1/{account}/telediscount/{secret}/incoming and …/finished."""
+"""Every webhook of a PBX package that declares its routes (core/webhooks.py), through the one
+generic edge (edge/webhooks.py), except the Cloud PBX addresses that answer `contact` (cloudpbx.py,
+contact.py: reserved concurrency, a lean cold start) and its per-command ones (history.py, event.py:
+their own memory size). Today:
+
+- telediscount: GET /v1/{account}/telediscount/{secret}/incoming and …/finished;
+- Zadarma / Novofon: POST /v1/{account}/zadarma/{secret} (every NOTIFY_* notification; NOTIFY_START
+  is answered with the caller's name and route, so this function also runs the caller lookup) and
+  GET on the same address (the cabinet's zd_echo check).
+
+The routes are the template's (template.yaml, PbxWebhookFunction's events)."""
 
 from typing import Any
 

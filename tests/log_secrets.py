@@ -12,9 +12,9 @@ from pydantic import BaseModel, SecretStr
 from callbridge.core.config import load_account_file
 
 # Printed on purpose: at startup the runtime shows the operator what to paste into the PBX
-# cabinet (admin.cabinet_lines: "Cloud PBX → CRM key (crm_token): ..." and the telediscount URLs
-# that carry the webhook secret). Exactly those lines are exempt; every other line is checked.
-CABINET_MARKERS = ("Cloud PBX → CRM key (crm_token):", "telediscount webhook '")
+# cabinet (admin.cabinet_lines: "Cloud PBX → CRM key (crm_token): ..." and the telediscount and
+# Zadarma URLs that carry the webhook secret). Exactly those lines are exempt; every other line is checked.
+CABINET_MARKERS = ("Cloud PBX → CRM key (crm_token):", "telediscount webhook '", "Zadarma notifications address")
 
 
 def _secrets(node: Any) -> Iterable[str]:

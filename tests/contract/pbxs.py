@@ -27,6 +27,7 @@ from tests.fakes import base, crm_server
 from tests.fakes.ccrm import FakeCcrm, record
 from tests.fakes.cloudpbx_api import FakeCloudPbx
 from tests.fakes.telediscount import FakeTelediscount
+from tests.fakes.zadarma import FakeZadarma, notification
 from tests.support import form, http_event, seed_history
 
 # Checks a profile may skip (with its reason): the keys of PbxProfile.skips.
@@ -217,7 +218,71 @@ CCRM = PbxProfile(
     },
 )
 
-PBXS: list[PbxProfile] = [CLOUDPBX, TELEDISCOUNT, CCRM]
+# -- Zadarma: POSTs signed notifications to /v1/{account}/zadarma/{secret}; the path secret is the
+# credential, the Signature (the API secret's) is checked after it -----------------------------------
+ZADARMA_API_KEY, ZADARMA_API_SECRET = "contract-zadarma-key-01", "contract-zadarma-secret-01"
+
+
+def _zadarma_send(run: PbxRun, credential: str, call_id: str) -> Answer:
+    fields, signature = notification(
+        ZADARMA_API_SECRET,
+        "NOTIFY_END",
+        pbx_call_id=call_id,
+        caller_id="+4930123456",
+        called_did="4930999000",
+        call_start="2024-05-01 07:58:00",
+        internal="100",
+        duration="12",
+        disposition="answered",
+        status_code="16",
+        is_recorded="0",
+        call_id_with_rec="",
+    )
+    path = f"/v1/{run.account}/zadarma/{credential}"
+    event = {
+        "version": "2.0",
+        "routeKey": "POST /v1/{account}/zadarma/{secret}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/x-www-form-urlencoded", "signature": signature},
+        "pathParameters": {"account": run.account, "secret": credential},
+        "requestContext": {
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "185.45.152.42"},
+            "requestId": "req",
+            "stage": "$default",
+        },
+        "body": urlencode(fields),
+        "isBase64Encoded": False,
+    }
+    return _handler_answer(telediscount.handler(event, None))  # the same PbxWebhookFunction handler
+
+
+ZADARMA = PbxProfile(
+    kind="zadarma",
+    api_key=ZADARMA_API_KEY,
+    fake=lambda key: FakeZadarma(key=key, secret=ZADARMA_API_SECRET),
+    serve=base.serve,
+    settings=lambda url, credentials: {
+        "kind": "zadarma",
+        "api_url": url,
+        "api_key": ZADARMA_API_KEY,
+        "api_secret": ZADARMA_API_SECRET,
+        "webhook_secret": credentials[0],
+    },
+    account={"phone_region": "DE", "timezone": "Europe/Berlin", "users": [{"pbx_user": "100", "name": "Anna"}]},
+    call_id=lambda n: f"in_0f3c9a7e5b1d{n:028d}",
+    send=_zadarma_send,
+    accepted=lambda answer: answer.status == 200,
+    # a wrong secret is a wrong address: 404, like an unknown account (callbridge.pbx.zadarma.webhooks)
+    refused=lambda answer: (answer.status, answer.body) == (404, {"error": "Not found"}),
+    raw_attribute="history_raw",
+    skips={
+        ROTATION_OVERLAP: "Zadarma has one notification address (its webhook_secret is a path segment): an "
+        "account cannot accept a previous and a current one while the cabinet is being changed",
+    },
+)
+
+PBXS: list[PbxProfile] = [CLOUDPBX, TELEDISCOUNT, CCRM, ZADARMA]
 
 
 def credentials(prefix: str) -> Iterator[str]:

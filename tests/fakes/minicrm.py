@@ -2,7 +2,8 @@
 the spec, de-duplicating identical records (answered `Exists`) and recording what arrived. With
 `system_id` and `general_key` also the part of MiniCRM's general API (`/Api/R3`, HTTP Basic) that
 callback ToDos use: contacts by phone, cards by main contact, a card's ToDos, ToDo create (PUT) and
-close. `fail_after_save` answers the next N ToDo creates or closes with a 500 after saving them."""
+close. `fail_after_save` answers the next N ToDo creates or closes (`todo/create`, `todo/update`) or
+call logs (`calllog`) with a 500 after saving them."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ class FakeMiniCrm:
     contacts: dict[int, dict[str, Any]] = field(default_factory=dict)  # Id -> {Id, Name, Phone}
     projects: dict[int, dict[str, Any]] = field(default_factory=dict)  # Id -> {Id, Name, MainContactId}
     todos: dict[int, dict[str, Any]] = field(default_factory=dict)  # Id -> ToDo as created, then updated
-    fail_after_save: dict[str, int] = field(default_factory=dict)  # "todo/create" | "todo/update" -> N
+    fail_after_save: dict[str, int] = field(default_factory=dict)  # "todo/create" | "todo/update" | "calllog" -> N
+    lost_logs: list[list[dict[str, Any]]] = field(default_factory=list)  # call logs saved, answered 500
     _seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,6 +95,9 @@ class FakeMiniCrm:
                 self.records.setdefault(extension, []).append(record)
                 counts["Processed"] += 1
             self.requests.append(request)
+            if self._saved_then_failed("calllog"):
+                self.lost_logs.append(data)
+                return 500, {"error": "Internal Server Error"}, {}
             return 200, counts, {}
 
     @staticmethod

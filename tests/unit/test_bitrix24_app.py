@@ -75,6 +75,13 @@ def test_only_the_functions_that_call_bitrix24_may_write_its_tokens() -> None:
                 actions = statement.get("Action", [])
                 if any(a.startswith("ssm:") and not a.startswith("ssm:Get") for a in actions):
                     writers[name] = statement["Resource"]
-    assert sorted(writers) == ["CloudPbxFunction", "ContactFunction", "DeliveryDrainFunction", "DeliveryFunction"]
+    # PbxWebhookFunction: Zadarma's call-start answer asks the CRMs who is calling, as ContactFunction.
+    assert sorted(writers) == [
+        "CloudPbxFunction",
+        "ContactFunction",
+        "DeliveryDrainFunction",
+        "DeliveryFunction",
+        "PbxWebhookFunction",
+    ]
     for resource in writers.values():
         assert str(resource).endswith("/accounts/*/crm/*/oauth/*')") or "/accounts/*/crm/*/oauth/*" in str(resource)

@@ -36,10 +36,12 @@ IN_VPC = [
     "RecordingFetchFunction",  # the PBXs' recording links
     "TelediscountReconcileFunction",  # telediscount get_calls
     "UserSyncFunction",  # the Cloud PBX users
+    "ZadarmaReconcileFunction",  # Zadarma statistics
 ]
 # Functions that stay outside in every mode. They call no one (they store and queue), except
-# CloudPbxFunction and ContactFunction, whose retailCRM routing lookup is optional and bounded by the
-# contact budget: they answer the ringing phone and must not depend on a NAT's AZ.
+# CloudPbxFunction, ContactFunction and PbxWebhookFunction (Zadarma's call start), whose retailCRM
+# routing lookup is optional and bounded by the contact budget: they answer the ringing phone and
+# must not depend on a NAT's AZ.
 OUTSIDE = [
     "CallHistoryFunction",  # reads the Calls table and SSM only
     "CallSettleFunction",

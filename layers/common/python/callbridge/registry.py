@@ -48,6 +48,7 @@ PBX: dict[str, str] = {
     "cloudpbx": "callbridge.pbx.cloudpbx",
     "telediscount": "callbridge.pbx.telediscount",
     "ccrm": "callbridge.pbx.ccrm",
+    "zadarma": "callbridge.pbx.zadarma",
 }
 
 CRM: dict[str, str] = {

@@ -87,20 +87,26 @@ class Webhook:
 
 
 class WebhookAnswer:
-    """The HTTP answer: a JSON body, or an empty one for None."""
+    """The HTTP answer: a JSON body, or an empty one for None; or `text`, a plain-text body (a PBX
+    that checks our address by having a value echoed: Zadarma's zd_echo)."""
 
-    __slots__ = ("body", "status")
+    __slots__ = ("body", "status", "text")
 
-    def __init__(self, status: int, body: dict[str, Any] | None = None) -> None:
-        self.status, self.body = status, body
+    def __init__(self, status: int, body: dict[str, Any] | None = None, *, text: str | None = None) -> None:
+        self.status, self.body, self.text = status, body, text
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, WebhookAnswer) and (self.status, self.body) == (other.status, other.body)
+        return isinstance(other, WebhookAnswer) and (self.status, self.body, self.text) == (
+            other.status,
+            other.body,
+            other.text,
+        )
 
     __hash__ = None  # type: ignore[assignment]  # a body is a dict
 
     def __repr__(self) -> str:
-        return f"WebhookAnswer({self.status!r}, {self.body!r})"
+        shown = f", text={self.text!r}" if self.text is not None else ""
+        return f"WebhookAnswer({self.status!r}, {self.body!r}{shown})"
 
 
 class WebhookRefused(Exception):

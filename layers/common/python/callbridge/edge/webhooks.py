@@ -32,6 +32,7 @@ from callbridge.core.webhooks import (
 from callbridge.infra.observability import bind, contact_latency
 
 _JSON = {"content-type": "application/json"}
+_TEXT = {"content-type": "text/plain; charset=utf-8"}
 # Our fault (a store or SSM outage), never the client's: the PBX sends the webhook again later.
 UNAVAILABLE = WebhookAnswer(503, {"error": "Temporarily unavailable"})
 
@@ -42,6 +43,8 @@ class NotRouted(LookupError):
 
 
 def _response(answer: WebhookAnswer) -> dict[str, Any]:
+    if answer.text is not None:
+        return {"statusCode": answer.status, "headers": _TEXT, "body": answer.text}
     body = json.dumps(answer.body, ensure_ascii=False) if answer.body is not None else ""
     return {"statusCode": answer.status, "headers": _JSON, "body": body}
 
