@@ -74,13 +74,27 @@ def transform(
     translator = Translator(None, Parser(), boto_session=session)
     result: dict[str, Any] = translator.translate(
         stub_code_locations(sam_template),
-        parameter_values=dict(parameter_values or {}),
+        parameter_values=_as_cloudformation_passes(sam_template, parameter_values or {}),
         get_managed_policy_map=_no_managed_policy_names,
     )
     # The translator counts what it did for AWS's own telemetry; its publisher here is a no-op, and
     # publishing spares a warning for every transform.
     translator.metrics.publish()
     return result
+
+
+def _as_cloudformation_passes(sam_template: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter values as CloudFormation hands them to the transform: a CommaDelimitedList as a
+    list. The translator inlines some parameters (a CorsConfiguration's AllowOrigins); given the text
+    "a,b" it would write one origin "a,b" where the deployed stack gets two."""
+    passed = dict(values)
+    for name, spec in (sam_template.get("Parameters") or {}).items():
+        if not isinstance(spec, dict) or spec.get("Type") != "CommaDelimitedList":
+            continue
+        value = passed.get(name, spec.get("Default"))
+        if isinstance(value, str):
+            passed[name] = [item.strip() for item in value.split(",")]
+    return passed
 
 
 def transform_file(

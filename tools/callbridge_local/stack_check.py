@@ -70,7 +70,8 @@ def condition_parameters(template: Mapping[str, Any]) -> list[str]:
 def parameter_combinations(template: Mapping[str, Any]) -> list[dict[str, str]]:
     """The combinations that can add or remove resources: every allowed value of each condition
     parameter that lists its values (FixedEgress), crossed with two profiles of the others: all at
-    their defaults, and all set (AlarmEmail given, a reserved concurrency, subnets named)."""
+    their defaults, and all set (AlarmEmail given, a reserved concurrency, subnets named, browser
+    origins allowed)."""
     parameters = template.get("Parameters") or {}
     names = condition_parameters(template)
     enumerated = [name for name in names if parameters[name].get("AllowedValues")]
@@ -92,6 +93,9 @@ def _sample(name: str, parameter: Mapping[str, Any]) -> str:
     if kind == "Number":
         return str(int(float(parameter.get("Default", 0))) + max(1, int(float(parameter.get("MinValue", 1)))))
     if kind == "CommaDelimitedList":
+        if "Origin" in name or "Caller" in name:
+            # CrossOriginCallers: browser origins (the Kommo widget's), which the CORS of the API lists.
+            return "https://mycompany.amocrm.ru,https://mycompany.kommo.com"
         prefix = "sg" if "SecurityGroup" in name else "subnet"
         return f"{prefix}-0123456789abcdef0,{prefix}-0fedcba9876543210"
     return "ops@example.com" if "Email" in name else "sample"
@@ -118,8 +122,9 @@ def lint_transformed(transformed: Mapping[str, Any]) -> list[Finding]:
 
 def check_template(sam_template: Mapping[str, Any]) -> list[Finding]:
     """Transform for every parameter combination that can add or remove resources; lint each distinct
-    output (today the transform writes the conditions through, so all combinations give one output,
-    and one lint covers them all). A transform failure is a finding too."""
+    output (the transform writes the conditions through, so combinations differ only where the
+    translator inlines a parameter, as CrossOriginCallers' origins in the API's CORS, and one lint
+    covers each output). A transform failure is a finding too."""
     findings: list[Finding] = []
     outputs: dict[str, Mapping[str, Any]] = {}
     for parameters in parameter_combinations(sam_template):
