@@ -12,6 +12,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 from callbridge_local.control import PREFIX as CONTROL_PREFIX
 from callbridge_local.control import ControlApi
+from callbridge_local.cors import CorsConfig, is_preflight
 from callbridge_local.handlers import FunctionRegistry
 from callbridge_local.httpapi import (
     HttpRequest,
@@ -297,6 +299,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 )
                 return json_response(403, {"message": message}), "-"
             return gateway.control.handle(method, raw_path, raw_query), "-"
+        headers = list(self.headers.items())
+        cors = gateway.cors_for(raw_path)
+        if cors is not None and is_preflight(method, headers):
+            # API Gateway answers it before routing: no route needs OPTIONS, no function runs.
+            return cors.preflight(self.headers.get("Origin")), "-"
         event_method = method
         match = gateway.routes.match(method, raw_path)
         if match is None and method == "HEAD":
@@ -310,13 +317,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
             method=event_method,
             raw_path=raw_path,
             raw_query=raw_query,
-            headers=list(self.headers.items()),
+            headers=headers,
             body=body,
             source_ip=self.client_address[0],
             server_port=self.server.server_address[1],
             protocol=self.request_version,
         )
-        return gateway.invoke(request, match, request_id), match.route.function_id
+        response = gateway.invoke(request, match, request_id)
+        cors = gateway.cors.get(match.route.api_id)
+        if cors is not None:
+            response = cors.decorate(response, self.headers.get("Origin"))
+        return response, match.route.function_id
 
     def _write(self, response: HttpResponse, *, head_only: bool) -> None:
         self.send_response(response.status)
@@ -341,8 +352,11 @@ class Gateway:
         control: ControlApi | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        cors: Mapping[str, CorsConfig] | None = None,
     ) -> None:
         self.routes = routes
+        # Per API id, the CORS API Gateway answers for that API (none: browsers' preflights go unanswered).
+        self.cors: Mapping[str, CorsConfig] = dict(cors or {})
         _SECRET_PATH_PREFIXES.update(secret_path_prefixes(routes))  # masking more is always safe
         self.functions = functions
         self.account_id = account_id
@@ -364,6 +378,18 @@ class Gateway:
         # address is no URL to print or to give the CRMs.
         host = LOCALHOST if self.host in _WILDCARD_HOSTS else self.host
         return f"http://{host}:{self.port}"
+
+    def cors_for(self, raw_path: str) -> CorsConfig | None:
+        """The CORS of the API a request to ``raw_path`` reaches. On AWS each API has its own host and
+        answers preflights for any path; here the APIs share one, so the path's routes name the API,
+        and a path no route takes belongs to the only API there is."""
+        if not self.cors:
+            return None
+        route = next((r for r in self.routes.routes if r.match_path(raw_path) is not None), None)
+        if route is not None:
+            return self.cors.get(route.api_id)
+        apis = {r.api_id for r in self.routes.routes} | set(self.cors)
+        return self.cors.get(apis.pop()) if len(apis) == 1 else None
 
     def control_host_allowed(self, host_header: str | None) -> bool:
         """Whether a request naming ``host_header`` may use /_local/*: only loopback names with this

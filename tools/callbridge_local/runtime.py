@@ -17,6 +17,7 @@ from typing import TextIO
 from callbridge_local import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME, iam
 from callbridge_local.cfn_yaml import TemplateSyntaxError
 from callbridge_local.control import ControlApi
+from callbridge_local.cors import api_cors
 from callbridge_local.drivers import (
     QueueDriver,
     QueuePoller,
@@ -230,7 +231,13 @@ class LocalRuntime:
             },
         )
         self.gateway = Gateway(
-            routes, functions, account_id=DEFAULT_ACCOUNT_ID, control=control, host=config.host, port=config.port
+            routes,
+            functions,
+            account_id=DEFAULT_ACCOUNT_ID,
+            control=control,
+            host=config.host,
+            port=config.port,
+            cors=api_cors(stack),
         )
         self.gateway.bind()
         # Recording links given to the CRMs point at this gateway unless --param PublicBaseUrl=… says

@@ -139,7 +139,8 @@ LAMBDA_DEFAULT_MEMORY = 128
 _HTTP_METHODS = frozenset(
     {"get", "post", "put", "patch", "delete", "head", "options", "x-amazon-apigateway-any-method"}
 )
-_BODY_KEYS = frozenset({"openapi", "info", "paths", "tags"})
+# x-amazon-apigateway-cors: API Gateway's own CORS, which gateway.py answers (cors.py).
+_BODY_KEYS = frozenset({"openapi", "info", "paths", "tags", "x-amazon-apigateway-cors"})
 _OPERATION_KEYS = frozenset(
     {
         "x-amazon-apigateway-integration",
@@ -356,7 +357,8 @@ def _routes(api: Resource, resources: Mapping[str, Resource]) -> list[tuple[str,
     if extra:
         raise TemplateError(
             f"{where}: Body {', '.join(extra)} is not supported by the local runtime "
-            "(no authorizers, CORS or other API Gateway extensions; it honours paths and their Lambda integrations)"
+            "(no authorizers or other API Gateway extensions; it honours paths, their Lambda integrations "
+            "and x-amazon-apigateway-cors)"
         )
     routes: list[tuple[str, HttpRoute]] = []
     for path, item in (body.get("paths") or {}).items():
