@@ -222,8 +222,9 @@ def _function_with(event: str) -> str:
             "L.Code must be a local folder",
         ),
         (
-            "A: {Type: AWS::Serverless::HttpApi, Properties: {CorsConfiguration: {AllowOrigins: ['*']}}}",
-            "Body x-amazon-apigateway-cors is not supported",
+            "A: {Type: AWS::Serverless::HttpApi, Properties: {Auth: {DefaultAuthorizer: J, Authorizers: {J: "
+            "{IdentitySource: $request.header.Authorization, JwtConfiguration: {issuer: 'https://i.example'}}}}}}",
+            "Body components is not supported",
         ),
         # SAM events become resources the runtime does not drive, or drives otherwise: refused by name.
         (_function_with("{Type: SNS, Properties: {Topic: arn:aws:sns:us-east-1:1:t}}"), "SNS delivery to a function"),

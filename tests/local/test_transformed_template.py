@@ -6,13 +6,16 @@ CallHistoryFunction <-> HttpApi cycle that made `sam deploy` fail; these tests s
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cfnlint.core import get_rules
 
-from callbridge_local import cfn_yaml, stack_check
+from callbridge_local import cfn_yaml, cors, stack_check
+from callbridge_local.intrinsics import Resolver, parameter_values
+from callbridge_local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +37,7 @@ def test_every_allowed_fixed_egress_and_every_condition_parameter_is_tried(sam_t
     assert set(stack_check.condition_parameters(sam_template)) == {
         "AlarmEmail",
         "ContactReservedConcurrency",
+        "CrossOriginCallers",
         "FixedEgress",
         "EgressSubnetIds",
         "EgressSecurityGroupIds",
@@ -41,6 +45,46 @@ def test_every_allowed_fixed_egress_and_every_condition_parameter_is_tried(sam_t
     # Each non-enumerated parameter is tried at its default and at another value.
     for name in ("AlarmEmail", "ContactReservedConcurrency", "EgressSubnetIds"):
         assert len({c[name] for c in combos}) == 2
+
+
+@pytest.mark.parametrize(
+    ("callers", "origins"),
+    [
+        (None, None),
+        ("", None),
+        ("https://mycompany.amocrm.ru", ["https://mycompany.amocrm.ru"]),
+        ("https://a.amocrm.ru, https://a.kommo.com", ["https://a.amocrm.ru", "https://a.kommo.com"]),
+    ],
+)
+def test_the_api_has_cors_only_for_the_origins_cross_origin_callers_lists(
+    callers: str | None, origins: list[str] | None
+):
+    params = {} if callers is None else {"CrossOriginCallers": callers}
+    template = load_template(ROOT / "template.yaml", params)
+    resolver = Resolver(
+        template, parameter_values(template, params), stack_name="s", region="eu-central-1", account_id="1"
+    )
+    body = template.resources["HttpApi"].properties["Body"]
+    # Resolved as the stack would be: SAM writes the configuration inside the condition's Fn::If.
+    resolved = resolver.resolve({cors.EXTENSION: body[cors.EXTENSION]})
+    if origins is None:
+        assert resolved == {}
+        return
+    assert resolved[cors.EXTENSION] == {
+        "allowOrigins": origins,
+        "allowMethods": ["POST"],
+        "allowHeaders": _widget_headers(),
+        "maxAge": 600,
+    }
+
+
+def _widget_headers() -> list[str]:
+    """The headers the Kommo widget's fetch sets (widgets/kommo/script.js), in lower case: exactly
+    what the preflight asks for, so the CORS must allow exactly these."""
+    script = (ROOT / "widgets" / "kommo" / "script.js").read_text(encoding="utf-8")
+    block = re.search(r"headers: \{(?P<headers>[^}]*)\}", script)
+    assert block is not None
+    return sorted(name.lower() for name in re.findall(r"'([A-Za-z-]+)':", block["headers"]))
 
 
 def test_the_rules_it_relies_on_are_in_cfn_lint():
