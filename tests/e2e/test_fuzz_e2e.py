@@ -809,7 +809,10 @@ def downstream(bridge: LocalBridge) -> Downstream:
             found.final.setdefault(account, set()).add(item.get("call_id", {}).get("S", pk))
         elif "ringing" in item:
             found.live["ringing"] += 1
-            if pk not in watched:
+            # The sweep watches incoming calls only: an outgoing call is never recorded as missed
+            # (core/record.py _watch_ringing). A fuzzed OUTGOING before an INCOMING makes one.
+            incoming = item.get("direction", {}).get("S", "in") == "in"
+            if incoming and pk not in watched:
                 found.unwatched.append(pk)
         else:
             found.live["answered" if "accepted_by" in item else "not ringing"] += 1
