@@ -809,11 +809,14 @@ def downstream(bridge: LocalBridge) -> Downstream:
             found.final.setdefault(account, set()).add(item.get("call_id", {}).get("S", pk))
         elif "ringing" in item:
             found.live["ringing"] += 1
-            # The sweep watches incoming calls only: an outgoing call is never recorded as missed
-            # (core/record.py _watch_ringing). A fuzzed OUTGOING before an INCOMING makes one.
-            incoming = item.get("direction", {}).get("S", "in") == "in"
-            if incoming and pk not in watched:
-                found.unwatched.append(pk)
+            # The sweep watches what may still be missed: an incoming call nobody answered
+            # (core/record.py _watch_ringing). An outgoing call is never missed, and an answered one
+            # whose other phones ring on is not either; fuzzed events arrive in any order, so an
+            # ACCEPTED or OUTGOING before an INCOMING makes such calls.
+            may_be_missed = item.get("direction", {}).get("S", "in") == "in" and "accepted_by" not in item
+            if may_be_missed and pk not in watched:
+                shown = {k: item[k] for k in ("ringing", "stopped", "first_event_at", "last_event_at") if k in item}
+                found.unwatched.append(f"{pk} {shown}")
         else:
             found.live["answered" if "accepted_by" in item else "not ringing"] += 1
     seen: dict[str, set[str]] = {}
