@@ -3,17 +3,13 @@ figure the full run does."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from callbridge_local.template import load_template
+from tests.bench_runs import run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
@@ -22,57 +18,15 @@ COLD_RUNS, WARM_CALLS, GATEWAY_REQUESTS = 2, 50, 50
 pytestmark = pytest.mark.e2e
 
 
-def _stop_process_group(process: subprocess.Popen[str]) -> None:
-    # The benchmark starts worker interpreters and the local runtime; all of them are in the process
-    # group of the session it leads, so signalling the group reaches whatever is left.
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(wait)
-
-
 def _positive(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in ("layers/common/python", "functions", "tools"))
-    command = [
-        sys.executable,
-        str(ROOT / "bench" / "benchmark.py"),
-        "--quick",
-        "--cold-runs",
-        str(COLD_RUNS),
-        "--warm-calls",
-        str(WARM_CALLS),
-        "--gateway-requests",
-        str(GATEWAY_REQUESTS),
-        "--results-dir",
-        str(tmp_path),
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        try:
-            output, _ = process.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            _stop_process_group(process)
-            output, _ = process.communicate(timeout=10)
-            pytest.fail(f"benchmark still running after {TIMEOUT} s; output:\n{output}")
-    finally:
-        _stop_process_group(process)
-
-    assert process.returncode == 0, output
+    status, output = run_bench("benchmark.py", "--quick", "--cold-runs", str(COLD_RUNS), "--warm-calls",
+                               str(WARM_CALLS), "--gateway-requests", str(GATEWAY_REQUESTS), "--results-dir",
+                               str(tmp_path), timeout=TIMEOUT)  # fmt: skip
+    assert status == 0, output
     assert "× floor" in output and "Goal: ContactFunction" in output, output
     assert len(list(tmp_path.glob("benchmark-*.json"))) == 1
     results = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))

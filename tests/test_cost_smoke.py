@@ -5,16 +5,12 @@ the floor term by term, the owner's lines apart, and the ratio."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.test_benchmark_smoke import _stop_process_group
+from tests.bench_runs import run_bench
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 180
 CALLS, BATCH_CALLS = 12, 6
 
@@ -22,32 +18,10 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_small_paced_day_prints_the_floor_and_the_ratio(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in ("layers/common/python", "functions", "tools"))
     result = tmp_path / "cost.json"
-    command = [sys.executable, str(ROOT / "bench" / "cost.py"), "--calls", str(CALLS), "--batch-calls",
-               str(BATCH_CALLS), "--rate", "4", "--timeout", "90", "--json", str(result)]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        try:
-            output, _ = process.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            _stop_process_group(process)
-            output, _ = process.communicate(timeout=10)
-            pytest.fail(f"bench/cost.py still running after {TIMEOUT} s; output:\n{output}")
-    finally:
-        _stop_process_group(process)
-
-    assert process.returncode == 0, output
+    status, output = run_bench("cost.py", "--calls", str(CALLS), "--batch-calls", str(BATCH_CALLS), "--rate", "4",
+                               "--timeout", "90", "--json", str(result), timeout=TIMEOUT)  # fmt: skip
+    assert status == 0, output
     figures = json.loads(result.read_text(encoding="utf-8"))
     assert figures["complete"] is True
     assert figures["latency"]["realtime"]["reached"] == {"minicrm": CALLS, "retailcrm": CALLS}

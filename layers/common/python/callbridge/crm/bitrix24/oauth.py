@@ -2,18 +2,9 @@
 refreshed through Bitrix24's OAuth server, shared by every Lambda of the account.
 
 An access token lives an hour; a refresh token about 28 days, and each refresh REPLACES it (the old
-one is refused from then on: `invalid_grant`). So:
-- the tokens are one SecureString parameter, `{account path}/crm/{name}/oauth/tokens` (JSON with a
-  `version`), read straight from SSM (not through the 5-minute secrets cache) and cached in process;
-- a refresh stores the new pair in SSM BEFORE the new access token is used: a Lambda that dies
-  after that leaves tokens the next one uses as they are. (One that dies between the OAuth answer
-  and the write loses the rotated token - a window of one SSM request; the account then needs
-  `callbridge bitrix24 authorize` again, which the error says.)
-- only one Lambda refreshes: it first creates `…/oauth/refreshing` with Overwrite=False, which SSM
-  refuses to every other one (ParameterAlreadyExists); those wait for the new version in SSM and
-  use it. The winner re-reads the tokens after its claim (another one may have refreshed between
-  its read and its claim) and deletes the claim when done; a claim older than CLAIM_LEASE_S is a
-  dead Lambda's and is taken over.
+one is refused from then on: `invalid_grant`). The tokens are one SecureString parameter,
+`{account path}/crm/{name}/oauth/tokens`, claimed at `…/oauth/refreshing` for a refresh, stored
+before use and rotated once across every Lambda (callbridge.infra.oauth_tokens).
 The first tokens come from `authorize` (the authorization code an administrator's browser gets).
 Token values never reach a log line or an error message.
 """
@@ -23,24 +14,19 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from callbridge.crm.bitrix24.settings import Bitrix24App, Bitrix24Settings
-from callbridge.infra import aws, secrets
+from callbridge.infra import secrets
 from callbridge.infra.http import AddressRefused, HttpPeer, PermanentHttpError, RetryPolicy, TransientHttpError
-from callbridge.infra.observability import logger
+from callbridge.infra.oauth_tokens import RotatingTokens, clear_cache, code_of
+
+__all__ = ["TokenStore", "Tokens", "authorize", "authorize_url", "clear_cache", "code_of"]
 
 REFRESH_MARGIN_S = 120.0  # an access token this close to its end is refreshed before use
-CLAIM_LEASE_S = 30.0  # a refresh claim older than this is a dead Lambda's
-WAIT_S = 10.0  # how long a Lambda waits for another one's refresh before it gives up (transient)
-POLL_S = 0.2
 REAUTHORIZE = "authorize again: callbridge bitrix24 authorize"
-
-# The tokens last read or written, by parameter name: a warm Lambda asks SSM only when they end.
-_cache: dict[str, Tokens] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +138,9 @@ def check_portal(app: Bitrix24App, tokens: Tokens) -> None:
         raise ValueError("the tokens' member_id is not the account's app.member_id")
 
 
-class TokenStore:
-    """One account's Bitrix24 tokens in SSM (see the module's docstring)."""
+class TokenStore(RotatingTokens[Tokens]):
+    """One account's Bitrix24 tokens in SSM (callbridge.infra.oauth_tokens: stored before use,
+    rotated once across every Lambda)."""
 
     def __init__(
         self,
@@ -166,64 +153,12 @@ class TokenStore:
     ):
         self.app = _app(settings)
         self.trusted_hosts = settings.trusted_hosts
-        self.name = tokens_name(account_id, settings.name)
-        self.claim = claim_name(account_id, settings.name)
         self.timeout_s = timeout_s
-        self._sleep = sleep
-        self._after_store = after_store  # tests: a crash right after the new tokens are stored
+        super().__init__(tokens_name(account_id, settings.name), claim_name(account_id, settings.name),
+                         loads=Tokens.loads, error=TokenError, label="Bitrix24", reauthorize=REAUTHORIZE,
+                         refresh_margin_s=REFRESH_MARGIN_S, sleep=sleep, after_store=after_store)  # fmt: skip
 
-    # -- reading ---------------------------------------------------------------------------------
-    def read(self) -> Tokens | None:
-        ssm = aws.ssm()
-        try:
-            found = ssm.get_parameter(Name=self.name, WithDecryption=True)
-        except ssm.exceptions.ParameterNotFound:
-            return None
-        tokens = Tokens.loads(found["Parameter"]["Value"])
-        _cache[self.name] = tokens
-        return tokens
-
-    def current(self) -> Tokens:
-        tokens = _cache.get(self.name) or self.read()
-        if tokens is None:
-            raise TokenError(f"no Bitrix24 tokens stored for this account yet: {REAUTHORIZE}")
-        return tokens
-
-    def access_token(self) -> str:
-        """A token to call with; refreshed first when it ends within REFRESH_MARGIN_S."""
-        tokens = self.current()
-        if tokens.expires_at - time.time() < REFRESH_MARGIN_S:
-            tokens = self.refresh(tokens.access_token)
-        return tokens.access_token
-
-    # -- writing ---------------------------------------------------------------------------------
-    def store(self, tokens: Tokens) -> None:
-        aws.ssm().put_parameter(Name=self.name, Value=tokens.dumps(), Type="SecureString", Overwrite=True)
-        _cache[self.name] = tokens
-
-    def refresh(self, stale_access: str) -> Tokens:
-        """Tokens newer than the ones holding `stale_access`: another Lambda's refresh if it did
-        one, else ours, rotated exactly once across every Lambda (the module's docstring)."""
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            tokens = self.read()
-            if tokens is None:
-                raise TokenError(f"no Bitrix24 tokens stored for this account yet: {REAUTHORIZE}")
-            if tokens.access_token != stale_access and tokens.expires_at - time.time() >= REFRESH_MARGIN_S:
-                return tokens  # refreshed by another Lambda since we read them
-            if self._claim():
-                try:
-                    return self._rotate(tokens)
-                finally:
-                    self._release()
-            if time.monotonic() > deadline:
-                raise TokenError("another refresh of the Bitrix24 tokens did not finish in time")
-            self._sleep(POLL_S)
-
-    def _rotate(self, seen: Tokens) -> Tokens:
-        again = self.read()
-        if again is not None and again.version != seen.version:
-            return again  # another Lambda finished its refresh between our read and our claim
+    def renew(self, seen: Tokens) -> Tokens:
         server = OAuthServer(self.app, timeout_s=self.timeout_s, trusted_hosts=self.trusted_hosts)
         try:
             fresh = server.grant("refresh_token", refresh_token=seen.refresh_token)
@@ -233,36 +168,8 @@ class TokenStore:
             check_portal(self.app, fresh)
         except ValueError as exc:
             raise TokenError(str(exc)) from None
-        stored = Tokens(fresh.access_token, fresh.refresh_token or seen.refresh_token, fresh.expires_at,
-                        seen.version + 1, fresh.member_id or seen.member_id, fresh.client_endpoint)  # fmt: skip
-        # Stored before anything uses it: the old refresh token is spent now, the new one exists
-        # only in this Lambda's memory until this write.
-        self.store(stored)
-        logger().info("Bitrix24 tokens refreshed", extra={"version": stored.version})
-        if self._after_store is not None:
-            self._after_store(stored)
-        return stored
-
-    def _claim(self) -> bool:
-        ssm = aws.ssm()
-        try:
-            ssm.put_parameter(Name=self.claim, Value=json.dumps({"at": time.time()}), Type="String", Overwrite=False)
-            return True
-        except ssm.exceptions.ParameterAlreadyExists:
-            pass
-        try:
-            held = json.loads(ssm.get_parameter(Name=self.claim)["Parameter"]["Value"])
-        except ssm.exceptions.ParameterNotFound:
-            return False  # released meanwhile: the next round reads the new tokens
-        if time.time() - float(held.get("at") or 0) > CLAIM_LEASE_S:
-            logger().warning("taking over a stale Bitrix24 token refresh claim")
-            self._release()
-        return False
-
-    def _release(self) -> None:
-        ssm = aws.ssm()
-        with contextlib.suppress(ssm.exceptions.ParameterNotFound):
-            ssm.delete_parameter(Name=self.claim)
+        return Tokens(fresh.access_token, fresh.refresh_token or seen.refresh_token, fresh.expires_at,
+                      seen.version + 1, fresh.member_id or seen.member_id, fresh.client_endpoint)  # fmt: skip
 
 
 def authorize_url(app: Bitrix24App) -> str:
@@ -305,17 +212,3 @@ def account_app(account_id: str, crm_name: str | None = None) -> Bitrix24Setting
     filled = with_secrets(account.id, crm, force=True)
     assert isinstance(filled, Bitrix24Settings)
     return filled
-
-
-def code_of(pasted: str) -> str:
-    """The code from what the operator pasted: the code itself, or the whole redirected URL."""
-    text = pasted.strip()
-    if "code=" in text:
-        found: Mapping[str, Any] = parse_qs(urlsplit(text).query or text)
-        values = found.get("code") or [""]
-        return str(values[0]).strip()
-    return text
-
-
-def clear_cache() -> None:
-    _cache.clear()

@@ -2,32 +2,23 @@
 account's own `POST /oauth2/access_token`, shared by every Lambda of the account.
 
 An access token lives a day; a refresh token three months, and each refresh REPLACES it (the old
-one is refused from then on). The discipline is Bitrix24's (callbridge.crm.bitrix24.oauth), which a
-CRM package may not import (packages are independent): the same SSM names below the account's CRM
-(`crm/{name}/oauth/tokens`, `…/oauth/refreshing`, the IAM the functions already have for them):
-- the tokens are one SecureString parameter (JSON with a `version`), read straight from SSM and
-  cached in process;
-- a refresh stores the new pair BEFORE the new access token is used;
-- only one Lambda refreshes: it creates `…/oauth/refreshing` with Overwrite=False, which SSM refuses
-  to every other one; those wait for the new version and use it. The winner re-reads the tokens
-  after its claim and deletes the claim when done; a claim older than CLAIM_LEASE_S is a dead
-  Lambda's and is taken over.
+one is refused from then on). The tokens are one SecureString parameter below the account's CRM
+(`crm/{name}/oauth/tokens`, claimed at `…/oauth/refreshing`: the IAM the functions already have),
+stored before use and rotated once across every Lambda (callbridge.infra.oauth_tokens).
 Token values never reach a log line or an error message.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from callbridge.crm.kommo.limits import bucket
 from callbridge.crm.kommo.settings import KommoApp, KommoSettings
-from callbridge.infra import aws, secrets
+from callbridge.infra import secrets
 from callbridge.infra.http import (
     AddressRefused,
     HttpPeer,
@@ -35,16 +26,13 @@ from callbridge.infra.http import (
     RetryPolicy,
     TransientHttpError,
 )
-from callbridge.infra.observability import logger
+from callbridge.infra.oauth_tokens import RotatingTokens, clear_cache, code_of
+
+__all__ = ["TokenStore", "Tokens", "authorize", "authorize_url", "clear_cache", "code_of", "grant"]
 
 REFRESH_MARGIN_S = 300.0  # an access token this close to its end is refreshed before use
-CLAIM_LEASE_S = 30.0
-WAIT_S = 10.0
-POLL_S = 0.2
 REAUTHORIZE = "authorize again: callbridge kommo authorize"
 PATH = "/oauth2/access_token"
-
-_cache: dict[str, Tokens] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +109,9 @@ def grant(settings: KommoSettings, grant_type: str, *, timeout_s: float = 10.0, 
     return Tokens(str(answer["access_token"]), str(answer["refresh_token"]), time.time() + lifetime, 0)
 
 
-class TokenStore:
-    """One account's amoCRM tokens in SSM (see the module's docstring)."""
+class TokenStore(RotatingTokens[Tokens]):
+    """One account's amoCRM tokens in SSM (callbridge.infra.oauth_tokens: stored before use,
+    rotated once across every Lambda)."""
 
     def __init__(
         self,
@@ -134,87 +123,14 @@ class TokenStore:
     ):
         _app(settings)
         self.settings = settings
-        self.name = tokens_name(account_id, settings.name)
-        self.claim = claim_name(account_id, settings.name)
         self.timeout_s = timeout_s
-        self._sleep = sleep
+        super().__init__(tokens_name(account_id, settings.name), claim_name(account_id, settings.name),
+                         loads=Tokens.loads, error=TokenError, label="amoCRM", reauthorize=REAUTHORIZE,
+                         refresh_margin_s=REFRESH_MARGIN_S, sleep=sleep)  # fmt: skip
 
-    def read(self) -> Tokens | None:
-        ssm = aws.ssm()
-        try:
-            found = ssm.get_parameter(Name=self.name, WithDecryption=True)
-        except ssm.exceptions.ParameterNotFound:
-            return None
-        tokens = Tokens.loads(found["Parameter"]["Value"])
-        _cache[self.name] = tokens
-        return tokens
-
-    def current(self) -> Tokens:
-        tokens = _cache.get(self.name) or self.read()
-        if tokens is None:
-            raise TokenError(f"no amoCRM tokens stored for this account yet: {REAUTHORIZE}")
-        return tokens
-
-    def access_token(self) -> str:
-        tokens = self.current()
-        if tokens.expires_at - time.time() < REFRESH_MARGIN_S:
-            tokens = self.refresh(tokens.access_token)
-        return tokens.access_token
-
-    def store(self, tokens: Tokens) -> None:
-        aws.ssm().put_parameter(Name=self.name, Value=tokens.dumps(), Type="SecureString", Overwrite=True)
-        _cache[self.name] = tokens
-
-    def refresh(self, stale_access: str) -> Tokens:
-        """Tokens newer than the ones holding `stale_access`: another Lambda's refresh if it did
-        one, else ours, rotated exactly once across every Lambda."""
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            tokens = self.read()
-            if tokens is None:
-                raise TokenError(f"no amoCRM tokens stored for this account yet: {REAUTHORIZE}")
-            if tokens.access_token != stale_access and tokens.expires_at - time.time() >= REFRESH_MARGIN_S:
-                return tokens  # refreshed by another Lambda since we read them
-            if self._claim():
-                try:
-                    return self._rotate(tokens)
-                finally:
-                    self._release()
-            if time.monotonic() > deadline:
-                raise TokenError("another refresh of the amoCRM tokens did not finish in time")
-            self._sleep(POLL_S)
-
-    def _rotate(self, seen: Tokens) -> Tokens:
-        again = self.read()
-        if again is not None and again.version != seen.version:
-            return again  # another Lambda finished its refresh between our read and our claim
+    def renew(self, seen: Tokens) -> Tokens:
         fresh = grant(self.settings, "refresh_token", timeout_s=self.timeout_s, refresh_token=seen.refresh_token)
-        stored = Tokens(fresh.access_token, fresh.refresh_token, fresh.expires_at, seen.version + 1)
-        # Stored before anything uses it: the old refresh token is spent now.
-        self.store(stored)
-        logger().info("amoCRM tokens refreshed", extra={"version": stored.version})
-        return stored
-
-    def _claim(self) -> bool:
-        ssm = aws.ssm()
-        try:
-            ssm.put_parameter(Name=self.claim, Value=json.dumps({"at": time.time()}), Type="String", Overwrite=False)
-            return True
-        except ssm.exceptions.ParameterAlreadyExists:
-            pass
-        try:
-            held = json.loads(ssm.get_parameter(Name=self.claim)["Parameter"]["Value"])
-        except ssm.exceptions.ParameterNotFound:
-            return False  # released meanwhile: the next round reads the new tokens
-        if time.time() - float(held.get("at") or 0) > CLAIM_LEASE_S:
-            logger().warning("taking over a stale amoCRM token refresh claim")
-            self._release()
-        return False
-
-    def _release(self) -> None:
-        ssm = aws.ssm()
-        with contextlib.suppress(ssm.exceptions.ParameterNotFound):
-            ssm.delete_parameter(Name=self.claim)
+        return Tokens(fresh.access_token, fresh.refresh_token, fresh.expires_at, seen.version + 1)
 
 
 def authorize_url(settings: KommoSettings) -> str:
@@ -234,17 +150,3 @@ def authorize(account_id: str, settings: KommoSettings, code: str, *, timeout_s:
     )
     store.store(tokens)
     return tokens
-
-
-def code_of(pasted: str) -> str:
-    """The code from what the operator pasted: the code itself, or the whole redirected URL."""
-    text = pasted.strip()
-    if "code=" in text:
-        found: dict[str, Any] = parse_qs(urlsplit(text).query or text)
-        values = found.get("code") or [""]
-        return str(values[0]).strip()
-    return text
-
-
-def clear_cache() -> None:
-    _cache.clear()
