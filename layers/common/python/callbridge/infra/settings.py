@@ -14,6 +14,10 @@ from typing import NamedTuple
 # The longest a recording is kept (template.yaml's RecordingRetentionDays MaxValue), and so the
 # longest a signed recording URL may live (callbridge.features.recordings.playback.verify_signature).
 RECORDING_RETENTION_MAX_DAYS = 3650
+# template.yaml's CallRetentionDays: at least a month, so that every retry, reconciliation window and
+# redelivery an operator may ask for still finds the call it would otherwise store and send again.
+CALL_RETENTION_MIN_DAYS = 30
+CALL_RETENTION_MAX_DAYS = 3660
 
 
 class SettingsError(RuntimeError):
@@ -54,6 +58,9 @@ class Settings(NamedTuple):
     delivery_http_attempts: int = 3
     delivery_http_timeout_s: int = 10
     recording_link_ttl_s: int = 365 * 86400
+    # How long a call, its timeline, its deliveries and a source's non-call records are kept in the
+    # Calls table (its TTL, `expires_at`), counted from when each item was first written.
+    call_retention_s: int = 400 * 86400
     # Click-to-call and routing. Optional: without the cache table the contact path skips the
     # CRM lookup and answers from the directory alone.
     routing_cache_table: str = ""
@@ -127,6 +134,8 @@ class Settings(NamedTuple):
             delivery_http_attempts=integer("DELIVERY_HTTP_ATTEMPTS", 3, 1, 10),
             delivery_http_timeout_s=integer("DELIVERY_HTTP_TIMEOUT_SECONDS", 10, 1, 60),
             recording_link_ttl_s=integer("RECORDING_RETENTION_DAYS", 365, 1, RECORDING_RETENTION_MAX_DAYS) * 86400,
+            call_retention_s=integer("CALL_RETENTION_DAYS", 400, CALL_RETENTION_MIN_DAYS, CALL_RETENTION_MAX_DAYS)
+            * 86400,
             routing_cache_table=src.get("ROUTING_CACHE_TABLE", "").strip(),
             routing_cache_ttl_s=integer("ROUTING_CACHE_TTL_SECONDS", 300, 1, 86400),
             credential_cache_s=integer("CREDENTIAL_CACHE_SECONDS", 5, 1, 300),

@@ -3,12 +3,14 @@
 pk = CALL#{account}#{call id}
   sk = CALL                         the canonical call (one item whatever path created it)
   sk = EVT#{cmd}#{type}#{user}      one per distinct webhook: the timeline and the idempotency record
-Every webhook is applied with its EVT item in one transaction, so a PBX retry changes nothing and a
-crash can't leave the marker without its effect (or the effect without its marker).
+Every webhook is applied in one conditional write of the call item that also records its marker
+(`marks`), so a PBX retry changes nothing and a crash can't leave the marker without its effect (or
+the effect without its marker); its EVT item is the timeline's copy of what was received.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +20,12 @@ from botocore.exceptions import ClientError
 
 from callbridge.infra import aws
 from callbridge.infra.settings import get_settings
-from callbridge.store.dynamo import from_item, put_if, query_items, scan_items, to_item, update_if
+from callbridge.store.dynamo import CONDITION_FAILED, from_item, put_if, query_items, scan_items, to_item, update_if
 from callbridge.store.keys import CALL_SK as CALL_SK
 from callbridge.store.keys import EVENT_PREFIX, event_sk
 from callbridge.store.keys import call_key as call_key
 from callbridge.store.keys import call_pk as call_pk
+from callbridge.store.retention import expires_at
 from callbridge.store.updates import Update
 
 
@@ -114,6 +117,11 @@ def stored_raw(raw: Mapping[str, Any]) -> StoredRaw:
     return StoredRaw(_json(kept), True)
 
 
+# The markers of the source records applied to a call, on the call item itself: the one write of a
+# webhook checks and records its marker with its effect (see apply_once).
+MARKS_ATTRIBUTE = "marks"
+
+
 def apply_once(
     account: str,
     call_id: str,
@@ -128,47 +136,92 @@ def apply_once(
     """Apply `update` to the call and record `marker`, atomically. False when this exact webhook was
     already applied (a retry), or when `condition` (on the call item; its names and values bound on
     `update`) does not hold: nothing is changed then. `raw_attribute`: the call also keeps the
-    source's record (bounded as on the marker) under that name."""
-    client = aws.dynamodb()
+    source's record (bounded as on the marker) under that name.
+
+    One conditional UpdateItem decides: the marker joins the call's `marks` in the same write as its
+    effect, so a retry or a twin racing us finds it there and changes nothing. It is half the price
+    of the transaction with a marker item that this replaced (a transaction bills every item twice),
+    and as exact. The timeline's EVT item (the record as received) follows; if that second write is
+    lost, the PBX's retry (refused as a repeat) writes it."""
     stored = stored_raw(raw)
-    marker_item = _marker_item(account, call_id, marker, received_at, stored)
+    sk = _sk(marker)
     if raw_attribute:
         update.set(**{raw_attribute: stored.text})
     if stored.truncated:
         update.set(raw_truncated=True)
-    call_update: dict[str, Any] = {"TableName": _table(), "Key": call_key(account, call_id), **update.request()}
-    if condition:
-        call_update["ConditionExpression"] = condition
+    update.set_if_absent(expires_at=expires_at())
+    update.bind({"#mk": MARKS_ATTRIBUTE}, mk=sk)
+    # A call item written before `marks` existed keeps its markers as EVT items only: it is
+    # refused here and decided by its EVT items (_apply_to_older_item).
+    guard = "NOT contains(#mk, :mk) AND (attribute_exists(#mk) OR attribute_not_exists(pk))"
+    old = _update_or_old(account, call_id, _marking(update, {sk}), _and(condition, guard))
+    if old is None:
+        _keep_on_timeline(account, call_id, marker, received_at, stored)
+        return True
+    if sk in (old.get(MARKS_ATTRIBUTE) or ()):
+        _keep_on_timeline(account, call_id, marker, received_at, stored)  # a retry after a lost write
+        return False
+    if old and MARKS_ATTRIBUTE not in old:
+        return _apply_to_older_item(account, call_id, marker, received_at, stored, update, condition)
+    return False  # `condition` does not hold
+
+
+def _update_or_old(account: str, call_id: str, update: Update, condition: str) -> dict[str, Any] | None:
+    """None when the conditional update was applied; else the call item as it was (empty: absent)."""
     try:
-        client.transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": _table(),
-                        "Item": marker_item,
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-                {"Update": call_update},  # type: ignore[typeddict-item]
-            ]
+        aws.dynamodb().update_item(
+            TableName=_table(),
+            Key=call_key(account, call_id),
+            ConditionExpression=condition,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            **update.request(),
         )
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        if error.response.get("Error", {}).get("Code") != CONDITION_FAILED:
             raise
-        reasons = [str(r.get("Code")) for r in error.response.get("CancellationReasons", [])]
-        if condition and reasons[:2] == ["None", "ConditionalCheckFailed"]:
-            return False  # the call is not in the state the caller required
-        # Cancelled: either the marker exists (a retry, or a twin racing us) or a transient
-        # conflict. Only the first is a duplicate; anything else must surface so the PBX retries.
-        existing = client.get_item(
-            TableName=_table(),
-            Key=call_key(account, call_id, _sk(marker)),
-            ConsistentRead=True,
-        )
-        if "Item" in existing:
-            return False
-        raise
+        item: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
+        return from_item(item) if item else {}
+    return None
+
+
+def _apply_to_older_item(
+    account: str,
+    call_id: str,
+    marker: MarkerFields,
+    received_at: str,
+    stored: StoredRaw,
+    update: Update,
+    condition: str | None,
+) -> bool:
+    """A call item without `marks`: its EVT items say what was applied, and they all become its
+    `marks` with this record's."""
+    sk = _sk(marker)
+    applied = {str(item["sk"]) for item in timeline(account, call_id)}
+    if sk in applied:
+        return False
+    guard = "NOT contains(#mk, :mk)"  # a twin racing us past the read above: one of us wins here
+    if _update_or_old(account, call_id, _marking(update, {sk, *applied}), _and(condition, guard)) is not None:
+        return False
+    _keep_on_timeline(account, call_id, marker, received_at, stored)
     return True
+
+
+def _marking(update: Update, marks: set[str]) -> Update:
+    """`update` that also adds `marks` to the call's markers (a copy: the caller may try again)."""
+    return copy.deepcopy(update).add_to_set(MARKS_ATTRIBUTE, *sorted(marks))
+
+
+def _and(condition: str | None, guard: str) -> str:
+    return f"({condition}) AND {guard}" if condition else guard
+
+
+def _keep_on_timeline(account: str, call_id: str, marker: MarkerFields, received_at: str, stored: StoredRaw) -> None:
+    """The record's EVT item, unless it is there (the first receipt's time stays)."""
+    put_if(
+        TableName=_table(),
+        Item=_marker_item(account, call_id, marker, received_at, stored),
+        ConditionExpression="attribute_not_exists(pk)",
+    )
 
 
 def get_call(account: str, call_id: str) -> dict[str, Any] | None:
@@ -286,13 +339,14 @@ def _marker_item(account: str, call_id: str, marker: MarkerFields, received_at: 
             "user": marker.user,
             "received_at": received_at,
             "raw": raw.text,
+            "expires_at": expires_at(),
         }
     )
 
 
 def call_item(account: str, call_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """A whole CALL item (typed) from plain attributes."""
-    return {**to_item(attributes), **call_key(account, call_id)}
+    return {**to_item({"expires_at": expires_at(), **attributes}), **call_key(account, call_id)}
 
 
 def put_call_if_absent(account: str, call_id: str, attributes: dict[str, Any]) -> bool:

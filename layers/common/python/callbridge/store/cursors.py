@@ -9,6 +9,7 @@ from callbridge.infra import aws, clock
 from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, put_if, to_item
 from callbridge.store.keys import MESSAGE_SK, account_key, cursor_sk, message_pk
+from callbridge.store.retention import expires_at
 
 
 def load_cursor(account: str, name: str) -> dict[str, Any]:
@@ -29,5 +30,5 @@ def save_cursor(account: str, name: str, data: dict[str, Any]) -> None:
 
 def put_message_once(account: str, uuid: str, attributes: dict[str, Any]) -> bool:
     """Keep a source's non-call record (an SMS, a fax) once by its uuid; False when it was kept before."""
-    item = to_item({"pk": message_pk(account, uuid), "sk": MESSAGE_SK, **attributes})
+    item = to_item({"pk": message_pk(account, uuid), "sk": MESSAGE_SK, "expires_at": expires_at(), **attributes})
     return put_if(TableName=get_settings().calls_table, Item=item, ConditionExpression="attribute_not_exists(pk)")

@@ -25,6 +25,7 @@ from callbridge.infra.settings import get_settings
 from callbridge.store.dynamo import from_item, query_items, updated_item_if
 from callbridge.store.keys import DELIVERY_PREFIX, call_key, call_pk, delivery_sk
 from callbridge.store.keys import call_id_of as _call_id_of
+from callbridge.store.retention import expires_at
 from callbridge.store.updates import Update
 
 INDEX = "Deliveries"
@@ -86,6 +87,7 @@ def create(account: str, call_id: str, crm: str, kind: str, mode: str, due: date
         created_at=clock.iso(now),
         dlv_pk=queue_key(account, crm),
         dlv_due=due_key(due, call_id),
+        expires_at=expires_at(),
     )
     return _update(account, call_id, crm, update, "attribute_not_exists(pk)") is not None
 
