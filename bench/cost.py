@@ -114,8 +114,6 @@ SETTLE_RUN_MS = 2 * 8 + 5
 # DynamoDB's per-item storage overhead (docs: "Item sizes and formats": 100 bytes per item and per
 # index entry).
 ITEM_OVERHEAD_BYTES = 100
-# How long stored call items are counted: they never expire, so a year is a year's bill per call.
-ITEM_STORAGE_MONTHS = 12
 
 # -- the day -----------------------------------------------------------------------------------
 MIX = {"answered": 0.50, "group": 0.15, "missed": 0.20, "outgoing": 0.15}
@@ -345,6 +343,10 @@ class AwsCalls:
             started = time.perf_counter()
             try:
                 result = original(client, operation, params)
+            except Exception as error:
+                if counting:
+                    counter.refused(client, operation, params, error, before)
+                raise
             finally:
                 work = getattr(_local, "work", None)
                 if work is not None and not getattr(_local, "uncounted", False):
@@ -443,6 +445,21 @@ class AwsCalls:
                 images.append(self._stored(client, body["TableName"], key))
             return images
         return []
+
+    def refused(self, client: Any, operation: str, params: dict[str, Any], error: Exception, before: list[Any]) -> None:
+        """A write refused for its condition is billed all the same ("Condition expressions": a
+        failed conditional write consumes write units, by the size of the item it read)."""
+        code = getattr(error, "response", {}).get("Error", {}).get("Code")
+        if code != "ConditionalCheckFailedException" or operation not in ("PutItem", "UpdateItem", "DeleteItem"):
+            return
+        function = getattr(_local, "function", None)
+        if function is None and not threading.current_thread().name.startswith("sqs-"):
+            return  # the runtime's own work, as in record()
+        units = float(write_units(item_size(before[0]) if before else 0))
+        name = f"{function}: {operation} {_kind(params.get('Key') or params.get('Item') or {})} (refused)"
+        with self.meter.lock:
+            self.meter.wru_by[name] = self.meter.wru_by.get(name, 0.0) + units
+        self.meter.add(wru=units)
 
     def _key_of(self, client: Any, table: str, item: Mapping[str, Any]) -> dict[str, Any]:
         return {name: item[name] for name in self._table(client, table).keys if name in item}
@@ -876,10 +893,6 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
         # the first request of each second and 5 % of the rest. PassThrough (the default) records none.
         f"X-Ray traces (Tracing={tracing})": (day.api_requests if tracing == "Active" else 0) * p["xray_trace"],
         "KMS (SSM SecureString reads)": meter.ssm_requests * p["kms_request"],
-        f"DynamoDB storage ({ITEM_STORAGE_MONTHS} months; items never expire)": meter.item_bytes
-        / 1e9
-        * p["dynamodb_gb_month"]
-        * ITEM_STORAGE_MONTHS,
         "Settle messages after the day (SQS, SettleFunction)": meter.settle_messages
         * (
             2 * p["sqs_request"]
@@ -889,8 +902,14 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
         ),
     }
     per_call = {k: v / calls for k, v in lines.items()}
-    # The owner's lines: as long as recordings are kept, as often as they are played.
+    # The owner's lines: as long as recordings and calls are kept, as often as recordings are played.
+    call_months = _template_number("CallRetentionDays", 400) / 30
     owner = {
+        f"DynamoDB storage ({call_months:.1f} months: CallRetentionDays, the TTL)": meter.item_bytes
+        / 1e9
+        * p["dynamodb_gb_month"]
+        * call_months
+        / calls,
         f"S3 storage ({retention_months:.0f} months retention)": per_call.pop(
             f"S3 storage ({retention_months:.0f} months retention)"
         ),
@@ -987,10 +1006,15 @@ def scheduled_monthly(memory: Mapping[str, int]) -> float:
 
 
 def _retention_days() -> float:
+    return _template_number("RecordingRetentionDays", 365)
+
+
+def _template_number(name: str, fallback: float) -> float:
+    """A numeric template parameter's default."""
     from callbridge_local.template import load_template
 
-    parameter = load_template(TEMPLATE).parameters.get("RecordingRetentionDays")
-    return float(parameter.default) if parameter is not None and parameter.default is not None else 365.0
+    parameter = load_template(TEMPLATE).parameters.get(name)
+    return float(parameter.default) if parameter is not None and parameter.default is not None else fallback
 
 
 def _queue_functions() -> set[str]:
@@ -1078,7 +1102,7 @@ def render(model: Model, advice: list[dict[str, Any]], latency: dict[str, Any], 
     for name, per_call in sorted(model.lines.items(), key=lambda kv: kv[1], reverse=True):
         out.append(f"{name:<55} {money(per_call * 1e3):>16} {money(per_call * 1e6):>20} {per_call / total:>6.1%}")
     out.append(f"{'total (variable), the owner lines aside':<55} {money(total * 1e3):>16} {money(total * 1e6):>20}")
-    out.append("the owner's lines (retention, playback; the same for any bridge):")
+    out.append("the owner's lines (storage for as long as the owner keeps recordings and calls; playback):")
     for name, per_call in model.owner_lines.items():
         out.append(f"  {name:<53} {money(per_call * 1e3):>16} {money(per_call * 1e6):>20}")
     owner = sum(model.owner_lines.values())

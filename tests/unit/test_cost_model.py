@@ -42,11 +42,12 @@ def test_request_units_round_up_per_kilobyte_and_per_four():
     assert (read_units(4096, True), read_units(4097, True), read_units(10, False)) == (1.0, 2.0, 0.5)
 
 
-def test_lambda_duration_scales_cpu_by_the_memorys_vcpu_share_and_prices_aws_calls():
-    call = Invocation("F", wall_ms=500.0, cpu_ms=10.0, aws_ms=480.0, aws_calls=2)
-    # At 1,769 MB a full vCPU: CPU as measured; moto's 480 ms become 2 × 8 ms; 10 ms other waiting.
-    assert lambda_ms(call, 1769) == 10 + 16 + 10
-    assert lambda_ms(call, 256) == -(-(10 * 1769 / 256 + 16 + 10) // 1)
+def test_lambda_duration_scales_cpu_by_the_memorys_vcpu_share_and_prices_aws_and_peer_calls():
+    call = Invocation("F", wall_ms=900.0, cpu_ms=10.0, aws_ms=480.0, aws_calls=2, peer_calls=1, peer_ms=3.0)
+    # At 1,769 MB a full vCPU: CPU as measured; moto's 480 ms become 2 × 8 ms, the fake CRM's 3 ms
+    # the floor's 200 ms; the rest of the wall time (this machine's waiting) is not Lambda's.
+    assert lambda_ms(call, 1769) == 10 + 16 + 200
+    assert lambda_ms(call, 256) == -(-(10 * 1769 / 256 + 16 + 200) // 1)
 
 
 def test_the_day_has_the_stated_mix_and_recordings_only_on_talked_calls():

@@ -263,7 +263,8 @@ def _hand_off(account: Account, call: FinalCall, deliver: bool) -> None:
 def _whole_item(account: str, call: FinalCall, now_iso: str) -> dict[str, Any]:
     """The attributes of a call item created whole (not updated) by a bulk import."""
     attributes = call.attributes(account, now_iso)
-    attributes.update(created_at=now_iso, finalized_at=now_iso)
+    # Its record's marker, as apply_once would have added it: a later repeat is refused at once.
+    attributes.update(created_at=now_iso, finalized_at=now_iso, **{calls.MARKS_ATTRIBUTE: {call.marker.sk}})
     if calls.stored_raw(call.raw).truncated:
         attributes["raw_truncated"] = True  # as apply_once flags it on the other paths
     if call.stored_flags:
@@ -345,13 +346,16 @@ def _apply_live(account: str, event: LiveEvent, marker: Marker, received: dateti
     applied = calls.apply_once(account, event.call_id, marker, now_iso, dict(event.raw), update)
     if applied and event.follow_until is not None:
         open_calls.mark_open(account, event.source, event.call_id, now_iso, int(event.follow_until.timestamp()))
-    if applied and event.change is Live.RINGING:
-        calls.unring_if_stopped(account, event.call_id, event.user)
     settles = applied and event.change in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED)
     # A ring is watched even when it is a repeat: its first delivery may have been stored and then
     # failed before it was watched (the PBX retries what was not answered 2xx).
     if settles or event.change is Live.RINGING:
         call = calls.get_call(account, event.call_id)
+        # Only a phone whose stop came first is taken off again: a write refused for its
+        # condition is billed like one that is done, and most rings have no stop before them.
+        if applied and event.change is Live.RINGING and call and event.user in (call.get("stopped") or ()):
+            calls.unring_if_stopped(account, event.call_id, event.user)
+            call = calls.get_call(account, event.call_id)
         if call is not None and event.change is Live.RINGING:
             _watch_ringing(account, event.call_id, call)
         if call is not None and settles:

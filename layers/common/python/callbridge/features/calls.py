@@ -42,10 +42,13 @@ MAX_VALUE = 256  # longest filter value read
 PLAYBACK_TTL_S = 3600  # a playback link handed to a reader of the history lives an hour
 _CURSOR_CONTEXT = b"callbridge/calls-cursor/v1"
 
-# The storage's own attributes: keys and index keys, the raw source record (large, and its fields
-# are the call's attributes already) and the S3 location of the recording (`recording` below).
-_CALL_INTERNAL = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "history_raw", "recording"})
-_DELIVERY_INTERNAL = frozenset({"pk", "sk", "dlv_pk", "dlv_due", "lease_until", "lease_owner", "account", "call_id"})
+# The storage's own attributes: keys and index keys, the markers of the records applied and the
+# table's TTL, the raw source record (large, and its fields are the call's attributes already) and the
+# S3 location of the recording (`recording` below).
+_CALL_INTERNAL = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "marks", "expires_at", "history_raw", "recording"})
+_DELIVERY_INTERNAL = frozenset(
+    {"pk", "sk", "dlv_pk", "dlv_due", "lease_until", "lease_owner", "account", "call_id", "expires_at"}
+)
 _EVENT_FIELDS = ("received_at", "cmd", "type", "user")
 
 

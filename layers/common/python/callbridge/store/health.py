@@ -11,6 +11,7 @@ account's health is one query, whatever its history.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from callbridge.infra import aws
@@ -33,9 +34,24 @@ def _update(account: str, sk: str, update: Update) -> None:
     aws.dynamodb().update_item(**request)
 
 
+# A success is stamped at most this often per CRM by one warm function: on a busy day the delivery
+# runs every few seconds, and the health screen reads "last success" in minutes. An error is always
+# stamped at once.
+SUCCESS_STAMP_S = 60.0
+_stamped: dict[tuple[str, str], float] = {}  # (account, crm) -> when this function last stamped a success
+
+
 def crm_result(account: str, crm: str, now: str, *, success: bool, error: str = "") -> None:
     """A delivery run's outcome for one CRM: a success, an error (its reason), or both when a run
     delivered some calls and not others."""
+    if success and not error:
+        last = _stamped.get((account, crm))
+        if last is not None and time.monotonic() - last < SUCCESS_STAMP_S:
+            return
+    if success and not error:
+        _stamped[(account, crm)] = time.monotonic()
+    else:  # the next success is news: it is stamped at once
+        _stamped.pop((account, crm), None)
     update = Update().set(crm=crm)
     if success:
         update.set(last_success_at=now)
