@@ -97,10 +97,11 @@ def delete(
     if not (dry_run or yes):
         click.confirm(f"Erase {what} in account {account_id}? This cannot be undone", abort=True, err=True)
     try:
-        if call_id is not None:
-            report = erase_call(account_id, call_id, dry_run=dry_run)
-        else:
-            report = erase_number(account_id, str(number), dry_run=dry_run)
+        with context.product_logs_on_stderr():
+            if call_id is not None:
+                report = erase_call(account_id, call_id, dry_run=dry_run)
+            else:
+                report = erase_number(account_id, str(number), dry_run=dry_run)
     except UnknownAccount:
         raise CliError(f"no account {account_id!r}") from None
     except (NotANumber, UnknownCall) as exc:

@@ -264,7 +264,7 @@ def _erase_item(table: store.Table, item: dict[str, Any], number: Number, report
     if table.label == store.CONTACTS and isinstance(item.get("phones"), list):
         # Another phone of the same contact: it keeps the contact, without this number.
         put["phones"] = [p for p in item["phones"] if not number.found_in(p)]
-    remove = [name for name, value in item.items() if name not in put and number.found_in(value)]
+    remove = [n for n, value in item.items() if n not in put and n not in table.key and number.found_in(value)]
     _rewrite(table, item, remove, put, report, dry_run)
 
 
