@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callbridge.core import phones
-from callbridge.core.accounts import Account, get_account
+from callbridge.core.accounts import get_account
 from callbridge.core.model import Flag
 from callbridge.features.recordings.layout import call_prefixes
 from callbridge.features.recordings.worker import ERASED
@@ -45,7 +45,6 @@ from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
 from callbridge.store import erasure as store
 from callbridge.store.keys import (
-    CALL_PREFIX,
     CALL_SK,
     CALLBACK_PREFIX,
     CLICK_PREFIX,
@@ -54,6 +53,7 @@ from callbridge.store.keys import (
     EVENT_PREFIX,
     MESSAGE_PREFIX,
     call_id_of,
+    call_pk,
 )
 
 ERASED_PHONE = "erased"  # the call item's `phone` once its number is erased
@@ -172,8 +172,8 @@ def erase_number(account_id: str, text: str, *, dry_run: bool = False) -> Report
                 elsewhere.append((table, item))
     calls = _calls_table()
     for call_id in calls_of_number:
-        _erase_call(calls, account, call_id, number, report, dry_run)
-    erased_partitions = {f"{CALL_PREFIX}{account.id}#{call_id}" for call_id in calls_of_number}
+        _erase_call(calls, account.id, call_id, number, report, dry_run)
+    erased_partitions = {call_pk(account.id, call_id) for call_id in calls_of_number}
     for table, item in elsewhere:
         if table.label == store.CALLS and item["pk"] in erased_partitions:
             continue  # done with its call
@@ -192,7 +192,7 @@ def erase_call(account_id: str, call_id: str, *, dry_run: bool = False) -> Repor
     e164 = phones.normalize(str(call.get("phone") or ""), None).e164  # None: a withheld or erased number
     number = Number.of(e164) if e164 else None
     report = Report()
-    _erase_call(calls, account, call_id, number, report, dry_run)
+    _erase_call(calls, account.id, call_id, number, report, dry_run)
     _log("call", report, dry_run)
     return report
 
@@ -206,17 +206,17 @@ def _is_callers(call: Mapping[str, Any], number: Number) -> bool:
 
 
 def _erase_call(
-    calls: store.Table, account: Account, call_id: str, number: Number | None, report: Report, dry_run: bool
+    calls: store.Table, account_id: str, call_id: str, number: Number | None, report: Report, dry_run: bool
 ) -> None:
     report.calls += 1
     # Files first: a run that stops half-way finds the call by its number again and finishes it.
-    report.recordings += _delete_recordings(account.id, call_id, dry_run)
-    for item in store.call_partition(calls, account.id, call_id):
+    report.recordings += _delete_recordings(account_id, call_id, dry_run)
+    for item in store.call_partition(calls, account_id, call_id):
         _erase_call_item(calls, item, number, report, dry_run)
     if not dry_run:
         # Again: a download that was under way when the first pass listed the files (the worker
         # deletes what it stores after this, seeing the call erased).
-        report.recordings += _delete_recordings(account.id, call_id, dry_run)
+        report.recordings += _delete_recordings(account_id, call_id, dry_run)
 
 
 def _erase_call_item(

@@ -86,14 +86,16 @@ def _mark_stored(account: str, call_id: str, recording: dict[str, Any]) -> bool:
 
 def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
     update = Update().set(recording_state=UNAVAILABLE, recording_error=reason, updated_at=clock.iso(clock.now()))
-    # Never over a recording that a twin delivery of the same message stored meanwhile.
+    # Never over a recording that a twin delivery of the same message stored meanwhile, nor over a
+    # call erased meanwhile.
     update.names["#cs"] = "recording_state"
     update.values[":cstored"] = {"S": STORED}
+    update.values[":cerased"] = {"S": ERASED}
     if calls.update_call(
         account,
         call_id,
         update,
-        condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR #cs <> :cstored)",
+        condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR NOT #cs IN (:cstored, :cerased))",
     ):
         handoff.recording_settled(account, call_id)
 
