@@ -174,12 +174,12 @@ def test_history_queues_a_fetch_and_the_worker_stores_the_file_byte_for_byte(env
 def test_a_call_erased_while_its_file_downloads_keeps_no_file(env, server, monkeypatch):
     """`callbridge recordings delete` may run while the worker downloads: the file it then stores
     must not outlive the call's erasure (features/erasure.py deletes what it finds, before)."""
-    from callbridge.features.recordings import worker
+    from callbridge.features.recordings import storage, worker
     from callbridge.store.updates import Update
 
     link = server.route("/ERASED-1.mp3", Reply(body=AUDIO, headers={"Content-Type": "audio/mpeg"}))
     assert post_history("ERASED-1", link) == 200
-    download = worker.fetch_to_s3
+    download = storage.fetch_to_s3  # what the worker calls, by its own name
 
     def erased_meanwhile(*args: Any, **kwargs: Any) -> Any:
         stored = download(*args, **kwargs)
