@@ -1017,6 +1017,49 @@ def _template_number(name: str, fallback: float) -> float:
     return float(parameter.default) if parameter is not None and parameter.default is not None else fallback
 
 
+# -- recordings kept by retention tier (docs/cost.md, "Recordings") -----------------------------------
+# The owner's storage line as a month's bill once the bucket holds a whole retention of recordings
+# (it grows until then), for the tiers of core/retention.py. S3 Glacier Instant Retrieval, same date
+# and region as PRICES: storage, retrieval of a played recording, lifecycle transition requests.
+GLACIER_IR = {"gb_month": 0.004, "retrieval_gb": 0.03, "transition": 0.02 / 1e3}
+RETENTION_TABLE_VOLUMES = (500, 5_000, 50_000)  # calls a day
+
+
+def recording_storage_month(calls_per_day: float, retention_days: int, transition_days: int) -> float:
+    """Dollars a month for the recordings of the last `retention_days` days, moved to Glacier IR after
+    `transition_days` (0: never) where template.yaml moves them (a stay there of its 90-day minimum at
+    least), with the transition requests of a month's new recordings."""
+    from callbridge.core.retention import GLACIER_IR_MINIMUM_DAYS
+
+    moves = transition_days > 0 and retention_days - transition_days >= GLACIER_IR_MINIMUM_DAYS
+    in_glacier = retention_days - transition_days if moves else 0
+    recordings_per_day = calls_per_day * RECORDED_SHARE
+    gb_per_day = recordings_per_day * RECORDING_BYTES / 1e9
+    storage = gb_per_day * ((retention_days - in_glacier) * PRICES["s3_gb_month"] + in_glacier * GLACIER_IR["gb_month"])
+    transitions = recordings_per_day * HOURS_PER_MONTH / 24 * GLACIER_IR["transition"] if moves else 0.0
+    return storage + transitions
+
+
+def render_retention_table(transition_days: int = 30) -> str:
+    """The monthly recordings bill per retention tier and volume, all in Standard and with the transition."""
+    from callbridge.core.retention import TIERS
+
+    head = " | ".join(
+        f"{v:,}/day: Standard | {v:,}/day: Glacier IR after {transition_days} d" for v in RETENTION_TABLE_VOLUMES
+    )
+    lines = [f"| retention | {head} |", "|---" * (1 + 2 * len(RETENTION_TABLE_VOLUMES)) + "|"]
+    for days in TIERS:
+        cells = [
+            f"${recording_storage_month(v, days, t):,.2f}"
+            for v in RETENTION_TABLE_VOLUMES
+            for t in (0, transition_days)
+        ]
+        lines.append(f"| {days} days | {' | '.join(cells)} |")
+    played = RECORDING_BYTES / 1e9 * GLACIER_IR["retrieval_gb"]
+    lines.append(f"playing a recording from Glacier IR: ${played:.7f} retrieval ({RECORDING_BYTES / 1e6:.2f} MB)")
+    return "\n".join(lines)
+
+
 def _queue_functions() -> set[str]:
     from callbridge_local.template import load_template
 
@@ -1457,7 +1500,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--template", type=Path, default=TEMPLATE, help="a variant of template.yaml beside it (e.g. other MemorySize)"
     )
+    parser.add_argument(
+        "--retention", action="store_true", help="print the recordings bill by retention tier, nothing else"
+    )
     args = parser.parse_args(argv)
+    if args.retention:
+        print(render_retention_table())
+        return 0
     globals()["TEMPLATE"] = args.template.resolve()
     machine = f"{os.cpu_count()} CPUs, load {load_average()} at start"
     try:

@@ -916,3 +916,22 @@ def test_call_notes_reach_the_retailcrm_customer_with_their_author_and_time(setu
     finally:
         connector.close()
     assert len(setup.retail.notes) == 2
+
+
+@pytest.mark.parametrize(("retention_days", "link_days"), [(None, 365), (30, 30), (3650, 3650)])
+def test_a_crms_recording_link_lives_as_long_as_the_accounts_recordings(
+    setup: Crms, now: list[datetime], retention_days: int | None, link_days: int
+) -> None:
+    """A retailCRM recordUrl is signed for the account's retention tier, else the stack's
+    RecordingRetentionDays (365 by default): it plays as long as the recording is kept."""
+    from urllib.parse import parse_qs, urlsplit
+
+    config = account_config("kept", setup, "batch")
+    recordings = config.recordings.model_copy(update={"retention_days": retention_days})
+    apply_account(config.model_copy(update={"recordings": recordings}))
+    accounts.clear_account_cache()
+    store_calls("kept", 1)
+    engine.drain(accounts=["kept"])
+    link = setup.retail.calls["c00000"]["recordUrl"]
+    expires = int(parse_qs(urlsplit(link).query)["exp"][0])
+    assert abs(expires - time.time() - link_days * 86400) < 120

@@ -171,6 +171,44 @@ def test_history_queues_a_fetch_and_the_worker_stores_the_file_byte_for_byte(env
     assert call["final"] is True and call["outcome"] == "answered"
 
 
+def test_a_call_is_kept_at_least_as_long_as_its_recording(env, server):
+    """The Calls table's TTL never removes a call before its recording: a recording is played back
+    and erased by a number through its call. The stack keeps calls 400 days and recordings 365, so
+    a call without a tier keeps its 400 days; an account whose tier is 10 years keeps its call that
+    long and a week (the file is uploaded after the call)."""
+    now = time.time()
+    call = stored_call(server, env, "KEEP-1")
+    assert abs(int(call["expires_at"]) - (now + 400 * 86400)) < 120
+    apply_account(_account("demo", server.port, retention_days=3650))
+    accounts.clear_account_cache()
+    call = stored_call(server, env, "KEEP-2")
+    assert call["recording"]["key"].startswith("_retention/3650d/")
+    assert abs(int(call["expires_at"]) - (now + 3657 * 86400)) < 120
+
+
+def test_a_call_erased_while_its_file_downloads_keeps_no_file(env, server, monkeypatch):
+    """`callbridge recordings delete` may run while the worker downloads: the file it then stores
+    must not outlive the call's erasure (features/erasure.py deletes what it finds, before)."""
+    from callbridge.features.recordings import storage, worker
+    from callbridge.store.updates import Update
+
+    link = server.route("/ERASED-1.mp3", Reply(body=AUDIO, headers={"Content-Type": "audio/mpeg"}))
+    assert post_history("ERASED-1", link) == 200
+    download = storage.fetch_to_s3  # what the worker calls, by its own name
+
+    def erased_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        stored = download(*args, **kwargs)
+        calls.update_call("demo", "ERASED-1", Update().set(recording_state="erased").remove("recording_url"))
+        return stored
+
+    monkeypatch.setattr(worker, "fetch_to_s3", erased_meanwhile)
+    drain(env)
+    call = calls.get_call("demo", "ERASED-1")
+    assert call is not None and call["recording_state"] == "erased" and "recording" not in call
+    listed = boto3.client("s3").list_objects_v2(Bucket=env["RECORDINGS_BUCKET"], Prefix="demo/ERASED-1/")
+    assert listed.get("KeyCount", 0) == 0
+
+
 def test_a_repeated_history_queues_nothing_and_a_stored_call_is_not_fetched_again(env, server):
     stored_call(server, env, "REC-2")
     assert post_history("REC-2", server.url("/REC-2.mp3")) == 200

@@ -41,6 +41,8 @@ def test_every_allowed_fixed_egress_and_every_condition_parameter_is_tried(sam_t
         "FixedEgress",
         "EgressSubnetIds",
         "EgressSecurityGroupIds",
+        "RecordingRetentionDays",
+        "RecordingsTransitionDays",
     }
     # Each non-enumerated parameter is tried at its default and at another value.
     for name in ("AlarmEmail", "ContactReservedConcurrency", "EgressSubnetIds"):

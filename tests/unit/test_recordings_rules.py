@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from callbridge.features.recordings.layout import recording_key
 from callbridge.features.recordings.playback import parse_basic, signature, source_allowed
-from callbridge.features.recordings.worker import MAX_RETRY_DELAY_S, recording_key, retry_delay
+from callbridge.features.recordings.worker import MAX_RETRY_DELAY_S, retry_delay
 from callbridge.infra import settings
 
 

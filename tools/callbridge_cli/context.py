@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,6 +43,25 @@ def target(ctx: click.Context) -> Target:
 # rich's default 80 columns, so that grep finds whole ids (scripts should still prefer --json).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def product_logs_on_stderr() -> Iterator[None]:
+    """The product's own log lines (JSON, as in Lambda) go to stderr while a command runs it: stdout
+    is the command's result, which `--json` keeps pure JSON. Undone afterwards, for the tests that
+    run commands in-process."""
+    from callbridge.infra.observability import logger
+
+    name = logger().name  # set up, as every Lambda has it
+    handlers = [h for h in logging.getLogger(name).handlers if isinstance(h, logging.StreamHandler)]
+    streams = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.setStream(stream)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -32,6 +32,7 @@ OPTIONAL_STACK_OUTPUTS: Mapping[str, str] = {
     "RecordingsBucketName": "RECORDINGS_BUCKET",
     "RecordingFetchQueueUrl": "RECORDING_QUEUE_URL",
     "CallSettleQueueUrl": "SETTLE_QUEUE_URL",
+    "RoutingCacheTableName": "ROUTING_CACHE_TABLE",
 }
 # Variables that could send a local session to real AWS (or a stack session to a stale emulator).
 _AWS_ROUTING = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")

@@ -35,7 +35,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from callbridge.core import catalog
+from callbridge.core import catalog, retention
 from callbridge.store.keys import ACCOUNT_ID
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
@@ -357,6 +357,12 @@ class RecordingsSettings(Model):
         default=False,
         description="Answer small recordings (≤ 4 MiB) with the audio itself instead of a redirect",
     )
+    retention_days: int | None = Field(
+        default=None,
+        description="Days this account's recordings are kept, one of the tiers 30, 90, 180, 365, 730, 1095, "
+        "1825, 2555, 3650 (another value is refused, not rounded); unset: the stack's RecordingRetentionDays. "
+        "A change holds for recordings stored from then on",
+    )
 
     @field_validator("allowed_ips")
     @classmethod
@@ -367,6 +373,12 @@ class RecordingsSettings(Model):
             except ValueError:
                 raise ValueError(f"not an IP address or CIDR: {entry!r}") from None
         return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _tier(cls, value: int | None) -> int | None:
+        # The bucket's lifecycle has one expiration rule per tier (core/retention.py).
+        return None if value is None else retention.check_tier(value)
 
     @field_validator("allow_hosts")
     @classmethod

@@ -92,6 +92,9 @@ class Flag(StrEnum):
     # within the quiet time (talk time from the answer and end receipts); a later final record of
     # the source corrects it in place and drops the flag.
     DERIVED_FROM_EVENTS = "derived_from_events"
+    # The caller's number and recording were erased on request (features/erasure.py); the call is
+    # kept for the figures, without them.
+    ERASED = "erased"
 
 
 class Note(BaseModel):

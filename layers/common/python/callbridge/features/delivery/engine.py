@@ -125,13 +125,16 @@ class Report:
 def _context(account: Account) -> DeliveryContext:
     users = list(account.settings.users)
     settings = get_settings()
+    # A CRM's link lives as long as the recording it plays: the account's tier, else the stack's default.
+    retention_days = account.settings.recordings.retention_days
+    link_ttl_s = retention_days * 86400 if retention_days else settings.recording_link_ttl_s
 
     def recording_url(call_id: str) -> str:
         from callbridge.features.recordings.playback import signed_recording_url
 
         if not settings.public_base_url:
             raise LookupError("PUBLIC_BASE_URL is not set: no recording link can be given to the CRM")
-        return signed_recording_url(settings.public_base_url, account.id, call_id, settings.recording_link_ttl_s)
+        return signed_recording_url(settings.public_base_url, account.id, call_id, link_ttl_s)
 
     def recording_file(call_id: str) -> tuple[str, str]:
         from callbridge.features.recordings.playback import download_link

@@ -24,21 +24,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 from callbridge import registry
 from callbridge.core import handoff
 from callbridge.core.accounts import UnknownAccount, get_account
-from callbridge.features.recordings.storage import EXTENSION_TYPES, fetch_to_s3
+from callbridge.features.recordings.layout import recording_key
+from callbridge.features.recordings.storage import fetch_to_s3
 from callbridge.infra import aws, clock
 from callbridge.infra.netguard import PermanentFetchError, TransientFetchError
 from callbridge.infra.observability import bind, logger, metric
 from callbridge.infra.settings import SettingsError, get_settings
 from callbridge.store import calls
+from callbridge.store.retention import expires_at
 from callbridge.store.updates import Update
 
 STORED = "stored"
 UNAVAILABLE = "unavailable"
+ERASED = "erased"  # deleted on a data-subject request (features/erasure.py): never fetched again
 MAX_RETRY_DELAY_S = 900
 _REASON_LIMIT = 300
 
@@ -54,17 +56,7 @@ class RetryLater(Exception):
 
 @dataclass(frozen=True, slots=True)
 class FetchResult:
-    status: str  # stored | already_stored | unavailable | no_recording | unknown_call | malformed
-
-
-def recording_key(account: str, call_id: str, link: str) -> str:
-    """`{account}/{call_id}/recording.{ext}`: the extension of the link's path when it is a known
-    audio type (the stored Content-Type is what playback serves), `bin` otherwise."""
-    path = urlsplit(link).path
-    extension = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    if extension not in EXTENSION_TYPES:
-        extension = "bin"
-    return f"{account}/{quote(call_id, safe='')}/recording.{extension}"
+    status: str  # stored | already_stored | unavailable | no_recording | unknown_call | malformed | erased
 
 
 def retry_delay(attempt: int, retry_after_s: float | None = None) -> int:
@@ -80,22 +72,37 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:_REASON_LIMIT]
 
 
-def _mark_stored(account: str, call_id: str, recording: dict[str, Any]) -> None:
-    update = Update().set(recording=recording, recording_state=STORED, updated_at=clock.iso(clock.now()))
-    if calls.update_call(account, call_id, update, condition="attribute_exists(pk)"):
-        handoff.recording_settled(account, call_id)
+def _mark_stored(account: str, call_id: str, recording: dict[str, Any], kept_days: int) -> bool:
+    """False when the call is gone or was erased while its file was downloaded. The call is kept at
+    least as long as its recording (`kept_days`, S3's days for it)."""
+    update = Update().set(
+        recording=recording,
+        recording_state=STORED,
+        updated_at=clock.iso(clock.now()),
+        expires_at=expires_at(recording_days=kept_days),
+    )
+    update.names["#cs"] = "recording_state"
+    update.values[":cerased"] = {"S": ERASED}
+    if not calls.update_call(
+        account, call_id, update, condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR #cs <> :cerased)"
+    ):
+        return False
+    handoff.recording_settled(account, call_id)
+    return True
 
 
 def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
     update = Update().set(recording_state=UNAVAILABLE, recording_error=reason, updated_at=clock.iso(clock.now()))
-    # Never over a recording that a twin delivery of the same message stored meanwhile.
+    # Never over a recording that a twin delivery of the same message stored meanwhile, nor over a
+    # call erased meanwhile.
     update.names["#cs"] = "recording_state"
     update.values[":cstored"] = {"S": STORED}
+    update.values[":cerased"] = {"S": ERASED}
     if calls.update_call(
         account,
         call_id,
         update,
-        condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR #cs <> :cstored)",
+        condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR NOT #cs IN (:cstored, :cerased))",
     ):
         handoff.recording_settled(account, call_id)
 
@@ -127,7 +134,7 @@ def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> Fetch
                 account, link
             ),  # adds a PBX key the stored link must not carry
             bucket=settings.recordings_bucket,
-            key=recording_key(account_id, call_id, link),
+            key=recording_key(account_id, call_id, link, account.settings.recordings.retention_days),
             allow_hosts=allow_hosts,
             max_bytes=settings.recording_max_bytes,
             timeout_s=settings.recording_fetch_timeout_s,
@@ -148,17 +155,19 @@ def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> Fetch
             extra={"call_id": call_id, "attempt": attempt, "retry_in_s": delay, "reason": _reason(exc)},
         )
         raise RetryLater(_reason(exc), delay) from exc
-    _mark_stored(
-        account_id,
-        call_id,
-        {
-            "key": stored.key,
-            "size": stored.size,
-            "content_type": stored.content_type,
-            "sha256": stored.sha256,
-            "fetched_at": clock.iso(clock.now()),
-        },
-    )
+    recording = {
+        "key": stored.key,
+        "size": stored.size,
+        "content_type": stored.content_type,
+        "sha256": stored.sha256,
+        "fetched_at": clock.iso(clock.now()),
+    }
+    kept_days = account.settings.recordings.retention_days or settings.recording_link_ttl_s // 86400
+    if not _mark_stored(account_id, call_id, recording, kept_days):
+        # Erased (or deleted) while the file was on its way: the file must not outlive the call.
+        aws.s3().delete_object(Bucket=settings.recordings_bucket, Key=stored.key)
+        log.info("recording dropped: its call was erased meanwhile", extra={"call_id": call_id})
+        return FetchResult("erased")
     log.info("recording stored", extra={"call_id": call_id, "size": stored.size, "content_type": stored.content_type})
     return FetchResult("stored")
 
