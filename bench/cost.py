@@ -871,7 +871,8 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
     gb_seconds = sum(lambda_ms(i, memory[i.function]) / 1000 * memory[i.function] / 1024 for i in meter.invocations)
     platform_bytes = PLATFORM_LOG_BYTES * len(meter.invocations)
     log_gb = (meter.log_bytes + platform_bytes) / 1e9
-    retention_months = _retention_days() / 30
+    retention, transition = _retention_days(), _template_number("RecordingsTransitionDays", 30)
+    moved = f", Glacier IR after {transition:.0f}" if moves_to_glacier(int(retention), int(transition)) else ""
     tracing = template_defaults("Tracing")["Tracing"]
     lines = {
         "API Gateway requests": day.api_requests * p["apigw_http_request"],
@@ -882,10 +883,6 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
         "SQS requests": meter.sqs_requests * p["sqs_request"],
         "S3 PUT": meter.s3_put * p["s3_put"],
         "S3 GET": meter.s3_get * p["s3_get"],
-        f"S3 storage ({retention_months:.0f} months retention)": meter.s3_bytes
-        / 1e9
-        * p["s3_gb_month"]
-        * retention_months,
         "CloudWatch Logs ingested": log_gb * p["logs_ingested_gb"],
         "CloudWatch Logs stored": log_gb * p["logs_stored_gb_month"] * LOG_RETENTION_MONTHS,
         # With Tracing=Active a webhook's invocation starts a trace (HTTP APIs do not trace); the
@@ -910,9 +907,10 @@ def cost_model(meter: Meter, day: DayResult, memory: Mapping[str, int], recordin
         * p["dynamodb_gb_month"]
         * call_months
         / calls,
-        f"S3 storage ({retention_months:.0f} months retention)": per_call.pop(
-            f"S3 storage ({retention_months:.0f} months retention)"
-        ),
+        f"S3 storage ({retention:.0f} days{moved})": recording_lifetime_cost(
+            meter.s3_bytes / 1e9, recordings, int(retention), int(transition)
+        )
+        / calls,
         "Playback egress (each recording played once)": recordings
         * RECORDING_BYTES
         / 1e9
@@ -1025,13 +1023,27 @@ GLACIER_IR = {"gb_month": 0.004, "retrieval_gb": 0.03, "transition": 0.02 / 1e3}
 RETENTION_TABLE_VOLUMES = (500, 5_000, 50_000)  # calls a day
 
 
+def moves_to_glacier(retention_days: int, transition_days: int) -> bool:
+    """Whether template.yaml's lifecycle moves a recording kept `retention_days` to Glacier IR."""
+    from callbridge.core.retention import GLACIER_IR_MINIMUM_DAYS
+
+    return transition_days > 0 and retention_days - transition_days >= GLACIER_IR_MINIMUM_DAYS
+
+
+def recording_lifetime_cost(gb: float, recordings: int, retention_days: int, transition_days: int) -> float:
+    """Dollars to keep `gb` of recordings (`recordings` files) for their whole retention: in Standard,
+    then in Glacier IR where the lifecycle moves them (with a transition request each)."""
+    in_glacier = retention_days - transition_days if moves_to_glacier(retention_days, transition_days) else 0
+    standard = (retention_days - in_glacier) / 30 * PRICES["s3_gb_month"]
+    glacier = in_glacier / 30 * GLACIER_IR["gb_month"]
+    return gb * (standard + glacier) + (recordings * GLACIER_IR["transition"] if in_glacier else 0.0)
+
+
 def recording_storage_month(calls_per_day: float, retention_days: int, transition_days: int) -> float:
     """Dollars a month for the recordings of the last `retention_days` days, moved to Glacier IR after
     `transition_days` (0: never) where template.yaml moves them (a stay there of its 90-day minimum at
     least), with the transition requests of a month's new recordings."""
-    from callbridge.core.retention import GLACIER_IR_MINIMUM_DAYS
-
-    moves = transition_days > 0 and retention_days - transition_days >= GLACIER_IR_MINIMUM_DAYS
+    moves = moves_to_glacier(retention_days, transition_days)
     in_glacier = retention_days - transition_days if moves else 0
     recordings_per_day = calls_per_day * RECORDED_SHARE
     gb_per_day = recordings_per_day * RECORDING_BYTES / 1e9
