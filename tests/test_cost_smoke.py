@@ -34,13 +34,16 @@ def test_a_small_paced_day_prints_the_floor_and_the_ratio(tmp_path: Path) -> Non
     )
     assert all(value > 0 for value in floor.values())
     assert figures["floor_total_per_call"] == pytest.approx(sum(floor.values()))
-    # Recording storage and playback are the owner's: apart, and not in the ratio.
-    assert any(name.startswith("S3 storage") for name in figures["owner_per_call"])
-    assert not any(name.startswith("S3 storage") for name in figures["per_call"])
+    # Storage (recordings, calls: as long as the owner keeps them) and playback are the owner's:
+    # apart, and not in the ratio.
+    for storage in ("S3 storage", "DynamoDB storage"):
+        assert any(name.startswith(storage) for name in figures["owner_per_call"]), storage
+        assert not any(name.startswith(storage) for name in figures["per_call"]), storage
     assert figures["ratio_owner_lines_aside"] == pytest.approx(
         sum(figures["per_call"].values()) / figures["floor_total_per_call"]
     )
-    assert any(name.startswith("DynamoDB storage") for name in figures["per_call"])
+    # The write units are accounted for by function and item.
+    assert sum(figures["facts"]["wru_by_operation"].values()) == pytest.approx(figures["facts"]["wru"])
     assert figures["facts"]["item_bytes_per_call"] > 0
     for term in floor:
         assert term in output, term
