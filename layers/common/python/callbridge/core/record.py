@@ -343,14 +343,15 @@ def _apply_live(account: str, event: LiveEvent, marker: Marker, received: dateti
             update.set(completed_at=now_iso)
     elif event.change is Live.TRANSFERRED:
         update.add_to_set("transferred_to", event.user)
-    applied = calls.apply_once(account, event.call_id, marker, now_iso, dict(event.raw), update)
+    after = calls.applied_once(account, event.call_id, marker, now_iso, dict(event.raw), update)
+    applied = after is not None
     if applied and event.follow_until is not None:
         open_calls.mark_open(account, event.source, event.call_id, now_iso, int(event.follow_until.timestamp()))
     settles = applied and event.change in (Live.RINGING, Live.ANSWERED, Live.STOPPED_RINGING, Live.ENDED)
     # A ring is watched even when it is a repeat: its first delivery may have been stored and then
     # failed before it was watched (the PBX retries what was not answered 2xx).
     if settles or event.change is Live.RINGING:
-        call = calls.get_call(account, event.call_id)
+        call = after if after is not None else calls.get_call(account, event.call_id)
         # Only a phone whose stop came first is taken off again: a write refused for its
         # condition is billed like one that is done, and most rings have no stop before them.
         if applied and event.change is Live.RINGING and call and event.user in (call.get("stopped") or ()):

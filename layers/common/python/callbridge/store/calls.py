@@ -133,9 +133,26 @@ def apply_once(
     *,
     raw_attribute: str | None = None,
 ) -> bool:
-    """Apply `update` to the call and record `marker`, atomically. False when this exact webhook was
-    already applied (a retry), or when `condition` (on the call item; its names and values bound on
-    `update`) does not hold: nothing is changed then. `raw_attribute`: the call also keeps the
+    """See applied_once; True when applied."""
+    applied = applied_once(account, call_id, marker, received_at, raw, update, condition, raw_attribute=raw_attribute)
+    return applied is not None
+
+
+def applied_once(
+    account: str,
+    call_id: str,
+    marker: MarkerFields,
+    received_at: str,
+    raw: dict[str, Any],
+    update: Update,
+    condition: str | None = None,
+    *,
+    raw_attribute: str | None = None,
+) -> dict[str, Any] | None:
+    """Apply `update` to the call and record `marker`, atomically; the call item as the write left it
+    (no read needed after it). None when this exact webhook was already applied (a retry), or when
+    `condition` (on the call item; its names and values bound on `update`) does not hold: nothing is
+    changed then. `raw_attribute`: the call also keeps the
     source's record (bounded as on the marker) under that name.
 
     One conditional UpdateItem decides: the marker joins the call's `marks` in the same write as its
@@ -154,34 +171,36 @@ def apply_once(
     # A call item written before `marks` existed keeps its markers as EVT items only: it is
     # refused here and decided by its EVT items (_apply_to_older_item).
     guard = "NOT contains(#mk, :mk) AND (attribute_exists(#mk) OR attribute_not_exists(pk))"
-    old = _update_or_old(account, call_id, _marking(update, {sk}), _and(condition, guard))
-    if old is None:
+    done, item = _update_or_old(account, call_id, _marking(update, {sk}), _and(condition, guard))
+    if done:
         _keep_on_timeline(account, call_id, marker, received_at, stored)
-        return True
-    if sk in (old.get(MARKS_ATTRIBUTE) or ()):
+        return item
+    if sk in (item.get(MARKS_ATTRIBUTE) or ()):
         _keep_on_timeline(account, call_id, marker, received_at, stored)  # a retry after a lost write
-        return False
-    if old and MARKS_ATTRIBUTE not in old:
+        return None
+    if item and MARKS_ATTRIBUTE not in item:
         return _apply_to_older_item(account, call_id, marker, received_at, stored, update, condition)
-    return False  # `condition` does not hold
+    return None  # `condition` does not hold
 
 
-def _update_or_old(account: str, call_id: str, update: Update, condition: str) -> dict[str, Any] | None:
-    """None when the conditional update was applied; else the call item as it was (empty: absent)."""
+def _update_or_old(account: str, call_id: str, update: Update, condition: str) -> tuple[bool, dict[str, Any]]:
+    """(True, the call item after the update) when the conditional update was applied; else (False,
+    the call item as it was, empty when absent)."""
     try:
-        aws.dynamodb().update_item(
+        response = aws.dynamodb().update_item(
             TableName=_table(),
             Key=call_key(account, call_id),
             ConditionExpression=condition,
+            ReturnValues="ALL_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
             **update.request(),
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != CONDITION_FAILED:
             raise
-        item: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
-        return from_item(item) if item else {}
-    return None
+        old: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
+        return False, from_item(old) if old else {}
+    return True, from_item(response["Attributes"])
 
 
 def _apply_to_older_item(
@@ -192,18 +211,19 @@ def _apply_to_older_item(
     stored: StoredRaw,
     update: Update,
     condition: str | None,
-) -> bool:
+) -> dict[str, Any] | None:
     """A call item without `marks`: its EVT items say what was applied, and they all become its
     `marks` with this record's."""
     sk = _sk(marker)
     applied = {str(item["sk"]) for item in timeline(account, call_id)}
     if sk in applied:
-        return False
+        return None
     guard = "NOT contains(#mk, :mk)"  # a twin racing us past the read above: one of us wins here
-    if _update_or_old(account, call_id, _marking(update, {sk, *applied}), _and(condition, guard)) is not None:
-        return False
+    done, item = _update_or_old(account, call_id, _marking(update, {sk, *applied}), _and(condition, guard))
+    if not done:
+        return None
     _keep_on_timeline(account, call_id, marker, received_at, stored)
-    return True
+    return item
 
 
 def _marking(update: Update, marks: set[str]) -> Update:
