@@ -264,7 +264,9 @@ def _whole_item(account: str, call: FinalCall, now_iso: str) -> dict[str, Any]:
     """The attributes of a call item created whole (not updated) by a bulk import."""
     attributes = call.attributes(account, now_iso)
     # Its record's marker, as apply_once would have added it: a later repeat is refused at once.
-    attributes.update(created_at=now_iso, finalized_at=now_iso, **{calls.MARKS_ATTRIBUTE: {call.marker.sk}})
+    attributes.update(
+        created_at=now_iso, finalized_at=now_iso, **{calls.MARKS_ATTRIBUTE: {calls.mark_of(call.marker.sk)}}
+    )
     if calls.stored_raw(call.raw).truncated:
         attributes["raw_truncated"] = True  # as apply_once flags it on the other paths
     if call.stored_flags:
