@@ -3,7 +3,7 @@ module but logs only when something goes wrong, so it must not pay the logger's 
 
 Metrics (namespace CallBridge, dimension service=callbridge plus the ones named):
 - CallsIngested {Source, Outcome, Reason}: a call became final (handoff.call_stored); Reason is why an
-  unanswered call was missed (core/model.py MissedReason), `answered` otherwise.
+  unanswered call was missed (core/terms.py MissedReason), `answered` otherwise.
 - ContactLatency {Served} in ms: the contact answer, from the request's arrival; Served is where
   it came from: directory (our contacts), cache / crm / timeout / error (routing to retailCRM),
   none (a number we could not read).
@@ -34,11 +34,37 @@ SERVICE = "callbridge"
 SECRET_FIELDS = frozenset({"crm_token", "token", "apikey", "api_key", "password", "secret"})
 
 
+# The keys bound to this request's log lines, kept here rather than only in the logger: a webhook
+# binds its account on every request but logs only when something goes wrong, and creating the
+# logger to hold the keys would import Powertools on that cold start (bench/benchmark.py). A
+# contextvar, like Powertools' own thread-safe keys: the local runtime serves requests on several
+# threads of one process, and `in_context` hands a copy to a pool thread.
+_keys: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("callbridge_log_keys", default=None)
+
+
 @cache
-def logger() -> Logger:
+def _powertools_logger() -> Logger:
     from aws_lambda_powertools import Logger
 
     return Logger(service="callbridge")
+
+
+def logger() -> Logger:
+    """The logger, carrying the keys bound so far in this context (also those bound before it was
+    first created)."""
+    log = _powertools_logger()
+    _apply(log, _keys.get() or {})
+    return log
+
+
+def _apply(log: Logger, keys: dict[str, Any]) -> None:
+    log.thread_safe_clear_keys()
+    if keys:
+        log.thread_safe_append_keys(**keys)
+
+
+def _created() -> Logger | None:
+    return _powertools_logger() if _powertools_logger.cache_info().currsize else None
 
 
 def redact(fields: dict[str, Any]) -> dict[str, Any]:
@@ -53,27 +79,34 @@ _R = TypeVar("_R")
 
 def bind(**keys: Any) -> None:
     """Attach keys (account, call_id) to every following log line of this invocation, replacing the
-    ones bound before. They live in Powertools' thread-safe (contextvars) keys, not in the logger's
-    shared format: the local runtime serves requests on several threads of one process, and a key
-    appended to the shared format would tag another thread's lines. What `invocation` clears."""
-    log = logger()
-    log.thread_safe_clear_keys()
-    log.thread_safe_append_keys(**{k: v for k, v in keys.items() if v is not None})
+    ones bound before. They live in a contextvar (and, once the logger exists, in Powertools'
+    thread-safe keys), not in the logger's shared format: the local runtime serves requests on
+    several threads of one process, and a key appended to the shared format would tag another
+    thread's lines. What `invocation` clears."""
+    _set_keys({k: v for k, v in keys.items() if v is not None})
 
 
 def bind_more(**keys: Any) -> None:
     """Attach more keys to the log lines of this invocation, keeping the ones bound before: the
     edge binds the account, the PBX package the call it names."""
-    logger().thread_safe_append_keys(**{k: v for k, v in keys.items() if v is not None})
+    _set_keys({**(_keys.get() or {}), **{k: v for k, v in keys.items() if v is not None}})
+
+
+def _set_keys(keys: dict[str, Any]) -> None:
+    _keys.set(keys)
+    log = _created()
+    if log is not None:  # a reference to the logger taken before this bind logs with the new keys too
+        _apply(log, keys)
 
 
 def reset_log_context() -> None:
     """Forget every key bound so far. A warm Lambda keeps the logger (and the thread's context)
     between invocations, so a request that fails before it binds its own account would otherwise
-    log under the previous request's account and call id. Nothing to do while the logger was never
-    created: the contact path must not import Powertools for this (see `contact_latency`)."""
-    if logger.cache_info().currsize:
-        log = logger()
+    log under the previous request's account and call id. Powertools is not imported for this while
+    the logger was never created: the contact path must not pay for it (see `contact_latency`)."""
+    _keys.set({})
+    log = _created()
+    if log is not None:
         log.clear_state()
         log.thread_safe_clear_keys()
 
