@@ -1,5 +1,5 @@
-"""Metrics: the hand-written ContactLatency EMF line is what Powertools would write; metric() emits
-Powertools EMF in the CallBridge namespace."""
+"""Metrics: the hand-written EMF lines (metric(), ContactLatency) are what Powertools would write, in
+the CallBridge namespace."""
 
 from __future__ import annotations
 
@@ -27,6 +27,21 @@ def test_hand_written_contact_latency_equals_powertools_emf(capsys):
         value=12.5,
         namespace="CallBridge",
         default_dimensions={"service": "callbridge", "Served": "directory"},
+    ):
+        pass
+    theirs = _emf(capsys.readouterr().out)
+    assert ours == theirs
+
+
+def test_hand_written_metric_equals_powertools_emf(capsys):
+    observability.metric("CallsIngested", Source="cloudpbx", Outcome="missed", Reason="busy")
+    ours = _emf(capsys.readouterr().out)
+    with single_metric(
+        name="CallsIngested",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace="CallBridge",
+        default_dimensions={"service": "callbridge", "Source": "cloudpbx", "Outcome": "missed", "Reason": "busy"},
     ):
         pass
     theirs = _emf(capsys.readouterr().out)
