@@ -26,16 +26,47 @@ S3 errors propagate as botocore exceptions. Modules:
     storage   fetch_to_s3(): the body into S3 (multipart in 8 MiB parts), encrypted, aborted on failure
 """
 
-from callbridge.features.recordings.fetch import Download, open_download
-from callbridge.features.recordings.storage import StoredRecording, content_type_for, fetch_to_s3
-from callbridge.infra.netguard import (
-    BlockedAddress,
-    DisallowedScheme,
-    FetchError,
-    PermanentFetchError,
-    TooLarge,
-    TransientFetchError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from callbridge.features.recordings.fetch import Download, open_download
+    from callbridge.features.recordings.storage import StoredRecording, content_type_for, fetch_to_s3
+    from callbridge.infra.netguard import (
+        BlockedAddress,
+        DisallowedScheme,
+        FetchError,
+        PermanentFetchError,
+        TooLarge,
+        TransientFetchError,
+    )
+
+# Loaded when first named: the playback and the call history import this package's `playback`,
+# which serves a stored file and never downloads one, and must not pay for httpx (tens of ms of
+# their cold start, bench/benchmark.py) through this package's own import.
+_LAZY = {
+    "Download": "callbridge.features.recordings.fetch",
+    "open_download": "callbridge.features.recordings.fetch",
+    "StoredRecording": "callbridge.features.recordings.storage",
+    "content_type_for": "callbridge.features.recordings.storage",
+    "fetch_to_s3": "callbridge.features.recordings.storage",
+    "BlockedAddress": "callbridge.infra.netguard",
+    "DisallowedScheme": "callbridge.infra.netguard",
+    "FetchError": "callbridge.infra.netguard",
+    "PermanentFetchError": "callbridge.infra.netguard",
+    "TooLarge": "callbridge.infra.netguard",
+    "TransientFetchError": "callbridge.infra.netguard",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "BlockedAddress",
