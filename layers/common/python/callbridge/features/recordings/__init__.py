@@ -28,7 +28,6 @@ S3 errors propagate as botocore exceptions. Modules:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,29 +42,30 @@ if TYPE_CHECKING:
         TransientFetchError,
     )
 
-# Loaded when first named: the playback and the call history import this package's `playback`,
-# which serves a stored file and never downloads one, and must not pay for httpx (tens of ms of
-# their cold start, bench/benchmark.py) through this package's own import.
-_LAZY = {
-    "Download": "callbridge.features.recordings.fetch",
-    "open_download": "callbridge.features.recordings.fetch",
-    "StoredRecording": "callbridge.features.recordings.storage",
-    "content_type_for": "callbridge.features.recordings.storage",
-    "fetch_to_s3": "callbridge.features.recordings.storage",
-    "BlockedAddress": "callbridge.infra.netguard",
-    "DisallowedScheme": "callbridge.infra.netguard",
-    "FetchError": "callbridge.infra.netguard",
-    "PermanentFetchError": "callbridge.infra.netguard",
-    "TooLarge": "callbridge.infra.netguard",
-    "TransientFetchError": "callbridge.infra.netguard",
-}
+_FETCH = frozenset({"Download", "open_download"})
+_STORAGE = frozenset({"StoredRecording", "content_type_for", "fetch_to_s3"})
+_GUARD = frozenset(
+    {"BlockedAddress", "DisallowedScheme", "FetchError", "PermanentFetchError", "TooLarge", "TransientFetchError"}
+)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    """The names above, loaded when first named: the playback and the call history import this
+    package's `playback`, which serves a stored file and never downloads one, and must not pay for
+    httpx (tens of ms of their cold start, bench/benchmark.py) through this package's own import."""
+    if name in _FETCH:
+        from callbridge.features.recordings import fetch
+
+        return getattr(fetch, name)
+    if name in _STORAGE:
+        from callbridge.features.recordings import storage
+
+        return getattr(storage, name)
+    if name in _GUARD:
+        from callbridge.infra import netguard
+
+        return getattr(netguard, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
