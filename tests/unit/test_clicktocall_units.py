@@ -8,11 +8,12 @@ import pytest
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import UserMapping
+from callbridge.crm.base import query_phone
 from callbridge.crm.retailcrm import users as retailcrm_users
 from callbridge.crm.retailcrm.managers import customer_name
 from callbridge.crm.retailcrm.registration import module_payload
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
-from callbridge.features.clicktocall import query_phone, resolve_api_user
+from callbridge.features.clicktocall import resolve_api_user
 from callbridge.pbx.cloudpbx.client import pbx_phone
 from callbridge.pbx.telediscount.adapter import outcome_refusal as _telediscount_refusal
 
