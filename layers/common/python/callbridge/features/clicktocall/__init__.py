@@ -84,12 +84,14 @@ def load_account(account_id: str, refusal: str = "Invalid credentials") -> Accou
 
 def callback_crms(account: Account, kind: str) -> list[CrmSettings]:
     """The account's CRMs of `kind` that authorize click-to-call; Unauthorized when there is none."""
+    if not account.has_crms:
+        raise Unauthorized(INVALID_CLIENT_ID)
     # The CRMs' shared interface (and pydantic, with the account's settings) is loaded by the
     # requests that need it, not by the import: the call history and the console API import this
     # module to check an API key.
     from callbridge.crm.base import click_to_call_secret
 
-    crms = [c for c in account.settings.crms if c.kind == kind and click_to_call_secret(c)] if account.has_crms else []
+    crms = [c for c in account.settings.crms if c.kind == kind and click_to_call_secret(c)]
     if not crms:
         raise Unauthorized(INVALID_CLIENT_ID)
     return crms
