@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 from callbridge.edge.router import Response, Router
@@ -26,10 +26,48 @@ from callbridge.features import clicktocall
 from callbridge.features.clicktocall import ClickToCallError
 from callbridge.infra.observability import bind, logger
 
-if TYPE_CHECKING:
-    from callbridge.edge.call_request import CallRequest
-
 JSON = "application/json"
+
+
+class CallRequest(NamedTuple):
+    """The body of POST /calls, as edge/call_request.py's model accepts it."""
+
+    user: str | None
+    extension: str | None
+    phone: str
+    clid: str | None
+
+
+# Field → (least, most) characters: edge/call_request.py's constraints, which tests hold this to.
+_CALL_FIELDS = {"user": (1, 256), "extension": (1, 32), "phone": (1, 64), "clid": (0, 64)}
+
+
+def plainly_valid(data: Any) -> CallRequest | None:
+    """The request, when `data` is one that edge/call_request.py's model surely accepts as it is
+    (the fields it knows, text of the lengths it allows, a user or an extension); None when only the
+    model can tell, and say what is wrong. Every request scripts send well-formed is read here, so
+    that a cold start pays pydantic's import only for a body that needs its verdict.
+    tests/unit/test_clicktocall_units.py holds the two to the same answers."""
+    if not isinstance(data, dict) or "phone" not in data or not set(data) <= _CALL_FIELDS.keys():
+        return None
+    for name, value in data.items():
+        least, most = _CALL_FIELDS[name]
+        if value is None and name != "phone":
+            continue
+        if type(value) is not str or not least <= len(value) <= most or not _utf8(value):
+            return None
+    if not data.get("user") and not data.get("extension"):
+        return None
+    return CallRequest(data.get("user"), data.get("extension"), data["phone"], data.get("clid"))
+
+
+def _utf8(text: str) -> bool:
+    # A lone surrogate (JSON's "\ud800") is no text the model takes.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class UnsupportedBody(Exception):
@@ -68,14 +106,17 @@ def call_request(app: Router) -> CallRequest:
         data = json.loads(text)
     except (ValueError, RecursionError):  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise MalformedBody("The body is not a JSON document in UTF-8") from None
-    # Here, not at the top: only this route validates a body with pydantic, and the other routes of
-    # these functions (and their refusals) must not pay its import on a cold start.
+    plain = plainly_valid(data)
+    if plain is not None:
+        return plain
+    # Here, not at the top: only a body the plain check cannot vouch for needs the model.
     from pydantic import ValidationError
 
-    from callbridge.edge.call_request import CallRequest
+    from callbridge.edge.call_request import CallRequestModel
 
     try:
-        return CallRequest.model_validate(data)
+        model = CallRequestModel.model_validate(data)
+        return CallRequest(model.user, model.extension, model.phone, model.clid)
     except ValidationError as error:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
         raise InvalidRequest(problems) from None
