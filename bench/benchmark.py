@@ -6,10 +6,17 @@ floor (bench/floor.py, a bare boto3 handler doing one GetItem) measured in the s
     python bench/benchmark.py --help
 
 Figures are only comparable within a run: the moto emulator, the machine and its load all move
-them, while they move the floor alike. That is why every figure is reported as a ratio to the floor.
-The goal of the contact path: cold start ≤ 1.1× the floor, for a known caller in the form the PBX
-sends (docs/protocols/cloudpbx.md: 79101234567). The same caller written with the Russian trunk
-prefix (89101234567), which only phonenumbers' metadata can read, is measured beside it.
+them, while they move the floor alike. That is why every figure is reported as a ratio to the floor,
+and a cold start's ratio is paired: each round starts every function and the floor once, each
+function's time is divided by the floor's of the same round, and the median of those ratios is
+reported, over two passes or more (each with its own warm-up round), so that one noisy stretch of
+the machine moves neither a pass nor the verdict much.
+
+The goals: every function API Gateway invokes starts within 1.3× the floor. The contact path (and
+the Cloud PBX address that also answers `contact`) within 1.1× the floor given the same GC pause our
+AWS clients take while they load (bench/floor.py `gc_paused_handler`), for a known caller in the form
+the PBX sends (docs/protocols/cloudpbx.md: 79101234567). The same caller written with the Russian
+trunk prefix (89101234567), which only phonenumbers' metadata can read, is measured beside it.
 """
 
 from __future__ import annotations
@@ -46,12 +53,18 @@ SCRIPT_PATHS = (*HANDLER_PATHS, ROOT / "tools", ROOT)
 
 FLOOR = "FloorFunction"
 FLOOR_HANDLER = "floor.handler"
+FLOOR_GC = "FloorFunction, GC paused"
+FLOOR_GC_HANDLER = "floor.gc_paused_handler"
+FLOORS = (FLOOR, FLOOR_GC)
 FLOOR_PATH = "/bench/floor"
 CONTACT = "ContactFunction"
 CONTACT_PATH = "/v1/demo/cloudpbx/contact"
-GOAL_RATIO = 1.1
-# The goal is about answering a ringing phone; both addresses the PBX may use for it are held to it.
-GOAL_FUNCTIONS = (CONTACT, "CloudPbxFunction")
+# Every HTTP function's cold start, against the floor.
+GOAL_RATIO = 1.3
+# Answering a ringing phone, against the floor with the same GC pause; both addresses the PBX may
+# use for it are held to it.
+CONTACT_GOAL_RATIO = 1.1
+CONTACT_GOAL_FUNCTIONS = (CONTACT, "CloudPbxFunction")
 # The one sample event per function when it has several: the contact case is the latency-critical one.
 EVENT_FILES = {CONTACT: "ContactFunction.known-caller.json", "CloudPbxFunction": "CloudPbxFunction.contact.json"}
 IMPORT_PROFILE_FUNCTION = CONTACT
@@ -59,9 +72,11 @@ IMPORT_PROFILE_FUNCTION = CONTACT
 EXTRA_TARGETS = (("ContactFunction, trunk prefix", CONTACT, "ContactFunction.known-caller-trunk-prefix.json"),)
 FIRST_PARTY = ("callbridge",)
 
-# (cold runs, warm calls, gateway requests): the full run, and --quick.
+# (cold runs per pass, warm calls, gateway requests): the full run, and --quick.
 FULL = (15, 10_000, 1_000)
 QUICK = (3, 500, 100)
+# Cold start passes: a median over one pass would hang on one stretch of the machine's load.
+PASSES = 2
 
 
 class BenchmarkError(RuntimeError):
@@ -152,6 +167,7 @@ def http_targets() -> list[Target]:
 
     targets = [
         Target(FLOOR, FLOOR_HANDLER, floor_event(), "(built in)", expects_contact=False),
+        Target(FLOOR_GC, FLOOR_GC_HANDLER, floor_event(), "(built in)", expects_contact=False),
     ]
     for spec in load_template(TEMPLATE).functions.values():
         if not spec.http_events:
@@ -189,7 +205,7 @@ def check_response(target: Target, response: Any, where: str) -> None:
     # The webhooks must take their real path (200). Other functions' samples may rightly answer a
     # redirect or a 4xx here (a recording not fetched in the benchmark's store): still a full cold
     # start through the handler, as long as it is not a failure.
-    webhook = "/cloudpbx" in str(target.event.get("rawPath", "")) or target.name == FLOOR
+    webhook = "/cloudpbx" in str(target.event.get("rawPath", "")) or target.name in FLOORS
     if not isinstance(status, int) or (status != 200 if webhook else status >= 500):
         raise BenchmarkError(f"{target.name} ({where}) answered {status}: {response!r:.300}")
     if target.expects_contact and "contact_name" not in str(response.get("body")):
@@ -267,16 +283,31 @@ def cold_once(workers: Workers, target: Target, run: int) -> tuple[dict[str, Any
     return result, wall_ms
 
 
-def measure_cold(workers: Workers, targets: Sequence[Target], runs: int, progress: Progress) -> dict[str, ColdSamples]:
-    # One discarded round first: it writes the .pyc files and fills the page cache, as the first
-    # of many Lambda cold starts on a warm host would find them.
-    for target in targets:
-        cold_once(workers, target, run=0)
+def measure_cold(
+    workers: Workers, targets: Sequence[Target], runs: int, passes: int, progress: Progress
+) -> dict[str, ColdSamples]:
+    """`passes` × `runs` rounds; sample i of every target is of round i, which pairs it with the
+    floors' sample i."""
     samples = {t.name: ColdSamples() for t in targets}
-    # Round-robin rather than one function after another, so that a burst of load on the machine
-    # spreads over all functions instead of landing on one of them.
-    for run in range(1, runs + 1):
+    for number in range(passes):
+        # One discarded round first: it writes the .pyc files and fills the page cache, as the
+        # first of many Lambda cold starts on a warm host would find them.
         for target in targets:
+            cold_once(workers, target, run=0)
+        measure_pass(workers, targets, runs, number * runs, samples)
+        progress.step(f"cold start pass {number + 1}/{passes}: {runs} rounds")
+    return samples
+
+
+def measure_pass(
+    workers: Workers, targets: Sequence[Target], runs: int, first_run: int, samples: dict[str, ColdSamples]
+) -> None:
+    # Round-robin rather than one function after another, so that a burst of load on the machine
+    # spreads over all functions instead of landing on one of them; each round starts with
+    # another target, so that none is always the first (or the last) after the previous round.
+    for run in range(first_run + 1, first_run + runs + 1):
+        shift = run % len(targets)
+        for target in [*targets[shift:], *targets[:shift]]:
             result, wall_ms = cold_once(workers, target, run)
             entry = samples[target.name]
             entry.total_ms.append(float(result["total_ms"]))
@@ -284,8 +315,6 @@ def measure_cold(workers: Workers, targets: Sequence[Target], runs: int, progres
             entry.call_ms.append(float(result["call_ms"]))
             entry.process_ms.append(wall_ms)
             entry.max_rss_kb.append(int(result.get("max_rss_kb", 0)))
-        progress.step(f"cold start round {run}/{runs}")
-    return samples
 
 
 # -- import profile ----------------------------------------------------------------------------
@@ -550,23 +579,45 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def cold_report(samples: dict[str, ColdSamples]) -> dict[str, Any]:
-    floor = samples[FLOOR]
-    floor_p50 = {kind: percentile(getattr(floor, kind), 50) for kind in ("total_ms", "import_ms", "call_ms")}
+def paired_ratios(values: Sequence[float], floor: Sequence[float]) -> list[float]:
+    """Each round's value over the floor's of the same round."""
+    if len(values) != len(floor):
+        raise BenchmarkError(f"{len(values)} samples cannot be paired with the floor's {len(floor)}")
+    return [value / base for value, base in zip(values, floor, strict=True) if base > 0]
+
+
+def paired_summary(values: Sequence[float], floor: Sequence[float], passes: int) -> dict[str, Any]:
+    """The median of the paired ratios over every pass, and each pass's own median (how far the
+    passes agree says how much the machine's load moved the figure)."""
+    ratios = paired_ratios(values, floor)
+    size = len(ratios) // passes
+    return {
+        "median": round(percentile(ratios, 50), 3),
+        "per_pass": [round(percentile(ratios[i * size : (i + 1) * size], 50), 3) for i in range(passes)],
+        "n": len(ratios),
+    }
+
+
+def cold_report(samples: dict[str, ColdSamples], passes: int) -> dict[str, Any]:
+    floor, floor_gc = samples[FLOOR], samples[FLOOR_GC]
     report: dict[str, Any] = {}
     for name, entry in samples.items():
-        total = summary(entry.total_ms)
+        to_floor = paired_summary(entry.total_ms, floor.total_ms, passes)
         report[name] = {
-            "total_ms": total,
+            "total_ms": summary(entry.total_ms),
             "import_ms": summary(entry.import_ms),
             "first_call_ms": summary(entry.call_ms),
             "process_wall_ms": summary(entry.process_ms),
             # The whole interpreter's peak resident memory after the first call: the floor of the
             # MemorySize the function can be given (bench/cost.py chooses it).
             "max_rss_mb": round(max(entry.max_rss_kb, default=0) / 1024, 1),
-            "ratio_to_floor": ratio(total["p50"], floor_p50["total_ms"]),
-            "import_ratio_to_floor": ratio(percentile(entry.import_ms, 50), floor_p50["import_ms"]),
-            "first_call_ratio_to_floor": ratio(percentile(entry.call_ms, 50), floor_p50["call_ms"]),
+            # Medians of paired ratios (module docstring): to the floor, and to the floor that
+            # pauses the GC as our AWS clients do.
+            "ratio_to_floor": to_floor["median"],
+            "paired_ratio_to_floor": to_floor,
+            "paired_ratio_to_gc_paused_floor": paired_summary(entry.total_ms, floor_gc.total_ms, passes),
+            "import_ratio_to_floor": paired_summary(entry.import_ms, floor.import_ms, passes)["median"],
+            "first_call_ratio_to_floor": paired_summary(entry.call_ms, floor.call_ms, passes)["median"],
         }
     return report
 
@@ -578,36 +629,56 @@ def pair_report(samples: dict[str, list[float]]) -> dict[str, Any]:
     return report
 
 
-def goals(cold: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: {
-            "ratio": cold[name]["ratio_to_floor"],
-            "goal": GOAL_RATIO,
-            "met": cold[name]["ratio_to_floor"] <= GOAL_RATIO,
-        }
-        for name in GOAL_FUNCTIONS
-        if name in cold
-    }
+def goals(cold: dict[str, Any], http_functions: Sequence[str]) -> dict[str, Any]:
+    """Per function, each goal it is held to: (against which floor, the goal, the median paired
+    ratio, met)."""
+    found: dict[str, Any] = {}
+    for name in http_functions:
+        checks = [("floor", GOAL_RATIO, cold[name]["paired_ratio_to_floor"]["median"])]
+        if name in CONTACT_GOAL_FUNCTIONS:
+            checks.append(
+                ("GC-paused floor", CONTACT_GOAL_RATIO, cold[name]["paired_ratio_to_gc_paused_floor"]["median"])
+            )
+        found[name] = [
+            {"against": against, "goal": goal, "ratio": value, "met": value <= goal} for against, goal, value in checks
+        ]
+    return found
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _paired(ratio: dict[str, Any]) -> str:
+    return f"{ratio['median']:.2f} [{' '.join(f'{r:.2f}' for r in ratio['per_pass'])}]"
 
 
 def render(results: dict[str, Any]) -> str:
-    rows: list[tuple[str, ...]] = [("function", "metric", "p50 ms", "p90/p99 ms", "× floor", "goal")]
+    cold = results["cold_start"]
+    config = results["config"]
 
     def goal_text(name: str) -> str:
-        goal = results["goals"].get(name)
-        if not goal:
-            return ""
-        return f"≤ {goal['goal']:.2f}× {'met' if goal['met'] else 'NOT met'}"
+        return ", ".join(
+            f"≤ {g['goal']:.1f}× {'floor' if g['against'] == 'floor' else 'GC floor'} {'met' if g['met'] else 'NOT met'}"
+            for g in results["goals"].get(name, [])
+        )
 
-    cold = results["cold_start"]
+    lines = [
+        f"Cold start: median of paired ratios (each round's time over the floor's of the same round) over "
+        f"{config['cold_passes']} passes of {config['cold_runs']} rounds; each pass's median in brackets.",
+    ]
+    rows: list[tuple[str, ...]] = [("function", "", "p50 ms", "× floor [per pass]", "× GC-paused floor", "goal")]
     for name, entry in cold.items():
         rows.append(
             (
                 name,
                 "cold start",
                 f"{entry['total_ms']['p50']:.1f}",
-                f"p90 {entry['total_ms']['p90']:.1f}",
-                f"{entry['ratio_to_floor']:.2f}",
+                _paired(entry["paired_ratio_to_floor"]),
+                _paired(entry["paired_ratio_to_gc_paused_floor"]),
                 goal_text(name),
             )
         )
@@ -615,18 +686,16 @@ def render(results: dict[str, Any]) -> str:
             ("  import", "import_ms", "import_ratio_to_floor"),
             ("  first call", "first_call_ms", "first_call_ratio_to_floor"),
         ):
-            rows.append(
-                ("", label, f"{entry[key]['p50']:.1f}", f"p90 {entry[key]['p90']:.1f}", f"{entry[ratio_key]:.2f}", "")
-            )
+            rows.append(("", label, f"{entry[key]['p50']:.1f}", f"{entry[ratio_key]:.2f}", "", ""))
+    lines += _table(rows)
+    rows = [("function", "metric", "p50 ms", "p99 ms", "× floor (p50)")]
     for section, label in (("warm", "warm, in process"), ("gateway", "via local gateway")):
         pair = results[section]
         for name in (CONTACT, FLOOR):
             stats = pair[name]
             shown_ratio = f"{pair['ratio_p50']:.2f}" if name == CONTACT else "1.00"
-            rows.append((name, label, f"{stats['p50']:.2f}", f"p99 {stats['p99']:.2f}", shown_ratio, ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+            rows.append((name, label, f"{stats['p50']:.2f}", f"{stats['p99']:.2f}", shown_ratio))
+    lines += ["", *_table(rows)]
 
     lines += [
         "",
@@ -668,9 +737,16 @@ def render(results: dict[str, Any]) -> str:
                 "headers and body separately without TCP_NODELAY."
             )
         lines.append("")
-    for name, goal in results["goals"].items():
-        verdict = "MET" if goal["met"] else "NOT MET"
-        lines.append(f"Goal: {name} cold start ≤ {goal['goal']:.1f}× floor: {goal['ratio']:.2f}× → {verdict}")
+    missed = [(name, g) for name, checks in results["goals"].items() for g in checks if not g["met"]]
+    lines.append(
+        f"Goals: every HTTP function ≤ {GOAL_RATIO:.1f}× the floor; {' and '.join(CONTACT_GOAL_FUNCTIONS)} "
+        f"≤ {CONTACT_GOAL_RATIO:.1f}× the GC-paused floor: "
+        + (
+            "all MET"
+            if not missed
+            else "NOT MET by " + ", ".join(f"{n} ({g['ratio']:.2f}× {g['against']})" for n, g in missed)
+        )
+    )
     return "\n".join(lines)
 
 
@@ -693,7 +769,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="a smoke-sized run: {} cold runs, {} warm calls, {} gateway requests".format(*QUICK),
     )
-    parser.add_argument("--cold-runs", type=int, help=f"fresh processes per function (default {FULL[0]})")
+    parser.add_argument("--cold-runs", type=int, help=f"fresh processes per function and pass (default {FULL[0]})")
+    parser.add_argument(
+        "--cold-passes",
+        type=int,
+        default=PASSES,
+        help=f"cold start passes, each with its own warm-up round (default and least {PASSES})",
+    )
     parser.add_argument(
         "--warm-calls", type=int, help=f"timed in-process calls of contact and floor (default {FULL[1]})"
     )
@@ -709,6 +791,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             setattr(args, name, default)
         elif value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.cold_passes < PASSES:
+        parser.error(f"--cold-passes must be at least {PASSES}: one pass is one stretch of the machine's load")
     return args
 
 
@@ -755,6 +839,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(),
         "config": {
             "cold_runs": args.cold_runs,
+            "cold_passes": args.cold_passes,
             "warm_calls": args.warm_calls,
             "gateway_requests": args.gateway_requests,
             "quick": args.quick,
@@ -776,9 +861,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with provisioned_cloud(scratch) as env:
             progress.step("moto provisioned, demo account applied")
             workers = Workers(env, scratch)
-            cold = measure_cold(workers, list(targets.values()), args.cold_runs, progress)
-            results["cold_start"] = cold_report(cold)
-            results["goals"] = goals(results["cold_start"])
+            cold = measure_cold(workers, list(targets.values()), args.cold_runs, args.cold_passes, progress)
+            results["cold_start"] = cold_report(cold, args.cold_passes)
+            extras = {name for name, _, _ in EXTRA_TARGETS}
+            http_functions = [name for name in targets if name not in FLOORS and name not in extras]
+            results["goals"] = goals(results["cold_start"], http_functions)
             results["import_profile"] = import_profile(workers, targets[IMPORT_PROFILE_FUNCTION], targets[FLOOR])
             progress.step("import profile taken")
             warm = measure_warm(workers, targets[CONTACT], targets[FLOOR], args.warm_calls, warm_warmup)

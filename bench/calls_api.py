@@ -58,8 +58,8 @@ def core_at(env: dict[str, str]) -> Iterator[None]:
 
 
 def seed(count: int) -> list[str]:
-    from callbridge.core.model import Direction, Marker, Outcome, StartSource
     from callbridge.core.record import FinalCall
+    from callbridge.core.terms import Direction, Marker, Outcome, StartSource
     from callbridge.store import calls
 
     ids = [f"B{n:06d}" for n in range(count)]

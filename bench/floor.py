@@ -5,12 +5,18 @@ module global, as real code does) and makes one GetItem on the accounts table pe
 Deliberately without botocore Config, Powertools or any of our code: whatever our handlers cost
 above this is ours to explain.
 
+`gc_paused_handler` is the same floor with the one thing our AWS clients do differently
+(callbridge/infra/aws.py): no garbage collection while the client loads its service model, and
+what it made frozen afterwards. A handler that does only that much more than the floor is
+measured against it, so that what the pause saves is not counted as our code's merit.
+
 Warm, the floor can be a little slower than `contact`: the account's CONFIG item it reads is several
 times the size of the contact item `contact` reads, and moto takes longer to serve it.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from typing import TYPE_CHECKING, Any
@@ -31,8 +37,30 @@ def _dynamodb() -> DynamoDBClient:
     return _client
 
 
+def _dynamodb_gc_paused() -> DynamoDBClient:
+    global _client
+    if _client is None:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            _client = boto3.client("dynamodb")
+        finally:
+            gc.freeze()
+            if enabled:
+                gc.enable()
+    return _client
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    item = _dynamodb().get_item(TableName=os.environ["ACCOUNTS_TABLE"], Key=_KEY).get("Item")
+    return _answer(_dynamodb())
+
+
+def gc_paused_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _answer(_dynamodb_gc_paused())
+
+
+def _answer(client: DynamoDBClient) -> dict[str, Any]:
+    item = client.get_item(TableName=os.environ["ACCOUNTS_TABLE"], Key=_KEY).get("Item")
     return {
         "statusCode": 200,
         "headers": {"content-type": "application/json"},

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbridge.core.model import Call, Direction, Outcome
+from callbridge.core.model import Call
+from callbridge.core.terms import Direction, Outcome
 from tests.fakes.bitrix24 import CLIENT_ID, MEMBER_ID, FakeBitrix24
 from tests.fakes.kommo import CLIENT_ID as KOMMO_CLIENT_ID
 from tests.fakes.kommo import REDIRECT_URI as KOMMO_REDIRECT_URI

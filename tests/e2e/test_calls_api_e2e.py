@@ -130,8 +130,8 @@ def expected_calls() -> list[dict[str, str]]:
 def bulk(world: World) -> list[dict[str, str]]:
     """10,000 final calls written with the store's batch writes into the runtime's table, as the
     canonical model (core.record.FinalCall) shapes them."""
-    from callbridge.core.model import Direction, Marker, Outcome, StartSource
     from callbridge.core.record import FinalCall
+    from callbridge.core.terms import Direction, Marker, Outcome, StartSource
     from callbridge.store import calls
 
     wanted = expected_calls()

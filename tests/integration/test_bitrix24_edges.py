@@ -124,8 +124,8 @@ def test_a_click_the_pbx_placed_without_an_id_is_finished_under_the_clicks_call_
     comes later: it finishes the click's CALL_ID - one Bitrix24 call, nothing registered anew. (The
     queue between the webhooks and the cards is played by handing each card message on in order.)"""
     from callbridge.core import live
-    from callbridge.core.model import Direction, Marker, Outcome, StartSource
     from callbridge.core.record import FinalCall, store_final
+    from callbridge.core.terms import Direction, Marker, Outcome, StartSource
     from callbridge.crm.bitrix24.callbacks import call_placed, read_callback
     from callbridge.crm.bitrix24.cards import send_live
     from callbridge.features import clicktocall

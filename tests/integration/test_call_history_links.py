@@ -13,8 +13,8 @@ import pytest
 
 import call_history
 from callbridge.core.config import load_account_file
-from callbridge.core.model import Direction, Marker, Outcome, StartSource
 from callbridge.core.record import FinalCall
+from callbridge.core.terms import Direction, Marker, Outcome, StartSource
 from callbridge.features.admin import apply_account
 from callbridge.infra import settings
 from callbridge.store import calls

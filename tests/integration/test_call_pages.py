@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from callbridge.core.accounts import get_account
-from callbridge.core.model import Direction, Marker, Outcome, StartSource
 from callbridge.core.record import FinalCall
+from callbridge.core.terms import Direction, Marker, Outcome, StartSource
 from callbridge.features import calls as history
 from callbridge.store import call_pages, calls
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from callbridge.core import accounts
-from callbridge.core.model import Flag
+from callbridge.core.terms import Flag
 from callbridge.infra import clock
 from callbridge.pbx.cloudpbx.history_csv import HistoryRow
 from callbridge.pbx.cloudpbx.recovery import RecoveryResult, store_rows

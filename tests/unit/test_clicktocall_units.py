@@ -8,11 +8,12 @@ import pytest
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import UserMapping
+from callbridge.crm.base import query_phone
 from callbridge.crm.retailcrm import users as retailcrm_users
 from callbridge.crm.retailcrm.managers import customer_name
 from callbridge.crm.retailcrm.registration import module_payload
 from callbridge.crm.retailcrm.settings import RetailCrmSettings
-from callbridge.features.clicktocall import query_phone, resolve_api_user
+from callbridge.features.clicktocall import resolve_api_user
 from callbridge.pbx.cloudpbx.client import pbx_phone
 from callbridge.pbx.telediscount.adapter import outcome_refusal as _telediscount_refusal
 
@@ -123,3 +124,55 @@ def test_live_events_map_to_retailcrm_cards():
     assert build(users, crm, LiveEvent("answered", "c1", "+79101234567", ("andy",), "in")) is None
     assert build(users, crm, LiveEvent("ringing", "c1", "+79101234567", ("ghost",), "in")) is None
     assert LiveEvent.from_dict(ringing.as_dict()) == ringing
+
+
+CALL_BODIES: list[Any] = [
+    {"user": "andy", "phone": "+79101234567"},
+    {"extension": "100", "phone": "89101234567", "clid": "+74950000000"},
+    {"user": "andy", "extension": "100", "phone": "1", "clid": ""},
+    {"user": "a" * 256, "phone": "9" * 64, "clid": "7" * 64},
+    {"user": "andy", "extension": None, "phone": "1", "clid": None},
+    {"user": "Андрей 🙂", "phone": "+7 (910) 123-45-67"},
+    # Each refused by the model: the plain check must leave them to it.
+    {"user": "a" * 257, "phone": "1"},
+    {"extension": "1" * 33, "phone": "1"},
+    {"user": "andy", "phone": "9" * 65},
+    {"user": "andy", "phone": "1", "clid": "7" * 65},
+    {"user": "", "phone": "1"},
+    {"extension": "", "phone": "1"},
+    {"user": "andy", "phone": ""},
+    {"user": "andy"},
+    {"phone": "1"},
+    {"user": None, "extension": None, "phone": "1"},
+    {"user": "andy", "phone": None},
+    {"user": "andy", "phone": 79101234567},
+    {"user": 1, "phone": "1"},
+    {"user": True, "phone": "1"},
+    {"user": ["andy"], "phone": "1"},
+    {"user": "andy", "phone": "1", "extra": "x"},
+    {"user": "\ud800", "phone": "1"},
+    {"user": "andy", "phone": "1\udfff"},
+    [],
+    [{"user": "andy", "phone": "1"}],
+    "andy",
+    None,
+    1,
+]
+
+
+@pytest.mark.parametrize("body", CALL_BODIES, ids=range(len(CALL_BODIES)))
+def test_the_plain_check_of_post_calls_vouches_only_for_what_the_model_accepts(body: Any) -> None:
+    from pydantic import ValidationError
+
+    from callbridge.edge.call_request import CallRequestModel
+    from callbridge.edge.clicktocall import CallRequest, plainly_valid
+
+    try:
+        model = CallRequestModel.model_validate(body)
+    except ValidationError:
+        accepted = None
+    else:
+        accepted = CallRequest(model.user, model.extension, model.phone, model.clid)
+    # Every body the model accepts here is one the plain check reads too (no pydantic then), and
+    # the same way; every other it leaves to the model, which says what is wrong.
+    assert plainly_valid(body) == accepted

@@ -2,7 +2,7 @@
 
 import pytest
 
-from callbridge.core.model import Outcome
+from callbridge.core.terms import Outcome
 from callbridge.pbx.cloudpbx.ingest import history_outcome
 from callbridge.store.updates import Update
 

@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from callbridge.core.config import AccountConfig, CallbackSettings, UserMapping
-from callbridge.core.model import Call, MissedReason
+from callbridge.core.model import Call
+from callbridge.core.terms import MissedReason
 from callbridge.crm.base import DeliveryContext
 from callbridge.crm.minicrm.connector import MiniCrmConnector
 from callbridge.crm.minicrm.settings import MiniCrmSettings

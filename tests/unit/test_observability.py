@@ -1,5 +1,5 @@
-"""Metrics: the hand-written ContactLatency EMF line is what Powertools would write; metric() emits
-Powertools EMF in the CallBridge namespace."""
+"""Metrics: the hand-written EMF lines (metric(), ContactLatency) are what Powertools would write, in
+the CallBridge namespace."""
 
 from __future__ import annotations
 
@@ -27,6 +27,21 @@ def test_hand_written_contact_latency_equals_powertools_emf(capsys):
         value=12.5,
         namespace="CallBridge",
         default_dimensions={"service": "callbridge", "Served": "directory"},
+    ):
+        pass
+    theirs = _emf(capsys.readouterr().out)
+    assert ours == theirs
+
+
+def test_hand_written_metric_equals_powertools_emf(capsys):
+    observability.metric("CallsIngested", Source="cloudpbx", Outcome="missed", Reason="busy")
+    ours = _emf(capsys.readouterr().out)
+    with single_metric(
+        name="CallsIngested",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace="CallBridge",
+        default_dimensions={"service": "callbridge", "Source": "cloudpbx", "Outcome": "missed", "Reason": "busy"},
     ):
         pass
     theirs = _emf(capsys.readouterr().out)
@@ -79,3 +94,27 @@ def test_pool_threads_log_under_the_callers_keys_and_leak_none(monkeypatch: Any)
     by_message = {line["message"]: line for line in lines}
     assert by_message["in job"]["call_id"] == "c1"
     assert by_message["next job"]["account"] == "a" and "call_id" not in by_message["next job"]
+
+
+def test_keys_bound_before_the_logger_exists_tag_its_lines_once_it_does(monkeypatch: Any) -> None:
+    """A webhook binds its account without creating the logger (a cold start must not import
+    Powertools just to hold a key); a line logged later in the request still carries it."""
+    import io
+
+    from callbridge.infra import observability
+
+    observability._powertools_logger.cache_clear()
+    observability.reset_log_context()
+    observability.bind(account="early")
+    observability.bind_more(call_id="c9")
+    assert observability._powertools_logger.cache_info().currsize == 0
+    log = observability.logger()
+    written = io.StringIO()
+    monkeypatch.setattr(log.registered_handler, "stream", written)
+    log.info("later")
+    observability.bind(account="other")
+    log.info("rebound")  # a reference taken before a bind logs with the new keys
+    observability.reset_log_context()
+    lines = {line["message"]: line for line in map(json.loads, written.getvalue().splitlines())}
+    assert (lines["later"]["account"], lines["later"]["call_id"]) == ("early", "c9")
+    assert lines["rebound"]["account"] == "other" and "call_id" not in lines["rebound"]

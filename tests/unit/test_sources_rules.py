@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from callbridge.core.config import AccountConfig
-from callbridge.core.model import Direction, Outcome
+from callbridge.core.terms import Direction, Outcome
 from callbridge.pbx.ccrm.client import note_plain_text, parse_json
 from callbridge.pbx.ccrm.protocol import final_call as ccrm_call
 from callbridge.pbx.ccrm.protocol import local_to_utc, note_of, outcome_of, utc_to_local

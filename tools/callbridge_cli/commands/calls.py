@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from callbridge.core.model import Direction, Outcome
+from callbridge.core.terms import Direction, Outcome
 from callbridge_cli import context
 from callbridge_cli.errors import CliError
 from callbridge_cli.render import as_json, dumps, table

@@ -21,8 +21,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from callbridge.core.model import Marker
 from callbridge.core.phones import normalize
+from callbridge.core.terms import Marker
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings

@@ -25,7 +25,7 @@ from typing import Any
 from callbridge.core import handoff, live, phones
 from callbridge.core.accounts import Account
 from callbridge.core.live import Live, LiveEvent
-from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
+from callbridge.core.terms import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.infra import aws, clock
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings

@@ -34,7 +34,8 @@ from pydantic import BaseModel, SecretStr
 
 from callbridge.core.config import STORED_SECRET, CrmSettings, UserMapping
 from callbridge.core.live import LIVE_CARDS, has_live_cards
-from callbridge.core.model import Call, Direction, Outcome
+from callbridge.core.model import Call
+from callbridge.core.terms import Direction, Outcome
 
 T = TypeVar("T")  # how one CRM names a user
 

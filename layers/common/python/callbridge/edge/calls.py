@@ -15,16 +15,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
 from callbridge.core.accounts import Account
+from callbridge.edge.router import Response, Router
 from callbridge.features import calls
 from callbridge.features.calls import BadQuery, CallFilter
 from callbridge.features.clicktocall import Unauthorized, authorize_api_key, load_account
 from callbridge.infra.observability import bind, logger
 from callbridge.infra.settings import get_settings
 
-app = APIGatewayHttpResolver()
+app = Router()
 _JSON = "application/json"
 # Never cached by a proxy: the answer is one account's data, read with its key.
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -42,12 +41,11 @@ def _own_base_url() -> str:
     when PublicBaseUrl is not set. Taken from the request because this function cannot be told its
     API's URL by the template: the API's routes name the function, so an `API_URL` naming the API
     would make the two depend on each other, a cycle CloudFormation refuses (template.yaml, CallHistoryFunction)."""
-    context = app.current_event.request_context
-    domain = context.domain_name
-    if not domain:
+    request = app.current_event
+    if not request.domain_name:
         return ""
-    stage = context.stage
-    return f"https://{domain}" + ("" if not stage or stage == "$default" else f"/{stage}")
+    stage = request.stage
+    return f"https://{request.domain_name}" + ("" if not stage or stage == "$default" else f"/{stage}")
 
 
 @app.get("/v1/<account>/calls")
@@ -57,17 +55,17 @@ def list_calls(account: str) -> Response[Any]:
     where = CallFilter.parse(
         allowed,
         {
-            "from": event.get_query_string_value("from"),
-            "to": event.get_query_string_value("to"),
-            "direction": event.get_query_string_value("direction"),
-            "outcome": event.get_query_string_value("outcome"),
-            "phone": event.get_query_string_value("phone"),
-            "user": event.get_query_string_value("user"),
-            "missed_reason": event.get_query_string_value("missed_reason"),
+            "from": event.query("from"),
+            "to": event.query("to"),
+            "direction": event.query("direction"),
+            "outcome": event.query("outcome"),
+            "phone": event.query("phone"),
+            "user": event.query("user"),
+            "missed_reason": event.query("missed_reason"),
         },
     )
-    limit = calls.parse_limit(event.get_query_string_value("limit"))
-    page = calls.list_calls(allowed, where, limit=limit, cursor=event.get_query_string_value("cursor") or None)
+    limit = calls.parse_limit(event.query("limit"))
+    page = calls.list_calls(allowed, where, limit=limit, cursor=event.query("cursor") or None)
     return Response(200, _JSON, page.as_dict(), headers=_PRIVATE)
 
 
@@ -82,18 +80,18 @@ def show_call(account: str, callid: str) -> Response[Any]:
     return Response(200, _JSON, detail.as_dict(), headers=_PRIVATE)
 
 
-@app.exception_handler(Unauthorized)  # type: ignore[untyped-decorator]
+@app.exception_handler(Unauthorized)
 def refused(error: Unauthorized) -> Response[Any]:
     # The same answer for an unknown account, a missing and a wrong key.
     return Response(401, _JSON, {"error": "Invalid credentials"}, headers={"WWW-Authenticate": "Bearer"})
 
 
-@app.exception_handler(BadQuery)  # type: ignore[untyped-decorator]
+@app.exception_handler(BadQuery)
 def bad_query(error: BadQuery) -> Response[Any]:
     return Response(400, _JSON, {"error": str(error)})
 
 
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+@app.exception_handler(Exception)
 def failed(error: Exception) -> Response[Any]:
     logger().exception("reading the call history failed")
     return Response(503, _JSON, {"error": "Temporarily unavailable"})

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
+from callbridge.edge.router import Response, Router
 from callbridge.features import clicktocall
 from callbridge.features.clicktocall import ClickToCallError
 from callbridge.infra.observability import bind, logger
@@ -33,23 +29,61 @@ from callbridge.infra.observability import bind, logger
 JSON = "application/json"
 
 
-class CallRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CallRequest(NamedTuple):
+    """The body of POST /calls, as edge/call_request.py's model accepts it."""
 
-    user: str | None = Field(default=None, min_length=1, max_length=256, description="PBX user")
-    extension: str | None = Field(default=None, min_length=1, max_length=32, description="or their extension")
-    phone: str = Field(min_length=1, max_length=64, description="Number to call, any format")
-    clid: str | None = Field(default=None, max_length=64, description="Caller id to present (Cloud PBX)")
+    user: str | None
+    extension: str | None
+    phone: str
+    clid: str | None
 
-    @model_validator(mode="after")
-    def _who(self) -> CallRequest:
-        if not self.user and not self.extension:
-            raise ValueError("give user or extension")
-        return self
+
+# Field → (least, most) characters: edge/call_request.py's constraints, which tests hold this to.
+_CALL_FIELDS = {"user": (1, 256), "extension": (1, 32), "phone": (1, 64), "clid": (0, 64)}
+
+
+def plainly_valid(data: Any) -> CallRequest | None:
+    """The request, when `data` is one that edge/call_request.py's model surely accepts as it is
+    (the fields it knows, text of the lengths it allows, a user or an extension); None when only the
+    model can tell, and say what is wrong. Every request scripts send well-formed is read here, so
+    that a cold start pays pydantic's import only for a body that needs its verdict.
+    tests/unit/test_clicktocall_units.py holds the two to the same answers."""
+    if not isinstance(data, dict) or "phone" not in data or not set(data) <= _CALL_FIELDS.keys():
+        return None
+    for name, value in data.items():
+        least, most = _CALL_FIELDS[name]
+        if value is None and name != "phone":
+            continue
+        if type(value) is not str or not least <= len(value) <= most or not _utf8(value):
+            return None
+    if not data.get("user") and not data.get("extension"):
+        return None
+    return CallRequest(data.get("user"), data.get("extension"), data["phone"], data.get("clid"))
+
+
+def _utf8(text: str) -> bool:
+    # A lone surrogate (JSON's "\ud800") is no text the model takes.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class UnsupportedBody(Exception):
     """POST /calls with a Content-Type other than JSON: 415."""
+
+
+class MalformedBody(Exception):
+    """A body that cannot be read at all (not UTF-8, not JSON, nested too deep): 400."""
+
+
+class InvalidRequest(Exception):
+    """A JSON body that is not a call request: 422, with what is wrong in it."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems)
+        self.problems = problems
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -58,7 +92,7 @@ def _is_json(content_type: str | None) -> bool:
     return media == JSON or (media.startswith("application/") and media.endswith("+json"))
 
 
-def call_request(app: APIGatewayHttpResolver) -> CallRequest:
+def call_request(app: Router) -> CallRequest:
     """The body of POST /calls. Parsed here rather than by the framework's validation, which let a
     wrong Content-Type, bytes that are not UTF-8 and a deeply nested array escape as exceptions
     (a 503 and a stack trace for the caller's mistake)."""
@@ -71,19 +105,28 @@ def call_request(app: APIGatewayHttpResolver) -> CallRequest:
         # json.loads recurses once per nesting level: 100,000 '[' exhaust the stack (RecursionError).
         data = json.loads(text)
     except (ValueError, RecursionError):  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise BadRequestError("The body is not a JSON document in UTF-8") from None
+        raise MalformedBody("The body is not a JSON document in UTF-8") from None
+    plain = plainly_valid(data)
+    if plain is not None:
+        return plain
+    # Here, not at the top: only a body the plain check cannot vouch for needs the model.
+    from pydantic import ValidationError
+
+    from callbridge.edge.call_request import CallRequestModel
+
     try:
-        return CallRequest.model_validate(data)
+        model = CallRequestModel.model_validate(data)
+        return CallRequest(model.user, model.extension, model.phone, model.clid)
     except ValidationError as error:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()]
-        raise RequestValidationError(problems) from None
+        raise InvalidRequest(problems) from None
 
 
-def _query(app: APIGatewayHttpResolver) -> dict[str, str]:
+def _query(app: Router) -> dict[str, str]:
     return dict(app.current_event.query_string_parameters or {})
 
 
-def _form(app: APIGatewayHttpResolver) -> dict[str, str]:
+def _form(app: Router) -> dict[str, str]:
     """A CRM's request posted as a form (Bitrix24's event handlers), as flat fields: nested names
     stay as sent (`data[PHONE_NUMBER]`), the connector reads its own. Not a form: 415."""
     event = app.current_event
@@ -94,12 +137,12 @@ def _form(app: APIGatewayHttpResolver) -> dict[str, str]:
         raw = event.body or ""
         text = base64.b64decode(raw, validate=True).decode("utf-8") if event.is_base64_encoded else raw
     except ValueError:
-        raise BadRequestError("The body is not a form in UTF-8") from None
+        raise MalformedBody("The body is not a form in UTF-8") from None
     return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
 
 
-def make_call_app() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+def make_call_app() -> Router:
+    app = Router()
 
     @app.get("/v1/<account>/<crm>/make-call")
     def crm_make_call(account: str, crm: str) -> Response[Any]:
@@ -126,24 +169,24 @@ def make_call_app() -> APIGatewayHttpResolver:
         logger().info("click-to-call placed", extra={"pbx_user": placed.pbx_user, "source": "api"})
         return Response(200, JSON, placed.as_dict())
 
-    def invalid(error: RequestValidationError) -> Response[Any]:
-        return Response(422, JSON, {"error": "Invalid request", "details": [str(p) for p in error.errors()]})
+    def invalid(error: InvalidRequest) -> Response[Any]:
+        return Response(422, JSON, {"error": "Invalid request", "details": error.problems})
 
     def unsupported(error: UnsupportedBody) -> Response[Any]:
         return Response(415, JSON, {"error": f"Content-Type must be {error.args[0] if error.args else JSON}"})
 
-    def bad_request(error: BadRequestError) -> Response[Any]:
-        return Response(400, JSON, {"error": error.msg})
+    def bad_request(error: MalformedBody) -> Response[Any]:
+        return Response(400, JSON, {"error": str(error)})
 
-    app.exception_handler(RequestValidationError)(invalid)
-    app.exception_handler(BadRequestError)(bad_request)
+    app.exception_handler(InvalidRequest)(invalid)
+    app.exception_handler(MalformedBody)(bad_request)
     app.exception_handler(UnsupportedBody)(unsupported)
     install_error_answers(app, "click-to-call failed")
     return app
 
 
-def user_status_app() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver()
+def user_status_app() -> Router:
+    app = Router()
 
     @app.get("/v1/<account>/<crm>/user-status")
     def user_status(account: str, crm: str) -> Response[Any]:
@@ -156,7 +199,7 @@ def user_status_app() -> APIGatewayHttpResolver:
     return app
 
 
-def install_error_answers(app: APIGatewayHttpResolver, failure: str) -> None:
+def install_error_answers(app: Router, failure: str) -> None:
     """`failure` is the log message of an unexpected error (a store or SSM outage)."""
 
     def refused(error: ClickToCallError) -> Response[Any]:

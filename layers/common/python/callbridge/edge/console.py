@@ -21,8 +21,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
+from callbridge.edge.router import Response, Router
 from callbridge.infra import aws
 from callbridge.infra.observability import logger
 from callbridge.infra.settings import get_settings
@@ -37,7 +36,7 @@ ASSETS = {
 }
 PAGE = "index.html"
 
-app = APIGatewayHttpResolver()
+app = Router()
 
 
 @cache

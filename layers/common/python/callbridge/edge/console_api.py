@@ -17,14 +17,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
 from callbridge.core.accounts import Account
+from callbridge.edge.router import Response, Router
 from callbridge.features import console
 from callbridge.features.clicktocall import Unauthorized, authorize_api_key, load_account
 from callbridge.infra.observability import bind, logger
 
-app = APIGatewayHttpResolver()
+app = Router()
 _JSON = "application/json"
 # Never cached by a proxy: the answer is one account's data, read with its key.
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -74,18 +73,18 @@ def redeliver(account: str, callid: str, crm: str) -> Response[Any]:
     return _ok(done.as_dict(), 202 if done.result == "queued" else 200)
 
 
-@app.exception_handler(Unauthorized)  # type: ignore[untyped-decorator]
+@app.exception_handler(Unauthorized)
 def refused(error: Unauthorized) -> Response[Any]:
     # The same answer for an unknown account, a missing and a wrong key.
     return Response(401, _JSON, {"error": "Invalid credentials"}, headers={"WWW-Authenticate": "Bearer"})
 
 
-@app.exception_handler(console.NotFound)  # type: ignore[untyped-decorator]
+@app.exception_handler(console.NotFound)
 def not_there(error: console.NotFound) -> Response[Any]:
     return Response(404, _JSON, {"error": str(error)})
 
 
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+@app.exception_handler(Exception)
 def failed(error: Exception) -> Response[Any]:
     logger().exception("the console API failed")
     return Response(503, _JSON, {"error": "Temporarily unavailable"})

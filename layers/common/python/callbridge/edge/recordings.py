@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
 from callbridge.core.accounts import Account
+from callbridge.edge.router import Response, Router
 from callbridge.features.recordings.playback import (
     BadCredentials,
     BadSignature,
@@ -31,7 +30,7 @@ from callbridge.features.recordings.playback import (
 )
 from callbridge.infra.observability import bind, logger
 
-app = APIGatewayHttpResolver()
+app = Router()
 _JSON = "application/json"
 _NOT_FOUND = '{"error": "Recording not found"}'
 _DENIED = (401, '{"error": "Invalid credentials"}', {"WWW-Authenticate": 'Basic realm="recordings"'})
@@ -50,7 +49,7 @@ _REFUSALS: dict[type[PlaybackDenied], tuple[int, str, dict[str, str]]] = {
 def _answer(account: Account, call_id: str) -> Response[Any]:
     bind(account=account.id, call_id=call_id)
     stored = locate(account.id, call_id)
-    asked = app.current_event.get_query_string_value("direct", "") in ("1", "true")
+    asked = app.current_event.query("direct", "") in ("1", "true")
     if asked or account.settings.recordings.serve_direct:
         body = read_small(stored)
         if body is not None:
@@ -61,25 +60,25 @@ def _answer(account: Account, call_id: str) -> Response[Any]:
 @app.get("/v1/<account>/recordings")
 def minicrm(account: str) -> Response[Any]:
     event = app.current_event
-    allowed = authorize_basic(account, event.headers.get("authorization"), event.request_context.http.source_ip)
-    return _answer(allowed, event.get_query_string_value("Rec", "") or "")
+    allowed = authorize_basic(account, event.headers.get("authorization"), event.source_ip)
+    return _answer(allowed, event.query("Rec", "") or "")
 
 
 @app.get("/v1/<account>/recordings/<call_id>")
 def signed(account: str, call_id: str) -> Response[Any]:
     event = app.current_event
     call = unquote(call_id)  # the route matches the raw (still percent-encoded) path
-    allowed = verify_signature(account, call, event.get_query_string_value("exp"), event.get_query_string_value("sig"))
+    allowed = verify_signature(account, call, event.query("exp"), event.query("sig"))
     return _answer(allowed, call)
 
 
-@app.exception_handler(PlaybackDenied)  # type: ignore[untyped-decorator]
+@app.exception_handler(PlaybackDenied)
 def refused(error: PlaybackDenied) -> Response[str]:
     status, body, headers = _REFUSALS.get(type(error), _REFUSALS[RecordingNotFound])
     return Response(status, _JSON, body, headers=headers)
 
 
-@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+@app.exception_handler(Exception)
 def failed(error: Exception) -> Response[str]:
     # Our fault (a store, SSM or S3 outage): a retryable 503, never a 500.
     logger().exception("recording playback failed")

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import html
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
+from callbridge.edge.router import JSON, Response, Router
 from callbridge.store.keys import ACCOUNT_ID
 
 LOGO_PATH = "/v1/retailcrm/logo.svg"
@@ -76,12 +75,12 @@ def about_page(account: str) -> str:
     )
 
 
-def static_app() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver()
+def static_app() -> Router:
+    app = Router()
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> Response[dict[str, str]]:
+        return Response(200, JSON, {"status": "ok"})
 
     @app.get("/v1/retailcrm/logo.svg")
     def logo() -> Response[str]:

@@ -22,7 +22,8 @@ from callbridge import registry
 from callbridge.core import missed
 from callbridge.core.accounts import Account
 from callbridge.core.config import WEEKDAYS, CallbackSettings, CrmSettings, UserMapping
-from callbridge.core.model import Call, Direction, MissedReason, Outcome
+from callbridge.core.model import Call
+from callbridge.core.terms import Direction, MissedReason, Outcome
 from callbridge.crm.base import CALLBACK_TASKS, CallbackRequest, CallbackTasks, is_missed_incoming, offers, with_secrets
 from callbridge.infra import clock
 from callbridge.infra.http import PermanentHttpError, TransientHttpError

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account
-from callbridge.core.model import Direction, MissedReason, Outcome
 from callbridge.core.phones import normalize
+from callbridge.core.terms import Direction, MissedReason, Outcome
 from callbridge.features.recordings.playback import signed_recording_url
 from callbridge.infra import clock, secrets
 from callbridge.store import call_pages

@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account
-from callbridge.core.config import STORED_SECRET
 from callbridge.core.handoff import send_messages
 from callbridge.infra import aws, clock, secrets
 from callbridge.infra.observability import logger
@@ -174,6 +173,10 @@ def account_settings(account: Account) -> dict[str, Any]:
     MASK, so the operator sees which are set without seeing one; so is any value under a
     secret-looking key. The API keys are not stored at all; one is set, since it signed this request.
     The contacts directory is left out: it is data, not a setting, and can be long."""
+    # Here, not at the top: the console API's other answers (and its refusals) need no account
+    # config model, whose import is a large part of their cold start.
+    from callbridge.core.config import STORED_SECRET
+
     typed = account.settings.model_dump(mode="json", exclude={"contacts"})
     typed["api_keys"] = MASK
     # Which secrets the account has in SSM, by name: the values are read with them (one request,
@@ -181,17 +184,17 @@ def account_settings(account: Account) -> dict[str, Any]:
     names = sorted(secrets.account_secrets(account.id, version=account.version))
     return {
         "account": account.id,
-        "settings": masked(_placeholders_masked(typed)),
+        "settings": masked(_placeholders_masked(typed, STORED_SECRET)),
         "secrets": dict.fromkeys(names, MASK),
     }
 
 
-def _placeholders_masked(value: Any) -> Any:
+def _placeholders_masked(value: Any, placeholder: str) -> Any:
     if isinstance(value, dict):
-        return {k: _placeholders_masked(v) for k, v in value.items()}
+        return {k: _placeholders_masked(v, placeholder) for k, v in value.items()}
     if isinstance(value, list):
-        return [_placeholders_masked(v) for v in value]
-    return MASK if value in (STORED_SECRET, MASK) else value
+        return [_placeholders_masked(v, placeholder) for v in value]
+    return MASK if value in (placeholder, MASK) else value
 
 
 # -- redelivery -------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from typing import Any
 
 from callbridge.core import phones
 from callbridge.core.accounts import get_account
-from callbridge.core.model import Flag
+from callbridge.core.terms import Flag
 from callbridge.features.recordings.layout import call_prefixes
 from callbridge.features.recordings.worker import ERASED
 from callbridge.infra import aws, clock

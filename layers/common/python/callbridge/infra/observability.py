@@ -1,9 +1,10 @@
-"""Structured logs and metrics with Powertools, created on first use: the contact path imports this
-module but logs only when something goes wrong, so it must not pay the logger's import on cold start.
+"""Structured logs with Powertools' logger, created on first use, and metrics as the EMF lines
+Powertools would write, written by hand: every webhook imports this module but logs only when
+something goes wrong, so a cold start must not pay Powertools' import to bind a key or count a call.
 
 Metrics (namespace CallBridge, dimension service=callbridge plus the ones named):
 - CallsIngested {Source, Outcome, Reason}: a call became final (handoff.call_stored); Reason is why an
-  unanswered call was missed (core/model.py MissedReason), `answered` otherwise.
+  unanswered call was missed (core/terms.py MissedReason), `answered` otherwise.
 - ContactLatency {Served} in ms: the contact answer, from the request's arrival; Served is where
   it came from: directory (our contacts), cache / crm / timeout / error (routing to retailCRM),
   none (a number we could not read).
@@ -22,23 +23,51 @@ import sys
 import time
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
 NAMESPACE = "CallBridge"
 SERVICE = "callbridge"
+# The CloudWatch units our metrics use (a name CloudWatch does not know would be refused there).
+Unit = Literal["Count", "Milliseconds"]
 
 # Field names whose values are secrets wherever they appear (PBX and CRM payloads alike).
 SECRET_FIELDS = frozenset({"crm_token", "token", "apikey", "api_key", "password", "secret"})
 
 
+# The keys bound to this request's log lines, kept here rather than only in the logger: a webhook
+# binds its account on every request but logs only when something goes wrong, and creating the
+# logger to hold the keys would import Powertools on that cold start (bench/benchmark.py). A
+# contextvar, like Powertools' own thread-safe keys: the local runtime serves requests on several
+# threads of one process, and `in_context` hands a copy to a pool thread.
+_keys: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("callbridge_log_keys", default=None)
+
+
 @cache
-def logger() -> Logger:
+def _powertools_logger() -> Logger:
     from aws_lambda_powertools import Logger
 
     return Logger(service="callbridge")
+
+
+def logger() -> Logger:
+    """The logger, carrying the keys bound so far in this context (also those bound before it was
+    first created)."""
+    log = _powertools_logger()
+    _apply(log, _keys.get() or {})
+    return log
+
+
+def _apply(log: Logger, keys: dict[str, Any]) -> None:
+    log.thread_safe_clear_keys()
+    if keys:
+        log.thread_safe_append_keys(**keys)
+
+
+def _created() -> Logger | None:
+    return _powertools_logger() if _powertools_logger.cache_info().currsize else None
 
 
 def redact(fields: dict[str, Any]) -> dict[str, Any]:
@@ -53,27 +82,34 @@ _R = TypeVar("_R")
 
 def bind(**keys: Any) -> None:
     """Attach keys (account, call_id) to every following log line of this invocation, replacing the
-    ones bound before. They live in Powertools' thread-safe (contextvars) keys, not in the logger's
-    shared format: the local runtime serves requests on several threads of one process, and a key
-    appended to the shared format would tag another thread's lines. What `invocation` clears."""
-    log = logger()
-    log.thread_safe_clear_keys()
-    log.thread_safe_append_keys(**{k: v for k, v in keys.items() if v is not None})
+    ones bound before. They live in a contextvar (and, once the logger exists, in Powertools'
+    thread-safe keys), not in the logger's shared format: the local runtime serves requests on
+    several threads of one process, and a key appended to the shared format would tag another
+    thread's lines. What `invocation` clears."""
+    _set_keys({k: v for k, v in keys.items() if v is not None})
 
 
 def bind_more(**keys: Any) -> None:
     """Attach more keys to the log lines of this invocation, keeping the ones bound before: the
     edge binds the account, the PBX package the call it names."""
-    logger().thread_safe_append_keys(**{k: v for k, v in keys.items() if v is not None})
+    _set_keys({**(_keys.get() or {}), **{k: v for k, v in keys.items() if v is not None}})
+
+
+def _set_keys(keys: dict[str, Any]) -> None:
+    _keys.set(keys)
+    log = _created()
+    if log is not None:  # a reference to the logger taken before this bind logs with the new keys too
+        _apply(log, keys)
 
 
 def reset_log_context() -> None:
     """Forget every key bound so far. A warm Lambda keeps the logger (and the thread's context)
     between invocations, so a request that fails before it binds its own account would otherwise
-    log under the previous request's account and call id. Nothing to do while the logger was never
-    created: the contact path must not import Powertools for this (see `contact_latency`)."""
-    if logger.cache_info().currsize:
-        log = logger()
+    log under the previous request's account and call id. Powertools is not imported for this while
+    the logger was never created: the contact path must not pay for it (see `contact_latency`)."""
+    _keys.set({})
+    log = _created()
+    if log is not None:
         log.clear_state()
         log.thread_safe_clear_keys()
 
@@ -108,26 +144,13 @@ def in_context(func: Callable[_P, _R]) -> Callable[_P, _R]:
     return run
 
 
-def metric(name: str, value: float = 1, unit: str = "Count", **dimensions: str) -> None:
-    """One data point, written at once as its own EMF log line (Powertools single_metric), so that a
-    crash later in the invocation cannot lose it and no flush decorator is needed on the handlers."""
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
-    with single_metric(
-        name=name,
-        unit=MetricUnit(unit),
-        value=value,
-        namespace=NAMESPACE,
-        default_dimensions={"service": SERVICE, **dimensions},
-    ):
-        pass
-
-
-def contact_latency(milliseconds: float, served: str) -> None:
-    """ContactLatency as a hand-written EMF line: the contact path must not import Powertools
-    Metrics (about 12 ms, 6% of the cold start it is benchmarked against; bench/benchmark.py) to
-    print one JSON line. tests/unit/test_observability.py checks it against what Powertools writes."""
-    dimensions = {"service": SERVICE, "Served": served}
+def metric(name: str, value: float = 1, unit: Unit = "Count", **dimensions: str) -> None:
+    """One data point, written at once as its own EMF log line (what Powertools' single_metric
+    writes), so that a crash later in the invocation cannot lose it and no flush decorator is needed
+    on the handlers. Written by hand: Powertools Metrics costs a webhook's cold start about 8 ms (4%
+    of the floor it is benchmarked against; bench/benchmark.py) to print one JSON line.
+    tests/unit/test_observability.py checks it against what Powertools writes."""
+    dimensions = {"service": SERVICE, **dimensions}
     record = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
@@ -135,11 +158,16 @@ def contact_latency(milliseconds: float, served: str) -> None:
                 {
                     "Namespace": NAMESPACE,
                     "Dimensions": [list(dimensions)],
-                    "Metrics": [{"Name": "ContactLatency", "Unit": "Milliseconds"}],
+                    "Metrics": [{"Name": name, "Unit": unit}],
                 }
             ],
         },
         **dimensions,
-        "ContactLatency": [round(milliseconds, 3)],
+        name: [float(value)],
     }
     sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def contact_latency(milliseconds: float, served: str) -> None:
+    """ContactLatency {Served}, the contact answer's time from the request's arrival."""
+    metric("ContactLatency", round(milliseconds, 3), "Milliseconds", Served=served)

@@ -32,7 +32,7 @@ from callbridge.store.updates import Update
 
 
 class MarkerFields(Protocol):
-    """What the store needs of a source record's identity (the core's `Marker`, core/model.py):
+    """What the store needs of a source record's identity (the core's `Marker`, core/terms.py):
     its EVT item is keyed and described by it."""
 
     @property

@@ -22,8 +22,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from callbridge.core.model import Call, Direction, Outcome
+from callbridge.core.model import Call
 from callbridge.core.phones import is_number
+from callbridge.core.terms import Direction, Outcome
 from callbridge.crm.base import (
     Callbacks,
     CallbackTasks,

@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
-from callbridge.core.model import Call, missed_reason_text
+from callbridge.core.model import Call
+from callbridge.core.terms import missed_reason_text
 from callbridge.crm.base import CallbackOpened, CallbackRequest
 from callbridge.crm.bitrix24.api import Bitrix24Api, open_api
 from callbridge.crm.bitrix24.calls import bitrix_time

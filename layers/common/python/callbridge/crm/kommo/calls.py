@@ -3,7 +3,7 @@ becomes an item of `POST /api/v4/calls` (docs/protocols/kommo.md, "Calls on know
 
 from __future__ import annotations
 
-from callbridge.core.model import Outcome
+from callbridge.core.terms import Outcome
 
 # The stored item's fields, per call (callbridge.store.crm_calls).
 SENT = "sent_at"  # an add (call, lead, note) was sent; its answer may have been lost (UTC ISO)

@@ -21,8 +21,9 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from callbridge.core.model import Call, Direction, Outcome, missed_reason_text
+from callbridge.core.model import Call
 from callbridge.core.phones import is_number
+from callbridge.core.terms import Direction, Outcome, missed_reason_text
 from callbridge.crm.base import (
     CallbackTasks,
     CallRecords,

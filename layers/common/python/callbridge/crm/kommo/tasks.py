@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
-from callbridge.core.model import Call, missed_reason_text
+from callbridge.core.model import Call
+from callbridge.core.terms import missed_reason_text
 from callbridge.crm.base import CallbackOpened, CallbackRequest, with_secrets
 from callbridge.crm.kommo.api import KommoApi, open_api
 from callbridge.crm.kommo.calls import LEAD, caller_key

@@ -18,8 +18,9 @@ from typing import Any
 import phonenumbers
 from phonenumbers import NumberParseException
 
-from callbridge.core.model import Call, Direction, Outcome
+from callbridge.core.model import Call
 from callbridge.core.phones import is_number, national_digits
+from callbridge.core.terms import Direction, Outcome
 from callbridge.crm.base import (
     CONFIG_STATUSES,
     OK,

@@ -19,8 +19,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from callbridge.core.config import UserMapping
-from callbridge.core.model import Call, Direction, Note, Outcome
+from callbridge.core.model import Call, Note
 from callbridge.core.phones import is_number
+from callbridge.core.terms import Direction, Outcome
 from callbridge.crm.base import (
     CONFIG_STATUSES,
     Callbacks,

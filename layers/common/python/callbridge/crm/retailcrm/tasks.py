@@ -23,7 +23,8 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings, UserMapping
-from callbridge.core.model import Call, Outcome, missed_reason_text
+from callbridge.core.model import Call
+from callbridge.core.terms import Outcome, missed_reason_text
 from callbridge.crm.base import CallbackOpened, CallbackRequest, secret
 from callbridge.crm.retailcrm.api import RetailCrmApi
 from callbridge.crm.retailcrm.settings import RetailCrmSettings

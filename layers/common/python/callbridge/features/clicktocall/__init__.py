@@ -19,19 +19,20 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callbridge import registry
 from callbridge.core import clicks, credentials, live
 from callbridge.core.accounts import Account
-from callbridge.core.config import CrmSettings, UserMapping
 from callbridge.core.phones import normalize
-from callbridge.crm.base import Callback, Callbacks, CallPlaced, click_to_call_secret
-from callbridge.crm.base import query_phone as query_phone
 from callbridge.infra import secrets
 from callbridge.infra.observability import logger
 from callbridge.pbx.base import ClickToCallRefused, Dialer
 from callbridge.store.updates import Update
+
+if TYPE_CHECKING:
+    from callbridge.core.config import CrmSettings, UserMapping
+    from callbridge.crm.base import Callback, Callbacks
 
 INVALID_CLIENT_ID = "Invalid clientId"
 
@@ -83,7 +84,14 @@ def load_account(account_id: str, refusal: str = "Invalid credentials") -> Accou
 
 def callback_crms(account: Account, kind: str) -> list[CrmSettings]:
     """The account's CRMs of `kind` that authorize click-to-call; Unauthorized when there is none."""
-    crms = [c for c in account.settings.crms if c.kind == kind and click_to_call_secret(c)] if account.has_crms else []
+    if not account.has_crms:
+        raise Unauthorized(INVALID_CLIENT_ID)
+    # The CRMs' shared interface (and pydantic, with the account's settings) is loaded by the
+    # requests that need it, not by the import: the call history and the console API import this
+    # module to check an API key.
+    from callbridge.crm.base import click_to_call_secret
+
+    crms = [c for c in account.settings.crms if c.kind == kind and click_to_call_secret(c)]
     if not crms:
         raise Unauthorized(INVALID_CLIENT_ID)
     return crms
@@ -94,6 +102,8 @@ def authorize_crm(account: Account, crms: list[CrmSettings], presented: str) -> 
     `crms`); Unauthorized otherwise."""
     if not presented:
         raise Unauthorized(INVALID_CLIENT_ID)
+    from callbridge.crm.base import click_to_call_secret
+
     found: list[CrmSettings] = []
 
     def check(values: dict[str, str]) -> bool:
@@ -126,6 +136,8 @@ def authorize_api_key(account: Account, authorization: str | None) -> None:
 def _callbacks(kind: str) -> Callbacks:
     """How the CRM `kind` reads its requests; only asked for a kind `callback_crms` found, whose
     settings declare click_to_call_secret."""
+    from callbridge.crm.base import Callbacks
+
     found = registry.crm_capability(kind, Callbacks)
     if found is None:
         raise Unauthorized(INVALID_CLIENT_ID)
@@ -172,6 +184,8 @@ def _once_per_reference(account: Account, crm: CrmSettings, request: Callback, u
 
 def _placed(account: Account, crm: CrmSettings, request: Callback, user: UserMapping | None) -> Placed:
     placed = make_call(account, user, request.phone, clid=request.clid, card=False)
+    from callbridge.crm.base import CallPlaced
+
     placed_hook = registry.crm_capability(crm.kind, CallPlaced) if request.reference else None
     if placed_hook is not None:
         # The CRM registered the call itself (its `reference`): its connector files our call under it.

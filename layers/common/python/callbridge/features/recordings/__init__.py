@@ -26,16 +26,47 @@ S3 errors propagate as botocore exceptions. Modules:
     storage   fetch_to_s3(): the body into S3 (multipart in 8 MiB parts), encrypted, aborted on failure
 """
 
-from callbridge.features.recordings.fetch import Download, open_download
-from callbridge.features.recordings.storage import StoredRecording, content_type_for, fetch_to_s3
-from callbridge.infra.netguard import (
-    BlockedAddress,
-    DisallowedScheme,
-    FetchError,
-    PermanentFetchError,
-    TooLarge,
-    TransientFetchError,
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from callbridge.features.recordings.fetch import Download, open_download
+    from callbridge.features.recordings.storage import StoredRecording, content_type_for, fetch_to_s3
+    from callbridge.infra.netguard import (
+        BlockedAddress,
+        DisallowedScheme,
+        FetchError,
+        PermanentFetchError,
+        TooLarge,
+        TransientFetchError,
+    )
+
+_FETCH = frozenset({"Download", "open_download"})
+_STORAGE = frozenset({"StoredRecording", "content_type_for", "fetch_to_s3"})
+_GUARD = frozenset(
+    {"BlockedAddress", "DisallowedScheme", "FetchError", "PermanentFetchError", "TooLarge", "TransientFetchError"}
 )
+
+
+def __getattr__(name: str) -> Any:
+    """The names above, loaded when first named: the playback and the call history import this
+    package's `playback`, which serves a stored file and never downloads one, and must not pay for
+    httpx (tens of ms of their cold start, bench/benchmark.py) through this package's own import."""
+    if name in _FETCH:
+        from callbridge.features.recordings import fetch
+
+        return getattr(fetch, name)
+    if name in _STORAGE:
+        from callbridge.features.recordings import storage
+
+        return getattr(storage, name)
+    if name in _GUARD:
+        from callbridge.infra import netguard
+
+        return getattr(netguard, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BlockedAddress",

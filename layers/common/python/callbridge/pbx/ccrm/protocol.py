@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
+from callbridge.core.terms import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.infra import clock
 
 SOURCE = "ccrm"

@@ -14,9 +14,9 @@ from typing import Any
 
 from callbridge.core.accounts import Account
 from callbridge.core.live import Live, LiveEvent, Stage
-from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall, record_live, store_final, store_rating
+from callbridge.core.terms import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.infra import clock
 from callbridge.infra.observability import logger
 from callbridge.pbx.cloudpbx.notifications import EventIn, HistoryIn, RatingIn, parse_start

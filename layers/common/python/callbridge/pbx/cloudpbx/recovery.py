@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account, get_account
-from callbridge.core.model import Direction, Flag, Marker, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall, marked, store_final, store_final_batch
+from callbridge.core.terms import Direction, Flag, Marker, Outcome, StartSource
 from callbridge.infra import clock
 from callbridge.infra.observability import in_context, logger
 from callbridge.infra.settings import get_settings

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
+from callbridge.core.terms import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.infra import clock
 from callbridge.infra.observability import redact
 

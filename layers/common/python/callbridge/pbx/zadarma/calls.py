@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 from callbridge.core.accounts import Account
 from callbridge.core.live import Live, LiveDirection, LiveEvent, Stage
-from callbridge.core.model import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.core.phones import normalize
 from callbridge.core.record import FinalCall
+from callbridge.core.terms import Direction, Flag, Marker, MissedReason, Outcome, StartSource
 from callbridge.infra import clock
 from callbridge.pbx.zadarma.protocol import ANSWER, END, INTERNAL, KIND, OUT_END, OUT_START, RECORD, START
 

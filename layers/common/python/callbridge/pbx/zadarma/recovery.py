@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from callbridge.core.accounts import Account, get_account
-from callbridge.core.model import Direction
 from callbridge.core.record import FinalCall, store_final, store_final_batch
+from callbridge.core.terms import Direction
 from callbridge.infra import clock
 from callbridge.infra.observability import logger
 from callbridge.pbx.base import BackfillCursor, BackfillOptions, BackfillResult
