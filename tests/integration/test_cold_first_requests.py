@@ -24,7 +24,6 @@ from callbridge_local.template import load_template
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER_PATHS = [ROOT / "layers" / "common" / "python", ROOT / "functions"]
 HEAVY = ("pydantic", "phonenumbers", "aws_lambda_powertools", "httpx")
-SETTINGS = {"pydantic", "phonenumbers", "httpx"}
 # The heavy libraries a sample's request may load; a sample not named here may load none.
 MAY_LOAD: dict[str, set[str]] = {
     # A call is recorded: its number is parsed; the history line is logged.
@@ -34,10 +33,10 @@ MAY_LOAD: dict[str, set[str]] = {
     "EventFunction.cancelled.json": {"phonenumbers"},
     # A trunk prefix only phonenumbers' metadata can read.
     "ContactFunction.known-caller-trunk-prefix.json": {"phonenumbers"},
-    # The account's recordings settings (its password and allowlist: the password from SSM, read
-    # with Powertools' parameters).
-    "RecordingsFunction.minicrm-not-fetched.json": SETTINGS | {"aws_lambda_powertools"},
-    "RecordingsFunction.wrong-password.json": SETTINGS | {"aws_lambda_powertools"},
+    # The account's recordings password, from SSM with Powertools' parameters; its allowlist is read
+    # from the stored config without parsing it (core/accounts.py recordings_allowed_ips).
+    "RecordingsFunction.minicrm-not-fetched.json": {"aws_lambda_powertools"},
+    "RecordingsFunction.wrong-password.json": {"aws_lambda_powertools"},
 }
 
 SCRIPT = """

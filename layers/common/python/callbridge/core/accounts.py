@@ -72,6 +72,18 @@ class Account:
         """Cheap (no parsing): the contact path asks it on every ringing call."""
         return bool(self.config.get("crms"))
 
+    @property
+    def recordings_allowed_ips(self) -> list[str]:
+        """Cheap (no parsing): the recordings URL asks it on every request, and a cold start that
+        parsed the whole config for it took twice the floor. The apply stored it validated
+        (core/config.py RecordingsSettings)."""
+        return [str(ip) for ip in (self.config.get("recordings") or {}).get("allowed_ips") or ()]
+
+    @property
+    def recordings_serve_direct(self) -> bool:
+        """Cheap (no parsing), as recordings_allowed_ips."""
+        return bool((self.config.get("recordings") or {}).get("serve_direct"))
+
     @cached_property
     def settings(self) -> AccountConfig:
         """The typed, validated account config, parsed once per warm container and version. Its

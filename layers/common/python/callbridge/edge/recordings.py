@@ -50,7 +50,7 @@ def _answer(account: Account, call_id: str) -> Response[Any]:
     bind(account=account.id, call_id=call_id)
     stored = locate(account.id, call_id)
     asked = app.current_event.query("direct", "") in ("1", "true")
-    if asked or account.settings.recordings.serve_direct:
+    if asked or account.recordings_serve_direct:
         body = read_small(stored)
         if body is not None:
             return Response(200, stored.content_type, body, headers={"Cache-Control": "private, no-store"})

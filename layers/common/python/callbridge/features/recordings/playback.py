@@ -114,7 +114,7 @@ def source_allowed(source_ip: str | None, allowed: list[str]) -> bool:
 def authorize_basic(account_id: str, authorization: str | None, source_ip: str | None) -> Account:
     """The account, when the request comes from an allowed address with the account's credentials."""
     account = _account(account_id, BadCredentials)
-    if not source_allowed(source_ip, account.settings.recordings.allowed_ips):
+    if not source_allowed(source_ip, account.recordings_allowed_ips):
         raise SourceNotAllowed()
     presented = parse_basic(authorization)
     if presented is None:
