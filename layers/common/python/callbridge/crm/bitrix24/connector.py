@@ -77,6 +77,7 @@ STATUS_CODES = {
 class Bitrix24Connector:
     kind = "bitrix24"
     max_batch = 25  # two commands per call (finish + attachRecord) in one batch of at most 50
+    takes_recording_link = False
 
     def __init__(
         self,
@@ -107,7 +108,7 @@ class Bitrix24Connector:
             return who, False
         return default, True
 
-    def records(self, call: Call, recording_stored: bool) -> CallRecords:
+    def records(self, call: Call, recording: bool) -> CallRecords:
         who, defaulted = self.manager(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
         phone = call.phone or call.phone_raw or ""
@@ -136,7 +137,7 @@ class Bitrix24Connector:
         if direction == "out" and call.user and not withheld:
             # Perhaps the call a click in Bitrix24 asked for (callbridge.crm.bitrix24.callbacks).
             payload["click"] = {"pbx_user": call.user, "phone": phone, "started": call.started_at.timestamp()}
-        if recording_stored:
+        if recording:
             payload["record"] = self._record(call.call_id)
         return CallRecords([Record(call.call_id, "", payload)], flags=flags)
 

@@ -83,7 +83,7 @@ def _reason(exc: BaseException) -> str:
 def _mark_stored(account: str, call_id: str, recording: dict[str, Any]) -> None:
     update = Update().set(recording=recording, recording_state=STORED, updated_at=clock.iso(clock.now()))
     if calls.update_call(account, call_id, update, condition="attribute_exists(pk)"):
-        handoff.recording_settled(account, call_id)
+        handoff.recording_settled(account, call_id, stored=True)
 
 
 def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
@@ -97,7 +97,7 @@ def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
         update,
         condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR #cs <> :cstored)",
     ):
-        handoff.recording_settled(account, call_id)
+        handoff.recording_settled(account, call_id, stored=False)
 
 
 def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> FetchResult:
