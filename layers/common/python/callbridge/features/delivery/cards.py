@@ -138,19 +138,25 @@ def _current(account_id: str, cards: list[Card]) -> list[Card]:
     newer card of the same call, CRM and user replaces."""
     ordered = sorted(cards, key=Card.sort_key)
     ended = _ended_calls(account_id, [c.call_id for c in ordered if c.stage in OPEN_STAGES])
-    kept: list[Card] = []
-    for index, card in enumerate(ordered):
-        if card.stage in OPEN_STAGES:
-            if card.call_id in ended:
-                continue
-            later = ordered[index + 1 :]
-            if any(
-                c.crm == card.crm and c.call_id == card.call_id and (c.users & card.users or not card.users)
-                for c in later
-            ):
-                continue
-        kept.append(card)
-    return kept
+    return [
+        card
+        for index, card in enumerate(ordered)
+        if not (card.stage in OPEN_STAGES and card.call_id in ended)
+        and not any(_replaces(newer, card) for newer in ordered[index + 1 :])
+    ]
+
+
+def _replaces(newer: Card, older: Card) -> bool:
+    """Whether `newer` makes `older` pointless. A ringing card: any newer card of the same call
+    and user (the phone was answered, stopped or rang again). An answered card only by a newer
+    answer: it also closes the other users' cards (Bitrix24, for a PBX that ends no other leg),
+    which the answering user's own end would not."""
+    if (newer.crm, newer.call_id) != (older.crm, older.call_id):
+        return False
+    same_user = bool(newer.users & older.users) or not older.users
+    if older.stage == "ringing":
+        return same_user
+    return older.stage == "answered" and newer.stage == "answered" and same_user
 
 
 def _ended_calls(account_id: str, call_ids: list[str]) -> set[str]:
