@@ -184,6 +184,16 @@ class Bitrix24Connector:
             from callbridge.crm.bitrix24.callbacks import take_click
 
             clicked = take_click(account, crm, record.delivery, click["pbx_user"], click["phone"], click["started"])
+            placeholder = record.payload.get("card")
+            if clicked and placeholder:
+                # Cards and calls go separate ways: the click's card may come after its call. Its
+                # placeholder is over now, so that a late card registers nothing of its own.
+                now_iso = clock.iso(clock.now())
+                crm_calls.claim(account, placeholder, crm, {CALL_ID: clicked, FINISHED: now_iso, "via": "click"}, now)
+            elif placeholder and not clicked:
+                # The click's card took the click a moment ago: its CALL_ID is on the placeholder.
+                card = crm_calls.get(account, placeholder, crm)
+                clicked = str(card[CALL_ID]) if card and card.get(CALL_ID) else None
             if clicked:
                 attributes.update({CALL_ID: clicked, "via": "click"})
         return crm_calls.claim(account, record.delivery, crm, attributes, now)
