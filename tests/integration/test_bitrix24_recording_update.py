@@ -169,3 +169,27 @@ def test_the_same_delivery_taken_by_two_workers_at_once_is_sent_once(portal: Por
         reports = list(pool.map(lambda m: engine.deliver_messages([(m["MessageId"], m["Body"])]), messages))
     assert sorted(r.delivered for r, _ in reports) == [0, 1] and all(f == [] for _, f in reports)
     assert portal.count("telephony.externalcall.finish") == 1 and portal.count("telephony.externalcall.register") == 1
+
+
+def test_a_recording_the_deliveries_were_not_told_of_is_told_on_the_fetchs_retry(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker stored the file but could not tell the waiting delivery (DynamoDB failed): its
+    message fails and comes back, finds the recording stored, and tells it then."""
+    from callbridge.features.recordings import worker
+
+    call_id = portal.call(5)
+    portal.work()
+    real = deliveries.of_call
+
+    def failing(*args: Any) -> Any:
+        raise RuntimeError("DynamoDB throttled")
+
+    monkeypatch.setattr(deliveries, "of_call", failing)
+    with pytest.raises(RuntimeError):
+        portal.store_recording(call_id)
+    monkeypatch.setattr(deliveries, "of_call", real)
+    assert portal.work().claimed == 0  # nothing reopened yet
+    assert worker.fetch_recording(portal.account, call_id).status == "already_stored"  # the message's retry
+    assert portal.work().recordings == 1
+    assert portal.count("telephony.externalCall.attachRecord") == 1

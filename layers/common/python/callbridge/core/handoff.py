@@ -120,22 +120,23 @@ def call_final(account: Account, call_id: str) -> int:
 def recording_settled(account_id: str, call_id: str, *, stored: bool) -> None:
     """The recording of a call was stored (`stored`) or given up. A delivery that went without it
     to a CRM that takes a recording only as a file waits for it (`recording_follows`): now it is
-    pending again for the recording alone and queued, or, given up, waits no more. A failure here
-    is logged: the call itself is in the CRM, and a reopened delivery is the drain's when due."""
-    try:
-        waiting = [str(d["crm"]) for d in store.of_call(account_id, call_id) if d.get(store.RECORDING_FOLLOWS)]
-        if not waiting:
-            return
-        if not stored:
-            for crm in waiting:
-                store.forget_recording(account_id, call_id, crm)
-            return
-        due = clock.now() + timedelta(seconds=get_settings().delivery_realtime_grace_s)
-        reopened = [crm for crm in waiting if store.reopen_for_recording(account_id, call_id, crm, due)]
-        if reopened:
+    pending again for the recording alone and queued (once it is pending, the drain sends it if the
+    queue does not), or, given up, waits no more. Raises when the store fails: the recordings
+    worker's message is then retried, and a recording found stored calls this again."""
+    waiting = [str(d["crm"]) for d in store.of_call(account_id, call_id) if d.get(store.RECORDING_FOLLOWS)]
+    if not waiting:
+        return
+    if not stored:
+        for crm in waiting:
+            store.forget_recording(account_id, call_id, crm)
+        return
+    due = clock.now() + timedelta(seconds=get_settings().delivery_realtime_grace_s)
+    reopened = [crm for crm in waiting if store.reopen_for_recording(account_id, call_id, crm, due)]
+    if reopened:
+        try:
             send_messages(account_id, call_id, reopened)
-    except Exception:
-        logger().exception("could not send the recording of a call delivered without it")
+        except Exception:
+            logger().exception("could not queue a recording update: the drain sends it when due")
 
 
 def queue_recording_fetch(account_id: str, call_id: str) -> None:

@@ -286,7 +286,9 @@ def process(
                 results[record.delivery].append(result)
     finally:
         connector.close()
-    follow_ups = _follow_ups(account, crm, [calls[c] for c in to_send if _taken(results.get(c) or [])])
+    # A recording sent as an update is not the call again: its callback work was done with the call.
+    taken = [c for c in to_send if _taken(results.get(c) or []) and not items[c].get(store.RECORDING_UPDATE)]
+    follow_ups = _follow_ups(account, crm, [calls[c] for c in taken])
     errors: list[str] = []  # the CRM's answers that were not a success, for the health stamp
     for call_id, built in to_send.items():
         outcome = results.get(call_id) or []
