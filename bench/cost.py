@@ -1232,9 +1232,14 @@ def render(model: Model, advice: list[dict[str, Any]], latency: dict[str, Any], 
     return "\n".join(out)
 
 
+REALTIME_GOAL_S = 3.0  # hang-up → CRM p99 of a realtime call (docs/delivery.md)
+
+
 def render_realtime(rt: Mapping[str, Any], window_s: float, windows_waited: bool) -> str:
     reached = ", ".join(f"{crm} {count}" for crm, count in rt["reached"].items())
-    if windows_waited:
+    if not window_s:
+        window = "  the DeliveryFunction has no batching window: a call goes as soon as a poller has it"
+    elif windows_waited:
         window = f"  the DeliveryFunction's {window_s:g} s batching window is in these figures (waited out as on AWS)"
     else:
         window = (
@@ -1245,7 +1250,9 @@ def render_realtime(rt: Mapping[str, Any], window_s: float, windows_waited: bool
         [
             f"Hang-up → CRM, realtime (last webhook sent → the CRM has the call; {rt['n']} calls × 2 CRMs, "
             f"paced at {rt.get('rate', 0):g} calls/s; reached: {reached}; load {rt['load_at_end']} at the end):",
-            f"  all: p50 {rt['p50']:.2f} s, p99 {rt['p99']:.2f} s, max {rt['max']:.2f} s",
+            f"  all: p50 {rt['p50']:.2f} s, p99 {rt['p99']:.2f} s, max {rt['max']:.2f} s "
+            f"(goal p99 ≤ {REALTIME_GOAL_S:g} s: {'met' if rt['p99'] <= REALTIME_GOAL_S else 'NOT met'}; "
+            f"the day's pace held: {rt['n'] / rt['day_wall_s']:.1f} calls/s)",
             f"  without recording p50 {rt['unrecorded_p50']:.2f} s / p99 {rt['unrecorded_p99']:.2f} s; "
             f"with recording p50 {rt['recorded_p50']:.2f} s / p99 {rt['recorded_p99']:.2f} s",
             window,

@@ -101,7 +101,7 @@ class CrmStack:
         table = settings.get_settings().calls_table
         aws.dynamodb().batch_write_item(RequestItems={table: [{"PutRequest": {"Item": to_item(c)}} for c in calls]})
         for call in calls:
-            handoff.call_final(accounts.get_account(self.account), call["call_id"], recording_pending=False)
+            handoff.call_final(accounts.get_account(self.account), call["call_id"])
         return [str(c["call_id"]) for c in calls]
 
     def drain(self) -> engine.Report:

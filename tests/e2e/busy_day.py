@@ -21,8 +21,8 @@ from tests.support import seed_event, seed_history
 KINDS = ("answered", "group", "missed", "redial", "out", "withheld", "click", "blind_click")
 CLICKS = {"click": "andy", "blind_click": "daria"}  # click kind -> the manager who clicks
 STEP_S = 0.2  # between the webhooks of one call
-# From a click to its PBX call's history (the call is talked through): longer than DeliveryFunction's
-# 2 s batching window, so that the click's card is out before its call is final.
+# From a click to its PBX call's history (the call is talked through): longer than a card's trip
+# through LiveCardQueue, so that the click's card is out before its call is final.
 TALK_S = 3.0
 
 # (callid a click's PBX call is known by, or None: the PBX's own) <- the CRM-side click of call n

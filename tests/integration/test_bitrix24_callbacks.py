@@ -58,7 +58,7 @@ class Portal:
         table = settings.get_settings().calls_table
         aws.dynamodb().batch_write_item(RequestItems={table: [{"PutRequest": {"Item": to_item(c)}} for c in calls]})
         for call in calls:
-            handoff.call_final(accounts.get_account(self.account), call["call_id"], recording_pending=False)
+            handoff.call_final(accounts.get_account(self.account), call["call_id"])
 
     def deliver(self) -> engine.Report:
         """Every due delivery, then again once the retries are due (their backoff waited out)."""

@@ -158,7 +158,7 @@ def store_calls(account: str, count: int, *, start: int = 0) -> list[str]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(
             pool.map(
-                lambda i: handoff.call_final(accounts.get_account(account), i["call_id"], recording_pending=False),
+                lambda i: handoff.call_final(accounts.get_account(account), i["call_id"]),
                 items,
             )
         )
@@ -203,9 +203,7 @@ def assert_exactly_once(crms: Crms, ids: list[str]) -> None:
 
 def test_a_day_in_batch_mode_arrives_once_in_the_fewest_requests(setup: Crms, now: list[datetime]) -> None:
     ids = store_calls("batch", 200)
-    assert (
-        handoff.call_final(accounts.get_account("batch"), ids[0], recording_pending=False) == 0
-    )  # a repeat creates nothing
+    assert handoff.call_final(accounts.get_account("batch"), ids[0]) == 0  # a repeat creates nothing
     report = engine.drain(accounts=["batch"])
     assert report.delivered == 2 * len(ids) and report.rejected == report.failed == 0
     assert_exactly_once(setup, ids)
@@ -366,7 +364,7 @@ def test_a_crash_after_the_crm_answered_is_a_duplicate_to_the_crm(
     ids = store_calls("batch", 10)
     real = store.mark_delivered
 
-    def crash(*args: Any) -> None:
+    def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("the Lambda died")
 
     monkeypatch.setattr(store, "mark_delivered", crash)
@@ -420,14 +418,7 @@ def test_retailcrm_call_events_from_the_event_webhook(setup: Crms, now: list[dat
         event = http_event("/v1/realtime/cloudpbx", form(**fields), account="realtime")
         assert cloudpbx.handler(event, None)["statusCode"] == 200
 
-    sqs = aws.sqs()
-    queue_url = settings.get_settings().delivery_queue_url
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-    def work() -> None:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
-
+    work = work_queues
     post("INCOMING")
     post("INCOMING")  # a PBX retry: no second card
     post("INCOMING", "ghost")  # unmapped: nobody's card to open
@@ -478,11 +469,11 @@ def test_a_failed_hand_off_is_done_again_by_the_pbx_retry(
     real = handoff_module.call_final
     calls_made: list[str] = []
 
-    def failing_once(account: accounts.Account, call_id: str, *, recording_pending: bool) -> int:
+    def failing_once(account: accounts.Account, call_id: str) -> int:
         calls_made.append(call_id)
         if len(calls_made) == 1:
             raise RuntimeError("DynamoDB throttled the delivery items")
-        return real(account, call_id, recording_pending=recording_pending)
+        return real(account, call_id)
 
     monkeypatch.setattr(handoff_module, "call_final", failing_once)
     fields = seed_history(callid="RETRY-1", crm_token="delivery-test-token-0001", link=None)
@@ -499,12 +490,32 @@ def test_a_failed_hand_off_is_done_again_by_the_pbx_retry(
 
 
 def queued_delivery_messages() -> list[Any]:
+    return _queued(settings.get_settings().delivery_queue_url)
+
+
+def queued_card_messages() -> list[Any]:
+    return _queued(settings.get_settings().live_card_queue_url)
+
+
+def _queued(queue_url: str) -> list[Any]:
     sqs = aws.sqs()
-    queue_url = settings.get_settings().delivery_queue_url
     found: list[Any] = []
     while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
         found.extend(messages)
     return found
+
+
+def work_queues() -> None:
+    """What the two event sources would do with what is queued now: the cards (LiveCardFunction),
+    then the calls (DeliveryFunction); neither hands a message back."""
+    import live_cards
+
+    if cards := queued_card_messages():
+        arn = "arn:aws:sqs:us-east-1:123456789012:LiveCardQueue"
+        assert live_cards.handler(sqs_event(cards, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    if calls := queued_delivery_messages():
+        arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+        assert delivery_handler.handler(sqs_event(calls, arn, "us-east-1"), None) == {"batchItemFailures": []}
 
 
 def test_one_queue_batch_goes_out_in_the_fewest_requests(setup: Crms, now: list[datetime]) -> None:
@@ -517,6 +528,32 @@ def test_one_queue_batch_goes_out_in_the_fewest_requests(setup: Crms, now: list[
     assert setup.retail.requests == 1  # 40 calls, one upload
     extensions = [r["UserExtension"] for r in setup.mini.requests]
     assert sorted(extensions) == sorted(set(extensions))  # one MiniCRM request per user
+
+
+def test_a_slow_crm_holds_back_no_other_crms_calls(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """retailCRM hangs (each request 1.5 s, then a 504) while MiniCRM answers: MiniCRM's calls of
+    the same batch go at once, not after retailCRM's retries; retailCRM's are retried later."""
+    ids = store_calls("realtime", 4)
+    messages = sorted(queued_delivery_messages(), key=lambda m: json.loads(m["Body"])["crm"] != "retailcrm")
+    setup.retail.stall.start(1.5)
+    arrived: list[float] = []
+    real = setup.mini.handle
+
+    def stamped(*args: Any) -> Any:
+        arrived.append(time.monotonic())
+        return real(*args)
+
+    monkeypatch.setattr(setup.mini, "handle", stamped)
+    started = time.monotonic()
+    try:
+        report, failed = engine.deliver_messages([(m["MessageId"], m["Body"]) for m in messages])
+    finally:
+        setup.retail.stall.recover()
+    assert failed == [] and report.retried == len(ids) and setup.retail.calls == {}
+    assert len(setup.mini.all_records()) == len(ids)
+    assert arrived and max(arrived) - started < 1.0, f"MiniCRM waited {max(arrived) - started:.1f} s"
 
 
 def test_a_crash_fails_only_the_messages_it_concerns(
@@ -539,32 +576,60 @@ def test_a_crash_fails_only_the_messages_it_concerns(
     assert set(setup.retail.calls) == set(ids) and setup.mini.requests == []
 
 
-def test_a_recording_fetched_at_once_still_releases_the_realtime_deliveries(
-    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The recording worker may finish before the webhook that queued it returns: the deliveries that
-    wait for the recording must exist by then, or nobody queues them until the drain's grace period."""
+def recording_not_stored_yet(account: str, n: int) -> str:
+    """A final call of `account` whose recording the worker is still fetching (its link from the PBX,
+    no recording state yet), handed on as a history webhook would: deliveries, then the fetch."""
+    call = make_call(account, n)
+    call.pop("recording_state")
+    aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(call))
+    handoff.call_stored(accounts.get_account(account), str(call["call_id"]), newly_final=True, fetch_recording=True)
+    return str(call["call_id"])
+
+
+def play(url: str) -> dict[str, Any]:
+    """retailCRM's player asking for a `recordUrl` it got (RecordingsFunction)."""
+    from urllib.parse import urlsplit
+
+    from tests.integration.test_recordings_pipeline import signed
+
+    path = urlsplit(url).path
+    assert path.startswith("/v1/")
+    answer: dict[str, Any] = signed(url)
+    return answer
+
+
+def test_a_realtime_call_reaches_the_crms_before_its_recording_is_stored(setup: Crms, now: list[datetime]) -> None:
+    """The recording server is slow: the call does not wait for it. Both CRMs get it at once with
+    the link to its recording (retailCRM `recordUrl`, MiniCRM `ReferenceId`), which answers "not
+    yet, ask again" until the file is stored, and then plays. Storing it sends nothing again."""
     from callbridge.store import calls
     from callbridge.store.updates import Update
 
-    call = make_call("realtime", 9)
-    call.pop("recording_state")
-    aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(call))
-    real_queue = handoff.queue_recording_fetch
-
-    def instant_fetch(account: str, call_id: str) -> None:
-        real_queue(account, call_id)
-        # The worker, at once: the recording is stored and the waiting deliveries are released.
-        calls.update_call(account, call_id, Update().set(recording_state="stored"), condition="attribute_exists(pk)")
-        handoff.recording_settled(account, call_id)
-
-    monkeypatch.setattr(handoff, "queue_recording_fetch", instant_fetch)
-    handoff.call_stored(accounts.get_account("realtime"), "c00009", newly_final=True, fetch_recording=True)
+    call_id = recording_not_stored_yet("realtime", 9)
     messages = queued_delivery_messages()
     assert sorted(json.loads(m["Body"])["crm"] for m in messages) == ["minicrm", "retailcrm"]
     arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
     assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
-    assert "recordUrl" in setup.retail.calls["c00009"]
+    assert "recordUrl" in setup.retail.calls[call_id]
+    assert [r.get("ReferenceId") for _, r in setup.mini.all_records()] == [call_id]
+    assert {d["state"] for d in store.of_call("realtime", call_id)} == {store.DELIVERED}
+    early = play(setup.retail.calls[call_id]["recordUrl"])
+    assert early["statusCode"] == 404 and early["headers"]["Retry-After"] == "10"
+    assert json.loads(early["body"]) == {"error": "Recording not stored yet", "retry": True}
+    # The worker stores the file: the link plays, and nothing is queued or sent again.
+    recording = {"key": f"realtime/{call_id}/recording.mp3", "size": 2000, "content_type": "audio/mpeg"}
+    calls.update_call("realtime", call_id, Update().set(recording_state="stored", recording=recording))
+    handoff.recording_settled("realtime", call_id, stored=True)
+    assert queued_delivery_messages() == []
+    late = play(setup.retail.calls[call_id]["recordUrl"])
+    assert late["statusCode"] == 302 and late["headers"]["Location"]
+    assert setup.retail.received[call_id] == 1 and setup.mini.received == 1
+
+
+def test_a_batch_call_still_waits_for_its_recording(setup: Crms, now: list[datetime]) -> None:
+    recording_not_stored_yet("batch", 12)
+    report = engine.drain(accounts=["batch"])
+    assert report.deferred == 2 and report.delivered == 0 and setup.retail.requests == 0
 
 
 def test_one_history_webhook_reads_its_account_once(
@@ -683,11 +748,7 @@ def test_telediscount_calls_open_and_close_the_responsible_managers_card(setup: 
                                            "setup_time": "1700000000", **fields}}  # fmt: skip
         return int(telediscount.handler(event, None)["statusCode"])
 
-    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
-
-    def work() -> None:
-        messages = queued_delivery_messages()
-        assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    work = work_queues
 
     assert webhook("incoming") == 200
     assert webhook("incoming") == 200  # a PBX retry: no second card
@@ -801,7 +862,7 @@ def test_minicrm_gets_national_numbers_by_default(setup: Crms, now: list[datetim
     ]  # fmt: skip
     for item in items:
         aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(item))
-        handoff.call_final(accounts.get_account("hu"), str(item["call_id"]), recording_pending=False)
+        handoff.call_final(accounts.get_account("hu"), str(item["call_id"]))
 
     engine.drain(accounts=["hu"])
     assert setup.mini.errors == []
@@ -835,11 +896,7 @@ def test_click_to_call_opens_an_out_card_and_the_telediscount_finish_closes_it(
         placed = clicktocall.crm_make_call("teleo", "retailcrm", query)
     assert (placed.pbx_call_id, placed.pbx_user) == ("TD-OUT-1", "olga")
     assert fake.requests[-1][1]["num_b"] == "79039998877" and fake.errors == []
-    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
-
-    def work() -> None:
-        messages = queued_delivery_messages()
-        assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    work = work_queues
 
     work()  # the card shows while the call goes on (one taken after the call ended is not shown)
 
@@ -894,7 +951,7 @@ def test_call_notes_reach_the_retailcrm_customer_with_their_author_and_time(setu
     ]  # fmt: skip
     for item in items:
         aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(item))
-        handoff.call_final(accounts.get_account("notes"), str(item["call_id"]), recording_pending=False)
+        handoff.call_final(accounts.get_account("notes"), str(item["call_id"]))
 
     report = engine.drain(accounts=["notes"])
     assert (report.delivered, report.rejected, report.failed) == (4, 0, 0)

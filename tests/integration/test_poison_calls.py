@@ -48,7 +48,7 @@ def store_poison(account: str, n: int) -> str:
     aws.dynamodb().put_item(TableName=settings.get_settings().calls_table, Item=to_item(call))
     from callbridge.core import accounts, handoff
 
-    handoff.call_final(accounts.get_account(account), call["call_id"], recording_pending=False)
+    handoff.call_final(accounts.get_account(account), call["call_id"])
     return str(call["call_id"])
 
 
@@ -89,9 +89,10 @@ class _Crashing:
     def __init__(self, real: Connector, phone: str):
         self.real, self.phone = real, phone
         self.kind, self.max_batch = real.kind, real.max_batch
+        self.takes_recording_link = real.takes_recording_link
 
-    def records(self, call: Any, recording_stored: bool) -> Any:
-        return self.real.records(call, recording_stored)
+    def records(self, call: Any, recording: bool) -> Any:
+        return self.real.records(call, recording)
 
     def send(self, batch: list[Record]) -> list[RecordResult]:
         if any(self.phone[-10:] in str(r.payload.values()) for r in batch):

@@ -333,12 +333,20 @@ def test_refusals(env, server):
     assert minicrm("PLAY-4", account="guarded")["statusCode"] == 401
     assert _status(minicrm("PLAY-4", account="guarded", ip="195.228.75.211")) == NOT_FOUND
     assert _status(minicrm("PLAY-4", account="office")) == NOT_FOUND
-    # Unknown id, another account's id, nothing asked, not fetched yet: one and the same 404.
+    # Unknown id, another account's id, nothing asked: one and the same 404.
     assert _status(minicrm("NO-SUCH-CALL")) == NOT_FOUND
     assert _status(minicrm("PLAY-4", account="other")) == NOT_FOUND
     assert _status(get("/v1/demo/recordings", "")) == NOT_FOUND
+    # The account's own call whose recording is still being fetched (a realtime CRM has its link
+    # already): a 404 that says to ask again, and when. To another account, the plain 404.
     assert post_history("PLAY-5", "https://pbx.example.com/later.mp3") == 200
-    assert _status(minicrm("PLAY-5")) == NOT_FOUND
+    early = minicrm("PLAY-5")
+    assert (early["statusCode"], json.loads(early["body"])) == (
+        404,
+        {"error": "Recording not stored yet", "retry": True},
+    )
+    assert early["headers"]["Retry-After"] == "10" and early["headers"]["Cache-Control"] == "no-store"
+    assert _status(minicrm("PLAY-5", account="other")) == NOT_FOUND
 
 
 def _answer(response: dict[str, Any]) -> tuple[int, str, dict[str, str]]:

@@ -93,6 +93,8 @@ def test_the_real_template_as_the_transform_builds_it():
         "RecordingFetchDLQ",
         "DeliveryQueue",
         "DeliveryDLQ",
+        "LiveCardQueue",
+        "LiveCardDLQ",
         "ScheduledRunFailures",
     }
     assert {b.logical_id for b in template.buckets} == {"RecordingsBucket"}
@@ -131,7 +133,13 @@ def test_the_real_template_as_the_transform_builds_it():
     assert mapping.properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert template.code_dir(settle) == ROOT / "functions"
     [deliver] = template.functions["DeliveryFunction"].sqs_events
-    assert (deliver.properties["BatchSize"], deliver.properties["MaximumBatchingWindowInSeconds"]) == (100, 2)
+    assert (deliver.properties["BatchSize"], deliver.properties["MaximumBatchingWindowInSeconds"]) == (10, 0)
+    [show] = template.functions["LiveCardFunction"].sqs_events
+    assert (show.queue, show.properties["BatchSize"], show.properties["MaximumBatchingWindowInSeconds"]) == (
+        "LiveCardQueue",
+        10,
+        0,
+    )
 
 
 def test_events_of_every_kind_come_from_the_transforms_resources():

@@ -76,11 +76,13 @@ def test_only_the_functions_that_call_bitrix24_may_write_its_tokens() -> None:
                 if any(a.startswith("ssm:") and not a.startswith("ssm:Get") for a in actions):
                     writers[name] = statement["Resource"]
     # PbxWebhookFunction: Zadarma's call-start answer asks the CRMs who is calling, as ContactFunction.
+    # LiveCardFunction: a call card is a Bitrix24 request like any other.
     assert sorted(writers) == [
         "CloudPbxFunction",
         "ContactFunction",
         "DeliveryDrainFunction",
         "DeliveryFunction",
+        "LiveCardFunction",
         "PbxWebhookFunction",
     ]
     for resource in writers.values():

@@ -31,7 +31,8 @@ IN_VPC = [
     "CcrmPollFunction",  # ccrm.pl call history
     "CloudPbxReconcileFunction",  # the Cloud PBX call history (history command)
     "DeliveryDrainFunction",  # MiniCRM, retailCRM
-    "DeliveryFunction",  # MiniCRM, retailCRM (calls and call events)
+    "DeliveryFunction",  # MiniCRM, retailCRM (calls)
+    "LiveCardFunction",  # the CRMs' call events
     "MakeCallFunction",  # the account's PBX (Cloud PBX, telediscount)
     "RecordingFetchFunction",  # the PBXs' recording links
     "TelediscountReconcileFunction",  # telediscount get_calls

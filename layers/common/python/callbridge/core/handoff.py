@@ -54,10 +54,7 @@ def call_stored(
     """
     try:
         if (newly_final or repeat_of_final) and deliver:
-            # Deliveries before the fetch: a recording fetched at once finds them waiting
-            # (`recording_settled`); the other way round it found none, and the realtime delivery
-            # waited for the drain's grace period.
-            call_final(account, call_id, recording_pending=fetch_recording)
+            call_final(account, call_id)
         if fetch_recording:
             queue_recording_fetch(account.id, call_id)
     finally:
@@ -86,13 +83,12 @@ def _ingested(source: str, outcome: str | None, reason: str | None) -> None:
     metric("CallsIngested", Source=source, Outcome=outcome or "unknown", Reason=reason or "answered")
 
 
-def call_final(account: Account, call_id: str, *, recording_pending: bool) -> int:
+def call_final(account: Account, call_id: str) -> int:
     """Create the deliveries of a call that has just become final; returns how many were new.
 
-    Realtime CRMs get a queue message now, or, while the recording is being fetched, when it is
-    stored or given up (`recording_settled`): the CRM then gets the recording link with the call.
-    Their items are due only after DELIVERY_REALTIME_GRACE_SECONDS, so the drain sends them only
-    if the queue path did not."""
+    Realtime CRMs get a queue message now, whether or not the call's recording is stored yet (the
+    delivery worker decides how the recording follows). Their items are due only after
+    DELIVERY_REALTIME_GRACE_SECONDS, so the drain sends them only if the queue path did not."""
     account_id = account.id
     crms = crms_of(account)
     if not crms:
@@ -111,25 +107,36 @@ def call_final(account: Account, call_id: str, *, recording_pending: bool) -> in
                 realtime.append(crm.name)
         else:
             existed = True
-    if existed and not recording_pending:
+    if existed:
         # A repeated hand-off (the source's retry after a failure here): the messages of realtime
         # deliveries that are still pending may never have been sent. Sending one again is harmless:
         # a delivered or leased delivery can't be claimed twice.
         realtime = store.pending_realtime(account_id, call_id)
-    if realtime and not recording_pending:
+    if realtime:
         send_messages(account_id, call_id, realtime)
     return created
 
 
-def recording_settled(account_id: str, call_id: str) -> None:
-    """The recording of a call was stored or given up: its realtime deliveries that waited for it go
-    now. A failure here delays them until the drain's grace period, never loses them."""
-    try:
-        waiting = store.pending_realtime(account_id, call_id)
-        if waiting:
-            send_messages(account_id, call_id, waiting)
-    except Exception:
-        logger().exception("could not queue the realtime deliveries of a call whose recording settled")
+def recording_settled(account_id: str, call_id: str, *, stored: bool) -> None:
+    """The recording of a call was stored (`stored`) or given up. A delivery that went without it
+    to a CRM that takes a recording only as a file waits for it (`recording_follows`): now it is
+    pending again for the recording alone and queued (once it is pending, the drain sends it if the
+    queue does not), or, given up, waits no more. Raises when the store fails: the recordings
+    worker's message is then retried, and a recording found stored calls this again."""
+    waiting = [str(d["crm"]) for d in store.of_call(account_id, call_id) if d.get(store.RECORDING_FOLLOWS)]
+    if not waiting:
+        return
+    if not stored:
+        for crm in waiting:
+            store.forget_recording(account_id, call_id, crm)
+        return
+    due = clock.now() + timedelta(seconds=get_settings().delivery_realtime_grace_s)
+    reopened = [crm for crm in waiting if store.reopen_for_recording(account_id, call_id, crm, due)]
+    if reopened:
+        try:
+            send_messages(account_id, call_id, reopened)
+        except Exception:
+            logger().exception("could not queue a recording update: the drain sends it when due")
 
 
 def queue_recording_fetch(account_id: str, call_id: str) -> None:

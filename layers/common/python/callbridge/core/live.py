@@ -3,10 +3,11 @@ webhook to one `LiveEvent` once; core/record.py `record_live` is the one writer 
 the call's live state (who rings, who answered) and the call cards of every CRM of the account that
 shows them (docs/delivery.md).
 
-A card is only queued here, one message per such CRM on the delivery queue (a few ms); the delivery
-worker hands it to that CRM's connector, which maps the canonical event to its own protocol. A card is
-useful for seconds: a failed send is logged and dropped, never retried; the call itself is delivered
-by the delivery path whatever happens here.
+A card is only queued here, one message per such CRM on the live card queue (a few ms), apart from
+the calls: the card worker (callbridge.features.delivery.cards) hands it to that CRM's connector,
+which maps the canonical event to its own protocol. A card is useful for seconds: a failed send is
+logged and dropped, never retried, and a card that is stale when its turn comes is not sent; the
+call itself is delivered by the delivery path whatever happens here, never behind a card.
 
 Which CRMs show cards is declared by their settings model (`live_cards`, a ClassVar or a property
 switched by an account-file field), so publishing imports no connector.
@@ -175,7 +176,8 @@ def publish(account: Account, live: LiveEvent) -> None:
     answer must not depend on a call card."""
     try:
         crms = card_crms(account)
-        queue_url = get_settings().delivery_queue_url
+        settings = get_settings()
+        queue_url = settings.live_card_queue_url or settings.delivery_queue_url
         if not crms or not queue_url:
             return
         entries: list[Any] = [

@@ -142,8 +142,15 @@ def is_missed_incoming(call: Call) -> bool:
 class Connector(Protocol):
     kind: str
     max_batch: int  # records per request
+    # How the CRM takes a recording. True: as our playback link, fetched when someone plays it
+    # (retailCRM `recordUrl`, MiniCRM `ReferenceId`, amoCRM `link`), so a call can go before its
+    # recording is stored: the link resolves once it is. False: as a file it downloads when given
+    # (Bitrix24's attachRecord), so the recording follows the call as an update once stored.
+    takes_recording_link: bool
 
-    def records(self, call: Call, recording_stored: bool) -> CallRecords: ...
+    def records(self, call: Call, recording: bool) -> CallRecords:
+        """The call's records; with `recording`, with the link to (or the file of) its recording."""
+        ...
 
     def send(self, batch: list[Record]) -> list[RecordResult]: ...
 

@@ -6,7 +6,8 @@ GET /v1/{account}/recordings?Rec={call id}          MiniCRM: Basic auth, optiona
 GET /v1/{account}/recordings/{call id}?exp=…&sig=…  retailCRM recordUrl: signed, expiring
 
 Both answer 302 to a short-lived presigned S3 URL, or the audio itself for a small file when
-`?direct=1` or the account's `recordings.serve_direct` asks. Nothing here ever answers 500.
+`?direct=1` or the account's `recordings.serve_direct` asks; 404 with `Retry-After` while a call's
+recording is still being fetched. Nothing here ever answers 500.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from urllib.parse import unquote
 from callbridge.core.accounts import Account
 from callbridge.edge.router import Response, Router
 from callbridge.features.recordings.playback import (
+    RETRY_AFTER_S,
     BadCredentials,
     BadSignature,
     PlaybackDenied,
     RecordingNotFound,
+    RecordingNotStoredYet,
     SourceNotAllowed,
     authorize_basic,
     locate,
@@ -43,6 +46,13 @@ _REFUSALS: dict[type[PlaybackDenied], tuple[int, str, dict[str, str]]] = {
     SourceNotAllowed: _DENIED,
     BadSignature: (401, '{"error": "Invalid or expired signature"}', {}),
     RecordingNotFound: (404, _NOT_FOUND, {}),
+    # The link reached the CRM with its call, before the file was stored: still a 404 (no 5xx that
+    # would page anyone, no body a player could take for audio), with the time to ask again.
+    RecordingNotStoredYet: (
+        404,
+        '{"error": "Recording not stored yet", "retry": true}',
+        {"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "no-store"},
+    ),
 }
 
 

@@ -48,6 +48,9 @@ class Settings(NamedTuple):
     recording_retry_base_s: int = 30
     # CRM delivery. Optional for the same reason.
     delivery_queue_url: str = ""
+    # Live call cards travel on a queue of their own, so that no card waits in a batch of calls or
+    # holds one back; without it they share the delivery queue (a stack deployed before it existed).
+    live_card_queue_url: str = ""
     public_base_url: str = ""  # where CRMs reach our recordings URLs (PUBLIC_BASE_URL, else API_URL)
     delivery_max_attempts: int = 12
     delivery_retry_base_s: int = 60
@@ -124,6 +127,7 @@ class Settings(NamedTuple):
             recording_max_attempts=integer("RECORDING_MAX_ATTEMPTS", 5, 1, 1000),
             recording_retry_base_s=integer("RECORDING_RETRY_BASE_SECONDS", 30, 0, 3600),
             delivery_queue_url=src.get("DELIVERY_QUEUE_URL", "").strip(),
+            live_card_queue_url=src.get("LIVE_CARD_QUEUE_URL", "").strip(),
             public_base_url=(src.get("PUBLIC_BASE_URL", "").strip() or src.get("API_URL", "").strip()).rstrip("/"),
             delivery_max_attempts=integer("DELIVERY_MAX_ATTEMPTS", 12, 1, 1000),
             delivery_retry_base_s=integer("DELIVERY_RETRY_BASE_SECONDS", 60, 0, 3600),

@@ -9,6 +9,10 @@
     lease_until / lease_owner   set by a worker that took the delivery (conditional update)
     redelivery_at               an operator asked for it again (the console) and no worker took it yet
     attempts, last_error, reason, flags, delivered_at, crm_answer
+    recording_follows           delivered before its recording was stored, to a CRM that takes the
+                                recording only as a file: it is sent as an update once stored
+    recording_update            pending again for that update alone (reopen_for_recording);
+                                recording_sent_at once it went
 
 The Deliveries index (dlv_pk, dlv_due) is sparse: finding work costs what is pending, never what was
 delivered. It is KEYS_ONLY; the worker reads the call items it actually sends.
@@ -34,6 +38,7 @@ PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "fail
 # that files calls by number). Settled like a delivery, never retried, never parked or alarmed.
 NOT_APPLICABLE = "not_applicable"
 PARKED = (REJECTED, FAILED)
+RECORDING_FOLLOWS, RECORDING_UPDATE = "recording_follows", "recording_update"
 
 
 dlv_sk = delivery_sk
@@ -118,13 +123,51 @@ def claim(account: str, call_id: str, crm: str, owner: str, now: datetime, lease
 
 
 def mark_delivered(
-    account: str, call_id: str, crm: str, now: datetime, answer: dict[str, Any], flags: list[str]
+    account: str,
+    call_id: str,
+    crm: str,
+    now: datetime,
+    answer: dict[str, Any],
+    flags: list[str],
+    *,
+    recording_follows: bool = False,
 ) -> None:
-    """Delivered: out of the index for good. Unconditional: the CRM has the call, whoever says so."""
+    """Delivered: out of the index for good. Unconditional: the CRM has the call, whoever says so.
+    `recording_follows`: the call went before its recording was stored, which the CRM takes later
+    as an update (reopen_for_recording)."""
     update = Update().set(
-        state=DELIVERED, delivered_at=clock.iso(now), crm_answer=answer or {"ok": True}, flags=_flags(flags)
+        state=DELIVERED,
+        delivered_at=clock.iso(now),
+        crm_answer=answer or {"ok": True},
+        flags=_flags(flags),
+        **({RECORDING_FOLLOWS: True} if recording_follows else {}),
     )
     _update(account, call_id, crm, update.remove("dlv_pk", "dlv_due", "lease_until", "lease_owner"))
+
+
+def reopen_for_recording(account: str, call_id: str, crm: str, due: datetime) -> bool:
+    """The recording of a call delivered without it is stored: the delivery is pending again, for
+    the recording alone, due at `due` (the drain's, if the queue does not send it first). False
+    unless it waited for it: of the recording worker and a delivery worker that both saw the
+    recording stored, one sends it."""
+    update = Update().set(
+        state=PENDING, dlv_pk=queue_key(account, crm), dlv_due=due_key(due, call_id), attempts=0,
+        **{RECORDING_UPDATE: True},
+    )  # fmt: skip
+    update.remove(RECORDING_FOLLOWS).bind({"#s": "state", "#f": RECORDING_FOLLOWS}, delivered=DELIVERED)
+    return _update(account, call_id, crm, update, "#s = :delivered AND attribute_exists(#f)") is not None
+
+
+def forget_recording(account: str, call_id: str, crm: str) -> None:
+    """The recording a delivered call waited for was given up: nothing follows."""
+    update = Update().remove(RECORDING_FOLLOWS).bind({"#f": RECORDING_FOLLOWS})
+    _update(account, call_id, crm, update, "attribute_exists(#f)")
+
+
+def mark_recording_sent(account: str, call_id: str, crm: str, now: datetime, answer: dict[str, Any]) -> None:
+    """The recording went as an update of a delivered call: delivered again, its first answer kept."""
+    update = Update().set(state=DELIVERED, recording_sent_at=clock.iso(now), recording_answer=answer or {"ok": True})
+    _update(account, call_id, crm, update.remove("dlv_pk", "dlv_due", "lease_until", "lease_owner", RECORDING_UPDATE))
 
 
 def mark_not_applicable(account: str, call_id: str, crm: str, now: datetime, reason: str, flags: list[str]) -> None:

@@ -50,6 +50,10 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
         state = crm_calls.get(account.id, live.call_id, settings.name) or {}
         if not state.get(CALL_ID) or state.get(FINISHED):  # a finished call's cards are gone already
             return True
+        if settings.mode == "realtime" and _final(account, live):
+            # Its finish is on its way (cards and calls go separate ways, at the same time) and hides
+            # every card: a hide crossing it would reach a finished call, which Bitrix24 refuses.
+            return True
         # Answered: the others' cards go (the answering manager keeps his); ended: his card goes.
         shown = {int(u) for u in state.get(SHOWN) or ()}
         hidden = sorted(shown - set(ids)) if live.stage == "answered" else ids
@@ -62,6 +66,13 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
         return False
     finally:
         api.close()
+
+
+def _final(account: Account, live: LiveEvent) -> bool:
+    from callbridge.store import calls
+
+    call = calls.get_call(account.id, live.call_id)
+    return bool(call and call.get("final"))
 
 
 def _remember(account: Account, settings: Bitrix24Settings, live: LiveEvent, ids: list[int]) -> None:

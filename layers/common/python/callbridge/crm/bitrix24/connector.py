@@ -78,6 +78,7 @@ STATUS_CODES = {
 class Bitrix24Connector:
     kind = "bitrix24"
     max_batch = 25  # two commands per call (finish + attachRecord) in one batch of at most 50
+    takes_recording_link = False
 
     def __init__(
         self,
@@ -108,7 +109,7 @@ class Bitrix24Connector:
             return who, False
         return default, True
 
-    def records(self, call: Call, recording_stored: bool) -> CallRecords:
+    def records(self, call: Call, recording: bool) -> CallRecords:
         who, defaulted = self.manager(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
         phone = call.phone or call.phone_raw or ""
@@ -137,7 +138,7 @@ class Bitrix24Connector:
         if direction == "out" and call.user and not withheld:
             # Perhaps the call a click in Bitrix24 asked for (callbridge.crm.bitrix24.callbacks).
             payload["click"] = {"pbx_user": call.user, "phone": phone, "started": call.started_at.timestamp()}
-        if recording_stored:
+        if recording:
             payload["record"] = self._record(call.call_id)
         return CallRecords([Record(call.call_id, "", payload)], flags=flags)
 
@@ -184,6 +185,16 @@ class Bitrix24Connector:
             from callbridge.crm.bitrix24.callbacks import take_click
 
             clicked = take_click(account, crm, record.delivery, click["pbx_user"], click["phone"], click["started"])
+            placeholder = record.payload.get("card")
+            if clicked and placeholder:
+                # Cards and calls go separate ways: the click's card may come after its call. Its
+                # placeholder is over now, so that a late card registers nothing of its own.
+                now_iso = clock.iso(clock.now())
+                crm_calls.claim(account, placeholder, crm, {CALL_ID: clicked, FINISHED: now_iso, "via": "click"}, now)
+            elif placeholder and not clicked:
+                # The click's card took the click a moment ago: its CALL_ID is on the placeholder.
+                card = crm_calls.get(account, placeholder, crm)
+                clicked = str(card[CALL_ID]) if card and card.get(CALL_ID) else None
             if clicked:
                 attributes.update({CALL_ID: clicked, "via": "click"})
         return crm_calls.claim(account, record.delivery, crm, attributes, now)

@@ -67,6 +67,7 @@ RESULTS = {
 class KommoConnector:
     kind = "kommo"
     max_batch = 50
+    takes_recording_link = True
 
     def __init__(
         self,
@@ -98,7 +99,7 @@ class KommoConnector:
             return found, False
         return default, True
 
-    def records(self, call: Call, recording_stored: bool) -> CallRecords:
+    def records(self, call: Call, recording: bool) -> CallRecords:
         who, defaulted = self.manager(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
         if not is_number(call.phone or ""):
@@ -124,7 +125,7 @@ class KommoConnector:
             "created_by": who,
             "created_at": int(call.started_at.timestamp()),  # epoch seconds: UTC whatever the zone
         }
-        if recording_stored:
+        if recording:
             # Our signed playback link: amoCRM's player fetches it whenever a manager presses play.
             item["link"] = self.ctx.recording_url(call.call_id)
         return CallRecords([Record(call.call_id, "", {"call": item})], flags=flags)

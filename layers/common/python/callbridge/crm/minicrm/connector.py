@@ -2,7 +2,8 @@
 
 One request per `UserExtension` (one MiniCRM user) with `Data` as an array of records; `CallType` 0
 outgoing / 1 received / 2 missed; `Date` = the call's start in UTC; a missed call is one record under its owner (`_extensions`); `ReferenceId` = our call id (the id
-our MiniCRM recordings URL resolves) only when the recording is stored. The answer's counters come in
+our MiniCRM recordings URL resolves) when the call has a recording: stored, or, in realtime mode,
+still being fetched (the URL answers "not yet" until it is stored). The answer's counters come in
 two documented sets (`Missing`/`NotFound`/`Processed` and `Skipped`/`Processed`/`Exists`); `Exists`
 is success (MiniCRM de-duplicates), the others reject records without saying which: we then halve the
 batch until the rejected records stand alone (callbridge.crm.base.isolate).
@@ -69,6 +70,7 @@ def _counter(answer: dict[str, Any], name: str) -> int:
 class MiniCrmConnector:
     kind = "minicrm"
     max_batch = MAX_BATCH
+    takes_recording_link = True
 
     def __init__(
         self,
@@ -135,7 +137,7 @@ class MiniCrmConnector:
             return national_digits(stored)
         return stored
 
-    def records(self, call: Call, recording_stored: bool) -> CallRecords:
+    def records(self, call: Call, recording: bool) -> CallRecords:
         extensions, defaulted = self._extensions(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
         number = call.phone or call.phone_raw or ""
@@ -153,7 +155,7 @@ class MiniCrmConnector:
             "CallType": call_type(call),
             "Date": call.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         }
-        if recording_stored:
+        if recording:
             data["ReferenceId"] = call.call_id
         return CallRecords([Record(call.call_id, ext, data) for ext in extensions], flags=flags)
 

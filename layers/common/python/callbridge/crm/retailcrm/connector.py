@@ -4,7 +4,7 @@ request (docs/retailcrm.md; the client is callbridge.crm.retailcrm.api).
 Fields: `date` in the account's time zone (`Y-m-d H:i:s`, as retailCRM expects), `type` in/out,
 `phone`, `code` + `userId` of the manager, `result`, `duration`, `durationWaiting` (ring time, when
 the PBX reports it), `externalId` = our call id (retailCRM
-answers a repeat as a duplicate), `recordUrl` = our signed recordings URL (only when stored),
+answers a repeat as a duplicate), `recordUrl` = our signed recordings URL (when stored, or in realtime mode still being fetched),
 `externalPhone` = our number the call came through, `site`. A refused upload names the faulty calls
 in `errors` (`calls[3][phone]`); when it doesn't, the batch is halved until they stand alone.
 
@@ -76,6 +76,7 @@ def faulty_indexes(errors: Any, size: int) -> set[int]:
 class RetailCrmConnector:
     kind = "retailcrm"
     max_batch = UPLOAD_LIMIT
+    takes_recording_link = True
 
     def __init__(
         self,
@@ -123,7 +124,7 @@ class RetailCrmConnector:
         user_id, code = self._ids(mapping)
         return (user_id, code) if user_id is not None or code else None
 
-    def records(self, call: Call, recording_stored: bool) -> CallRecords:
+    def records(self, call: Call, recording: bool) -> CallRecords:
         user_id, code, defaulted = self.manager(call)
         flags = frozenset({DEFAULT_USER}) if defaulted else frozenset()
         phone = call.phone or call.phone_raw or ""
@@ -148,7 +149,7 @@ class RetailCrmConnector:
             payload["userId"] = user_id
         if code:
             payload["code"] = code
-        if recording_stored:
+        if recording:
             payload["recordUrl"] = self.ctx.recording_url(call.call_id)
         if call.our_number:
             payload["externalPhone"] = call.our_number

@@ -34,10 +34,11 @@ from callbridge import registry
 from callbridge.core import live, missed
 from callbridge.core.accounts import Account, UnknownAccount, get_account
 from callbridge.core.config import CrmSettings
-from callbridge.core.handoff import send_messages
+from callbridge.core.handoff import recording_settled, send_messages
 from callbridge.core.model import Call
-from callbridge.crm.base import CallRecords, Connector, DeliveryContext, LiveCards, Record, RecordResult, with_secrets
+from callbridge.crm.base import CallRecords, Connector, DeliveryContext, Record, RecordResult, with_secrets
 from callbridge.features import callbacks
+from callbridge.features.delivery import cards
 from callbridge.infra import clock
 from callbridge.infra.http import RetryPolicy
 from callbridge.infra.observability import in_context, logger
@@ -75,6 +76,7 @@ class Report:
     # ended by the time it is taken (a queue backlog) is not shown at all.
     cards_failed: int = 0
     cards_late: int = 0
+    recordings: int = 0  # recordings sent after their call, as an update of it (not deliveries)
     per_crm: dict[str, int] = field(default_factory=dict)  # deliveries handled per CRM kind
     # (call id, CRM name) -> seconds until its retry is due: the realtime worker queues the retry
     retry_in: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
@@ -94,6 +96,7 @@ class Report:
             "errors",
             "cards_failed",
             "cards_late",
+            "recordings",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, count in other.per_crm.items():
@@ -222,6 +225,7 @@ def process(
     connector = (connector_for or default_connector)(crm, account)
     marks: list[Callable[[], Any]] = []
     to_send: dict[str, CallRecords] = {}
+    follows: set[str] = set()  # calls that go now, their recording later (store.reopen_for_recording)
     try:
         for call_id, item in items.items():
             attempts = int(item.get("attempts") or 0)
@@ -232,13 +236,22 @@ def process(
                 )
                 report.rejected += 1
                 continue
-            if _recording_pending(raw, now, settings.delivery_recording_wait_s):
+            recording = _recording(raw)
+            realtime = str(item.get("mode") or crm.mode) == "realtime"
+            if recording == PENDING and not realtime and _young(raw, now, settings.delivery_recording_wait_s):
+                # A batch CRM's call waits for its recording: nobody waits for the batch.
                 due = now + timedelta(seconds=max(60, settings.delivery_realtime_grace_s))
                 marks.append(partial(store.reschedule, account.id, call_id, name, owner, due, attempts=attempts))
                 report.deferred += 1
                 continue
+            # A realtime call never waits for its recording: a CRM that plays our link whenever asked
+            # gets it now (it resolves once the file is stored); one that downloads the file when
+            # given it gets the recording later, as an update of the same call (`recording_follows`).
+            linked = recording == STORED or (recording == PENDING and realtime and connector.takes_recording_link)
+            if recording == PENDING and realtime and not connector.takes_recording_link:
+                follows.add(call_id)
             try:
-                built = connector.records(Call.from_item(raw), raw.get("recording_state") == RECORDING_STORED)
+                built = connector.records(Call.from_item(raw), linked)
             except Exception as exc:
                 # A call the connector cannot build (a start in year 9999 overflows the account's
                 # zone) is parked alone; building it again would fail the same way.
@@ -276,7 +289,9 @@ def process(
                 results[record.delivery].append(result)
     finally:
         connector.close()
-    follow_ups = _follow_ups(account, crm, [calls[c] for c in to_send if _taken(results.get(c) or [])])
+    # A recording sent as an update is not the call again: its callback work was done with the call.
+    taken = [c for c in to_send if _taken(results.get(c) or []) and not items[c].get(store.RECORDING_UPDATE)]
+    follow_ups = _follow_ups(account, crm, [calls[c] for c in taken])
     errors: list[str] = []  # the CRM's answers that were not a success, for the health stamp
     for call_id, built in to_send.items():
         outcome = results.get(call_id) or []
@@ -341,10 +356,18 @@ def process(
             if follow.detail:
                 answer["callback"] = follow.detail
             report.errors += int(follow.error)
-            marks.append(partial(_delivered, account.id, call_id, name, answer, flags))
+            if items[call_id].get(store.RECORDING_UPDATE):
+                # The recording of a call the CRM has had since its hang-up: not a second delivery.
+                marks.append(partial(store.mark_recording_sent, account.id, call_id, name, clock.now(), answer))
+                report.recordings += 1
+                continue
+            marks.append(
+                partial(_delivered, account.id, call_id, name, answer, flags, recording_follows=call_id in follows)
+            )
             report.delivered += 1
             report.duplicates += int(duplicate)
     _parallel(_run, ((m,) for m in marks))
+    _recordings_settled_meanwhile(account.id, [c for c in follows if c in to_send])
     _stamp_health(account.id, name, delivered=report.delivered > 0, errors=errors)
     if report.rejected or report.failed:
         logger().warning("deliveries parked", extra={"crm": name, "rejected": report.rejected, "failed": report.failed})
@@ -423,8 +446,27 @@ def _follow_up(account: Account, crm: CrmSettings, call: Call) -> callbacks.Foll
         return callbacks.FollowUp("failed", _error_reason("callback work failed", exc), error=True)
 
 
-def _delivered(account: str, call_id: str, crm: str, answer: dict[str, Any], flags: list[str]) -> None:
-    store.mark_delivered(account, call_id, crm, clock.now(), answer, flags)
+def _delivered(
+    account: str, call_id: str, crm: str, answer: dict[str, Any], flags: list[str], *, recording_follows: bool
+) -> None:
+    store.mark_delivered(account, call_id, crm, clock.now(), answer, flags, recording_follows=recording_follows)
+
+
+def _recordings_settled_meanwhile(account: str, call_ids: list[str]) -> None:
+    """A call sent before its recording was stored waits for the recording worker's word
+    (`handoff.recording_settled`). The worker may have stored it while the call was being sent and
+    found nothing waiting yet: so the call is read again once it waits, and whoever sees both -
+    that worker or this one - sends the recording (store.reopen_for_recording lets one of them)."""
+    if not call_ids:
+        return
+    try:
+        for call_id, raw in _read_calls(account, call_ids).items():
+            state = raw.get("recording_state")
+            if state:
+                recording_settled(account, call_id, stored=state == RECORDING_STORED)
+    except Exception:
+        # The recording worker's own check still sends it; only the race's loser is lost here.
+        logger().exception("could not check the recording of calls sent before it was stored")
 
 
 def _not_applicable(account: str, call_id: str, crm: str, reason: str, flags: list[str]) -> None:
@@ -437,13 +479,22 @@ def _park(
     return lambda: store.park(state, account, call_id, crm, clock.now(), reason, attempts, flags)
 
 
-def _recording_pending(call: dict[str, Any], now: datetime, wait_s: int) -> bool:
-    """The call has a recording link whose fetch has neither stored nor given up yet, and it is
-    young enough to wait for: the CRM should get the call with its recording."""
-    if call.get("recording_state") or not str(call.get("recording_url") or "").lower().startswith(
-        ("http://", "https://")
-    ):
-        return False
+STORED, PENDING, NONE = "stored", "pending", "none"
+
+
+def _recording(call: dict[str, Any]) -> str:
+    """The call's recording: stored, pending (a link whose fetch has neither stored nor given up
+    yet) or none (no link, or given up)."""
+    state = call.get("recording_state")
+    if state == RECORDING_STORED:
+        return STORED
+    if state or not str(call.get("recording_url") or "").lower().startswith(("http://", "https://")):
+        return NONE
+    return PENDING
+
+
+def _young(call: dict[str, Any], now: datetime, wait_s: int) -> bool:
+    """The call became final recently enough for a batch CRM to wait for its recording."""
     since = call.get("finalized_at") or call.get("updated_at")
     if not since:
         return False
@@ -457,7 +508,6 @@ class _Message:
     account: str
     crm: str
     call_id: str
-    card: dict[str, Any] | None  # a live card message (callbridge.core.live), else a call to deliver
 
 
 def _parse(message_id: str, body: str) -> _Message | None:
@@ -468,15 +518,10 @@ def _parse(message_id: str, body: str) -> _Message | None:
     except (ValueError, TypeError, KeyError):
         logger().error("malformed delivery message dropped")
         return None
-    if message.get("kind") == live.KIND:
-        if not isinstance(message.get("live"), dict) and not isinstance(message.get("event"), dict):
-            logger().error("call card message without an event dropped")
-            return None
-        return _Message(message_id, account_id, crm_name, call_id, message)
     if not call_id:
         logger().error("delivery message without a call id dropped")
         return None
-    return _Message(message_id, account_id, crm_name, call_id, None)
+    return _Message(message_id, account_id, crm_name, call_id)
 
 
 def deliver_messages(
@@ -485,94 +530,65 @@ def deliver_messages(
     """One batch of realtime queue messages (message id, body); returns the report and the ids of
     the messages to leave on the queue.
 
-    A body is {account, call_id, crm} (a call to deliver) or {kind: call_event, account, crm, live}
-    (a live call card, callbridge.core.live), handed to that CRM's connector. The calls of one CRM go
-    out together in the fewest requests, as in the drain. A message never fails for a CRM's answer (the delivery item
+    A body is {account, call_id, crm}: a call to deliver. The calls of one CRM go out together in
+    the fewest requests, as in the drain, and the CRMs of the batch at the same time: one slow CRM
+    holds back no other's calls. A message never fails for a CRM's answer (the delivery item
     records it and the drain retries when due); only a crash (DynamoDB unreachable…) fails the
-    deliveries it concerns, for SQS to redeliver. A card's message never fails: see below."""
+    deliveries it concerns, for SQS to redeliver. A live card found here (queued before cards had a
+    queue of their own) is shown by the card lane (`cards`) once the calls are out."""
     total = Report()
     failed: list[str] = []
     groups: dict[tuple[str, str], list[_Message]] = defaultdict(list)
+    card_bodies: list[str] = []
     for message_id, body in messages:
+        if _is_card(body):
+            card_bodies.append(body)
+            continue
         parsed = _parse(message_id, body)
         if parsed is not None:
             groups[(parsed.account, parsed.crm)].append(parsed)
-    for (account_id, crm_name), group in groups.items():
-        try:
-            account = get_account(account_id)
-        except UnknownAccount:
-            logger().error("delivery message of an unknown account dropped")
-            continue
-        except Exception:
-            logger().exception("could not read the account of delivery messages")
-            failed.extend(m.id for m in group)
-            continue
-        crm = account.settings.crm(crm_name)
-        if crm is None:
-            logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
-            continue
-        # Call cards first and in order: `in` before `hangup` of the same call. A card that failed is
-        # not retried (a redelivered message would show it minutes late), and a ringing or answered
-        # card of a call that has ended is not shown: a card is never wrong.
-        cards = [m.card or {} for m in group if m.card is not None]
-        ended = _ended_calls(account_id, [_card_call(c) for c in cards if _card_stage(c) in OPEN_STAGES])
-        for card in cards:
-            if _card_stage(card) in OPEN_STAGES and _card_call(card) in ended:
-                total.cards_late += 1
-                continue
-            try:
-                _show_card(account, crm, card)
-            except Exception:
-                logger().exception("a live call card failed; not retried", extra={"crm": crm_name})
-                total.cards_failed += 1
-        calls = [m for m in group if m.card is None]
-        if not calls:
-            continue
-        try:
-            report = process(account, crm, list(dict.fromkeys(m.call_id for m in calls)), connector_for=connector_for)
-        except Exception:
-            logger().exception("realtime delivery failed", extra={"account": account_id, "crm": crm_name})
-            failed.extend(m.id for m in calls)
-            continue
+    for report, not_done in _parallel(_deliver_group, ((key, group, connector_for) for key, group in groups.items())):
         total.add(report)
-        _queue_retries(account_id, report.retry_in)
+        failed.extend(not_done)
+    if card_bodies:
+        shown = cards.show_messages(card_bodies)
+        total.cards_failed += shown.failed
+        total.cards_late += shown.late
     return total, failed
 
 
-OPEN_STAGES = ("ringing", "answered")  # cards that show a call as going on
-
-
-def _card_stage(message: dict[str, Any]) -> str:
-    body = message.get("live")
-    return str(body.get("stage") or "") if isinstance(body, dict) else ""
-
-
-def _card_call(message: dict[str, Any]) -> str:
-    body = message.get("live")
-    return str(body.get("call_id") or "") if isinstance(body, dict) else ""
-
-
-def _ended_calls(account_id: str, call_ids: list[str]) -> set[str]:
-    """The calls among `call_ids` that have ended (final, or their end event came); one batch read.
-    Best-effort like the cards: a failed read shows them."""
-    wanted = [c for c in dict.fromkeys(call_ids) if c]
-    if not wanted:
-        return set()
+def _is_card(body: str) -> bool:
     try:
-        found = _read_calls(account_id, wanted)
+        message = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("kind") == live.KIND
+
+
+def _deliver_group(
+    key: tuple[str, str], group: list[_Message], connector_for: ConnectorFactory | None
+) -> tuple[Report, list[str]]:
+    """The calls of one batch to one CRM of one account: (the report, the message ids to retry)."""
+    account_id, crm_name = key
+    try:
+        account = get_account(account_id)
+    except UnknownAccount:
+        logger().error("delivery message of an unknown account dropped")
+        return Report(), []
     except Exception:
-        logger().exception("could not read the calls of live cards")
-        return set()
-    return {c for c, item in found.items() if item.get("final") or item.get("completed_at")}
-
-
-def _show_card(account: Account, crm: CrmSettings, message: dict[str, Any]) -> None:
-    if not live.has_live_cards(crm):
-        return  # switched off since the card was queued
-    cards = registry.crm_capability(crm.kind, LiveCards)
-    if cards is None:
-        return
-    cards.send_live(account, with_secrets(account.id, crm), message)
+        logger().exception("could not read the account of delivery messages")
+        return Report(), [m.id for m in group]
+    crm = account.settings.crm(crm_name)
+    if crm is None:
+        logger().warning("delivery message for a CRM the account no longer has", extra={"crm": crm_name})
+        return Report(), []
+    try:
+        report = process(account, crm, list(dict.fromkeys(m.call_id for m in group)), connector_for=connector_for)
+    except Exception:
+        logger().exception("realtime delivery failed", extra={"account": account_id, "crm": crm_name})
+        return Report(), [m.id for m in group]
+    _queue_retries(account_id, report.retry_in)
+    return report, []
 
 
 def _queue_retries(account_id: str, retry_in: dict[tuple[str, str], int]) -> None:

@@ -9,8 +9,10 @@ file), so that recordings of any length play although a Lambda response is limit
   `account|call id|exp` with the account's signing key (`signed_recording_url`, `verify_signature`).
 
 The ReferenceId / {call id} is our call id. Every refusal is one of the PlaybackDenied errors; an
-unknown call, another account's call and a recording not fetched yet are the same RecordingNotFound,
-so nobody learns whether another account's recording exists. Secrets are compared in constant time
+unknown call and another account's call are the same RecordingNotFound, so nobody learns whether
+another account's recording exists. A call of the authenticated account whose recording is still
+being fetched is RecordingNotStoredYet: a realtime CRM gets the link with the call, before the file
+is stored, and a player asking meanwhile is told to ask again shortly. Secrets are compared in constant time
 and never logged.
 """
 
@@ -58,7 +60,17 @@ class BadSignature(PlaybackDenied):
 
 
 class RecordingNotFound(PlaybackDenied):
-    """No such call for this account, or its recording is not stored (yet)."""
+    """No such call for this account, or it has no recording (none, or given up)."""
+
+
+class RecordingNotStoredYet(RecordingNotFound):
+    """A call of this account whose recording is still being fetched: a realtime CRM has the call
+    (and this link) before the file is stored. Asked again after `RETRY_AFTER_S`, it plays."""
+
+
+# What a "not yet" suggests waiting: a recording is stored within seconds of its call's end unless
+# the PBX's server fails, and a manager who presses play again should not wait longer than that.
+RETRY_AFTER_S = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +191,14 @@ def verify_signature(
 # The stored object
 # ---------------------------------------------------------------------------------------------
 def locate(account_id: str, call_id: str) -> StoredObject:
-    """The stored recording of a call of this account; RecordingNotFound otherwise."""
+    """The stored recording of a call of this account; RecordingNotStoredYet while its fetch has
+    neither stored nor given up, RecordingNotFound otherwise. Only an authenticated account's own
+    call can be "not yet": whether another account's call exists is never told."""
     bucket = get_settings().recordings_bucket
     call = calls.get_call(account_id, call_id) if call_id else None
     recording = (call or {}).get("recording") or {}
+    if call and not call.get("recording_state") and _fetchable(call.get("recording_url")):
+        raise RecordingNotStoredYet()
     if not bucket or not call or call.get("recording_state") != "stored" or not recording.get("key"):
         raise RecordingNotFound()
     return StoredObject(
@@ -191,6 +207,10 @@ def locate(account_id: str, call_id: str) -> StoredObject:
         size=int(recording.get("size") or 0),
         content_type=str(recording.get("content_type") or "application/octet-stream"),
     )
+
+
+def _fetchable(link: object) -> bool:
+    return str(link or "").lower().startswith(("http://", "https://"))
 
 
 def presigned_url(stored: StoredObject, ttl: int = PRESIGN_TTL_S) -> str:

@@ -87,7 +87,7 @@ def _mark_stored(account: str, call_id: str, recording: dict[str, Any], kept_day
         account, call_id, update, condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR #cs <> :cerased)"
     ):
         return False
-    handoff.recording_settled(account, call_id)
+    handoff.recording_settled(account, call_id, stored=True)
     return True
 
 
@@ -104,7 +104,10 @@ def _mark_unavailable(account: str, call_id: str, reason: str) -> None:
         update,
         condition="attribute_exists(pk) AND (attribute_not_exists(#cs) OR NOT #cs IN (:cstored, :cerased))",
     ):
-        handoff.recording_settled(account, call_id)
+        try:
+            handoff.recording_settled(account, call_id, stored=False)
+        except Exception:  # a delivery left waiting for it sends nothing more either way
+            logger().exception("could not tell the deliveries that a recording was given up")
 
 
 def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> FetchResult:
@@ -114,6 +117,9 @@ def fetch_recording(account_id: str, call_id: str, *, attempt: int = 1) -> Fetch
     if call is None:
         return FetchResult("unknown_call")
     if call.get("recording_state") == STORED:
+        # A retried message: telling the deliveries again is harmless (a recording update is sent
+        # once), and it is how a failure to tell them the first time is made good.
+        handoff.recording_settled(account_id, call_id, stored=True)
         return FetchResult("already_stored")
     link = str(call.get("recording_url") or "")
     if not link.lower().startswith(("https://", "http://")):
