@@ -89,18 +89,28 @@ def pbx_webhook(account: str, fields: dict[str, Any]) -> None:
 
 
 def run_queued(account: str) -> int:
-    """Play Lambda's SQS event source for the delivery function: this account's messages only
-    (the stack is shared by the run's tests); returns how many ran."""
+    """Play Lambda's SQS event sources for the card and delivery functions, cards first: this
+    account's messages only (the stack is shared by the run's tests); returns how many ran."""
     import delivery as delivery_handler
+    import live_cards
+
+    current = settings.get_settings()
+    handled = _run_queue(account, current.live_card_queue_url, live_cards.handler, "LiveCardQueue")
+    return handled + _run_queue(account, current.delivery_queue_url, delivery_handler.handler, "DeliveryQueue")
+
+
+def _run_queue(account: str, queue: str, handler: Any, name: str) -> int:
     from callbridge_local.drivers import sqs_event
 
-    sqs, queue = aws.sqs(), settings.get_settings().delivery_queue_url
+    if not queue:
+        return 0
+    sqs = aws.sqs()
     handled = 0
     while found := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
         mine = [m for m in found if json.loads(m["Body"]).get("account") == account]
         if mine:
-            arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
-            assert delivery_handler.handler(sqs_event(mine, arn, "us-east-1"), None) == {"batchItemFailures": []}
+            arn = f"arn:aws:sqs:us-east-1:123456789012:{name}"
+            assert handler(sqs_event(mine, arn, "us-east-1"), None) == {"batchItemFailures": []}
         for m in mine:
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
         handled += len(mine)
