@@ -79,7 +79,7 @@ def test_a_record_is_applied_once_with_its_marker_on_the_call_and_its_timeline_i
 
 def test_twins_racing_apply_one(cloud: dict[str, str]) -> None:
     def apply(_: int) -> bool:
-        return calls.apply_once(ACCOUNT, "c2", RING, "2026-12-07T10:00:00Z", {"callid": "c2"}, _increment())
+        return calls.apply_once(ACCOUNT, "c2", RING, "2026-12-07T10:00:00Z", {"callid": "c2"}, _increment()) is not None
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(apply, range(8)))

@@ -171,9 +171,10 @@ def store_final(
     if unless_final:
         condition = "attribute_not_exists(#uf) OR #uf = :uf_no OR attribute_exists(#ud)"
         update.bind({"#uf": "final", "#ud": DERIVED_ATTRIBUTE}, uf_no=False)
-    applied = calls.apply_once(
+    after = calls.apply_once(
         account.id, call.call_id, call.marker, now_iso, call.raw, update, condition, raw_attribute=RAW_ATTRIBUTE
     )
+    applied = after is not None
     was_final = bool(existing and existing.get("final"))
     if applied and not was_final and call.placed_to_a_number:
         from callbridge.core import clicks
@@ -345,7 +346,7 @@ def _apply_live(account: str, event: LiveEvent, marker: Marker, received: dateti
             update.set(completed_at=now_iso)
     elif event.change is Live.TRANSFERRED:
         update.add_to_set("transferred_to", event.user)
-    after = calls.applied_once(account, event.call_id, marker, now_iso, dict(event.raw), update)
+    after = calls.apply_once(account, event.call_id, marker, now_iso, dict(event.raw), update)
     applied = after is not None
     if applied and event.follow_until is not None:
         open_calls.mark_open(account, event.source, event.call_id, now_iso, int(event.follow_until.timestamp()))
@@ -374,7 +375,7 @@ def store_rating(
     now_iso = clock.iso(clock.now())
     update = Update().set(account=account.id, call_id=call_id, rating=rating, updated_at=now_iso)
     update.set_if_absent(source=source, created_at=now_iso)
-    return calls.apply_once(account.id, call_id, marker, now_iso, dict(raw), update)
+    return calls.apply_once(account.id, call_id, marker, now_iso, dict(raw), update) is not None
 
 
 # How long the ringing sweep's entry of a call outlives its first ring: long past the maximum

@@ -142,28 +142,12 @@ def apply_once(
     condition: str | None = None,
     *,
     raw_attribute: str | None = None,
-) -> bool:
-    """See applied_once; True when applied."""
-    applied = applied_once(account, call_id, marker, received_at, raw, update, condition, raw_attribute=raw_attribute)
-    return applied is not None
-
-
-def applied_once(
-    account: str,
-    call_id: str,
-    marker: MarkerFields,
-    received_at: str,
-    raw: dict[str, Any],
-    update: Update,
-    condition: str | None = None,
-    *,
-    raw_attribute: str | None = None,
 ) -> dict[str, Any] | None:
     """Apply `update` to the call and record `marker`, atomically; the call item as the write left it
     (no read needed after it). None when this exact webhook was already applied (a retry), or when
     `condition` (on the call item; its names and values bound on `update`) does not hold: nothing is
-    changed then. `raw_attribute`: the call also keeps the
-    source's record (bounded as on the marker) under that name.
+    changed then. `raw_attribute`: the call also keeps the source's record (bounded as on the marker)
+    under that name.
 
     One conditional UpdateItem decides: the marker joins the call's `marks` in the same write as its
     effect, so a retry or a twin racing us finds it there and changes nothing. It is half the price
