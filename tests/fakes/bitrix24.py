@@ -114,6 +114,7 @@ class FakeBitrix24:
     finished: dict[str, dict[str, Any]] = field(default_factory=dict)  # CALL_ID -> the filed call
     records: dict[str, bytes | str] = field(default_factory=dict)  # CALL_ID -> recording (or its URL)
     cards: list[tuple[str, str, tuple[int, ...]]] = field(default_factory=list)  # (show|hide, CALL_ID, users)
+    late_hides: list[str] = field(default_factory=list)  # CALL_IDs of hides a finish crossed (refused)
     leads: list[str] = field(default_factory=list)  # phones Bitrix24 made a lead for
     leads_found: bool = False  # searchCrmEntities finds the leads CRM_CREATE made (as a portal does)
     lead_entities: dict[str, dict[str, Any]] = field(default_factory=dict)  # E.164 -> the lead CRM_CREATE made
@@ -441,6 +442,11 @@ class FakeBitrix24:
         users = raw if isinstance(raw, list) else [raw]
         ids = tuple(self._int(method, "USER_ID", u) for u in users)
         if call_id in self.finished:
+            if action == "hide":
+                # Not a violation: a hide that its call's finish crossed (cards and calls go to the
+                # portal by separate ways at the same time); the portal refuses it, as finish twice.
+                self.late_hides.append(call_id)
+                raise Refused("ERROR_NOT_FOUND", "Call is not found or already finished")
             self.errors.append(f"{method}: the call {call_id} is finished already")
         self.cards.append((action, call_id, ids))
         return True

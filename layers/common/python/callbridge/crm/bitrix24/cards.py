@@ -19,7 +19,7 @@ from callbridge.core.accounts import Account
 from callbridge.core.config import CrmSettings
 from callbridge.core.live import LiveEvent, still_ringing
 from callbridge.core.phones import is_number
-from callbridge.crm.bitrix24.api import Bitrix24Api, MethodError, open_api
+from callbridge.crm.bitrix24.api import Bitrix24Api, Bitrix24Error, MethodError, open_api
 from callbridge.crm.bitrix24.callbacks import take_click
 from callbridge.crm.bitrix24.calls import CALL_ID, FINISHED, REGISTER, SHOWN, bitrix_time, register_params
 from callbridge.crm.bitrix24.settings import Bitrix24Settings
@@ -58,7 +58,14 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
         shown = {int(u) for u in state.get(SHOWN) or ()}
         hidden = sorted(shown - set(ids)) if live.stage == "answered" else ids
         if hidden:
-            api.call("telephony.externalcall.hide", {"CALL_ID": state[CALL_ID], "USER_ID": hidden})
+            try:
+                api.call("telephony.externalcall.hide", {"CALL_ID": state[CALL_ID], "USER_ID": hidden})
+            except Bitrix24Error as exc:
+                if exc.code != CALL_NOT_FOUND:
+                    raise
+                # Its finish crossed this hide after the check above (the lanes go at the same
+                # time): the finish hid every card, and the portal refuses the hide.
+                return True
             _forget(account, settings, live, hidden)
         return True
     except HttpError as exc:
@@ -66,6 +73,10 @@ def send_live(account: Account, settings: CrmSettings, message: dict[str, Any]) 
         return False
     finally:
         api.close()
+
+
+# What the portal answers a method on a call it finished (or never registered).
+CALL_NOT_FOUND = "ERROR_NOT_FOUND"
 
 
 def _final(account: Account, live: LiveEvent) -> bool:
