@@ -1,4 +1,4 @@
-"""Issue 4's "Done when", end to end through the local runtime over HTTP: Cloud PBX histories → calls →
+"""CRM delivery end to end through the local runtime over HTTP: Cloud PBX histories → calls →
 deliveries → fake MiniCRM and retailCRM servers on 127.0.0.1 that validate every request. A day of
 mixed calls in batch mode (the schedule's drain) and in realtime mode (the queue worker alone), an
 outage of three schedule runs (30 minutes at the default rate; retries due at once with

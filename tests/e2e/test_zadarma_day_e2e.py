@@ -280,7 +280,9 @@ def until(world: World, done: Callable[[], bool], seconds: float, runs: list[str
     deadline = time.monotonic() + seconds
     while not done() and time.monotonic() < deadline:
         answer = world.http.post("/_local/queues/drain", params={"timeout": "20", "delayed": "0"})
-        assert answer.status_code == 200, answer.text
+        # 504: something still waits, e.g. a recording fetch sitting out the PBX's Retry-After (the
+        # fake's rate limit answers 429 with 20 s): the loop goes on until `done` or its time is up.
+        assert answer.status_code in (200, 504), answer.text
         for function in runs:
             answer = world.http.post(f"/_local/schedules/{function}")
             assert answer.status_code == 200, answer.text
@@ -328,7 +330,7 @@ def test_a_replayed_zadarma_day_is_one_record_per_call_in_every_crm(world: World
             and len(portal.records) == sum(1 for n in range(CALLS) if kind_of(n) in RECORDED)
         )
 
-    until(world, everywhere, 40.0, ["DeliveryDrainFunction"])
+    until(world, everywhere, 90.0, ["DeliveryDrainFunction"])  # past a 429's Retry-After
     assert retail.errors == [] and mini.errors == [] and portal.errors == [] and pbx.errors == [], (
         retail.errors[:5], mini.errors[:5], portal.errors[:5], pbx.errors[:5],
     )  # fmt: skip
