@@ -54,7 +54,9 @@ crms:
       client_id: e2e-retail-client-0001, default_user_id: 99}}
 recordings:
   allow_hosts: ["127.0.0.1:{files_port}"]   # the test's file server (that port only): never on AWS
+  basic_auth: {{username: minicrm, password: {rec_password}}}
 """
+REC_PASSWORD = "e2e-recordings-password-01"
 
 
 @dataclass
@@ -68,7 +70,10 @@ class Crm:
 @pytest.fixture(scope="module")
 def files() -> Iterator[RecordingServer]:
     server = RecordingServer().start()
-    server.route("/rec.mp3", Reply(200, b"ID3" + random.Random(4).randbytes(2000), {"Content-Type": "audio/mpeg"}))
+    audio = b"ID3" + random.Random(4).randbytes(2000)
+    server.route("/rec.mp3", Reply(200, audio, {"Content-Type": "audio/mpeg"}))
+    # A PBX slow to serve its recordings: the call is final long before its recording is stored.
+    server.route("/slow.mp3", Reply(200, audio, {"Content-Type": "audio/mpeg"}, delay_s=1.0))
     try:
         yield server
     finally:
@@ -100,7 +105,7 @@ def bridge(
         crm = crms[name]
         text = ACCOUNT.format(
             name=name, token=TOKEN, mode=mode, mini=crm.mini_url, retail=crm.retail_url,
-            mini_key=MINI_KEY, retail_key=RETAIL_KEY, files_port=files.port,
+            mini_key=MINI_KEY, retail_key=RETAIL_KEY, files_port=files.port, rec_password=REC_PASSWORD,
         )  # fmt: skip
         (directory / f"{name}.yaml").write_text(trusting_fakes_yaml(text), encoding="utf-8")
     params = {"DeliveryRetryBaseSeconds": "0", "DeliveryHttpAttempts": "1", "DeliveryMaxAttempts": "5"}
@@ -203,13 +208,22 @@ def test_a_day_in_realtime_mode(
     client: httpx.Client, bridge: LocalBridge, crms: dict[str, Crm], files: RecordingServer
 ) -> None:
     crm = crms["dreal"]
-    ids = post_day(client, "dreal", DAY, files.url("/rec.mp3"))
-    # The queues alone (no schedule): every call goes at once, a recorded one with the link to its
-    # recording, whether or not the file is stored yet. Nothing is left for the drain's grace period.
+    # MiniCRM downloads a recording from the URL template the moment it saves the call.
+    crm.mini.recording_url = f"{bridge.base_url}/v1/dreal/recordings?Rec={{ref}}"
+    crm.mini.recording_auth = ("minicrm", REC_PASSWORD)
+    ids = post_day(client, "dreal", DAY, files.url("/slow.mp3"))
+    # The queues alone (no schedule): every call goes at once, retailCRM's recorded ones with the
+    # link to their recording, whether or not the file is stored yet; MiniCRM's wait for the file,
+    # woken by its storing. Nothing is left for the drain's grace period.
     drained = drain_queues(client)
     assert drained["drained"], drained
     assert set(crm.retail.calls) == set(ids), why_missing(bridge, crm, ids)
     assert_once(crm, ids)
+    crm.mini.wait_for_downloads()
+    references = sorted(r["ReferenceId"] for _, r in crm.mini.all_records() if "ReferenceId" in r)
+    assert sorted(crm.mini.downloads) == references
+    got = {ref: (d.status, d.content_type, d.body[:3]) for ref, d in crm.mini.downloads.items()}
+    assert set(got.values()) == {(200, "audio/mpeg", b"ID3")}, got
     # No batching window: a batch is what a poller finds waiting, up to 10 messages (both CRMs): at
     # most one upload per call, several calls to one when they queue up.
     assert max(len(u) for u in crm.retail.uploads) <= 10

@@ -3,7 +3,10 @@ the spec, de-duplicating identical records (answered `Exists`) and recording wha
 `system_id` and `general_key` also the part of MiniCRM's general API (`/Api/R3`, HTTP Basic) that
 callback ToDos use: contacts by phone, cards by main contact, a card's ToDos, ToDo create (PUT) and
 close. `fail_after_save` answers the next N ToDo creates or closes (`todo/create`, `todo/update`) or
-call logs (`calllog`) with a 500 after saving them."""
+call logs (`calllog`) with a 500 after saving them. With `recording_url` (the URL template MiniCRM
+support is given, `{ref}` for the ReferenceId) and `recording_auth`, it downloads each saved record's
+recording the moment the record is saved, as its downloader may (docs/minicrm.md): `downloads` holds
+what each download got."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import base64
 import json
 import re
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +24,13 @@ from tests.fakes.crm_server import Stall
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 FIELDS = {"Number", "Duration", "CallType", "Date", "ReferenceId"}
 TODO_FIELDS = {"ProjectId", "UserId", "Type", "Comment", "Deadline", "Status"}
+
+
+@dataclass(frozen=True)
+class Download:
+    status: int
+    content_type: str
+    body: bytes
 
 
 @dataclass
@@ -39,6 +51,10 @@ class FakeMiniCrm:
     todos: dict[int, dict[str, Any]] = field(default_factory=dict)  # Id -> ToDo as created, then updated
     fail_after_save: dict[str, int] = field(default_factory=dict)  # "todo/create" | "todo/update" | "calllog" -> N
     lost_logs: list[list[dict[str, Any]]] = field(default_factory=list)  # call logs saved, answered 500
+    recording_url: str | None = None  # e.g. "https://bridge/v1/acc/recordings?Rec={ref}"
+    recording_auth: tuple[str, str] | None = None  # the Basic credentials given with the template
+    downloads: dict[str, Download] = field(default_factory=dict)  # ReferenceId -> its first download
+    _downloaders: list[threading.Thread] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,6 +110,10 @@ class FakeMiniCrm:
                 self._seen.add(identity)
                 self.records.setdefault(extension, []).append(record)
                 counts["Processed"] += 1
+                if self.recording_url and "ReferenceId" in record:
+                    downloader = threading.Thread(target=self._download, args=(record["ReferenceId"],), daemon=True)
+                    self._downloaders.append(downloader)
+                    downloader.start()
             self.requests.append(request)
             if self._saved_then_failed("calllog"):
                 self.lost_logs.append(data)
@@ -117,6 +137,28 @@ class FakeMiniCrm:
         if "ReferenceId" in record and (not isinstance(record["ReferenceId"], str) or not record["ReferenceId"]):
             return "ReferenceId must be a non-empty string"
         return None
+
+    def _download(self, reference: str) -> None:
+        assert self.recording_url is not None
+        request = urllib.request.Request(self.recording_url.replace("{ref}", reference))
+        if self.recording_auth:
+            token = base64.b64encode(":".join(self.recording_auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # follows the 302 to S3
+                got = Download(response.status, response.headers.get("Content-Type", ""), response.read())
+        except urllib.error.HTTPError as error:
+            got = Download(error.code, error.headers.get("Content-Type", ""), error.read())
+        except OSError as error:
+            got = Download(0, "", str(error).encode())
+        with self._lock:
+            self.downloads.setdefault(reference, got)
+
+    def wait_for_downloads(self, timeout: float = 60.0) -> None:
+        with self._lock:
+            downloaders = list(self._downloaders)
+        for downloader in downloaders:
+            downloader.join(timeout)
 
     def all_records(self) -> list[tuple[str, dict[str, Any]]]:
         return [(ext, r) for ext, items in self.records.items() for r in items]

@@ -599,9 +599,10 @@ def play(url: str) -> dict[str, Any]:
 
 
 def test_a_realtime_call_reaches_the_crms_before_its_recording_is_stored(setup: Crms, now: list[datetime]) -> None:
-    """The recording server is slow: the call does not wait for it. Both CRMs get it at once with
-    the link to its recording (retailCRM `recordUrl`, MiniCRM `ReferenceId`), which answers "not
-    yet, ask again" until the file is stored, and then plays. Storing it sends nothing again."""
+    """The recording server is slow. retailCRM, whose player fetches `recordUrl` when someone plays
+    it, gets the call at once with its link, which answers "not yet, ask again" until the file is
+    stored, and then plays. MiniCRM downloads the file the moment it has the call: its delivery is
+    held, and storing the recording queues it, with its `ReferenceId`. Nothing goes twice."""
     from callbridge.store import calls
     from callbridge.store.updates import Update
 
@@ -611,19 +612,78 @@ def test_a_realtime_call_reaches_the_crms_before_its_recording_is_stored(setup: 
     arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
     assert delivery_handler.handler(sqs_event(messages, arn, "us-east-1"), None) == {"batchItemFailures": []}
     assert "recordUrl" in setup.retail.calls[call_id]
-    assert [r.get("ReferenceId") for _, r in setup.mini.all_records()] == [call_id]
-    assert {d["state"] for d in store.of_call("realtime", call_id)} == {store.DELIVERED}
+    assert setup.mini.received == 0
+    held = store.get_one("realtime", call_id, "minicrm")
+    assert held is not None and held["state"] == store.PENDING and held.get(store.RECORDING_WAIT) is True
     early = play(setup.retail.calls[call_id]["recordUrl"])
     assert early["statusCode"] == 404 and early["headers"]["Retry-After"] == "10"
     assert json.loads(early["body"]) == {"error": "Recording not stored yet", "retry": True}
-    # The worker stores the file: the link plays, and nothing is queued or sent again.
+    # The worker stores the file: the link plays, and MiniCRM's delivery alone is queued.
     recording = {"key": f"realtime/{call_id}/recording.mp3", "size": 2000, "content_type": "audio/mpeg"}
     calls.update_call("realtime", call_id, Update().set(recording_state="stored", recording=recording))
     handoff.recording_settled("realtime", call_id, stored=True)
-    assert queued_delivery_messages() == []
+    handoff.recording_settled("realtime", call_id, stored=True)  # the worker's retry wakes nothing more
+    woken = queued_delivery_messages()
+    assert [json.loads(m["Body"])["crm"] for m in woken] == ["minicrm"]
+    assert delivery_handler.handler(sqs_event(woken, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert [r.get("ReferenceId") for _, r in setup.mini.all_records()] == [call_id]
+    assert {d["state"] for d in store.of_call("realtime", call_id)} == {store.DELIVERED}
     late = play(setup.retail.calls[call_id]["recordUrl"])
     assert late["statusCode"] == 302 and late["headers"]["Location"]
     assert setup.retail.received[call_id] == 1 and setup.mini.received == 1
+
+
+def test_a_call_held_for_its_recording_goes_without_it_once_it_is_given_up(setup: Crms, now: list[datetime]) -> None:
+    """A recording the worker gives up: MiniCRM's held delivery goes at once, without a
+    `ReferenceId` MiniCRM would download nothing from."""
+    from callbridge.store import calls
+    from callbridge.store.updates import Update
+
+    call_id = recording_not_stored_yet("realtime", 6)
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    assert delivery_handler.handler(sqs_event(queued_delivery_messages(), arn, "us-east-1"), None) == {
+        "batchItemFailures": []
+    }
+    assert setup.mini.received == 0
+    calls.update_call("realtime", call_id, Update().set(recording_state="failed", recording_error="gone"))
+    handoff.recording_settled("realtime", call_id, stored=False)
+    woken = queued_delivery_messages()
+    assert [json.loads(m["Body"])["crm"] for m in woken] == ["minicrm"]
+    assert delivery_handler.handler(sqs_event(woken, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    records = [r for _, r in setup.mini.all_records()]
+    assert len(records) == 1 and "ReferenceId" not in records[0]
+    assert {d["state"] for d in store.of_call("realtime", call_id)} == {store.DELIVERED}
+
+
+def test_a_recording_stored_while_its_call_was_being_held_wakes_it(
+    setup: Crms, now: list[datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race: the recording worker stores the file and finds nothing held, while the delivery
+    worker, which read the call before that, holds it. The delivery worker reads the call again once
+    it is held, sees the recording stored and queues it itself."""
+    from callbridge.store import calls
+    from callbridge.store.updates import Update
+
+    call_id = recording_not_stored_yet("realtime", 15)
+    real_reschedule = store.reschedule
+
+    def stored_meanwhile(*args: Any, **kwargs: Any) -> bool:
+        recording = {"key": f"realtime/{call_id}/recording.mp3", "size": 2000, "content_type": "audio/mpeg"}
+        calls.update_call("realtime", call_id, Update().set(recording_state="stored", recording=recording))
+        handoff.recording_settled("realtime", call_id, stored=True)  # nothing held yet: nothing woken
+        assert queued_delivery_messages() == []
+        return real_reschedule(*args, **kwargs)
+
+    monkeypatch.setattr(store, "reschedule", stored_meanwhile)
+    arn = "arn:aws:sqs:us-east-1:123456789012:DeliveryQueue"
+    assert delivery_handler.handler(sqs_event(queued_delivery_messages(), arn, "us-east-1"), None) == {
+        "batchItemFailures": []
+    }
+    monkeypatch.setattr(store, "reschedule", real_reschedule)
+    woken = queued_delivery_messages()
+    assert [json.loads(m["Body"])["crm"] for m in woken] == ["minicrm"]
+    assert delivery_handler.handler(sqs_event(woken, arn, "us-east-1"), None) == {"batchItemFailures": []}
+    assert [r.get("ReferenceId") for _, r in setup.mini.all_records()] == [call_id]
 
 
 def test_a_batch_call_still_waits_for_its_recording(setup: Crms, now: list[datetime]) -> None:

@@ -118,12 +118,22 @@ def call_final(account: Account, call_id: str) -> int:
 
 
 def recording_settled(account_id: str, call_id: str, *, stored: bool) -> None:
-    """The recording of a call was stored (`stored`) or given up. A delivery that went without it
-    to a CRM that takes a recording only as a file waits for it (`recording_follows`): now it is
-    pending again for the recording alone and queued (once it is pending, the drain sends it if the
-    queue does not), or, given up, waits no more. Raises when the store fails: the recordings
-    worker's message is then retried, and a recording found stored calls this again."""
-    waiting = [str(d["crm"]) for d in store.of_call(account_id, call_id) if d.get(store.RECORDING_FOLLOWS)]
+    """The recording of a call was stored (`stored`) or given up. A delivery held for it (a
+    realtime CRM that downloads the file on receipt, `recording_wait`) is queued now, with or without
+    it. A delivery that went without it to a CRM that takes a recording only as a file waits for it
+    (`recording_follows`): now it is pending again for the recording alone and queued (once it is
+    pending, the drain sends it if the queue does not), or, given up, waits no more. Raises when the
+    store fails: the recordings worker's message is then retried, and a recording found stored
+    calls this again."""
+    deliveries = store.of_call(account_id, call_id)
+    held = [str(d["crm"]) for d in deliveries if d.get(store.RECORDING_WAIT) and d.get("state") == store.PENDING]
+    woken = [crm for crm in held if store.wake_for_recording(account_id, call_id, crm, clock.now())]
+    if woken:
+        try:
+            send_messages(account_id, call_id, woken)
+        except Exception:
+            logger().exception("could not queue a delivery held for its recording: the drain sends it")
+    waiting = [str(d["crm"]) for d in deliveries if d.get(store.RECORDING_FOLLOWS)]
     if not waiting:
         return
     if not stored:

@@ -13,6 +13,8 @@
                                 recording only as a file: it is sent as an update once stored
     recording_update            pending again for that update alone (reopen_for_recording);
                                 recording_sent_at once it went
+    recording_wait              pending, held until its recording is stored or given up, for a CRM
+                                that downloads the file when it gets the call (wake_for_recording)
 
 The Deliveries index (dlv_pk, dlv_due) is sparse: finding work costs what is pending, never what was
 delivered. It is KEYS_ONLY; the worker reads the call items it actually sends.
@@ -39,6 +41,7 @@ PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "fail
 NOT_APPLICABLE = "not_applicable"
 PARKED = (REJECTED, FAILED)
 RECORDING_FOLLOWS, RECORDING_UPDATE = "recording_follows", "recording_update"
+RECORDING_WAIT = "recording_wait"
 
 
 dlv_sk = delivery_sk
@@ -142,7 +145,7 @@ def mark_delivered(
         flags=_flags(flags),
         **({RECORDING_FOLLOWS: True} if recording_follows else {}),
     )
-    _update(account, call_id, crm, update.remove("dlv_pk", "dlv_due", "lease_until", "lease_owner"))
+    _update(account, call_id, crm, update.remove("dlv_pk", "dlv_due", "lease_until", "lease_owner", RECORDING_WAIT))
 
 
 def reopen_for_recording(account: str, call_id: str, crm: str, due: datetime) -> bool:
@@ -156,6 +159,14 @@ def reopen_for_recording(account: str, call_id: str, crm: str, due: datetime) ->
     )  # fmt: skip
     update.remove(RECORDING_FOLLOWS).bind({"#s": "state", "#f": RECORDING_FOLLOWS}, delivered=DELIVERED)
     return _update(account, call_id, crm, update, "#s = :delivered AND attribute_exists(#f)") is not None
+
+
+def wake_for_recording(account: str, call_id: str, crm: str, now: datetime) -> bool:
+    """The recording a held delivery waited for is stored or given up: due now. False unless it
+    was held: of the recording worker and a delivery worker that both saw it settle, one queues it."""
+    update = Update().set(dlv_due=due_key(now, call_id)).remove(RECORDING_WAIT)
+    update.bind({"#s": "state", "#w": RECORDING_WAIT}, pending=PENDING)
+    return _update(account, call_id, crm, update, "#s = :pending AND attribute_exists(#w)") is not None
 
 
 def forget_recording(account: str, call_id: str, crm: str) -> None:
@@ -193,11 +204,25 @@ def park(
 
 
 def reschedule(
-    account: str, call_id: str, crm: str, owner: str, due_at: datetime, *, attempts: int, error: str = ""
+    account: str,
+    call_id: str,
+    crm: str,
+    owner: str,
+    due_at: datetime,
+    *,
+    attempts: int,
+    error: str = "",
+    recording_wait: bool = False,
 ) -> bool:
     """Back to pending, due at `due_at` (a transient failure, or waiting for the recording). Only
-    by the lease holder: a worker whose lease ran out must not undo another's result."""
-    update = Update().set(dlv_due=due_key(due_at, call_id), attempts=attempts, last_error=error[:1000] or None)
+    by the lease holder: a worker whose lease ran out must not undo another's result.
+    `recording_wait`: held for the recording, which wakes it once settled (wake_for_recording)."""
+    update = Update().set(
+        dlv_due=due_key(due_at, call_id),
+        attempts=attempts,
+        last_error=error[:1000] or None,
+        **({RECORDING_WAIT: True} if recording_wait else {}),
+    )
     update.remove("lease_until", "lease_owner").bind({"#s": "state", "#lo": "lease_owner"}, me=owner, pending=PENDING)
     return _update(account, call_id, crm, update, "#lo = :me AND #s = :pending") is not None
 

@@ -226,6 +226,7 @@ def process(
     marks: list[Callable[[], Any]] = []
     to_send: dict[str, CallRecords] = {}
     follows: set[str] = set()  # calls that go now, their recording later (store.reopen_for_recording)
+    waiting: set[str] = set()  # calls held for their recording (store.wake_for_recording)
     try:
         for call_id, item in items.items():
             attempts = int(item.get("attempts") or 0)
@@ -238,16 +239,28 @@ def process(
                 continue
             recording = _recording(raw)
             realtime = str(item.get("mode") or crm.mode) == "realtime"
-            if recording == PENDING and not realtime and _young(raw, now, settings.delivery_recording_wait_s):
-                # A batch CRM's call waits for its recording: nobody waits for the batch.
+            held = realtime and connector.takes_recording_link and connector.downloads_on_receipt
+            if recording == PENDING and (held or not realtime) and _young(raw, now, settings.delivery_recording_wait_s):
+                # A batch CRM's call waits for its recording: nobody waits for the batch. A realtime
+                # one waits if its CRM downloads the file on receipt, woken as soon as the recording
+                # settles (handoff.recording_settled); the due time is the drain's re-check.
                 due = now + timedelta(seconds=max(60, settings.delivery_realtime_grace_s))
-                marks.append(partial(store.reschedule, account.id, call_id, name, owner, due, attempts=attempts))
+                marks.append(
+                    partial(
+                        store.reschedule, account.id, call_id, name, owner, due, attempts=attempts, recording_wait=held
+                    )
+                )
+                if held:
+                    waiting.add(call_id)
                 report.deferred += 1
                 continue
-            # A realtime call never waits for its recording: a CRM that plays our link whenever asked
-            # gets it now (it resolves once the file is stored); one that downloads the file when
-            # given it gets the recording later, as an update of the same call (`recording_follows`).
-            linked = recording == STORED or (recording == PENDING and realtime and connector.takes_recording_link)
+            # Otherwise a realtime call does not wait for its recording: a CRM that plays our link
+            # whenever asked gets it now (it resolves once the file is stored); one that takes the
+            # file gets the recording later, as an update of the same call (`recording_follows`).
+            # One held past its wait goes without a link its CRM would download before the file.
+            linked = recording == STORED or (
+                recording == PENDING and realtime and connector.takes_recording_link and not held
+            )
             if recording == PENDING and realtime and not connector.takes_recording_link:
                 follows.add(call_id)
             try:
@@ -367,7 +380,7 @@ def process(
             report.delivered += 1
             report.duplicates += int(duplicate)
     _parallel(_run, ((m,) for m in marks))
-    _recordings_settled_meanwhile(account.id, [c for c in follows if c in to_send])
+    _recordings_settled_meanwhile(account.id, [c for c in follows if c in to_send] + sorted(waiting))
     _stamp_health(account.id, name, delivered=report.delivered > 0, errors=errors)
     if report.rejected or report.failed:
         logger().warning("deliveries parked", extra={"crm": name, "rejected": report.rejected, "failed": report.failed})
@@ -453,10 +466,11 @@ def _delivered(
 
 
 def _recordings_settled_meanwhile(account: str, call_ids: list[str]) -> None:
-    """A call sent before its recording was stored waits for the recording worker's word
-    (`handoff.recording_settled`). The worker may have stored it while the call was being sent and
-    found nothing waiting yet: so the call is read again once it waits, and whoever sees both -
-    that worker or this one - sends the recording (store.reopen_for_recording lets one of them)."""
+    """A call sent before its recording was stored, or held for it, waits for the recording
+    worker's word (`handoff.recording_settled`). The worker may have settled it while the call was
+    being sent or held and found nothing waiting yet: so the call is read again once it waits, and
+    whoever sees both - that worker or this one - goes on (store.reopen_for_recording and
+    store.wake_for_recording let one of them)."""
     if not call_ids:
         return
     try:
