@@ -90,7 +90,6 @@ class _Crashing:
         self.real, self.phone = real, phone
         self.kind, self.max_batch = real.kind, real.max_batch
         self.takes_recording_link = real.takes_recording_link
-        self.downloads_on_receipt = real.downloads_on_receipt
 
     def records(self, call: Any, recording: bool) -> Any:
         return self.real.records(call, recording)

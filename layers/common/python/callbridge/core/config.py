@@ -192,6 +192,11 @@ class CrmSettings(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
     mode: DeliveryMode = Field(default="batch", description="realtime: right after each call; batch: by schedule")
     _trusted_hosts: frozenset[str] = PrivateAttr(default=frozenset())
+    # The CRM downloads a call's recording from our link as soon as it has the call, and takes no
+    # later update (MiniCRM, docs/minicrm.md): a realtime call whose recording is still being fetched
+    # is held for it (docs/delivery.md, "Recordings and realtime calls"). A CRM that plays the link
+    # only when someone asks, or takes the file as an update (Bitrix24), gets the call at once.
+    downloads_recording_on_receipt: ClassVar[bool] = False
 
     @property
     def trusted_hosts(self) -> frozenset[str]:

@@ -54,7 +54,7 @@ def call_stored(
     """
     try:
         if (newly_final or repeat_of_final) and deliver:
-            call_final(account, call_id)
+            call_final(account, call_id, recording_pending=fetch_recording)
         if fetch_recording:
             queue_recording_fetch(account.id, call_id)
     finally:
@@ -83,12 +83,15 @@ def _ingested(source: str, outcome: str | None, reason: str | None) -> None:
     metric("CallsIngested", Source=source, Outcome=outcome or "unknown", Reason=reason or "answered")
 
 
-def call_final(account: Account, call_id: str) -> int:
+def call_final(account: Account, call_id: str, *, recording_pending: bool = False) -> int:
     """Create the deliveries of a call that has just become final; returns how many were new.
 
     Realtime CRMs get a queue message now, whether or not the call's recording is stored yet (the
-    delivery worker decides how the recording follows). Their items are due only after
-    DELIVERY_REALTIME_GRACE_SECONDS, so the drain sends them only if the queue path did not."""
+    delivery worker decides how the recording follows), except a CRM that downloads the recording
+    on receipt while it is still to be fetched (`recording_pending`): that delivery is created held
+    (`recording_wait`), and the recording's settling queues it (recording_settled). The items of
+    realtime deliveries are due only after DELIVERY_REALTIME_GRACE_SECONDS, so the drain sends them
+    only if the queue path did not."""
     account_id = account.id
     crms = crms_of(account)
     if not crms:
@@ -101,9 +104,10 @@ def call_final(account: Account, call_id: str) -> int:
     for crm in crms:
         mode = crm.mode
         due = now + timedelta(seconds=settings.delivery_realtime_grace_s) if mode == "realtime" else now
-        if store.create(account_id, call_id, crm.name, crm.kind, mode, due, now):
+        held = mode == "realtime" and recording_pending and crm.downloads_recording_on_receipt
+        if store.create(account_id, call_id, crm.name, crm.kind, mode, due, now, recording_wait=held):
             created += 1
-            if mode == "realtime":
+            if mode == "realtime" and not held:
                 realtime.append(crm.name)
         else:
             existed = True
@@ -127,7 +131,7 @@ def recording_settled(account_id: str, call_id: str, *, stored: bool) -> None:
     calls this again."""
     deliveries = store.of_call(account_id, call_id)
     held = [str(d["crm"]) for d in deliveries if d.get(store.RECORDING_WAIT) and d.get("state") == store.PENDING]
-    woken = [crm for crm in held if store.wake_for_recording(account_id, call_id, crm, clock.now())]
+    woken = [crm for crm in held if store.wake_for_recording(account_id, call_id, crm)]
     if woken:
         try:
             send_messages(account_id, call_id, woken)

@@ -143,14 +143,11 @@ class Connector(Protocol):
     kind: str
     max_batch: int  # records per request
     # How the CRM takes a recording. True: as our playback link (retailCRM `recordUrl`, amoCRM
-    # `link`, MiniCRM `ReferenceId`). False: as a file it downloads when given (Bitrix24's
+    # `link`, MiniCRM `ReferenceId`): a realtime call goes at once and its link resolves once the
+    # file is stored, unless the CRM downloads it on receipt (CrmSettings
+    # `downloads_recording_on_receipt`). False: as a file it downloads when given (Bitrix24's
     # attachRecord), so a realtime call goes at once and its recording follows as an update.
     takes_recording_link: bool
-    # With a link: False, the CRM fetches it when someone plays it, so a realtime call goes at once
-    # and its link resolves once the file is stored. True, the CRM downloads the file as soon as it
-    # has the call and takes no later update (MiniCRM, docs/minicrm.md): a realtime call then waits
-    # for its recording to be stored or given up (DELIVERY_RECORDING_WAIT_SECONDS at most).
-    downloads_on_receipt: bool
 
     def records(self, call: Call, recording: bool) -> CallRecords:
         """The call's records; with `recording`, with the link to (or the file of) its recording."""

@@ -82,8 +82,19 @@ def _update(
     return updated_item_if(**request)
 
 
-def create(account: str, call_id: str, crm: str, kind: str, mode: str, due: datetime, now: datetime) -> bool:
-    """The delivery of a call to one CRM; False when it exists already (a repeated hand-off)."""
+def create(
+    account: str,
+    call_id: str,
+    crm: str,
+    kind: str,
+    mode: str,
+    due: datetime,
+    now: datetime,
+    *,
+    recording_wait: bool = False,
+) -> bool:
+    """The delivery of a call to one CRM; False when it exists already (a repeated hand-off).
+    `recording_wait`: held until the call's recording settles (wake_for_recording)."""
     update = Update().set(
         account=account,
         call_id=call_id,
@@ -96,6 +107,7 @@ def create(account: str, call_id: str, crm: str, kind: str, mode: str, due: date
         dlv_pk=queue_key(account, crm),
         dlv_due=due_key(due, call_id),
         expires_at=expires_at(),
+        **({RECORDING_WAIT: True} if recording_wait else {}),
     )
     return _update(account, call_id, crm, update, "attribute_not_exists(pk)") is not None
 
@@ -161,11 +173,12 @@ def reopen_for_recording(account: str, call_id: str, crm: str, due: datetime) ->
     return _update(account, call_id, crm, update, "#s = :delivered AND attribute_exists(#f)") is not None
 
 
-def wake_for_recording(account: str, call_id: str, crm: str, now: datetime) -> bool:
-    """The recording a held delivery waited for is stored or given up: due now. False unless it
-    was held: of the recording worker and a delivery worker that both saw it settle, one queues it."""
-    update = Update().set(dlv_due=due_key(now, call_id)).remove(RECORDING_WAIT)
-    update.bind({"#s": "state", "#w": RECORDING_WAIT}, pending=PENDING)
+def wake_for_recording(account: str, call_id: str, crm: str) -> bool:
+    """The recording a held delivery waited for is stored or given up: held no more, for its caller
+    to queue it. False unless it was held: of the recording worker and a delivery worker that both
+    saw it settle, one queues it. Its due time (the drain's, should the message be lost) stays: a
+    move would rewrite its index entry."""
+    update = Update().remove(RECORDING_WAIT).bind({"#s": "state", "#w": RECORDING_WAIT}, pending=PENDING)
     return _update(account, call_id, crm, update, "#s = :pending AND attribute_exists(#w)") is not None
 
 
@@ -336,7 +349,9 @@ def of_call(account: str, call_id: str) -> list[dict[str, Any]]:
 
 
 def pending_realtime(account: str, call_id: str) -> list[str]:
-    """The CRMs whose realtime delivery of the call is still pending."""
+    """The CRMs whose realtime delivery of the call is still pending and not held for its recording."""
     return [
-        str(d["crm"]) for d in of_call(account, call_id) if d.get("state") == PENDING and d.get("mode") == "realtime"
+        str(d["crm"])
+        for d in of_call(account, call_id)
+        if d.get("state") == PENDING and d.get("mode") == "realtime" and not d.get(RECORDING_WAIT)
     ]

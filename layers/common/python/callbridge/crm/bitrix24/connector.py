@@ -79,7 +79,6 @@ class Bitrix24Connector:
     kind = "bitrix24"
     max_batch = 25  # two commands per call (finish + attachRecord) in one batch of at most 50
     takes_recording_link = False
-    downloads_on_receipt = False
 
     def __init__(
         self,

@@ -68,7 +68,6 @@ class KommoConnector:
     kind = "kommo"
     max_batch = 50
     takes_recording_link = True
-    downloads_on_receipt = False
 
     def __init__(
         self,

@@ -71,7 +71,6 @@ class MiniCrmConnector:
     kind = "minicrm"
     max_batch = MAX_BATCH
     takes_recording_link = True
-    downloads_on_receipt = True
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -29,6 +29,9 @@ class MiniCrmSettings(CrmSettings):
     """MiniCRM call log (docs/minicrm.md)."""
 
     kind: Literal["minicrm"] = "minicrm"
+    # "MiniCRM can download and play mp3 recordings ... we will download the files" (its VOIP API):
+    # from the URL template, when it saves the call; a saved record is never updated.
+    downloads_recording_on_receipt: ClassVar[bool] = True
     name: str = Field(default="minicrm", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Destination id")
     base_url: PeerUrl = Field(default="https://r3.minicrm.io", description="Without /Api/CallLog")
     api_key: Secret = Field(description="The VOIP ApiKey (MiniCRM / Settings / System)")

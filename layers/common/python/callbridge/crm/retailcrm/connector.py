@@ -77,7 +77,6 @@ class RetailCrmConnector:
     kind = "retailcrm"
     max_batch = UPLOAD_LIMIT
     takes_recording_link = True
-    downloads_on_receipt = False
 
     def __init__(
         self,
