@@ -339,20 +339,23 @@ class AwsCalls:
 
         def counted(client: Any, operation: str, params: dict[str, Any]) -> Any:
             counting = counter.meter.on and not getattr(_local, "uncounted", False)
-            before = counter.before(client, operation, params) if counting else []
+            with not_lambda_cpu():
+                before = counter.before(client, operation, params) if counting else []
             started = time.perf_counter()
             try:
                 result = original(client, operation, params)
             except Exception as error:
                 if counting:
-                    counter.refused(client, operation, params, error, before)
+                    with not_lambda_cpu():
+                        counter.refused(client, operation, params, error, before)
                 raise
             finally:
                 work = getattr(_local, "work", None)
                 if work is not None and not getattr(_local, "uncounted", False):
                     work.add(aws_ms=(time.perf_counter() - started) * 1000, aws_calls=1)
             if counter.meter.on and not getattr(_local, "uncounted", False):
-                counter.record(client, operation, params, result, before)
+                with not_lambda_cpu():
+                    counter.record(client, operation, params, result, before)
             return result
 
         setattr(BaseClient, "_make_api_call", counted)  # noqa: B010
@@ -549,6 +552,38 @@ class AwsCalls:
                 name = f"{function}: {operation} {kind}"
                 self.meter.wru_by[name] = self.meter.wru_by.get(name, 0.0) + units
         self.meter.add(wru=wru, rru=rru)
+
+
+@contextlib.contextmanager
+def not_lambda_cpu() -> Iterator[None]:
+    """CPU this thread spends here is the meter's or the emulator's, not the function's: taken off
+    the invocation it runs in (the meter's own reads of item images, the local IAM check)."""
+    work = getattr(_local, "work", None)
+    started = time.thread_time()
+    try:
+        yield
+    finally:
+        if work is not None:
+            work.add(cpu_ms=-(time.thread_time() - started) * 1000)
+
+
+@contextlib.contextmanager
+def emulator_checks_uncounted() -> Iterator[None]:
+    """The local runtime checks each AWS call against the function's IAM policy (Lambda does not:
+    AWS does, on its side): that CPU is not the function's."""
+    from callbridge_local.iam import Enforcer
+
+    original = Enforcer.check
+
+    def check(self: Enforcer, *args: Any, **kwargs: Any) -> Any:
+        with not_lambda_cpu():
+            return original(self, *args, **kwargs)
+
+    setattr(Enforcer, "check", check)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(Enforcer, "check", original)  # noqa: B010
 
 
 @contextlib.contextmanager
@@ -1341,6 +1376,7 @@ def run(args: argparse.Namespace, machine: str) -> dict[str, Any]:
             serve(stamping(FakeMiniCrm(MINI_KEY), "minicrm", batch_arrivals, Meter(), batch_phones)) as mini_b,
             serve(stamping(FakeRetailCrm(RETAIL_KEY), "retailcrm", batch_arrivals, Meter(), batch_phones)) as retail_b,
             AwsCalls(meter, vpc_functions()).installed(),
+            emulator_checks_uncounted(),
             timed_invocations(meter),
         ):
             accounts = Path(scratch)
