@@ -60,3 +60,33 @@ def test_a_cold_start_loads_no_heavy_library_before_the_first_request(function: 
     loaded = _loaded_after_import(_http_handler_modules()[function])
     assert _http_handler_modules()[function] in loaded
     assert sorted(loaded & set(HEAVY)) == []
+
+
+def _import_depths(module: str) -> dict[str, int]:
+    """How deep under the handler module each module was first imported (the handler: 0)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in HANDLER_PATHS)}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    depths: dict[str, int] = {}
+    for line in done.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[0].strip().isdigit():
+            name = parts[2].lstrip(" ")
+            depths[name] = (len(parts[2]) - len(name) - 1) // 2
+    assert depths.get(module) == 0, f"{module} was not imported at the top: {sorted(depths)[:20]}"
+    return depths
+
+
+@pytest.mark.parametrize("function", ["ContactFunction", "CloudPbxFunction"])
+def test_the_contact_path_imports_boto3_from_the_handler_as_the_floor_does(function: str) -> None:
+    # CPython's frame stack grows and shrinks by chunks; boto3's import, thousands of nested calls,
+    # made about a thousand more page faults when it ran several modules deep (bench/floor.py
+    # imports it from the handler itself, and the contact path is measured against that).
+    assert _import_depths(_http_handler_modules()[function])["boto3"] == 1

@@ -2,7 +2,7 @@
 
 import pytest
 
-from callbridge.core.phones import country_code, known_e164, national_digits, normalize
+from callbridge.core.phones import country_code, international_guess, known_e164, national_digits, normalize
 
 
 @pytest.mark.parametrize(
@@ -122,3 +122,34 @@ def test_numbers_only_parsing_can_read_are_left_to_normalize(raw, region):
 def test_country_codes_come_from_the_metadata():
     assert (country_code("RU"), country_code("hu"), country_code(""), country_code(None)) == ("7", "36", "", "")
     assert country_code("ZZ") == ""
+
+
+@pytest.mark.parametrize("code", ["7", "1", "36", "380", ""])
+@pytest.mark.parametrize("raw", SHAPES)
+def test_the_key_read_before_the_account_is_the_one_known_e164_gives_under_any_home_code(raw, code):
+    # The contact path reads the caller's entry under international_guess before it knows the
+    # account's code, and uses it only where known_e164 then agrees: known_e164 must never give a
+    # key that the guess missed, under any code.
+    known = known_e164(raw, code)
+    assert known is None or known == international_guess(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "guess"),
+    [
+        ("79101234567", "+79101234567"),  # the PBX's form: its country code is only a guess here
+        ("89101234567", "+89101234567"),  # read as if international; known_e164 refuses it for RU
+        ("+7 (910) 123-45-67", "+79101234567"),
+        ("  +442079460958 ", "+442079460958"),
+        ("0036201234567", None),  # an international or trunk prefix: only parsing can tell
+        ("06201234567", None),
+        ("7+9101234567", None),
+        ("+1 212 555 1234 ext. 5", None),
+        ("+12125551234#5", None),
+        ("anonymous", None),
+        ("", None),
+        ("+", None),
+    ],
+)
+def test_a_number_is_guessed_international_only_where_known_e164_could_read_it(raw, guess):
+    assert international_guess(raw) == guess

@@ -1,5 +1,6 @@
-"""The runtime view of an account: the few fields every webhook needs, read with one GetItem and
-cached per warm Lambda. The full, validated configuration lives in `callbridge.core.config`.
+"""The runtime view of an account: the few fields every webhook needs, read with one GetItem (for a
+caller lookup, one BatchGetItem that reads the caller's directory entry too) and cached per warm
+Lambda. The full, validated configuration lives in `callbridge.core.config`.
 
 Webhook tokens are checked against SHA-256 digests kept on the account item, so that the contact
 path (a ringing phone) needs neither SSM nor a second AWS client. The tokens themselves live only in
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from callbridge.infra.refresh import RefreshBudget
 from callbridge.infra.settings import get_settings
 from callbridge.store import keys
-from callbridge.store.accounts import get_account_item
+from callbridge.store.accounts import ContactRead, get_account_and_contact, get_account_item
 from callbridge.store.keys import ACCOUNT_ID as ACCOUNT_ID
 
 if TYPE_CHECKING:
@@ -124,6 +125,9 @@ class Lookup:
     account: Account | None
     read_at: float
     fresh: bool
+    # The caller's directory entry read with the account (authenticate_caller): (E.164, item or
+    # None), or None when it was not read.
+    contact: ContactRead | None = None
 
     @classmethod
     def of(cls, account: Account) -> Lookup:
@@ -153,9 +157,11 @@ def _ttl() -> float:
     return float(get_settings().credential_cache_s)
 
 
-def lookup(account_id: str, *, fast: bool = False, refresh: bool = False) -> Lookup:
+def lookup(account_id: str, *, fast: bool = False, refresh: bool = False, caller: str | None = None) -> Lookup:
     """The account as cached (for settings.credential_cache_s), or as read now. A malformed id is
-    answered like a missing account without a read: it cannot name one."""
+    answered like a missing account without a read: it cannot name one. `caller`: an E.164 key
+    whose Contacts item a read of the account reads too, in the same request (the Lookup's
+    `contact`); a cached account reads nothing more."""
     now = time.monotonic()
     if not ACCOUNT_ID.match(account_id):
         return Lookup(account_id, None, now, fresh=True)
@@ -167,11 +173,15 @@ def lookup(account_id: str, *, fast: bool = False, refresh: bool = False) -> Loo
         missing_at = _missing.get(account_id)
         if missing_at is not None and missing_at + ttl > now:
             return Lookup(account_id, None, missing_at, fresh=False)
-    data = get_account_item(account_id, fast=fast)
+    contact: ContactRead | None = None
+    if caller is None:
+        data = get_account_item(account_id, fast=fast)
+    else:
+        data, contact = get_account_and_contact(account_id, caller, fast=fast)
     if data is None:
         _cache.pop(account_id, None)
         _remember_missing(account_id, now)
-        return Lookup(account_id, None, now, fresh=True)
+        return Lookup(account_id, None, now, fresh=True, contact=contact)
     account = Account(
         id=account_id,
         phone_region=str(data.get("phone_region") or ""),
@@ -189,7 +199,7 @@ def lookup(account_id: str, *, fast: bool = False, refresh: bool = False) -> Loo
     if account_id in _missing:
         with _missing_lock:
             _missing.pop(account_id, None)
-    return Lookup(account_id, replace(account, fresh=True), now, fresh=True)
+    return Lookup(account_id, replace(account, fresh=True), now, fresh=True, contact=contact)
 
 
 def recheck(seen: Lookup, *, fast: bool = False) -> Lookup:
@@ -224,12 +234,28 @@ def get_account(account_id: str, *, fast: bool = False, refresh: bool = False) -
 def authenticate(account_id: str, presented: str, *, fast: bool = False) -> Account:
     """The account whose webhook token `presented` is; UnknownAccount for a wrong token too, after
     the same work (a recheck) as for an account that does not exist."""
-    seen = lookup(account_id, fast=fast)
+    account, _ = _authenticated(account_id, presented, fast=fast, caller=None)
+    return account
+
+
+def authenticate_caller(account_id: str, presented: str, caller: str | None) -> tuple[Account, ContactRead | None]:
+    """`authenticate` on the fast path for a caller lookup, and the caller's directory entry when
+    reading the account read it too (`caller`: its E.164 key, core/phones.py international_guess):
+    (E.164, item or None), else None. On a cold start that is the lookup's one round trip, as the
+    floor's (bench/benchmark.py). Either way the reads are the same whether the account exists or
+    not, so a refusal's timing still tells nothing."""
+    return _authenticated(account_id, presented, fast=True, caller=caller)
+
+
+def _authenticated(
+    account_id: str, presented: str, *, fast: bool, caller: str | None
+) -> tuple[Account, ContactRead | None]:
+    seen = lookup(account_id, fast=fast, caller=caller)
     if seen.account is not None and seen.account.accepts(presented):
-        return seen.account
+        return seen.account, seen.contact
     again = recheck(seen, fast=fast)
     if again.account is not None and again.account.accepts(presented):
-        return again.account
+        return again.account, again.contact
     raise UnknownAccount(account_id)
 
 

@@ -48,6 +48,20 @@ def country_code(region: str | None) -> str:
     return str(code) if code else ""
 
 
+def international_guess(raw: str) -> str | None:
+    """What `known_e164` answers for `raw` under any home code its digits begin with ("+" and the
+    digits), or None when it answers None under every one. So it needs no account: the contact path
+    reads the caller's directory entry under this key together with the account
+    (core/accounts.py authenticate_caller), and uses it only where `known_e164` agrees."""
+    text = raw.strip()[:_MAX_INPUT]
+    if not text or not set(text) <= _PLAIN:
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not digits or "+" in text[1:] or digits.startswith("0"):
+        return None
+    return "+" + digits
+
+
 def known_e164(raw: str, home_code: str) -> str | None:
     """The E.164 number `raw` is *if it is valid*, read without phonenumbers, or None when only
     parsing can tell (a trunk or international prefix, a national number, an extension).
@@ -57,14 +71,12 @@ def known_e164(raw: str, home_code: str) -> str | None:
     takes that candidate whenever it is valid. So where this E.164 is a stored key - stored keys
     are valid numbers, `normalize` made them - it is exactly what `normalize` would have answered.
     Whether it is valid is for the caller to learn that way, never from this function."""
-    text = raw.strip()[:_MAX_INPUT]
-    if not text or not set(text) <= _PLAIN:
+    guess = international_guess(raw)
+    if guess is None:
         return None
-    digits = "".join(ch for ch in text if ch.isdigit())
-    if not digits or "+" in text[1:] or digits.startswith("0"):
-        return None
-    if text.startswith("+") or (home_code and not text.startswith("0") and digits.startswith(home_code)):
-        return "+" + digits
+    # No leading '0' here (international_guess refused it): no trunk prefix before the home code.
+    if raw.lstrip().startswith("+") or (home_code and guess.startswith("+" + home_code)):
+        return guess
     return None
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callbridge import registry
-from callbridge.core.accounts import Account, UnknownAccount, authenticate
+from callbridge.core.accounts import Account, UnknownAccount, authenticate, authenticate_caller
+from callbridge.core.phones import international_guess
 from callbridge.core.webhooks import (
     CallerLookup,
     PbxWebhooks,
@@ -30,6 +31,9 @@ from callbridge.core.webhooks import (
     WebhookRoute,
 )
 from callbridge.infra.observability import bind, contact_latency
+
+if TYPE_CHECKING:
+    from callbridge.store.accounts import ContactRead
 
 _JSON = {"content-type": "application/json"}
 _TEXT = {"content-type": "text/plain; charset=utf-8"}
@@ -64,14 +68,14 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     webhook: Webhook | None = None
     try:
         webhook = declared.read(_request(event, route, started))
-        account = _authenticate(declared, webhook)
+        account, directory = _authenticate(declared, webhook)
         if webhook.name not in declared.lookups:
             # Every line of a recorded webhook names its account; a caller lookup logs nothing on
             # success and must not load the logger (its cold start, bench/benchmark.py).
             bind(account=account.id)
         result = declared.handle(account, webhook)
         if isinstance(result, CallerLookup):
-            return _response(_caller(declared, account, result, started))
+            return _response(_caller(declared, account, result, started, directory))
         return _response(result)
     except WebhookRefused as refused:
         return _response(refused.answer)
@@ -123,23 +127,38 @@ def _request(event: dict[str, Any], route: WebhookRoute, started: float) -> Webh
     )
 
 
-def _authenticate(declared: PbxWebhooks, webhook: Webhook) -> Account:
+def _authenticate(declared: PbxWebhooks, webhook: Webhook) -> tuple[Account, ContactRead | None]:
     """The account, once per request; the package's refusal for an unknown one, a wrong credential
-    and another PBX's account alike (nobody can probe which accounts exist)."""
+    and another PBX's account alike (nobody can probe which accounts exist). For a caller lookup,
+    also the caller's directory entry when the account's read could fetch it alongside
+    (core/accounts.py authenticate_caller): a cold start's second round trip saved."""
     if not webhook.credential:
         raise WebhookRefused(declared.refused)
+    directory = None
     try:
-        account = authenticate(webhook.request.account_id, webhook.credential, fast=webhook.name in declared.lookups)
+        if webhook.name in declared.lookups:
+            phone = declared.caller_phone(webhook) if declared.caller_phone is not None else None
+            account, directory = authenticate_caller(
+                webhook.request.account_id, webhook.credential, international_guess(phone) if phone else None
+            )
+        else:
+            account = authenticate(webhook.request.account_id, webhook.credential)
     except UnknownAccount:
         raise WebhookRefused(declared.refused) from None
     if account.pbx_kind != declared.kind:
         raise WebhookRefused(declared.refused)
-    return account
+    return account, directory
 
 
-def _caller(declared: PbxWebhooks, account: Account, lookup: CallerLookup, started: float) -> WebhookAnswer:
+def _caller(
+    declared: PbxWebhooks,
+    account: Account,
+    lookup: CallerLookup,
+    started: float,
+    directory: ContactRead | None,
+) -> WebhookAnswer:
     from callbridge.features.callers import lookup as look_up
 
-    found, served = look_up(account, lookup.phone, started)
+    found, served = look_up(account, lookup.phone, started, directory)
     contact_latency((time.monotonic() - started) * 1000, served)
     return declared.caller_answer(found)

@@ -8,19 +8,23 @@ and with it the CRM connectors, loads only for an account with CRMs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callbridge.core.accounts import Account
 from callbridge.core.phones import known_e164, normalize
 from callbridge.store.contacts import find_by_phone
 
+if TYPE_CHECKING:
+    from callbridge.store.accounts import ContactRead
 
-def lookup(account: Account, phone: str, started: float) -> tuple[dict[str, str], str]:
+
+def lookup(account: Account, phone: str, started: float, read: ContactRead | None = None) -> tuple[dict[str, str], str]:
     """(contact_name and responsible, each only when known; where that came from: directory,
     cache, crm, timeout, error, or none when there was nothing to look up). `started` is the
-    request's arrival (time.monotonic()): the budget counts from it."""
+    request's arrival (time.monotonic()): the budget counts from it. `read`: a directory entry
+    already read with the account (E.164, item or None; core/accounts.py authenticate_caller)."""
     try:
-        found = _directory(account, phone)
+        found = _directory(account, phone, read)
     except Exception:  # the ringing phone gets a valid answer whatever happened to the directory
         from callbridge.infra.observability import logger
 
@@ -41,13 +45,14 @@ def lookup(account: Account, phone: str, started: float) -> tuple[dict[str, str]
     return {k: str(v) for k, v in answer.items() if v}, "directory"
 
 
-def _directory(account: Account, phone: str) -> tuple[str, dict[str, Any] | None] | None:
+def _directory(account: Account, phone: str, read: ContactRead | None) -> tuple[str, dict[str, Any] | None] | None:
     """The caller's E.164 number and directory entry (None if not in the directory); None when the
     number is none. A known caller in the form the PBX sends (79101234567) is found without parsing
-    the number (core/phones.py known_e164): phonenumbers loads only for the others."""
+    the number (core/phones.py known_e164): phonenumbers loads only for the others. `read` stands
+    for that key's GetItem only when it is that key's entry."""
     guessed = known_e164(phone, account.phone_country_code)
     if guessed is not None:
-        contact = find_by_phone(account.id, guessed, fast=True)
+        contact = read[1] if read is not None and read[0] == guessed else find_by_phone(account.id, guessed, fast=True)
         if contact is not None:
             return guessed, contact
     e164 = normalize(phone, account.phone_region).e164

@@ -54,6 +54,12 @@ def handle(account: Account, webhook: Webhook) -> WebhookAnswer | CallerLookup:
     return WebhookAnswer(200)
 
 
+def caller_phone(webhook: Webhook) -> str | None:
+    """The `phone` a contact command's CallerLookup carries (parse_contact), unchecked: `handle`
+    still refuses what it refuses."""
+    return webhook.fields.get("phone")
+
+
 def caller_answer(found: Mapping[str, str]) -> WebhookAnswer:
     """`contact_name` and `responsible`, each only when known: `{}` lets the PBX route by its own rules."""
     return WebhookAnswer(200, dict(found))
@@ -73,4 +79,5 @@ WEBHOOKS = PbxWebhooks(
     handle=handle,
     lookups=frozenset({CONTACT}),
     caller_answer=caller_answer,
+    caller_phone=caller_phone,
 )
