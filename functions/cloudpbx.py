@@ -2,10 +2,10 @@
 
 from typing import Any
 
-# boto3 first, from the handler itself, as the floor imports it (bench/floor.py): CPython allocates
-# the Python frame stack in chunks and frees one whenever the stack falls back below it, and boto3's
-# import is thousands of nested calls. Imported six modules deep under ours it crossed such a
-# boundary over and over: about a thousand more page faults, 5-8 ms of a cold start of ~130 ms.
+# boto3 first, from the handler itself, as the floor imports it (bench/floor.py). Imported six
+# modules deep under ours it cost about a thousand more page faults, 5-8 ms of a cold start of
+# ~130 ms (measured on CPython 3.11; the faults grow with the depth of the import). A likely cause:
+# CPython allocates its frame stack in chunks and frees one whenever the stack falls back below it.
 import boto3  # noqa: F401
 
 from callbridge.edge.webhooks import handle
