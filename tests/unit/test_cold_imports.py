@@ -84,7 +84,7 @@ def _import_depths(module: str) -> dict[str, int]:
     return depths
 
 
-@pytest.mark.parametrize("function", ["ContactFunction", "CloudPbxFunction"])
+@pytest.mark.parametrize("function", ["ContactFunction", "CloudPbxFunction", "HistoryFunction", "EventFunction"])
 def test_the_contact_path_imports_boto3_from_the_handler_as_the_floor_does(function: str) -> None:
     # CPython's frame stack grows and shrinks by chunks; boto3's import, thousands of nested calls,
     # made about a thousand more page faults when it ran several modules deep (bench/floor.py
