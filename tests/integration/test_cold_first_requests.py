@@ -12,17 +12,12 @@ tests/unit/test_cold_imports.py holds the handlers' imports to none of them."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from callbridge_local.template import load_template
+from tests.cold import ROOT, run_fresh
 
-ROOT = Path(__file__).resolve().parents[2]
-HANDLER_PATHS = [ROOT / "layers" / "common" / "python", ROOT / "functions"]
 HEAVY = ("pydantic", "phonenumbers", "aws_lambda_powertools", "httpx")
 # The heavy libraries a sample's request may load; a sample not named here may load none.
 MAY_LOAD: dict[str, set[str]] = {
@@ -68,17 +63,9 @@ def test_every_allowance_names_a_sample() -> None:
 @pytest.mark.parametrize(("sample", "handler"), SAMPLES, ids=[name for name, _ in SAMPLES])
 def test_a_cold_first_request_loads_only_what_it_needs(sample: str, handler: str) -> None:
     module, _, function = handler.rpartition(".")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in HANDLER_PATHS)}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(heavy=HEAVY), module, function],
-        input=(ROOT / "events" / sample).read_text(encoding="utf-8"),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
+    done = run_fresh(
+        ["-c", SCRIPT.format(heavy=HEAVY), module, function], (ROOT / "events" / sample).read_text(encoding="utf-8")
     )
-    assert done.returncode == 0, done.stderr[-2000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("ANSWER "))
     answer = json.loads(line.removeprefix("ANSWER "))
     assert answer["status"] < 500, answer

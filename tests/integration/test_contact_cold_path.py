@@ -7,17 +7,12 @@ keeps it so."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.cold import run_fresh
 from tests.support import DEMO_TOKEN, form, http_event, seed_contact
 
-ROOT = Path(__file__).resolve().parents[2]
-HANDLER_PATHS = [ROOT / "layers" / "common" / "python", ROOT / "functions"]
 # Each is tens of milliseconds of a cold start that a ringing phone waits for.
 HEAVY = ("phonenumbers", "pydantic", "aws_lambda_powertools", "httpx")
 
@@ -51,17 +46,7 @@ def contact_event(phone: str, *, token: str = DEMO_TOKEN, account: str = "demo")
 
 def cold(events: list[dict[str, object]], module: str = "contact") -> list[dict[str, object]]:
     """The answers of one fresh interpreter (a cold Lambda) handling `events` in turn."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in HANDLER_PATHS)}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(heavy=HEAVY), module],
-        input=json.dumps(events),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_fresh(["-c", SCRIPT.format(heavy=HEAVY), module], json.dumps(events))
     line = next(x for x in done.stdout.splitlines() if x.startswith("ANSWERS "))
     answers: list[dict[str, object]] = json.loads(line.removeprefix("ANSWERS "))
     return answers

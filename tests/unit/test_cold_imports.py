@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from callbridge_local.template import load_template
+from tests.cold import ROOT, run_fresh
 
-ROOT = Path(__file__).resolve().parents[2]
-HANDLER_PATHS = [ROOT / "layers" / "common" / "python", ROOT / "functions"]
 HEAVY = ("pydantic", "pydantic_core", "phonenumbers", "aws_lambda_powertools", "httpx", "httpcore")
 
 SCRIPT = """
@@ -39,11 +34,7 @@ def _http_handler_modules() -> dict[str, str]:
 
 
 def _loaded_after_import(module: str) -> set[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in HANDLER_PATHS)}
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, module], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_fresh(["-c", SCRIPT, module])
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
@@ -64,16 +55,7 @@ def test_a_cold_start_loads_no_heavy_library_before_the_first_request(function: 
 
 def _import_depths(module: str) -> dict[str, int]:
     """How deep under the handler module each module was first imported (the handler: 0)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in HANDLER_PATHS)}
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_fresh(["-X", "importtime", "-c", f"import {module}"])
     depths: dict[str, int] = {}
     for line in done.stderr.splitlines():
         parts = line.removeprefix("import time:").split("|")
