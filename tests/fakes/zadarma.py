@@ -67,6 +67,8 @@ class FakeZadarma:
     base_url: str = ""  # set by the test once served: where download links point
     _links: dict[str, tuple[str, float]] = field(default_factory=dict)
     _seen: list[tuple[float, bool]] = field(default_factory=list)
+    links_issued: list[str] = field(default_factory=list)  # recording ids, once per link given out
+    expired_downloads: list[str] = field(default_factory=list)  # recording ids whose link had expired
     _tokens: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -154,6 +156,7 @@ class FakeZadarma:
             token = f"t{next(self._tokens)}"
             with self._lock:
                 self._links[token] = (rec, self.monotonic() + self.link_ttl_s)
+                self.links_issued.append(rec)
             links.append(f"{self.base_url}/v1/pbx/record/download/{token}/{rec}.mp3")
         if call_id:
             return 200, {"status": "success", "link": links[0], "lifetime_till": "2024-05-01 12:30:00"}, {}
@@ -164,6 +167,8 @@ class FakeZadarma:
         token = parts[5] if len(parts) > 6 else ""
         found = self._links.get(token)
         if found is None or found[1] < self.monotonic():
+            with self._lock:
+                self.expired_downloads.append(parts[-1].removesuffix(".mp3"))
             return 404, {"status": "error", "message": "Link expired"}, {}
         return 200, self.recordings[found[0]], {"content-type": "audio/mpeg"}
 
