@@ -352,3 +352,25 @@ def test_apply_says_nothing_of_egress_locally_or_without_minicrm():
     local = Target(kind="local", label="local runtime", base_url="http://127.0.0.1:3000")
     assert egress_lines(MINICRM_ACCOUNT, local) == []
     assert egress_lines(RETAILCRM_ACCOUNT, _stack_target({"EgressIps": "203.0.113.10"})) == []
+
+
+def test_apply_gives_minicrm_its_recording_url_or_says_why_it_cannot_download():
+    from callbridge.features.admin import cabinet_lines
+
+    def minicrm_lines(config: AccountConfig) -> list[str]:
+        return [line for line in cabinet_lines(config, "https://api.example.com") if "MiniCRM" in line]
+
+    (missing,) = minicrm_lines(MINICRM_ACCOUNT)  # no recordings.basic_auth
+    assert "cannot download recordings" in missing and "recordings.basic_auth" in missing
+    with_auth = AccountConfig.model_validate(
+        {
+            "account": "acme",
+            "phone_region": "HU",
+            "pbx": {"kind": "cloudpbx", "crm_tokens": ["c" * 24]},
+            "crms": [{"kind": "minicrm", "api_key": "k" * 24}],
+            "recordings": {"basic_auth": {"username": "minicrm", "password": "p" * 16}},
+        }
+    )
+    (template,) = minicrm_lines(with_auth)
+    assert template.endswith("https://api.example.com/v1/acme/recordings?Rec={%RefereceId%}")
+    assert minicrm_lines(RETAILCRM_ACCOUNT) == []

@@ -144,6 +144,13 @@ def cabinet_lines(config: AccountConfig, base_url: str) -> list[str]:
         lines.append(
             f"account {account}: MiniCRM recording URL template: {base}/v1/{account}/recordings?Rec={{%RefereceId%}}"
         )
+    elif any(crm.kind == "minicrm" for crm in config.crms):
+        # MiniCRM downloads each recorded call's file from that URL with Basic credentials: without
+        # them every download is refused, and it never asks again (docs/minicrm.md).
+        lines.append(
+            f"account {account}: MiniCRM cannot download recordings: set recordings.basic_auth, then give MiniCRM "
+            "support the recording URL template this command prints (docs/minicrm.md)"
+        )
     return lines
 
 
