@@ -239,7 +239,7 @@ def process(
                 continue
             recording = _recording(raw)
             realtime = str(item.get("mode") or crm.mode) == "realtime"
-            held = realtime and connector.takes_recording_link and crm.downloads_recording_on_receipt
+            held = realtime and crm.downloads_recording_on_receipt  # as handoff.call_final holds it
             if recording == PENDING and (held or not realtime) and _young(raw, now, settings.delivery_recording_wait_s):
                 # A batch CRM's call waits for its recording: nobody waits for the batch. A realtime
                 # one waits if its CRM downloads the file on receipt, woken as soon as the recording
